@@ -1,0 +1,33 @@
+# Two commands: `make demo` and `make test`. Each creates .venv if missing and installs into it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pmcurate demo
+
+test: $(STAMP)
+	$(BIN)/ruff check pmcurate tests bench
+	$(BIN)/ruff format --check pmcurate tests bench
+	$(BIN)/python -m pytest -q
+
+lint format:
+	$(BIN)/ruff format pmcurate tests bench
+	$(BIN)/ruff check --fix pmcurate tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/parse.py
+
+clean:
+	rm -rf $(VENV) build out .pytest_cache .ruff_cache

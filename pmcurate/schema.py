@@ -1,0 +1,233 @@
+"""Arrow schemas of every table: the contract between stages.
+
+A build folder holds each table as a folder of Parquet shards, ``BUILD/tables/<table>/*.parquet``,
+every shard written with the schema defined here. Stages read tables and write tables; nothing
+else passes between them. ``write_shard`` is the one way a shard reaches disk: a temporary name in
+the same folder, then an atomic rename, so readers never see a half-written file and a killed run
+leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LICENSE_CODES = ("CC0", "CC BY", "CC BY-SA", "CC BY-ND", "CC BY-NC", "CC BY-NC-SA", "CC BY-NC-ND", "PD", "TDM")
+"""Normalized license codes; ``other`` for a recognised but non-standard license, null when unknown."""
+
+COMMERCIAL_LICENSES = frozenset({"CC0", "CC BY", "CC BY-SA", "CC BY-ND", "PD"})
+NONCOMMERCIAL_LICENSES = frozenset({"CC BY-NC", "CC BY-NC-SA", "CC BY-NC-ND"})
+
+SECTION_TYPES = ("abstract", "introduction", "methods", "results", "discussion", "conclusion", "case", "other")
+DOCUMENT_TYPES = ("clinical_case", "study", "review", "other")
+DOMAINS = ("clinical", "biomedical", "other")
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+STRINGS = pa.list_(pa.string())
+
+ABSTRACT = pa.struct([("type", pa.string()), ("title", pa.string()), ("text", pa.string())])
+"""One abstract of an article: its ``abstract-type`` (null for the main one), title and text."""
+
+DATE = pa.struct([("type", pa.string()), ("date", pa.string())])
+"""A dated event (``epub``, ``ppub``, ``collection``, ``received``…) as an ISO date, maybe partial."""
+
+AUTHOR = pa.struct(
+    [
+        ("name", pa.string()),
+        ("surname", pa.string()),
+        ("given_names", pa.string()),
+        ("orcid", pa.string()),
+        ("affiliations", STRINGS),
+    ]
+)
+
+IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+"""The Hugging Face ``datasets.Image`` storage layout."""
+
+ARTICLES = pa.schema(
+    [
+        ("article_id", pa.string(), False),
+        ("pmcid", pa.string()),
+        ("version", pa.int32()),
+        ("pmid", pa.string()),
+        ("doi", pa.string()),
+        ("title", pa.string()),
+        ("abstract", pa.string()),
+        ("abstracts", pa.list_(ABSTRACT)),
+        ("journal", pa.string()),
+        ("journal_abbrev", pa.string()),
+        ("issn", STRINGS),
+        ("publisher", pa.string()),
+        ("pub_year", pa.int32()),
+        ("pub_date", pa.string()),
+        ("dates", pa.list_(DATE)),
+        ("article_type", pa.string()),
+        ("subjects", STRINGS),
+        ("keywords", STRINGS),
+        ("authors", pa.list_(AUTHOR)),
+        ("language", pa.string()),
+        ("license", pa.string()),
+        ("license_url", pa.string()),
+        ("license_text", pa.string()),
+        ("commercial_use", pa.bool_()),
+        ("retracted", pa.bool_()),
+        ("is_retraction_notice", pa.bool_()),
+        ("related_retractions", STRINGS),
+        ("n_paragraphs", pa.int32()),
+        ("n_figures", pa.int32()),
+        ("n_tables", pa.int32()),
+        ("source", pa.string()),
+        ("source_uri", pa.string()),
+        ("content_sha256", pa.string()),
+        ("harvested_at", TIMESTAMP),
+    ]
+)
+
+PARAGRAPHS = pa.schema(
+    [
+        ("paragraph_id", pa.string(), False),
+        ("article_id", pa.string(), False),
+        ("path", pa.string()),
+        ("ordinal", pa.int32()),
+        ("section_title", pa.string()),
+        ("section_path", STRINGS),
+        ("section_type", pa.string()),
+        ("text", pa.string()),
+        ("n_words", pa.int32()),
+    ]
+)
+
+FIGURES = pa.schema(
+    [
+        ("figure_id", pa.string(), False),
+        ("article_id", pa.string(), False),
+        ("path", pa.string()),
+        ("xml_id", pa.string()),
+        ("label", pa.string()),
+        ("caption", pa.string()),
+        ("mention_ids", STRINGS),
+        ("graphics", STRINGS),
+        ("image", IMAGE),
+        ("image_sha256", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("format", pa.string()),
+    ]
+)
+
+TABLES = pa.schema(
+    [
+        ("table_id", pa.string(), False),
+        ("article_id", pa.string(), False),
+        ("path", pa.string()),
+        ("xml_id", pa.string()),
+        ("label", pa.string()),
+        ("caption", pa.string()),
+        ("text", pa.string()),
+        ("footer", pa.string()),
+        ("mention_ids", STRINGS),
+        ("graphics", STRINGS),
+    ]
+)
+"""``table-wrap`` objects: caption, cell text (cells tab-separated, rows newline-separated), footer."""
+
+
+def _scores(names: Iterable[str]) -> pa.DataType:
+    return pa.struct([(n, pa.float32()) for n in names])
+
+
+LABELS = pa.schema(
+    [
+        ("paragraph_id", pa.string(), False),
+        ("document_type", pa.string()),
+        ("document_type_scores", _scores(DOCUMENT_TYPES)),
+        ("domain", pa.string()),
+        ("domain_scores", _scores(DOMAINS)),
+        ("educational_score", pa.float32()),
+        ("annotator", pa.string()),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        ("source", pa.string()),
+        ("member", pa.string()),
+        ("article_id", pa.string()),
+        ("stage", pa.string()),
+        ("error", pa.string()),
+        ("reason", pa.string()),
+        ("at", TIMESTAMP),
+    ]
+)
+"""Inputs that could not be processed: which file (and archive member), why, and when."""
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "articles": ARTICLES,
+    "paragraphs": PARAGRAPHS,
+    "figures": FIGURES,
+    "tables": TABLES,
+    "labels": LABELS,
+    "quarantine": QUARANTINE,
+}
+
+TMP_PREFIX = ".tmp-"
+"""Temporary shards start with this prefix and do not end in ``.parquet``: globs never match them."""
+
+
+def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts keyed by column name; missing keys are null) as a table of exactly ``schema``."""
+    rows = list(rows)
+    return pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
+
+
+def write_shard(table: pa.Table, path: str | os.PathLike[str], *, row_group_size: int | None = None) -> Path:
+    """Write ``table`` to ``path`` (a ``.parquet`` file) atomically, zstd-compressed.
+
+    The bytes go to a hidden temporary file in the destination folder, are flushed to disk, then
+    renamed over ``path``: a reader sees either the old shard, or the complete new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "wb") as sink:
+            pq.write_table(
+                table,
+                sink,
+                compression="zstd",
+                row_group_size=row_group_size,
+                write_statistics=True,
+            )
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def table_dir(build: str | os.PathLike[str], name: str) -> Path:
+    """The folder of table ``name`` inside a build."""
+    return Path(build) / "tables" / name
+
+
+def shard_paths(build: str | os.PathLike[str], name: str) -> list[Path]:
+    """The finished shards of a table, sorted; temporary files are never listed."""
+    folder = table_dir(build, name)
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
