@@ -167,6 +167,78 @@ QUARANTINE = pa.schema(
 )
 """Inputs that could not be processed: which file (and archive member), why, and when."""
 
+TEACHER_LABELS = pa.schema(
+    [
+        ("paragraph_id", pa.string()),
+        ("text_sha256", pa.string(), False),
+        ("text", pa.string()),
+        ("article_id", pa.string()),
+        ("document_type", pa.string()),
+        ("domain", pa.string()),
+        ("educational_score", pa.int8()),
+        ("model", pa.string()),
+        ("prompt_hash", pa.string()),
+        ("annotator", pa.string()),
+        ("at", TIMESTAMP),
+    ]
+)
+"""Labels given by a teacher (an LLM, the JATS rules, or a labels file) to a sample of paragraphs:
+the training data of the students, kept under ``BUILD/labels/teacher/``. ``paragraph_id`` is null
+for labels made elsewhere and known only by their text; ``text_sha256`` is the sha256 of the text."""
+
+DROPS = pa.schema(
+    [
+        ("id", pa.string(), False),
+        ("subset", pa.string(), False),
+        ("unit", pa.string(), False),
+        ("rule", pa.string(), False),
+        ("reason", pa.string(), False),
+        ("cluster", pa.string()),
+    ]
+)
+"""Rows a subset dropped (``BUILD/subsets/NAME/drops/``): the row's id (paragraph, article or figure
+id, by ``unit``), the rule that dropped it and why in words; for duplicates, ``cluster`` is the id of
+the row kept in its place."""
+
+_ARTICLE_FIELDS = (
+    "pmcid",
+    "pmid",
+    "doi",
+    "title",
+    "journal",
+    "publisher",
+    "pub_year",
+    "article_type",
+    "language",
+    "license",
+    "license_url",
+    "commercial_use",
+    "retracted",
+)
+_LABEL_FIELDS = ("document_type", "document_type_scores", "domain", "domain_scores", "educational_score")
+
+SUBSET_PARAGRAPHS = pa.schema(
+    [
+        *PARAGRAPHS,
+        *(ARTICLES.field(name) for name in _ARTICLE_FIELDS),
+        *(LABELS.field(name) for name in _LABEL_FIELDS),
+        ("labels_annotator", pa.string()),
+        ("repeat", pa.int32(), False),
+    ]
+)
+"""Rows of a paragraph subset (``BUILD/subsets/NAME/*.parquet``): the paragraph, its article's
+metadata and its labels (null where the build has no labels table), and ``repeat``: 0 for every row,
+1..k-1 for the copies an ``--upsample`` rule added."""
+
+SUBSET_FIGURES = pa.schema(
+    [
+        *FIGURES,
+        *(ARTICLES.field(name) for name in _ARTICLE_FIELDS),
+        ("repeat", pa.int32(), False),
+    ]
+)
+"""Rows of a figure subset: the figure row (image included) and its article's metadata."""
+
 SCHEMAS: dict[str, pa.Schema] = {
     "articles": ARTICLES,
     "paragraphs": PARAGRAPHS,

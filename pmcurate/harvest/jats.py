@@ -79,14 +79,56 @@ _ROOT_START = re.compile(rb"<(?![?!])[A-Za-z_][\w.:-]*")
 
 # Elements whose text separates from its neighbours by whitespace (block boundaries).
 BLOCK = frozenset(
-    "p title list list-item disp-quote def-list def-item term def statement boxed-text verse-group "
-    "verse-line speech label table thead tbody tfoot tr td th caption break attrib address array "
-    "chem-struct-wrap preformat code".split()
+    [
+        "p",
+        "title",
+        "list",
+        "list-item",
+        "disp-quote",
+        "def-list",
+        "def-item",
+        "term",
+        "def",
+        "statement",
+        "boxed-text",
+        "verse-group",
+        "verse-line",
+        "speech",
+        "label",
+        "table",
+        "thead",
+        "tbody",
+        "tfoot",
+        "tr",
+        "td",
+        "th",
+        "caption",
+        "break",
+        "attrib",
+        "address",
+        "array",
+        "chem-struct-wrap",
+        "preformat",
+        "code",
+    ]
 )
 # Floats and notes: they have rows (or places) of their own and never enter the running text.
 FLOATS = frozenset(
-    "fig fig-group table-wrap table-wrap-group supplementary-material fn fn-group graphic media "
-    "inline-supplementary-material ref-list sub-article response".split()
+    [
+        "fig",
+        "fig-group",
+        "table-wrap",
+        "table-wrap-group",
+        "supplementary-material",
+        "fn",
+        "fn-group",
+        "graphic",
+        "media",
+        "inline-supplementary-material",
+        "ref-list",
+        "sub-article",
+        "response",
+    ]
 )
 FORMULAS = frozenset(["inline-formula", "disp-formula"])
 _SPECIAL = (*BLOCK, *FLOATS, *FORMULAS, "tex-math", MML_MATH, "alternatives")
@@ -122,7 +164,8 @@ _SECTION_TITLE_RULES = [
     (
         "methods",
         re.compile(
-            r"method|material|experimental (procedure|section|design)|study design|patients and|participants|procedures",
+            r"method|material|experimental (procedure|section|design)|study design|patients and"
+            r"|participants|procedures",
             re.I,
         ),
     ),
@@ -133,7 +176,12 @@ _SECTION_TITLE_RULES = [
 
 _PUB_DATE_PREFERENCE = ("epub", "ppub", "epub-ppub", "collection", "pub", "pmc-release")
 _SEASON_MONTH = {"spring": 3, "summer": 6, "fall": 9, "autumn": 9, "winter": 12}
-_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+    )
+}
 _MAIN_ABSTRACT_EXCLUDED = {
     "teaser",
     "graphical",
