@@ -290,11 +290,9 @@ def _collect_text(el: etree._Element, out: list[str]) -> None:
         out.append(el.text)
     for child in el:
         tag = child.tag
-        if tag in FLOATS:
-            out.append(" ")
-        elif tag in FORMULAS or tag == "alternatives" or tag == "tex-math" or tag == MML_MATH:
+        if tag in FORMULAS or tag == "alternatives" or tag == "tex-math" or tag == MML_MATH:
             out.append(" " + formula_text(child) + " ")
-        elif tag in BLOCK:
+        elif tag in BLOCK or tag in FLOATS:
             out.append(" ")
             _collect_text(child, out)
             out.append(" ")
@@ -305,10 +303,15 @@ def _collect_text(el: etree._Element, out: list[str]) -> None:
 
 
 def formula_text(el: etree._Element) -> str:
-    """A formula as TeX when the XML carries ``tex-math``, else a readable rendering of its MathML."""
+    """A formula as TeX when the XML carries ``tex-math``, else a readable rendering of its MathML.
+
+    The TeX is kept verbatim, as the XML's own characters: PMC often wraps each formula in a whole
+    ``\\documentclass`` document, and ``tex_body`` recovers the math alone for those who want it
+    (an edit of the text is the user's choice, not the extractor's).
+    """
     tex = el if el.tag == "tex-math" else next(el.iter("tex-math"), None)
     if tex is not None:
-        return tex_body("".join(tex.itertext()))
+        return _norm("".join(tex.itertext()))
     math = el if el.tag == MML_MATH else next(el.iter(MML_MATH), None)
     if math is not None:
         return _norm(mathml_text(math)) or _norm(math.get("alttext", ""))
