@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pmcurate import __version__
+
+if TYPE_CHECKING:
+    from pmcurate.harvest.fetch import FetchConfig
 
 log = logging.getLogger("pmcurate")
 
@@ -23,11 +30,390 @@ class UserError(Exception):
 def add_harvest(sub: argparse._SubParsersAction) -> None:
     harvest = sub.add_parser("harvest", help="fetch or read JATS articles and write the base tables")
     sources = harvest.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    del sources  # sources are registered by the harvest modules' CLI hooks below
+    add_harvest_local(sources)
+    add_harvest_network(sources)
+
+
+def add_harvest_local(sources: argparse._SubParsersAction) -> None:
+    local = sources.add_parser(
+        "local",
+        help="read .xml/.nxml/.xml.gz files and .tar.gz packages (per-article or bulk) from disk",
+        description="Harvest JATS files, folders and tar.gz packages into BUILD/tables/. "
+        "Resumable: complete shards are skipped on a rerun. Unreadable documents go to tables/quarantine.",
+    )
+    local.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="file or folder (searched recursively)"
+    )
+    local.add_argument("--out", required=True, type=Path, metavar="BUILD", help="build folder to write")
+    local.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
+    local.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="documents per shard (default 1000)",
+    )
+    local.set_defaults(func=_harvest_local)
+
+
+def _harvest_local(args: argparse.Namespace) -> int:
+    from pmcurate.harvest.local import harvest_local
+
+    try:
+        summary = harvest_local(args.paths, args.out, workers=args.workers, batch_size=args.batch_size)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(summary)
+    return 0
+
+
+def add_harvest_network(sources: argparse._SubParsersAction) -> None:
+    """``harvest pmc|europepmc|eutils``: the network sources (docs/harvest-network.md)."""
+    pmc = sources.add_parser(
+        "pmc",
+        help="PMC Cloud Service: the public S3 bucket pmc-oa-opendata (anonymous HTTPS)",
+        description="Harvest article versions from the PMC Cloud Service (latest version of each article; "
+        "metadata JSON overrides the XML for license, version and retraction). Resumable.",
+    )
+    selection = pmc.add_mutually_exclusive_group(required=True)
+    selection.add_argument("--ids", type=Path, metavar="FILE", help="PMCIDs, one per line (PMC123 or PMC123.2)")
+    selection.add_argument("--since", type=_iso_date, metavar="DATE", help="versions new or changed since DATE")
+    selection.add_argument("--all", action="store_true", help="every article in the bucket")
+    pmc.add_argument("--license", metavar="SEL", help="commercial, noncommercial or codes (CC BY,CC0…)")
+    pmc.add_argument("--media", action="store_true", help="also fetch figure images (MD5-verified)")
+    pmc.add_argument("--skip-retracted", action="store_true", help="do not harvest retracted articles")
+    _network_options(pmc, "https://pmc-oa-opendata.s3.amazonaws.com", rate=10.0)
+    pmc.set_defaults(func=_harvest_pmc)
+
+    epmc = sources.add_parser(
+        "europepmc",
+        help="Europe PMC REST: search (cursorMark paging) then fullTextXML",
+        description="Harvest the full texts of a Europe PMC search. Resumable.",
+    )
+    epmc.add_argument("--query", required=True, help='e.g. "OPEN_ACCESS:Y AND HAS_FT:Y AND LICENSE:\"cc by\""')
+    _network_options(epmc, "https://www.ebi.ac.uk/europepmc/webservices/rest", rate=10.0)
+    epmc.set_defaults(func=_harvest_europepmc)
+
+    eutils = sources.add_parser(
+        "eutils",
+        help="NCBI E-utilities: efetch db=pmc in batches (NCBI_API_KEY from the environment)",
+        description="Harvest PMC articles through efetch, by ids or an esearch query (history server). "
+        "3 requests/s without NCBI_API_KEY, 10 with it. Resumable.",
+    )
+    ids = eutils.add_mutually_exclusive_group(required=True)
+    ids.add_argument("--ids", type=Path, metavar="FILE", help="PMC ids, one per line (PMC123 or 123)")
+    ids.add_argument("--query", help="an esearch term, e.g. 'cc_by_license[Filter] AND malaria'")
+    eutils.add_argument("--email", help="contact address sent to NCBI with every request")
+    eutils.add_argument("--tool", default="pmcurate", help="tool name sent to NCBI (default pmcurate)")
+    _network_options(eutils, "https://eutils.ncbi.nlm.nih.gov/entrez/eutils", rate=None)
+    eutils.set_defaults(func=_harvest_eutils)
+
+
+def _network_options(parser: argparse.ArgumentParser, base_url: str, rate: float | None) -> None:
+    parser.add_argument("--out", required=True, type=Path, metavar="BUILD", help="build folder to write")
+    parser.add_argument("--base-url", default=base_url, help=f"service root (default {base_url})")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="harvest at most N articles")
+    parser.add_argument("--batch-size", type=_positive_int, default=100, metavar="N", help="articles per shard")
+    parser.add_argument("--concurrency", type=_positive_int, default=8, help="requests in flight (default 8)")
+    default = f"{rate:g}" if rate else "3, or 10 with NCBI_API_KEY"
+    parser.add_argument("--rate", type=float, default=rate, help=f"requests/s per host (default {default})")
+    parser.add_argument("--retries", type=int, default=5, help="attempts after the first (default 5)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per connect/read (default 30)")
+    parser.add_argument("--max-bytes", type=_positive_int, default=1 << 30, help="byte cap per object (1 GiB)")
+
+
+def _fetch_config(args: argparse.Namespace, default_rate: float) -> FetchConfig:
+    from pmcurate.harvest.fetch import FetchConfig
+
+    return FetchConfig(
+        concurrency=args.concurrency,
+        rate=args.rate or default_rate,
+        retries=args.retries,
+        timeout=args.timeout,
+        max_bytes=args.max_bytes,
+    )
+
+
+def _run_harvest(harvest: Callable[[Any], Any], options: Any) -> int:
+    from pmcurate.harvest.fetch import HarvestInputError
+
+    try:
+        summary = harvest(options)
+    except HarvestInputError as exc:
+        raise UserError(str(exc)) from None
+    print(summary.line())
+    return 0
+
+
+def _read_ids(path: Path | None) -> tuple[str, ...]:
+    from pmcurate.harvest.fetch import HarvestInputError, read_id_file
+
+    if path is None:
+        return ()
+    try:
+        return tuple(read_id_file(path))
+    except HarvestInputError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _harvest_pmc(args: argparse.Namespace) -> int:
+    from pmcurate.harvest import pmc
+
+    options = pmc.PmcOptions(
+        out=args.out,
+        base_url=args.base_url,
+        ids=_read_ids(args.ids),
+        since=args.since,
+        all=args.all,
+        license=args.license,
+        limit=args.limit,
+        media=args.media,
+        skip_retracted=args.skip_retracted,
+        batch_size=args.batch_size,
+        fetch=_fetch_config(args, 10.0),
+    )
+    if args.ids is not None and not options.ids:
+        raise UserError(f"no PMCIDs in {args.ids}")
+    return _run_harvest(pmc.harvest, options)
+
+
+def _harvest_europepmc(args: argparse.Namespace) -> int:
+    from pmcurate.harvest import europepmc
+
+    options = europepmc.EuropePmcOptions(
+        out=args.out,
+        query=args.query,
+        base_url=args.base_url,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        fetch=_fetch_config(args, 10.0),
+    )
+    return _run_harvest(europepmc.harvest, options)
+
+
+def _harvest_eutils(args: argparse.Namespace) -> int:
+    from pmcurate.harvest import eutils
+
+    api_key = os.environ.get("NCBI_API_KEY") or None
+    ceiling = eutils.RATE_WITH_KEY if api_key else eutils.RATE_WITHOUT_KEY
+    options = eutils.EutilsOptions(
+        out=args.out,
+        ids=_read_ids(args.ids),
+        query=args.query,
+        base_url=args.base_url,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        tool=args.tool,
+        email=args.email,
+        api_key=api_key,
+        fetch=_fetch_config(args, ceiling),
+    )
+    if args.ids is not None and not options.ids:
+        raise UserError(f"no PMC ids in {args.ids}")
+    return _run_harvest(eutils.harvest, options)
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def add_query(sub: argparse._SubParsersAction) -> None:
-    del sub
+    query = sub.add_parser(
+        "query",
+        help="run DuckDB SQL over a build (one view per table)",
+        description="Run SQL over BUILD with DuckDB; every folder under BUILD/tables/ is a view "
+        "(articles, paragraphs, figures, tables, labels, quarantine…).",
+    )
+    query.add_argument("target", metavar="BUILD", help="build folder")
+    query.add_argument(
+        "sql", metavar="SQL", help='e.g. "SELECT license, count(*) FROM articles GROUP BY ALL"'
+    )
+    query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    query.add_argument(
+        "--output", "-o", metavar="FILE", help="write here instead of stdout (required for parquet)"
+    )
+    query.set_defaults(func=_query)
+
+
+def _query(args: argparse.Namespace) -> int:
+    from pmcurate.export.query import QueryError, run_query
+
+    try:
+        run_query(args.target, args.sql, format=args.format, output=args.output)
+    except QueryError as exc:
+        raise UserError(str(exc)) from None
+    return 0
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="harvest the bundled sample articles into build/demo and query them")
+    demo.add_argument("--out", type=Path, default=Path("build/demo"), metavar="BUILD", help="(recreated)")
+    demo.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
+    demo.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pmcurate.demo import run_demo
+
+    try:
+        run_demo(args.out, workers=args.workers)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_annotate(sub: argparse._SubParsersAction) -> None:
+    annotate = sub.add_parser("annotate", help="label paragraphs: LLM teacher on a sample, fastText students on all")
+    steps = annotate.add_subparsers(dest="step", required=True, metavar="STEP")
+    sample = steps.add_parser("sample", help="choose the paragraphs the teacher labels (stratified, seeded)")
+    sample.add_argument("build", help="build folder")
+    sample.add_argument("--n", type=_positive_int, default=10_000, help="paragraphs to sample (default 10000)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--min-tokens", type=int, default=64, help="skip shorter paragraphs (default 64)")
+    llm = steps.add_parser("llm", help="label the sample with an OpenAI-compatible chat-completions endpoint")
+    llm.add_argument("build", help="build folder")
+    llm.add_argument("--endpoint", required=True, help="base URL, e.g. http://localhost:8000/v1")
+    llm.add_argument("--model", required=True)
+    llm.add_argument("--api-key-env", help="variable holding the API key (default PMCURATE_LLM_API_KEY, OPENAI_API_KEY)")
+    llm.add_argument("--concurrency", type=_positive_int, default=16)
+    llm.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    llm.add_argument("--max-retries", type=int, default=6)
+    llm.add_argument("--max-tokens", type=int, help="stop once this many tokens were spent")
+    llm.add_argument("--max-cost", type=float, help="stop once this cost was spent (needs --price-in/--price-out)")
+    llm.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens")
+    llm.add_argument("--price-out", type=float, default=0.0, help="price per million completion tokens")
+    llm.add_argument("--retry-failed", action="store_true", help="ask again for answers cached as failures")
+    train = steps.add_parser("train", help="train and evaluate the fastText students")
+    train.add_argument("build", help="build folder")
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--teacher", choices=("llm", "rules"), default="llm", help="teacher labels of the build")
+    source.add_argument("--labels", help="teacher labels from a JSONL file (text or paragraph_id + 3 labels)")
+    train.add_argument("--dim", type=_positive_int, default=50, help="word vector dimension (default 50)")
+    train.add_argument("--no-pretrain", action="store_true", help="no unsupervised vectors from the build")
+    train.add_argument("--seed", type=int, default=0)
+    apply = steps.add_parser("apply", help="label every paragraph with the trained students")
+    apply.add_argument("build", help="build folder")
+    apply.add_argument("--jobs", type=_positive_int, help="worker processes (default: all cores)")
+    apply.add_argument("--force", action="store_true", help="relabel shards already labelled by these models")
+    for parser in (sample, llm, train, apply):
+        parser.set_defaults(func=_annotate)
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from pmcurate.annotate import commands
+
+    return commands.run(args)
+
+
+def add_filter(sub: argparse._SubParsersAction) -> None:
+    filt = sub.add_parser(
+        "filter",
+        help="make a subset: rules, SQL, dedup and upsampling; every dropped row keeps its reason",
+        description="Write BUILD/subsets/NAME/*.parquet (kept rows) and BUILD/subsets/NAME/drops/ "
+        "(id, rule, reason, cluster of every dropped row). See docs/filters.md.",
+    )
+    filt.add_argument("build", metavar="BUILD", help="build folder")
+    filt.add_argument("--subset", metavar="NAME", help="subset name (required unless --manifest)")
+    filt.add_argument(
+        "--manifest", type=Path, metavar="TOML", help="make the [subsets.NAME] tables of this file instead"
+    )
+    filt.add_argument(
+        "--rule", action="append", default=[], metavar="SPEC",
+        help="built-in rule NAME or NAME=ARG, in order (repeatable): min_words[=48], license=commercial|"
+        "noncommercial|CODE,..., clinical_case, edu_min[=3], domain=clinical[,...], not_retracted, "
+        "language[=en], boilerplate, has_clinical_case, mostly_clinical[=0.5]",
+    )
+    filt.add_argument("--where", metavar="SQL", help="one more condition, DuckDB SQL over the row view")
+    filt.add_argument("--from", dest="source", choices=("paragraphs", "figures"), default="paragraphs")
+    filt.add_argument("--unit", choices=("paragraph", "article", "figure"), help="what rules keep or drop")
+    filt.add_argument(
+        "--dedup", action="append", default=[], metavar="KIND",
+        help="exact, near (paragraphs); image, caption (figures); repeatable or comma-separated",
+    )
+    filt.add_argument("--near-threshold", type=float, default=0.8, help="MinHash Jaccard threshold (0.8)")
+    filt.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (128)")
+    filt.add_argument(
+        "--upsample", action="append", default=[], metavar="RULE=FACTOR",
+        help="write rows matching RULE FACTOR times (repeatable), e.g. mostly_clinical=10",
+    )
+    filt.set_defaults(func=_filter)
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from pmcurate.filters.dedup import NearDupConfig
+    from pmcurate.filters.rules import RuleError
+    from pmcurate.filters.subset import (
+        SubsetError,
+        make_subset,
+        make_subsets_from_manifest,
+        parse_upsample_spec,
+    )
+
+    try:
+        if args.manifest:
+            names = [args.subset] if args.subset else None
+            results = make_subsets_from_manifest(args.build, args.manifest, names=names)
+        elif not args.subset:
+            raise UserError("give --subset NAME (or --manifest FILE)")
+        else:
+            results = [
+                make_subset(
+                    args.build,
+                    args.subset,
+                    where=args.where,
+                    rules=args.rule,
+                    source=args.source,
+                    unit=args.unit,
+                    dedup=[kind.strip() for spec in args.dedup for kind in spec.split(",") if kind.strip()],
+                    near=NearDupConfig(threshold=args.near_threshold, num_perm=args.num_perm),
+                    upsample=[parse_upsample_spec(spec) for spec in args.upsample],
+                    progress=True,
+                )
+            ]
+    except (SubsetError, RuleError) as exc:
+        raise UserError(str(exc)) from None
+    for result in results:
+        print(
+            f"{result.path}: {result.input_rows:,} rows in, {result.kept_rows:,} kept, "
+            f"{result.output_rows:,} written"
+        )
+        for rule, count in sorted(result.dropped.items(), key=lambda item: -item[1]):
+            print(f"  dropped by {rule}: {count:,}")
+    return 0
+
+
+def add_stats(sub: argparse._SubParsersAction) -> None:
+    stats = sub.add_parser(
+        "stats", help="counts and distributions of a build or subset: tables and an HTML report with charts"
+    )
+    stats.add_argument("build", metavar="BUILD", help="build folder")
+    stats.add_argument("--subset", metavar="NAME", help="describe this subset instead of the whole build")
+    stats.add_argument(
+        "--html", type=Path, metavar="FILE", help="report path (default BUILD/reports/stats[-NAME].html)"
+    )
+    stats.set_defaults(func=_stats)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from pmcurate.filters.stats import StatsError, format_text, write_report
+
+    try:
+        result, path = write_report(args.build, args.subset, args.html)
+    except StatsError as exc:
+        raise UserError(str(exc)) from None
+    print(format_text(result))
+    print(f"HTML report: {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_harvest(sub)
     add_query(sub)
+    add_demo(sub)
+    add_annotate(sub)
+    add_filter(sub)
+    add_stats(sub)
     return parser
 
 

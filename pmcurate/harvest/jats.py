@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import html.entities
 import re
+import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -56,17 +57,6 @@ HREF = f"{{{XLINK_NS}}}href"
 MML_MATH = f"{{{MML_NS}}}math"
 ALI_LICENSE_REF = f"{{{ALI_NS}}}license_ref"
 XML_LANG = f"{{{XML_NS}}}lang"
-
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-    collect_ids=False,
-)
 
 _JATS_DEFAULT_NS = re.compile(rb"""\sxmlns\s*=\s*(["'])https?://jats\.nlm\.nih\.gov/ns/[^"']*\1""")
 _NAMED_ENTITY = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)([A-Za-z][A-Za-z0-9]*);")
@@ -218,6 +208,7 @@ def parse(data: bytes, *, source_uri: str = "", include_sub_articles: bool = Fal
 
 
 def _parse_xml(data: bytes, where: str) -> etree._Element:
+    """Parse safely; repair the two known defects of real files only when libxml2 reports them."""
     if not data or not data.strip():
         raise JatsError(f"{where}: empty document")
     entity_at = data.find(b"<!ENTITY")
@@ -227,20 +218,55 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
         )
     if b"jats.nlm.nih.gov/ns/" in data:
         data = _JATS_DEFAULT_NS.sub(b' xmlns=""', data)
-    if _NAMED_ENTITY.search(data):
-        data = _NAMED_ENTITY.sub(_numeric_entity, data)
     data = drop_reference_lists(data)
-    try:
-        return etree.fromstring(data, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        if "Namespace prefix" in str(exc):
-            repaired = _declare_known_prefixes(data)
-            if repaired is not data:
-                try:
-                    return etree.fromstring(repaired, _PARSER)
-                except etree.XMLSyntaxError as exc2:
-                    exc = exc2
-        raise JatsError(f"{where}: not well-formed XML: {exc}") from None
+    parser = _parser()
+    repairs = [_numeric_entities, _declare_known_prefixes]
+    while True:
+        try:
+            root = etree.fromstring(data, parser)
+        except etree.XMLSyntaxError as exc:
+            problem = str(exc)
+        else:
+            # Without a DOCTYPE an undeclared entity is fatal; with one, libxml2 only warns and
+            # leaves an unexpanded reference in the tree.
+            undeclared = [e for e in parser.error_log if e.type_name.endswith("UNDECLARED_ENTITY")]
+            if not undeclared:
+                return root
+            problem = undeclared[0].message
+        repair = _repair_for(problem, repairs)
+        repaired = repair(data) if repair else data
+        if repaired is data:
+            raise JatsError(f"{where}: not well-formed XML: {problem}")
+        data = repaired
+
+
+def _repair_for(problem: str, repairs: list[Callable[[bytes], bytes]]) -> Callable[[bytes], bytes] | None:
+    """The repair for a libxml2 message, removed from ``repairs`` so that each is tried once."""
+    wanted = _numeric_entities if "Entity" in problem else _declare_known_prefixes
+    if ("Entity" not in problem and "Namespace prefix" not in problem) or wanted not in repairs:
+        return None
+    repairs.remove(wanted)
+    return wanted
+
+
+_LOCAL = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """One parser per thread: an lxml parser must not be shared by threads running at once."""
+    parser = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+            collect_ids=False,
+        )
+    return parser
 
 
 _REF_LIST_OPEN = re.compile(rb"<ref-list[\s>]")
@@ -275,6 +301,11 @@ def drop_reference_lists(data: bytes) -> bytes:
         return data
     pieces.append(data[pos:])
     return b"".join(pieces)
+
+
+def _numeric_entities(data: bytes) -> bytes:
+    """HTML named entities (``&nbsp;``, ``&eacute;``…), defined only by the unloaded DTD, as numeric ones."""
+    return _NAMED_ENTITY.sub(_numeric_entity, data)
 
 
 def _numeric_entity(match: re.Match[bytes]) -> bytes:
@@ -316,6 +347,8 @@ _SPECIAL = BLOCK | FLOATS | FORMULAS | {"tex-math", MML_MATH, "alternatives"}
 def _norm(text: str) -> str:
     """Collapse runs of XML whitespace (space, tab, CR, LF) into one space; other characters stay."""
     if "  " in text or "\n" in text or "\t" in text or "\r" in text:
+        if text.isascii():  # then str.split() splits exactly where XML whitespace is, and is fastest
+            return " ".join(text.split())
         return _WHITESPACE.sub(" ", text).strip(" ")
     return text.strip(" ")
 
@@ -667,8 +700,8 @@ def _main_abstract(abstracts: list[dict[str, str | None]]) -> str | None:
     return next((a["text"] for a in abstracts if a["text"]), None)
 
 
-def _authors(meta: etree._Element, article: etree._Element) -> list[dict[str, Any]]:
-    affs = {aff.get("id"): _aff_text(aff) for aff in article.iter("aff") if aff.get("id")}
+def _authors(meta: etree._Element) -> list[dict[str, Any]]:
+    affs = {aff.get("id"): _aff_text(aff) for aff in meta.iter("aff") if aff.get("id")}
     authors = []
     for group in meta.iterfind("contrib-group"):
         for contrib in group.iterfind("contrib"):
@@ -825,7 +858,7 @@ def _article_row(
         "article_type": article_type,
         "subjects": [_norm("".join(s.itertext())) for s in meta.iterfind("article-categories//subject")],
         "keywords": [k for k in (_text_of(k) for k in meta.iterfind("kwd-group/kwd")) if k],
-        "authors": _authors(meta, article),
+        "authors": _authors(meta),
         "language": article.get(XML_LANG),
         "license": code,
         "license_url": license_url,
@@ -923,9 +956,14 @@ def _table_rows(
 
 def _table_text(table: etree._Element) -> str:
     """Cells tab-separated, rows newline-separated."""
-    return "\n".join(
-        "\t".join(element_text(cell) for cell in row if cell.tag in ("td", "th")) for row in table.iter("tr")
-    )
+    rows = []
+    for row in table.iter("tr"):
+        cells = [element_text(c) if len(c) else _norm(c.text or "") for c in row if c.tag in _CELLS]
+        rows.append("\t".join(cells))
+    return "\n".join(rows)
+
+
+_CELLS = frozenset(("td", "th"))
 
 
 # --- one article -----------------------------------------------------------------------------------
