@@ -678,13 +678,19 @@ def _dates(meta: etree._Element) -> tuple[list[dict[str, str]], str | None, int 
 
 
 def _abstracts(meta: etree._Element) -> list[dict[str, str | None]]:
+    """Every abstract and trans-abstract: type, title, and text (section titles and paragraphs, one a line)."""
     found = []
     for el in meta:
         if el.tag not in ("abstract", "trans-abstract"):
             continue
         kind = el.get("abstract-type") or ("trans-abstract" if el.tag == "trans-abstract" else None)
-        title = _text_of(el.find("title"))
-        blocks = [element_text(b) for b in el.iter("p", "title") if b is not el.find("title")]
+        own_title = el.find("title")
+        title = _text_of(own_title)
+        blocks = (
+            element_text(b)
+            for b in el.iter("p", "title")
+            if b is not own_title and next(b.iterancestors("p"), None) is None
+        )
         text = "\n".join(b for b in blocks if b)
         found.append({"type": kind, "title": title, "text": text or None})
     return found
