@@ -678,7 +678,7 @@ def _dates(meta: etree._Element) -> tuple[list[dict[str, str]], str | None, int 
 
 
 def _abstracts(meta: etree._Element) -> list[dict[str, str | None]]:
-    """Every abstract and trans-abstract: type, title, and text (section titles and paragraphs, one a line)."""
+    """Every abstract and trans-abstract: type, title, and text (its titles and paragraphs, one a line)."""
     found = []
     for el in meta:
         if el.tag not in ("abstract", "trans-abstract"):
