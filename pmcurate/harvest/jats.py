@@ -269,8 +269,16 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-_REF_LIST_OPEN = re.compile(rb"<ref-list[\s>]")
-_REF_LIST_CLOSE = b"</ref-list>"
+_REF_LIST_OPEN, _REF_LIST_CLOSE = b"<ref-list", b"</ref-list>"
+
+
+def _find_ref_list(data: bytes, start: int, end: int) -> int:
+    """Where the next ``<ref-list`` start tag is in ``data[start:end]``, or -1."""
+    while (at := data.find(_REF_LIST_OPEN, start, end)) >= 0:
+        if data[at + len(_REF_LIST_OPEN) : at + len(_REF_LIST_OPEN) + 1] in (b">", b" ", b"\n", b"\t", b"\r"):
+            return at
+        start = at + 1
+    return -1
 
 
 def drop_reference_lists(data: bytes) -> bytes:
@@ -280,22 +288,28 @@ def drop_reference_lists(data: bytes) -> bytes:
     before parsing halves the parse time. Nested lists are matched; a document whose reference lists
     do not close is returned unchanged (the parser then reports it).
     """
+    first = _find_ref_list(data, 0, len(data))
+    if first < 0:
+        return data
+    last_close = data.rfind(_REF_LIST_CLOSE)
+    if last_close > first and _find_ref_list(data, first + 1, last_close) < 0:  # the usual case: one list
+        return data[:first] + data[last_close + len(_REF_LIST_CLOSE) :]
     pieces: list[bytes] = []
     pos = 0
-    while (start := _REF_LIST_OPEN.search(data, pos)) is not None:
-        depth, cursor = 0, start.end()
+    while (start := _find_ref_list(data, pos, len(data))) >= 0:
+        depth, cursor = 0, start + 1
         while True:
             close = data.find(_REF_LIST_CLOSE, cursor)
             if close < 0:
                 return data
-            inner = _REF_LIST_OPEN.search(data, cursor, close)
-            if inner is None:
+            inner = _find_ref_list(data, cursor, close)
+            if inner < 0:
                 if depth == 0:
                     break
                 depth, cursor = depth - 1, close + len(_REF_LIST_CLOSE)
             else:
-                depth, cursor = depth + 1, inner.end()
-        pieces.append(data[pos : start.start()])
+                depth, cursor = depth + 1, inner + 1
+        pieces.append(data[pos:start])
         pos = close + len(_REF_LIST_CLOSE)
     if not pieces:
         return data
@@ -340,7 +354,7 @@ def _has_article_ancestor(el: etree._Element) -> bool:
 # --- text ------------------------------------------------------------------------------------------
 
 
-_WHITESPACE = re.compile(r"[ \t\n\r]+")
+_XML_WHITESPACE_TO_SPACE = str.maketrans("\t\n\r", "   ")
 _SPECIAL = BLOCK | FLOATS | FORMULAS | {"tex-math", MML_MATH, "alternatives"}
 
 
@@ -349,7 +363,9 @@ def _norm(text: str) -> str:
     if "  " in text or "\n" in text or "\t" in text or "\r" in text:
         if text.isascii():  # then str.split() splits exactly where XML whitespace is, and is fastest
             return " ".join(text.split())
-        return _WHITESPACE.sub(" ", text).strip(" ")
+        text = text.translate(_XML_WHITESPACE_TO_SPACE)
+        while "  " in text:
+            text = text.replace("  ", " ")
     return text.strip(" ")
 
 
@@ -380,6 +396,8 @@ def _collect_text(el: etree._Element, out: list[str]) -> None:
         tag = child.tag
         if tag in _FORMULA_PARTS:
             out.append(" " + formula_text(child) + " ")
+        elif tag == "table":  # a table nested in a paragraph: cells are blocks, read the fast way
+            out.append(" " + _table_text(child) + " ")
         elif tag in _SEPARATED:
             out.append(" ")
             if len(child):
