@@ -1,0 +1,110 @@
+"""``pmcurate query TARGET "SQL"``: DuckDB over a build, one view per table.
+
+``connect`` is the one place that turns a target into a DuckDB connection with views; every
+command that runs SQL over pmcurate data goes through it, so teaching it a new kind of target
+(an export folder ``out/<name>/data/*.parquet``, an ``hf://datasets/...`` path) makes that target
+queryable everywhere.
+
+Output formats: ``table`` (a readable box table, DuckDB's own rendering, long results elided),
+``csv`` (with header), ``json`` (one JSON object per line), ``parquet`` (zstd; needs an output
+file). ``csv``/``json``/``table`` go to stdout unless an output file is given; the result is
+streamed by DuckDB, not loaded into Python.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+
+from pmcurate.build import open_build
+
+Format = Literal["table", "csv", "json", "parquet"]
+FORMATS: tuple[Format, ...] = ("table", "csv", "json", "parquet")
+
+_COPY_OPTIONS = {
+    "csv": "FORMAT csv, HEADER true",
+    "json": "FORMAT json",
+    "parquet": "FORMAT parquet, COMPRESSION zstd",
+}
+_RESULT_VIEW = "__pmcurate_query_result"
+
+
+class QueryError(ValueError):
+    """Bad SQL or an unusable target/format: the message is one line, fit for the user."""
+
+
+def connect(target: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per table of ``target``.
+
+    ``target`` is a build folder (``BUILD/tables/<table>/*.parquet``: views ``articles``,
+    ``paragraphs``, ``figures``, ``tables``, ``labels``, ``quarantine``… whichever exist).
+    """
+    try:
+        return open_build(target).duckdb()
+    except FileNotFoundError as exc:
+        raise QueryError(str(exc)) from None
+
+
+def run_query(
+    target: str | os.PathLike[str],
+    sql: str,
+    *,
+    format: Format = "table",
+    output: str | os.PathLike[str] | None = None,
+) -> None:
+    """Run ``sql`` over ``target`` and write the result as ``format`` to ``output`` (default stdout)."""
+    if format not in FORMATS:
+        raise QueryError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
+    if format == "parquet" and output is None:
+        raise QueryError("--format parquet needs --output FILE (Parquet is not written to a terminal)")
+    con = connect(target)
+    try:
+        relation = con.sql(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL error: {_one_line(exc)}") from None
+    if relation is None:
+        raise QueryError("the SQL returned no result (use a SELECT, or a statement that returns rows)")
+    try:
+        if format == "table":
+            _write_text(str(relation), output)
+        else:
+            relation.create_view(_RESULT_VIEW)
+            _copy(con, format, output)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL error: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _write_text(text: str, output: str | os.PathLike[str] | None) -> None:
+    if output is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+    else:
+        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+def _copy(con: duckdb.DuckDBPyConnection, format: Format, output: str | os.PathLike[str] | None) -> None:
+    """COPY the result view to ``output``, or to a temporary file streamed to stdout."""
+    if output is not None:
+        _copy_to(con, format, Path(output))
+        return
+    with tempfile.TemporaryDirectory(prefix="pmcurate-query-") as tmp:
+        path = Path(tmp) / f"result.{format}"
+        _copy_to(con, format, path)
+        sys.stdout.flush()
+        with open(path, "rb") as result:
+            shutil.copyfileobj(result, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+
+
+def _copy_to(con: duckdb.DuckDBPyConnection, format: Format, path: Path) -> None:
+    target = str(path).replace("'", "''")
+    con.execute(f"COPY (FROM {_RESULT_VIEW}) TO '{target}' ({_COPY_OPTIONS[format]})")

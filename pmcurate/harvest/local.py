@@ -1,0 +1,396 @@
+"""``harvest local``: JATS files and archives already on disk → the build's base tables.
+
+Work plan, deterministic from the inputs so that a rerun finds its earlier output:
+
+- The input files (``archive.discover_inputs``) are sorted and cut into *tasks*: consecutive files
+  up to ``batch_size`` files or ``shard_bytes`` bytes on disk; a file larger than that is a task
+  alone. A task's key is ``local-`` + a hash of its files' absolute paths, sizes and mtimes, so
+  changing an input redoes only the tasks that hold it (and, since tasks are cut in order, the
+  ones after it whose boundaries move).
+- A task reads its documents in order and cuts them into shards of ``batch_size`` documents or
+  ``shard_bytes`` bytes (XML and images): ``<key>-00000``, ``<key>-00001``…, the last one named
+  ``<key>-NNNNN-end``. A shard whose articles file exists is complete (``store`` module) and is
+  not parsed again; a task whose ``-end`` shard exists is not even read. Files of unfinished
+  ``local-`` shards (a killed run) are deleted first, so none is left orphaned when inputs change.
+- Tasks run on a process pool when ``workers > 1``.
+
+A document that cannot be read or parsed becomes a row of ``tables/quarantine`` (file, archive
+member, reason) and the run goes on.
+
+Duplicates: an ``article_id`` seen twice in one run (e.g. an article in a bulk package and in a
+later incremental package) is kept once. The winner is the highest ``version`` (null counts as
+lowest); between equal versions, the one read last (input files in sorted order, then archive
+order). Duplicates inside a shard are dropped before it is written; duplicates across shards are
+removed at the end of the run by rewriting the losing shards without the article's rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import queue
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pmcurate import schema
+from pmcurate.harvest import archive, jats, store
+
+SOURCE = "local"
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_SHARD_BYTES = 256 * 2**20
+END = "-end"
+
+Report = Callable[[int, int], None]
+"""Progress callback: (articles, bytes) just processed."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """Consecutive input files processed together by one worker."""
+
+    key: str
+    files: tuple[Path, ...]
+
+    def shard(self, index: int, *, last: bool) -> str:
+        return f"{self.key}-{index:05d}{END if last else ''}"
+
+    def is_complete(self, completed: set[str]) -> bool:
+        return any(name.startswith(f"{self.key}-") and name.endswith(END) for name in completed)
+
+
+@dataclass
+class Counts:
+    """What one task (or the whole run) did."""
+
+    documents: int = 0
+    articles: int = 0
+    paragraphs: int = 0
+    figures: int = 0
+    tables: int = 0
+    images: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    bytes_read: int = 0
+    shards_written: int = 0
+    shards_skipped: int = 0
+
+    def add(self, other: Counts) -> None:
+        for f in fields(Counts):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class HarvestSummary(Counts):
+    """The result of ``harvest_local``: counts, the build, elapsed seconds."""
+
+    build: Path = field(default_factory=Path)
+    tasks: int = 0
+    tasks_skipped: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        seconds = max(self.seconds, 1e-9)
+        mb = self.bytes_read / 1e6
+        return (
+            f"harvested {self.articles:,} articles ({self.paragraphs:,} paragraphs, {self.figures:,} figures"
+            f" ({self.images:,} with images), {self.tables:,} tables) from {self.documents:,} documents\n"
+            f"shards: {self.shards_written} written, {self.shards_skipped} already complete"
+            f" ({self.tasks_skipped} of {self.tasks} tasks skipped without reading)\n"
+            f"quarantined: {self.quarantined:,}; duplicates dropped: {self.duplicates:,}\n"
+            f"{mb:,.1f} MB in {self.seconds:.1f} s"
+            f" ({self.documents / seconds:,.1f} documents/s, {mb / seconds:,.1f} MB/s)"
+            f" → {self.build / 'tables'}"
+        )
+
+
+def plan_tasks(files: Iterable[Path], *, batch_size: int, shard_bytes: int) -> list[Task]:
+    """Cut sorted ``files`` into tasks of at most ``batch_size`` files / ``shard_bytes`` bytes."""
+    tasks: list[Task] = []
+    current: list[tuple[Path, os.stat_result]] = []
+    size = 0
+    for path in files:
+        stat = path.stat()
+        if current and (len(current) >= batch_size or size + stat.st_size > shard_bytes):
+            tasks.append(_task(current))
+            current, size = [], 0
+        current.append((path, stat))
+        size += stat.st_size
+    if current:
+        tasks.append(_task(current))
+    return tasks
+
+
+def _task(files: list[tuple[Path, os.stat_result]]) -> Task:
+    digest = hashlib.sha256()
+    for path, stat in files:
+        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return Task(f"local-{digest.hexdigest()[:16]}", tuple(path for path, _ in files))
+
+
+def harvest_local(
+    paths: Iterable[Path],
+    out: Path,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    workers: int | None = None,
+    max_member_bytes: int = archive.DEFAULT_MAX_MEMBER_BYTES,
+    progress: bool = True,
+) -> HarvestSummary:
+    """Harvest JATS files, folders and archives under ``paths`` into the build ``out``.
+
+    ``workers`` defaults to the number of CPUs. Raises ``ValueError`` for a missing path or an
+    unsupported file given explicitly, or when nothing to harvest is found.
+    """
+    started = time.perf_counter()
+    inputs = [Path(p) for p in paths]
+    files = archive.discover_inputs(inputs)
+    if not files:
+        raise ValueError(
+            f"no input files ({', '.join(archive.INPUT_SUFFIXES)}) under {', '.join(map(str, inputs))}"
+        )
+    out = Path(out)
+    tasks = plan_tasks(files, batch_size=batch_size, shard_bytes=shard_bytes)
+    store.remove_unfinished(out, prefix="local-")
+    completed = store.completed_shards(out)
+    pending = [task for task in tasks if not task.is_complete(completed)]
+    summary = HarvestSummary(build=out, tasks=len(tasks), tasks_skipped=len(tasks) - len(pending))
+    options = {"batch_size": batch_size, "shard_bytes": shard_bytes, "max_member_bytes": max_member_bytes}
+    with tqdm(unit=" articles", disable=not progress, desc="harvest local", dynamic_ncols=True) as bar:
+        progress_bar = _Progress(bar)
+        for counts in _run_tasks(pending, out, options, workers or os.cpu_count() or 1, progress_bar.update):
+            summary.add(counts)
+    removed = _drop_duplicates_across_shards(out, tasks)
+    summary.duplicates += removed["articles"]
+    for table, rows in removed.items():
+        # rows removed from shards of an earlier, interrupted run were never counted in this one
+        setattr(summary, table, max(0, getattr(summary, table) - rows))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+class _Progress:
+    def __init__(self, bar: tqdm) -> None:
+        self.bar = bar
+        self.bytes = 0
+        self.started = time.perf_counter()
+
+    def update(self, articles: int, nbytes: int) -> None:
+        self.bytes += nbytes
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.bar.update(articles)
+        self.bar.set_postfix_str(
+            f"{self.bytes / 1e6:,.1f} MB, {self.bytes / 1e6 / elapsed:,.1f} MB/s", refresh=False
+        )
+
+
+def _run_tasks(
+    tasks: list[Task], build: Path, options: dict[str, int], workers: int, report: Report
+) -> Iterator[Counts]:
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield run_task(task, build, report=report, **options)
+        return
+    context = multiprocessing.get_context("spawn")
+    messages: multiprocessing.Queue[tuple[int, int]] = context.Queue()
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(messages,),
+    ) as pool:
+        futures: set[Future[Counts]] = {
+            pool.submit(_run_task_in_worker, task, build, options) for task in tasks
+        }
+        while futures:
+            done, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(messages, report)
+            for future in done:
+                yield future.result()
+        _drain(messages, report)
+
+
+_worker_queue: multiprocessing.Queue[tuple[int, int]] | None = None
+
+
+def _init_worker(messages: multiprocessing.Queue[tuple[int, int]]) -> None:
+    global _worker_queue
+    _worker_queue = messages
+
+
+def _run_task_in_worker(task: Task, build: Path, options: dict[str, int]) -> Counts:
+    messages = _worker_queue
+    assert messages is not None  # set by _init_worker
+    return run_task(task, build, report=lambda articles, nbytes: messages.put((articles, nbytes)), **options)
+
+
+def _drain(messages: multiprocessing.Queue[tuple[int, int]], report: Report) -> None:
+    while True:
+        try:
+            articles, nbytes = messages.get_nowait()
+        except queue.Empty:
+            return
+        report(articles, nbytes)
+
+
+@dataclass
+class _Shard:
+    """The shard being filled: its parsed articles (deduplicated) and quarantine records."""
+
+    index: int
+    skip: bool
+    articles: dict[str, jats.ParsedArticle] = field(default_factory=dict)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    documents: int = 0
+    nbytes: int = 0
+    duplicates: int = 0
+
+
+def run_task(
+    task: Task,
+    build: Path,
+    *,
+    batch_size: int,
+    shard_bytes: int,
+    max_member_bytes: int,
+    report: Report,
+) -> Counts:
+    """Read, parse and write one task's shards, skipping the complete ones; return its counts."""
+    completed = store.completed_shards(build)
+    counts = Counts()
+    shard = _Shard(0, skip=task.shard(0, last=False) in completed)
+    for path in task.files:
+        for item in archive.iter_items(path, max_member_bytes=max_member_bytes):
+            if isinstance(item, archive.Rejected):
+                shard.quarantine.append(
+                    _quarantine_record(item.source, item.member, "read", item.error, item.reason)
+                )
+                continue
+            if shard.documents >= batch_size or shard.nbytes >= shard_bytes:
+                _finish(task, shard, build, counts, last=False)
+                index = shard.index + 1
+                shard = _Shard(index, skip=task.shard(index, last=False) in completed)
+            nbytes = len(item.data) + sum(len(image.data) for image in item.images.values())
+            shard.documents += 1
+            shard.nbytes += nbytes
+            counts.bytes_read += nbytes
+            articles = 0 if shard.skip else _parse_into(shard, item, counts)
+            report(articles, nbytes)
+    _finish(task, shard, build, counts, last=True)
+    return counts
+
+
+def _parse_into(shard: _Shard, document: archive.Document, counts: Counts) -> int:
+    """Parse ``document`` into ``shard``; quarantine it when it fails. Returns articles parsed."""
+    try:
+        parsed = jats.parse(document.data, source_uri=document.uri)
+    except Exception as exc:  # JatsError, or any parser failure: this document only
+        message = str(exc)
+        reason = message if document.uri in message else f"{document.where}: {type(exc).__name__}: {message}"
+        shard.quarantine.append(
+            _quarantine_record(document.source, document.member, "parse", type(exc).__name__, reason)
+        )
+        return 0
+    for article in parsed:
+        counts.images += archive.attach_images(article.figures, document.images)
+        article_id = article.article["article_id"]
+        previous = shard.articles.pop(article_id, None)
+        if previous is not None:
+            shard.duplicates += 1
+            if _version(previous) > _version(article):
+                article = previous
+        shard.articles[article_id] = article
+    return len(parsed)
+
+
+def _version(parsed: jats.ParsedArticle) -> int:
+    version = parsed.article.get("version")
+    return -1 if version is None else int(version)
+
+
+def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: bool) -> None:
+    name = task.shard(shard.index, last=last)
+    counts.documents += shard.documents
+    if shard.skip:
+        counts.shards_skipped += 1
+        return
+    counts.quarantined += store.write_quarantine(build, name, shard.quarantine)
+    written = store.write_parsed(build, name, shard.articles.values(), source=SOURCE)
+    counts.shards_written += 1
+    counts.duplicates += shard.duplicates
+    counts.articles += written["articles"]
+    counts.paragraphs += written["paragraphs"]
+    counts.figures += written["figures"]
+    counts.tables += written["tables"]
+
+
+def _quarantine_record(
+    source: str, member: str | None, stage: str, error: str, reason: str
+) -> dict[str, Any]:
+    return {
+        "source": source,
+        "member": member,
+        "stage": f"harvest-local:{stage}",
+        "error": error,
+        "reason": reason,
+    }
+
+
+def _drop_duplicates_across_shards(build: Path, tasks: list[Task]) -> dict[str, int]:
+    """Remove, from the losing shards, articles that a later shard of this run also holds.
+
+    Returns the rows removed per table."""
+    removed = dict.fromkeys((*store.CONTENT_TABLES, "articles"), 0)
+    order = {task.key: position for position, task in enumerate(tasks)}
+    shards = [path for path in schema.shard_paths(build, "articles") if _task_key(path.stem) in order]
+    if len(shards) < 2:
+        return removed
+    frames = [
+        pl.read_parquet(path, columns=["article_id", "version"]).with_columns(
+            pl.lit(path.stem).alias("shard"),
+            pl.lit(order[_task_key(path.stem)]).alias("task"),
+            pl.int_range(pl.len()).alias("row"),
+        )
+        for path in shards
+    ]
+    ranked = pl.concat(frames).sort(["task", "shard", "row"]).with_row_index("position")
+    losers = (
+        ranked.filter(pl.col("article_id").is_duplicated())
+        .sort([pl.col("version").fill_null(-1), "position"])
+        .filter(pl.col("position") != pl.col("position").last().over("article_id"))
+    )
+    for shard_name, group in losers.group_by("shard"):
+        for table, rows in _rewrite_without(build, str(shard_name[0]), set(group["article_id"])).items():
+            removed[table] += rows
+    return removed
+
+
+def _task_key(shard: str) -> str:
+    """The task key of a shard name ``<key>-NNNNN[-end]``."""
+    return shard.removesuffix(END).rsplit("-", 1)[0]
+
+
+def _rewrite_without(build: Path, shard: str, article_ids: set[str]) -> dict[str, int]:
+    """Rewrite every table of ``shard`` without the rows of ``article_ids``, articles last.
+
+    Returns the rows removed per table."""
+    removed: dict[str, int] = {}
+    for table in (*store.CONTENT_TABLES, "articles"):
+        path = store.shard_path(build, table, shard)
+        data = pq.read_table(path, schema=schema.SCHEMAS[table])
+        keep = pc.invert(pc.is_in(data["article_id"], value_set=pa.array(sorted(article_ids), pa.string())))
+        kept = data.filter(keep)
+        schema.write_shard(kept, path)
+        removed[table] = data.num_rows - kept.num_rows
+    return removed

@@ -1,0 +1,111 @@
+"""Writing parsed articles as shards: exact schemas, articles last, completion, quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pmcurate import schema
+from pmcurate.harvest import jats, store
+
+Parsed = Callable[[str], list[jats.ParsedArticle]]
+
+
+def test_write_parsed_writes_every_table_with_its_exact_schema(
+    tmp_path: Path, parsed_fixture: Parsed
+) -> None:
+    store.write_parsed(tmp_path, "s1", parsed_fixture("PMC5828200.nxml"), source="local")
+    for table in ("articles", "paragraphs", "figures", "tables"):
+        written = pq.read_schema(tmp_path / "tables" / table / "s1.parquet")
+        assert written.remove_metadata() == schema.SCHEMAS[table].remove_metadata(), table
+
+
+def test_write_parsed_returns_the_row_counts(tmp_path: Path, parsed_fixture: Parsed) -> None:
+    [article] = parsed_fixture("PMC5828200.nxml")
+    counts = store.write_parsed(tmp_path, "s1", [article], source="local")
+    assert counts == {
+        "articles": 1,
+        "paragraphs": len(article.paragraphs),
+        "figures": len(article.figures),
+        "tables": len(article.tables),
+    }
+    assert pq.read_metadata(tmp_path / "tables" / "paragraphs" / "s1.parquet").num_rows == len(
+        article.paragraphs
+    )
+
+
+def test_write_parsed_fills_source_and_harvested_at(tmp_path: Path, parsed_fixture: Parsed) -> None:
+    at = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    store.write_parsed(tmp_path, "s1", parsed_fixture("mds526.nxml"), source="pmc-cloud", harvested_at=at)
+    row = pq.read_table(tmp_path / "tables" / "articles" / "s1.parquet").to_pylist()[0]
+    assert (row["source"], row["harvested_at"]) == ("pmc-cloud", at)
+    assert row["content_sha256"]  # from the parser
+
+
+def test_write_parsed_writes_articles_last(
+    tmp_path: Path, parsed_fixture: Parsed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order: list[str] = []
+    real = schema.write_shard
+    monkeypatch.setattr(
+        schema, "write_shard", lambda table, path: order.append(Path(path).parent.name) or real(table, path)
+    )
+    store.write_parsed(tmp_path, "s1", parsed_fixture("mds526.nxml"), source="local")
+    assert order[-1] == "articles"
+    assert sorted(order) == ["articles", "figures", "paragraphs", "tables"]
+
+
+def test_shard_without_articles_file_is_not_complete(tmp_path: Path, parsed_fixture: Parsed) -> None:
+    store.write_parsed(tmp_path, "done", parsed_fixture("mds526.nxml"), source="local")
+    store.write_parsed(tmp_path, "partial", parsed_fixture("mds526.nxml"), source="local")
+    (tmp_path / "tables" / "articles" / "partial.parquet").unlink()
+    assert store.completed_shards(tmp_path) == {"done"}
+
+
+def test_shard_with_no_articles_is_still_complete(tmp_path: Path) -> None:
+    assert store.write_parsed(tmp_path, "empty", [], source="local")["articles"] == 0
+    assert store.completed_shards(tmp_path) == {"empty"}
+
+
+def test_completed_shards_of_a_missing_build_is_empty(tmp_path: Path) -> None:
+    assert store.completed_shards(tmp_path / "nothing") == set()
+
+
+def test_write_quarantine_writes_records_with_a_time(tmp_path: Path) -> None:
+    written = store.write_quarantine(
+        tmp_path, "s1", [{"source": "a.xml", "reason": "a.xml: not well-formed"}]
+    )
+    rows = pq.read_table(tmp_path / "tables" / "quarantine" / "s1.parquet").to_pylist()
+    assert written == 1
+    assert rows[0]["source"] == "a.xml"
+    assert rows[0]["at"] is not None
+
+
+def test_write_quarantine_writes_nothing_without_records(tmp_path: Path) -> None:
+    assert store.write_quarantine(tmp_path, "s1", []) == 0
+    assert not (tmp_path / "tables" / "quarantine").exists()
+
+
+def test_remove_unfinished_deletes_only_unfinished_shards_with_the_prefix(
+    tmp_path: Path, parsed_fixture: Parsed
+) -> None:
+    for name in ("local-a", "local-b", "other-c"):
+        store.write_parsed(tmp_path, name, parsed_fixture("mds526.nxml"), source="local")
+        store.write_quarantine(tmp_path, name, [{"source": "x.xml", "reason": "r"}])
+    for name in ("local-b", "other-c"):
+        (tmp_path / "tables" / "articles" / f"{name}.parquet").unlink()
+    assert store.remove_unfinished(tmp_path, prefix="local-") == ["local-b"]
+    left = sorted(p.relative_to(tmp_path / "tables").as_posix() for p in tmp_path.rglob("*b.parquet"))
+    assert left == []
+    assert (tmp_path / "tables" / "paragraphs" / "local-a.parquet").exists()
+    assert (tmp_path / "tables" / "paragraphs" / "other-c.parquet").exists()
+
+
+@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "../x", "x.parquet", "a b"])
+def test_invalid_shard_names_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="invalid shard name"):
+        store.write_parsed(tmp_path, name, [], source="local")

@@ -1,0 +1,84 @@
+"""The ``pmcurate`` command: harvest local, query, demo, and its error convention (one line, exit 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pmcurate.cli import main
+
+JATS_DIR = Path(__file__).parent / "data" / "jats"
+
+
+def test_harvest_local_writes_the_build_and_prints_a_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"])
+        == 0
+    )
+    assert "harvested 1 articles" in capsys.readouterr().out
+    assert pl.read_parquet(tmp_path / "tables/articles/*.parquet")["article_id"].to_list() == ["PMC3574550"]
+
+
+def test_harvest_local_of_a_missing_path_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["harvest", "local", str(tmp_path / "nope"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"pmcurate: error: {tmp_path / 'nope'}: no such file or folder\n"
+
+
+def test_workers_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["harvest", "local", str(JATS_DIR), "--out", str(tmp_path), "--workers", "0"])
+    assert exit_.value.code == 2
+
+
+def test_query_prints_csv(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"])
+    capsysbinary.readouterr()
+    assert main(["query", str(tmp_path), "SELECT article_id FROM articles", "--format", "csv"]) == 0
+    assert capsysbinary.readouterr().out == b"article_id\nPMC3574550\n"
+
+
+def test_query_with_bad_sql_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"])
+    capsys.readouterr()
+    assert main(["query", str(tmp_path), "SELEC 1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pmcurate: error: SQL error:")
+    assert err.count("\n") == 1
+
+
+def test_demo_harvests_the_bundled_sample_and_prints_a_query_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Build: build/demo" in out
+    assert "│ PMC3166277 │  2011 │ CC BY" in out
+    articles = pl.read_parquet(tmp_path / "build/demo/tables/articles/*.parquet")
+    assert articles.height == 8
+    assert set(articles["license"]) == {"CC BY", "PD"}
+
+
+def test_demo_starts_from_a_fresh_build_each_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    main(["demo", "--workers", "1"])
+    stale = tmp_path / "build/demo/tables/articles/stale.parquet"
+    stale.write_bytes(b"old")
+    assert main(["demo", "--workers", "1"]) == 0
+    assert not stale.exists()
+
+
+def test_demo_refuses_to_replace_a_folder_that_is_not_a_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "is not a pmcurate build" in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
