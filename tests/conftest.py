@@ -1,0 +1,101 @@
+"""Shared test helpers: the real fixtures under ``tests/data`` and a cached parse of each JATS file.
+
+JATS fixtures are parsed once per session (``parsed_fixture``) so the golden and text tests, which
+ask many small questions of the same articles, stay fast. ``source_articles`` gives the very same
+articles as plain lxml elements, read independently of the parser, and ``resolve_path`` walks a
+paragraph/figure ``path`` (``body/sec[2]/p[3]``: steps by local name, 1-based among same-named
+siblings, ``p`` meaning ``p[1]``) from an article element back to the element it names.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from pmcurate.harvest import jats
+
+DATA_DIR = Path(__file__).parent / "data"
+
+_STEP = re.compile(r"^(?P<name>[A-Za-z][\w.-]*)(?:\[(?P<index>\d+)\])?$")
+
+
+def data_path(name: str) -> Path:
+    """A file under ``tests/data`` (``jats/mds526.nxml``), failing loudly when it is missing."""
+    path = DATA_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"test data file {path} does not exist")
+    return path
+
+
+def jats_path(name: str) -> Path:
+    """A JATS fixture by file name (``mds526.nxml``)."""
+    return data_path(f"jats/{name}")
+
+
+@cache
+def parse_jats_fixture(name: str) -> list[jats.ParsedArticle]:
+    return jats.parse(jats_path(name).read_bytes(), source_uri=str(jats_path(name)))
+
+
+def local_name(el: etree._Element) -> str:
+    return etree.QName(el).localname if isinstance(el.tag, str) else ""
+
+
+@cache
+def read_source_articles(name: str) -> tuple[etree._Element, ...]:
+    """The ``<article>`` elements of a fixture, read with plain lxml (no DTD, no network)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+    root = etree.parse(str(jats_path(name)), parser).getroot()
+    if local_name(root) == "article":
+        return (root,)
+    return tuple(el for el in root.iter() if local_name(el) == "article")
+
+
+def resolve(article: etree._Element, path: str) -> etree._Element:
+    """The element a parser ``path`` names, relative to its ``<article>``; KeyError if none."""
+    node = article
+    for step in path.strip("/").split("/"):
+        match = _STEP.match(step)
+        if match is None:
+            raise KeyError(f"bad path step {step!r} in {path!r}")
+        same = [child for child in node if local_name(child) == match["name"]]
+        index = int(match["index"] or 1)
+        if not 1 <= index <= len(same):
+            raise KeyError(f"{path!r}: no {match['name']}[{index}] under {local_name(node)}")
+        node = same[index - 1]
+    return node
+
+
+@pytest.fixture
+def fixture_path() -> Callable[[str], Path]:
+    """``fixture_path("jats/mds526.nxml")``: the path of a file under ``tests/data``."""
+    return data_path
+
+
+def parsed_copy(name: str) -> list[jats.ParsedArticle]:
+    """A private copy of the cached parse, so a test that fills or edits rows cannot leak into others."""
+    return copy.deepcopy(parse_jats_fixture(name))
+
+
+@pytest.fixture(scope="session")
+def parsed_fixture() -> Callable[[str], list[jats.ParsedArticle]]:
+    """``parsed_fixture("mds526.nxml")``: the parser's articles for a JATS fixture (parsed once)."""
+    return parsed_copy
+
+
+@pytest.fixture(scope="session")
+def source_articles() -> Callable[[str], tuple[etree._Element, ...]]:
+    """``source_articles("mds526.nxml")``: the fixture's ``<article>`` elements, read with lxml."""
+    return read_source_articles
+
+
+@pytest.fixture(scope="session")
+def resolve_path() -> Callable[[etree._Element, str], etree._Element]:
+    """``resolve_path(article_el, "body/sec[2]/p[3]")``: the element a row's path names."""
+    return resolve
