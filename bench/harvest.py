@@ -1,0 +1,114 @@
+"""Harvest throughput against a local server, and proof that the rate limit holds.
+
+    .venv/bin/python bench/harvest.py [--articles 300] [--concurrency 8] [--latency 0.02] [--rate 20]
+
+1. Throughput: ``harvest europepmc`` of N articles (clones of the real fixtures) from a local
+   server speaking Europe PMC REST, each answer delayed by ``--latency`` seconds, at the given
+   concurrency with no rate limit: articles/s end to end (search, fetch, parse, Parquet).
+2. Rate limit: the same harvest limited to ``--rate`` requests/s; the server's own clock gives the
+   mean rate and the most requests seen in any one-second window (must not exceed the limit).
+3. E-utilities: one efetch per article without an API key; the server answers 429 like NCBI
+   above 3 requests/s: it must never have to.
+Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pmcurate.harvest import europepmc, eutils  # noqa: E402
+from pmcurate.harvest.fetch import FetchConfig  # noqa: E402
+from tests.servers.corpus import EuropePmcApp, EutilsApp, corpus  # noqa: E402
+from tests.servers.faulty import FaultyServer  # noqa: E402
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most timestamps inside any half-open window ``[t, t + window)``."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def throughput(n: int, concurrency: int, latency: float) -> None:
+    with tempfile.TemporaryDirectory() as out, FaultyServer(EuropePmcApp(corpus(n)), delay=latency) as server:
+        options = europepmc.EuropePmcOptions(
+            out=Path(out),
+            query="OPEN_ACCESS:Y",
+            base_url=f"{server.url}{EuropePmcApp.PREFIX}",
+            fetch=FetchConfig(concurrency=concurrency, rate=100_000.0),
+        )
+        summary = europepmc.harvest(options)
+    print(
+        f"throughput: {summary.articles} articles, concurrency {concurrency}, "
+        f"latency {latency * 1000:.0f} ms: "
+        f"{summary.seconds:.2f} s, {summary.articles / summary.seconds:.1f} articles/s, "
+        f"{summary.bytes / 1e6 / summary.seconds:.1f} MB/s"
+    )
+
+
+def rate_limit(rate: float, concurrency: int) -> bool:
+    n = int(rate * 3)
+    with tempfile.TemporaryDirectory() as out, FaultyServer(EuropePmcApp(corpus(n))) as server:
+        options = europepmc.EuropePmcOptions(
+            out=Path(out),
+            query="OPEN_ACCESS:Y",
+            base_url=f"{server.url}{EuropePmcApp.PREFIX}",
+            fetch=FetchConfig(concurrency=concurrency, rate=rate),
+        )
+        europepmc.harvest(options)
+        times = [s.at for s in server.served()]
+    mean = (len(times) - 1) / (max(times) - min(times))
+    peak = max_in_window(times)
+    ok = peak <= rate
+    print(
+        f"rate limit {rate:g}/s, concurrency {concurrency}: {len(times)} requests, mean {mean:.2f} req/s, "
+        f"max {peak} in any 1 s window -> {'OK' if ok else 'EXCEEDED'}"
+    )
+    return ok
+
+
+def ncbi_ceiling(n: int) -> bool:
+    app = EutilsApp(corpus(n))
+    with tempfile.TemporaryDirectory() as out, FaultyServer(app) as server:
+        options = eutils.EutilsOptions(
+            out=Path(out), ids=tuple(app.articles), base_url=f"{server.url}{EutilsApp.PREFIX}", batch_size=1
+        )
+        eutils.harvest(options)
+        times = [s.at for s in server.served()]
+    peak = max_in_window(times)
+    ok = app.rate_limited == 0 and peak <= eutils.RATE_WITHOUT_KEY
+    print(
+        f"eutils without API key: {len(times)} requests, max {peak} in any 1 s window, "
+        f"{app.rate_limited} answered 429 by the NCBI-like limiter -> {'OK' if ok else 'EXCEEDED'}"
+    )
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--articles", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--latency", type=float, default=0.02, help="server delay per answer, seconds")
+    parser.add_argument("--rate", type=float, default=20.0, help="rate limit to verify, requests/s")
+    args = parser.parse_args()
+    throughput(args.articles, args.concurrency, args.latency)
+    throughput(args.articles, 1, args.latency)
+    ok = rate_limit(args.rate, args.concurrency)
+    ok &= ncbi_ceiling(10)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,673 @@
+"""The fetch engine shared by the network sources (PMC Cloud Service, Europe PMC, E-utilities).
+
+What it guarantees, whatever the source:
+
+- **Politeness.** At most ``concurrency`` requests in flight, and a per-host rate limit (a token
+  bucket of capacity one, so requests to a host are spaced at least ``1/rate`` seconds apart). A
+  ``Retry-After`` on 429/503 pauses the whole host, not just the request that got it.
+- **Retries.** Timeouts, connection resets, truncated bodies (including truncated gzip streams,
+  which ``httpx`` would otherwise return silently shortened), 408/429/5xx and checksum mismatches
+  are retried with exponential backoff and jitter; ``Retry-After`` wins over the backoff. Other
+  4xx answers and objects over the byte cap fail at once. What still fails becomes a
+  :class:`FetchError` carrying a short ``reason``, which the sources turn into quarantine rows.
+- **Raw files.** Every object fetched is kept under ``BUILD/raw/<source>/<key>``, written to a
+  temporary name, fsynced and renamed only once its checksum (MD5 when the source publishes one)
+  has been verified: a raw file that exists is complete. A later run (a resumed one, or one that
+  re-extracts) reads it instead of fetching it again.
+- **Resumable listings.** Listing pages (S3 ``ListObjectsV2``, Europe PMC search, ``esearch``)
+  are cached under ``BUILD/state/<source>-<run>/`` where ``<run>`` hashes the selection
+  arguments; a killed run lists nothing twice. The folder is removed when the run completes, so
+  the next run with the same arguments sees the source as it is then.
+- **Versions.** Shards are written by :mod:`pmcurate.harvest.store`; afterwards
+  :func:`settle_versions` keeps, for each ``article_id``, only the row with the highest version
+  (then the latest ``harvested_at``) and rewrites the shards holding older rows atomically
+  without them. It runs at the start of a harvest too, so a run killed between the two steps is
+  settled by the next one.
+- **Secrets.** ``api_key`` values are redacted (``api_key=***``) in every log message, error and
+  quarantine row, including the request lines ``httpx`` logs itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import shutil
+import time
+import zlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import duckdb
+import httpx
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pmcurate import __version__, schema
+from pmcurate.harvest import store
+from pmcurate.harvest.jats import ParsedArticle, parse
+
+log = logging.getLogger(__name__)
+
+_API_KEY = re.compile(r"(api_key=)[^&\s#\"']+", re.IGNORECASE)
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``api_key=…`` value replaced by ``***``."""
+    return _API_KEY.sub(r"\1***", text)
+
+
+class _RedactFilter(logging.Filter):
+    """Rewrites log records that mention an API key (``httpx`` logs full request URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "api_key=" in message.lower():
+            record.msg, record.args = redact(message), None
+        return True
+
+
+_REDACT_FILTER = _RedactFilter()
+for _name in ("httpx", "httpcore", __name__):
+    logging.getLogger(_name).addFilter(_REDACT_FILTER)
+
+
+class HarvestInputError(ValueError):
+    """A harvest that cannot start because of its arguments or input files (a user mistake)."""
+
+
+class FetchError(Exception):
+    """An object that could not be fetched, after retries where retrying made sense."""
+
+    def __init__(self, url: str, reason: str, detail: str = "") -> None:
+        self.url = redact(url)
+        self.reason = reason
+        self.detail = redact(detail)
+        super().__init__(f"{self.url}: {reason}" + (f" ({self.detail})" if self.detail else ""))
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, detail: str = "", retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """How politely and how persistently to fetch."""
+
+    concurrency: int = 8
+    rate: float = 10.0
+    """Requests per second per host."""
+    retries: int = 5
+    """Attempts after the first one."""
+    backoff: float = 0.5
+    """Base delay of the exponential backoff, seconds (doubled per attempt, then jittered ±50%)."""
+    max_backoff: float = 60.0
+    max_retry_after: float = 300.0
+    timeout: float = 30.0
+    """Connect/read/write timeout, seconds."""
+    total_timeout: float = 600.0
+    """Deadline for one whole attempt (a server trickling bytes never trips ``timeout``)."""
+    max_bytes: int = 1 << 30
+    """Byte cap per object, compressed and decoded."""
+    http2: bool = True
+    user_agent: str = f"pmcurate/{__version__} (+https://github.com/pmcurate)"
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.rate <= 0 or self.retries < 0 or self.max_bytes < 1:
+            raise HarvestInputError("concurrency and max-bytes must be ≥ 1, rate > 0, retries ≥ 0")
+
+
+class RateLimiter:
+    """A token bucket of capacity one: successive requests start at least ``1/rate`` s apart.
+
+    Three percent of headroom (30 ms per second) is kept so that network and scheduling jitter
+    never make the server count more than ``rate`` requests in a one-second window.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.03 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def pause(self, seconds: float) -> None:
+        """No request to this host starts within the next ``seconds`` (a ``Retry-After``)."""
+        self._next = max(self._next, time.monotonic() + seconds)
+
+
+@dataclass
+class FetchStats:
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    cached: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{schema.TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "wb") as sink:
+            sink.write(data)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class RawStore:
+    """Verified source files of one source under ``BUILD/raw/<source>/``, keyed by relative path."""
+
+    def __init__(self, build: str | os.PathLike[str], source: str) -> None:
+        self.root = Path(build) / "raw" / source
+
+    def path(self, key: str) -> Path:
+        parts = PurePosixPath(key).parts
+        if not parts or PurePosixPath(key).is_absolute() or any(p in ("..", ".", "") for p in parts):
+            raise ValueError(f"unsafe raw key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def read(self, key: str, md5: str | None = None) -> bytes | None:
+        """The stored bytes of ``key``, or None when absent or (with ``md5``) not matching it."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if md5 and md5_hex(data) != md5.lower():
+            log.warning("raw file %s fails its MD5 check; fetching it again", path)
+            path.unlink(missing_ok=True)
+            return None
+        return data
+
+    def write(self, key: str, data: bytes) -> Path:
+        path = self.path(key)
+        atomic_write(path, data)
+        return path
+
+
+class RunState:
+    """Per-run cache of listing pages: ``BUILD/state/<source>-<hash of the selection>/``."""
+
+    def __init__(self, build: str | os.PathLike[str], source: str, selection: Mapping[str, Any]) -> None:
+        digest = hashlib.sha256(json.dumps(selection, sort_keys=True, default=str).encode()).hexdigest()
+        self.folder = Path(build) / "state" / f"{source}-{digest[:16]}"
+
+    def get(self, name: str) -> bytes | None:
+        path = self.folder / name
+        return path.read_bytes() if path.is_file() else None
+
+    def put(self, name: str, data: bytes) -> None:
+        atomic_write(self.folder / name, data)
+
+    async def cached(self, name: str, fetch: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The page ``name`` from the cache, else fetched once and cached."""
+        data = self.get(name)
+        if data is None:
+            data = await fetch()
+            self.put(name, data)
+        return data
+
+    def finish(self) -> None:
+        """The run is complete: forget its listings."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class Fetcher:
+    """An ``httpx`` client with bounded concurrency, per-host rate limits, retries and a raw store.
+
+    Use as ``async with Fetcher(config, raw) as fetcher: data = await fetcher.get(url, key=…)``.
+    """
+
+    def __init__(self, config: FetchConfig, raw: RawStore | None = None) -> None:
+        self.config = config
+        self.raw = raw
+        self.stats = FetchStats()
+        self._limiters: dict[str, RateLimiter] = {}
+        self._semaphore = asyncio.Semaphore(config.concurrency)
+        self._client: httpx.AsyncClient | None = None
+        self.on_progress: Callable[[], None] = lambda: None
+
+    async def __aenter__(self) -> Fetcher:
+        self._client = httpx.AsyncClient(
+            http2=self.config.http2,
+            timeout=httpx.Timeout(self.config.timeout),
+            limits=httpx.Limits(max_connections=self.config.concurrency),
+            headers={"User-Agent": self.config.user_agent, "Accept-Encoding": "gzip"},
+            follow_redirects=True,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    def limiter(self, url: str) -> RateLimiter:
+        host = urlsplit(url).netloc
+        if host not in self._limiters:
+            self._limiters[host] = RateLimiter(self.config.rate)
+        return self._limiters[host]
+
+    async def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        md5: str | None = None,
+        key: str | None = None,
+    ) -> bytes:
+        """The body of ``url``; from the raw store when ``key`` is stored there (and matches ``md5``).
+
+        A fetched body whose MD5 differs from ``md5`` is retried like a transport error. With
+        ``key``, the verified body is stored before it is returned.
+        """
+        if key is not None and self.raw is not None:
+            data = self.raw.read(key, md5)
+            if data is not None:
+                self.stats.cached += 1
+                return data
+        data = await self._get_with_retries(url, params, md5)
+        if key is not None and self.raw is not None:
+            self.raw.write(key, data)
+        return data
+
+    async def _get_with_retries(self, url: str, params: Mapping[str, Any] | None, md5: str | None) -> bytes:
+        last: _Retryable | None = None
+        for attempt in range(self.config.retries + 1):
+            if last is not None:
+                self.stats.retries += 1
+                self.on_progress()
+                await asyncio.sleep(self._delay(attempt, last))
+            try:
+                async with self._semaphore:
+                    await self.limiter(url).wait()
+                    return await self._attempt(url, params, md5)
+            except _Retryable as exc:
+                log.debug("retrying %s: %s %s", redact(url), exc.reason, redact(exc.detail))
+                last = exc
+            except FetchError as exc:
+                self.stats.failures[exc.reason] += 1
+                raise
+        assert last is not None
+        self.stats.failures[last.reason] += 1
+        raise FetchError(url, last.reason, f"gave up after {self.config.retries + 1} attempts; {last.detail}")
+
+    def _delay(self, attempt: int, last: _Retryable) -> float:
+        if last.retry_after is not None:
+            return min(last.retry_after, self.config.max_retry_after)
+        base = min(self.config.max_backoff, self.config.backoff * 2 ** (attempt - 1))
+        return base * random.uniform(0.5, 1.5)
+
+    async def _attempt(self, url: str, params: Mapping[str, Any] | None, md5: str | None) -> bytes:
+        assert self._client is not None, "use Fetcher as an async context manager"
+        self.stats.requests += 1
+        try:
+            async with asyncio.timeout(self.config.total_timeout):
+                async with self._client.stream("GET", url, params=params) as response:
+                    self._check_status(response)
+                    body = await self._read_body(response)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise _Retryable("timeout", type(exc).__name__) from exc
+        except httpx.TransportError as exc:
+            raise _Retryable("transport", f"{type(exc).__name__}: {exc}") from exc
+        if md5 and md5_hex(body) != md5.lower():
+            raise _Retryable("checksum_mismatch", f"expected MD5 {md5}, got {md5_hex(body)}")
+        self.stats.bytes += len(body)
+        self.on_progress()
+        return body
+
+    def _check_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        url = str(response.request.url)
+        if status in RETRYABLE_STATUS:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is not None and status in (429, 503):
+                self.limiter(url).pause(min(retry_after, self.config.max_retry_after))
+            raise _Retryable(f"http_{status}", f"HTTP {status}", retry_after)
+        raise FetchError(url, f"http_{status}", f"HTTP {status}")
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """The decoded body; truncated gzip streams and bodies over the cap are errors."""
+        url = str(response.request.url)
+        cap = self.config.max_bytes
+        length = response.headers.get("content-length")
+        if length and length.isdigit() and int(length) > cap:
+            raise FetchError(url, "too_large", f"Content-Length {length} > cap {cap}")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip"):
+            raise FetchError(url, "unsupported_encoding", encoding)
+        decoder = zlib.decompressobj(wbits=31) if encoding != "identity" else None
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for raw in response.aiter_raw():
+                chunk = decoder.decompress(raw) if decoder else raw
+                size += len(chunk)
+                if size > cap:
+                    raise FetchError(url, "too_large", f"body exceeds cap {cap}")
+                chunks.append(chunk)
+        except zlib.error as exc:
+            raise _Retryable("bad_gzip", str(exc)) from exc
+        if decoder is not None:
+            chunks.append(decoder.flush())
+            if not decoder.eof:
+                raise _Retryable("truncated_gzip", "gzip stream ended early")
+        return b"".join(chunks)
+
+
+class Progress:
+    """One tqdm bar over articles, showing bytes, requests, retries and failures as they happen."""
+
+    def __init__(self, source: str, fetcher: Fetcher, total: int | None = None) -> None:
+        self.fetcher = fetcher
+        self.bar = tqdm(total=total, desc=source, unit="art", dynamic_ncols=True, disable=None)
+        self._last = 0.0
+        fetcher.on_progress = self.refresh
+
+    def advance(self, n: int = 1) -> None:
+        self.bar.update(n)
+        self.refresh()
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.25:
+            return
+        self._last = now
+        s = self.fetcher.stats
+        self.bar.set_postfix(
+            MB=f"{s.bytes / 1e6:.1f}", req=s.requests, retries=s.retries, failed=sum(s.failures.values())
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class HarvestSummary:
+    source: str
+    articles: int = 0
+    shards_written: int = 0
+    shards_skipped: int = 0
+    quarantined: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Articles deliberately not harvested, by reason (``retracted``, ``license``…)."""
+    superseded: int = 0
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    cached: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def absorb(self, stats: FetchStats) -> None:
+        self.requests, self.retries, self.bytes = stats.requests, stats.retries, stats.bytes
+        self.cached, self.failures = stats.cached, Counter(stats.failures)
+        self.seconds = time.monotonic() - stats.started
+
+    def line(self) -> str:
+        rate = self.articles / self.seconds if self.seconds else 0.0
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none"
+        failures = ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items())) or "none"
+        return (
+            f"{self.source}: {self.articles} articles in {self.shards_written} new shards "
+            f"({self.shards_skipped} already done), {self.quarantined} quarantined, skipped: {skipped}, "
+            f"{self.superseded} older versions replaced; {self.requests} requests, {self.retries} retries, "
+            f"{self.bytes / 1e6:.1f} MB, {self.cached} from raw/; failures: {failures}; "
+            f"{self.seconds:.1f} s, {rate:.1f} articles/s"
+        )
+
+
+def quarantine_record(
+    source: str, member: str, reason: str, error: str, *, article_id: str | None = None, stage: str = "fetch"
+) -> dict[str, Any]:
+    return {
+        "source": source,
+        "member": redact(member),
+        "article_id": article_id,
+        "stage": stage,
+        "error": redact(error),
+        "reason": reason,
+    }
+
+
+def parse_document(
+    data: bytes, *, source: str, source_uri: str, article_id: str | None
+) -> tuple[list[ParsedArticle], list[dict[str, Any]]]:
+    """Parsed articles of one document, or a quarantine record saying why there are none."""
+    try:
+        parsed = parse(data, source_uri=source_uri)
+    except Exception as exc:  # a harvest continues past any one bad document
+        return [], [
+            quarantine_record(
+                source,
+                source_uri,
+                "parse_error",
+                f"{type(exc).__name__}: {exc}",
+                article_id=article_id,
+                stage="parse",
+            )
+        ]
+    if not parsed:
+        return [], [
+            quarantine_record(
+                source,
+                source_uri,
+                "no_article",
+                "no article in the document",
+                article_id=article_id,
+                stage="parse",
+            )
+        ]
+    digest = sha256_hex(data)
+    for article in parsed:
+        if not article.article.get("content_sha256"):
+            article.article["content_sha256"] = digest
+    return parsed, []
+
+
+def shard_name(source: str, keys: Iterable[str]) -> str:
+    """A deterministic shard name for a batch: the source and a hash of the batch's object keys."""
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+    return f"{source}-{digest}"
+
+
+class ShardWriter:
+    """Writes finished batches (quarantine first, articles last) in a worker thread.
+
+    The event loop keeps fetching the next batch while the previous one is parsed and written; at
+    most one batch waits to be written.
+    """
+
+    def __init__(self, build: str | os.PathLike[str], source: str, summary: HarvestSummary) -> None:
+        self.build = Path(build)
+        self.source = source
+        self.summary = summary
+        self._pending: asyncio.Task[None] | None = None
+
+    async def submit(
+        self, shard: str, job: Callable[[], tuple[list[ParsedArticle], list[dict[str, Any]]]]
+    ) -> None:
+        """Run ``job`` (parse: articles and quarantine records) then write shard ``shard``."""
+        await self.drain()
+        self._pending = asyncio.create_task(asyncio.to_thread(self._write, shard, job))
+
+    async def drain(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    def _write(self, shard: str, job: Callable[[], tuple[list[ParsedArticle], list[dict[str, Any]]]]) -> None:
+        parsed, quarantine = job()
+        self.summary.quarantined += store.write_quarantine(self.build, shard, quarantine)
+        counts = store.write_parsed(self.build, shard, parsed, source=self.source)
+        self.summary.articles += counts["articles"]
+        self.summary.shards_written += 1
+
+
+def settle_versions(build: str | os.PathLike[str]) -> int:
+    """Keep one row per ``article_id`` across article shards: the highest version, then the newest.
+
+    Shards holding a losing row are rewritten atomically without that article (content tables
+    first, ``articles`` last, as :mod:`store` writes them). Returns the number of rows removed.
+    Idempotent: a run killed half-way through is finished by the next call.
+    """
+    shards = schema.shard_paths(build, "articles")
+    if not shards:
+        return 0
+    con = duckdb.connect()
+    losers = con.execute(
+        """
+        SELECT filename, list(article_id) FROM (
+            SELECT filename, article_id, row_number() OVER (
+                PARTITION BY article_id
+                ORDER BY coalesce(version, -1) DESC, harvested_at DESC, filename DESC) AS rank
+            FROM read_parquet(?, filename = true))
+        WHERE rank > 1 GROUP BY filename
+        """,
+        [[str(p) for p in shards]],
+    ).fetchall()
+    removed = 0
+    for filename, article_ids in losers:
+        shard = Path(filename).stem
+        for table in (*store.CONTENT_TABLES, "articles"):
+            path = store.shard_path(build, table, shard)
+            if path.is_file():
+                rows = pq.read_table(path, schema=schema.SCHEMAS[table])
+                keep = pc.invert(
+                    pc.is_in(rows["article_id"], value_set=pa.array(article_ids, type=pa.string()))
+                )
+                schema.write_shard(rows.filter(keep), path)
+        removed += len(article_ids)
+        log.info("shard %s: replaced older versions of %s", shard, ", ".join(sorted(article_ids)))
+    return removed
+
+
+def read_id_file(path: str | os.PathLike[str]) -> list[str]:
+    """Identifiers from a file, one per line (blank lines and ``#`` comments ignored), de-duplicated."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HarvestInputError(f"cannot read id file {path}: {exc.strerror}") from exc
+    seen: dict[str, None] = {}
+    for line in text.splitlines():
+        value = line.split("#", 1)[0].strip()
+        if value:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+def batched(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Session:
+    """Everything one harvest run shares: fetcher, raw store, listing cache, shard writer, summary.
+
+    Entering settles versions left unsettled by a killed run; leaving normally waits for the last
+    shard, settles versions, forgets the run's listings and logs the summary.
+    """
+
+    def __init__(
+        self, build: str | os.PathLike[str], source: str, config: FetchConfig, selection: Mapping[str, Any]
+    ) -> None:
+        self.build = Path(build)
+        self.source = source
+        self.summary = HarvestSummary(source)
+        self.raw = RawStore(build, source)
+        self.state = RunState(build, source, selection)
+        self.fetcher = Fetcher(config, self.raw)
+        self.writer = ShardWriter(build, source, self.summary)
+        self.progress: Progress | None = None
+        self.done: set[str] = set()
+
+    async def __aenter__(self) -> Session:
+        await asyncio.to_thread(settle_versions, self.build)
+        self.done = store.completed_shards(self.build)
+        await self.fetcher.__aenter__()
+        self.progress = Progress(self.source, self.fetcher)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        try:
+            await self.writer.drain()
+        finally:
+            await self.fetcher.__aexit__()
+            if self.progress is not None:
+                self.progress.close()
+        self.summary.absorb(self.fetcher.stats)
+        if exc_type is None:
+            self.summary.superseded = await asyncio.to_thread(settle_versions, self.build)
+            self.state.finish()
+            log.info("%s", self.summary.line())
+
+    def set_total(self, total: int) -> None:
+        assert self.progress is not None
+        self.progress.bar.total = total
+        self.progress.bar.refresh()
+
+    def advance(self, n: int = 1) -> None:
+        assert self.progress is not None
+        self.progress.advance(n)
+
+    def is_done(self, shard: str) -> bool:
+        return shard in self.done
+
+    def skip_shard(self, n_articles: int) -> None:
+        self.summary.shards_skipped += 1
+        self.advance(n_articles)

@@ -1,0 +1,132 @@
+"""``harvest eutils`` against a local server speaking E-utilities (esearch history, efetch, 429s)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from pmcurate import cli
+from pmcurate.harvest import eutils
+from pmcurate.harvest.fetch import FetchConfig, HarvestInputError
+from tests.harvest.netutil import rows
+from tests.servers.corpus import EutilsApp, corpus
+from tests.servers.faulty import FAULTS, FaultyServer
+
+KEYED = FetchConfig(rate=10.0, retries=8, backoff=0.01, max_backoff=0.05, timeout=0.3)
+
+
+def options(server: FaultyServer, out: Path, **kwargs) -> eutils.EutilsOptions:
+    kwargs.setdefault("fetch", FetchConfig(rate=3.0, retries=8, backoff=0.01, timeout=0.3))
+    return eutils.EutilsOptions(
+        out=out, base_url=f"{server.url}{EutilsApp.PREFIX}", email="a@b.org", **kwargs
+    )
+
+
+def test_ids_are_fetched_in_batches_with_tool_and_email(tmp_path: Path) -> None:
+    articles = corpus(5)
+    with FaultyServer(EutilsApp(articles)) as server:
+        summary = eutils.harvest(options(server, tmp_path, ids=tuple(articles), batch_size=2))
+        fetches = server.served("/efetch.fcgi")
+    assert summary.articles == 5 and len(fetches) == 3
+    assert all(f.query["tool"] == ["pmcurate"] and f.query["email"] == ["a@b.org"] for f in fetches)
+    assert fetches[0].query["id"] == [",".join(i.removeprefix("PMC") for i in list(articles)[:2])]
+    assert sorted(r["article_id"] for r in rows(tmp_path, "articles")) == sorted(articles)
+
+
+def test_query_pages_through_the_history_server(tmp_path: Path) -> None:
+    articles = corpus(5)
+    with FaultyServer(EutilsApp(articles)) as server:
+        eutils.harvest(options(server, tmp_path, query="malaria", batch_size=2))
+        fetches = server.served("/efetch.fcgi")
+        search = server.served("/esearch.fcgi")
+    assert search[0].query["usehistory"] == ["y"]
+    assert [f.query["retstart"][0] for f in fetches] == ["0", "2", "4"]
+    assert {f.query["WebEnv"][0] for f in fetches} == {"MCID_00000001"}
+    assert sorted(r["article_id"] for r in rows(tmp_path, "articles")) == sorted(articles)
+
+
+def test_front_only_articles_are_recorded_not_written_as_empty_articles(tmp_path: Path) -> None:
+    articles = corpus(3)
+    forbidden = list(articles)[1]
+    with FaultyServer(EutilsApp(articles, front_only_ids=frozenset({forbidden}))) as server:
+        summary = eutils.harvest(options(server, tmp_path, ids=tuple(articles)))
+    assert forbidden not in {r["article_id"] for r in rows(tmp_path, "articles")}
+    assert [(q["article_id"], q["reason"]) for q in rows(tmp_path, "quarantine")] == [
+        (forbidden, "no_full_text")
+    ]
+    assert summary.articles == 2
+
+
+def test_ids_missing_from_the_answer_are_recorded(tmp_path: Path) -> None:
+    articles = corpus(2)
+    with FaultyServer(EutilsApp(articles)) as server:
+        eutils.harvest(options(server, tmp_path, ids=(*articles, "PMC1")))
+    assert [(q["article_id"], q["reason"]) for q in rows(tmp_path, "quarantine")] == [
+        ("PMC1", "not_returned")
+    ]
+
+
+def test_rate_limit_keeps_below_ncbis_three_requests_per_second(tmp_path: Path) -> None:
+    app = EutilsApp(corpus(8))
+    with FaultyServer(app) as server:
+        eutils.harvest(options(server, tmp_path, ids=tuple(app.articles), batch_size=1))
+        times = [s.at for s in server.served()]
+    assert app.rate_limited == 0
+    assert all(b - a >= 1.0 for a, b in zip(times, times[3:], strict=False))
+
+
+def test_a_rate_above_the_ncbi_ceiling_is_refused() -> None:
+    with pytest.raises(HarvestInputError, match="at most 3 requests/s without an API key"):
+        eutils.EutilsOptions(out=Path("x"), ids=("1",), fetch=FetchConfig(rate=5.0)).fetch_config()
+    assert (
+        eutils.EutilsOptions(out=Path("x"), api_key="k", fetch=FetchConfig(rate=10.0)).fetch_config().rate
+        == 10.0
+    )
+
+
+def test_api_key_is_sent_but_never_logged_or_quarantined(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    articles = corpus(2)
+    with FaultyServer(EutilsApp(articles)) as server, caplog.at_level(logging.DEBUG):
+        server.script["/efetch.fcgi"] = ["500"] * 20
+        eutils.harvest(options(server, tmp_path, ids=tuple(articles), api_key="SECRET123", fetch=KEYED))
+        sent = server.served("/efetch.fcgi")[0].query["api_key"]
+    assert sent == ["SECRET123"]
+    quarantine = rows(tmp_path, "quarantine")
+    assert quarantine and all("SECRET123" not in f"{q['member']} {q['error']}" for q in quarantine)
+    assert caplog.records and all("SECRET123" not in r.getMessage() for r in caplog.records)
+
+
+def test_faults_on_efetch_are_retried_and_every_article_arrives_once(tmp_path: Path) -> None:
+    articles = corpus(6)
+    with FaultyServer(EutilsApp(articles), fault_rate=0.3, faults=FAULTS, seed=3) as server:
+        eutils.harvest(options(server, tmp_path, ids=tuple(articles), batch_size=2, api_key="k", fetch=KEYED))
+    assert sorted(r["article_id"] for r in rows(tmp_path, "articles")) == sorted(articles)
+
+
+def test_cli_reads_the_api_key_from_the_environment_and_never_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    articles = corpus(2)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(articles))
+    monkeypatch.setenv("NCBI_API_KEY", "ENVKEY42")
+    app = EutilsApp(articles)
+    with FaultyServer(app) as server:
+        argv = ["harvest", "eutils", "--ids", str(ids), "--out", str(tmp_path / "b")]
+        status = cli.main([*argv, "--base-url", f"{server.url}{EutilsApp.PREFIX}", "--email", "a@b.org"])
+        sent = server.served("/efetch.fcgi")[0].query["api_key"]
+    assert status == 0 and sent == ["ENVKEY42"]
+    printed = capsys.readouterr()
+    assert "ENVKEY42" not in printed.out + printed.err
+    assert "eutils: 2 articles" in printed.out
+
+
+def test_cli_refuses_a_rate_above_the_ceiling_as_a_user_error(tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("PMC1\n")
+    argv = ["harvest", "eutils", "--ids", str(ids), "--out", str(tmp_path / "b"), "--rate", "5"]
+    assert cli.main(argv) == 2

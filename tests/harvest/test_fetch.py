@@ -1,0 +1,178 @@
+"""The fetch engine against a local fault-injecting HTTP server: retries, limits, checksums, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from pmcurate import schema
+from pmcurate.harvest.fetch import (
+    FetchConfig,
+    Fetcher,
+    FetchError,
+    RawStore,
+    parse_retry_after,
+    redact,
+    settle_versions,
+)
+from pmcurate.harvest.jats import ParsedArticle
+from pmcurate.harvest.store import write_parsed
+from tests.servers.faulty import FaultyServer, Reply
+
+BODY = b"<article>" + b"x" * 5000 + b"</article>"
+FAST = FetchConfig(concurrency=4, rate=1000.0, retries=3, backoff=0.01, timeout=0.3)
+
+
+def app(path: str, query: dict[str, list[str]]) -> Reply:
+    if path.startswith("/missing"):
+        return Reply(404, b"no such object")
+    return Reply(200, BODY, {"Content-Type": "application/xml"})
+
+
+@pytest.fixture
+def server():
+    with FaultyServer(app, slow_seconds=1.0) as running:
+        yield running
+
+
+def fetch(url: str, config: FetchConfig = FAST, raw: RawStore | None = None, **kwargs) -> bytes:
+    async def go() -> bytes:
+        async with Fetcher(config, raw) as fetcher:
+            return await fetcher.get(url, **kwargs)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("fault", ["500", "reset", "truncated_gzip", "slow"])
+def test_transient_fault_is_retried_until_the_body_arrives_whole(server: FaultyServer, fault: str) -> None:
+    server.script["/a"] = [fault]
+    assert fetch(f"{server.url}/a") == BODY
+    assert [s.fault for s in server.served("/a")] == [fault, None]
+
+
+def test_retry_after_on_429_is_honoured(server: FaultyServer) -> None:
+    server.script["/a"] = ["429"]
+    started = time.monotonic()
+    assert fetch(f"{server.url}/a") == BODY
+    assert time.monotonic() - started >= 0.95  # Retry-After: 1, far above the 0.01 s backoff
+
+
+def test_retry_after_on_503_pauses_the_whole_host(server: FaultyServer) -> None:
+    server.script["/a"] = ["503"]
+
+    async def go() -> list[float]:
+        async with Fetcher(FAST) as fetcher:
+            await fetcher.get(f"{server.url}/a")
+            return [s.at for s in server.served()]
+
+    asyncio.run(go())
+    first, second = server.served("/a")
+    assert second.at - first.at >= 0.95
+
+
+def test_wrong_md5_is_retried_then_accepted_when_it_matches(server: FaultyServer) -> None:
+    server.script["/a"] = ["corrupt"]
+    assert fetch(f"{server.url}/a", md5=hashlib.md5(BODY).hexdigest()) == BODY
+    assert [s.fault for s in server.served("/a")] == ["corrupt", None]
+
+
+def test_persistent_failure_raises_fetch_error_with_reason_after_last_retry(server: FaultyServer) -> None:
+    server.script["/a"] = ["500"] * 10
+    with pytest.raises(FetchError) as caught:
+        fetch(f"{server.url}/a")
+    assert caught.value.reason == "http_500"
+    assert len(server.served("/a")) == FAST.retries + 1
+
+
+def test_not_found_fails_at_once_without_retries(server: FaultyServer) -> None:
+    with pytest.raises(FetchError) as caught:
+        fetch(f"{server.url}/missing")
+    assert caught.value.reason == "http_404"
+    assert len(server.served("/missing")) == 1
+
+
+def test_object_over_the_byte_cap_is_refused(server: FaultyServer) -> None:
+    config = FetchConfig(rate=1000.0, retries=3, backoff=0.01, max_bytes=1000)
+    with pytest.raises(FetchError) as caught:
+        fetch(f"{server.url}/a", config)
+    assert caught.value.reason == "too_large"
+
+
+def test_rate_limit_spaces_requests_to_one_host(server: FaultyServer) -> None:
+    config = FetchConfig(concurrency=8, rate=20.0, retries=0)
+
+    async def go() -> None:
+        async with Fetcher(config) as fetcher:
+            await asyncio.gather(*(fetcher.get(f"{server.url}/a{i}") for i in range(10)))
+
+    asyncio.run(go())
+    times = sorted(s.at for s in server.served())
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    assert gaps[len(gaps) // 2] >= 1 / 20  # the server's clock adds jitter to single gaps, not to the median
+    assert times[-1] - times[0] >= 9 / 20
+
+
+def test_raw_store_serves_a_stored_object_without_a_request(server: FaultyServer, tmp_path: Path) -> None:
+    raw = RawStore(tmp_path, "test")
+    md5 = hashlib.md5(BODY).hexdigest()
+    fetch(f"{server.url}/a", raw=raw, key="PMC1.1/PMC1.1.xml", md5=md5)
+    assert fetch(f"{server.url}/a", raw=raw, key="PMC1.1/PMC1.1.xml", md5=md5) == BODY
+    assert len(server.served("/a")) == 1
+    assert (tmp_path / "raw/test/PMC1.1/PMC1.1.xml").read_bytes() == BODY
+
+
+def test_raw_file_failing_its_md5_is_fetched_again(server: FaultyServer, tmp_path: Path) -> None:
+    raw = RawStore(tmp_path, "test")
+    raw.write("a.xml", b"damaged")
+    assert fetch(f"{server.url}/a", raw=raw, key="a.xml", md5=hashlib.md5(BODY).hexdigest()) == BODY
+    assert raw.read("a.xml") == BODY
+
+
+def test_raw_keys_cannot_escape_the_raw_folder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unsafe"):
+        RawStore(tmp_path, "test").path("../outside.xml")
+
+
+def test_api_key_is_redacted_in_errors_and_httpx_logs(
+    server: FaultyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO), pytest.raises(FetchError) as caught:
+        fetch(f"{server.url}/missing", params={"db": "pmc", "api_key": "s3cr3t-key"})
+    assert "s3cr3t-key" not in str(caught.value)
+    assert "api_key=***" in str(caught.value)
+    assert caplog.records and all("s3cr3t-key" not in r.getMessage() for r in caplog.records)
+
+
+def test_redact_replaces_every_api_key_value() -> None:
+    assert redact("a?api_key=abc&x=1 and API_KEY=def") == "a?api_key=***&x=1 and API_KEY=***"
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("soon") is None
+
+
+def test_settle_versions_keeps_only_the_newest_version_of_an_article(tmp_path: Path) -> None:
+    def article(version: int, text: str) -> ParsedArticle:
+        paragraph = {"paragraph_id": "PMC1/body/p", "article_id": "PMC1", "text": text}
+        return ParsedArticle({"article_id": "PMC1", "version": version}, [paragraph])
+
+    write_parsed(tmp_path, "new", [article(2, "new text")], source="test")
+    write_parsed(tmp_path, "old", [article(1, "old text")], source="test")
+    assert settle_versions(tmp_path) == 1
+    paragraphs = [r for p in schema.shard_paths(tmp_path, "paragraphs") for r in _rows(p)]
+    assert [p["text"] for p in paragraphs] == ["new text"]
+    assert settle_versions(tmp_path) == 0
+
+
+def _rows(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
