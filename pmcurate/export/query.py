@@ -43,8 +43,20 @@ def connect(target: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per table of ``target``.
 
     ``target`` is a build folder (``BUILD/tables/<table>/*.parquet``: views ``articles``,
-    ``paragraphs``, ``figures``, ``tables``, ``labels``, ``quarantine``… whichever exist).
+    ``paragraphs``, ``figures``, ``tables``, ``labels``, ``quarantine``… whichever exist), an
+    export folder (a view per config and per split, see ``export.targets``) or an
+    ``hf://datasets/ORG/NAME[/FOLDER]`` path, read by DuckDB from the Hub.
     """
+    from pmcurate.export import targets
+
+    text = os.fspath(target)
+    try:
+        if text.startswith("hf://"):
+            return targets.connect_hub(text)
+        if targets.is_export(Path(text)):
+            return targets.connect_export(Path(text))
+    except (targets.TargetError, duckdb.Error) as exc:
+        raise QueryError(_one_line(exc)) from None
     try:
         return open_build(target).duckdb()
     except FileNotFoundError as exc:

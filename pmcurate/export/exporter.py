@@ -1,0 +1,468 @@
+"""``pmcurate export``: a build (or one of its subsets) → a Hub-ready dataset folder.
+
+Layout of an export folder ``OUT``::
+
+    OUT/README.md                                        dataset card (regenerated on each export)
+    OUT/data/{split}-{i:05d}-of-{n:05d}.parquet          config "default"
+    OUT/{config}/{split}-{i:05d}-of-{n:05d}.parquet|tar  any other config
+    OUT/provenance/{config}.json                         what each config was made from, and counts
+
+A config is one preset exported one way (Parquet or WebDataset); several configs can share a
+folder and the card lists them all. Splits are license groups (``commercial``, ``noncommercial``,
+``other``), the values of any column, or a single ``train``.
+
+An export is all-or-nothing: shards are written to a staging folder inside ``OUT`` and moved into
+place when every split is complete, replacing the config's previous shards. Nothing written depends
+on the time or the machine, so exporting the same rows twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import operator
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from pmcurate import __version__, schema
+from pmcurate.build import open_build
+from pmcurate.export import parquet, webdataset
+from pmcurate.export.presets import Preset, PresetError, Source, check_source, get_preset, license_group_sql
+
+log = logging.getLogger(__name__)
+
+Format = Literal["parquet", "webdataset"]
+FORMATS: tuple[Format, ...] = ("parquet", "webdataset")
+DEFAULT_CONFIG = "default"
+PROVENANCE_DIR = "provenance"
+SPLIT_BY_LICENSE = "license"
+SPLIT_NONE = "none"
+BATCH_ROWS = 2048
+IMAGE_BATCH_ROWS = 64
+"""Rows fetched from DuckDB at a time: figures carry their images, so fewer of them."""
+SHARD_FILE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.(parquet|tar)$")
+_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][\w-]*$")
+
+
+class ExportError(ValueError):
+    """An export that cannot be made as asked: the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    rows: int
+    bytes: int
+    shards: list[str]
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    config: str
+    preset: str
+    format: Format
+    folder: str
+    splits: dict[str, SplitSummary] = field(default_factory=dict)
+    skipped_rows: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.splits.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.splits.values())
+
+
+def config_folder(config: str) -> str:
+    """Where a config's shards live: ``data`` for the default config, else the config's name."""
+    return "data" if config == DEFAULT_CONFIG else config
+
+
+def export(
+    build: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    preset: str = "paragraphs",
+    subset: str | None = None,
+    config: str | None = None,
+    format: Format = "parquet",
+    split_by: str = SPLIT_BY_LICENSE,
+    shard_bytes: int = parquet.DEFAULT_SHARD_BYTES,
+    row_group_bytes: int = parquet.DEFAULT_ROW_GROUP_BYTES,
+    image_extension: str | None = None,
+    write_card: bool = True,
+    progress: bool = True,
+) -> ExportResult:
+    """Export ``preset`` rows of ``build`` (or of its subset ``subset``) into ``out``.
+
+    ``config`` defaults to ``default`` for Parquet and ``webdataset`` for tar shards.
+    ``image_extension`` (webdataset only) defaults to the most common image format.
+    """
+    started = time.perf_counter()
+    chosen, config = _check_options(preset, format, config, shard_bytes, row_group_bytes)
+    try:
+        opened = open_build(build)
+    except FileNotFoundError as exc:
+        raise ExportError(str(exc)) from None
+    out = Path(out)
+    _check_format(out, config, format)
+    con = opened.duckdb()
+    tables = set(opened.tables)
+    source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
+    try:
+        check_source(chosen, tables, source)
+    except PresetError as exc:
+        raise ExportError(str(exc)) from None
+    subset_info = _create_selection(con, opened.path, chosen, subset)
+    columns = _create_rows(con, chosen, source, split_by)
+    result = ExportResult(out=out, config=config, preset=preset, format=format, folder=config_folder(config))
+    selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
+    extension = None
+    if format == "webdataset":
+        extension = image_extension or webdataset.choose_extension(_image_formats(con))
+    writer = _SplitWriter(chosen, format, shard_bytes, row_group_bytes, extension)
+    staging = out / f"{schema.TMP_PREFIX}export-{config}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        # One sorted pass: rows ordered by split, then by the preset's key; each run of a split
+        # is written as that split's shards.
+        order = chosen.order_by + (", repeat" if subset else "")
+        query = f"SELECT {columns}, __split FROM export_rows ORDER BY __split, {order}"
+        reader = con.sql(query).to_arrow_reader(IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS)
+        arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
+        seen = _DistinctValues(("license_url", "language"))
+        runs = split_runs(seen.observe(_progress(reader, selected, f"export {config}", progress)))
+        for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
+            shards = writer.write((batch for _, batch in group), arrow_schema, staging, split)
+            result.splits[split] = SplitSummary(
+                rows=sum(s.rows for s in shards),
+                bytes=sum(s.nbytes for s in shards),
+                shards=[f"{result.folder}/{s.path.name}" for s in shards],
+            )
+        if not result.splits:
+            raise ExportError(_nothing_message(chosen, subset))
+        _install(staging, out / result.folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result.skipped_rows = selected - result.rows
+    result.seconds = time.perf_counter() - started
+    info = _provenance(opened.path, result, chosen, split_by, subset, subset_info, arrow_schema, tables)
+    if extension is not None:
+        info["image_extension"] = extension
+    info["license_urls"], info["languages"] = seen.sorted("license_url"), seen.sorted("language")
+    provenance = out / PROVENANCE_DIR / f"{config}.json"
+    provenance.parent.mkdir(parents=True, exist_ok=True)
+    provenance.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    if write_card:
+        from pmcurate.export.card import write_card as write_dataset_card
+
+        write_dataset_card(out)
+    return result
+
+
+def _check_options(
+    preset: str, format: str, config: str | None, shard_bytes: int, row_group_bytes: int
+) -> tuple[Preset, str]:
+    """The preset and the config name, or ``ExportError`` for options that do not go together."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
+    try:
+        chosen = get_preset(preset)
+    except PresetError as exc:
+        raise ExportError(str(exc)) from None
+    if format == "webdataset" and not chosen.image_columns:
+        raise ExportError(f"--format webdataset needs an image preset (image-text), not {preset}")
+    config = config or (DEFAULT_CONFIG if format == "parquet" else "webdataset")
+    if not _CONFIG_NAME.match(config) or config == PROVENANCE_DIR:
+        raise ExportError(
+            f"invalid config name {config!r}: letters, digits, '-' and '_' (not {PROVENANCE_DIR!r})"
+        )
+    if shard_bytes <= 0 or row_group_bytes <= 0:
+        raise ExportError("shard and row group sizes must be positive")
+    return chosen, config
+
+
+@dataclass(frozen=True)
+class _SplitWriter:
+    """Writes one split's batches as Parquet or WebDataset shards."""
+
+    preset: Preset
+    format: Format
+    shard_bytes: int
+    row_group_bytes: int
+    extension: str | None
+
+    def write(
+        self, batches: Iterator[pa.RecordBatch], arrow_schema: pa.Schema, folder: Path, split: str
+    ) -> list[parquet.Shard]:
+        if self.format == "parquet":
+            features = hf_features(arrow_schema, self.preset.image_columns)
+            return parquet.write_split(
+                batches,
+                parquet.with_features(arrow_schema, features),
+                folder,
+                split,
+                shard_bytes=self.shard_bytes,
+                row_group_bytes=self.row_group_bytes,
+                image_columns=self.preset.image_columns,
+            )
+        assert self.extension is not None
+        tables = (pa.Table.from_batches([batch]) for batch in batches)
+        return webdataset.write_split(
+            tables, folder, split, extension=self.extension, shard_bytes=self.shard_bytes
+        )
+
+
+def _check_format(out: Path, config: str, format: Format) -> None:
+    """One format per folder: ``datasets`` and the Hub pick a single loader for a whole repository."""
+    for path in sorted((out / PROVENANCE_DIR).glob("*.json")):
+        other = json.loads(path.read_text())
+        if other["config"] != config and other["format"] != format:
+            raise ExportError(
+                f"{out} already holds {other['format']} config {other['config']!r}: a dataset repository is "
+                f"read with one loader, so export {format} into another folder"
+            )
+
+
+def _nothing_message(preset: Preset, subset: str | None) -> str:
+    what = f"subset {subset!r}" if subset else f"the build's {preset.unit}s"
+    extra = " with an image (harvest the media first)" if preset.image_columns else ""
+    return f"nothing to export: {what} has no {preset.unit}s{extra}"
+
+
+def _create_selection(
+    con: duckdb.DuckDBPyConnection, build: Path, preset: Preset, subset: str | None
+) -> dict[str, Any] | None:
+    """The ``selection`` view: keys (and repeat index) of the rows to export."""
+    key = f"{preset.unit}_id"
+    table = f"{preset.unit}s"
+    if subset is None:
+        con.execute(f"CREATE VIEW selection AS SELECT {key}, 0 AS repeat FROM {table}")
+        return None
+    folder = build / "subsets" / subset
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        known = sorted(
+            p.name for p in (build / "subsets").glob("*") if p.is_dir() and not p.name.startswith(".")
+        )
+        raise ExportError(
+            f"{build}: no subset {subset!r} (subsets: {', '.join(known) or 'none'}); "
+            "make it with `pmcurate filter`"
+        )
+    paths = ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in files)
+    names = {d[0] for d in con.sql(f"DESCRIBE SELECT * FROM read_parquet([{paths}])").fetchall()}
+    if key not in names:
+        raise ExportError(
+            f"subset {subset!r} holds no {key} column: preset {preset.name} exports {preset.unit}s "
+            f"(make a {preset.unit} subset)"
+        )
+    repeat = "repeat" if "repeat" in names else "0 AS repeat"
+    con.execute(f"CREATE VIEW selection AS SELECT {key}, {repeat} FROM read_parquet([{paths}])")
+    meta = folder / "subset.json"
+    return json.loads(meta.read_text()) if meta.is_file() else None
+
+
+def _split_expression(split_by: str, preset: Preset, names: list[str]) -> str:
+    if split_by == SPLIT_NONE:
+        return "'train'"
+    if split_by == SPLIT_BY_LICENSE:
+        return license_group_sql(preset.license_column)
+    if split_by not in names or split_by.startswith("__"):
+        visible = [n for n in names if not n.startswith("__")]
+        raise ExportError(
+            f"cannot split by {split_by!r}: not a column of preset {preset.name} "
+            f"(use {SPLIT_BY_LICENSE}, {SPLIT_NONE} or one of: {', '.join(visible)})"
+        )
+    value = f'lower(CAST("{split_by}" AS VARCHAR))'
+    cleaned = f"trim(regexp_replace({value}, '[^a-z0-9]+', '_', 'g'), '_')"
+    return f"CASE WHEN coalesce({cleaned}, '') = '' THEN 'unknown' ELSE {cleaned} END"
+
+
+def _create_rows(con: duckdb.DuckDBPyConnection, preset: Preset, source: Source, split_by: str) -> str:
+    """The ``export_rows`` view (rows plus ``__split``); returns the exported column list as SQL."""
+    con.execute(f"CREATE VIEW preset_rows AS {preset.rows_sql(source)}")
+    names = [d[0] for d in con.sql("DESCRIBE preset_rows").fetchall()]
+    split = _split_expression(split_by, preset, names)
+    con.execute(f"CREATE VIEW export_rows AS SELECT *, {split} AS __split FROM preset_rows")
+    return ", ".join(f'"{n}"' for n in names if not n.startswith("__"))
+
+
+def _image_formats(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Image count per format: the ``format`` column, or the first bytes where it is null."""
+    named = "CASE lower(format) WHEN 'jpeg' THEN 'jpg' WHEN 'tiff' THEN 'tif' ELSE lower(format) END"
+    head = "CASE WHEN format IS NULL THEN upper(hex(image.bytes[1:8])) END"
+    rows = con.sql(f"SELECT {named}, {head}, count(*) FROM export_rows GROUP BY ALL").fetchall()
+    counts: dict[str, int] = {}
+    for fmt, first_bytes, n in rows:
+        fmt = fmt or webdataset.sniff_format(bytes.fromhex(first_bytes or ""))
+        counts[fmt] = counts.get(fmt, 0) + n
+    return counts
+
+
+class _DistinctValues:
+    """The distinct values of a few columns, gathered from the batches as they stream by."""
+
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        self.values: dict[str, set] = {column: set() for column in columns}
+
+    def observe(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for column, values in self.values.items():
+                if column in batch.schema.names:
+                    values.update(pc.unique(batch.column(column)).to_pylist())
+            yield batch
+
+    def sorted(self, column: str) -> list:
+        return sorted(self.values[column], key=lambda v: (v is not None, v))
+
+
+def split_runs(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """``(split, rows)`` for each run of equal ``__split`` values in batches sorted by split."""
+    for batch in batches:
+        splits = batch.column("__split")
+        rows = batch.drop_columns(["__split"])
+        if batch.num_rows and splits[0] == splits[-1]:  # sorted: the whole batch is one split
+            yield splits[0].as_py(), rows
+            continue
+        values = splits.to_pylist()
+        start = 0
+        for index in range(1, len(values) + 1):
+            if index == len(values) or values[index] != values[start]:
+                yield values[start], rows.slice(start, index - start)
+                start = index
+
+
+def _progress(reader: pa.RecordBatchReader, total: int, desc: str, enabled: bool) -> Iterator[pa.RecordBatch]:
+    with tqdm(total=total, unit=" rows", desc=desc, disable=not enabled, dynamic_ncols=True) as bar:
+        for batch in reader:
+            yield batch
+            bar.update(batch.num_rows)
+
+
+def _install(staging: Path, folder: Path) -> None:
+    """Replace the shards in ``folder`` by the staged ones (other files are left alone)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if old.is_file() and SHARD_FILE.match(old.name):
+            old.unlink()
+    for new in sorted(staging.iterdir()):
+        os.replace(new, folder / new.name)
+
+
+def normalized_schema(arrow_schema: pa.Schema) -> pa.Schema:
+    """``arrow_schema`` with list children named ``item`` (DuckDB names them ``l``), no metadata."""
+    return pa.schema([pa.field(f.name, _normalized(f.type), f.nullable) for f in arrow_schema])
+
+
+def _normalized(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return pa.list_(_normalized(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _normalized(f.type), f.nullable) for f in kind])
+    return kind
+
+
+_DTYPES = {"float": "float32", "double": "float64", "halffloat": "float16"}
+
+
+def _dtype(kind: pa.DataType) -> str:
+    name = str(kind)
+    return _DTYPES.get(name, name)
+
+
+def hf_features(arrow_schema: pa.Schema, image_columns: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``datasets`` features of ``arrow_schema`` as JSON (``Value``/``List``/struct/``Image``)."""
+    return {f.name: {"_type": "Image"} if f.name in image_columns else _feature(f.type) for f in arrow_schema}
+
+
+def _feature(kind: pa.DataType) -> dict[str, Any]:
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return {"feature": _feature(kind.value_type), "_type": "List"}
+    if pa.types.is_struct(kind):
+        return {f.name: _feature(f.type) for f in kind}
+    return {"dtype": _dtype(kind), "_type": "Value"}
+
+
+def _provenance(
+    build: Path,
+    result: ExportResult,
+    preset: Preset,
+    split_by: str,
+    subset: str | None,
+    subset_info: dict[str, Any] | None,
+    arrow_schema: pa.Schema,
+    tables: set[str],
+) -> dict[str, Any]:
+    """What this config is and what it was made from; no times or absolute paths (reproducible)."""
+    read = (
+        {"articles", "paragraphs", "labels"}
+        if preset.unit == "paragraph"
+        else {"articles", "figures", "paragraphs"}
+    )
+    used = sorted(tables & read)
+    return {
+        "config": result.config,
+        "preset": preset.name,
+        "description": preset.description,
+        "task_categories": list(preset.task_categories),
+        "format": result.format,
+        "folder": result.folder,
+        "split_by": split_by,
+        "splits": {name: asdict(s) for name, s in result.splits.items()},
+        "skipped_rows": result.skipped_rows,
+        "image_columns": list(preset.image_columns),
+        "features": hf_features(arrow_schema, preset.image_columns),
+        "tool": {"name": "pmcurate", "version": __version__},
+        "source": {
+            "build": build.resolve().name,
+            "subset": subset,
+            "subset_parameters": subset_info,
+            "inputs": {name: _table_checksum(build, name) for name in used},
+            "build_provenance": _read_json(build / "provenance.json"),
+            "annotators": _annotators(build) if "labels" in used else [],
+            "student": _read_json(build / "models" / "report.json") if "labels" in used else None,
+        },
+    }
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _table_checksum(build: Path, name: str) -> dict[str, Any]:
+    """Shard count, rows and a sha256 over the table's shard files (name and content, sorted)."""
+    digest = hashlib.sha256()
+    rows = 0
+    paths = schema.shard_paths(build, name)
+    for path in paths:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+        rows += pq.ParquetFile(path).metadata.num_rows
+    return {"shards": len(paths), "rows": rows, "sha256": digest.hexdigest()}
+
+
+def _annotators(build: Path) -> list[str]:
+    con = open_build(build).duckdb()
+    query = "SELECT DISTINCT annotator FROM labels WHERE annotator IS NOT NULL ORDER BY 1"
+    return [row[0] for row in con.sql(query).fetchall()]

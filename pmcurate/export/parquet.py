@@ -1,0 +1,239 @@
+"""Hub-ready Parquet shards: ``{folder}/{split}-{i:05d}-of-{n:05d}.parquet``.
+
+Rows arrive as Arrow record batches in their final order (the caller's SQL sorts them by a unique
+key). They are cut into row groups of about ``row_group_bytes`` of uncompressed data — the unit a
+streaming reader fetches — and a shard is closed as soon as its file reaches ``shard_bytes``, so
+every shard but the last of a split is just over the target. Cut points depend only on the rows
+(their sizes are computed column by column, not taken from how the batches happened to arrive),
+and the writer options are fixed, so the same rows give byte-identical shards.
+
+The number of shards of a split is known only at the end: shards are written under temporary
+names and renamed to their final ``-of-NNNNN`` names when the split is complete.
+
+Writer settings: zstd, statistics and page indexes (DuckDB and Polars skip row groups and pages
+with them), and content-defined chunking, which keeps page boundaries stable when rows are added or
+removed so that the Hub's Xet storage deduplicates a re-published shard against its last version.
+Each file carries the Hugging Face features in its schema metadata (``huggingface`` key), so that
+``datasets`` reads an image column as ``Image`` even without the dataset card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pmcurate import schema
+
+DEFAULT_SHARD_BYTES = 500 * 2**20
+DEFAULT_ROW_GROUP_BYTES = 64 * 2**20
+MAX_ROW_GROUP_ROWS = 100_000
+"""Cap on rows per row group: small text rows would otherwise make row groups of millions of rows."""
+
+SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
+"""What the Hub accepts as a split name."""
+
+FOOTER_BYTES_PER_COLUMN = 160
+"""First guess of the footer bytes (metadata, statistics, page index) each row group adds per column;
+replaced by the measured figure once a shard is closed. The footer is written only when a shard is
+closed, so a shard is closed when its data plus this estimate reaches the target."""
+
+_TMP = f"{schema.TMP_PREFIX}export-"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One finished shard: its path, rows and size on disk."""
+
+    path: Path
+    rows: int
+    nbytes: int
+
+
+def shard_name(split: str, index: int, count: int, suffix: str = "parquet") -> str:
+    """The Hub's shard naming: ``train-00003-of-00012.parquet``."""
+    return f"{split}-{index:05d}-of-{count:05d}.{suffix}"
+
+
+def check_split_name(split: str) -> str:
+    if not SPLIT_NAME.match(split):
+        raise ValueError(f"invalid split name {split!r}: the Hub accepts letters, digits, '_' and inner dots")
+    return split
+
+
+def row_sizes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """Uncompressed size of each row in bytes (variable-length data counted exactly, nulls as 0)."""
+    sizes = np.zeros(batch.num_rows, dtype=np.int64)
+    for column in batch.columns:
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        sizes += _array_sizes(array)
+    return sizes
+
+
+def _array_sizes(array: pa.Array) -> np.ndarray:
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        return _array_sizes(array.dictionary_decode())
+    if (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or (pa.types.is_large_binary(kind))
+    ):
+        lengths = pc.fill_null(pc.binary_length(array), 0)
+        return lengths.to_numpy(zero_copy_only=False).astype(np.int64) + 4
+    if pa.types.is_struct(kind):
+        total = np.zeros(len(array), dtype=np.int64)
+        for index in range(kind.num_fields):
+            total += _array_sizes(array.field(index))
+        return total
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        values = array.flatten()
+        parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
+        child = _array_sizes(values) if len(values) else np.zeros(0, dtype=np.int64)
+        return np.bincount(parents, weights=child, minlength=len(array)).astype(np.int64) + 4
+    width = getattr(kind, "bit_width", 8)
+    return np.full(len(array), max(width // 8, 1), dtype=np.int64)
+
+
+def row_groups(
+    batches: Iterable[pa.RecordBatch], target_bytes: int, max_rows: int = MAX_ROW_GROUP_ROWS
+) -> Iterator[pa.Table]:
+    """Re-cut a stream of batches into tables of about ``target_bytes`` (at least one row each).
+
+    A group ends at the first row that brings it to ``target_bytes`` or ``max_rows``: the cut
+    points depend on the rows alone, never on the incoming batch boundaries.
+    """
+    pending: list[pa.RecordBatch] = []
+    pending_bytes = 0
+    pending_rows = 0
+    for batch in batches:
+        sizes = row_sizes(batch)
+        start = 0
+        while start < batch.num_rows:
+            room_rows = max_rows - pending_rows
+            cumulative = np.cumsum(sizes[start : start + room_rows]) + pending_bytes
+            full = np.nonzero(cumulative >= target_bytes)[0]
+            if len(full):
+                end = start + int(full[0]) + 1
+            elif len(cumulative) == room_rows:
+                end = start + room_rows
+            else:
+                end = batch.num_rows
+            pending.append(batch.slice(start, end - start))
+            pending_rows += end - start
+            pending_bytes = int(cumulative[end - start - 1])
+            start = end
+            if pending_bytes >= target_bytes or pending_rows >= max_rows:
+                yield pa.Table.from_batches(pending).combine_chunks()
+                pending, pending_bytes, pending_rows = [], 0, 0
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks()
+
+
+def with_features(arrow_schema: pa.Schema, features: dict) -> pa.Schema:
+    """``arrow_schema`` carrying the Hugging Face features JSON, as ``datasets`` writes it."""
+    metadata = dict(arrow_schema.metadata or {})
+    metadata[b"huggingface"] = json.dumps({"info": {"features": features}}).encode()
+    return arrow_schema.with_metadata(metadata)
+
+
+def leaf_paths(arrow_schema: pa.Schema) -> list[str]:
+    """The Parquet column paths of ``arrow_schema`` (``image.bytes``, ``mentions.list.element``)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(arrow_schema.empty_table(), sink)
+    parquet_schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
+    return [parquet_schema.column(i).path for i in range(len(parquet_schema))]
+
+
+def _writer(sink: object, arrow_schema: pa.Schema, stored: frozenset[str]) -> pq.ParquetWriter:
+    """The shard writer: zstd level 3, except columns in ``stored`` (already compressed images)."""
+    paths = leaf_paths(arrow_schema)
+    return pq.ParquetWriter(
+        sink,
+        arrow_schema,
+        compression={path: "none" if path in stored else "zstd" for path in paths},
+        compression_level={path: 3 for path in paths if path not in stored},
+        use_dictionary=[path for path in paths if path not in stored],
+        write_statistics=True,
+        write_page_index=True,
+        use_content_defined_chunking=True,
+    )
+
+
+def write_split(
+    batches: Iterable[pa.RecordBatch],
+    arrow_schema: pa.Schema,
+    folder: str | os.PathLike[str],
+    split: str,
+    *,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
+    image_columns: tuple[str, ...] = (),
+) -> list[Shard]:
+    """Write one split's rows as shards ``folder/{split}-{i:05d}-of-{n:05d}.parquet``.
+
+    ``arrow_schema`` is the schema of every shard (each row group is cast to it). A row group is at
+    most an eighth of ``shard_bytes`` of uncompressed data, so a shard overshoots its target by at
+    most one small row group (and the error of the footer estimate). No rows, no shards. The
+    ``bytes`` of ``image_columns`` are stored without compression or dictionary: JPEG and PNG are
+    compressed already, and zstd would spend time to gain nothing.
+    """
+    check_split_name(split)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    group_bytes = max(1, min(row_group_bytes, shard_bytes // 8))
+    stored = frozenset(f"{name}.bytes" for name in image_columns)
+    written: list[tuple[Path, int]] = []
+    writer: pq.ParquetWriter | None = None
+    sink = None
+    rows = groups = 0
+    footer_per_group = FOOTER_BYTES_PER_COLUMN * len(arrow_schema.types)
+    try:
+        for group in row_groups(batches, group_bytes):
+            if writer is None:
+                path = folder / f"{_TMP}{split}-{len(written):05d}"
+                sink = open(path, "wb")  # noqa: SIM115 - closed below, after the writer
+                writer = _writer(sink, arrow_schema, stored)
+                written.append((path, 0))
+            writer.write_table(group.cast(arrow_schema), row_group_size=group.num_rows)
+            rows += group.num_rows
+            groups += 1
+            if sink.tell() + groups * footer_per_group >= shard_bytes:
+                data_bytes = sink.tell()
+                writer.close()
+                footer_per_group = max(footer_per_group, (sink.tell() - data_bytes) // groups)
+                sink.close()
+                written[-1] = (written[-1][0], rows)
+                writer, sink, rows, groups = None, None, 0, 0
+        if writer is not None:
+            writer.close()
+            sink.close()
+            written[-1] = (written[-1][0], rows)
+            writer, sink = None, None
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        if sink is not None:
+            sink.close()
+        for path, _ in written:
+            path.unlink(missing_ok=True)
+        raise
+    return _rename(written, folder, split)
+
+
+def _rename(written: list[tuple[Path, int]], folder: Path, split: str) -> list[Shard]:
+    shards = []
+    for index, (tmp, rows) in enumerate(written):
+        final = folder / shard_name(split, index, len(written))
+        os.replace(tmp, final)
+        shards.append(Shard(final, rows, final.stat().st_size))
+    return shards

@@ -1,0 +1,209 @@
+"""Export presets: which rows and columns a published dataset has, as DuckDB SQL over a build.
+
+A preset turns the build's views (``articles``, ``paragraphs``, ``figures``, ``labels``) and a
+``selection`` view into the rows of a dataset. ``selection`` holds the keys of the rows to export
+(``paragraph_id`` or ``figure_id``) and a ``repeat`` index: every row of the table when the whole
+table is exported, or the rows of a subset (``BUILD/subsets/NAME/``, written by ``pmcurate filter``)
+with the copies its upsampling rules added. Rows are re-joined with the base tables, so a subset
+needs to carry nothing but its keys.
+
+Columns whose name starts with ``__`` are for ordering only and are not exported.
+
+- ``paragraphs``: one row per paragraph with its section, its article's metadata and license, and
+  its labels when the build has them.
+- ``biomed-enriched``: the columns of the Biomed-Enriched dataset (``article_id``, ``path``,
+  ``section_title``, ``text``, ``document_type``/``domain`` with ``*_scores`` lists,
+  ``educational_score``, ``authors``, ``article_url``, ``license_type``, ``license_url``,
+  ``language``…) so that code written for it runs unchanged, plus our columns.
+- ``image-text``: one row per figure that has an image: the image as the Hugging Face ``Image``
+  struct, caption, label, the text of the paragraphs that cite the figure, image hash and size,
+  article metadata and license.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from pmcurate import schema
+
+Unit = Literal["paragraph", "figure"]
+
+ARTICLE_URL = (
+    "CASE WHEN a.pmcid IS NOT NULL THEN 'https://pmc.ncbi.nlm.nih.gov/articles/' || a.pmcid || '/' "
+    "WHEN a.doi IS NOT NULL THEN 'https://doi.org/' || a.doi END"
+)
+"""The article's landing page: PMC when it has a PMCID, else its DOI."""
+
+LICENSE_GROUP = (
+    "CASE WHEN {col} IN ({commercial}) THEN 'commercial' "
+    "WHEN {col} IN ({noncommercial}) THEN 'noncommercial' ELSE 'other' END"
+)
+
+
+class PresetError(ValueError):
+    """The build lacks what a preset needs: the message says what and how to make it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a preset's SQL may use: whether the build has labels and paragraphs, and a subset."""
+
+    has_labels: bool
+    has_paragraphs: bool
+    subset: str | None
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    unit: Unit
+    description: str
+    task_categories: tuple[str, ...]
+    license_column: str
+    image_columns: tuple[str, ...]
+    order_by: str
+    rows_sql: Callable[[Source], str]
+    requires_labels: bool = False
+
+
+def license_group_sql(column: str) -> str:
+    """SQL mapping a normalized license to ``commercial``, ``noncommercial`` or ``other``."""
+    quote = ", ".join(f"'{code}'" for code in sorted(schema.COMMERCIAL_LICENSES))
+    nc = ", ".join(f"'{code}'" for code in sorted(schema.NONCOMMERCIAL_LICENSES))
+    return LICENSE_GROUP.format(col=f'"{column}"', commercial=quote, noncommercial=nc)
+
+
+def _repeat(source: Source) -> str:
+    return ", s.repeat" if source.subset else ""
+
+
+def _label_columns(source: Source) -> str:
+    if not source.has_labels:
+        return ""
+    return (
+        ", l.document_type, l.document_type_scores, l.domain, l.domain_scores, l.educational_score,"
+        " l.annotator AS labels_annotator"
+    )
+
+
+def _label_join(source: Source) -> str:
+    return "LEFT JOIN labels l ON l.paragraph_id = p.paragraph_id" if source.has_labels else ""
+
+
+def paragraphs_sql(source: Source) -> str:
+    return f"""
+        SELECT p.paragraph_id, p.article_id, p.path, p.ordinal, p.section_title, p.section_path,
+               p.section_type, p.text, p.n_words {_label_columns(source)},
+               a.pmcid, a.pmid, a.doi, a.title, a.journal, a.pub_year, a.language,
+               a.license, a.license_url, a.commercial_use, {ARTICLE_URL} AS article_url {_repeat(source)}
+        FROM selection s
+        JOIN paragraphs p ON p.paragraph_id = s.paragraph_id
+        LEFT JOIN articles a ON a.article_id = p.article_id
+        {_label_join(source)}"""
+
+
+def _score_list(column: str, names: tuple[str, ...]) -> str:
+    items = ", ".join(f"l.{column}.{name}" for name in names)
+    return f"CASE WHEN l.{column} IS NULL THEN NULL ELSE [{items}]::DOUBLE[] END"
+
+
+def biomed_enriched_sql(source: Source) -> str:
+    return f"""
+        SELECT p.paragraph_id AS id, p.article_id, p.path, p.section_title,
+               l.educational_score::DOUBLE AS educational_score, l.domain, l.document_type,
+               {_score_list("domain_scores", schema.DOMAINS)} AS domain_scores,
+               {_score_list("document_type_scores", schema.DOCUMENT_TYPES)} AS document_type_scores,
+               p.text, list_transform(a.authors, lambda x: x.name) AS authors,
+               {ARTICLE_URL} AS article_url, a.license AS license_type, a.license_url,
+               a.language, NULL::DOUBLE AS language_score, a.source,
+               a.pmcid, a.doi, a.journal, a.pub_year, p.section_type, p.n_words, a.commercial_use,
+               l.annotator AS labels_annotator, p.ordinal AS __ordinal {_repeat(source)}
+        FROM selection s
+        JOIN paragraphs p ON p.paragraph_id = s.paragraph_id
+        LEFT JOIN articles a ON a.article_id = p.article_id
+        {_label_join(source)}"""
+
+
+def image_text_sql(source: Source) -> str:
+    if source.has_paragraphs:
+        mentions = """
+            LEFT JOIN (
+                SELECT m.figure_id, list(p.text ORDER BY m.pos) AS mentions
+                FROM (SELECT figure_id, unnest(mention_ids) AS paragraph_id,
+                             generate_subscripts(mention_ids, 1) AS pos FROM figures) m
+                JOIN paragraphs p ON p.paragraph_id = m.paragraph_id
+                GROUP BY m.figure_id
+            ) mn ON mn.figure_id = f.figure_id"""
+        mention_column = "coalesce(mn.mentions, []::VARCHAR[])"
+    else:
+        mentions, mention_column = "", "[]::VARCHAR[]"
+    return f"""
+        SELECT f.image, f.figure_id, f.article_id, f.label, f.caption,
+               {mention_column} AS mentions, f.mention_ids,
+               f.image_sha256, f.width, f.height, f.format,
+               a.pmcid, a.doi, a.title, a.journal, a.pub_year, a.license, a.license_url,
+               a.commercial_use, {ARTICLE_URL} AS article_url {_repeat(source)}
+        FROM selection s
+        JOIN figures f ON f.figure_id = s.figure_id
+        LEFT JOIN articles a ON a.article_id = f.article_id
+        {mentions}
+        WHERE f.image.bytes IS NOT NULL"""
+
+
+PRESETS: dict[str, Preset] = {
+    "paragraphs": Preset(
+        name="paragraphs",
+        unit="paragraph",
+        description="one row per paragraph: text, section, article metadata, license and labels",
+        task_categories=("text-generation", "text-classification"),
+        license_column="license",
+        image_columns=(),
+        order_by="article_id, ordinal, paragraph_id",
+        rows_sql=paragraphs_sql,
+    ),
+    "biomed-enriched": Preset(
+        name="biomed-enriched",
+        unit="paragraph",
+        description="Biomed-Enriched columns (paragraph text, type/domain/educational labels with "
+        "scores, authors, article URL, license) plus pmcurate's",
+        task_categories=("text-generation", "text-classification"),
+        license_column="license_type",
+        image_columns=(),
+        order_by="article_id, __ordinal, id",
+        rows_sql=biomed_enriched_sql,
+        requires_labels=True,
+    ),
+    "image-text": Preset(
+        name="image-text",
+        unit="figure",
+        description="one row per figure image: image, caption, citing paragraphs, article metadata",
+        task_categories=("image-to-text", "text-to-image"),
+        license_column="license",
+        image_columns=("image",),
+        order_by="article_id, figure_id",
+        rows_sql=image_text_sql,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise PresetError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})") from None
+
+
+def check_source(preset: Preset, tables: set[str], source: Source) -> None:
+    """Raise ``PresetError`` when the build lacks a table the preset reads."""
+    needed = {"articles", "paragraphs"} if preset.unit == "paragraph" else {"articles", "figures"}
+    missing = sorted(needed - tables)
+    if missing:
+        raise PresetError(
+            f"preset {preset.name} needs the table(s) {', '.join(missing)}: run `pmcurate harvest` first"
+        )
+    if preset.requires_labels and not source.has_labels:
+        raise PresetError(
+            f"preset {preset.name} needs paragraph labels (tables/labels): run `pmcurate annotate` first"
+        )

@@ -1,0 +1,150 @@
+"""Parquet shards: names, sizes, row groups, determinism, splits, and readers (DuckDB, Polars)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pmcurate import schema
+from pmcurate.export import parquet
+from pmcurate.export.exporter import ExportError, export
+
+SHARD_NAME = r"^(commercial|noncommercial|other|train)-\d{5}-of-\d{5}\.parquet$"
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_shards_are_named_the_hub_way(build: Path, tmp_path: Path) -> None:
+    export(build, tmp_path, progress=False)
+    names = sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert names and all(pl.Series(names).str.contains(SHARD_NAME))
+    for split in ("commercial", "noncommercial", "other"):
+        of = {n.split("-of-")[1] for n in names if n.startswith(f"{split}-")}
+        count = sum(n.startswith(f"{split}-") for n in names)
+        assert of == {f"{count:05d}.parquet"}
+
+
+def test_second_export_is_byte_identical(synthetic_build: Path, tmp_path: Path) -> None:
+    one, two = tmp_path / "1" / "dataset", tmp_path / "2" / "dataset"
+    export(synthetic_build, one, shard_bytes=400_000, progress=False)
+    export(synthetic_build, two, shard_bytes=400_000, progress=False)
+    first, second = digests(one / "data"), digests(two / "data")
+    assert len(first) > 3
+    assert first == second
+    assert digests(one / "provenance") == digests(two / "provenance")
+    assert (one / "README.md").read_bytes() == (two / "README.md").read_bytes()
+
+
+def test_shard_sizes_are_near_the_target(synthetic_build: Path, tmp_path: Path) -> None:
+    target = 256_000
+    export(synthetic_build, tmp_path, shard_bytes=target, split_by="none", progress=False)
+    sizes = [p.stat().st_size for p in sorted((tmp_path / "data").iterdir())]
+    assert len(sizes) >= 10
+    for size in sizes[:-1]:
+        assert 0.9 * target <= size <= 1.3 * target
+    assert sizes[-1] <= 1.3 * target
+
+
+def test_row_groups_are_cut_by_size_for_streaming(synthetic_build: Path, tmp_path: Path) -> None:
+    export(
+        synthetic_build, tmp_path, shard_bytes=10**9, row_group_bytes=500_000, split_by="none", progress=False
+    )
+    (shard,) = (tmp_path / "data").iterdir()
+    meta = pq.ParquetFile(shard).metadata
+    sizes = [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)]
+    assert meta.num_row_groups >= 8
+    assert all(400_000 <= size <= 700_000 for size in sizes[:-1])
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_row_group_cuts_do_not_depend_on_incoming_batches() -> None:
+    rng = np.random.default_rng(0)
+    table = pa.table({"text": ["x" * int(n) for n in rng.integers(10, 500, 3000)]})
+    whole = [t.num_rows for t in parquet.row_groups(table.to_batches(), 20_000)]
+    pieces = [t.num_rows for t in parquet.row_groups(table.to_batches(max_chunksize=7), 20_000)]
+    assert whole == pieces
+    assert sum(whole) == 3000
+
+
+def test_row_sizes_count_nested_values() -> None:
+    table = pa.table({"names": [["ab", "cde"], None, []], "n": pa.array([1, 2, 3], pa.int32())})
+    assert parquet.row_sizes(table).tolist() == [(2 + 4) + (3 + 4) + 4 + 4, 4 + 4, 4 + 4]
+
+
+def test_license_splits_hold_the_right_licenses(build: Path, tmp_path: Path) -> None:
+    export(build, tmp_path, progress=False)
+    con = duckdb.connect()
+    groups = con.sql(
+        "SELECT split_part(parse_filename(filename), '-', 1) AS split,"
+        " list(DISTINCT license ORDER BY license)"
+        f" FROM read_parquet('{tmp_path}/data/*.parquet', filename = true) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert groups == [
+        ("commercial", ["CC BY", "PD"]),
+        ("noncommercial", ["CC BY-NC", "CC BY-NC-ND", "CC BY-NC-SA"]),
+        ("other", [None]),
+    ]
+
+
+def test_split_by_any_column_sanitizes_values(build: Path, tmp_path: Path) -> None:
+    result = export(build, tmp_path, split_by="section_type", progress=False)
+    assert set(result.splits) <= {*schema.SECTION_TYPES, "unknown"}
+    assert (
+        result.splits["methods"].rows
+        == duckdb.sql(
+            f"SELECT count(*) FROM read_parquet('{build}/tables/paragraphs/*.parquet')"
+            " WHERE section_type = 'methods'"
+        ).fetchall()[0][0]
+    )
+
+
+def test_split_by_an_unknown_column_names_the_columns(build: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"cannot split by 'colour'.*section_type"):
+        export(build, tmp_path, split_by="colour", progress=False)
+
+
+def test_reexport_replaces_stale_shards(synthetic_build: Path, tmp_path: Path) -> None:
+    export(synthetic_build, tmp_path, shard_bytes=300_000, split_by="none", progress=False)
+    many = len(list((tmp_path / "data").iterdir()))
+    export(synthetic_build, tmp_path, shard_bytes=3_000_000, split_by="none", progress=False)
+    names = sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert many > len(names) >= 1
+    assert all(n.endswith(f"-of-{len(names):05d}.parquet") for n in names)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_duckdb_and_polars_read_every_row(synthetic_build: Path, tmp_path: Path) -> None:
+    export(synthetic_build, tmp_path, shard_bytes=500_000, progress=False)
+    pattern = str(tmp_path / "data" / "*.parquet")
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchall()[0][0] == 10_000
+    frame = pl.scan_parquet(pattern).select(pl.len(), pl.col("paragraph_id").n_unique()).collect()
+    assert frame.row(0) == (10_000, 10_000)
+
+
+def test_rows_are_in_reading_order_within_a_split(build: Path, tmp_path: Path) -> None:
+    export(build, tmp_path, split_by="none", progress=False)
+    frame = pl.read_parquet(tmp_path / "data" / "*.parquet").select("article_id", "ordinal")
+    assert frame.equals(frame.sort("article_id", "ordinal"))
+
+
+def test_missing_build_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="not a pmcurate build"):
+        export(tmp_path / "nope", tmp_path / "out", progress=False)
+
+
+def test_image_bytes_are_stored_uncompressed_and_text_zstd(build: Path, tmp_path: Path) -> None:
+    export(build, tmp_path, preset="image-text", split_by="none", progress=False)
+    (shard,) = (tmp_path / "data").iterdir()
+    group = pq.ParquetFile(shard).metadata.row_group(0)
+    codecs = {group.column(i).path_in_schema: group.column(i).compression for i in range(group.num_columns)}
+    assert codecs["image.bytes"] == "UNCOMPRESSED"
+    assert codecs["caption"] == codecs["mentions.list.element"] == "ZSTD"

@@ -1,0 +1,121 @@
+"""Presets: the columns and rows of paragraphs, biomed-enriched and image-text exports; subsets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from pmcurate import schema
+from pmcurate.export.exporter import ExportError, export
+from pmcurate.filters.rules import where_rule
+from pmcurate.filters.subset import make_subset
+
+BIOMED_ENRICHED_COLUMNS = [
+    "id", "article_id", "path", "section_title", "educational_score", "domain", "document_type",
+    "domain_scores", "document_type_scores", "text", "authors", "article_url", "license_type",
+    "license_url", "language", "language_score", "source",
+]  # fmt: skip
+
+
+def read(folder: Path) -> pl.DataFrame:
+    return pl.read_parquet(sorted(folder.glob("*.parquet")))
+
+
+@pytest.fixture(scope="session")
+def subset_build(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture build with subsets: results paragraphs (reviews upsampled ×3), cell figures."""
+    path = tmp_path_factory.mktemp("subsets") / "build"
+    shutil.copytree(build, path)
+    make_subset(
+        path,
+        "results",
+        where="section_type = 'results'",
+        upsample=[(where_rule("document_type = 'review'", "review"), 3)],
+    )
+    make_subset(path, "figs", where="caption ILIKE '%cell%'", source="figures")
+    return path
+
+
+def test_biomed_enriched_has_the_dataset_columns_first(build: Path, tmp_path: Path) -> None:
+    export(build, tmp_path, preset="biomed-enriched", progress=False)
+    names = pq.read_schema(next((tmp_path / "data").iterdir())).names
+    assert names[: len(BIOMED_ENRICHED_COLUMNS)] == BIOMED_ENRICHED_COLUMNS
+
+
+def test_biomed_enriched_scores_are_lists_in_label_order(build: Path, tmp_path: Path) -> None:
+    export(build, tmp_path, preset="biomed-enriched", split_by="none", progress=False)
+    frame = read(tmp_path / "data")
+    row = frame.filter(pl.col("document_type") == "review").row(0, named=True)
+    assert row["document_type_scores"] == pytest.approx(
+        [0.1, 0.1, 0.7, 0.1]
+    )  # clinical_case, study, review, other
+    assert frame.height == 466
+    assert frame["article_url"].str.starts_with("https://pmc.ncbi.nlm.nih.gov/articles/PMC").all()
+
+
+def test_biomed_enriched_authors_are_names(build: Path, tmp_path: Path) -> None:
+    export(build, tmp_path, preset="biomed-enriched", split_by="none", progress=False)
+    authors = read(tmp_path / "data").filter(pl.col("article_id") == "PMC3460867")["authors"][0].to_list()
+    articles = duckdb.sql(f"SELECT authors FROM read_parquet('{build}/tables/articles/*.parquet') "
+                          "WHERE article_id = 'PMC3460867'").fetchall()[0][0]  # fmt: skip
+    assert authors == [a["name"] for a in articles] and len(authors) > 1
+
+
+def test_biomed_enriched_without_labels_says_to_annotate(synthetic_build: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="pmcurate annotate"):
+        export(synthetic_build, tmp_path, preset="biomed-enriched", progress=False)
+
+
+def test_paragraphs_preset_carries_labels_and_license(build: Path, tmp_path: Path) -> None:
+    export(build, tmp_path, split_by="none", progress=False)
+    frame = read(tmp_path / "data")
+    assert frame["document_type"].null_count() == 0
+    assert {"license", "license_url", "article_url", "section_path"} <= set(frame.columns)
+
+
+def test_image_text_has_one_row_per_figure_with_an_image(build: Path, tmp_path: Path) -> None:
+    result = export(build, tmp_path, preset="image-text", split_by="none", progress=False)
+    frame = read(tmp_path / "data")
+    figures = pl.read_parquet(schema.shard_paths(build, "figures"))
+    assert frame.height == figures.filter(pl.col("image").is_not_null()).height == 46
+    assert result.skipped_rows == 5
+    assert frame["image"].struct.field("bytes").bin.starts_with(b"\x89PNG").sum() > 0
+
+
+def test_image_text_mentions_are_the_citing_paragraphs(build: Path, tmp_path: Path) -> None:
+    export(build, tmp_path, preset="image-text", split_by="none", progress=False)
+    row = read(tmp_path / "data").filter(pl.col("mention_ids").list.len() >= 2).row(0, named=True)
+    paragraphs = pl.read_parquet(schema.shard_paths(build, "paragraphs"))
+    expected = [paragraphs.filter(pl.col("paragraph_id") == pid)["text"][0] for pid in row["mention_ids"]]
+    assert row["mentions"] == expected
+
+
+def test_subset_export_keeps_only_its_rows_and_repeats(subset_build: Path, tmp_path: Path) -> None:
+    export(subset_build, tmp_path, subset="results", split_by="none", progress=False)
+    frame = read(tmp_path / "data")
+    assert set(frame["section_type"]) == {"results"}
+    reviews = frame.filter(pl.col("document_type") == "review")
+    assert sorted(reviews.group_by("paragraph_id").len()["len"].unique()) == [3]
+    assert sorted(reviews["repeat"].unique()) == [0, 1, 2]
+
+
+def test_figure_subset_exports_as_image_text(subset_build: Path, tmp_path: Path) -> None:
+    export(subset_build, tmp_path, subset="figs", preset="image-text", split_by="none", progress=False)
+    frame = read(tmp_path / "data")
+    assert frame.height > 0
+    assert frame["caption"].str.to_lowercase().str.contains("cell").all()
+
+
+def test_unknown_subset_lists_the_subsets(subset_build: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"no subset 'nope' \(subsets: figs, results\)"):
+        export(subset_build, tmp_path, subset="nope", progress=False)
+
+
+def test_paragraph_preset_refuses_a_figure_subset(subset_build: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="no paragraph_id column"):
+        export(subset_build, tmp_path, subset="figs", progress=False)
