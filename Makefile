@@ -15,7 +15,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/pmcurate demo
+	$(BIN)/pmcurate build manifests/demo.toml --out build/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check pmcurate tests bench

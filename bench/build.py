@@ -1,0 +1,164 @@
+"""End-to-end throughput and peak memory of the demo pipeline, scaled up.
+
+The bundled sample (8 real PMC articles) is repeated with new ids (PMCID, PMID, DOI rewritten in
+each copy: ``PMC90000001``…) into a folder of N files, then ``pmcurate build`` runs the demo
+pipeline over it — harvest, student training on the bundled labels, labelling every paragraph, the
+educational subset (exact and near dedup) and the Biomed-Enriched export — once per worker count,
+each time into a fresh build folder, as a separate process.
+
+Reported per run: wall time, articles/s end to end, time per step (from the build summary), and
+peak memory: the peak sum of resident memory over the build's whole process tree and the
+largest resident set of any one of its processes (both sampled from /proc every 0.1 s). Running
+two sizes (``--sizes``) shows whether memory stays flat as the number of articles grows.
+
+The manifest is ``manifests/demo.toml`` with two changes: its source is the generated folder, and
+``pretrain = false``: with pretraining the word vectors are learnt from every paragraph of the
+build, a cost that grows with the corpus and, on copies of eight articles, learns nothing more.
+
+    .venv/bin/python bench/build.py                              # 20,000 articles, 1 and 2 workers
+    .venv/bin/python bench/build.py --sizes 5000 20000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "pmcurate" / "data" / "sample"
+DEMO = ROOT / "manifests" / "demo.toml"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+IDS = re.compile(rb'(<article-id pub-id-type="(pmc|pmid|doi|publisher-id)">)([^<]*)(</article-id>)')
+
+
+def make_corpus(folder: Path, n: int) -> Path:
+    """``n`` copies of the sample with new ids; reused when the folder already holds them."""
+    marker = folder / f".complete-{n}"
+    if marker.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    originals = [path.read_bytes() for path in sorted(SAMPLE.glob("*.nxml"))]
+    for i in range(n):
+        serial = 90_000_000 + i
+
+        def new_id(match: re.Match[bytes], serial: int = serial) -> bytes:
+            kind, old = match.group(2), match.group(3)
+            value = {b"pmc": b"%d" % serial, b"pmid": b"%d" % (50_000_000 + serial)}.get(
+                kind, old + b".r%d" % serial
+            )
+            return match.group(1) + value + match.group(4)
+
+        data = IDS.sub(new_id, originals[i % len(originals)])
+        (folder / f"{i // 1000:03d}").mkdir(exist_ok=True)
+        (folder / f"{i // 1000:03d}" / f"PMC{serial}.nxml").write_bytes(data)
+    marker.touch()
+    return folder
+
+
+def write_manifest(path: Path, corpus: Path) -> Path:
+    text = DEMO.read_text()
+    text = text.replace('paths = ["package:data/sample"]', f'paths = ["{corpus}"]')
+    text = text.replace("pretrain = true", "pretrain = false")
+    assert str(corpus) in text and "pretrain = false" in text, "demo manifest changed: update bench/build.py"
+    path.write_text(text)
+    return path
+
+
+def tree_rss(root: int) -> tuple[int, int]:
+    """Resident bytes of ``root`` and all its descendants, from /proc: (sum, largest process)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * PAGE
+    total, largest, stack = 0, 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        largest = max(largest, rss.get(pid, 0))
+        stack.extend(children.get(pid, []))
+    return total, largest
+
+
+def run(manifest: Path, build: Path, workers: int) -> dict[str, object]:
+    shutil.rmtree(build, ignore_errors=True)
+    command = [sys.executable, "-m", "pmcurate.cli", "build", str(manifest), "--out", str(build),
+               "--workers", str(workers)]  # fmt: skip
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    peak = largest = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak, largest
+        while not done.wait(0.1):
+            total, one = tree_rss(process.pid)
+            peak, largest = max(peak, total), max(largest, one)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = process.communicate()
+    done.set()
+    sampler.join()
+    seconds = time.perf_counter() - started
+    if process.returncode:
+        raise SystemExit(f"build failed ({process.returncode}):\n{output[-4000:]}")
+    provenance = json.loads((build / "provenance.json").read_text())
+    return {
+        "workers": workers,
+        "seconds": seconds,
+        "articles": provenance["tables"]["articles"]["rows"],
+        "paragraphs": provenance["tables"]["paragraphs"]["rows"],
+        "steps": {name: step["seconds"] for name, step in provenance["steps"].items()},
+        "peak_tree_mb": peak / 2**20,
+        "peak_process_mb": largest / 2**20,
+    }
+
+
+HEADER = (
+    f"{'articles':>8} {'workers':>7} {'seconds':>8} {'articles/s':>10} {'tree MB':>8} {'proc MB':>8}"
+    "  steps (s)"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000], help="articles per run")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench-build", help="scratch folder")
+    args = parser.parse_args()
+    print(HEADER)
+    for size in args.sizes:
+        corpus = make_corpus(args.work / f"corpus-{size}", size)
+        manifest = write_manifest(args.work / f"bench-{size}.toml", corpus)
+        for workers in args.workers:
+            r = run(manifest, args.work / f"build-{size}-{workers}", workers)
+            steps = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items())  # type: ignore[union-attr]
+            rate = r["articles"] / r["seconds"]  # type: ignore[operator]
+            print(
+                f"{r['articles']:>8,} {workers:>7} {r['seconds']:>8.1f} {rate:>10.1f} "
+                f"{r['peak_tree_mb']:>8.0f} {r['peak_process_mb']:>8.0f}  {steps}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

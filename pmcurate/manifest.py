@@ -1,0 +1,505 @@
+"""Build manifests: a dataset described as a TOML file, loaded into typed, validated settings.
+
+A manifest names its sources, its teacher and student, its subsets, its exports and where it is
+published (``docs/build.md`` has every key). ``load_manifest`` reads it with ``tomllib`` and checks
+every key against the dataclasses below; any mistake raises ``ManifestError`` naming the file, the
+key (``[teacher] sample_size``) and what was expected, and unknown keys are errors too, so a typo
+never silently falls back to a default.
+
+Paths are relative to the manifest's folder; ``package:data/sample`` names a folder inside the
+installed ``pmcurate`` package (the bundled sample and labels), so a manifest works from any
+directory. Secrets are never manifest values: a manifest names the environment variable that
+holds a key (``api_key_env``, ``token_env``), never the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pmcurate.executor import is_url
+
+SOURCE_KINDS = ("local", "pmc", "europepmc", "eutils")
+TEACHER_KINDS = ("labels", "llm", "rules")
+PRESETS = ("paragraphs", "biomed-enriched", "image-text")
+SUBSET_KEYS = ("from", "unit", "rules", "where", "dedup", "near_threshold", "num_perm", "upsample")
+PACKAGE_PREFIX = "package:"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+FORMATS = ("parquet", "webdataset")
+CONFIG = re.compile(r"^[A-Za-z0-9][\w-]*$")
+COLUMN = re.compile(r"^[A-Za-z_]\w*$")
+REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+SECRET_KEYS = re.compile(r"(^|_)(api_key|token|password|secret)$")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file, the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One ``[[sources]]`` entry: where articles come from and which ones."""
+
+    kind: str
+    paths: tuple[Path, ...] = ()
+    ids: Path | None = None
+    since: date | None = None
+    all: bool = False
+    query: str | None = None
+    license: str | None = None
+    media: bool = False
+    skip_retracted: bool = False
+    limit: int | None = None
+    base_url: str | None = None
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """``[teacher]``: who labels the sample the students learn from."""
+
+    kind: str
+    labels: Path | None = None
+    endpoint: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 16
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    price_in: float = 0.0
+    price_out: float = 0.0
+    sample_size: int = 10_000
+    seed: int = 0
+    min_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """``[student]``: the fastText students trained on the teacher's labels."""
+
+    dim: int = 50
+    pretrain: bool = True
+    search: bool = True
+    """Choose hyper-parameters on a validation split (``student.GRID``); false: fastText's defaults."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SubsetSpec:
+    """``[subsets.NAME]``: passed as is to ``filters.subset.make_subset_from_config``."""
+
+    name: str
+    config: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """``[exports.NAME]``: one config of the build's dataset (``default`` is the one under ``data/``):
+    a preset over a subset (or a whole table), cut into splits and shards."""
+
+    name: str
+    preset: str
+    subset: str | None = None
+    format: str = "parquet"
+    split_by: str = "license"
+    """``license`` (commercial / noncommercial / other), ``none`` (one ``train`` split) or a column."""
+    shard_mb: int = 500
+
+
+@dataclass(frozen=True)
+class PublishSpec:
+    """``[publish]``: the Hugging Face dataset repository the dataset folder (every export) goes to."""
+
+    repo: str
+    private: bool = False
+    token_env: str = "HF_TOKEN"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    path: Path
+    sha256: str
+    description: str = ""
+    out: Path | str | None = None
+    """Default build folder: a path (relative to the manifest) or a URL (``s3://…``)."""
+    sources: tuple[SourceSpec, ...] = ()
+    teacher: TeacherSpec | None = None
+    student: StudentSpec | None = None
+    subsets: tuple[SubsetSpec, ...] = ()
+    exports: tuple[ExportSpec, ...] = ()
+    publish: PublishSpec | None = None
+
+
+_MISSING = object()
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the file and key in every error."""
+
+    def __init__(self, file: Path, where: str, data: Any) -> None:
+        self.file = file
+        self.where = where
+        if not isinstance(data, dict):
+            self.fail("", "a table", data)
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def fail(self, key: str, expected: str, got: Any) -> NoReturn:
+        raise ManifestError(f"{self.file}: {self._key(key)}: expected {expected}, got {_show(got)}")
+
+    def _key(self, key: str) -> str:
+        if not self.where:
+            return f"key {key!r}" if key else "top level"
+        return f"[{self.where}] {key}" if key else f"[{self.where}]"
+
+    def error(self, key: str, message: str) -> ManifestError:
+        return ManifestError(f"{self.file}: {self._key(key)}: {message}")
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        self.used.add(key)
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            raise self.error(key, "required key is missing")
+        return default
+
+    def string(self, key: str, default: Any = _MISSING, *, pattern: re.Pattern[str] | None = None) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, "a non-empty string", value)
+        if pattern is not None and not pattern.match(value):
+            self.fail(key, f"a string matching {pattern.pattern}", value)
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if value not in choices:
+            self.fail(key, f"one of {', '.join(map(repr, choices))}", value)
+        return value
+
+    def integer(self, key: str, default: Any = _MISSING, *, minimum: int | None = 1) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+            self.fail(key, "an integer" + (f" ≥ {minimum}" if minimum is not None else ""), value)
+        return value
+
+    def number(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            self.fail(key, "a number ≥ 0", value)
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            self.fail(key, "true or false", value)
+        return value
+
+    def strings(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.fail(key, "a list of non-empty strings", value)
+        return tuple(value)
+
+    def path(self, key: str, default: Any = _MISSING, *, must_exist: bool = True) -> Any:
+        value = self.string(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        return resolve_path(
+            value, self.file, lambda: self.error(key, f"{value!r} does not exist"), must_exist
+        )
+
+    def table(self, key: str) -> dict[str, Any]:
+        value = self.raw(key, {})
+        if not isinstance(value, dict):
+            self.fail(key, "a table", value)
+        return value
+
+    def finish(self) -> None:
+        """Reject keys nobody read: typos must not pass silently."""
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            known = ", ".join(sorted(self.used)) or "none"
+            raise self.error("", f"unknown key(s) {', '.join(map(repr, unknown))} (known here: {known})")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return f"a list {value!r}"[:80]
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def resolve_path(value: str, manifest: Path, error: Any = None, must_exist: bool = True) -> Path:
+    """``package:REL`` inside the installed package, else relative to the manifest's folder."""
+    if value.startswith(PACKAGE_PREFIX):
+        path = Path(str(resources.files("pmcurate"))) / value.removeprefix(PACKAGE_PREFIX)
+    else:
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = manifest.parent / path
+    if must_exist and not path.exists():
+        raise error() if error else ManifestError(f"{manifest}: {value!r} does not exist")
+    return path
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and validate the manifest at ``path``; ``ManifestError`` says what is wrong and where."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: not valid TOML: {exc}") from None
+    _reject_secrets(path, document, "")
+    top = _Table(path, "", document)
+    name = top.string("name", pattern=NAME)
+    description = top.string("description", "")
+    out = top.string("out", None)
+    if out is not None and not is_url(out):
+        out = resolve_path(out, path, must_exist=False)
+    sources = tuple(_source(path, i, raw) for i, raw in enumerate(_array(top, "sources"), 1))
+    if not sources:
+        raise top.error("sources", "a manifest needs at least one [[sources]] entry")
+    teacher = _teacher(_Table(path, "teacher", top.raw("teacher"))) if "teacher" in document else None
+    student = _student(_Table(path, "student", top.raw("student"))) if "student" in document else None
+    if student and not teacher:
+        raise top.error("student", "a [student] needs a [teacher] to learn from")
+    subsets = tuple(_subset(path, n, raw) for n, raw in top.table("subsets").items())
+    exports = tuple(_export(path, n, raw) for n, raw in top.table("exports").items())
+    publish = _publish(_Table(path, "publish", top.raw("publish"))) if "publish" in document else None
+    top.finish()
+    manifest = Manifest(
+        name=name,
+        path=path.resolve(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        description=description,
+        out=out,
+        sources=sources,
+        teacher=teacher,
+        student=student,
+        subsets=subsets,
+        exports=exports,
+        publish=publish,
+    )
+    _check_references(manifest)
+    return manifest
+
+
+def _reject_secrets(path: Path, value: Any, where: str) -> None:
+    """A key named like a secret holding a value: the secret belongs in the environment."""
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        if SECRET_KEYS.search(key) and not key.endswith("_env"):
+            raise ManifestError(
+                f"{path}: [{where or 'top level'}] {key}: secrets never go in a manifest; "
+                f"set {key}_env to the name of an environment variable that holds it"
+            )
+        _reject_secrets(path, item, f"{where}.{key}".strip("."))
+
+
+def _array(top: _Table, key: str) -> list[Any]:
+    value = top.raw(key, [])
+    if not isinstance(value, list):
+        top.fail(key, "an array of tables ([[sources]])", value)
+    return value
+
+
+def _source(path: Path, index: int, raw: Any) -> SourceSpec:
+    t = _Table(path, f"sources #{index}", raw)
+    kind = t.choice("kind", SOURCE_KINDS)
+    common = {
+        "license": t.string("license", None),
+        "limit": t.integer("limit", None),
+        "base_url": t.string("base_url", None),
+        "batch_size": t.integer("batch_size", None),
+    }
+    if kind == "local":
+        paths = t.strings("paths")
+        spec = SourceSpec(
+            kind,
+            paths=tuple(
+                resolve_path(p, path, lambda p=p: t.error("paths", f"{p!r} does not exist")) for p in paths
+            ),
+            batch_size=common["batch_size"],
+        )
+        if common["license"] or common["limit"] or common["base_url"]:
+            raise t.error("", "license, limit and base_url apply to network sources, not local files")
+    elif kind == "pmc":
+        spec = SourceSpec(
+            kind,
+            ids=t.path("ids", None),
+            since=_date(t, "since"),
+            all=t.boolean("all", False),
+            media=t.boolean("media", False),
+            skip_retracted=t.boolean("skip_retracted", False),
+            **common,
+        )
+        chosen = [k for k, v in (("ids", spec.ids), ("since", spec.since), ("all", spec.all)) if v]
+        if len(chosen) != 1:
+            raise t.error("", f"give exactly one of ids, since, all (got {', '.join(chosen) or 'none'})")
+    elif kind == "europepmc":
+        spec = SourceSpec(kind, query=t.string("query"), **common)
+    else:
+        spec = SourceSpec(kind, ids=t.path("ids", None), query=t.string("query", None), **common)
+        if (spec.ids is None) == (spec.query is None):
+            raise t.error("", "give exactly one of ids, query")
+    t.finish()
+    return spec
+
+
+def _date(t: _Table, key: str) -> date | None:
+    value = t.raw(key, None)
+    if value is None or isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    t.fail(key, "a date (2026-01-31)", value)
+
+
+def _teacher(t: _Table) -> TeacherSpec:
+    kind = t.choice("kind", TEACHER_KINDS)
+    spec = TeacherSpec(
+        kind,
+        labels=t.path("labels") if kind == "labels" else None,
+        endpoint=t.string("endpoint") if kind == "llm" else None,
+        model=t.string("model") if kind == "llm" else None,
+        api_key_env=t.string("api_key_env", None) if kind == "llm" else None,
+        concurrency=t.integer("concurrency", 16) if kind == "llm" else 16,
+        max_tokens=t.integer("max_tokens", None) if kind == "llm" else None,
+        max_cost=t.number("max_cost", None) if kind == "llm" else None,
+        price_in=t.number("price_in", 0.0) if kind == "llm" else 0.0,
+        price_out=t.number("price_out", 0.0) if kind == "llm" else 0.0,
+        sample_size=t.integer("sample_size", 10_000),
+        seed=t.integer("seed", 0, minimum=None),
+        min_tokens=t.integer("min_tokens", 64, minimum=0),
+    )
+    t.finish()
+    return spec
+
+
+def _student(t: _Table) -> StudentSpec:
+    spec = StudentSpec(
+        dim=t.integer("dim", 50),
+        pretrain=t.boolean("pretrain", True),
+        search=t.boolean("search", True),
+        seed=t.integer("seed", 0, minimum=None),
+    )
+    t.finish()
+    return spec
+
+
+def _subset(path: Path, name: str, raw: Any) -> SubsetSpec:
+    t = _Table(path, f"subsets.{name}", raw)
+    if not NAME.match(name):
+        raise t.error("", "a subset name uses letters, digits, '-', '_' and '.'")
+    t.choice("from", ("paragraphs", "figures"), "paragraphs")
+    t.choice("unit", ("paragraph", "article", "figure"), None)
+    for index, rule in enumerate(t.strings("rules", ())):
+        _check_rule(t, f"rules[{index}]", rule)
+    t.string("where", None)
+    t.strings("dedup", ())
+    t.number("near_threshold", None)
+    t.integer("num_perm", None)
+    upsample = t.table("upsample")
+    for rule, factor in upsample.items():
+        _check_rule(t, f"upsample.{rule}", rule)
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise t.error(f"upsample.{rule}", f"expected an integer factor ≥ 1, got {_show(factor)}")
+    t.finish()
+    return SubsetSpec(name, dict(raw))
+
+
+def _check_rule(t: _Table, key: str, spec: str) -> None:
+    """A built-in filter rule spec (``min_words=48``) that ``filters.rules`` knows."""
+    from pmcurate.filters.rules import RuleError, parse_rule
+
+    try:
+        parse_rule(spec)
+    except (RuleError, ValueError) as exc:
+        raise t.error(key, str(exc)) from None
+
+
+def _export(path: Path, name: str, raw: Any) -> ExportSpec:
+    t = _Table(path, f"exports.{name}", raw)
+    if not CONFIG.match(name) or name == "provenance":
+        raise t.error("", "an export name (its dataset config) uses letters, digits, '-' and '_'")
+    spec = ExportSpec(
+        name,
+        preset=t.choice("preset", PRESETS),
+        subset=t.string("subset", None),
+        format=t.choice("format", FORMATS, "parquet"),
+        split_by=t.string("split_by", "license", pattern=COLUMN),
+        shard_mb=t.integer("shard_mb", 500),
+    )
+    if spec.format == "webdataset" and spec.preset != "image-text":
+        raise t.error("format", "webdataset shards need the image-text preset")
+    t.finish()
+    return spec
+
+
+def _publish(t: _Table) -> PublishSpec:
+    spec = PublishSpec(
+        repo=t.string("repo", pattern=REPO),
+        private=t.boolean("private", False),
+        token_env=t.string("token_env", "HF_TOKEN"),
+    )
+    t.finish()
+    return spec
+
+
+def _check_references(manifest: Manifest) -> None:
+    """Names used across tables must exist: exports' subsets, published exports, labels for presets."""
+    subsets = {s.name: s for s in manifest.subsets}
+    exports = [e.name for e in manifest.exports]
+    where = manifest.path
+    for export in manifest.exports:
+        if export.subset is not None and export.subset not in subsets:
+            raise ManifestError(
+                f"{where}: [exports.{export.name}] subset: no [subsets.{export.subset}] in this manifest "
+                f"(subsets: {', '.join(subsets) or 'none'})"
+            )
+        if export.preset == "biomed-enriched" and manifest.student is None:
+            raise ManifestError(
+                f"{where}: [exports.{export.name}] preset: biomed-enriched needs paragraph labels; "
+                "add [teacher] and [student]"
+            )
+        source = subsets[export.subset].config.get("from", "paragraphs") if export.subset else None
+        wanted = "figures" if export.preset == "image-text" else "paragraphs"
+        if source is not None and source != wanted:
+            raise ManifestError(
+                f"{where}: [exports.{export.name}] subset: preset {export.preset} exports {wanted}, "
+                f"but subset {export.subset} is made from {source}"
+            )
+    if manifest.publish and not exports:
+        raise ManifestError(f"{where}: [publish]: nothing to publish; add an [exports.NAME] table")
+    if manifest.teacher and manifest.student is None:
+        raise ManifestError(f"{where}: [teacher]: teacher labels need a [student] to learn them")

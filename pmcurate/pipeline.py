@@ -1,0 +1,1010 @@
+"""``pmcurate build MANIFEST``: every stage of a manifest, in order, doing only the work that changed.
+
+Stages: harvest → annotate (sample, teacher, train, apply) → filter (one step per subset) →
+export (one step per export) → publish. Each call to another stage's module sits in one small
+adapter function below (``_harvest_*``, ``_sample``, ``_train``…), so a stage whose API moves is
+fixed in one place.
+
+What "only the work that changed" means:
+
+- **Shard steps** (harvest of local files, applying the students) decide per shard. A harvest
+  shard's name is a hash of its input files' paths, sizes and mtimes: new or changed files make
+  new shards, unchanged ones are found complete and skipped, and shards whose files are gone or
+  changed are removed from every table (their labels too). A labels shard is redone only when
+  its paragraphs shard is new or the students changed. Shard tasks run on the executor
+  (``executor.py``): a local process pool or Ray.
+- **Whole steps** (sample, teacher, train, each subset, each export, publish) have a
+  *fingerprint*: a hash of their settings and of the files they read (names, sizes and mtimes of
+  the shards of the tables they read; checksums of labels files). A step whose fingerprint equals
+  the one recorded at its last successful run (``BUILD/.pmcurate/state.json``) is skipped.
+  Subsets and exports read the whole build (deduplication is global, shards are cut by size), so
+  they are recomputed, as DuckDB queries over Parquet, whenever any table they read changed.
+- The students learn from the teacher labels only, so new articles do not retrain them — except
+  with ``pretrain = true``, where the word vectors come from the build's paragraphs: then the
+  paragraphs are an input of training, and new articles retrain and relabel everything.
+
+At the end ``BUILD/provenance.json`` records what is needed to reproduce the build (see
+``write_provenance``) and the summary lists counts, drops by reason and time per step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow.parquet as pq
+
+from pmcurate import __version__, schema
+from pmcurate.executor import Executor, locate_build, make_executor, pull, push
+from pmcurate.manifest import ExportSpec, Manifest, SourceSpec, SubsetSpec
+
+log = logging.getLogger(__name__)
+
+STAGES = ("harvest", "annotate", "filter", "export", "publish")
+STATE_FILE = Path(".pmcurate") / "state.json"
+PROVENANCE_FILE = "provenance.json"
+LOCAL_PREFIX = "local-"
+SHARD_TABLES = ("quarantine", "labels", "paragraphs", "figures", "tables", "articles")
+"""Tables holding per-harvest-shard files; ``articles`` (the completion marker) is removed first."""
+PACKAGES = ("pyarrow", "polars", "duckdb", "lxml", "fasttext-community", "numpy", "huggingface_hub", "ray")
+
+
+class BuildError(ValueError):
+    """A build that cannot go on for a reason the user can fix; the message says which step and why."""
+
+
+@dataclass
+class StepReport:
+    """One step of a build: whether it ran, how long it took, what it counted and dropped."""
+
+    step: str
+    status: str
+    """``ran``, ``unchanged`` (fingerprint and outputs as last time) or ``skipped`` (with reason)."""
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    drops: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class BuildResult:
+    manifest: Manifest
+    build: Path
+    executor: str
+    workers: int
+    steps: list[StepReport]
+    seconds: float
+    provenance: Path | None
+    remote: str | None = None
+    """The URL the build was synchronised to, when ``out`` was one."""
+
+    def step(self, name: str) -> StepReport:
+        return next(s for s in self.steps if s.step == name)
+
+    @property
+    def ran(self) -> list[str]:
+        return [s.step for s in self.steps if s.status == "ran"]
+
+
+@dataclass
+class _Context:
+    manifest: Manifest
+    build: Path
+    executor: Executor
+    state: dict[str, Any]
+    force: bool
+    progress: bool
+    steps: list[StepReport] = field(default_factory=list)
+
+    def save_state(self) -> None:
+        path = self.build / STATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def default_build_dir(manifest: Manifest) -> Path | str:
+    """The manifest's ``out`` (a path or a URL), else ``build/<name>`` under the current directory."""
+    return manifest.out or Path("build") / manifest.name
+
+
+def run_build(
+    manifest: Manifest,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    until: str = "publish",
+    force: bool = False,
+    progress: bool = True,
+) -> BuildResult:
+    """Build ``manifest`` into ``out`` (default: ``default_build_dir``), stopping after ``until``."""
+    if until not in STAGES:
+        raise BuildError(f"--until {until!r}: one of {', '.join(STAGES)}")
+    started = time.perf_counter()
+    location = locate_build(out if out is not None else default_build_dir(manifest))
+    build = location.local
+    try:
+        pulled = pull(location)
+    except OSError as exc:
+        raise BuildError(f"{location.remote}: cannot read the build ({exc})") from None
+    if pulled:
+        log.info("%s: %d files copied into the working copy %s", location.remote, pulled, build)
+    _check_build_dir(build)
+    build.mkdir(parents=True, exist_ok=True)
+    runner = make_executor(executor, workers) if isinstance(executor, str) else executor
+    ctx = _Context(manifest, build, runner, _load_state(build), force, progress)
+    stages = {
+        "harvest": _stage_harvest,
+        "annotate": _stage_annotate,
+        "filter": _stage_filter,
+        "export": _stage_export,
+        "publish": _stage_publish,
+    }
+    try:
+        for stage in STAGES[: STAGES.index(until) + 1]:
+            stages[stage](ctx)
+    finally:
+        if isinstance(executor, str):
+            runner.close()
+    seconds = time.perf_counter() - started
+    provenance = write_provenance(ctx, seconds)
+    if location.remote:
+        sent, deleted = push(location)
+        log.info("%s: %d files sent, %d deleted", location.remote, sent, deleted)
+    return BuildResult(
+        manifest, build, runner.name, runner.workers, ctx.steps, seconds, provenance, location.remote
+    )
+
+
+def _check_build_dir(build: Path) -> None:
+    """Refuse to build into a folder that holds something other than a pmcurate build."""
+    if build.is_file():
+        raise BuildError(f"{build}: is a file, not a build folder")
+    if build.is_dir() and any(build.iterdir()):
+        known = {
+            "tables",
+            "labels",
+            "models",
+            "subsets",
+            DATASET_DIR,
+            ".pmcurate",
+            "reports",
+            PROVENANCE_FILE,
+            "raw",
+        }
+        if not any((build / name).exists() for name in known):
+            raise BuildError(f"{build} exists and is not a pmcurate build; choose another --out")
+
+
+def _load_state(build: Path) -> dict[str, Any]:
+    path = build / STATE_FILE
+    if not path.is_file():
+        return {"steps": {}}
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("%s: unreadable build state, every step runs again", path)
+        return {"steps": {}}
+    return state if isinstance(state.get("steps"), dict) else {"steps": {}}
+
+
+# ---------------------------------------------------------------- fingerprints
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of ``parts`` as canonical JSON (paths as strings)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def files_state(paths: Iterable[Path], root: Path | None = None) -> list[tuple[str, int, int]]:
+    """(name, size, mtime_ns) of each file, sorted: what a fingerprint compares cheaply."""
+    rows = []
+    for path in paths:
+        stat = path.stat()
+        name = str(path.relative_to(root)) if root else path.name
+        rows.append((name, stat.st_size, stat.st_mtime_ns))
+    return sorted(rows)
+
+
+def tables_fingerprint(build: Path, names: Iterable[str]) -> str:
+    return fingerprint({name: files_state(schema.shard_paths(build, name)) for name in sorted(names)})
+
+
+def folder_fingerprint(folder: Path, *, exclude: tuple[str, ...] = ()) -> str:
+    """Fingerprint of the files under ``folder`` (hidden files and names in ``exclude`` left out)."""
+    if not folder.is_dir():
+        return fingerprint([])
+    files = [
+        p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name not in exclude
+    ]
+    return fingerprint(files_state(files, folder))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _step(
+    ctx: _Context,
+    name: str,
+    key: str,
+    run: Callable[[], StepReport],
+    *,
+    outputs: Iterable[Path] = (),
+) -> StepReport:
+    """Run ``run`` unless ``key`` equals the fingerprint of the step's last successful run and
+    its ``outputs`` still exist; record the report either way."""
+    previous = ctx.state["steps"].get(name)
+    if (
+        not ctx.force
+        and previous
+        and previous.get("fingerprint") == key
+        and all(path.exists() for path in outputs)
+    ):
+        report = StepReport(
+            name, "unchanged", counts=previous.get("counts", {}), drops=previous.get("drops", {})
+        )
+    else:
+        started = time.perf_counter()
+        log.info("%s: running", name)
+        report = run()
+        report.seconds = time.perf_counter() - started
+        if report.status == "ran":
+            ctx.state["steps"][name] = {
+                "fingerprint": key,
+                "counts": report.counts,
+                "drops": report.drops,
+                "finished_at": datetime.now(UTC).isoformat(),
+            }
+            ctx.save_state()
+    ctx.steps.append(report)
+    return report
+
+
+# ---------------------------------------------------------------- harvest
+
+
+def _stage_harvest(ctx: _Context) -> None:
+    local_sources = [s for s in ctx.manifest.sources if s.kind == "local"]
+    if local_sources:
+        ctx.steps.append(_harvest_local(ctx, local_sources))
+    for index, source in enumerate(ctx.manifest.sources, 1):
+        if source.kind != "local":
+            ctx.steps.append(_harvest_network(ctx, index, source))
+
+
+def harvest_task(args: tuple[Any, str, dict[str, int]]) -> dict[str, int]:
+    """Shard function: parse and write one harvest task (``harvest.local.Task``) of the build."""
+    from pmcurate.harvest import local
+
+    task, build, options = args
+    counts = local.run_task(task, Path(build), report=lambda articles, nbytes: None, **options)
+    return asdict(counts)
+
+
+def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
+    """Adapter to ``harvest.local``: plan tasks, prune stale shards, run pending tasks on the executor."""
+    from pmcurate.harvest import archive, local, store
+
+    started = time.perf_counter()
+    paths = [path for source in sources for path in source.paths]
+    batch_size = next((s.batch_size for s in sources if s.batch_size), local.DEFAULT_BATCH_SIZE)
+    files = archive.discover_inputs(paths)
+    if not files:
+        raise BuildError(
+            f"harvest: no input files ({', '.join(archive.INPUT_SUFFIXES)}) under "
+            f"{', '.join(map(str, paths))}"
+        )
+    tasks = local.plan_tasks(files, batch_size=batch_size, shard_bytes=local.DEFAULT_SHARD_BYTES)
+    removed = prune_stale_shards(ctx.build, {task.key for task in tasks})
+    completed = store.completed_shards(ctx.build)
+    pending = [task for task in tasks if not task.is_complete(completed)]
+    options = {
+        "batch_size": batch_size,
+        "shard_bytes": local.DEFAULT_SHARD_BYTES,
+        "max_member_bytes": archive.DEFAULT_MAX_MEMBER_BYTES,
+    }
+    counts = local.Counts()
+    work = [(task, str(ctx.build), options) for task in pending]
+    for result in ctx.executor.map(harvest_task, work, desc="harvest", progress=ctx.progress):
+        counts.add(local.Counts(**result))
+    # every run: a run killed while removing duplicates left no pending task behind it
+    duplicates = local._drop_duplicates_across_shards(ctx.build, tasks)["articles"]
+    counts.duplicates += duplicates
+    totals = {name: _rows(ctx.build, name) for name in ("articles", "paragraphs", "figures")}
+    report = StepReport(
+        "harvest:local",
+        "ran" if pending or removed or duplicates else "unchanged",
+        counts={
+            "files": len(files),
+            "tasks run": len(pending),
+            "of": len(tasks),
+            "stale shards removed": removed,
+            "articles parsed": counts.articles,
+            **totals,
+        },
+        drops={k: v for k, v in (("quarantined", counts.quarantined), ("duplicate", counts.duplicates)) if v},
+    )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _rows(build: Path, table: str) -> int:
+    """Rows of a table, from the shards' Parquet footers."""
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in schema.shard_paths(build, table))
+
+
+def prune_stale_shards(build: Path, keys: set[str]) -> int:
+    """Remove local-harvest shards (every table) whose task is not in ``keys``; return how many.
+
+    A task key hashes its files' paths, sizes and mtimes: a shard of an old key holds articles of
+    files since changed or removed, which the current plan harvests again (or no longer wants).
+    """
+    stale = {
+        path.stem
+        for path in schema.shard_paths(build, "articles")
+        if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys
+    }
+    for table in ("articles", *SHARD_TABLES[:-1]):
+        for path in schema.shard_paths(build, table):
+            if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys:
+                stale.add(path.stem)
+                path.unlink()
+    return len(stale)
+
+
+def _task_key(shard: str) -> str:
+    """``local-<hash>`` of a shard named ``local-<hash>-NNNNN[-end]``."""
+    return "-".join(shard.split("-")[:2])
+
+
+def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepReport:
+    """Adapter to the network harvesters; they skip finished shards themselves, so it always runs."""
+    from pmcurate.harvest import europepmc, eutils, pmc
+    from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, read_id_file
+
+    ids = tuple(read_id_file(source.ids)) if source.ids else ()
+    batch = {"batch_size": source.batch_size} if source.batch_size else {}
+    base = {"base_url": source.base_url} if source.base_url else {}
+    try:
+        if source.kind == "pmc":
+            options: Any = pmc.PmcOptions(
+                out=ctx.build,
+                ids=ids,
+                since=source.since,
+                all=source.all,
+                license=source.license,
+                limit=source.limit,
+                media=source.media,
+                skip_retracted=source.skip_retracted,
+                **batch,
+                **base,
+            )
+            summary = pmc.harvest(options)
+        elif source.kind == "europepmc":
+            options = europepmc.EuropePmcOptions(
+                out=ctx.build, query=source.query or "", limit=source.limit, **batch, **base
+            )
+            summary = europepmc.harvest(options)
+        else:
+            api_key = os.environ.get("NCBI_API_KEY") or None
+            options = eutils.EutilsOptions(
+                out=ctx.build,
+                ids=ids,
+                query=source.query,
+                limit=source.limit,
+                api_key=api_key,
+                fetch=FetchConfig(rate=eutils.RATE_WITH_KEY if api_key else eutils.RATE_WITHOUT_KEY),
+                **batch,
+                **base,
+            )
+            summary = eutils.harvest(options)
+    except HarvestInputError as exc:
+        raise BuildError(f"harvest {source.kind} (sources #{index}): {exc}") from None
+    return StepReport(
+        f"harvest:{source.kind}#{index}",
+        "ran",
+        seconds=summary.seconds,
+        counts={
+            "articles": summary.articles,
+            "shards_written": summary.shards_written,
+            "shards_skipped": summary.shards_skipped,
+        },
+        drops={"quarantined": summary.quarantined, **dict(summary.skipped), **dict(summary.failures)},
+    )
+
+
+# ---------------------------------------------------------------- annotate
+
+
+def _stage_annotate(ctx: _Context) -> None:
+    teacher = ctx.manifest.teacher
+    if teacher is None:
+        return
+    if not schema.shard_paths(ctx.build, "paragraphs"):
+        raise BuildError(
+            f"annotate: {schema.table_dir(ctx.build, 'paragraphs')} has no shards; harvest found nothing"
+        )
+    content = tables_fingerprint(ctx.build, ("articles", "paragraphs"))
+    if teacher.kind == "labels":
+        assert teacher.labels is not None
+        teacher_key = fingerprint("labels-file", sha256_file(teacher.labels))
+    else:
+        settings = (teacher.sample_size, teacher.seed, teacher.min_tokens)
+        sample = _step(
+            ctx,
+            "annotate:sample",
+            fingerprint(content, settings),
+            lambda: _sample(ctx),
+            outputs=[ctx.build / "labels" / "sample.parquet"],
+        )
+        teacher_key = fingerprint(sample.counts, _teacher_settings(ctx))
+        _step(
+            ctx,
+            f"annotate:teacher-{teacher.kind}",
+            teacher_key,
+            lambda: _teach(ctx),
+            outputs=[ctx.build / "labels" / "teacher" / f"{teacher.kind}.parquet"],
+        )
+        teacher_key = fingerprint(
+            teacher_key, sha256_file(ctx.build / "labels" / "teacher" / f"{teacher.kind}.parquet")
+        )
+    student = ctx.manifest.student
+    assert student is not None  # the manifest requires one with a teacher
+    train_inputs = [teacher_key, asdict(student)]
+    if student.pretrain:
+        train_inputs.append(content)
+    _step(
+        ctx,
+        "annotate:train",
+        fingerprint(*train_inputs),
+        lambda: _train(ctx),
+        outputs=[ctx.build / "models" / "students.json"],
+    )
+    ctx.steps.append(_apply(ctx))
+
+
+def _teacher_settings(ctx: _Context) -> dict[str, Any]:
+    from pmcurate.annotate import prompt
+
+    teacher = ctx.manifest.teacher
+    assert teacher is not None
+    settings = {"kind": teacher.kind}
+    if teacher.kind == "llm":
+        settings |= {
+            "endpoint": _public_url(teacher.endpoint or ""),
+            "model": teacher.model,
+            "prompt_hash": prompt.PROMPT_HASH,
+        }
+    return settings
+
+
+def _sample(ctx: _Context) -> StepReport:
+    """Adapter to ``annotate.sample``."""
+    from pmcurate.annotate import sample
+
+    teacher = ctx.manifest.teacher
+    assert teacher is not None
+    frame = sample.stratified_sample(
+        ctx.build, teacher.sample_size, seed=teacher.seed, min_tokens=teacher.min_tokens
+    )
+    path = sample.write_sample(ctx.build, frame)
+    return StepReport(
+        "annotate:sample", "ran", counts={"paragraphs": frame.height, "sha256": sha256_file(path)}
+    )  # type: ignore[dict-item]
+
+
+def _teach(ctx: _Context) -> StepReport:
+    """Adapter to the teachers: the JATS rules, or an LLM endpoint (answers cached in the build)."""
+    from pmcurate.annotate import labels_file, llm, rules, sample
+
+    teacher = ctx.manifest.teacher
+    assert teacher is not None
+    frame = sample.read_sample(ctx.build)
+    name = f"annotate:teacher-{teacher.kind}"
+    if teacher.kind == "rules":
+        rows = rules.rules_teacher_rows(frame)
+        labels_file.write_teacher_labels(ctx.build, "rules", rows)
+        return StepReport(name, "ran", counts={"labels": len(rows)})
+    config = llm.LlmConfig(
+        endpoint=teacher.endpoint or "",
+        model=teacher.model or "",
+        api_key=llm.api_key_from_env(teacher.api_key_env),
+        concurrency=teacher.concurrency,
+        max_tokens=teacher.max_tokens,
+        max_cost=teacher.max_cost,
+        price_in=teacher.price_in,
+        price_out=teacher.price_out,
+    )
+    try:
+        summary = llm.run_llm_teacher(ctx.build, config, sample=frame, progress=ctx.progress)
+    except llm.LlmError as exc:
+        raise BuildError(f"{name}: {exc}") from None
+    counts = {
+        "asked": summary.items,
+        "cached": summary.cached,
+        "answered": summary.answered,
+        "prompt_tokens": summary.prompt_tokens,
+        "completion_tokens": summary.completion_tokens,
+    }
+    drops = {"failed": summary.failed, "not asked (budget)": summary.skipped}
+    # an unfinished teacher is not recorded as done: the next build asks again (answers are cached)
+    status = "ran" if not summary.budget_exhausted and not summary.failed else "incomplete"
+    if not (labels_file.teacher_dir(ctx.build) / "llm.parquet").is_file():
+        raise BuildError(f"{name}: the endpoint answered no paragraph; nothing to train on")
+    return StepReport(name, status, counts=counts, drops={k: v for k, v in drops.items() if v})
+
+
+def _train(ctx: _Context) -> StepReport:
+    """Adapter to ``annotate.student.train_student``."""
+    from pmcurate.annotate import labels_file, student
+
+    teacher, spec = ctx.manifest.teacher, ctx.manifest.student
+    assert teacher is not None and spec is not None
+    try:
+        if teacher.kind == "labels":
+            assert teacher.labels is not None
+            frame = labels_file.load_teacher(ctx.build, path=str(teacher.labels))
+            name = f"file:{teacher.labels.name}"
+        else:
+            frame = labels_file.load_teacher(ctx.build, name=teacher.kind)
+            name = teacher.kind
+        result = student.train_student(
+            ctx.build,
+            frame,
+            teacher_name=name,
+            dim=spec.dim,
+            pretrain=spec.pretrain,
+            seed=spec.seed,
+            grid=student.GRID if spec.search else (student.Params(),),
+        )
+    except (labels_file.LabelsError, student.StudentError) as exc:
+        raise BuildError(f"annotate:train: {exc}") from None
+    report = result.report
+    counts = {
+        "teacher_labels": report["n_train"] + report["n_validation"] + report["n_test"],
+        "test_paragraphs": report["n_test"],
+    }
+    return StepReport("annotate:train", "ran", counts=counts, note=result.manifest["annotator"])
+
+
+_STUDENTS: dict[str, Any] = {}
+
+
+def label_task(args: tuple[str, str, str]) -> int:
+    """Shard function: label one paragraphs shard with the build's students (loaded once per worker)."""
+    from pmcurate.annotate import student
+
+    build, source, target = args
+    manifest = student.load_manifest(build)
+    students = _STUDENTS.get(manifest["annotator"])
+    if students is None:
+        _STUDENTS.clear()
+        students = _STUDENTS[manifest["annotator"]] = student.Students(build, manifest)
+    return student.label_shard(Path(source), Path(target), students)
+
+
+def _apply(ctx: _Context) -> StepReport:
+    """Adapter to ``annotate.student``: label the paragraphs shards that are new or whose labels are stale."""
+    from pmcurate.annotate import student
+
+    started = time.perf_counter()
+    manifest = student.load_manifest(ctx.build)
+    student.verify_models(ctx.build, manifest)
+    labels_dir = schema.table_dir(ctx.build, "labels")
+    sources = schema.shard_paths(ctx.build, "paragraphs")
+    wanted = {path.name for path in sources}
+    orphans = [path for path in schema.shard_paths(ctx.build, "labels") if path.name not in wanted]
+    for path in orphans:
+        path.unlink()
+    todo = [
+        (str(ctx.build), str(source), str(labels_dir / source.name))
+        for source in sources
+        if ctx.force or not student._is_current(labels_dir / source.name, manifest["annotator"])
+    ]
+    labelled = sum(ctx.executor.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
+    return StepReport(
+        "annotate:apply",
+        "ran" if todo or orphans else "unchanged",
+        seconds=time.perf_counter() - started,
+        counts={"shards": len(sources), "shards_labelled": len(todo), "paragraphs_labelled": labelled},
+        note=manifest["annotator"],
+    )
+
+
+# ---------------------------------------------------------------- filter, export, publish
+
+READS = ("articles", "paragraphs", "figures", "labels")
+
+
+def _stage_filter(ctx: _Context) -> None:
+    content = tables_fingerprint(ctx.build, READS)
+    for subset in ctx.manifest.subsets:
+        key = fingerprint(content, dict(subset.config))
+        _step(
+            ctx,
+            f"filter:{subset.name}",
+            key,
+            lambda subset=subset: _subset(ctx, subset),
+            outputs=[ctx.build / "subsets" / subset.name / "subset.json"],
+        )
+
+
+def _subset(ctx: _Context, spec: SubsetSpec) -> StepReport:
+    """Adapter to ``filters.subset.make_subset_from_config``."""
+    from pmcurate.filters.rules import RuleError
+    from pmcurate.filters.subset import SubsetError, make_subset_from_config
+
+    try:
+        result = make_subset_from_config(ctx.build, spec.name, spec.config)
+    except (SubsetError, RuleError) as exc:
+        raise BuildError(f"filter:{spec.name}: {exc}") from None
+    return StepReport(
+        f"filter:{spec.name}",
+        "ran",
+        counts={"input": result.input_rows, "kept": result.kept_rows, "written": result.output_rows},
+        drops=dict(result.dropped),
+    )
+
+
+DATASET_DIR = "dataset"
+
+
+def dataset_dir(build: Path) -> Path:
+    """The build's dataset folder: every export is one config of it; it is what gets published."""
+    return build / DATASET_DIR
+
+
+def export_dir(build: Path, name: str) -> Path:
+    """The folder of export (config) ``name`` inside the dataset folder."""
+    from pmcurate.export.exporter import config_folder
+
+    return dataset_dir(build) / config_folder(name)
+
+
+def _stage_export(ctx: _Context) -> None:
+    for spec in ctx.manifest.exports:
+        inputs = (
+            folder_fingerprint(ctx.build / "subsets" / spec.subset)
+            if spec.subset
+            else tables_fingerprint(ctx.build, READS)
+        )
+        key = fingerprint(inputs, asdict(spec))
+        _step(
+            ctx,
+            f"export:{spec.name}",
+            key,
+            lambda spec=spec: _export(ctx, spec),
+            outputs=[export_dir(ctx.build, spec.name)],
+        )
+
+
+def _export(ctx: _Context, spec: ExportSpec) -> StepReport:
+    """Adapter to ``export.exporter.export``: the preset's rows as Hub-ready shards and a dataset card."""
+    from pmcurate.export.exporter import ExportError, export
+
+    try:
+        result = export(
+            ctx.build,
+            dataset_dir(ctx.build),
+            preset=spec.preset,
+            subset=spec.subset,
+            config=spec.name,
+            format=spec.format,  # type: ignore[arg-type]
+            split_by=spec.split_by,
+            shard_bytes=spec.shard_mb * 2**20,
+            progress=ctx.progress,
+        )
+    except ExportError as exc:
+        raise BuildError(f"export:{spec.name}: {exc}") from None
+    counts = {f"{split} rows": summary.rows for split, summary in result.splits.items()}
+    return StepReport(
+        f"export:{spec.name}",
+        "ran",
+        counts=counts,
+        drops={"no image": result.skipped_rows} if result.skipped_rows else {},
+    )
+
+
+def _stage_publish(ctx: _Context) -> None:
+    spec = ctx.manifest.publish
+    if spec is None:
+        return
+    # the card is rewritten by publishing itself (with the repository id): not an input
+    key = fingerprint(folder_fingerprint(dataset_dir(ctx.build), exclude=("README.md",)), asdict(spec))
+    _step(ctx, "publish", key, lambda: _publish(ctx))
+
+
+def _publish(ctx: _Context) -> StepReport:
+    """Adapter to ``export.publish.publish``; the token comes from the variable the manifest names
+    (else the local ``hf auth login``) and is never logged."""
+    from pmcurate.export.publish import PublishError, publish
+
+    spec = ctx.manifest.publish
+    assert spec is not None
+    try:
+        result = publish(
+            dataset_dir(ctx.build),
+            spec.repo,
+            private=spec.private,
+            token=os.environ.get(spec.token_env) or None,
+            progress=ctx.progress,
+        )
+    except PublishError as exc:
+        raise BuildError(f"publish: {exc} (token from ${spec.token_env})") from None
+    counts = {action: result.count(action) for action in ("add", "update", "delete", "unchanged")}
+    return StepReport("publish", "ran", counts=counts, note=result.url)
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def _public_url(url: str) -> str:
+    """``url`` without user info or query string (where credentials hide)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _table_counts(build: Path) -> dict[str, dict[str, int]]:
+    root = build / "tables"
+    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    counts = {}
+    for name in names:
+        shards = schema.shard_paths(build, name)
+        counts[name] = {
+            "rows": sum(pq.ParquetFile(p).metadata.num_rows for p in shards),
+            "shards": len(shards),
+        }
+    return counts
+
+
+def _input_files(ctx: _Context) -> list[dict[str, Any]]:
+    """Every local input file with its sha256 (cached in the build state by path, size and mtime)."""
+    from pmcurate.harvest import archive
+
+    paths = [p for s in ctx.manifest.sources if s.kind == "local" for p in s.paths]
+    if not paths:
+        return []
+    cache: dict[str, Any] = ctx.state.setdefault("checksums", {})
+    rows = []
+    for path in archive.discover_inputs(paths):
+        stat = path.stat()
+        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        digest = cache.get(key) or sha256_file(path)
+        cache[key] = digest
+        rows.append({"source": "local", "path": str(path.resolve()), "bytes": stat.st_size, "sha256": digest})
+    live = {f"{r['path']}|{r['bytes']}|{Path(r['path']).stat().st_mtime_ns}" for r in rows}
+    for key in set(cache) - live:
+        del cache[key]
+    return rows
+
+
+def _network_inputs(ctx: _Context) -> list[dict[str, Any]]:
+    """Network sources: their settings, and a digest of the article versions they gave."""
+    sources = [s for s in ctx.manifest.sources if s.kind != "local"]
+    if not sources:
+        return []
+    import duckdb
+
+    shards = [p for p in schema.shard_paths(ctx.build, "articles") if not p.stem.startswith(LOCAL_PREFIX)]
+    digest, count = "", 0
+    if shards:
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in shards)
+        count, digest = duckdb.sql(
+            "SELECT count(*), sha256(coalesce(string_agg(article_id || ':' || coalesce(version::VARCHAR, '')"
+            " || ':' || coalesce(content_sha256, ''), ',' ORDER BY article_id), ''))"
+            f" FROM read_parquet([{files}])"
+        ).fetchone()  # type: ignore[misc]
+    rows = []
+    for source in sources:
+        settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False)}
+        if "base_url" in settings:
+            settings["base_url"] = _public_url(settings["base_url"])
+        if source.ids:
+            settings["ids_sha256"] = sha256_file(source.ids)
+        rows.append({"source": source.kind, "settings": settings})
+    rows.append(
+        {
+            "source": "network articles",
+            "articles": count,
+            "articles_sha256": digest,
+            "detail": "tables/articles: article_id, version, source_uri, content_sha256 of each",
+        }
+    )
+    return rows
+
+
+def _teacher_provenance(ctx: _Context) -> dict[str, Any] | None:
+    teacher = ctx.manifest.teacher
+    if teacher is None:
+        return None
+    info: dict[str, Any] = _teacher_settings(ctx)
+    if teacher.kind != "labels":
+        info |= {"sample_size": teacher.sample_size, "seed": teacher.seed, "min_tokens": teacher.min_tokens}
+    if teacher.labels:
+        info["labels"] = {"path": str(teacher.labels), "sha256": sha256_file(teacher.labels)}
+    for name in ("sample.parquet", f"teacher/{teacher.kind}.parquet"):
+        path = ctx.build / "labels" / name
+        if teacher.kind != "labels" and path.is_file():
+            info[name] = {"sha256": sha256_file(path), "rows": pq.ParquetFile(path).metadata.num_rows}
+    return info
+
+
+def _models_provenance(build: Path) -> dict[str, Any] | None:
+    path = build / "models" / "students.json"
+    if not path.is_file():
+        return None
+    students = json.loads(path.read_text())
+    students.pop("report", None)
+    report = build / "models" / "report.json"
+    if report.is_file():
+        students["report_sha256"] = sha256_file(report)
+    return students
+
+
+def _exports_provenance(ctx: _Context) -> dict[str, Any]:
+    exports = {}
+    for spec in ctx.manifest.exports:
+        folder = export_dir(ctx.build, spec.name)
+        if folder.is_dir():
+            exports[spec.name] = [
+                {
+                    "file": str(p.relative_to(folder)),
+                    "bytes": p.stat().st_size,
+                    "sha256": sha256_file(p),
+                    **({"rows": pq.ParquetFile(p).metadata.num_rows} if p.suffix == ".parquet" else {}),
+                }
+                for p in sorted(folder.rglob("*"))
+                if p.is_file() and not p.name.startswith(".")
+            ]
+    return exports
+
+
+def write_provenance(ctx: _Context, seconds: float) -> Path:
+    """``BUILD/provenance.json``: tool and library versions, the manifest (text and sha256), every
+    input with its checksum and source, teacher (model, prompt hash, labels checksums), student
+    models with their sha256, row counts per table and subset, export files with checksums, and
+    what each step did. Secrets are never written: only the names of the variables holding them."""
+    manifest = ctx.manifest
+    subsets = {}
+    for spec in manifest.subsets:
+        summary = ctx.build / "subsets" / spec.name / "subset.json"
+        if summary.is_file():
+            subsets[spec.name] = json.loads(summary.read_text()).get("counts", {})
+    provenance = {
+        "tool": {
+            "name": "pmcurate",
+            "version": __version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "packages": _versions(),
+        },
+        "built_at": datetime.now(UTC).isoformat(),
+        "manifest": {
+            "name": manifest.name,
+            "path": str(manifest.path),
+            "sha256": manifest.sha256,
+            "text": manifest.path.read_text(encoding="utf-8"),
+        },
+        "inputs": _input_files(ctx) + _network_inputs(ctx),
+        "teacher": _teacher_provenance(ctx),
+        "models": _models_provenance(ctx.build),
+        "tables": _table_counts(ctx.build),
+        "subsets": subsets,
+        "exports": _exports_provenance(ctx),
+        "steps": {
+            s.step: {"status": s.status, "seconds": round(s.seconds, 3), "counts": s.counts, "drops": s.drops}
+            for s in ctx.steps
+        },
+        "seconds": round(seconds, 3),
+    }
+    ctx.save_state()
+    path = ctx.build / PROVENANCE_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(_scrub(json.dumps(provenance, indent=2, default=str)) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _scrub(text: str) -> str:
+    """Replace the value of any secret environment variable that appears in ``text``."""
+    for name, value in os.environ.items():
+        if re.search(r"TOKEN|KEY|SECRET|PASSWORD", name) and len(value) >= 8 and value in text:
+            text = text.replace(value, f"<${name}>")
+    return text
+
+
+# ---------------------------------------------------------------- summary
+
+
+def format_summary(result: BuildResult) -> str:
+    """Per step: status, seconds, counts and drops by reason; then the total."""
+    where = f"{result.remote} (working copy {result.build})" if result.remote else str(result.build)
+    lines = [f"build {result.manifest.name} → {where}  ({result.executor}, {result.workers} workers)"]
+    width = max(len(s.step) for s in result.steps) if result.steps else 10
+    for step in result.steps:
+        counts = ", ".join(
+            f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+            for k, v in step.counts.items()
+            if k != "sha256"
+        )
+        lines.append(f"  {step.step:<{width}}  {step.status:<9} {step.seconds:7.1f} s  {counts}")
+        if step.drops:
+            drops = ", ".join(f"{k} {v:,}" for k, v in sorted(step.drops.items(), key=lambda kv: -kv[1]))
+            lines.append(f"  {'':<{width}}  {'':<9} {'':>9}  dropped: {drops}")
+    ran = len(result.ran)
+    lines.append(
+        f"{ran} of {len(result.steps)} steps ran, {result.seconds:.1f} s; provenance: {result.provenance}"
+    )
+    return "\n".join(lines)
+
+
+def example_query(result: BuildResult) -> tuple[str, str] | None:
+    """(where, SQL): the first export's files and a DuckDB query over them, for the end of a build."""
+    for spec in result.manifest.exports:
+        folder = export_dir(result.build, spec.name)
+        files = sorted(folder.rglob("*.parquet"))
+        if not files:
+            continue
+        glob = str(folder / "*.parquet")
+        source = "'" + glob.replace("'", "''") + "'"
+        if spec.preset == "image-text":
+            sql = (
+                f"SELECT license, count(*) AS figures, round(avg(width)) AS width FROM {source} GROUP BY ALL"
+            )
+        elif spec.preset == "biomed-enriched" or result.manifest.student:
+            sql = (
+                "SELECT document_type, count(*) AS paragraphs, round(avg(educational_score), 2) AS edu,\n"
+                f"       round(avg(length(text))) AS chars\nFROM {source}\n"
+                "GROUP BY ALL ORDER BY paragraphs DESC"
+            )
+        else:
+            sql = f"SELECT license, count(*) AS paragraphs FROM {source} GROUP BY ALL ORDER BY 2 DESC"
+        return str(folder), sql
+    return None
+
+
+def print_dataset(result: BuildResult) -> None:
+    """Where the dataset is, and a DuckDB query over it with its result."""
+    import duckdb
+
+    found = example_query(result)
+    if found is None:
+        return
+    where, sql = found
+    print(f"\nDataset: {where}  (card: {dataset_dir(result.build) / 'README.md'})")
+    print(f'\n$ duckdb -c "<SQL>"\n{sql}\n')
+    duckdb.sql(sql).show()

@@ -1,0 +1,137 @@
+"""``manifest.load_manifest``: shipped manifests load; mistakes name the file, key and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pmcurate.manifest import ManifestError, load_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+VALID = """name = "ok"
+
+[[sources]]
+kind = "local"
+paths = ["package:data/sample"]
+
+[teacher]
+kind = "labels"
+labels = "package:data/labels/sample-paragraph-labels.jsonl"
+
+[student]
+pretrain = false
+
+[subsets.edu]
+rules = ["min_words=48", "edu_min=3"]
+
+[exports.default]
+preset = "biomed-enriched"
+subset = "edu"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    return path
+
+
+def error(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") or message.startswith(f"{path.resolve()}: ")
+    return message
+
+
+@pytest.mark.parametrize("name", ["demo", "biomed-enriched", "clinical-cases", "image-text"])
+def test_shipped_manifest_is_valid(name: str) -> None:
+    manifest = load_manifest(ROOT / "manifests" / f"{name}.toml")
+    assert manifest.name == name
+    assert manifest.exports
+
+
+def test_package_paths_resolve_inside_the_installed_package(tmp_path: Path) -> None:
+    manifest = load_manifest(write(tmp_path, VALID))
+    assert (manifest.sources[0].paths[0] / "PROVENANCE.md").is_file()
+    assert manifest.teacher is not None and manifest.teacher.labels is not None
+    assert manifest.teacher.labels.is_file()
+
+
+def test_relative_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "articles").mkdir()
+    manifest = load_manifest(write(tmp_path, VALID.replace("package:data/sample", "articles")))
+    assert manifest.sources[0].paths == (tmp_path / "articles",)
+
+
+def test_hash_is_of_the_file_bytes(tmp_path: Path) -> None:
+    one = load_manifest(write(tmp_path, VALID))
+    two = load_manifest(write(tmp_path, VALID + "\n# comment\n"))
+    assert one.sha256 != two.sha256
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace('name = "ok"', ""))
+    assert "key 'name'" in message and "required" in message
+
+
+def test_wrong_type_names_key_and_expectation(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace("[student]", '[student]\ndim = "fifty"'))
+    assert "[student] dim: expected an integer ≥ 1, got str 'fifty'" in message
+
+
+def test_unknown_key_is_an_error(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace("[student]", "[student]\npretrian = true"))
+    assert "[student]" in message and "unknown key(s) 'pretrian'" in message
+
+
+def test_invalid_choice_lists_the_choices(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace('preset = "biomed-enriched"', 'preset = "biomed"'))
+    assert (
+        "[exports.default] preset: expected one of 'paragraphs', 'biomed-enriched', 'image-text'" in message
+    )
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    assert "not valid TOML" in error(tmp_path, "name = \n")
+
+
+def test_missing_input_path(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace("package:data/sample", "no/such/folder"))
+    assert "[sources #1] paths" in message and "'no/such/folder' does not exist" in message
+
+
+def test_unknown_filter_rule(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace('"edu_min=3"', '"edu_minimum=3"'))
+    assert "[subsets.edu] rules[1]" in message and "unknown rule 'edu_minimum'" in message
+
+
+def test_export_of_an_unknown_subset(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace('subset = "edu"', 'subset = "educational"'))
+    assert "[exports.default] subset: no [subsets.educational]" in message
+
+
+def test_labels_preset_without_student(tmp_path: Path) -> None:
+    text = VALID.split("[teacher]")[0] + VALID[VALID.index("[subsets.edu]") :]
+    assert "biomed-enriched needs paragraph labels" in error(tmp_path, text)
+
+
+def test_pmc_source_needs_exactly_one_selection(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'kind = "local"\npaths = ["package:data/sample"]', 'kind = "pmc"\nall = true\nsince = 2026-01-01'
+    )
+    assert "exactly one of ids, since, all (got since, all)" in error(tmp_path, text)
+
+
+def test_secret_value_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    text = VALID.replace(
+        '[teacher]\nkind = "labels"\nlabels = "package:data/labels/sample-paragraph-labels.jsonl"',
+        '[teacher]\nkind = "llm"\nendpoint = "http://localhost:8000/v1"\nmodel = "m"\n'
+        'api_key = "sk-live-123456"',
+    )
+    message = error(tmp_path, text)
+    assert "[teacher] api_key: secrets never go in a manifest" in message
+    assert "sk-live-123456" not in message

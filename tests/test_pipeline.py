@@ -1,0 +1,211 @@
+"""``pipeline.run_build``: a manifest built end to end offline, incrementally, with its provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pmcurate.annotate.prompt import PROMPT_HASH
+from pmcurate.cli import main
+from pmcurate.manifest import load_manifest
+from pmcurate.pipeline import BuildError, BuildResult, run_build
+from tests import builds
+from tests.servers.openai_server import openai_server
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, BuildResult]:
+    """(manifest, build, result) of one clean build; tests that change inputs use their own copy."""
+    root = tmp_path_factory.mktemp("pipeline")
+    manifest = builds.write_manifest(root / "test.toml", builds.make_inputs(root / "inputs"))
+    build = root / "build"
+    return manifest, build, run_build(load_manifest(manifest), build, workers=1, progress=False)
+
+
+def _mtimes(build: Path) -> dict[str, int]:
+    folders = ("tables", "models", "subsets", "dataset")
+    return {
+        str(p.relative_to(build)): p.stat().st_mtime_ns
+        for folder in folders
+        for p in (build / folder).rglob("*")
+        if p.is_file()
+    }
+
+
+def test_manifest_builds_every_stage_offline(built: tuple[Path, Path, BuildResult]) -> None:
+    _, build, result = built
+    assert [s.step for s in result.steps] == [
+        "harvest:local", "annotate:train", "annotate:apply", "filter:edu", "export:default",
+    ]  # fmt: skip
+    assert all(s.status == "ran" for s in result.steps)
+    paragraphs = builds.read_table(build, "paragraphs")
+    labels = builds.read_table(build, "labels")
+    assert builds.read_table(build, "articles").height == len(builds.ARTICLES)
+    assert labels["paragraph_id"].to_list() == paragraphs["paragraph_id"].to_list()
+    shards = sorted((build / "dataset" / "data").glob("*.parquet"))
+    assert (
+        shards
+        and sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
+        == result.step("filter:edu").counts["written"]
+    )
+    assert (build / "dataset" / "README.md").is_file()
+
+
+def test_summary_counts_drops_by_rule(built: tuple[Path, Path, BuildResult]) -> None:
+    _, build, result = built
+    step = result.step("filter:edu")
+    summary = json.loads((build / "subsets" / "edu" / "subset.json").read_text())
+    assert step.drops == {k: v for k, v in summary["counts"]["dropped"].items()}
+    assert step.counts["input"] == step.counts["kept"] + sum(step.drops.values())
+
+
+def test_second_run_with_no_change_does_nothing(built: tuple[Path, Path, BuildResult]) -> None:
+    manifest, build, _ = built
+    before = _mtimes(build)
+    again = run_build(load_manifest(manifest), build, workers=1, progress=False)
+    assert again.ran == []
+    assert _mtimes(build) == before
+
+
+def test_adding_an_article_reruns_only_what_depends_on_it(tmp_path: Path) -> None:
+    inputs = builds.make_inputs(tmp_path / "inputs")
+    manifest = builds.write_manifest(tmp_path / "test.toml", inputs)
+    incremental = tmp_path / "incremental"
+    run_build(load_manifest(manifest), incremental, workers=1, progress=False)
+    before = _mtimes(incremental)
+    builds.add_extra_article(inputs)
+
+    result = run_build(load_manifest(manifest), incremental, workers=1, progress=False)
+
+    harvest, apply = result.step("harvest:local"), result.step("annotate:apply")
+    assert (harvest.counts["tasks run"], harvest.counts["of"], harvest.counts["stale shards removed"]) == (
+        1,
+        3,
+        1,
+    )
+    assert result.step("annotate:train").status == "unchanged"
+    assert apply.counts["shards_labelled"] == 1
+    after = _mtimes(incremental)
+    untouched = [name for name in before if name.startswith(("tables/", "models/")) and name in after]
+    assert len(untouched) >= 2 * 5  # two earlier tasks' shards in five tables, and the models
+    assert all(before[name] == after[name] for name in untouched)
+    clean = run_build(load_manifest(manifest), tmp_path / "clean", workers=1, progress=False)
+    builds.assert_same_build(incremental, clean.build)
+
+
+def test_removed_input_file_leaves_the_build(tmp_path: Path) -> None:
+    inputs = builds.make_inputs(tmp_path / "inputs")
+    manifest = builds.write_manifest(tmp_path / "test.toml", inputs)
+    run_build(load_manifest(manifest), tmp_path / "build", workers=1, progress=False)
+    (inputs / builds.ARTICLES[-1]).unlink()
+
+    run_build(load_manifest(manifest), tmp_path / "build", workers=1, progress=False)
+
+    articles = builds.read_table(tmp_path / "build", "articles")
+    assert articles.height == len(builds.ARTICLES) - 1
+    assert (
+        builds.read_table(tmp_path / "build", "labels").height
+        == builds.read_table(tmp_path / "build", "paragraphs").height
+    )
+
+
+def test_provenance_lists_what_reproduces_the_build(built: tuple[Path, Path, BuildResult]) -> None:
+    manifest, build, result = built
+    provenance = json.loads(result.provenance.read_text())  # type: ignore[union-attr]
+    assert provenance["manifest"]["sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert provenance["manifest"]["text"] == manifest.read_text()
+    assert provenance["tool"]["version"] and "pyarrow" in provenance["tool"]["packages"]
+    inputs = {Path(i["path"]).name: i["sha256"] for i in provenance["inputs"]}
+    expected = {n: hashlib.sha256((builds.SAMPLE / n).read_bytes()).hexdigest() for n in builds.ARTICLES}
+    assert inputs == expected
+    assert provenance["teacher"]["labels"]["sha256"] == hashlib.sha256(builds.LABELS.read_bytes()).hexdigest()
+    for entry in provenance["models"]["models"].values():
+        assert entry["sha256"] == hashlib.sha256((build / "models" / entry["file"]).read_bytes()).hexdigest()
+    for table in ("articles", "paragraphs", "labels"):
+        assert provenance["tables"][table]["rows"] == builds.read_table(build, table).height
+    exported = provenance["exports"]["default"]
+    for entry in exported:
+        data = (build / "dataset" / "data" / entry["file"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_provenance_holds_no_secret(
+    built: tuple[Path, Path, BuildResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest, build, _ = built
+    monkeypatch.setenv("HF_TOKEN", "hf_not-a-real-token-123456")
+    monkeypatch.setenv("PMCURATE_LLM_API_KEY", "sk-not-a-real-key-abcdef")
+    result = run_build(load_manifest(manifest), build, workers=1, progress=False)
+    text = result.provenance.read_text()  # type: ignore[union-attr]
+    assert "hf_not-a-real-token" not in text and "sk-not-a-real-key" not in text
+
+
+def test_until_stops_after_the_stage(tmp_path: Path) -> None:
+    manifest = builds.write_manifest(tmp_path / "test.toml", builds.make_inputs(tmp_path / "inputs"))
+    result = run_build(
+        load_manifest(manifest), tmp_path / "build", workers=1, until="harvest", progress=False
+    )
+    assert [s.step for s in result.steps] == ["harvest:local"]
+    assert not (tmp_path / "build" / "models").exists()
+
+
+def test_refuses_a_folder_that_is_not_a_build(tmp_path: Path) -> None:
+    manifest = builds.write_manifest(tmp_path / "test.toml", builds.make_inputs(tmp_path / "inputs"))
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("precious")
+    with pytest.raises(BuildError, match="not a pmcurate build"):
+        run_build(load_manifest(manifest), tmp_path / "thesis", progress=False)
+
+
+def test_cli_build_prints_summary_dataset_and_query(
+    built: tuple[Path, Path, BuildResult], capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest, build, _ = built
+    assert main(["build", str(manifest), "--out", str(build), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 5 steps ran" in out
+    assert f"Dataset: {build / 'dataset' / 'data'}" in out
+    assert "document_type" in out and "study" in out
+
+
+def test_cli_build_reports_an_invalid_manifest_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "bad.toml"
+    manifest.write_text('name = "bad"\n[[sources]]\nkind = "ftp"\n')
+    assert main(["build", str(manifest), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    expected = "expected one of 'local', 'pmc', 'europepmc', 'eutils', got str 'ftp'"
+    assert err == f"pmcurate: error: {manifest}: [sources #1] kind: {expected}"
+    assert not (tmp_path / "b").exists()
+
+
+def test_llm_teacher_labels_a_sample_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_LLM_KEY", "sk-test-key-0123456789")
+    inputs = builds.make_inputs(tmp_path / "inputs", builds.ARTICLES[:4])
+    with openai_server() as (endpoint, server):
+        teacher = (
+            f'[teacher]\nkind = "llm"\nendpoint = "{endpoint}"\nmodel = "test-model"\n'
+            'api_key_env = "TEST_LLM_KEY"\nsample_size = 40\nmin_tokens = 20\nconcurrency = 4\n'
+        )
+        text = builds.write_manifest(tmp_path / "test.toml", inputs).read_text()
+        start, end = text.index("[teacher]"), text.index("[student]")
+        (tmp_path / "test.toml").write_text(text[:start] + teacher + "\n" + text[end:])
+        manifest = load_manifest(tmp_path / "test.toml")
+        first = run_build(manifest, tmp_path / "build", workers=1, progress=False)
+        asked = len(server.requests)
+        second = run_build(manifest, tmp_path / "build", workers=1, progress=False)
+
+    assert first.step("annotate:sample").counts["paragraphs"] == 40
+    assert first.step("annotate:teacher-llm").counts["answered"] == 40 == asked
+    assert set(server.authorization) == {"Bearer sk-test-key-0123456789"}
+    assert second.ran == [] and len(server.requests) == asked
+    provenance = json.loads((tmp_path / "build" / "provenance.json").read_text())
+    assert (
+        provenance["teacher"]["model"] == "test-model" and provenance["teacher"]["prompt_hash"] == PROMPT_HASH
+    )
+    assert "sk-test-key" not in (tmp_path / "build" / "provenance.json").read_text()
