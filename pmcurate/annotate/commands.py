@@ -1,0 +1,100 @@
+"""``pmcurate annotate sample|llm|train|apply``: argument handling around the stage functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pmcurate.annotate import labels_file, llm, rules, sample, student
+from pmcurate.annotate.report import format_report
+from pmcurate.cli import UserError
+
+USER_ERRORS = (
+    labels_file.LabelsError,
+    llm.LlmError,
+    sample.SampleError,
+    student.StudentError,
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = {"sample": _sample, "llm": _llm, "train": _train, "apply": _apply}[args.step]
+    try:
+        return handler(args)
+    except USER_ERRORS as exc:
+        raise UserError(str(exc)) from None
+
+
+def _sample(args: argparse.Namespace) -> int:
+    frame = sample.stratified_sample(args.build, args.n, seed=args.seed, min_tokens=args.min_tokens)
+    path = sample.write_sample(args.build, frame)
+    strata = frame.group_by("article_type", "section_type").len().sort("len", descending=True)
+    print(f"sampled {frame.height} paragraphs from {frame['article_id'].n_unique()} articles → {path}")
+    print(strata)
+    return 0
+
+
+def _llm(args: argparse.Namespace) -> int:
+    if args.max_cost is not None and not (args.price_in or args.price_out):
+        raise UserError("--max-cost needs --price-in and/or --price-out")
+    config = llm.LlmConfig(
+        endpoint=args.endpoint,
+        model=args.model,
+        api_key=llm.api_key_from_env(args.api_key_env),
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        max_tokens=args.max_tokens,
+        max_cost=args.max_cost,
+        price_in=args.price_in,
+        price_out=args.price_out,
+        retry_failed=args.retry_failed,
+    )
+    summary = llm.run_llm_teacher(args.build, config, sample=sample.read_sample(args.build))
+    print(
+        f"{summary.items} paragraphs: {summary.cached} from cache, {summary.answered} answered, "
+        f"{summary.failed} failed, {summary.skipped} not asked; tokens {summary.prompt_tokens:,} in, "
+        f"{summary.completion_tokens:,} out; cost {summary.cost:.4f}; {summary.seconds:.1f} s"
+    )
+    if summary.budget_exhausted:
+        print("budget spent: rerun with a larger budget to label the rest (answers so far are cached)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.labels:
+        teacher = labels_file.load_teacher(args.build, path=args.labels)
+        name = f"file:{Path(args.labels).name}"
+    else:
+        if args.teacher == "rules":
+            labels_file.write_teacher_labels(
+                args.build, "rules", rules.rules_teacher_rows(sample.read_sample(args.build))
+            )
+        teacher = labels_file.load_teacher(args.build, name=args.teacher)
+        name = args.teacher
+    result = student.train_student(
+        args.build,
+        teacher,
+        teacher_name=name,
+        dim=args.dim,
+        pretrain=not args.no_pretrain,
+        seed=args.seed,
+        context=not args.text_only,
+        joint=args.joint,
+        grid=(student.Params(),) if args.no_search else student.GRID,
+    )
+    print(format_report(result.report))
+    print(f"\nmodels: {Path(args.build) / 'models'} (annotator {result.manifest['annotator']})")
+    print(json.dumps(result.report["chosen"]))
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    result = student.apply_students(args.build, jobs=args.jobs, force=args.force)
+    rate = result.paragraphs / result.seconds if result.seconds else 0.0
+    print(
+        f"labelled {result.paragraphs:,} paragraphs in {result.shards} shards "
+        f"({result.skipped} already done) in {result.seconds:.1f} s ({rate:,.0f} paragraphs/s)"
+    )
+    return 0

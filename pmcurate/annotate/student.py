@@ -1,0 +1,772 @@
+"""fastText students: learn the teacher's labels, report agreement, label every paragraph.
+
+One supervised fastText model per label. The educational score is learnt as five classes and
+reported as the expected value of the predicted distribution (a float in 1–5), which keeps the
+ordering information a plain arg-max would lose.
+
+Teacher labels are few and skewed (hundreds, mostly ``study``); a plain model trained on them does
+no better than the majority class on other articles. Three things help and are on by default:
+word vectors learnt without labels from the build's own paragraphs (``train_unsupervised``, then
+``pretrainedVectors``), oversampling of rare classes, and hyper-parameters chosen on a validation
+split. Evaluation holds out whole articles, never paragraphs of articles seen in training.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import random
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fasttext
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pmcurate import schema
+from pmcurate.annotate import report as metrics
+from pmcurate.annotate import rules
+
+log = logging.getLogger(__name__)
+
+TASKS: dict[str, tuple[str, ...]] = {
+    "document_type": schema.DOCUMENT_TYPES,
+    "domain": schema.DOMAINS,
+    "educational_score": ("1", "2", "3", "4", "5"),
+}
+JOINT = "joint"
+"""One model for the three labels (fastText one-vs-all loss): one prediction per paragraph
+instead of three, about three times the throughput of ``apply``."""
+JOINT_CLASSES = tuple(f"{task}={c}" for task, classes in TASKS.items() for c in classes)
+MANIFEST = "students.json"
+MAX_CHARS = 4000
+"""Students read a paragraph's first MAX_CHARS characters: a fixed cost per paragraph, whatever
+a table flattened into one paragraph may hold."""
+READ_BATCH = 65_536
+
+
+class StudentError(ValueError):
+    """Training or applying students failed for a reason the user can fix."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """Hyper-parameters of one supervised fastText model."""
+
+    epoch: int = 25
+    lr: float = 0.5
+    word_ngrams: int = 1
+    balance: float = 1.0
+    """Oversample each class up to ``balance`` × the largest class (0: no oversampling)."""
+
+
+NGRAM_PENALTY = 0.01
+"""Validation score a bigram setting must gain over a unigram one: bigrams halve predict speed."""
+RULES_WEIGHTS = (0.0, 0.15, 0.3, 0.45)
+"""Below 0.5: a confident model still overrules the rules (at 0.5 the rules always win)."""
+GRID = tuple(
+    Params(epoch=e, lr=lr, word_ngrams=n, balance=b)
+    for e, lr in ((10, 0.3), (30, 0.5))
+    for n in (1, 2)
+    for b in (0.0, 0.5, 1.0)
+)
+
+
+PUNCTUATION = (*".,;:!?()[]{}\"'/\\-–—‐%=+<>*&#@~|^`$_’‘“”±×·…°", "\n", "\t", "\r", "\u00a0")
+"""Characters turned into spaces: the common ones of PubMed text; a rarer symbol stays attached."""
+
+
+def normalize(texts: pl.Series) -> pl.Series:
+    """Lower-case, punctuation to spaces, first MAX_CHARS characters.
+
+    The same function prepares training lines and apply inputs, in Polars (vectorized; a literal
+    multi-pattern replace is twice as fast as a regular expression here), so the per-paragraph
+    Python cost of ``apply`` stays in fastText. fastText itself splits on runs of whitespace.
+    """
+    return (
+        texts.fill_null("")
+        .str.slice(0, MAX_CHARS)
+        .str.to_lowercase()
+        .str.replace_many(list(PUNCTUATION), [" "] * len(PUNCTUATION))
+    )
+
+
+CONTEXT_COLUMNS = ("article_type", "section_type", "section_title")
+
+
+def model_input(frame: pl.DataFrame, *, context: bool) -> pl.Series:
+    """The line a student reads for each paragraph: normalized text, after context tokens.
+
+    With ``context``, the paragraph's JATS context comes first: ``__art_<article type>``,
+    ``__sec_<section type>`` and the words of its section title. Every paragraph of a build has
+    them, and they carry what the text alone may not (a review article's paragraphs read like
+    anyone's background section). Missing columns or values give ``__art_none``/``__sec_none``.
+    """
+    text = normalize(frame["text"])
+    if not context:
+        return text
+    columns = {
+        c: frame[c] if c in frame.columns else pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+        for c in CONTEXT_COLUMNS
+    }
+    article = columns["article_type"].fill_null("none").str.to_lowercase().str.replace_all(r"[^\w]+", "_")
+    section = columns["section_type"].fill_null("none")
+    tokens = "__art_" + article + " __sec_" + section + " " + normalize(columns["section_title"])
+    return (pl.Series(tokens) + " " + text).str.strip_chars()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- pretraining
+
+
+def pretrain_vectors(
+    texts: pl.Series,
+    path: Path,
+    *,
+    dim: int,
+    epoch: int = 5,
+    min_count: int = 2,
+    threads: int | None = None,
+) -> Path:
+    """Skip-gram word vectors (with sub-words) from unlabelled paragraphs, written as a ``.vec`` file.
+
+    Word vectors stop improving long before PMC-OA is exhausted, and the students' size grows
+    with the vocabulary: callers pass a sample (``train_student``: ``max_pretrain_texts``).
+    """
+    texts = normalize(texts)
+    texts = texts.filter(texts.str.len_chars() > 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=path.parent, delete=False) as corpus:
+        corpus.write("\n".join(texts.to_list()))
+    try:
+        model = fasttext.train_unsupervised(
+            corpus.name,
+            model="skipgram",
+            dim=dim,
+            epoch=epoch,
+            minCount=min_count,
+            minn=3,
+            maxn=6,
+            bucket=200_000,
+            thread=threads or os.cpu_count() or 1,
+            verbose=0,
+        )
+    finally:
+        os.unlink(corpus.name)
+    words = model.get_words()
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        out.write(f"{len(words)} {dim}\n")
+        for word in words:
+            vector = model.get_word_vector(word)
+            out.write(word + " " + " ".join(f"{x:.5f}" for x in vector) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- training
+
+
+def _oversample(rows: list[tuple[str, str]], balance: float, rng: random.Random) -> list[tuple[str, str]]:
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        by_class.setdefault(row[0], []).append(row)
+    target = int(balance * max(len(v) for v in by_class.values()))
+    out: list[tuple[str, str]] = []
+    for members in by_class.values():
+        out.extend(members)
+        missing = target - len(members)
+        out.extend(rng.choice(members) for _ in range(max(0, missing)))
+    rng.shuffle(out)
+    return out
+
+
+def fit(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    params: Params,
+    *,
+    dim: int,
+    vectors: Path | None,
+    workdir: Path,
+    seed: int = 0,
+) -> fasttext.FastText._FastText:
+    """One supervised model on normalized ``texts``; single-threaded, so a seed reproduces it.
+
+    A label holding spaces is several labels (the joint model), trained one-vs-all.
+    """
+    rng = random.Random(seed)
+    rows = _oversample(list(zip(labels, texts, strict=True)), params.balance, rng)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=workdir, delete=False) as train:
+        train.write("".join(_label_tokens(label) + f" {text}\n" for label, text in rows))
+    joint = any(" " in label for label in labels[:1])
+    try:
+        return fasttext.train_supervised(
+            train.name,
+            loss="ova" if joint else "softmax",
+            dim=dim,
+            epoch=params.epoch,
+            lr=params.lr,
+            wordNgrams=params.word_ngrams,
+            bucket=200_000 if params.word_ngrams > 1 else 0,
+            minCount=1,
+            pretrainedVectors=str(vectors) if vectors else "",
+            thread=1,
+            verbose=0,
+        )
+    finally:
+        os.unlink(train.name)
+
+
+def _label_tokens(label: str) -> str:
+    return " ".join(f"__label__{part}" for part in label.split(" "))
+
+
+def predict_scores(model: Any, texts: list[str], classes: Sequence[str]) -> np.ndarray:
+    """Per-class probabilities, shape (len(texts), len(classes)), columns in ``classes`` order.
+
+    Classes the model never saw in training score 0.
+    """
+    scores = np.zeros((len(texts), len(classes)), dtype=np.float32)
+    if not texts:
+        return scores
+    column = {f"__label__{c}": i for i, c in enumerate(classes)}
+    all_labels, all_probs = model.f.multilinePredict([t + "\n" for t in texts], -1, 0.0, "strict")
+    for row, (labels, probs) in enumerate(zip(all_labels, all_probs, strict=True)):
+        scores[row, [column[label] for label in labels]] = probs
+    return scores
+
+
+def decide(task: str, scores: np.ndarray) -> tuple[list[str], np.ndarray | None]:
+    """Arg-max class per row; for the educational score also the expected value (1–5)."""
+    classes = TASKS[task]
+    top = [classes[i] for i in scores.argmax(axis=1)]
+    if task != "educational_score":
+        return top, None
+    weights = np.arange(1, 6, dtype=np.float32)
+    total = scores.sum(axis=1)
+    expected = np.where(total > 0, (scores * weights).sum(axis=1) / np.maximum(total, 1e-9), 3.0)
+    return top, expected.astype(np.float32)
+
+
+def _task_labels(frame: pl.DataFrame, name: str) -> list[str]:
+    """A label per row; for the joint model the three as ``task=class`` separated by spaces."""
+    if name != JOINT:
+        return [str(v) for v in frame[name].to_list()]
+    columns = [[f"{task}={v}" for v in frame[task].to_list()] for task in TASKS]
+    return [" ".join(parts) for parts in zip(*columns, strict=True)]
+
+
+def model_scores(model: Any, name: str, texts: list[str]) -> dict[str, np.ndarray]:
+    """Per-task class scores of one model (``name`` a task, or JOINT for all three at once)."""
+    if name != JOINT:
+        return {name: predict_scores(model, texts, TASKS[name])}
+    scores = predict_scores(model, texts, JOINT_CLASSES)
+    out, start = {}, 0
+    for task, classes in TASKS.items():
+        part = scores[:, start : start + len(classes)]
+        out[task] = part / np.maximum(part.sum(axis=1, keepdims=True), 1e-9)
+        start += len(classes)
+    return out
+
+
+def _agreement(task: str, truth: list[str], scores: np.ndarray) -> dict[str, Any]:
+    top, expected = decide(task, scores)
+    if expected is None:
+        return metrics.classification_metrics(truth, top, TASKS[task])
+    return metrics.regression_metrics([float(t) for t in truth], expected.tolist())
+
+
+def _validation_metric(task: str, result: dict[str, Any]) -> float:
+    if task == "educational_score":
+        return result["pearson"] if result["pearson"] is not None else -1.0
+    return result["macro_f1"]
+
+
+def split_by_article(frame: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rest, held-out): whole articles, chosen in a seeded order until ``fraction`` of the rows.
+
+    Rows without an article id are their own group. Splitting by article keeps the held-out score
+    honest: paragraphs of one article share vocabulary and labels.
+    """
+    groups = frame.with_columns(pl.coalesce("article_id", "text_sha256").alias("_group"))
+    sizes = groups.group_by("_group").len().sort("_group")
+    order = sizes.with_columns(
+        pl.col("_group")
+        .map_elements(lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest(), pl.String)
+        .alias("_key")
+    ).sort("_key")
+    target = fraction * frame.height
+    held, count = [], 0
+    for group, size in order.select("_group", "len").iter_rows():
+        if count >= target:
+            break
+        if count + size > 1.5 * target and held:
+            continue
+        held.append(group)
+        count += size
+    mask = pl.col("_group").is_in(held)
+    return groups.filter(~mask).drop("_group"), groups.filter(mask).drop("_group")
+
+
+@dataclass
+class TrainResult:
+    manifest: dict[str, Any]
+    report: dict[str, Any]
+
+
+def train_student(
+    build: str | os.PathLike[str],
+    teacher: pl.DataFrame,
+    *,
+    teacher_name: str,
+    dim: int = 50,
+    pretrain: bool = True,
+    grid: Sequence[Params] = GRID,
+    test_fraction: float = 0.25,
+    validation_fraction: float = 0.25,
+    seed: int = 0,
+    max_pretrain_texts: int = 1_000_000,
+    context: bool = True,
+    joint: bool = False,
+) -> TrainResult:
+    """Choose hyper-parameters on a validation split, evaluate on held-out articles, write models.
+
+    The models written to ``BUILD/models/`` are retrained on all teacher rows with the chosen
+    hyper-parameters; the report describes the same recipe trained without the held-out articles.
+    """
+    build = Path(build)
+    models_dir = build / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    teacher = _with_section_type(teacher.filter(pl.col("text").is_not_null()))
+    teacher = teacher.with_columns(
+        model_input(teacher, context=context).alias("_norm"), pl.col("educational_score").cast(pl.String)
+    )
+    if teacher.height < 20:
+        raise StudentError(f"only {teacher.height} teacher labels with text: need at least 20 to train")
+    vectors = None
+    if pretrain:
+        vectors = pretrain_vectors(
+            _pretraining_texts(build, teacher, max_pretrain_texts, seed),
+            models_dir / "vectors.vec",
+            dim=dim,
+        )
+    rest, test = split_by_article(teacher, test_fraction, seed)
+    train, validation = split_by_article(rest, validation_fraction, seed + 1)
+    report: dict[str, Any] = {
+        "teacher": teacher_name,
+        "n_train": train.height,
+        "n_validation": validation.height,
+        "n_test": test.height,
+        "n_test_articles": test["article_id"].n_unique(),
+        "labels": {},
+        "chosen": {},
+        "speed": {},
+    }
+    chosen: dict[str, tuple[Params, dict[str, float]]] = {}
+    fit_args: dict[str, Any] = {"dim": dim, "vectors": vectors, "seed": seed}
+    with tempfile.TemporaryDirectory(dir=models_dir) as work:
+        fit_args["workdir"] = Path(work)
+        for name in (JOINT,) if joint else tuple(TASKS):
+            params, weights = _choose(name, train, validation, grid, context=context, **fit_args)
+            chosen[name] = (params, weights)
+            model = fit(rest["_norm"].to_list(), _task_labels(rest, name), params, **fit_args)
+            for task, scores in model_scores(model, name, test["_norm"].to_list()).items():
+                report["labels"][task] = _evaluate_task(task, scores, weights[task], rest, test)
+            report["speed"][name] = _predict_rate(model, name, test["_norm"].to_list())
+            report["chosen"][name] = asdict(params) | {"rules_weights": weights}
+        manifest = _write_models(models_dir, teacher, chosen, **fit_args)
+    manifest["teacher"] = teacher_name
+    manifest["context"] = context
+    manifest["joint"] = joint
+    manifest["report"] = report
+    (models_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (models_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return TrainResult(manifest=manifest, report=report)
+
+
+def _with_section_type(frame: pl.DataFrame) -> pl.DataFrame:
+    """Labels made elsewhere know a section's title, not its type: derive it as the parser would."""
+    if "section_type" in frame.columns or "section_title" not in frame.columns:
+        return frame
+    types = [rules.section_type_from_title(title) for title in frame["section_title"].to_list()]
+    return frame.with_columns(pl.Series("section_type", types, dtype=pl.String))
+
+
+def _pretraining_texts(build: Path, teacher: pl.DataFrame, max_texts: int, seed: int) -> pl.Series:
+    """The teacher's texts and about ``max_texts`` of the build's paragraphs, chosen by a seeded
+    hash of their ids while scanning, so the whole text column is never held in memory."""
+    paths = schema.shard_paths(build, "paragraphs")
+    texts = teacher["text"]
+    if not paths:
+        return texts
+    total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    keep = min(1.0, max_texts / max(total, 1))
+    chosen = (
+        pl.scan_parquet(paths)
+        .filter(pl.col("paragraph_id").hash(seed) % 1_000_000 < int(keep * 1_000_000))
+        .select("text")
+        .collect(engine="streaming")["text"]
+    )
+    return pl.concat([chosen, texts])
+
+
+def _choose(
+    name: str,
+    train: pl.DataFrame,
+    validation: pl.DataFrame,
+    grid: Sequence[Params],
+    *,
+    context: bool,
+    **fit_args: Any,
+) -> tuple[Params, dict[str, float]]:
+    """The grid's best settings on the validation split (mean over the model's tasks), then for
+    each task the best weight of the rules prior (0 without JATS context)."""
+    tasks = tuple(TASKS) if name == JOINT else (name,)
+    no_prior = dict.fromkeys(tasks, 0.0)
+    if validation.height == 0:
+        return grid[0], no_prior
+    truth = {task: _task_labels(validation, task) for task in tasks}
+    best, best_score, best_scores = grid[0], -np.inf, {}
+    for params in grid:
+        model = fit(train["_norm"].to_list(), _task_labels(train, name), params, **fit_args)
+        scores = model_scores(model, name, validation["_norm"].to_list())
+        score = float(np.mean([_validation_metric(t, _agreement(t, truth[t], scores[t])) for t in tasks]))
+        score -= NGRAM_PENALTY * (params.word_ngrams - 1)
+        log.debug("%s %s: validation %.3f", name, params, score)
+        if score > best_score:
+            best, best_score, best_scores = params, score, scores
+    if not context:
+        return best, no_prior
+    weights = {}
+    for task in tasks:
+        prior = rules_scores(validation, task)
+        by_weight = {
+            w: _validation_metric(task, _agreement(task, truth[task], blend(best_scores[task], prior, w)))
+            for w in RULES_WEIGHTS
+        }
+        weights[task] = max(by_weight, key=lambda w: (by_weight[w], -w))
+    return best, weights
+
+
+def rules_scores(frame: pl.DataFrame, task: str) -> np.ndarray:
+    """The rules teacher's answer for ``task`` as one-hot rows (from the frame's JATS context)."""
+    classes = TASKS[task]
+    one_hot = np.zeros((frame.height, len(classes)), dtype=np.float32)
+    contexts = zip(*(_column_or_nulls(frame, c) for c in CONTEXT_COLUMNS), strict=True)
+    for row, (article_type, section_type, section_title) in enumerate(contexts):
+        labels = _rules_label(article_type, section_type, section_title)
+        one_hot[row, classes.index(str(labels[task]))] = 1.0
+    return one_hot
+
+
+_rules_label = functools.lru_cache(maxsize=1 << 16)(rules.rules_label)
+
+
+def blend(scores: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
+    return scores if weight == 0 else (1.0 - weight) * scores + weight * prior
+
+
+def _evaluate_task(
+    task: str, scores: np.ndarray, weight: float, train: pl.DataFrame, test: pl.DataFrame
+) -> dict[str, Any]:
+    """Student, majority-class baseline and (when JATS metadata is known) the rules teacher."""
+    truth = _task_labels(test, task)
+    classes = TASKS[task]
+    result = {"student": _agreement(task, truth, blend(scores, rules_scores(test, task), weight))}
+    if weight:
+        result["fasttext_alone"] = _agreement(task, truth, scores)
+    majority = Counter(_task_labels(train, task)).most_common(1)[0][0]
+    constant = np.zeros((test.height, len(classes)), dtype=np.float32)
+    constant[:, classes.index(majority)] = 1.0
+    result["majority"] = _agreement(task, truth, constant)
+    if "article_type" in test.columns:
+        guessed = rules.rules_labels(
+            test["article_type"].to_list(),
+            _column_or_nulls(test, "section_type"),
+            _column_or_nulls(test, "section_title"),
+        )
+        one_hot = np.zeros_like(constant)
+        for row, labels in enumerate(guessed):
+            one_hot[row, classes.index(str(labels[task]))] = 1.0
+        result["rules"] = _agreement(task, truth, one_hot)
+    return result
+
+
+def _column_or_nulls(frame: pl.DataFrame, name: str) -> list[Any]:
+    return frame[name].to_list() if name in frame.columns else [None] * frame.height
+
+
+def _predict_rate(model: Any, name: str, texts: list[str]) -> float:
+    texts = (texts * (1 + 5_000 // max(1, len(texts))))[:5_000]
+    start = time.perf_counter()
+    model_scores(model, name, texts)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def _write_models(
+    models_dir: Path,
+    teacher: pl.DataFrame,
+    chosen: dict[str, tuple[Params, dict[str, float]]],
+    *,
+    dim: int,
+    vectors: Path | None,
+    workdir: Path,
+    seed: int,
+) -> dict[str, Any]:
+    entries = {}
+    for name, (params, weights) in chosen.items():
+        model = fit(
+            teacher["_norm"].to_list(),
+            _task_labels(teacher, name),
+            params,
+            dim=dim,
+            vectors=vectors,
+            workdir=workdir,
+            seed=seed,
+        )
+        path = models_dir / f"{name}.bin"
+        tmp = workdir / path.name
+        model.save_model(str(tmp))
+        os.replace(tmp, path)
+        entries[name] = {
+            "file": path.name,
+            "sha256": sha256_file(path),
+            "classes": list(JOINT_CLASSES if name == JOINT else TASKS[name]),
+            "params": asdict(params),
+            "rules_weights": weights,
+        }
+    models_hash = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+    return {
+        "annotator": f"fasttext-{models_hash[:12]}",
+        "created_at": datetime.now(UTC).isoformat(),
+        "dim": dim,
+        "n_teacher_labels": teacher.height,
+        "vectors": {"file": vectors.name, "sha256": sha256_file(vectors)} if vectors else None,
+        "models": entries,
+    }
+
+
+# ---------------------------------------------------------------- applying
+
+
+def load_manifest(build: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(build) / "models" / MANIFEST
+    if not path.is_file():
+        raise StudentError(f"{path}: no trained students in this build (run `pmcurate annotate train` first)")
+    return json.loads(path.read_text())
+
+
+def verify_models(build: str | os.PathLike[str], manifest: dict[str, Any]) -> None:
+    """Each model file must still have the sha256 recorded when it was trained."""
+    for task, entry in manifest["models"].items():
+        path = Path(build) / "models" / entry["file"]
+        if not path.is_file():
+            raise StudentError(f"{path}: model for {task} is missing")
+        if sha256_file(path) != entry["sha256"]:
+            raise StudentError(f"{path}: sha256 differs from {MANIFEST}; retrain or restore the model")
+
+
+class Students:
+    """The three loaded models; ``label`` turns paragraphs (with their context) into a LABELS table."""
+
+    def __init__(self, build: str | os.PathLike[str], manifest: dict[str, Any]) -> None:
+        fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load-time warning
+        self.annotator: str = manifest["annotator"]
+        self.context: bool = manifest.get("context", False)
+        self.rules_weights = {
+            task: float(weight)
+            for entry in manifest["models"].values()
+            for task, weight in entry["rules_weights"].items()
+        }
+        self.models = {
+            task: fasttext.load_model(str(Path(build) / "models" / entry["file"]))
+            for task, entry in manifest["models"].items()
+        }
+
+    def label(self, paragraphs: pl.DataFrame) -> pa.Table:
+        """Labels of ``paragraphs`` (paragraph_id, text, and the CONTEXT_COLUMNS when known)."""
+        norm = model_input(paragraphs, context=self.context).to_list()
+        columns: dict[str, Any] = {"paragraph_id": paragraphs["paragraph_id"].to_arrow()}
+        for name, model in self.models.items():
+            for task, raw in model_scores(model, name, norm).items():
+                weight = self.rules_weights[task]
+                scores = blend(raw, rules_scores(paragraphs, task) if weight else raw, weight)
+                top, expected = decide(task, scores)
+                if expected is not None:
+                    columns[task] = pa.array(expected, pa.float32())
+                    continue
+                columns[task] = pa.array(top, pa.string())
+                columns[f"{task}_scores"] = pa.StructArray.from_arrays(
+                    [pa.array(scores[:, i]) for i in range(len(TASKS[task]))], names=list(TASKS[task])
+                )
+        columns["annotator"] = pa.array([self.annotator] * len(norm), pa.string())
+        return pa.table({name: columns[name] for name in schema.LABELS.names}).cast(schema.LABELS)
+
+
+_WORKER: Students | None = None
+
+
+def _init_worker(build: str, manifest: dict[str, Any]) -> None:
+    global _WORKER
+    _WORKER = Students(build, manifest)
+
+
+def label_shard(source: Path, target: Path, students: Students | None = None) -> int:
+    """Label one paragraphs shard into one labels shard, reading in bounded batches."""
+    students = students or _WORKER
+    assert students is not None, "label_shard needs loaded students"
+    parts = []
+    reader = pq.ParquetFile(source)
+    columns = ["paragraph_id", "article_id", "text", "section_type", "section_title"]
+    article_types = _article_types(source) if students.context else None
+    for batch in reader.iter_batches(
+        batch_size=READ_BATCH, columns=columns if students.context else columns[:3]
+    ):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        if article_types is not None:
+            frame = frame.join(article_types, on="article_id", how="left", maintain_order="left")
+        parts.append(students.label(frame))
+    table = pa.concat_tables(parts) if parts else schema.LABELS.empty_table()
+    schema.write_shard(table, target)
+    return table.num_rows
+
+
+def _article_types(paragraphs_shard: Path) -> pl.DataFrame:
+    """article_id → article_type for the articles of one paragraphs shard.
+
+    Harvest writes an article's rows to same-named shards of ``articles`` and ``paragraphs``:
+    that one small file is read when it exists; otherwise every articles shard is scanned.
+    """
+    folder = paragraphs_shard.parent.parent / "articles"
+    twin = folder / paragraphs_shard.name
+    paths = [twin] if twin.is_file() else sorted(folder.glob("*.parquet"))
+    if not paths:
+        return pl.DataFrame(schema={"article_id": pl.String, "article_type": pl.String})
+    ids = pl.read_parquet(paragraphs_shard, columns=["article_id"])["article_id"].unique()
+    return (
+        pl.scan_parquet(paths)
+        .select("article_id", "article_type")
+        .filter(pl.col("article_id").is_in(ids.implode()))
+        .unique("article_id")
+        .collect()
+    )
+
+
+def _is_current(target: Path, annotator: str) -> bool:
+    """A finished labels shard made by these same models (its annotator column says so)."""
+    if not target.is_file():
+        return False
+    try:
+        meta = pq.ParquetFile(target).metadata
+    except (OSError, pa.ArrowInvalid):
+        return False
+    leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
+    if "annotator" not in leaves or meta.num_row_groups == 0:
+        return False
+    column = leaves.index("annotator")
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(column).statistics
+        if stats is None or not stats.has_min_max or stats.min != annotator or stats.max != annotator:
+            return False
+    return True
+
+
+@dataclass
+class ApplyResult:
+    shards: int
+    skipped: int
+    paragraphs: int
+    seconds: float
+
+
+def apply_students(
+    build: str | os.PathLike[str], *, jobs: int | None = None, force: bool = False, progress: bool = True
+) -> ApplyResult:
+    """Label every paragraph: ``tables/paragraphs/X.parquet`` → ``tables/labels/X.parquet``.
+
+    Shards already labelled by the same models are skipped, so a killed run resumes where it
+    stopped; models that changed relabel everything.
+    """
+    build = Path(build)
+    manifest = load_manifest(build)
+    verify_models(build, manifest)
+    sources = schema.shard_paths(build, "paragraphs")
+    if not sources:
+        raise StudentError(f"{schema.table_dir(build, 'paragraphs')}: no paragraph shards to label")
+    out_dir = schema.table_dir(build, "labels")
+    todo = [
+        (s, out_dir / s.name)
+        for s in sources
+        if force or not _is_current(out_dir / s.name, manifest["annotator"])
+    ]
+    start = time.perf_counter()
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    total = sum(pq.ParquetFile(s).metadata.num_rows for s, _ in todo)
+    bar = tqdm(total=total, unit="par", unit_scale=True, desc="annotate apply", disable=not progress)
+    done = 0
+    for count in _run_shards(build, manifest, todo, jobs):
+        done += count
+        bar.update(count)
+    bar.close()
+    return ApplyResult(
+        shards=len(todo),
+        skipped=len(sources) - len(todo),
+        paragraphs=done,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _run_shards(
+    build: Path, manifest: dict[str, Any], todo: list[tuple[Path, Path]], jobs: int
+) -> Iterator[int]:
+    if jobs == 1:
+        students = Students(build, manifest)
+        for source, target in todo:
+            yield label_shard(source, target, students)
+        return
+    # spawn, not fork: forking a process that has Polars' thread pool running can deadlock
+    context = multiprocessing.get_context("spawn")
+    # one Polars thread per worker (read by Polars when a worker imports it): jobs use the cores
+    previous = os.environ.get("POLARS_MAX_THREADS")
+    os.environ["POLARS_MAX_THREADS"] = "1"
+    try:
+        yield from _pool_shards(build, manifest, todo, jobs, context)
+    finally:
+        if previous is None:
+            del os.environ["POLARS_MAX_THREADS"]
+        else:
+            os.environ["POLARS_MAX_THREADS"] = previous
+
+
+def _pool_shards(
+    build: Path, manifest: dict[str, Any], todo: list[tuple[Path, Path]], jobs: int, context: Any
+) -> Iterator[int]:
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_init_worker, initargs=(str(build), manifest)
+    ) as pool:
+        futures = [pool.submit(label_shard, source, target) for source, target in todo]
+        for future in futures:
+            yield future.result()

@@ -1,0 +1,49 @@
+"""Fixtures of the annotate tests: a real build harvested from ``tests/data/jats`` (once per
+session), the LLM labels of ``tests/data/labels``, and students trained on them (once)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pmcurate.annotate import labels_file, student
+from pmcurate.harvest.local import harvest_local
+
+DATA = Path(__file__).parent.parent / "data"
+DEV_LABELS = DATA / "labels" / "dev-paragraph-labels.jsonl"
+SMALL_GRID = (student.Params(epoch=30, lr=0.5, word_ngrams=1, balance=0.5),)
+
+
+@pytest.fixture(scope="session")
+def fixture_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A build of the JATS fixtures (tables/articles, tables/paragraphs…); do not modify it."""
+    build = tmp_path_factory.mktemp("annotate") / "build"
+    harvest_local([DATA / "jats"], build, workers=1, batch_size=4, progress=False)
+    return build
+
+
+@pytest.fixture
+def build(fixture_build: Path, tmp_path: Path) -> Path:
+    """A private copy of the fixture build, free to modify."""
+    copy = tmp_path / "build"
+    shutil.copytree(fixture_build, copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def dev_labels() -> pl.DataFrame:
+    return labels_file.read_labels_jsonl(DEV_LABELS)
+
+
+@pytest.fixture(scope="session")
+def trained_build(
+    fixture_build: Path, dev_labels: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The fixture build with students trained on the dev labels (small grid); do not modify it."""
+    build = tmp_path_factory.mktemp("trained") / "build"
+    shutil.copytree(fixture_build, build)
+    student.train_student(build, dev_labels, teacher_name="dev", grid=SMALL_GRID)
+    return build

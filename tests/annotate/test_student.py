@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fasttext
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from pmcurate import schema
+from pmcurate.annotate import student
+from tests.annotate.conftest import SMALL_GRID
+
+
+def test_student_beats_majority_class_on_held_out_articles(trained_build: Path) -> None:
+    report = json.loads((trained_build / "models" / "report.json").read_text())
+    for label in ("document_type", "domain"):
+        block = report["labels"][label]
+        for predictor in ("student", "fasttext_alone"):  # with and without the rules prior
+            result = block.get(predictor, block["student"])
+            assert result["macro_f1"] > block["majority"]["macro_f1"] + 0.1, (label, predictor)
+            assert result["kappa"] > 0.1, (label, predictor)
+    edu = report["labels"]["educational_score"]
+    for predictor in ("student", "fasttext_alone"):
+        pearson = edu.get(predictor, edu["student"])["pearson"]
+        assert pearson is not None and pearson > 0.2, predictor
+
+
+def test_held_out_rows_come_from_articles_never_trained_on(dev_labels: pl.DataFrame) -> None:
+    rest, held = student.split_by_article(dev_labels, 0.25, seed=0)
+    assert set(rest["article_id"]).isdisjoint(held["article_id"])
+    assert 0.15 * dev_labels.height < held.height < 0.4 * dev_labels.height
+
+
+def test_models_are_written_with_their_sha256(trained_build: Path) -> None:
+    manifest = student.load_manifest(trained_build)
+    for task, entry in manifest["models"].items():
+        path = trained_build / "models" / entry["file"]
+        assert student.sha256_file(path) == entry["sha256"], task
+    assert manifest["vectors"]["sha256"] == student.sha256_file(trained_build / "models" / "vectors.vec")
+
+
+def test_fasttext_predicts_a_single_string(trained_build: Path) -> None:
+    model = fasttext.load_model(str(trained_build / "models" / "document_type.bin"))
+    labels, probs = model.predict("a 54 year old woman presented with fever", k=-1)
+    assert labels[0].startswith("__label__") and abs(float(probs.sum()) - 1.0) < 1e-3
+
+
+def test_oversampling_raises_rare_classes_to_the_balance_target() -> None:
+    import random
+
+    rows = [("study", f"s{i}") for i in range(20)] + [("other", "o1"), ("other", "o2")]
+    counts: dict[str, int] = {}
+    for label, _ in student._oversample(rows, 0.5, random.Random(0)):
+        counts[label] = counts.get(label, 0) + 1
+    assert counts == {"study": 20, "other": 10}
+
+
+def test_educational_score_is_the_expected_value_of_the_classes() -> None:
+    import numpy as np
+
+    top, expected = student.decide(
+        "educational_score", np.array([[0.0, 0.5, 0.5, 0.0, 0.0]], dtype=np.float32)
+    )
+    assert expected is not None and abs(float(expected[0]) - 2.5) < 1e-6 and top == ["2"]
+
+
+def test_apply_labels_every_paragraph_with_the_labels_schema(trained_build: Path, tmp_path: Path) -> None:
+    build = tmp_path / "b"
+    import shutil
+
+    shutil.copytree(trained_build, build)
+    result = student.apply_students(build, jobs=1, progress=False)
+    paragraphs = pl.scan_parquet(schema.shard_paths(build, "paragraphs")).select("paragraph_id").collect()
+    labels = pl.read_parquet(schema.shard_paths(build, "labels"))
+    assert result.paragraphs == paragraphs.height
+    assert sorted(labels["paragraph_id"]) == sorted(paragraphs["paragraph_id"])
+    for path in schema.shard_paths(build, "labels"):
+        assert pq.read_schema(path).equals(schema.LABELS)
+    assert labels["educational_score"].is_between(1, 5).all()
+    scores = labels.select(pl.sum_horizontal(pl.col("document_type_scores").struct.unnest()).alias("s"))["s"]
+    assert ((scores - 1).abs() < 1e-3).all()
+    assert labels["annotator"].unique().to_list() == [student.load_manifest(build)["annotator"]]
+
+
+def test_apply_on_two_processes_matches_one(trained_build: Path, tmp_path: Path) -> None:
+    import shutil
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    shutil.copytree(trained_build, one)
+    shutil.copytree(trained_build, two)
+    student.apply_students(one, jobs=1, progress=False)
+    student.apply_students(two, jobs=2, progress=False)
+    read = lambda b: pl.read_parquet(schema.shard_paths(b, "labels")).sort("paragraph_id")  # noqa: E731
+    assert read(one).equals(read(two))
+
+
+def test_apply_rerun_skips_shards_labelled_by_the_same_models(trained_build: Path, tmp_path: Path) -> None:
+    import shutil
+
+    build = tmp_path / "b"
+    shutil.copytree(trained_build, build)
+    first = student.apply_students(build, jobs=1, progress=False)
+    again = student.apply_students(build, jobs=1, progress=False)
+    assert again.shards == 0 and again.skipped == first.shards
+
+
+def test_apply_refuses_a_model_whose_hash_changed(trained_build: Path, tmp_path: Path) -> None:
+    import shutil
+
+    build = tmp_path / "b"
+    shutil.copytree(trained_build, build)
+    with (build / "models" / "domain.bin").open("ab") as model:
+        model.write(b"x")
+    with pytest.raises(student.StudentError, match="sha256"):
+        student.apply_students(build, jobs=1, progress=False)
+
+
+def test_training_needs_enough_labels(build: Path, dev_labels: pl.DataFrame) -> None:
+    with pytest.raises(student.StudentError, match="at least 20"):
+        student.train_student(build, dev_labels.head(5), teacher_name="dev", grid=SMALL_GRID, pretrain=False)
+
+
+def test_model_input_puts_jats_context_before_the_text() -> None:
+    frame = pl.DataFrame(
+        {
+            "text": ["A 54-year-old Woman, presented."],
+            "article_type": ["case-report"],
+            "section_type": ["case"],
+            "section_title": ["Case Presentation"],
+        }
+    )
+    line = student.model_input(frame, context=True).item()
+    assert line.split() == [
+        "__art_case_report",
+        "__sec_case",
+        "case",
+        "presentation",
+        "a",
+        "54",
+        "year",
+        "old",
+        "woman",
+        "presented",
+    ]
+    assert student.model_input(frame, context=False).item().split() == [
+        "a",
+        "54",
+        "year",
+        "old",
+        "woman",
+        "presented",
+    ]
+
+
+def test_rules_prior_is_mixed_by_its_weight() -> None:
+    import numpy as np
+
+    frame = pl.DataFrame(
+        {"article_type": ["review-article"], "section_type": ["other"], "section_title": [None]}
+    )
+    prior = student.rules_scores(frame, "document_type")
+    assert prior.tolist() == [[0.0, 0.0, 1.0, 0.0]]
+    scores = np.array([[0.0, 1.0, 0.0, 0.0]], dtype=np.float32)
+    assert student.blend(scores, prior, 0.25).tolist() == [[0.0, 0.75, 0.25, 0.0]]
+
+
+def test_joint_model_labels_all_three_in_one_prediction(build: Path, dev_labels: pl.DataFrame) -> None:
+    result = student.train_student(
+        build, dev_labels, teacher_name="dev", grid=SMALL_GRID, pretrain=False, joint=True
+    )
+    assert list(result.manifest["models"]) == ["joint"]
+    assert result.report["labels"]["document_type"]["student"]["kappa"] > 0.1
+    student.apply_students(build, jobs=1, progress=False)
+    labels = pl.read_parquet(schema.shard_paths(build, "labels"))
+    for column in ("document_type_scores", "domain_scores"):
+        total = labels.select(pl.sum_horizontal(pl.col(column).struct.unnest()).alias("s"))["s"]
+        assert ((total - 1).abs() < 1e-3).all(), column
+    assert labels["educational_score"].is_between(1, 5).all()
