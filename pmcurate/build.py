@@ -41,6 +41,18 @@ class Build:
             if p.is_dir() and not p.name.startswith(".") and schema.shard_paths(self.path, p.name)
         )
 
+    @property
+    def subsets(self) -> list[str]:
+        """Names of the subsets made by ``pmcurate filter`` (``BUILD/subsets/<name>/*.parquet``), sorted."""
+        root = self.path / "subsets"
+        if not root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.parquet"))
+        )
+
     def shards(self, name: str) -> list[Path]:
         """The shards of table ``name``; ``KeyError`` naming the existing tables when it has none."""
         paths = schema.shard_paths(self.path, name)
@@ -60,6 +72,11 @@ class Build:
         con = connection or duckdb.connect()
         for name in self.tables:
             create_view(con, name, schema.table_dir(self.path, name))
+        for name in self.subsets:  # subset NAME: views subset_NAME (kept rows) and subset_NAME_drops
+            folder = self.path / "subsets" / name
+            create_view(con, f"subset_{name}", folder)
+            if any((folder / "drops").glob("*.parquet")):
+                create_view(con, f"subset_{name}_drops", folder / "drops")
         return con
 
 

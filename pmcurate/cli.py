@@ -7,8 +7,10 @@ modules lazily, so ``pmcurate --help`` stays fast and optional extras are only n
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -76,8 +78,12 @@ def add_harvest_network(sources: argparse._SubParsersAction) -> None:
         "metadata JSON overrides the XML for license, version and retraction). Resumable.",
     )
     selection = pmc.add_mutually_exclusive_group(required=True)
-    selection.add_argument("--ids", type=Path, metavar="FILE", help="PMCIDs, one per line (PMC123 or PMC123.2)")
-    selection.add_argument("--since", type=_iso_date, metavar="DATE", help="versions new or changed since DATE")
+    selection.add_argument(
+        "--ids", type=Path, metavar="FILE", help="PMCIDs, one per line (PMC123 or PMC123.2)"
+    )
+    selection.add_argument(
+        "--since", type=_iso_date, metavar="DATE", help="versions new or changed since DATE"
+    )
     selection.add_argument("--all", action="store_true", help="every article in the bucket")
     pmc.add_argument("--license", metavar="SEL", help="commercial, noncommercial or codes (CC BY,CC0…)")
     pmc.add_argument("--media", action="store_true", help="also fetch figure images (MD5-verified)")
@@ -90,7 +96,7 @@ def add_harvest_network(sources: argparse._SubParsersAction) -> None:
         help="Europe PMC REST: search (cursorMark paging) then fullTextXML",
         description="Harvest the full texts of a Europe PMC search. Resumable.",
     )
-    epmc.add_argument("--query", required=True, help='e.g. "OPEN_ACCESS:Y AND HAS_FT:Y AND LICENSE:\"cc by\""')
+    epmc.add_argument("--query", required=True, help="e.g. 'OPEN_ACCESS:Y AND LICENSE:\"cc by\"'")
     _network_options(epmc, "https://www.ebi.ac.uk/europepmc/webservices/rest", rate=10.0)
     epmc.set_defaults(func=_harvest_europepmc)
 
@@ -113,30 +119,39 @@ def _network_options(parser: argparse.ArgumentParser, base_url: str, rate: float
     parser.add_argument("--out", required=True, type=Path, metavar="BUILD", help="build folder to write")
     parser.add_argument("--base-url", default=base_url, help=f"service root (default {base_url})")
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="harvest at most N articles")
-    parser.add_argument("--batch-size", type=_positive_int, default=100, metavar="N", help="articles per shard")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=100, metavar="N", help="articles per shard"
+    )
     parser.add_argument("--concurrency", type=_positive_int, default=8, help="requests in flight (default 8)")
     default = f"{rate:g}" if rate else "3, or 10 with NCBI_API_KEY"
     parser.add_argument("--rate", type=float, default=rate, help=f"requests/s per host (default {default})")
     parser.add_argument("--retries", type=int, default=5, help="attempts after the first (default 5)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per connect/read (default 30)")
-    parser.add_argument("--max-bytes", type=_positive_int, default=1 << 30, help="byte cap per object (1 GiB)")
+    parser.add_argument(
+        "--max-bytes", type=_positive_int, default=1 << 30, help="byte cap per object (1 GiB)"
+    )
 
 
 def _fetch_config(args: argparse.Namespace, default_rate: float) -> FetchConfig:
-    from pmcurate.harvest.fetch import FetchConfig
+    from pmcurate.harvest.fetch import FetchConfig, HarvestInputError
 
-    return FetchConfig(
-        concurrency=args.concurrency,
-        rate=args.rate or default_rate,
-        retries=args.retries,
-        timeout=args.timeout,
-        max_bytes=args.max_bytes,
-    )
+    try:
+        return FetchConfig(
+            concurrency=args.concurrency,
+            rate=args.rate or default_rate,
+            retries=args.retries,
+            timeout=args.timeout,
+            max_bytes=args.max_bytes,
+        )
+    except HarvestInputError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _run_harvest(harvest: Callable[[Any], Any], options: Any) -> int:
     from pmcurate.harvest.fetch import HarvestInputError
 
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request: only with -v
     try:
         summary = harvest(options)
     except HarvestInputError as exc:
@@ -227,7 +242,9 @@ def add_query(sub: argparse._SubParsersAction) -> None:
         description="Run SQL over BUILD with DuckDB; every folder under BUILD/tables/ is a view "
         "(articles, paragraphs, figures, tables, labels, quarantine…).",
     )
-    query.add_argument("target", metavar="BUILD", help="build folder")
+    query.add_argument(
+        "target", metavar="TARGET", help="build folder, export folder or hf://datasets/ORG/NAME[/FOLDER]"
+    )
     query.add_argument(
         "sql", metavar="SQL", help='e.g. "SELECT license, count(*) FROM articles GROUP BY ALL"'
     )
@@ -273,34 +290,53 @@ def _positive_int(text: str) -> int:
 
 
 def add_annotate(sub: argparse._SubParsersAction) -> None:
-    annotate = sub.add_parser("annotate", help="label paragraphs: LLM teacher on a sample, fastText students on all")
+    annotate = sub.add_parser(
+        "annotate", help="label paragraphs: LLM teacher on a sample, fastText students on all"
+    )
     steps = annotate.add_subparsers(dest="step", required=True, metavar="STEP")
     sample = steps.add_parser("sample", help="choose the paragraphs the teacher labels (stratified, seeded)")
     sample.add_argument("build", help="build folder")
-    sample.add_argument("--n", type=_positive_int, default=10_000, help="paragraphs to sample (default 10000)")
+    sample.add_argument(
+        "--n", type=_positive_int, default=10_000, help="paragraphs to sample (default 10000)"
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--min-tokens", type=int, default=64, help="skip shorter paragraphs (default 64)")
     llm = steps.add_parser("llm", help="label the sample with an OpenAI-compatible chat-completions endpoint")
     llm.add_argument("build", help="build folder")
     llm.add_argument("--endpoint", required=True, help="base URL, e.g. http://localhost:8000/v1")
     llm.add_argument("--model", required=True)
-    llm.add_argument("--api-key-env", help="variable holding the API key (default PMCURATE_LLM_API_KEY, OPENAI_API_KEY)")
+    llm.add_argument(
+        "--api-key-env", help="variable holding the API key (default PMCURATE_LLM_API_KEY, OPENAI_API_KEY)"
+    )
     llm.add_argument("--concurrency", type=_positive_int, default=16)
     llm.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     llm.add_argument("--max-retries", type=int, default=6)
     llm.add_argument("--max-tokens", type=int, help="stop once this many tokens were spent")
-    llm.add_argument("--max-cost", type=float, help="stop once this cost was spent (needs --price-in/--price-out)")
+    llm.add_argument(
+        "--max-cost", type=float, help="stop once this cost was spent (needs --price-in/--price-out)"
+    )
     llm.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens")
     llm.add_argument("--price-out", type=float, default=0.0, help="price per million completion tokens")
     llm.add_argument("--retry-failed", action="store_true", help="ask again for answers cached as failures")
     train = steps.add_parser("train", help="train and evaluate the fastText students")
     train.add_argument("build", help="build folder")
     source = train.add_mutually_exclusive_group()
-    source.add_argument("--teacher", choices=("llm", "rules"), default="llm", help="teacher labels of the build")
+    source.add_argument(
+        "--teacher", choices=("llm", "rules"), default="llm", help="teacher labels of the build"
+    )
     source.add_argument("--labels", help="teacher labels from a JSONL file (text or paragraph_id + 3 labels)")
     train.add_argument("--dim", type=_positive_int, default=50, help="word vector dimension (default 50)")
     train.add_argument("--no-pretrain", action="store_true", help="no unsupervised vectors from the build")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--no-search", action="store_true", help="one hyper-parameter setting (the rules prior still weighed)"
+    )
+    train.add_argument(
+        "--text-only", action="store_true", help="students read the text alone, not its JATS context"
+    )
+    train.add_argument(
+        "--joint", action="store_true", help="one model for the three labels (about 3x faster apply)"
+    )
     apply = steps.add_parser("apply", help="label every paragraph with the trained students")
     apply.add_argument("build", help="build folder")
     apply.add_argument("--jobs", type=_positive_int, help="worker processes (default: all cores)")
@@ -328,7 +364,10 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
         "--manifest", type=Path, metavar="TOML", help="make the [subsets.NAME] tables of this file instead"
     )
     filt.add_argument(
-        "--rule", action="append", default=[], metavar="SPEC",
+        "--rule",
+        action="append",
+        default=[],
+        metavar="SPEC",
         help="built-in rule NAME or NAME=ARG, in order (repeatable): min_words[=48], license=commercial|"
         "noncommercial|CODE,..., clinical_case, edu_min[=3], domain=clinical[,...], not_retracted, "
         "language[=en], boilerplate, has_clinical_case, mostly_clinical[=0.5]",
@@ -337,13 +376,19 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
     filt.add_argument("--from", dest="source", choices=("paragraphs", "figures"), default="paragraphs")
     filt.add_argument("--unit", choices=("paragraph", "article", "figure"), help="what rules keep or drop")
     filt.add_argument(
-        "--dedup", action="append", default=[], metavar="KIND",
+        "--dedup",
+        action="append",
+        default=[],
+        metavar="KIND",
         help="exact, near (paragraphs); image, caption (figures); repeatable or comma-separated",
     )
     filt.add_argument("--near-threshold", type=float, default=0.8, help="MinHash Jaccard threshold (0.8)")
     filt.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (128)")
     filt.add_argument(
-        "--upsample", action="append", default=[], metavar="RULE=FACTOR",
+        "--upsample",
+        action="append",
+        default=[],
+        metavar="RULE=FACTOR",
         help="write rows matching RULE FACTOR times (repeatable), e.g. mostly_clinical=10",
     )
     filt.set_defaults(func=_filter)
@@ -416,6 +461,175 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_size(text: str) -> int:
+    """``500MB``, ``1.5GB``, ``64KiB``, ``1000`` → bytes (decimal units; ``KiB``/``MiB``/``GiB`` binary)."""
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match[2].lower() not in units or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 500MB, 1GB, 64MiB)")
+    return int(float(match[1]) * units[match[2].lower()])
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    from pmcurate.export.presets import PRESETS
+
+    export = sub.add_parser(
+        "export",
+        help="write a build or subset as Hub-ready Parquet (or WebDataset) shards with a dataset card",
+        description="Export BUILD (or its subset NAME) into DIR: data/{split}-NNNNN-of-NNNNN.parquet, "
+        "README.md (dataset card), provenance/CONFIG.json. Same input, byte-identical output.",
+    )
+    export.add_argument("build", metavar="BUILD", help="build folder")
+    export.add_argument("--out", "-o", required=True, type=Path, metavar="DIR", help="export folder")
+    export.add_argument(
+        "--subset", metavar="NAME", help="export this subset (BUILD/subsets/NAME) instead of a whole table"
+    )
+    export.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="paragraphs",
+        help="rows and columns (default paragraphs)",
+    )
+    export.add_argument("--format", choices=("parquet", "webdataset"), default="parquet")
+    export.add_argument(
+        "--config", metavar="NAME", help="config name (default: 'default' for parquet, 'webdataset')"
+    )
+    export.add_argument(
+        "--split-by",
+        default="license",
+        metavar="COLUMN",
+        help="'license' (commercial/noncommercial/other, default), 'none' (one train split) or any column",
+    )
+    export.add_argument(
+        "--shard-size",
+        type=parse_size,
+        default="500MB",
+        metavar="SIZE",
+        help="target shard size (default 500MB)",
+    )
+    export.add_argument(
+        "--row-group-size",
+        type=parse_size,
+        default="64MiB",
+        metavar="SIZE",
+        help="uncompressed data per Parquet row group, the unit streaming readers fetch (default 64MiB)",
+    )
+    export.add_argument(
+        "--image-format", choices=("jpg", "png"), help="webdataset image files (default: most common)"
+    )
+    export.add_argument("--no-progress", action="store_true", help="no progress bars")
+    export.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pmcurate.export.exporter import ExportError, export
+
+    try:
+        result = export(
+            args.build, args.out, preset=args.preset, subset=args.subset, config=args.config,
+            format=args.format, split_by=args.split_by, shard_bytes=args.shard_size,
+            row_group_bytes=args.row_group_size, image_extension=args.image_format,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    for split, summary in result.splits.items():
+        where = f"{result.out / result.folder}/{split}-*"
+        print(f"{where}: {summary.rows:,} rows, {len(summary.shards)} shards, {summary.bytes:,} bytes")
+    if result.skipped_rows:
+        print(f"left out: {result.skipped_rows:,} rows without an image")
+    print(f"{result.rows:,} rows in {result.seconds:.1f} s; dataset card: {result.out / 'README.md'}")
+    return 0
+
+
+def add_publish(sub: argparse._SubParsersAction) -> None:
+    publish = sub.add_parser(
+        "publish",
+        help="upload an export folder to a Hugging Face dataset repository",
+        description="Upload DIR (made by `pmcurate export`) to the dataset repo ORG/NAME; unchanged files "
+        "are not sent again, and a failed run resumes when run again. Token: HF_TOKEN or `hf auth login`.",
+    )
+    publish.add_argument("folder", metavar="DIR", type=Path, help="export folder")
+    publish.add_argument("--repo", required=True, metavar="ORG/NAME", help="dataset repository")
+    publish.add_argument("--private", action="store_true", help="create the repository private")
+    publish.add_argument(
+        "--revision", metavar="BRANCH", help="branch to commit to (created from main if new)"
+    )
+    publish.add_argument(
+        "--dry-run", action="store_true", help="print the planned operations, upload nothing"
+    )
+    publish.add_argument(
+        "--endpoint", metavar="URL", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)"
+    )
+    publish.add_argument(
+        "--batch-files", type=int, default=50, metavar="N", help="files per commit (default 50)"
+    )
+    publish.add_argument("--message", metavar="TEXT", help="commit message")
+    publish.set_defaults(func=_publish)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from pmcurate.export.publish import PublishError, publish
+
+    try:
+        result = publish(
+            args.folder, args.repo, private=args.private, revision=args.revision, endpoint=args.endpoint,
+            dry_run=args.dry_run, batch_files=args.batch_files, commit_message=args.message,
+        )  # fmt: skip
+    except PublishError as exc:
+        raise UserError(str(exc)) from None
+    if result.dry_run:
+        for item in result.plan:
+            print(f"{item.action:9} {item.path} ({item.size:,} bytes)")
+    counts = ", ".join(f"{result.count(a)} {a}" for a in ("add", "update", "delete", "unchanged"))
+    verb = "would send" if result.dry_run else "sent"
+    sent = f"{verb} {result.bytes_to_send:,} bytes in {len(result.commits)} commit(s)"
+    print(f"{result.url} ({result.revision}): {counts}; {sent}")
+    return 0
+
+
+def add_build(sub: argparse._SubParsersAction) -> None:
+    """``build MANIFEST``: every stage of a manifest, incremental (docs/build.md)."""
+    stages = ("harvest", "annotate", "filter", "export", "publish")  # pipeline.STAGES, kept lazy
+    build = sub.add_parser(
+        "build",
+        help="run a manifest: harvest → annotate → filter → export → publish, redoing only what changed",
+        description="Build the dataset a TOML manifest describes (manifests/*.toml). A second run redoes "
+        "only the work whose inputs or settings changed; BUILD/provenance.json records how to reproduce it.",
+    )
+    build.add_argument(
+        "manifest", type=Path, metavar="MANIFEST", help="TOML manifest, e.g. manifests/demo.toml"
+    )
+    build.add_argument(
+        "--out",
+        metavar="BUILD",
+        help="build folder or URL (s3://, gs://…); default: manifest's out, else build/NAME",
+    )
+    build.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local process pool, or Ray tasks (RAY_ADDRESS, else a local Ray)")  # fmt: skip
+    build.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
+    build.add_argument("--until", choices=stages, default="publish", metavar="STAGE",
+                       help=f"stop after this stage: {', '.join(stages)}")  # fmt: skip
+    build.add_argument("--force", action="store_true", help="redo every step, changed or not")
+    build.set_defaults(func=_build)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pmcurate.executor import ExecutorError
+    from pmcurate.manifest import ManifestError, load_manifest
+    from pmcurate.pipeline import BuildError, format_summary, print_dataset, run_build
+
+    try:
+        manifest = load_manifest(args.manifest)
+        result = run_build(manifest, args.out, executor=args.executor, workers=args.workers,
+                           until=args.until, force=args.force)  # fmt: skip
+    except (ManifestError, BuildError, ExecutorError) as exc:
+        raise UserError(str(exc)) from None
+    print(format_summary(result))
+    print_dataset(result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pmcurate",
@@ -430,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_annotate(sub)
     add_filter(sub)
     add_stats(sub)
+    add_export(sub)
+    add_publish(sub)
+    add_build(sub)
     return parser
 
 
@@ -448,6 +665,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pmcurate: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(
+            f"pmcurate: error: disk full ({exc}); nothing half-written was kept: free some space"
+            " and run the same command again, it resumes where it stopped",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
