@@ -374,6 +374,13 @@ def train_student(
         )
     rest, test = split_by_article(teacher, test_fraction, seed)
     train, validation = split_by_article(rest, validation_fraction, seed + 1)
+    if min(train.height, validation.height, test.height) == 0:
+        articles = teacher["article_id"].n_unique()
+        raise StudentError(
+            f"the {teacher.height} teacher labels come from {articles} article(s): too few to hold out whole "
+            f"articles for validation and test (train {train.height}, validation {validation.height}, "
+            f"test {test.height} rows); label paragraphs from more articles"
+        )
     report: dict[str, Any] = {
         "teacher": teacher_name,
         "n_train": train.height,

@@ -63,6 +63,15 @@ class NotAnImage(ValueError):
     """A file named like an image whose bytes are not a PNG, JPEG or GIF image."""
 
 
+class DecompressionBomb(ValueError):
+    """An image whose header declares more than ``MAX_IMAGE_PIXELS`` pixels."""
+
+
+MAX_IMAGE_PIXELS = 178_956_970
+"""Pixel count above which an image is refused: where Pillow refuses to decode (twice its
+``Image.MAX_IMAGE_PIXELS``), so no row holds an image that readers would fail on or explode."""
+
+
 @dataclass(frozen=True)
 class Image:
     """A figure image read from a package: its bytes, archive path, format and pixel size."""
@@ -186,7 +195,7 @@ def _archive_items(path: Path, max_member_bytes: int) -> Iterator[Item]:
         with tarfile.open(path, mode="r|*") as tar:
             for member in tar:
                 yield from _member_items(tar, member, source, group, max_member_bytes)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+    except Exception as exc:  # corrupt input makes tarfile raise TypeError, OverflowError…, not only TarError
         yield from group.release()
         yield Rejected(source, None, type(exc).__name__, f"{source}: archive unreadable or truncated: {exc}")
         return
@@ -227,8 +236,8 @@ def _member_items(
         return
     try:
         image = read_image(name, data)
-    except NotAnImage as exc:
-        yield Rejected(source, name, "NotAnImage", f"{source}: member {name!r}: {exc}")
+    except (NotAnImage, DecompressionBomb) as exc:
+        yield Rejected(source, name, type(exc).__name__, f"{source}: member {name!r}: {exc}")
         return
     yield from group.add_image(directory, image)
 
@@ -308,7 +317,18 @@ def image_key(name: str) -> str:
 
 
 def read_image(path: str, data: bytes) -> Image:
-    """``data`` as an ``Image`` with format and size read from its header; ``NotAnImage`` otherwise."""
+    """``data`` as an ``Image`` with format and size read from its header; ``NotAnImage`` otherwise,
+    ``DecompressionBomb`` when the header declares more than ``MAX_IMAGE_PIXELS`` pixels."""
+    image = _read_image_header(path, data)
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise DecompressionBomb(
+            f"declares {image.width:,}×{image.height:,} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel cap"
+            " (decompression bomb)"
+        )
+    return image
+
+
+def _read_image_header(path: str, data: bytes) -> Image:
     if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
         width, height = struct.unpack(">II", data[16:24])
         return Image(path, data, "png", width, height)

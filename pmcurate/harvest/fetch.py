@@ -218,6 +218,12 @@ class RawStore:
             return None
         return data
 
+    def remove_temporary(self) -> None:
+        """Delete temporary files that killed writes left (raw files are only read once renamed)."""
+        if self.root.is_dir():
+            for path in self.root.rglob(f"{schema.TMP_PREFIX}*"):
+                path.unlink(missing_ok=True)
+
     def write(self, key: str, data: bytes) -> Path:
         path = self.path(key)
         atomic_write(path, data)
@@ -619,7 +625,8 @@ def batched(items: list[Any], size: int) -> list[list[Any]]:
 class Session:
     """Everything one harvest run shares: fetcher, raw store, listing cache, shard writer, summary.
 
-    Entering settles versions left unsettled by a killed run; leaving normally waits for the last
+    Entering removes the files of shards a killed run left unfinished (and their temporary files)
+    and settles versions left unsettled by it; leaving normally waits for the last
     shard, settles versions, forgets the run's listings and logs the summary.
     """
 
@@ -637,6 +644,8 @@ class Session:
         self.done: set[str] = set()
 
     async def __aenter__(self) -> Session:
+        await asyncio.to_thread(store.remove_unfinished, self.build, prefix=f"{self.source}-")
+        await asyncio.to_thread(self.raw.remove_temporary)
         await asyncio.to_thread(settle_versions, self.build)
         self.done = store.completed_shards(self.build)
         await self.fetcher.__aenter__()

@@ -213,9 +213,7 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
         raise JatsError(f"{where}: empty document")
     entity_at = data.find(b"<!ENTITY")
     if entity_at >= 0 and data.find(b"<!DOCTYPE", 0, entity_at) >= 0:
-        raise JatsError(
-            f"{where}: document declares entities in its DTD (possible XXE or entity expansion); refused"
-        )
+        raise _entities_refused(where)
     if b"jats.nlm.nih.gov/ns/" in data:
         data = _JATS_DEFAULT_NS.sub(b' xmlns=""', data)
     data = drop_reference_lists(data)
@@ -230,6 +228,8 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
             # Without a DOCTYPE an undeclared entity is fatal; with one, libxml2 only warns and
             # leaves an unexpanded reference in the tree.
             undeclared = [e for e in parser.error_log if e.type_name.endswith("UNDECLARED_ENTITY")]
+            if _declares_entities(root):  # UTF-16 and other encodings hide them from the byte check
+                raise _entities_refused(where)
             if not undeclared:
                 return root
             problem = undeclared[0].message
@@ -238,6 +238,17 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
         if repaired is data:
             raise JatsError(f"{where}: not well-formed XML: {problem}")
         data = repaired
+
+
+def _entities_refused(where: str) -> JatsError:
+    return JatsError(
+        f"{where}: document declares entities in its DTD (possible XXE or entity expansion); refused"
+    )
+
+
+def _declares_entities(root: etree._Element) -> bool:
+    dtd = root.getroottree().docinfo.internalDTD
+    return dtd is not None and next(iter(dtd.iterentities()), None) is not None
 
 
 def _repair_for(problem: str, repairs: list[Callable[[bytes], bytes]]) -> Callable[[bytes], bytes] | None:
@@ -266,7 +277,20 @@ def _parser() -> etree.XMLParser:
             remove_pis=True,
             collect_ids=False,
         )
+        parser.resolvers.add(_NothingExternal())
     return parser
+
+
+class _NothingExternal(etree.Resolver):
+    """Answers every external DTD or entity with an empty document.
+
+    ``load_dtd=False`` alone does not stop libxml2 from reading a local file named by
+    ``<!DOCTYPE article SYSTEM "/path">`` (with ``collect_ids=False`` it does read it, and expands
+    the entities that file declares): no file or URL is ever read while parsing.
+    """
+
+    def resolve(self, system_url: str, public_id: str, context: object) -> object:
+        return self.resolve_string("", context)
 
 
 _REF_LIST_OPEN, _REF_LIST_CLOSE = b"<ref-list", b"</ref-list>"

@@ -118,10 +118,17 @@ def remove_unfinished(build: str | Path, *, prefix: str) -> list[str]:
     """Delete the files of unfinished shards whose names start with ``prefix``; return their names.
 
     Such files are left by a killed run; without their articles shard they would add orphan
-    paragraphs/figures to queries. Run it before a harvest starts, never during one.
+    paragraphs/figures to queries. Temporary files of those shards' writes (``.tmp-<prefix>…``,
+    hidden from readers but left on disk by a kill) are deleted too. Run it before a harvest
+    starts, never during one.
     """
     completed = completed_shards(build)
     removed: set[str] = set()
+    for table in (*CONTENT_TABLES, "quarantine", "articles"):
+        folder = schema.table_dir(build, table)
+        if folder.is_dir():
+            for path in folder.glob(f"{schema.TMP_PREFIX}{prefix}*"):
+                path.unlink(missing_ok=True)
     for table in (*CONTENT_TABLES, "quarantine"):
         for path in schema.shard_paths(build, table):
             if path.stem.startswith(prefix) and path.stem not in completed:

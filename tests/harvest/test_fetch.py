@@ -142,7 +142,12 @@ def test_raw_keys_cannot_escape_the_raw_folder(tmp_path: Path) -> None:
 def test_api_key_is_redacted_in_errors_and_httpx_logs(
     server: FaultyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO), pytest.raises(FetchError) as caught:
+    # the CLI quiets the httpx logger process-wide (cli.py): ask for its INFO records explicitly
+    with (
+        caplog.at_level(logging.INFO),
+        caplog.at_level(logging.INFO, logger="httpx"),
+        pytest.raises(FetchError) as caught,
+    ):
         fetch(f"{server.url}/missing", params={"db": "pmc", "api_key": "s3cr3t-key"})
     assert "s3cr3t-key" not in str(caught.value)
     assert "api_key=***" in str(caught.value)
