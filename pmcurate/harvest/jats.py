@@ -801,34 +801,31 @@ def _aff_text(aff: etree._Element) -> str | None:
 
 
 def _license(meta: etree._Element) -> tuple[str | None, str | None, str | None]:
+    """(code, url, license text) from ``permissions``; older NLM files state the license only in a
+    ``copyright-statement`` (inside ``permissions`` or directly in ``article-meta``)."""
     permissions = meta.find("permissions")
-    if permissions is None:
-        return None, None, None
-    licenses = permissions.findall("license")
-    urls: list[str] = []
+    holder = permissions if permissions is not None else meta
+    urls: list[str] = [_norm("".join(ref.itertext())) for ref in holder.iter(ALI_LICENSE_REF)]
     types: list[str] = []
     texts: list[str] = []
-    for ref in permissions.iter(ALI_LICENSE_REF):
-        urls.append(_norm("".join(ref.itertext())))
-    for lic in licenses:
-        if lic.get(HREF):
-            urls.append(lic.get(HREF))
-        if lic.get("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}resource"):
-            urls.append(lic.get("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}resource"))
+    for lic in holder.iterfind("license"):
+        urls.extend(lic.get(attr) for attr in (HREF, _RDF_RESOURCE) if lic.get(attr))
         urls.extend(link.get(HREF) for link in lic.iter("ext-link", "uri") if link.get(HREF))
         if lic.get("license-type"):
             types.append(lic.get("license-type"))
         texts.append(element_text(lic))
-    statement = _text_of(permissions.find("copyright-statement"))
     text = " ".join(t for t in texts if t) or None
     code, url = normalize_license(urls, types[0] if types else None, text)
-    if (
-        code is None
-        and statement
-        and re.search(r"creative commons|public domain|open.access", statement, re.I)
-    ):
-        code, url = normalize_license(None, None, statement)
+    statement = _text_of(holder.find("copyright-statement"))
+    if code in (None, "other") and statement and _STATES_A_LICENSE.search(statement):
+        from_statement, statement_url = normalize_license(None, None, statement)
+        if from_statement != "other":
+            code, url, text = from_statement, statement_url or url, text or statement
     return code, url, text
+
+
+_RDF_RESOURCE = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}resource"
+_STATES_A_LICENSE = re.compile(r"creative commons|public domain", re.I)
 
 
 def _retraction(
