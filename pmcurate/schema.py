@@ -18,13 +18,32 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-LICENSE_CODES = ("CC0", "CC BY", "CC BY-SA", "CC BY-ND", "CC BY-NC", "CC BY-NC-SA", "CC BY-NC-ND", "PD", "TDM")
+LICENSE_CODES = (
+    "CC0",
+    "CC BY",
+    "CC BY-SA",
+    "CC BY-ND",
+    "CC BY-NC",
+    "CC BY-NC-SA",
+    "CC BY-NC-ND",
+    "PD",
+    "TDM",
+)
 """Normalized license codes; ``other`` for a recognised but non-standard license, null when unknown."""
 
 COMMERCIAL_LICENSES = frozenset({"CC0", "CC BY", "CC BY-SA", "CC BY-ND", "PD"})
 NONCOMMERCIAL_LICENSES = frozenset({"CC BY-NC", "CC BY-NC-SA", "CC BY-NC-ND"})
 
-SECTION_TYPES = ("abstract", "introduction", "methods", "results", "discussion", "conclusion", "case", "other")
+SECTION_TYPES = (
+    "abstract",
+    "introduction",
+    "methods",
+    "results",
+    "discussion",
+    "conclusion",
+    "case",
+    "other",
+)
 DOCUMENT_TYPES = ("clinical_case", "study", "review", "other")
 DOMAINS = ("clinical", "biomedical", "other")
 
