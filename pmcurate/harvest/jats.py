@@ -378,7 +378,6 @@ def _has_article_ancestor(el: etree._Element) -> bool:
 # --- text ------------------------------------------------------------------------------------------
 
 
-_XML_WHITESPACE_TO_SPACE = str.maketrans("\t\n\r", "   ")
 _SPECIAL = BLOCK | FLOATS | FORMULAS | {"tex-math", MML_MATH, "alternatives"}
 
 
@@ -387,7 +386,7 @@ def _norm(text: str) -> str:
     if "  " in text or "\n" in text or "\t" in text or "\r" in text:
         if text.isascii():  # then str.split() splits exactly where XML whitespace is, and is fastest
             return " ".join(text.split())
-        text = text.translate(_XML_WHITESPACE_TO_SPACE)
+        text = text.replace("\n", " ").replace("\t", " ").replace("\r", " ")
         while "  " in text:
             text = text.replace("  ", " ")
     return text.strip(" ")

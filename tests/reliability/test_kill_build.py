@@ -26,7 +26,7 @@ from tests.reliability.killer import ChainReport, KillPoint, kill_chain
 
 DEMO = Path(__file__).parents[2] / "manifests" / "demo.toml"
 KILLS = int(os.environ.get("RELIABILITY_BUILD_KILLS", "6"))
-POINTS = (KillPoint(file=2), KillPoint(delay=3.0), KillPoint(file=1), KillPoint(file=2), KillPoint(file=3))
+POINTS = (KillPoint(file=2), KillPoint(delay=1.0), KillPoint(file=1), KillPoint(file=2), KillPoint(file=3))
 """A kill in the harvest's shard write, one inside the training, then in the writes of the later
 stages (apply, filter: each resumed run skips the finished steps, so its first files are theirs)."""
 
