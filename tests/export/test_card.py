@@ -48,7 +48,7 @@ def test_image_feature_is_declared(exported: Path) -> None:
     assert features["image"] == {"name": "image", "dtype": "image"}
     assert features["mentions"] == {"name": "mentions", "list": "string"}
     first = info["default"]["splits"][0]
-    assert (first["name"], first["num_examples"]) == ("commercial", 301) and first["num_bytes"] > 0
+    assert (first["name"], first["num_examples"]) == ("commercial", 355) and first["num_bytes"] > 0
 
 
 def test_license_task_and_size_metadata(exported: Path) -> None:
@@ -61,7 +61,7 @@ def test_license_task_and_size_metadata(exported: Path) -> None:
 
 def test_body_has_counts_distributions_provenance_and_duckdb(exported: Path) -> None:
     text = (exported / "README.md").read_text()
-    assert "| default | paragraphs | parquet | commercial | 301 | 1 |" in text
+    assert "| default | paragraphs | parquet | commercial | 355 | 1 |" in text
     assert "**Document type**" in text and "| clinical_case | 117 | 25.1% |" in text
     assert re.search(r"Input `paragraphs`: 466 rows in 1 shards, sha256 `[0-9a-f]{64}`", text)
     assert "`fasttext:test-student`" in text

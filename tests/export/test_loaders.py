@@ -37,16 +37,16 @@ def test_parquet_shards_stream_with_datasets(exported: Path) -> None:
         "parquet", data_files={"commercial": files}, split="commercial", streaming=True
     )
     rows = list(stream)
-    assert len(rows) == 301
+    assert len(rows) == 355
     assert rows[0]["paragraph_id"].startswith("PMC")
 
 
 def test_card_configs_load_every_split(exported: Path, tmp_path: Path) -> None:
     splits = datasets.load_dataset(str(exported), cache_dir=str(tmp_path))
     assert {name: ds.num_rows for name, ds in splits.items()} == {
-        "commercial": 301,
+        "commercial": 355,
         "noncommercial": 96,
-        "other": 69,
+        "other": 15,
     }
 
 

@@ -20,6 +20,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import boto3
+import httpx
 from moto.server import ThreadedMotoServer
 
 BUCKET = "pmc-oa-opendata"
@@ -37,7 +38,10 @@ def start_moto() -> tuple[ThreadedMotoServer, str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    return server, f"http://127.0.0.1:{port}"
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its buckets in process-wide state that outlives a stopped server: start empty.
+    httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    return server, endpoint
 
 
 def png(width: int, height: int, shade: int) -> bytes:
