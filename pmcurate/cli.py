@@ -337,6 +337,13 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--joint", action="store_true", help="one model for the three labels (about 3x faster apply)"
     )
+    train.add_argument(
+        "--student",
+        choices=("fasttext", "embedding", "both"),
+        default="fasttext",
+        help="fastText students (default), the embedding student (extra `embedding`: all-MiniLM-L6-v2 "
+        "+ logistic regression, report in BUILD/models/embedding/), or both, compared side by side",
+    )
     apply = steps.add_parser("apply", help="label every paragraph with the trained students")
     apply.add_argument("build", help="build folder")
     apply.add_argument("--jobs", type=_positive_int, help="worker processes (default: all cores)")

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+import polars as pl
+
 from pmcurate.annotate import labels_file, llm, rules, sample, student
 from pmcurate.annotate.report import format_report
 from pmcurate.cli import UserError
@@ -73,6 +75,14 @@ def _train(args: argparse.Namespace) -> int:
             )
         teacher = labels_file.load_teacher(args.build, name=args.teacher)
         name = args.teacher
+    if args.student != "embedding":
+        _train_fasttext(args, teacher, name)
+    if args.student != "fasttext":
+        _train_embedding(args, teacher, name)
+    return 0
+
+
+def _train_fasttext(args: argparse.Namespace, teacher: pl.DataFrame, name: str) -> None:
     result = student.train_student(
         args.build,
         teacher,
@@ -87,7 +97,22 @@ def _train(args: argparse.Namespace) -> int:
     print(format_report(result.report))
     print(f"\nmodels: {Path(args.build) / 'models'} (annotator {result.manifest['annotator']})")
     print(json.dumps(result.report["chosen"]))
-    return 0
+
+
+def _train_embedding(args: argparse.Namespace, teacher: pl.DataFrame, name: str) -> None:
+    from pmcurate.annotate import embedding
+
+    result = embedding.train_embedding_student(
+        args.build, teacher, teacher_name=name, seed=args.seed, context=not args.text_only
+    )
+    print()
+    print(format_report(result.report))
+    print(f"\nreport: {Path(args.build) / 'models' / embedding.REPORT_DIR / 'report.json'}")
+    if result.comparison is None:
+        print("no fastText report on the same teacher and split to compare with (train with --student both)")
+    else:
+        print()
+        print(embedding.format_comparison(result.comparison))
 
 
 def _apply(args: argparse.Namespace) -> int:

@@ -748,46 +748,46 @@ def _main_abstract(abstracts: list[dict[str, str | None]]) -> str | None:
 
 
 def _authors(meta: etree._Element) -> list[dict[str, Any]]:
-    affs = {aff.get("id"): _aff_text(aff) for aff in meta.iter("aff") if aff.get("id")}
+    affiliations = {aff.get("id"): _aff_text(aff) for aff in meta.iter("aff") if aff.get("id")}
     authors = []
     for group in meta.iterfind("contrib-group"):
         for contrib in group.iterfind("contrib"):
-            if (contrib.get("contrib-type") or "author") != "author":
-                continue
-            name = contrib.find("name")
-            if name is None:
-                name = contrib.find("name-alternatives/name")
-            surname = _norm(name.findtext("surname") or "") if name is not None else ""
-            given = _norm(name.findtext("given-names") or "") if name is not None else ""
-            collab = _text_of(contrib.find("collab"))
-            full = " ".join(x for x in (given, surname) if x) or collab
-            if not full:
-                continue
-            orcid = next(
-                (
-                    _norm(c.text or "")
-                    for c in contrib.iterfind("contrib-id")
-                    if (c.get("contrib-id-type") or "").lower() == "orcid"
-                ),
-                None,
-            )
-            rids = [
-                rid
-                for x in contrib.iterfind("xref")
-                if x.get("ref-type") == "aff"
-                for rid in (x.get("rid") or "").split()
-            ]
-            own = [_aff_text(a) for a in contrib.iterfind("aff")]
-            authors.append(
-                {
-                    "name": full,
-                    "surname": surname or None,
-                    "given_names": given or None,
-                    "orcid": orcid,
-                    "affiliations": [a for a in [*(affs.get(r) for r in rids), *own] if a],
-                }
-            )
+            if (contrib.get("contrib-type") or "author") == "author":
+                author = _author(contrib, affiliations)
+                if author:
+                    authors.append(author)
     return authors
+
+
+def _author(contrib: etree._Element, affiliations: dict[str | None, str | None]) -> dict[str, Any] | None:
+    """One ``contrib`` as an author row, reading its children once; None when it names nobody."""
+    surname = given = collab = orcid = None
+    affs: list[str | None] = []
+    for child in contrib:
+        tag = child.tag
+        if tag in ("name", "name-alternatives") and surname is None and given is None:
+            name = child if tag == "name" else child.find("name")
+            if name is not None:
+                surname = _norm(name.findtext("surname") or "")
+                given = _norm(name.findtext("given-names") or "")
+        elif tag == "collab":
+            collab = _text_of(child)
+        elif tag == "contrib-id" and (child.get("contrib-id-type") or "").lower() == "orcid":
+            orcid = _norm(child.text or "")
+        elif tag == "xref" and child.get("ref-type") == "aff":
+            affs.extend(affiliations.get(rid) for rid in (child.get("rid") or "").split())
+        elif tag == "aff":
+            affs.append(_aff_text(child))
+    full = " ".join(x for x in (given, surname) if x) or collab
+    if not full:
+        return None
+    return {
+        "name": full,
+        "surname": surname or None,
+        "given_names": given or None,
+        "orcid": orcid,
+        "affiliations": [a for a in affs if a],
+    }
 
 
 def _aff_text(aff: etree._Element) -> str | None:
