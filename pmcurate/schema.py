@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -287,18 +287,24 @@ def write_shard(table: pa.Table, path: str | os.PathLike[str], *, row_group_size
     The bytes go to a hidden temporary file in the destination folder, are flushed to disk, then
     renamed over ``path``: a reader sees either the old shard, or the complete new one.
     """
-    path = Path(path)
+
+    def write(sink: BinaryIO) -> None:
+        pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size, write_statistics=True)
+
+    return _write_atomically(Path(path), write)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` the way ``write_shard`` writes a shard: temporary file, fsync, rename."""
+    return _write_atomically(Path(path), lambda sink: sink.write(data))
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         with open(tmp, "wb") as sink:
-            pq.write_table(
-                table,
-                sink,
-                compression="zstd",
-                row_group_size=row_group_size,
-                write_statistics=True,
-            )
+            write(sink)
             sink.flush()
             os.fsync(sink.fileno())
         os.replace(tmp, path)

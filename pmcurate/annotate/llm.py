@@ -16,7 +16,6 @@ The API key comes from the environment only and is never logged.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import json
 import logging
@@ -36,6 +35,7 @@ import polars as pl
 from tqdm import tqdm
 
 from pmcurate.annotate import labels_file, prompt
+from pmcurate.http import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ class Teacher:
                         last = "response body is not a JSON object"
                 elif response.status_code in RETRY_STATUS:
                     last = f"HTTP {response.status_code}"
-                    wait = retry_after(response.headers.get("retry-after")) or wait
+                    wait = parse_retry_after(response.headers.get("retry-after")) or wait
                 elif (
                     response.status_code == 400
                     and "response_format" in payload
@@ -411,24 +411,6 @@ class Teacher:
 def _mentions_format(response: httpx.Response) -> bool:
     text = response.text.lower()
     return "response_format" in text or "json_schema" in text
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 # ---------------------------------------------------------------- build-level entry point

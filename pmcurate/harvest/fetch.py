@@ -30,21 +30,18 @@ What it guarantees, whatever the source:
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import json
 import logging
 import os
 import random
 import re
-import secrets
 import shutil
 import time
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +56,8 @@ from tqdm import tqdm
 from pmcurate import __version__, schema
 from pmcurate.harvest import store
 from pmcurate.harvest.jats import ParsedArticle, parse
+from pmcurate.http import parse_retry_after
+from pmcurate.schema import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -178,21 +177,6 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fsynced temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{schema.TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as sink:
-            sink.write(data)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class RawStore:
     """Verified source files of one source under ``BUILD/raw/<source>/``, keyed by relative path."""
 
@@ -255,22 +239,6 @@ class RunState:
     def finish(self) -> None:
         """The run is complete: forget its listings."""
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class Fetcher:

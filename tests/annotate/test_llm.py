@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pmcurate.annotate import llm
+from pmcurate.http import parse_retry_after
 from tests.servers.openai_server import ServerState, keyword_labels, openai_server
 
 TEXTS = [
@@ -202,7 +203,7 @@ def test_parse_answer_rejects_answers_outside_the_rubric(content: str) -> None:
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
-    assert llm.retry_after("7") == 7.0
+    assert parse_retry_after("7") == 7.0
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 < (llm.retry_after(later) or 0) <= 30
-    assert llm.retry_after("soon") is None
+    assert 25 < (parse_retry_after(later) or 0) <= 30
+    assert parse_retry_after("soon") is None

@@ -17,12 +17,12 @@ from pmcurate.harvest.fetch import (
     Fetcher,
     FetchError,
     RawStore,
-    parse_retry_after,
     redact,
     settle_versions,
 )
 from pmcurate.harvest.jats import ParsedArticle
 from pmcurate.harvest.store import write_parsed
+from pmcurate.http import parse_retry_after
 from tests.servers.faulty import FaultyServer, Reply
 
 BODY = b"<article>" + b"x" * 5000 + b"</article>"
