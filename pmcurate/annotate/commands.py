@@ -116,7 +116,12 @@ def _train_embedding(args: argparse.Namespace, teacher: pl.DataFrame, name: str)
 
 
 def _apply(args: argparse.Namespace) -> int:
-    result = student.apply_students(args.build, jobs=args.jobs, force=args.force)
+    if args.student == "embedding":
+        from pmcurate.annotate import embedding
+
+        result = embedding.apply_embedding_student(args.build, force=args.force)
+    else:
+        result = student.apply_students(args.build, jobs=args.jobs, force=args.force)
     rate = result.paragraphs / result.seconds if result.seconds else 0.0
     print(
         f"labelled {result.paragraphs:,} paragraphs in {result.shards} shards "

@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import fasttext
 import numpy as np
@@ -615,21 +615,28 @@ class Students:
     def label(self, paragraphs: pl.DataFrame) -> pa.Table:
         """Labels of ``paragraphs`` (paragraph_id, text, and the CONTEXT_COLUMNS when known)."""
         norm = model_input(paragraphs, context=self.context).to_list()
-        columns: dict[str, Any] = {"paragraph_id": paragraphs["paragraph_id"].to_arrow()}
+        scores = {}
         for name, model in self.models.items():
             for task, raw in model_scores(model, name, norm).items():
                 weight = self.rules_weights[task]
-                scores = blend(raw, rules_scores(paragraphs, task) if weight else raw, weight)
-                top, expected = decide(task, scores)
-                if expected is not None:
-                    columns[task] = pa.array(expected, pa.float32())
-                    continue
-                columns[task] = pa.array(top, pa.string())
-                columns[f"{task}_scores"] = pa.StructArray.from_arrays(
-                    [pa.array(scores[:, i]) for i in range(len(TASKS[task]))], names=list(TASKS[task])
-                )
-        columns["annotator"] = pa.array([self.annotator] * len(norm), pa.string())
-        return pa.table({name: columns[name] for name in schema.LABELS.names}).cast(schema.LABELS)
+                scores[task] = blend(raw, rules_scores(paragraphs, task) if weight else raw, weight)
+        return labels_table(paragraphs["paragraph_id"], scores, self.annotator)
+
+
+def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annotator: str) -> pa.Table:
+    """A LABELS table from each task's final class scores (columns in ``TASKS`` order)."""
+    columns: dict[str, Any] = {"paragraph_id": paragraph_ids.to_arrow()}
+    for task, task_scores in scores.items():
+        top, expected = decide(task, task_scores)
+        if expected is not None:
+            columns[task] = pa.array(expected, pa.float32())
+            continue
+        columns[task] = pa.array(top, pa.string())
+        columns[f"{task}_scores"] = pa.StructArray.from_arrays(
+            [pa.array(task_scores[:, i]) for i in range(len(TASKS[task]))], names=list(TASKS[task])
+        )
+    columns["annotator"] = pa.array([annotator] * len(paragraph_ids), pa.string())
+    return pa.table({name: columns[name] for name in schema.LABELS.names}).cast(schema.LABELS)
 
 
 _WORKER: Students | None = None
@@ -640,7 +647,16 @@ def _init_worker(build: str, manifest: dict[str, Any]) -> None:
     _WORKER = Students(build, manifest)
 
 
-def label_shard(source: Path, target: Path, students: Students | None = None) -> int:
+class Labeller(Protocol):
+    """What ``label_shard`` needs: the fastText ``Students`` or the embedding student."""
+
+    annotator: str
+    context: bool
+
+    def label(self, paragraphs: pl.DataFrame) -> pa.Table: ...
+
+
+def label_shard(source: Path, target: Path, students: Labeller | None = None) -> int:
     """Label one paragraphs shard into one labels shard, reading in bounded batches."""
     students = students or _WORKER
     assert students is not None, "label_shard needs loaded students"
