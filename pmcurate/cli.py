@@ -335,7 +335,9 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
         "--text-only", action="store_true", help="students read the text alone, not its JATS context"
     )
     train.add_argument(
-        "--joint", action="store_true", help="one model for the three labels (about 3x faster apply)"
+        "--separate",
+        action="store_true",
+        help="one model per label instead of one joint model for the three (3x slower apply)",
     )
     train.add_argument(
         "--student",

@@ -91,7 +91,7 @@ def _train_fasttext(args: argparse.Namespace, teacher: pl.DataFrame, name: str) 
         pretrain=not args.no_pretrain,
         seed=args.seed,
         context=not args.text_only,
-        joint=args.joint,
+        joint=not args.separate,
         grid=(student.Params(),) if args.no_search else student.GRID,
     )
     print(format_report(result.report))

@@ -352,7 +352,7 @@ def train_student(
     seed: int = 0,
     max_pretrain_texts: int = 1_000_000,
     context: bool = True,
-    joint: bool = False,
+    joint: bool = True,
 ) -> TrainResult:
     """Choose hyper-parameters on a validation split, evaluate on held-out articles, write models.
 

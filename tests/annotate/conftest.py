@@ -42,8 +42,8 @@ def dev_labels() -> pl.DataFrame:
 def trained_build(
     fixture_build: Path, dev_labels: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """The fixture build with students trained on the dev labels (small grid); do not modify it."""
+    """The fixture build with three separate students trained on the dev labels (small grid); read-only."""
     build = tmp_path_factory.mktemp("trained") / "build"
     shutil.copytree(fixture_build, build)
-    student.train_student(build, dev_labels, teacher_name="dev", grid=SMALL_GRID)
+    student.train_student(build, dev_labels, teacher_name="dev", grid=SMALL_GRID, joint=False)
     return build

@@ -166,10 +166,10 @@ def test_rules_prior_is_mixed_by_its_weight() -> None:
     assert student.blend(scores, prior, 0.25).tolist() == [[0.0, 0.75, 0.25, 0.0]]
 
 
-def test_joint_model_labels_all_three_in_one_prediction(build: Path, dev_labels: pl.DataFrame) -> None:
-    result = student.train_student(
-        build, dev_labels, teacher_name="dev", grid=SMALL_GRID, pretrain=False, joint=True
-    )
+def test_default_student_is_one_joint_model_for_the_three_labels(
+    build: Path, dev_labels: pl.DataFrame
+) -> None:
+    result = student.train_student(build, dev_labels, teacher_name="dev", grid=SMALL_GRID, pretrain=False)
     assert list(result.manifest["models"]) == ["joint"]
     assert result.report["labels"]["document_type"]["student"]["kappa"] > 0.1
     student.apply_students(build, jobs=1, progress=False)
