@@ -201,7 +201,11 @@ def parse(data: bytes, *, source_uri: str = "", include_sub_articles: bool = Fal
     if not articles:
         raise JatsError(f"{where}: no <article> element (root is <{_local(root.tag)}>)")
     sha = hashlib.sha256(data).hexdigest()
-    return [_extract_article(a, source_uri, sha, include_sub_articles) for a in articles]
+    _LOCAL.tables = {}
+    try:
+        return [_extract_article(a, source_uri, sha, include_sub_articles) for a in articles]
+    finally:
+        _LOCAL.tables = None
 
 
 # --- reading XML safely ----------------------------------------------------------------------------
@@ -999,12 +1003,22 @@ def _table_rows(
 
 
 def _table_text(table: etree._Element) -> str:
-    """Cells tab-separated, rows newline-separated."""
+    """Cells tab-separated, rows newline-separated.
+
+    A table inside a paragraph is read for the paragraph's text and again for its own row: the
+    text is kept for the length of the ``parse`` call (``_LOCAL.tables``) and read once.
+    """
+    memo: dict[etree._Element, str] | None = getattr(_LOCAL, "tables", None)
+    if memo is not None and table in memo:
+        return memo[table]
     rows = []
     for row in table.iter("tr"):
         cells = [element_text(c) if len(c) else _norm(c.text or "") for c in row if c.tag in _CELLS]
         rows.append("\t".join(cells))
-    return "\n".join(rows)
+    text = "\n".join(rows)
+    if memo is not None:
+        memo[table] = text
+    return text
 
 
 _CELLS = frozenset(("td", "th"))
