@@ -303,8 +303,18 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--min-tokens", type=int, default=64, help="skip shorter paragraphs (default 64)")
     llm = steps.add_parser("llm", help="label the sample with an OpenAI-compatible chat-completions endpoint")
     llm.add_argument("build", help="build folder")
-    llm.add_argument("--endpoint", required=True, help="base URL, e.g. http://localhost:8000/v1")
-    llm.add_argument("--model", required=True)
+    llm.add_argument(
+        "--backend",
+        choices=("http", "vllm"),
+        default="http",
+        help="http: an OpenAI-compatible endpoint (default); vllm: in process (extra `vllm`, GPU)",
+    )
+    llm.add_argument("--endpoint", help="base URL, e.g. http://localhost:8000/v1 (backend http)")
+    llm.add_argument("--model", required=True, help="model name; for --backend vllm a name or a local folder")
+    llm.add_argument("--tensor-parallel", type=_positive_int, default=1, help="GPUs per model (backend vllm)")
+    llm.add_argument(
+        "--gpu-memory-utilization", type=float, default=0.9, help="GPU memory share (backend vllm)"
+    )
     llm.add_argument(
         "--api-key-env", help="variable holding the API key (default PMCURATE_LLM_API_KEY, OPENAI_API_KEY)"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pmcurate.annotate import labels_file, llm, rules, sample, student
+from pmcurate.annotate import labels_file, llm, rules, sample, student, vllm_backend
 from pmcurate.annotate.report import format_report
 from pmcurate.cli import UserError
 
@@ -17,6 +17,7 @@ USER_ERRORS = (
     llm.LlmError,
     sample.SampleError,
     student.StudentError,
+    vllm_backend.VllmMissing,
 )
 
 
@@ -38,6 +39,34 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _llm(args: argparse.Namespace) -> int:
+    summary = _llm_vllm(args) if args.backend == "vllm" else _llm_http(args)
+    print(
+        f"{summary.items} paragraphs: {summary.cached} from cache, {summary.answered} answered, "
+        f"{summary.failed} failed, {summary.skipped} not asked; tokens {summary.prompt_tokens:,} in, "
+        f"{summary.completion_tokens:,} out; cost {summary.cost:.4f}; {summary.seconds:.1f} s"
+    )
+    if summary.budget_exhausted:
+        print("budget spent: rerun with a larger budget to label the rest (answers so far are cached)")
+    return 0
+
+
+def _llm_vllm(args: argparse.Namespace) -> llm.RunSummary:
+    if args.max_tokens is not None or args.max_cost is not None:
+        raise UserError("--max-tokens and --max-cost apply to --backend http only")
+    if not 0 < args.gpu_memory_utilization <= 1:
+        raise UserError("--gpu-memory-utilization must be in (0, 1]")
+    config = vllm_backend.VllmConfig(
+        model=args.model,
+        tensor_parallel=args.tensor_parallel,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        retry_failed=args.retry_failed,
+    )
+    return vllm_backend.run_vllm_teacher(args.build, config, sample=sample.read_sample(args.build))
+
+
+def _llm_http(args: argparse.Namespace) -> llm.RunSummary:
+    if not args.endpoint:
+        raise UserError("--endpoint is needed with --backend http")
     if args.max_cost is not None and not (args.price_in or args.price_out):
         raise UserError("--max-cost needs --price-in and/or --price-out")
     config = llm.LlmConfig(
@@ -53,15 +82,7 @@ def _llm(args: argparse.Namespace) -> int:
         price_out=args.price_out,
         retry_failed=args.retry_failed,
     )
-    summary = llm.run_llm_teacher(args.build, config, sample=sample.read_sample(args.build))
-    print(
-        f"{summary.items} paragraphs: {summary.cached} from cache, {summary.answered} answered, "
-        f"{summary.failed} failed, {summary.skipped} not asked; tokens {summary.prompt_tokens:,} in, "
-        f"{summary.completion_tokens:,} out; cost {summary.cost:.4f}; {summary.seconds:.1f} s"
-    )
-    if summary.budget_exhausted:
-        print("budget spent: rerun with a larger budget to label the rest (answers so far are cached)")
-    return 0
+    return llm.run_llm_teacher(args.build, config, sample=sample.read_sample(args.build))
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,35 +229,102 @@ class RunSummary:
     """Labels of every item answered now or before, by item key."""
 
 
-class Teacher:
+class CachedTeacher(ABC):
+    """What every backend shares: cache look-ups, recording answers and failures, summary, progress.
+
+    A backend asks only for the items ``pending`` returns and hands each answer to ``_record``
+    (or ``_record_answer``), so the cache, the failure records and the teacher rows are the same
+    whichever way the model is reached.
+    """
+
+    def __init__(self, model: str, cache: AnswerCache, *, retry_failed: bool = False) -> None:
+        self.model = model
+        self.cache = cache
+        self.retry_failed = retry_failed
+        self.summary = RunSummary()
+        self._bar: tqdm | None = None
+
+    @abstractmethod
+    def run(self, items: Sequence[Item], *, progress: bool = True) -> RunSummary:
+        """Label the items not answered yet; the summary holds the labels of all."""
+
+    def pending(self, items: Sequence[Item], *, progress: bool) -> list[Item]:
+        """The distinct items the cache cannot answer; opens the progress bar."""
+        unique = list({item.key: item for item in items}.values())
+        self.summary.items = len(unique)
+        todo = [item for item in unique if not self._from_cache(item)]
+        self._bar = tqdm(
+            total=len(unique),
+            initial=len(unique) - len(todo),
+            unit="par",
+            desc="annotate llm",
+            disable=not progress,
+        )
+        return todo
+
+    def _from_cache(self, item: Item) -> bool:
+        hit = self.cache.get(self.model, prompt.PROMPT_HASH, item.key)
+        if hit is None or (hit[0] == "failed" and self.retry_failed):
+            return False
+        self.summary.cached += 1
+        if hit[1]:
+            self.summary.labels[item.key] = hit[1]
+        return True
+
+    def _record_answer(self, item: Item, raw: str | None, usage: tuple[int, int]) -> None:
+        """Parse one answer and record its labels, or a failure when it is malformed."""
+        try:
+            labels = parse_answer(raw)
+        except MalformedAnswer as exc:
+            self._record(item, labels=None, raw=raw, error=f"malformed answer: {exc}", usage=usage)
+        else:
+            self._record(item, labels=labels, raw=raw, error=None, usage=usage)
+
+    def _record(
+        self,
+        item: Item,
+        *,
+        labels: dict[str, Any] | None,
+        raw: str | None,
+        error: str | None,
+        usage: tuple[int, int],
+    ) -> None:
+        self.cache.put(
+            self.model, prompt.PROMPT_HASH, item.key, labels=labels, raw=raw, error=error, usage=usage
+        )
+        if labels:
+            self.summary.answered += 1
+            self.summary.labels[item.key] = labels
+        else:
+            self.summary.failed += 1
+            log.debug("failed: %s: %s", item.paragraph_id or item.key[:12], error)
+        assert self._bar is not None
+        self._bar.update(1)
+        self._bar.set_postfix(
+            failed=self.summary.failed,
+            tokens=self.summary.prompt_tokens + self.summary.completion_tokens,
+            refresh=False,
+        )
+
+
+class Teacher(CachedTeacher):
     """Labels items through one endpoint, with the cache, retries, budget and progress bar."""
 
     def __init__(self, config: LlmConfig, cache: AnswerCache) -> None:
+        super().__init__(config.model, cache, retry_failed=config.retry_failed)
         self.config = config
-        self.cache = cache
-        self.summary = RunSummary()
         self.structured = True
         self._rng = random.Random(0)
-        self._bar: tqdm | None = None
 
     def run(self, items: Sequence[Item], *, progress: bool = True) -> RunSummary:
         return asyncio.run(self.arun(items, progress=progress))
 
     async def arun(self, items: Sequence[Item], *, progress: bool = True) -> RunSummary:
         start = time.perf_counter()
-        unique = list({item.key: item for item in items}.values())
-        self.summary.items = len(unique)
         todo: asyncio.Queue[Item] = asyncio.Queue()
-        for item in unique:
-            if not self._from_cache(item):
-                todo.put_nowait(item)
-        self._bar = tqdm(
-            total=len(unique),
-            initial=len(unique) - todo.qsize(),
-            unit="par",
-            desc="annotate llm",
-            disable=not progress,
-        )
+        for item in self.pending(items, progress=progress):
+            todo.put_nowait(item)
+        assert self._bar is not None
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
         limits = httpx.Limits(max_connections=self.config.concurrency)
         async with httpx.AsyncClient(timeout=self.config.timeout, headers=headers, limits=limits) as client:
@@ -273,15 +341,6 @@ class Teacher:
         self.summary.structured_output = self.structured
         self.summary.seconds = time.perf_counter() - start
         return self.summary
-
-    def _from_cache(self, item: Item) -> bool:
-        hit = self.cache.get(self.config.model, prompt.PROMPT_HASH, item.key)
-        if hit is None or (hit[0] == "failed" and self.config.retry_failed):
-            return False
-        self.summary.cached += 1
-        if hit[1]:
-            self.summary.labels[item.key] = hit[1]
-        return True
 
     def _budget_spent(self) -> bool:
         s, c = self.summary, self.config
@@ -315,32 +374,6 @@ class Teacher:
             self._record(item, labels=labels, raw=raw, error=None, usage=usage)
             return
         self._record(item, labels=None, raw=raw, error=error, usage=usage)
-
-    def _record(
-        self,
-        item: Item,
-        *,
-        labels: dict[str, Any] | None,
-        raw: str | None,
-        error: str | None,
-        usage: tuple[int, int],
-    ) -> None:
-        self.cache.put(
-            self.config.model, prompt.PROMPT_HASH, item.key, labels=labels, raw=raw, error=error, usage=usage
-        )
-        if labels:
-            self.summary.answered += 1
-            self.summary.labels[item.key] = labels
-        else:
-            self.summary.failed += 1
-            log.debug("failed: %s: %s", item.paragraph_id or item.key[:12], error)
-        assert self._bar is not None
-        self._bar.update(1)
-        self._bar.set_postfix(
-            failed=self.summary.failed,
-            tokens=self.summary.prompt_tokens + self.summary.completion_tokens,
-            refresh=False,
-        )
 
     async def _ask(self, client: httpx.AsyncClient, item: Item) -> tuple[str | None, tuple[int, int]]:
         """One answer's content and token usage, retrying transient failures."""
@@ -433,13 +466,25 @@ def run_llm_teacher(
 ) -> RunSummary:
     """Label the sample through the endpoint; write every answered paragraph to ``teacher/llm.parquet``."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
+    return run_teacher(build, lambda cache: Teacher(config, cache), sample=sample, progress=progress)
+
+
+def run_teacher(
+    build: str | os.PathLike[str],
+    make_teacher: Callable[[AnswerCache], CachedTeacher],
+    *,
+    sample: pl.DataFrame,
+    progress: bool = True,
+) -> RunSummary:
+    """Label the sample with any backend over the build's answer cache; write ``teacher/llm.parquet``."""
     items = items_from_sample(sample)
     cache = AnswerCache(labels_file.teacher_dir(build) / CACHE_FILE)
     try:
-        summary = Teacher(config, cache).run(items, progress=progress)
+        teacher = make_teacher(cache)
+        summary = teacher.run(items, progress=progress)
     finally:
         cache.close()
-    annotator = f"llm:{config.model}:{prompt.PROMPT_HASH}"
+    annotator = f"llm:{teacher.model}:{prompt.PROMPT_HASH}"
     rows = [
         labels_file.teacher_row(
             text=item.text,
@@ -447,7 +492,7 @@ def run_llm_teacher(
             annotator=annotator,
             paragraph_id=item.paragraph_id,
             article_id=item.article_id,
-            model=config.model,
+            model=teacher.model,
             prompt_hash=prompt.PROMPT_HASH,
         )
         for item in items
