@@ -27,7 +27,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from lxml import etree
@@ -556,44 +556,47 @@ class _Walk:
     rids: dict[str, list[str]]  # xref target id → paragraph_ids citing it
 
 
-def _walk(
-    el: etree._Element,
-    path: str,
-    titles: list[str],
-    sec_types: list[str],
-    fixed_type: str | None,
-    state: _Walk,
-) -> None:
+@dataclass(frozen=True)
+class _Section:
+    """Where a paragraph sits: the enclosing section titles and ``sec-type``s, outermost first.
+
+    Built once per section, so the normalized type and the named path are worked out once for all
+    of its paragraphs. ``fixed_type`` forces the type (``abstract``).
+    """
+
+    titles: tuple[str, ...] = ()
+    sec_types: tuple[str, ...] = ()
+    fixed_type: str | None = None
+
+    def enter(self, title: str, sec_type: str) -> _Section:
+        return _Section((*self.titles, title), (*self.sec_types, sec_type), self.fixed_type)
+
+    @cached_property
+    def path(self) -> list[str]:
+        return [t for t in self.titles if t]
+
+    @cached_property
+    def type(self) -> str:
+        return self.fixed_type or section_type(self.titles, self.sec_types)
+
+
+def _walk(el: etree._Element, path: str, section: _Section, state: _Walk) -> None:
     for child, step in _child_steps(el):
         tag = child.tag
         child_path = f"{path}/{step}" if path else step
         if tag == "p":
-            _emit_paragraph(child, child_path, titles, sec_types, fixed_type, state)
+            _emit_paragraph(child, child_path, section, state)
         elif tag == "sec":
             title_el = child.find("title")
             title = element_text(title_el) if title_el is not None else ""
-            _walk(
-                child,
-                child_path,
-                [*titles, title],
-                [*sec_types, child.get("sec-type", "")],
-                fixed_type,
-                state,
-            )
+            _walk(child, child_path, section.enter(title, child.get("sec-type", "")), state)
         elif tag in _SKIP_CONTAINERS or not isinstance(tag, str) or tag.startswith("{"):
             continue
         else:
-            _walk(child, child_path, titles, sec_types, fixed_type, state)
+            _walk(child, child_path, section, state)
 
 
-def _emit_paragraph(
-    p: etree._Element,
-    path: str,
-    titles: list[str],
-    sec_types: list[str],
-    fixed_type: str | None,
-    state: _Walk,
-) -> None:
+def _emit_paragraph(p: etree._Element, path: str, section: _Section, state: _Walk) -> None:
     text = element_text(p)
     if not text:
         return
@@ -603,7 +606,7 @@ def _emit_paragraph(
             cited = state.rids.setdefault(rid, [])
             if not cited or cited[-1] != pid:
                 cited.append(pid)
-    named = [t for t in titles if t]
+    named = section.path
     state.paragraphs.append(
         {
             "paragraph_id": pid,
@@ -612,7 +615,7 @@ def _emit_paragraph(
             "ordinal": len(state.paragraphs),
             "section_title": named[-1] if named else None,
             "section_path": named,
-            "section_type": fixed_type or section_type(tuple(titles), tuple(sec_types)),
+            "section_type": section.type,
             "text": text,
             "n_words": text.count(" ") + 1,
         }
@@ -1038,10 +1041,10 @@ def _extract_article(
         for abstract, step in _child_steps(meta):
             if abstract.tag == "abstract":
                 title = _text_of(abstract.find("title")) or abstract.get("abstract-type") or "Abstract"
-                _walk(abstract, f"{meta_path}/{step}", [title], [""], "abstract", state)
+                _walk(abstract, f"{meta_path}/{step}", _Section((title,), ("",), "abstract"), state)
     for child, step in _child_steps(article):
         if child.tag == "body":
-            _walk(child, step, [], [], None, state)
+            _walk(child, step, _Section(), state)
         elif child.tag == "sub-article" and include_sub_articles:
             _walk_sub_article(child, step, state)
     figures = _figure_rows(article, row["article_id"], state.rids, include_sub_articles)
@@ -1060,8 +1063,13 @@ def _walk_sub_article(sub: etree._Element, path: str, state: _Walk) -> None:
                 child.find("article-meta") if child.tag == "front" else child
             ):
                 if abstract.tag == "abstract":
-                    _walk(abstract, f"{path}/{step}/{astep}", [kind, "Abstract"], ["", ""], "abstract", state)
+                    _walk(
+                        abstract,
+                        f"{path}/{step}/{astep}",
+                        _Section((kind, "Abstract"), ("", ""), "abstract"),
+                        state,
+                    )
         elif child.tag == "body":
-            _walk(child, f"{path}/{step}", [kind], [""], "other", state)
+            _walk(child, f"{path}/{step}", _Section((kind,), ("",), "other"), state)
         elif child.tag == "sub-article":
             _walk_sub_article(child, f"{path}/{step}", state)
