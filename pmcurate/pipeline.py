@@ -148,6 +148,9 @@ def run_build(
         log.info("%s: %d files copied into the working copy %s", location.remote, pulled, build)
     _check_build_dir(build)
     build.mkdir(parents=True, exist_ok=True)
+    swept = sweep_temporaries(build)
+    if swept:
+        log.info("%s: removed %d temporary files left by an interrupted run", build, swept)
     runner = make_executor(executor, workers) if isinstance(executor, str) else executor
     ctx = _Context(manifest, build, runner, _load_state(build), force, progress)
     stages = {
@@ -171,6 +174,16 @@ def run_build(
     return BuildResult(
         manifest, build, runner.name, runner.workers, ctx.steps, seconds, provenance, location.remote
     )
+
+
+def sweep_temporaries(build: Path) -> int:
+    """Delete the hidden temporaries that killed writes left in the build's tables and subsets.
+
+    Readers never see them; a step that was finished before the kill is skipped on resume and would
+    never sweep its own folder. Runs before any step, when nothing else writes into the build.
+    """
+    folders = [*(build / "tables").glob("*"), build / "subsets", *(build / "subsets").glob("*")]
+    return sum(schema.remove_temporaries(folder) for folder in folders if folder.is_dir())
 
 
 def _check_build_dir(build: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -321,6 +322,24 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_temporaries(folder: str | os.PathLike[str], prefix: str = "") -> int:
+    """Delete what killed writes left in ``folder`` (``.tmp-<prefix>…`` files and folders); return how many.
+
+    Readers never see these, but they take disk. Call it before a stage writes into ``folder``,
+    never while another process may be writing there.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    found = list(folder.glob(f"{TMP_PREFIX}{prefix}*"))
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(found)
 
 
 def table_dir(build: str | os.PathLike[str], name: str) -> Path:

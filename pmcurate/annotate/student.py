@@ -743,6 +743,7 @@ def apply_students(
     if not sources:
         raise StudentError(f"{schema.table_dir(build, 'paragraphs')}: no paragraph shards to label")
     out_dir = schema.table_dir(build, "labels")
+    schema.remove_temporaries(out_dir)  # left by a killed run
     todo = [
         (s, out_dir / s.name)
         for s in sources

@@ -482,6 +482,8 @@ def make_subset(
     plan = _plan(name, where, rules, source, unit, dedup, near, upsample, shard_rows, progress)
     parent = build / "subsets"
     parent.mkdir(parents=True, exist_ok=True)
+    for prefix in (f"{name}-", f"old-{name}-"):  # left by a killed run of this subset
+        schema.remove_temporaries(parent, prefix)
     tmp = parent / f"{schema.TMP_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:

@@ -125,10 +125,7 @@ def remove_unfinished(build: str | Path, *, prefix: str) -> list[str]:
     completed = completed_shards(build)
     removed: set[str] = set()
     for table in (*CONTENT_TABLES, "quarantine", "articles"):
-        folder = schema.table_dir(build, table)
-        if folder.is_dir():
-            for path in folder.glob(f"{schema.TMP_PREFIX}{prefix}*"):
-                path.unlink(missing_ok=True)
+        schema.remove_temporaries(schema.table_dir(build, table), prefix)
     for table in (*CONTENT_TABLES, "quarantine"):
         for path in schema.shard_paths(build, table):
             if path.stem.startswith(prefix) and path.stem not in completed:

@@ -160,3 +160,7 @@ def test_build_killed_while_removing_duplicates_finishes_removing_them(
     # regression: the resumed build skipped the removal when no harvest task was left to run
     assert dedup_chain.kills == 3
     assert parquet_rows(dedup_box / "killed") == parquet_rows(dedup_box / "reference")
+
+
+def test_temporary_files_of_killed_writes_are_swept_by_the_next_run(chain: ChainReport) -> None:
+    assert chain.orphan_temporary_files == []
