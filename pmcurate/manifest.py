@@ -29,7 +29,6 @@ from pmcurate.executor import is_url
 SOURCE_KINDS = ("local", "pmc", "europepmc", "eutils")
 TEACHER_KINDS = ("labels", "llm", "rules")
 PRESETS = ("paragraphs", "biomed-enriched", "image-text")
-SUBSET_KEYS = ("from", "unit", "rules", "where", "dedup", "near_threshold", "num_perm", "upsample")
 PACKAGE_PREFIX = "package:"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 FORMATS = ("parquet", "webdataset")

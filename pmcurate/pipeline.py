@@ -343,7 +343,7 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     for result in ctx.executor.map(harvest_task, work, desc="harvest", progress=ctx.progress):
         counts.add(local.Counts(**result))
     # every run: a run killed while removing duplicates left no pending task behind it
-    duplicates = local._drop_duplicates_across_shards(ctx.build, tasks)["articles"]
+    duplicates = local.drop_duplicates_across_shards(ctx.build, tasks)["articles"]
     counts.duplicates += duplicates
     totals = {name: _rows(ctx.build, name) for name in ("articles", "paragraphs", "figures")}
     report = StepReport(
@@ -634,7 +634,7 @@ def _apply(ctx: _Context) -> StepReport:
     todo = [
         (str(ctx.build), str(source), str(labels_dir / source.name))
         for source in sources
-        if ctx.force or not student._is_current(labels_dir / source.name, manifest["annotator"])
+        if ctx.force or not student.is_current(labels_dir / source.name, manifest["annotator"])
     ]
     labelled = sum(ctx.executor.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
     return StepReport(

@@ -152,7 +152,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, head: Head, *, steps:
 
 def _class_index(frame: pl.DataFrame, task: str) -> np.ndarray:
     classes = student.TASKS[task]
-    return np.array([classes.index(v) for v in student._task_labels(frame, task)], dtype=np.int64)
+    return np.array([classes.index(v) for v in student.task_labels(frame, task)], dtype=np.int64)
 
 
 # ---------------------------------------------------------------- training
@@ -187,19 +187,8 @@ def train_embedding_student(
     also carries the side-by-side comparison, saved in the same file.
     """
     build = Path(build)
-    teacher = student._with_section_type(teacher.filter(pl.col("text").is_not_null()))
-    teacher = teacher.with_columns(pl.col("educational_score").cast(pl.String))
-    if teacher.height < 20:
-        raise student.StudentError(
-            f"only {teacher.height} teacher labels with text: need at least 20 to train"
-        )
-    rest, test = student.split_by_article(teacher, test_fraction, seed)
-    train, validation = student.split_by_article(rest, validation_fraction, seed + 1)
-    if min(train.height, validation.height, test.height) == 0:
-        raise student.StudentError(
-            f"the {teacher.height} teacher labels come from {teacher['article_id'].n_unique()} article(s): "
-            "too few to hold out whole articles for validation and test"
-        )
+    teacher = student.prepared_teacher(teacher)
+    _, train, validation, test = student.evaluation_splits(teacher, test_fraction, validation_fraction, seed)
     encoder = encoder or load_encoder()
     started = time.perf_counter()
     vectors = {
@@ -212,13 +201,7 @@ def train_embedding_student(
     report: dict[str, Any] = {
         "student": "embedding",
         "encoder": ENCODER_NAME,
-        "teacher": teacher_name,
-        "n_train": train.height,
-        "n_validation": validation.height,
-        "n_test": test.height,
-        "n_test_articles": test["article_id"].n_unique(),
-        "labels": {},
-        "chosen": {},
+        **student.split_summary(teacher_name, train, validation, test),
         "encode_seconds": encode_seconds,
     }
     classifiers, chosen = {}, {}
@@ -227,7 +210,7 @@ def train_embedding_student(
             task, train, validation, vectors["train"], vectors["validation"], grid, context
         )
         classifiers[task] = fit_head(rest_vectors, _class_index(rest, task), len(classes), head)
-        result = student._evaluate_task(task, classifiers[task].scores(vectors["test"]), weight, rest, test)
+        result = student.evaluate_task(task, classifiers[task].scores(vectors["test"]), weight, rest, test)
         report["labels"][task] = {
             ("embedding_alone" if k == "fasttext_alone" else k): v for k, v in result.items()
         }
@@ -307,12 +290,12 @@ def _choose(
     context: bool,
 ) -> tuple[Head, float]:
     """The head settings, then the rules-prior weight, best on the validation split."""
-    truth = student._task_labels(validation, task)
+    truth = student.task_labels(validation, task)
     n_classes = len(student.TASKS[task])
     y = _class_index(train, task)
 
     def score(scores: np.ndarray) -> float:
-        return student._validation_metric(task, student._agreement(task, truth, scores))
+        return student.validation_metric(task, student.agreement(task, truth, scores))
 
     fitted = [(head, fit_head(x_train, y, n_classes, head).scores(x_validation)) for head in grid]
     best, best_scores = max(fitted, key=lambda pair: score(pair[1]))
@@ -410,7 +393,7 @@ def apply_embedding_student(
     todo = [
         (s, out_dir / s.name)
         for s in sources
-        if force or not student._is_current(out_dir / s.name, manifest["annotator"])
+        if force or not student.is_current(out_dir / s.name, manifest["annotator"])
     ]
     labeller = EmbeddingStudent(build, manifest, encoder, progress=progress) if todo else None
     start = time.perf_counter()

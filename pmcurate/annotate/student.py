@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import fasttext
 import numpy as np
@@ -273,7 +273,7 @@ def decide(task: str, scores: np.ndarray) -> tuple[list[str], np.ndarray | None]
     return top, expected.astype(np.float32)
 
 
-def _task_labels(frame: pl.DataFrame, name: str) -> list[str]:
+def task_labels(frame: pl.DataFrame, name: str) -> list[str]:
     """A label per row; for the joint model the three as ``task=class`` separated by spaces."""
     if name != JOINT:
         return [str(v) for v in frame[name].to_list()]
@@ -294,14 +294,14 @@ def model_scores(model: Any, name: str, texts: list[str]) -> dict[str, np.ndarra
     return out
 
 
-def _agreement(task: str, truth: list[str], scores: np.ndarray) -> dict[str, Any]:
+def agreement(task: str, truth: list[str], scores: np.ndarray) -> dict[str, Any]:
     top, expected = decide(task, scores)
     if expected is None:
         return metrics.classification_metrics(truth, top, TASKS[task])
     return metrics.regression_metrics([float(t) for t in truth], expected.tolist())
 
 
-def _validation_metric(task: str, result: dict[str, Any]) -> float:
+def validation_metric(task: str, result: dict[str, Any]) -> float:
     if task == "educational_score":
         return result["pearson"] if result["pearson"] is not None else -1.0
     return result["macro_f1"]
@@ -333,6 +333,55 @@ def split_by_article(frame: pl.DataFrame, fraction: float, seed: int) -> tuple[p
     return groups.filter(~mask).drop("_group"), groups.filter(mask).drop("_group")
 
 
+def prepared_teacher(teacher: pl.DataFrame) -> pl.DataFrame:
+    """Teacher rows that have text, with their section type and the educational score as a class name."""
+    teacher = _with_section_type(teacher.filter(pl.col("text").is_not_null()))
+    teacher = teacher.with_columns(pl.col("educational_score").cast(pl.String))
+    if teacher.height < 20:
+        raise StudentError(f"only {teacher.height} teacher labels with text: need at least 20 to train")
+    return teacher
+
+
+class Splits(NamedTuple):
+    """Whole articles held out: ``rest`` is train + validation, in the teacher's row order."""
+
+    rest: pl.DataFrame
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    test: pl.DataFrame
+
+
+def evaluation_splits(
+    teacher: pl.DataFrame, test_fraction: float, validation_fraction: float, seed: int
+) -> Splits:
+    """The seeded split by article that every student (fastText, embedding) is judged on."""
+    rest, test = split_by_article(teacher, test_fraction, seed)
+    train, validation = split_by_article(rest, validation_fraction, seed + 1)
+    if min(train.height, validation.height, test.height) == 0:
+        articles = teacher["article_id"].n_unique()
+        raise StudentError(
+            f"the {teacher.height} teacher labels come from {articles} article(s): too few to hold out whole "
+            f"articles for validation and test (train {train.height}, validation {validation.height}, "
+            f"test {test.height} rows); label paragraphs from more articles"
+        )
+    return Splits(rest, train, validation, test)
+
+
+def split_summary(
+    teacher_name: str, train: pl.DataFrame, validation: pl.DataFrame, test: pl.DataFrame
+) -> dict[str, Any]:
+    """The head of a student report: the teacher and the sizes of the split it was judged on."""
+    return {
+        "teacher": teacher_name,
+        "n_train": train.height,
+        "n_validation": validation.height,
+        "n_test": test.height,
+        "n_test_articles": test["article_id"].n_unique(),
+        "labels": {},
+        "chosen": {},
+    }
+
+
 @dataclass
 class TrainResult:
     manifest: dict[str, Any]
@@ -362,12 +411,9 @@ def train_student(
     build = Path(build)
     models_dir = build / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
-    teacher = _with_section_type(teacher.filter(pl.col("text").is_not_null()))
-    teacher = teacher.with_columns(
-        model_input(teacher, context=context).alias("_norm"), pl.col("educational_score").cast(pl.String)
-    )
-    if teacher.height < 20:
-        raise StudentError(f"only {teacher.height} teacher labels with text: need at least 20 to train")
+    teacher = prepared_teacher(teacher)
+    teacher = teacher.with_columns(model_input(teacher, context=context).alias("_norm"))
+    rest, train, validation, test = evaluation_splits(teacher, test_fraction, validation_fraction, seed)
     vectors = None
     if pretrain:
         vectors = pretrain_vectors(
@@ -375,25 +421,7 @@ def train_student(
             models_dir / "vectors.vec",
             dim=dim,
         )
-    rest, test = split_by_article(teacher, test_fraction, seed)
-    train, validation = split_by_article(rest, validation_fraction, seed + 1)
-    if min(train.height, validation.height, test.height) == 0:
-        articles = teacher["article_id"].n_unique()
-        raise StudentError(
-            f"the {teacher.height} teacher labels come from {articles} article(s): too few to hold out whole "
-            f"articles for validation and test (train {train.height}, validation {validation.height}, "
-            f"test {test.height} rows); label paragraphs from more articles"
-        )
-    report: dict[str, Any] = {
-        "teacher": teacher_name,
-        "n_train": train.height,
-        "n_validation": validation.height,
-        "n_test": test.height,
-        "n_test_articles": test["article_id"].n_unique(),
-        "labels": {},
-        "chosen": {},
-        "speed": {},
-    }
+    report: dict[str, Any] = split_summary(teacher_name, train, validation, test) | {"speed": {}}
     chosen: dict[str, tuple[Params, dict[str, float]]] = {}
     fit_args: dict[str, Any] = {"dim": dim, "vectors": vectors, "seed": seed}
     with tempfile.TemporaryDirectory(dir=models_dir) as work:
@@ -401,9 +429,9 @@ def train_student(
         for name in (JOINT,) if joint else tuple(TASKS):
             params, weights = _choose(name, train, validation, grid, context=context, **fit_args)
             chosen[name] = (params, weights)
-            model = fit(rest["_norm"].to_list(), _task_labels(rest, name), params, **fit_args)
+            model = fit(rest["_norm"].to_list(), task_labels(rest, name), params, **fit_args)
             for task, scores in model_scores(model, name, test["_norm"].to_list()).items():
-                report["labels"][task] = _evaluate_task(task, scores, weights[task], rest, test)
+                report["labels"][task] = evaluate_task(task, scores, weights[task], rest, test)
             report["speed"][name] = _predict_rate(model, name, test["_norm"].to_list())
             report["chosen"][name] = asdict(params) | {"rules_weights": weights}
         manifest = _write_models(models_dir, teacher, chosen, **fit_args)
@@ -457,12 +485,12 @@ def _choose(
     no_prior = dict.fromkeys(tasks, 0.0)
     if validation.height == 0:
         return grid[0], no_prior
-    truth = {task: _task_labels(validation, task) for task in tasks}
+    truth = {task: task_labels(validation, task) for task in tasks}
     best, best_score, best_scores = grid[0], -np.inf, {}
     for params in grid:
-        model = fit(train["_norm"].to_list(), _task_labels(train, name), params, **fit_args)
+        model = fit(train["_norm"].to_list(), task_labels(train, name), params, **fit_args)
         scores = model_scores(model, name, validation["_norm"].to_list())
-        score = float(np.mean([_validation_metric(t, _agreement(t, truth[t], scores[t])) for t in tasks]))
+        score = float(np.mean([validation_metric(t, agreement(t, truth[t], scores[t])) for t in tasks]))
         score -= NGRAM_PENALTY * (params.word_ngrams - 1)
         log.debug("%s %s: validation %.3f", name, params, score)
         if score > best_score:
@@ -473,7 +501,7 @@ def _choose(
     for task in tasks:
         prior = rules_scores(validation, task)
         by_weight = {
-            w: _validation_metric(task, _agreement(task, truth[task], blend(best_scores[task], prior, w)))
+            w: validation_metric(task, agreement(task, truth[task], blend(best_scores[task], prior, w)))
             for w in RULES_WEIGHTS
         }
         weights[task] = max(by_weight, key=lambda w: (by_weight[w], -w))
@@ -498,19 +526,19 @@ def blend(scores: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
     return scores if weight == 0 else (1.0 - weight) * scores + weight * prior
 
 
-def _evaluate_task(
+def evaluate_task(
     task: str, scores: np.ndarray, weight: float, train: pl.DataFrame, test: pl.DataFrame
 ) -> dict[str, Any]:
     """Student, majority-class baseline and (when JATS metadata is known) the rules teacher."""
-    truth = _task_labels(test, task)
+    truth = task_labels(test, task)
     classes = TASKS[task]
-    result = {"student": _agreement(task, truth, blend(scores, rules_scores(test, task), weight))}
+    result = {"student": agreement(task, truth, blend(scores, rules_scores(test, task), weight))}
     if weight:
-        result["fasttext_alone"] = _agreement(task, truth, scores)
-    majority = Counter(_task_labels(train, task)).most_common(1)[0][0]
+        result["fasttext_alone"] = agreement(task, truth, scores)
+    majority = Counter(task_labels(train, task)).most_common(1)[0][0]
     constant = np.zeros((test.height, len(classes)), dtype=np.float32)
     constant[:, classes.index(majority)] = 1.0
-    result["majority"] = _agreement(task, truth, constant)
+    result["majority"] = agreement(task, truth, constant)
     if "article_type" in test.columns:
         guessed = rules.rules_labels(
             test["article_type"].to_list(),
@@ -520,7 +548,7 @@ def _evaluate_task(
         one_hot = np.zeros_like(constant)
         for row, labels in enumerate(guessed):
             one_hot[row, classes.index(str(labels[task]))] = 1.0
-        result["rules"] = _agreement(task, truth, one_hot)
+        result["rules"] = agreement(task, truth, one_hot)
     return result
 
 
@@ -549,7 +577,7 @@ def _write_models(
     for name, (params, weights) in chosen.items():
         model = fit(
             teacher["_norm"].to_list(),
-            _task_labels(teacher, name),
+            task_labels(teacher, name),
             params,
             dim=dim,
             vectors=vectors,
@@ -701,7 +729,7 @@ def _article_types(paragraphs_shard: Path) -> pl.DataFrame:
     )
 
 
-def _is_current(target: Path, annotator: str) -> bool:
+def is_current(target: Path, annotator: str) -> bool:
     """A finished labels shard made by these same models (its annotator column says so)."""
     if not target.is_file():
         return False
@@ -747,7 +775,7 @@ def apply_students(
     todo = [
         (s, out_dir / s.name)
         for s in sources
-        if force or not _is_current(out_dir / s.name, manifest["annotator"])
+        if force or not is_current(out_dir / s.name, manifest["annotator"])
     ]
     start = time.perf_counter()
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))

@@ -89,12 +89,6 @@ def subset_dir(build: str | os.PathLike[str], name: str) -> Path:
     return Path(build) / "subsets" / name
 
 
-def subset_paths(build: str | os.PathLike[str], name: str) -> list[Path]:
-    """The kept-row shards of a subset, sorted (drops are in the ``drops/`` folder beside them)."""
-    folder = subset_dir(build, name)
-    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-
-
 def _check_name(name: str) -> None:
     if not name or name.startswith(".") or "/" in name or "\\" in name or name != name.strip():
         raise SubsetError(f"bad subset name {name!r}: use letters, digits, '-', '_' and '.'")

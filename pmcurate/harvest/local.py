@@ -171,7 +171,7 @@ def harvest_local(
         progress_bar = _Progress(bar)
         for counts in _run_tasks(pending, out, options, workers or os.cpu_count() or 1, progress_bar.update):
             summary.add(counts)
-    removed = _drop_duplicates_across_shards(out, tasks)
+    removed = drop_duplicates_across_shards(out, tasks)
     summary.duplicates += removed["articles"]
     for table, rows in removed.items():
         # rows removed from shards of an earlier, interrupted run were never counted in this one
@@ -347,7 +347,7 @@ def _quarantine_record(
     }
 
 
-def _drop_duplicates_across_shards(build: Path, tasks: list[Task]) -> dict[str, int]:
+def drop_duplicates_across_shards(build: Path, tasks: list[Task]) -> dict[str, int]:
     """Remove, from the losing shards, articles that a later shard of this run also holds.
 
     Returns the rows removed per table."""
