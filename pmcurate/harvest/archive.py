@@ -47,7 +47,7 @@ XML_SUFFIXES = (".xml", ".nxml")
 GZIP_SUFFIXES = (".xml.gz", ".nxml.gz")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 INPUT_SUFFIXES = XML_SUFFIXES + GZIP_SUFFIXES + ARCHIVE_SUFFIXES
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".tif", ".tiff", ".webp", ".bmp", ".svg")
 """Stripped from names and hrefs by ``image_key``; TIFF is recognised but not attached (no header reader)."""
 
 READABLE_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif")
@@ -74,13 +74,17 @@ MAX_IMAGE_PIXELS = 178_956_970
 
 @dataclass(frozen=True)
 class Image:
-    """A figure image read from a package: its bytes, archive path, format and pixel size."""
+    """A figure image: its bytes, path, format and pixel size.
+
+    ``format``, ``width`` and ``height`` are None for media fetched from the network whose bytes
+    could not be read as an image: those are kept as they came, with their size unknown.
+    """
 
     path: str
     data: bytes
-    format: str
-    width: int
-    height: int
+    format: str | None
+    width: int | None
+    height: int | None
 
     @property
     def sha256(self) -> str:

@@ -35,6 +35,14 @@ from urllib.parse import quote, unquote, urlsplit
 from lxml import etree
 
 from pmcurate.harvest import licenses, store
+from pmcurate.harvest.archive import (
+    DecompressionBomb,
+    Image,
+    NotAnImage,
+    attach_images,
+    image_key,
+    read_image,
+)
 from pmcurate.harvest.fetch import (
     FetchConfig,
     FetchError,
@@ -58,7 +66,6 @@ INVENTORY_PREFIX = f"inventory-reports/{BUCKET}/metadata/"
 METADATA_KEY = re.compile(r"^metadata/(PMC\d+)\.(\d+)\.json$")
 PMCID = re.compile(r"^(?:PMC)?(\d+)(?:\.(\d+))?$", re.IGNORECASE)
 INVENTORY_FOLDER = re.compile(r"/(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/$")
-IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "gif", "tif", "tiff", "webp", "bmp", "svg"})
 
 
 @dataclass(frozen=True)
@@ -249,38 +256,17 @@ def check_metadata(metadata: object) -> dict[str, Any]:
     return metadata
 
 
-def media_stem(name: str) -> str:
-    """A media file name without its image extension (``pone.0000217.g001.jpg`` → ``pone.0000217.g001``)."""
-    base = PurePosixPath(name).name
-    stem, dot, ext = base.rpartition(".")
-    return stem if dot and ext.lower() in IMAGE_EXTENSIONS else base
-
-
 def attach_media(figures: list[dict[str, Any]], media: Mapping[str, bytes]) -> None:
-    """Fill each figure's image from the media file whose stem matches one of its graphics."""
-    by_stem = {media_stem(name): (name, data) for name, data in media.items()}
-    for figure in figures:
-        for href in figure.get("graphics") or []:
-            found = by_stem.get(media_stem(href))
-            if found is None:
-                continue
-            name, data = found
-            figure["image"] = {"bytes": data, "path": PurePosixPath(name).name}
-            figure["image_sha256"] = sha256_hex(data)
-            figure.update(_image_size(data))
-            break
+    """Fill each figure's image from the media file matching one of its graphics, as ``harvest local``."""
+    attach_images(figures, {image_key(name): _media_image(name, data) for name, data in media.items()})
 
 
-def _image_size(data: bytes) -> dict[str, Any]:
+def _media_image(name: str, data: bytes) -> Image:
+    path = PurePosixPath(name).name
     try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:  # Pillow is optional: sizes stay null without it
-        return {}
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return {"width": image.width, "height": image.height, "format": image.format}
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        return {}
+        return read_image(path, data)
+    except (NotAnImage, DecompressionBomb):  # kept as fetched (MD5-verified), its size unknown
+        return Image(path, data, None, None, None)
 
 
 class PmcHarvest:

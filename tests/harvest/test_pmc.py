@@ -11,7 +11,7 @@ import pytest
 
 from pmcurate import cli
 from pmcurate.harvest import pmc
-from pmcurate.harvest.pmc import media_stem
+from pmcurate.harvest.archive import image_key
 from tests.harvest.netutil import FAST, rows
 from tests.servers.corpus import ProxyApp, fixture_articles
 from tests.servers.faulty import FaultyServer
@@ -29,7 +29,7 @@ def versions() -> list[ArticleVersion]:
     found = []
     for pmcid, xml in fixture_articles().items():
         media = {
-            f"{media_stem(h.decode())}.png": png(4, 3, (i * 40) % 256)
+            f"{image_key(h.decode())}.png": png(4, 3, (i * 40) % 256)
             for i, h in enumerate(_GRAPHIC.findall(xml))
         }
         modified = "2026-11-22T10:00:00.000Z" if pmcid == CHANGED else "2026-11-01T09:00:00.000Z"
