@@ -10,7 +10,12 @@ Builds a corpus by repeating the real paragraphs of ``tests/data/jats`` (harvest
 The ratio (end to end / raw) is the cost of everything around the models. Target: 25,000
 paragraphs/s per core end to end.
 
+With ``--student encoder``: the fine-tuned encoder student's ``apply`` end to end beside its
+forward pass alone (and the fast tokenizer alone) on the same paragraphs and machine (CPU, or
+CUDA where there is one). Issue target on one H200: 20,000 paragraphs/s end to end.
+
     .venv/bin/python bench/annotate.py [--paragraphs 400000] [--shards 8]
+    .venv/bin/python bench/annotate.py --student encoder --paragraphs 2000 --shards 2 [--device cuda]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import fasttext
 import polars as pl
+import torch
 
 from pmcurate import schema
 from pmcurate.annotate import labels_file, student
@@ -84,12 +90,63 @@ def measure(build: Path, teacher: pl.DataFrame, *, joint: bool, cores: int) -> d
     return rates
 
 
+def measure_encoder(build: Path, teacher: pl.DataFrame, *, max_tokens: int, device: str) -> dict[str, float]:
+    """The encoder student: tokenizer alone, forward pass alone (token ids and padded batches
+    ready in memory) and ``apply`` end to end (read, tokenize in the background thread, batch,
+    forward, write), on the same paragraphs. The model is trained for one step: its speed does
+    not depend on its weights."""
+    from pmcurate.annotate import encoder
+
+    config = encoder.TrainConfig(epochs=1, max_steps=1, max_tokens=max_tokens)
+    encoder.train_encoder_student(
+        build, teacher, teacher_name="dev", config=config, device=device, speed_texts=0, progress=False
+    )
+    labeller = encoder.EncoderStudent.load(
+        build / "models" / encoder.FOLDER, encoder.load_manifest(build), device=device
+    )
+    frame = pl.read_parquet(schema.shard_paths(build, "paragraphs"))
+    start = time.perf_counter()
+    ids = labeller.tokenize(frame)
+    tokenize_rate = len(ids) / (time.perf_counter() - start)
+    batches = [
+        encoder.pad([ids[i] for i in rows], labeller.tokenizer.pad_token_id)
+        for rows in encoder.token_batches([len(r) for r in ids], 16_384, 512)
+    ]
+    model, torch_device = labeller.model, labeller.device
+    start = time.perf_counter()
+    with torch.inference_mode(), encoder.autocast(torch_device):
+        for input_ids, mask in batches:
+            model(input_ids.to(torch_device), mask.to(torch_device))
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize()
+    forward_rate = len(ids) / (time.perf_counter() - start)
+    result = encoder.apply_encoder_student(
+        build, device=device, force=True, progress=False, labeller=labeller
+    )
+    tokens = sum(len(r) for r in ids) / len(ids)
+    return {
+        "tokenize": tokenize_rate,
+        "forward": forward_rate,
+        "apply": result.paragraphs / result.seconds,
+        "tokens": tokens,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paragraphs", type=int, default=400_000)
     parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument(
+        "--student", choices=("fasttext", "encoder"), default="fasttext", help="which student to time"
+    )
+    parser.add_argument("--max-tokens", type=int, default=256, help="encoder: word pieces per paragraph")
+    parser.add_argument("--device", default="auto", help="encoder: auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, help="encoder: torch threads (default: one per core)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    if args.student == "encoder":
+        main_encoder(args, cores)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         build = make_build(Path(tmp), args.paragraphs, args.shards)
         teacher = labels_file.read_labels_jsonl(LABELS)
@@ -117,6 +174,29 @@ def main() -> None:
             f"  target 25,000 paragraphs/s/core: {verdict}; 146M paragraphs on {cores} cores: "
             f"{146e6 / rates[f'apply{cores}'] / 3600:.2f} h"
         )
+
+
+def main_encoder(args: argparse.Namespace, cores: int) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        build = make_build(Path(tmp), args.paragraphs, args.shards)
+        teacher = labels_file.read_labels_jsonl(LABELS)
+        rates = measure_encoder(build, teacher, max_tokens=args.max_tokens, device=args.device)
+    threads = torch.get_num_threads()
+    print(
+        f"encoder student (all-MiniLM-L6-v2, ≤ {args.max_tokens} word pieces, mean {rates['tokens']:.0f}): "
+        f"{args.paragraphs:,} paragraphs in {args.shards} shards; device {args.device}; "
+        f"torch threads {threads}; {cores} cores"
+    )
+    print(f"  fast tokenizer alone:          {rates['tokenize']:>10,.0f} paragraphs/s")
+    print(f"  forward pass alone:            {rates['forward']:>10,.0f} paragraphs/s")
+    print(
+        f"  annotate apply end to end:     {rates['apply']:>10,.0f} paragraphs/s "
+        f"({rates['apply'] / rates['forward']:.2f} x forward alone; "
+        f"{rates['apply'] / threads:,.1f}/s per torch thread)"
+    )
+    print(f"  146M paragraphs at this rate: {146e6 / rates['apply'] / 3600:,.0f} h")
 
 
 if __name__ == "__main__":

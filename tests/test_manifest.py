@@ -135,3 +135,24 @@ def test_secret_value_is_refused_without_echoing_it(tmp_path: Path) -> None:
     message = error(tmp_path, text)
     assert "[teacher] api_key: secrets never go in a manifest" in message
     assert "sk-live-123456" not in message
+
+
+def test_student_kind_chooses_the_labelling_student(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "[student]", '[student]\nkind = "distilled"\ndevice = "cpu"\nepochs = 3\ndistill_sample = 5000'
+    )
+    spec = load_manifest(write(tmp_path, text)).student
+    assert spec is not None
+    assert (spec.kind, spec.device, spec.epochs, spec.distill_sample) == ("distilled", "cpu", 3, 5000)
+    default = load_manifest(write(tmp_path, VALID)).student
+    assert default is not None and default.kind == "fasttext"
+
+
+def test_student_kind_outside_the_choices_lists_them(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace("[student]", '[student]\nkind = "bert"'))
+    assert "[student] kind: expected one of 'fasttext', 'encoder', 'distilled'" in message
+
+
+def test_encoder_settings_need_an_encoder_kind(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace("[student]", "[student]\nepochs = 3"))
+    assert "unknown key(s) 'epochs'" in message

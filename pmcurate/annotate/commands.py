@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from pmcurate.annotate import labels_file, llm, rules, sample, student, vllm_backend
-from pmcurate.annotate.report import format_report
+from pmcurate.annotate.report import format_report, side_by_side
 from pmcurate.cli import UserError
 
 USER_ERRORS = (
@@ -22,7 +22,9 @@ USER_ERRORS = (
 
 
 def run(args: argparse.Namespace) -> int:
-    handler = {"sample": _sample, "llm": _llm, "train": _train, "apply": _apply}[args.step]
+    handler = {"sample": _sample, "llm": _llm, "train": _train, "apply": _apply, "distill": _distill}[
+        args.step
+    ]
     try:
         return handler(args)
     except USER_ERRORS as exc:
@@ -85,21 +87,39 @@ def _llm_http(args: argparse.Namespace) -> llm.RunSummary:
     return llm.run_llm_teacher(args.build, config, sample=sample.read_sample(args.build))
 
 
-def _train(args: argparse.Namespace) -> int:
+def _teacher(args: argparse.Namespace) -> tuple[pl.DataFrame, str]:
+    """The teacher labels ``--labels`` or ``--teacher`` name, and the name reports give them."""
     if args.labels:
-        teacher = labels_file.load_teacher(args.build, path=args.labels)
-        name = f"file:{Path(args.labels).name}"
-    else:
-        if args.teacher == "rules":
-            labels_file.write_teacher_labels(
-                args.build, "rules", rules.rules_teacher_rows(sample.read_sample(args.build))
-            )
-        teacher = labels_file.load_teacher(args.build, name=args.teacher)
-        name = args.teacher
-    if args.student != "embedding":
+        return labels_file.load_teacher(args.build, path=args.labels), f"file:{Path(args.labels).name}"
+    if args.teacher == "rules":
+        labels_file.write_teacher_labels(
+            args.build, "rules", rules.rules_teacher_rows(sample.read_sample(args.build))
+        )
+    return labels_file.load_teacher(args.build, name=args.teacher), args.teacher
+
+
+STUDENTS = {
+    "fasttext": ("fasttext",),
+    "embedding": ("embedding",),
+    "both": ("fasttext", "embedding"),
+    "encoder": ("encoder",),
+    "all": ("fasttext", "embedding", "encoder"),
+}
+
+
+def _train(args: argparse.Namespace) -> int:
+    teacher, name = _teacher(args)
+    chosen = STUDENTS[args.student]
+    if "fasttext" in chosen:
         _train_fasttext(args, teacher, name)
-    if args.student != "fasttext":
+    if "embedding" in chosen:
         _train_embedding(args, teacher, name)
+    if "encoder" in chosen:
+        _train_encoder(args, teacher, name)
+    if len(chosen) > 1 or "encoder" in chosen:
+        table = side_by_side(args.build)
+        if table:
+            print("\nevery student on the same held-out rows\n" + table)
     return 0
 
 
@@ -136,11 +156,65 @@ def _train_embedding(args: argparse.Namespace, teacher: pl.DataFrame, name: str)
         print(embedding.format_comparison(result.comparison))
 
 
+def _train_encoder(args: argparse.Namespace, teacher: pl.DataFrame, name: str) -> None:
+    from pmcurate.annotate import encoder
+
+    config = encoder.TrainConfig(epochs=args.epochs, max_tokens=args.max_tokens, context=not args.text_only)
+    result = encoder.train_encoder_student(
+        args.build,
+        teacher,
+        teacher_name=name,
+        config=config,
+        encoder_path=args.encoder,
+        device=args.device,
+        seed=args.seed,
+    )
+    print()
+    print(format_report(result.report))
+    assert result.manifest is not None
+    print(
+        f"\nencoder student: {Path(args.build) / 'models' / encoder.FOLDER} "
+        f"(annotator {result.manifest['annotator']}; best epoch {result.report['chosen']['best_epoch']}, "
+        f"{result.report['train_seconds']:.0f} s on {result.report['device']})"
+    )
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from pmcurate.annotate import distill
+
+    teacher, name = _teacher(args)
+    result = distill.distill(
+        args.build,
+        teacher,
+        teacher_name=name,
+        sample_size=args.sample,
+        seed=args.seed,
+        dim=args.dim,
+        device=args.device,
+    )
+    if result.report is not None:
+        print(format_report(result.report))
+        table = side_by_side(args.build)
+        if table:
+            print("\nevery student on the same held-out rows\n" + table)
+    print(
+        f"\ndistilled student: {Path(args.build) / 'models' / distill.FOLDER} (annotator "
+        f"{result.manifest['annotator']}, learnt from {result.sample:,} paragraphs labelled by the encoder)"
+    )
+    return 0
+
+
 def _apply(args: argparse.Namespace) -> int:
     if args.student == "embedding":
         from pmcurate.annotate import embedding
 
         result = embedding.apply_embedding_student(args.build, force=args.force)
+    elif args.student == "encoder":
+        from pmcurate.annotate import encoder
+
+        result = encoder.apply_encoder_student(args.build, device=args.device, force=args.force)
+    elif args.student == "distilled":
+        result = student.apply_students(args.build, jobs=args.jobs, force=args.force, folder="distilled")
     else:
         result = student.apply_students(args.build, jobs=args.jobs, force=args.force)
     rate = result.paragraphs / result.seconds if result.seconds else 0.0

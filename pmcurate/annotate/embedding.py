@@ -178,6 +178,7 @@ def train_embedding_student(
     speed_texts: int = SPEED_TEXTS,
     progress: bool = True,
     encoder: Any = None,
+    train_fraction: float = 1.0,
 ) -> EmbeddingResult:
     """Train and evaluate on the fastText student's splits; write ``BUILD/models/embedding/report.json``.
 
@@ -188,7 +189,9 @@ def train_embedding_student(
     """
     build = Path(build)
     teacher = student.prepared_teacher(teacher)
-    _, train, validation, test = student.evaluation_splits(teacher, test_fraction, validation_fraction, seed)
+    _, train, validation, test = student.evaluation_splits(
+        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction
+    )
     encoder = encoder or load_encoder()
     started = time.perf_counter()
     vectors = {
@@ -236,15 +239,8 @@ def train_embedding_student(
         context=context,
         max_tokens=encoder.max_seq_length,
     )
-    _write_json(build / "models" / REPORT_DIR / "report.json", report)
+    student.write_json(build / "models" / REPORT_DIR / "report.json", report)
     return EmbeddingResult(report=report, comparison=comparison, manifest=manifest)
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _write_student(
@@ -276,7 +272,7 @@ def _write_student(
         "teacher": teacher_name,
         "created_at": datetime.now(UTC).isoformat(),
     }
-    _write_json(folder / student.MANIFEST, manifest)
+    student.write_json(folder / student.MANIFEST, manifest)
     return manifest
 
 

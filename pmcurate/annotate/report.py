@@ -7,8 +7,11 @@ nothing, and κ and macro-F1 next to that baseline show it.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,3 +125,58 @@ def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:.3f}"
+
+
+STUDENT_REPORTS = {
+    "fasttext": "report.json",
+    "embedding": "embedding/report.json",
+    "encoder": "encoder/report.json",
+    "distilled": "distilled/report.json",
+}
+"""Where each student's report lies under ``BUILD/models/``."""
+SPLIT_KEYS = ("teacher", "n_train", "n_validation", "n_test", "n_test_articles")
+COMPARED = {
+    "document_type": ("macro_f1", "kappa"),
+    "domain": ("macro_f1", "kappa"),
+    "educational_score": ("pearson", "mae"),
+}
+
+
+def comparison(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Each student's held-out agreement beside the rules teacher and the majority class, one row
+    per label and metric. Only reports made on the first one's teacher and split are compared
+    (the others' numbers would be of other rows)."""
+    first = next(iter(reports.values()), None)
+    same = {
+        name: r for name, r in reports.items() if first and all(r.get(k) == first.get(k) for k in SPLIT_KEYS)
+    }
+    columns = [*same, "rules", "majority"]
+    rows: dict[str, dict[str, float | None]] = {}
+    for task, names in COMPARED.items():
+        for metric in names:
+            row = {name: r["labels"][task]["student"].get(metric) for name, r in same.items()}
+            block = first["labels"][task] if first else {}
+            for baseline in ("rules", "majority"):
+                row[baseline] = block.get(baseline, {}).get(metric)
+            rows[f"{task} {metric}"] = row
+    return {"columns": columns, "rows": rows, "left_out": sorted(set(reports) - set(same))}
+
+
+def side_by_side(build: str | os.PathLike[str]) -> str:
+    """The comparison of the students whose reports are in ``BUILD/models/``, as text ('' when
+    fewer than two students were trained)."""
+    folder = Path(build) / "models"
+    reports = {
+        name: json.loads((folder / path).read_text())
+        for name, path in STUDENT_REPORTS.items()
+        if (folder / path).is_file()
+    }
+    if len(reports) < 2:
+        return ""
+    table = comparison(reports)
+    lines = [f"{'held-out agreement':<32}" + "".join(f"{c:>12}" for c in table["columns"])]
+    for name, row in table["rows"].items():
+        lines.append(f"  {name:<30}" + "".join(f"{_fmt(row[c]):>12}" for c in table["columns"]))
+    if table["left_out"]:
+        lines.append(f"  (not compared, made on another teacher or split: {', '.join(table['left_out'])})")
+    return "\n".join(lines)

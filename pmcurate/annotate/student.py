@@ -352,11 +352,26 @@ class Splits(NamedTuple):
 
 
 def evaluation_splits(
-    teacher: pl.DataFrame, test_fraction: float, validation_fraction: float, seed: int
+    teacher: pl.DataFrame,
+    test_fraction: float,
+    validation_fraction: float,
+    seed: int,
+    *,
+    train_fraction: float = 1.0,
 ) -> Splits:
-    """The seeded split by article that every student (fastText, embedding) is judged on."""
+    """The seeded split by article that every student (fastText, embedding, encoder) is judged on.
+
+    ``train_fraction`` < 1 keeps that share of the train rows (a seeded sample of rows), the
+    validation and test rows unchanged: the learning curve's points differ only in what the
+    student learnt from. ``rest`` is then the kept train rows + validation.
+    """
+    if not 0 < train_fraction <= 1:
+        raise StudentError(f"train fraction {train_fraction}: must be in (0, 1]")
     rest, test = split_by_article(teacher, test_fraction, seed)
     train, validation = split_by_article(rest, validation_fraction, seed + 1)
+    if train_fraction < 1:
+        train = train.sample(fraction=train_fraction, seed=seed, shuffle=False)
+        rest = pl.concat([train, validation])
     if min(train.height, validation.height, test.height) == 0:
         articles = teacher["article_id"].n_unique()
         raise StudentError(
@@ -402,18 +417,23 @@ def train_student(
     max_pretrain_texts: int = 1_000_000,
     context: bool = True,
     joint: bool = True,
+    train_fraction: float = 1.0,
+    models_dir: Path | None = None,
 ) -> TrainResult:
     """Choose hyper-parameters on a validation split, evaluate on held-out articles, write models.
 
-    The models written to ``BUILD/models/`` are retrained on all teacher rows with the chosen
-    hyper-parameters; the report describes the same recipe trained without the held-out articles.
+    The models written to ``models_dir`` (default ``BUILD/models/``) are retrained on all teacher
+    rows with the chosen hyper-parameters; the report describes the same recipe trained without
+    the held-out articles (and on ``train_fraction`` of the train rows: the learning curve).
     """
     build = Path(build)
-    models_dir = build / "models"
+    models_dir = models_dir or build / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     teacher = prepared_teacher(teacher)
     teacher = teacher.with_columns(model_input(teacher, context=context).alias("_norm"))
-    rest, train, validation, test = evaluation_splits(teacher, test_fraction, validation_fraction, seed)
+    rest, train, validation, test = evaluation_splits(
+        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction
+    )
     vectors = None
     if pretrain:
         vectors = pretrain_vectors(
@@ -427,21 +447,50 @@ def train_student(
     with tempfile.TemporaryDirectory(dir=models_dir) as work:
         fit_args["workdir"] = Path(work)
         for name in (JOINT,) if joint else tuple(TASKS):
-            params, weights = _choose(name, train, validation, grid, context=context, **fit_args)
-            chosen[name] = (params, weights)
-            model = fit(rest["_norm"].to_list(), task_labels(rest, name), params, **fit_args)
-            for task, scores in model_scores(model, name, test["_norm"].to_list()).items():
-                report["labels"][task] = evaluate_task(task, scores, weights[task], rest, test)
-            report["speed"][name] = _predict_rate(model, name, test["_norm"].to_list())
-            report["chosen"][name] = asdict(params) | {"rules_weights": weights}
-        manifest = _write_models(models_dir, teacher, chosen, **fit_args)
+            chosen[name] = fit_and_evaluate(
+                name, train, validation, rest, test, rest, grid, context=context, report=report, **fit_args
+            )
+        manifest = write_models(models_dir, teacher, chosen, **fit_args)
     manifest["teacher"] = teacher_name
     manifest["context"] = context
     manifest["joint"] = joint
     manifest["report"] = report
-    (models_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    (models_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(models_dir / MANIFEST, manifest)
+    write_json(models_dir / "report.json", report)
     return TrainResult(manifest=manifest, report=report)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON, written to a temporary file then renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def fit_and_evaluate(
+    name: str,
+    choose_on: pl.DataFrame,
+    validation: pl.DataFrame,
+    fit_on: pl.DataFrame,
+    test: pl.DataFrame,
+    baseline: pl.DataFrame,
+    grid: Sequence[Params],
+    *,
+    context: bool,
+    report: dict[str, Any],
+    **fit_args: Any,
+) -> tuple[Params, dict[str, float]]:
+    """Choose settings learning ``choose_on`` (scored on ``validation``), learn ``fit_on`` with
+    them, score ``test`` into ``report`` (the majority class taken from ``baseline``); frames
+    carry ``_norm``. Returns the settings and the rules-prior weights chosen."""
+    params, weights = _choose(name, choose_on, validation, grid, context=context, **fit_args)
+    model = fit(fit_on["_norm"].to_list(), task_labels(fit_on, name), params, **fit_args)
+    for task, scores in model_scores(model, name, test["_norm"].to_list()).items():
+        report["labels"][task] = evaluate_task(task, scores, weights[task], baseline, test)
+    report["speed"][name] = _predict_rate(model, name, test["_norm"].to_list())
+    report["chosen"][name] = asdict(params) | {"rules_weights": weights}
+    return params, weights
 
 
 def _with_section_type(frame: pl.DataFrame) -> pl.DataFrame:
@@ -563,7 +612,7 @@ def _predict_rate(model: Any, name: str, texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def _write_models(
+def write_models(
     models_dir: Path,
     teacher: pl.DataFrame,
     chosen: dict[str, tuple[Params, dict[str, float]]],
@@ -572,7 +621,10 @@ def _write_models(
     vectors: Path | None,
     workdir: Path,
     seed: int,
+    prefix: str = "",
 ) -> dict[str, Any]:
+    """Learn every teacher row with the chosen settings; write the models and return their
+    manifest entries (file names relative to ``BUILD/models/``: ``prefix`` is the subfolder)."""
     entries = {}
     for name, (params, weights) in chosen.items():
         model = fit(
@@ -589,7 +641,7 @@ def _write_models(
         model.save_model(str(tmp))
         os.replace(tmp, path)
         entries[name] = {
-            "file": path.name,
+            "file": prefix + path.name,
             "sha256": sha256_file(path),
             "classes": list(JOINT_CLASSES if name == JOINT else TASKS[name]),
             "params": asdict(params),
@@ -609,10 +661,13 @@ def _write_models(
 # ---------------------------------------------------------------- applying
 
 
-def load_manifest(build: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(build) / "models" / MANIFEST
+def load_manifest(build: str | os.PathLike[str], folder: str = "") -> dict[str, Any]:
+    """The fastText students of ``BUILD/models/`` (``folder``: of ``BUILD/models/<folder>/``, the
+    distilled student, whose model files are named relative to ``BUILD/models/``)."""
+    path = Path(build) / "models" / folder / MANIFEST
     if not path.is_file():
-        raise StudentError(f"{path}: no trained students in this build (run `pmcurate annotate train` first)")
+        command = "annotate distill" if folder else "annotate train"
+        raise StudentError(f"{path}: no trained students in this build (run `pmcurate {command}` first)")
     return json.loads(path.read_text())
 
 
@@ -694,21 +749,21 @@ def label_shard(source: Path, target: Path, students: Labeller | None = None) ->
     parts = []
     reader = pq.ParquetFile(source)
     columns = ["paragraph_id", "article_id", "text", "section_type", "section_title"]
-    article_types = _article_types(source) if students.context else None
+    types = article_types(source) if students.context else None
     for batch in reader.iter_batches(
         batch_size=READ_BATCH, columns=columns if students.context else columns[:3]
     ):
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
-        if article_types is not None:
-            frame = frame.join(article_types, on="article_id", how="left", maintain_order="left")
+        if types is not None:
+            frame = frame.join(types, on="article_id", how="left", maintain_order="left")
         parts.append(students.label(frame))
     table = pa.concat_tables(parts) if parts else schema.LABELS.empty_table()
     schema.write_shard(table, target)
     return table.num_rows
 
 
-def _article_types(paragraphs_shard: Path) -> pl.DataFrame:
+def article_types(paragraphs_shard: Path) -> pl.DataFrame:
     """article_id → article_type for the articles of one paragraphs shard.
 
     Harvest writes an article's rows to same-named shards of ``articles`` and ``paragraphs``:
@@ -757,15 +812,21 @@ class ApplyResult:
 
 
 def apply_students(
-    build: str | os.PathLike[str], *, jobs: int | None = None, force: bool = False, progress: bool = True
+    build: str | os.PathLike[str],
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    folder: str = "",
 ) -> ApplyResult:
     """Label every paragraph: ``tables/paragraphs/X.parquet`` → ``tables/labels/X.parquet``.
 
     Shards already labelled by the same models are skipped, so a killed run resumes where it
-    stopped; models that changed relabel everything.
+    stopped; models that changed relabel everything. ``folder``: the students of
+    ``BUILD/models/<folder>/`` (``distilled``).
     """
     build = Path(build)
-    manifest = load_manifest(build)
+    manifest = load_manifest(build, folder)
     verify_models(build, manifest)
     sources = schema.shard_paths(build, "paragraphs")
     if not sources:

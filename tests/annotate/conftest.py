@@ -1,5 +1,6 @@
 """Fixtures of the annotate tests: a real build harvested from ``tests/data/jats`` (once per
-session), the LLM labels of ``tests/data/labels``, and students trained on them (once)."""
+session), the LLM labels of ``tests/data/labels``, and students trained on them (once): fastText,
+and a tiny fine-tuned encoder (short inputs, two epochs: seconds on two cores)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
-from pmcurate.annotate import labels_file, student
+from pmcurate.annotate import encoder, labels_file, student
 from pmcurate.harvest.local import harvest_local
+
+# The tests' models are tiny: one torch thread, so two test processes or a busy machine never
+# oversubscribe the cores (OpenMP threads spinning on a shared core run several times slower).
+torch.set_num_threads(1)
 
 DATA = Path(__file__).parent.parent / "data"
 DEV_LABELS = DATA / "labels" / "dev-paragraph-labels.jsonl"
 SMALL_GRID = (student.Params(epoch=30, lr=0.5, word_ngrams=1, balance=0.5),)
+TINY = encoder.TrainConfig(epochs=2, max_tokens=32, head_lr=2e-3)
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +54,16 @@ def trained_build(
     shutil.copytree(fixture_build, build)
     student.train_student(build, dev_labels, teacher_name="dev", grid=SMALL_GRID, joint=False)
     return build
+
+
+@pytest.fixture(scope="session")
+def encoder_build(
+    trained_build: Path, dev_labels: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, encoder.EncoderResult]:
+    """The trained fixture build plus a tiny encoder student (its report beside fastText's); read-only."""
+    build = tmp_path_factory.mktemp("encoder") / "build"
+    shutil.copytree(trained_build, build)
+    result = encoder.train_encoder_student(
+        build, dev_labels, teacher_name="dev", config=TINY, device="cpu", speed_texts=8, progress=False
+    )
+    return build, result
