@@ -762,6 +762,7 @@ def _publish(ctx: _Context) -> StepReport:
             spec.repo,
             private=spec.private,
             token=os.environ.get(spec.token_env) or None,
+            endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not when huggingface_hub was imported
             progress=ctx.progress,
         )
     except PublishError as exc:
@@ -836,11 +837,13 @@ def _network_inputs(ctx: _Context) -> list[dict[str, Any]]:
     digest, count = "", 0
     if shards:
         files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in shards)
-        count, digest = duckdb.sql(
-            "SELECT count(*), sha256(coalesce(string_agg(article_id || ':' || coalesce(version::VARCHAR, '')"
-            " || ':' || coalesce(content_sha256, ''), ',' ORDER BY article_id), ''))"
-            f" FROM read_parquet([{files}])"
-        ).fetchone()  # type: ignore[misc]
+        with duckdb.connect() as con:  # a relation has no fetchone() since duckdb 2: execute a statement
+            count, digest = con.execute(
+                "SELECT count(*), sha256(coalesce(string_agg(article_id || ':'"
+                " || coalesce(version::VARCHAR, '') || ':' || coalesce(content_sha256, ''),"
+                " ',' ORDER BY article_id), ''))"
+                f" FROM read_parquet([{files}])"
+            ).fetchone()  # type: ignore[misc]
     rows = []
     for source in sources:
         settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False)}
