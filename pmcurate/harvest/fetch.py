@@ -57,6 +57,7 @@ from pmcurate import __version__, schema
 from pmcurate.harvest import store
 from pmcurate.harvest.jats import ParsedArticle, parse
 from pmcurate.http import parse_retry_after
+from pmcurate.progress import enabled as progress_enabled
 from pmcurate.schema import atomic_write
 
 log = logging.getLogger(__name__)
@@ -390,7 +391,9 @@ class Progress:
 
     def __init__(self, source: str, fetcher: Fetcher, total: int | None = None) -> None:
         self.fetcher = fetcher
-        self.bar = tqdm(total=total, desc=source, unit="art", dynamic_ncols=True, disable=None)
+        self.bar = tqdm(
+            total=total, desc=source, unit="art", dynamic_ncols=True, disable=not progress_enabled()
+        )
         self._last = 0.0
         fetcher.on_progress = self.refresh
 
@@ -631,7 +634,7 @@ class Session:
         if exc_type is None:
             self.summary.superseded = await asyncio.to_thread(settle_versions, self.build)
             self.state.finish()
-            log.info("%s", self.summary.line())
+            log.debug("%s", self.summary.line())  # the caller prints the summary: once
 
     def set_total(self, total: int) -> None:
         assert self.progress is not None
