@@ -347,7 +347,9 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     )
     apply = steps.add_parser("apply", help="label every paragraph with the trained students")
     apply.add_argument("build", help="build folder")
-    apply.add_argument("--jobs", type=_positive_int, help="worker processes (default: all cores)")
+    apply.add_argument(
+        "--workers", "--jobs", dest="jobs", type=_positive_int, help="processes (default: CPU count)"
+    )
     apply.add_argument("--force", action="store_true", help="relabel shards already labelled by these models")
     apply.add_argument(
         "--student",

@@ -162,3 +162,11 @@ def test_http_requests_are_not_logged_without_verbose(tmp_path: Path) -> None:
 
     main(["query", str(tmp_path), "SELECT 1"])
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--jobs"])
+def test_annotate_apply_takes_workers_like_every_command_and_jobs_as_its_old_name(flag: str) -> None:
+    from pmcurate.cli import build_parser
+
+    args = build_parser().parse_args(["annotate", "apply", "build/x", flag, "3"])
+    assert args.jobs == 3
