@@ -680,10 +680,9 @@ def _configure_output(args: argparse.Namespace) -> None:
 def clean_error(exc: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit status for an error a user can act on; None for a bug.
 
-    pmcurate's own exception classes carry messages written for users: input mistakes
-    (``ValueError`` subclasses, status 2) and failures of the machine or the network (others,
-    status 1: a rerun resumes). DuckDB errors are SQL the user wrote; transport errors that escape
-    a stage are the network's."""
+    pmcurate's own exception classes carry messages written for users (status 2). A transport
+    failure (``FetchError``, or an httpx error that escapes a stage) and a full disk are not the
+    user's input: status 1, and a rerun resumes. DuckDB errors are SQL the user wrote."""
     if isinstance(exc, UserError):
         return str(exc), 2
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -695,7 +694,7 @@ def clean_error(exc: BaseException) -> tuple[str, int] | None:
     if type(exc).__name__ == "FetchError":  # a transport failure: nothing is lost, a rerun resumes
         return f"cannot fetch {message}; check the network, then run the same command again to resume", 1
     if type(exc).__module__.startswith("pmcurate."):
-        return message, 2 if isinstance(exc, ValueError) else 1
+        return message, 2
     duckdb = sys.modules.get("duckdb")
     if duckdb is not None and isinstance(exc, duckdb.Error):
         return f"SQL error: {message}", 2
