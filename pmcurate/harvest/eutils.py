@@ -326,7 +326,7 @@ class EutilsHarvest:
                         SOURCE,
                         uri,
                         "no_full_text",
-                        "the publisher does not allow XML full text",
+                        f"{item.pmcid}: the publisher does not allow XML full text",
                         article_id=item.pmcid,
                     )
                 )
@@ -341,7 +341,7 @@ class EutilsHarvest:
                     SOURCE,
                     f"{self.base_url}/efetch.fcgi?db=pmc&id={missing}",
                     "not_returned",
-                    "efetch returned no article for this id",
+                    f"efetch returned no article for PMC{missing}",
                     article_id=f"PMC{missing}",
                 )
             )

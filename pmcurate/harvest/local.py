@@ -334,8 +334,9 @@ def _quarantine_record(
 
 
 def reason_code(error_type: str) -> str:
-    """``TooLarge`` → ``too_large``: the short quarantine reason of an error class name."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", error_type).lower()
+    """``TooLarge`` → ``too_large``, ``EOFError`` → ``eof_error``: the short quarantine reason of an
+    error class name."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", error_type).lower()
 
 
 def drop_duplicates_across_shards(build: Path, tasks: list[Task]) -> dict[str, int]:

@@ -342,7 +342,7 @@ class PmcHarvest:
                         SOURCE,
                         f"metadata/{pmcid}.",
                         "not_found",
-                        "no version in the bucket",
+                        f"{pmcid}: no version under metadata/{pmcid}. in the bucket",
                         article_id=pmcid,
                         stage="select",
                     )

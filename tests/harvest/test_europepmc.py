@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from pmcurate import cli
 from pmcurate.harvest import europepmc
 from pmcurate.harvest.fetch import HarvestInterrupted
 from tests.harvest.netutil import FAST, rows
@@ -22,6 +23,7 @@ from tests.servers.corpus import (
     without_ids,
 )
 from tests.servers.faulty import FAULTS, FaultyServer
+from tests.servers.s3 import free_port
 
 CC_BY_XML = fixture_articles()["PMC5828200"]  # its XML says CC BY 3.0
 
@@ -154,3 +156,13 @@ def test_with_20_percent_of_requests_failing_every_article_is_present_exactly_on
     assert summary.retries >= sum(faults.values())  # every fault cost a retry (a slow machine may add more)
     [counts] = rows(tmp_path, "paragraphs", "count(*) AS n, count(DISTINCT paragraph_id) AS distinct_ids")
     assert counts["n"] == counts["distinct_ids"] > 0
+
+
+def test_a_closed_port_fails_with_one_line_and_a_non_zero_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}{EuropePmcApp.PREFIX}"
+    argv = ["harvest", "europepmc", "--query", "OPEN_ACCESS:Y", "--out", str(tmp_path), "--base-url", closed]
+    assert cli.main([*argv, "--retries", "1", "--timeout", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pmcurate: error: ") and "transport" in err[0]

@@ -13,6 +13,7 @@ from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, HarvestInterr
 from tests.harvest.netutil import rows
 from tests.servers.corpus import EutilsApp, corpus, recorded
 from tests.servers.faulty import FAULTS, FaultyServer
+from tests.servers.s3 import free_port
 
 KEYED = FetchConfig(rate=10.0, retries=8, backoff=0.01, max_backoff=0.05, timeout=0.3)
 
@@ -222,3 +223,13 @@ def test_cli_refuses_a_rate_above_the_ceiling_as_a_user_error(tmp_path: Path) ->
     ids.write_text("PMC1\n")
     argv = ["harvest", "eutils", "--ids", str(ids), "--out", str(tmp_path / "b"), "--rate", "5"]
     assert cli.main(argv) == 2
+
+
+def test_a_closed_port_fails_with_one_line_and_a_non_zero_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}{EutilsApp.PREFIX}"
+    argv = ["harvest", "eutils", "--query", "malaria", "--out", str(tmp_path), "--base-url", closed]
+    assert cli.main([*argv, "--retries", "1", "--timeout", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pmcurate: error: ") and "transport" in err[0]
