@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,6 +139,7 @@ def settle_versions(
     names = sorted(completed_shards(build) if shards is None else set(shards) & completed_shards(build))
     winners: dict[str, tuple[Any, ...]] = {}
     holders: dict[str, set[str]] = {}
+    copies: Counter[tuple[str, str]] = Counter()
     for name in names:
         rows = pq.read_table(
             shard_path(build, "articles", name), columns=["article_id", "version", "harvested_at"]
@@ -148,8 +150,12 @@ def settle_versions(
             rank = (version, recency, name, index)
             article_id = row["article_id"]
             holders.setdefault(article_id, set()).add(name)
+            copies[article_id, name] += 1
             if article_id not in winners or rank > winners[article_id]:
                 winners[article_id] = rank
+    for (article_id, name), count in copies.items():
+        if count > 1:  # only shards written before write_parsed kept one copy: rows cannot be told apart
+            log.warning("shard %s holds %d copies of %s; left as they are", name, count, article_id)
     losers: dict[str, set[str]] = {}
     for article_id, shard_names in holders.items():
         for name in shard_names - {winners[article_id][2]}:
