@@ -95,6 +95,11 @@ def add_harvest_network(sources: argparse._SubParsersAction) -> None:
     pmc.add_argument("--license", metavar="SEL", help="commercial, noncommercial or codes (CC BY,CC0…)")
     pmc.add_argument("--media", action="store_true", help="also fetch figure images (MD5-verified)")
     pmc.add_argument("--skip-retracted", action="store_true", help="do not harvest retracted articles")
+    pmc.add_argument(
+        "--include-manuscripts",
+        action="store_true",
+        help="also harvest author manuscripts (is_pmc_openaccess false, license TDM), left out by default",
+    )
     _network_options(pmc, "https://pmc-oa-opendata.s3.amazonaws.com", rate=10.0)
     pmc.set_defaults(func=_harvest_pmc)
 
@@ -176,6 +181,7 @@ def _harvest_pmc(args: argparse.Namespace) -> int:
         limit=args.limit,
         media=args.media,
         skip_retracted=args.skip_retracted,
+        include_manuscripts=args.include_manuscripts,
         batch_size=args.batch_size,
         fetch=_fetch_config(args, 10.0),
     )
@@ -677,12 +683,16 @@ def _configure_output(args: argparse.Namespace) -> None:
         os.environ["TQDM_DISABLE"] = "1"  # inherited by worker processes
 
 
+RESUMABLE = ("HarvestInterrupted", "BuildInterrupted")
+"""pmcurate errors that stop a run for a reason outside its input; their messages say how to resume."""
+
+
 def clean_error(exc: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit status for an error a user can act on; None for a bug.
 
     pmcurate's own exception classes carry messages written for users (status 2). A transport
-    failure (``FetchError``, or an httpx error that escapes a stage) and a full disk are not the
-    user's input: status 1, and a rerun resumes. DuckDB errors are SQL the user wrote."""
+    failure (``HarvestInterrupted``, ``FetchError``, an httpx error that escapes a stage) and a full
+    disk are not the user's input: status 1, and a rerun resumes. DuckDB errors are SQL the user wrote."""
     if isinstance(exc, UserError):
         return str(exc), 2
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -691,7 +701,9 @@ def clean_error(exc: BaseException) -> tuple[str, int] | None:
             " and run the same command again, it resumes where it stopped"
         ), 1
     message = " ".join(str(exc).split())
-    if type(exc).__name__ == "FetchError":  # a transport failure: nothing is lost, a rerun resumes
+    if type(exc).__name__ in RESUMABLE:  # the service or the network, not the input: a rerun resumes
+        return message, 1
+    if type(exc).__name__ == "FetchError":
         return f"cannot fetch {message}; check the network, then run the same command again to resume", 1
     if type(exc).__module__.startswith("pmcurate."):
         return message, 2

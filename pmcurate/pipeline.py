@@ -65,6 +65,10 @@ class BuildError(ValueError):
     """A build that cannot go on for a reason the user can fix; the message says which step and why."""
 
 
+class BuildInterrupted(RuntimeError):
+    """A build stopped by its services (unreachable, failing): finished work is kept, a rerun resumes."""
+
+
 @dataclass
 class StepReport:
     """One step of a build: whether it ran, how long it took, what it counted and dropped."""
@@ -395,7 +399,7 @@ def _task_key(shard: str) -> str:
 def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepReport:
     """Adapter to the network harvesters; they skip finished shards themselves, so it always runs."""
     from pmcurate.harvest import europepmc, eutils, pmc
-    from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, read_id_file
+    from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, HarvestInterrupted, read_id_file
 
     ids = tuple(read_id_file(source.ids)) if source.ids else ()
     batch = {"batch_size": source.batch_size} if source.batch_size else {}
@@ -435,6 +439,8 @@ def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepRepor
             summary = eutils.harvest(options)
     except HarvestInputError as exc:
         raise BuildError(f"harvest {source.kind} (sources #{index}): {exc}") from None
+    except HarvestInterrupted as exc:
+        raise BuildInterrupted(f"harvest {source.kind} (sources #{index}): {exc}") from None
     return StepReport(
         f"harvest:{source.kind}#{index}",
         "ran",
