@@ -32,7 +32,7 @@ from typing import Any
 
 from lxml import etree
 
-from pmcurate.harvest.licenses import commercial_use, normalize_license
+from pmcurate.harvest.licenses import commercial_use, normalize_license, states_a_license
 
 
 class JatsError(ValueError):
@@ -830,11 +830,27 @@ def _ids(meta: etree._Element | None) -> dict[str, str]:
     if meta is None:
         return ids
     for el in meta.iterfind("article-id"):
+        if (
+            "version" in (el.get("specific-use") or "").lower()
+        ):  # eLife's DOI of one version, not the article's
+            continue
         kind = (el.get("pub-id-type") or "").strip().lower()
         value = _norm("".join(el.itertext()))
+        if kind == "doi":
+            value = normalize_doi(value) or ""
         if kind and value and kind not in ids:
             ids[kind] = value
     return ids
+
+
+_DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)
+
+
+def normalize_doi(value: str | None) -> str | None:
+    """``https://doi.org/10.1/x``, ``doi:10.1/x``, `` 10.1/x `` → ``10.1/x``; None when empty."""
+    if not value:
+        return None
+    return _DOI_PREFIX.sub("", value.strip()).strip() or None
 
 
 def normalize_pmcid(value: str | None) -> tuple[str | None, int | None]:
@@ -999,9 +1015,11 @@ def _aff_text(aff: etree._Element) -> str | None:
     return _norm("".join(parts)).strip(" ,;") or None
 
 
-def _license(meta: etree._Element) -> tuple[str | None, str | None, str | None]:
+def _license(article: etree._Element, meta: etree._Element) -> tuple[str | None, str | None, str | None]:
     """(code, url, license text) from ``permissions``; older NLM files state the license only in a
-    ``copyright-statement`` (inside ``permissions`` or directly in ``article-meta``)."""
+    ``copyright-statement`` (inside ``permissions`` or directly in ``article-meta``), and some
+    publishers (Springer/Adis: "Open Access This article is distributed under the terms of the
+    Creative Commons Attribution Noncommercial License…") only in ``ack`` or ``notes``."""
     permissions = meta.find("permissions")
     holder = permissions if permissions is not None else meta
     urls: list[str] = [_norm("".join(ref.itertext())) for ref in holder.iter(ALI_LICENSE_REF)]
@@ -1015,16 +1033,45 @@ def _license(meta: etree._Element) -> tuple[str | None, str | None, str | None]:
         texts.append(element_text(lic))
     text = " ".join(t for t in texts if t) or None
     code, url = normalize_license(urls, types[0] if types else None, text)
-    statement = _text_of(holder.find("copyright-statement"))
-    if code in (None, "other") and statement and _STATES_A_LICENSE.search(statement):
+    if code not in (None, "other"):
+        return code, url, text
+    for statement in _license_statements(article, holder):
         from_statement, statement_url = normalize_license(None, None, statement)
-        if from_statement != "other":
-            code, url, text = from_statement, statement_url or url, text or statement
+        if from_statement not in (None, "other"):
+            return from_statement, statement_url or url, text or statement
     return code, url, text
 
 
+_LICENSE_PLACES = (
+    "back/ack",
+    "back/notes",
+    "back/fn-group/fn",
+    "front/notes",
+    "front/article-meta/author-notes/fn",
+)
+
+
+def _license_statements(article: etree._Element, holder: etree._Element) -> Iterator[str]:
+    """Prose that may state the license outside ``license``: the copyright statement, then
+    acknowledgements and notes, each only when it reads like a license grant."""
+    statement = holder.find("copyright-statement")
+    if statement is not None and states_a_license(text := element_text(statement)):
+        yield text
+    for where in _LICENSE_PLACES:
+        for el in article.iterfind(where):
+            text = element_text(el)
+            if states_a_license(text) and _GRANTS_THIS_ARTICLE.search(text):
+                yield text
+
+
+# An acknowledgement may mention a license of something else ("images from Wikimedia under a
+# Creative Commons license"); a grant for the article itself names it.
+_GRANTS_THIS_ARTICLE = re.compile(
+    r"\b(?:this|the)\s+(?:article|work|paper|file|manuscript)\b|\bopen\s+access\b", re.IGNORECASE
+)
+
+
 _RDF_RESOURCE = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}resource"
-_STATES_A_LICENSE = re.compile(r"creative commons|public domain", re.I)
 
 
 def _retraction(
@@ -1048,6 +1095,42 @@ def _retraction(
     return retracted, notice, related
 
 
+def _article_key(
+    article: etree._Element, ids: dict[str, str], pmcid: str | None, journal_meta: etree._Element | None
+) -> tuple[str, str]:
+    """The article's key and where it came from (``id_source``).
+
+    PMCID, then ``doi:<doi>``, then ``pmid:<pmid>``, then ``publisher-id:<journal>/<id>`` (a
+    publisher's own id means something only with its journal), then ``sha256:<hash>`` of the
+    article's XML: an article is never dropped for want of an id.
+    """
+    if pmcid:
+        return pmcid, "pmcid"
+    if ids.get("doi"):
+        return f"doi:{ids['doi'].lower()}", "doi"
+    if ids.get("pmid"):
+        return f"pmid:{ids['pmid']}", "pmid"
+    journal = _journal_key(journal_meta)
+    if ids.get("publisher-id") and journal:
+        return f"publisher-id:{journal}/{ids['publisher-id']}", "publisher-id"
+    return f"sha256:{hashlib.sha256(etree.tostring(article)).hexdigest()}", "content"
+
+
+def _journal_key(journal_meta: etree._Element | None) -> str | None:
+    """The journal's own id (publisher's, then NLM's, then any), else an ISSN, else its title."""
+    if journal_meta is None:
+        return None
+    by_type = {j.get("journal-id-type"): _norm(j.text or "") for j in journal_meta.iterfind("journal-id")}
+    for kind in ("publisher-id", "nlm-ta", "iso-abbrev", *by_type):
+        if by_type.get(kind):
+            return by_type[kind]
+    issn = journal_meta.findtext("issn")
+    title = journal_meta.findtext("journal-title-group/journal-title") or journal_meta.findtext(
+        "journal-title"
+    )
+    return _norm(issn or title or "") or None
+
+
 def _article_row(
     article: etree._Element, source_uri: str, sha: str
 ) -> tuple[dict[str, Any], etree._Element | None]:
@@ -1059,18 +1142,11 @@ def _article_row(
     ids = _ids(meta)
     pmcid, version = _article_ids(ids)
     doi = ids.get("doi")
-    if pmcid:
-        article_id = pmcid
-    elif doi:
-        article_id = f"doi:{doi.lower()}"
-    elif ids.get("pmid"):
-        article_id = f"pmid:{ids['pmid']}"
-    else:
-        raise JatsError(f"{source_uri or '<bytes>'}: article has no PMCID, DOI or PMID to key it by")
+    article_id, id_source = _article_key(article, ids, pmcid, journal_meta)
     article_type = article.get("article-type")
     dates, pub_date, pub_year = _dates(meta)
     abstracts = _abstracts(meta)
-    code, license_url, license_text = _license(meta)
+    code, license_url, license_text = _license(article, meta)
     retracted, notice, related = _retraction(article, meta, article_type)
     journal = abbrev = publisher = None
     issn: list[str] = []
@@ -1085,6 +1161,7 @@ def _article_row(
         publisher = _text_of(journal_meta.find("publisher/publisher-name"))
     row = {
         "article_id": article_id,
+        "id_source": id_source,
         "pmcid": pmcid,
         "version": version,
         "pmid": ids.get("pmid"),
