@@ -192,7 +192,8 @@ def test_mathml_outside_a_paragraph_is_still_skipped(fixture_path: FixturePath) 
 MEETING_ABSTRACTS = b"""<article xmlns:xlink="http://www.w3.org/1999/xlink" article-type="abstract">
 <front><journal-meta><journal-title-group><journal-title>BMC Proceedings</journal-title>
 </journal-title-group></journal-meta><article-meta><article-id pub-id-type="pmc">3000001</article-id>
-<title-group><article-title>Abstracts of the annual meeting</article-title></title-group></article-meta></front>
+<title-group><article-title>Abstracts of the annual meeting</article-title></title-group>
+</article-meta></front>
 <body/>
 <sub-article article-type="abstract" id="A1"><front-stub><title-group><article-title>A1 Gut microbes
 </article-title></title-group></front-stub><body><sec><title>Background</title>
