@@ -1,6 +1,6 @@
 """JATS from the whole world (issue 16): one class of damaged text or lost article per test group.
 
-Each test reads a real article (``tests/data/jats`` and ``tests/data/jats/wild``, provenance in
+Each test reads a real article (``tests/data/jats`` and ``tests/data/jats-wild``, provenance in
 their PROVENANCE.md) or a real article reduced or reshaped in memory to the one feature under test
 (the reshaping is said beside each). The classes, in the issue's order: floats nested in ``<p>``,
 superscripts and citations, formulas, default namespaces, foreign-namespace containers, articles
@@ -35,6 +35,11 @@ def joined(article: jats.ParsedArticle) -> str:
 
 def fixture_bytes(fixture_path: FixturePath, name: str) -> bytes:
     return fixture_path(f"jats/{name}").read_bytes()
+
+
+def fixture_path_bytes(fixture_path: FixturePath, name: str) -> bytes:
+    """A file under ``tests/data`` (``jats-wild/…``: kept out of ``jats/``, which other tests harvest)."""
+    return fixture_path(name).read_bytes()
 
 
 # --- 1. floats nested in <p> leave the paragraph ----------------------------------------------------
@@ -139,7 +144,7 @@ def test_mathml_tokens_do_not_glue_into_words(source_articles: Callable) -> None
 
 def test_nlm_2_namespaced_oai_record_is_read(fixture_path: FixturePath) -> None:
     """PMC3902907 as PMC's OAI service served it: ``xmlns="http://dtd.nlm.nih.gov/2.0/xsd/archivearticle"``."""
-    [article] = jats.parse(fixture_bytes(fixture_path, "wild/PMC3902907-oai-nlm2.xml"))
+    [article] = jats.parse(fixture_path_bytes(fixture_path, "jats-wild/PMC3902907-oai-nlm2.xml"))
     assert article.article["article_id"] == "PMC3902907"
     assert article.article["pmid"] == "24106086" and article.article["doi"] == "10.1093/nar/gkt903"
     assert article.article["journal"] == "Nucleic Acids Research"
@@ -147,7 +152,7 @@ def test_nlm_2_namespaced_oai_record_is_read(fixture_path: FixturePath) -> None:
 
 
 def test_text_reading_xmlns_is_not_a_namespace(fixture_path: FixturePath) -> None:
-    data = fixture_bytes(fixture_path, "wild/PMC3902907-oai-nlm2.xml").replace(
+    data = fixture_path_bytes(fixture_path, "jats-wild/PMC3902907-oai-nlm2.xml").replace(
         b"typically at U-rich sites", b'typically at sites xmlns="urn:x" say'
     )
     [article] = jats.parse(data)
@@ -160,7 +165,7 @@ def test_text_reading_xmlns_is_not_a_namespace(fixture_path: FixturePath) -> Non
 def taxon_treatment(fixture_path: FixturePath) -> bytes:
     """ZooKeys 100:171 (TaxPub) with its methods section written as a TaxPub treatment section, the
     way Pensoft's treatments hold their paragraphs (``tp:taxon-treatment/tp:treatment-sec/p``)."""
-    data = fixture_bytes(fixture_path, "wild/zookeys.100.1525-reduced.xml")
+    data = fixture_path_bytes(fixture_path, "jats-wild/zookeys.100.1525-reduced.xml")
     data = data.replace(
         b'<sec sec-type="The lizard Podarcis sicula">',
         b'<tp:taxon-treatment><tp:treatment-sec sec-type="The lizard Podarcis sicula">',
@@ -178,7 +183,7 @@ def test_taxpub_treatment_paragraphs_are_extracted(fixture_path: FixturePath) ->
 
 
 def test_taxon_names_inside_a_paragraph_are_text(fixture_path: FixturePath) -> None:
-    [article] = jats.parse(fixture_bytes(fixture_path, "wild/zookeys.100.1525-reduced.xml"))
+    [article] = jats.parse(fixture_path_bytes(fixture_path, "jats-wild/zookeys.100.1525-reduced.xml"))
     assert "natural insect predators: Crocidura leucodon (Hermann, 1780)" in joined(article)
 
 
@@ -354,6 +359,8 @@ def test_a_document_over_the_depth_limit_is_refused_without_huge_text() -> None:
 
 def test_parsed_tree_has_no_namespace_on_jats_elements(fixture_path: FixturePath) -> None:
     root = etree.fromstring(
-        jats._without_default_namespaces(fixture_bytes(fixture_path, "wild/PMC3902907-oai-nlm2.xml"))
+        jats._without_default_namespaces(
+            fixture_path_bytes(fixture_path, "jats-wild/PMC3902907-oai-nlm2.xml")
+        )
     )
     assert {etree.QName(el).namespace for el in root.iter() if isinstance(el.tag, str)} == {None}
