@@ -104,3 +104,12 @@ def test_subset_has_the_rows_of_the_single_process_engine(
 ) -> None:
     root = tmp_path_factory.getbasetemp() / "same-outputs"
     assert make_case(root, case) == recorded[case]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_many_small_partitions_write_the_same_rows(
+    case: str, recorded: dict[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # ranges of ~60 rows: articles, label buckets, key buckets and pairs spread over many tasks
+    root = tmp_path_factory.getbasetemp() / "same-outputs-partitioned"
+    assert make_case(root, case, partition_rows=60) == recorded[case]
