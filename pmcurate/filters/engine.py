@@ -304,7 +304,7 @@ def label_join_task(args: tuple[Job, int]) -> int:
 
 
 def judge_task(args: tuple[Job, int]) -> tuple[int, int]:
-    """Evaluate the rules on range ``r`` (local positions from 0); its row count and rows kept."""
+    """Evaluate the rules on range ``r`` (local positions from 0); ``r`` and its row count."""
     job, r = args
     con = connect_range(job, r)
     try:
@@ -313,12 +313,10 @@ def judge_task(args: tuple[Job, int]) -> tuple[int, int]:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "judged.parquet"
         con.execute(f"COPY (SELECT * FROM judged ORDER BY seq) TO {views.quote(str(path))} (FORMAT parquet)")
-        n, kept = con.execute("SELECT count(*), count(*) FILTER (WHERE rule IS NULL) FROM judged").fetchall()[
-            0
-        ]
+        n = con.execute("SELECT count(*) FROM judged").fetchall()[0][0]
     finally:
         con.close()
-    return int(n), int(kept)
+    return r, int(n)
 
 
 # ---------------------------------------------------------------- 4a. exact dedup
@@ -656,7 +654,7 @@ def run(
     job = replace(job, boundaries=boundaries(samples, partition_rows))
     _scatter(job, runner, progress)
     judged = _map(runner, judge_task, [(job, r) for r in range(job.ranges)], "subset: rules", progress)
-    sizes = [n for n, _ in judged]
+    sizes = [n for _, n in sorted(judged)]  # tasks finish in any order
     job = replace(job, offsets=tuple(int(v) for v in np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))))
     summary: dict[str, object] = {"kinds": list(dedup)}
     for kind in dedup:

@@ -357,7 +357,7 @@ MANIFEST_KEYS = frozenset(
 
 
 def make_subset_from_config(
-    build: str | os.PathLike[str], name: str, config: Mapping[str, object]
+    build: str | os.PathLike[str], name: str, config: Mapping[str, object], executor: Executor | None = None
 ) -> SubsetResult:
     """Make a subset described by one ``[subsets.NAME]`` table of a manifest::
 
@@ -390,12 +390,16 @@ def make_subset_from_config(
             num_perm=int(config.get("num_perm", 128)),  # type: ignore[call-overload]
         ),
         upsample={str(k): int(v) for k, v in upsample.items()},
+        executor=executor,
         progress=True,
     )
 
 
 def make_subsets_from_manifest(
-    build: str | os.PathLike[str], manifest: str | os.PathLike[str], names: Sequence[str] | None = None
+    build: str | os.PathLike[str],
+    manifest: str | os.PathLike[str],
+    names: Sequence[str] | None = None,
+    executor: Executor | None = None,
 ) -> list[SubsetResult]:
     """Make the subsets of a TOML manifest's ``[subsets.*]`` tables (all, or those in ``names``)."""
     import tomllib
@@ -410,4 +414,4 @@ def make_subsets_from_manifest(
         raise SubsetError(
             f"{manifest}: no [subsets.{(missing or ['NAME'])[0]}] table (has: {', '.join(tables) or 'none'})"
         )
-    return [make_subset_from_config(build, name, tables[name]) for name in (names or list(tables))]
+    return [make_subset_from_config(build, name, tables[name], executor) for name in (names or list(tables))]
