@@ -38,7 +38,8 @@ def paragraph_view(build: Path) -> tuple[list[str], list[tuple]]:
     views.create_views(con, "paragraphs")
     names = views.columns(con, "paragraph_rows")
     rows = con.execute(
-        "SELECT id, language, labels.language, labels.document_type, document_type FROM paragraph_rows ORDER BY id"
+        "SELECT id, language, labels.language, labels.document_type, document_type"
+        " FROM paragraph_rows ORDER BY id"
     ).fetchall()
     con.close()
     return names, rows
