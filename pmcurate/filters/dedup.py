@@ -1,21 +1,17 @@
 """Duplicate detection: exact (normalized-text hash) and near (MinHash LSH over word shingles).
 
-Exact duplicates: every row gets a 128-bit hash of its normalized text (``exact_keys``: Polars,
-vectorized, about 100,000 paragraphs a second) and DuckDB keeps the first row of each hash group,
-in the subset's row order. Near duplicates (``near_duplicates``):
+The primitives here are shared by the subset engine (``engine.py``), which runs them partition by
+partition on an executor, and by ``near_duplicates``, which runs them over one stream of texts:
 
-1. Rows stream through in batches; each batch's texts become 3-word shingle hashes (vectorized with
-   Polars and NumPy), then MinHash signatures computed by ``rensa`` (Rust).
-2. Signatures are appended to a file on disk, and each signature's LSH band keys to one file per
-   band. Nothing proportional to the corpus stays in memory while streaming.
-3. Band by band, the keys (8 bytes a row: 80 MB for 10M rows) are sorted; rows sharing a key are
-   candidate pairs. Each candidate pair is verified against the threshold with the signatures
-   (memory-mapped), and verified pairs are joined into clusters (connected components). The
-   representative of a cluster is its first row, so results depend only on the row order.
-
-Memory therefore grows with one band's keys and the candidate pairs, not with the signatures
-(memory-mapped file pages, which the kernel can drop): measured on 10M paragraphs, a whole subset
-run with exact and near dedup peaked at 7.5 GB RSS, DuckDB's 4 GB budget included.
+- ``exact_keys``: a 128-bit hash of each normalized text (Polars, vectorized, about 100,000
+  paragraphs a second); the first row of each key, in the subset's order, is kept.
+- ``signatures``: each text's 3-word shingle hashes (Polars and NumPy), then its MinHash signature
+  computed by ``rensa`` (Rust); ``band_keys``: one key per LSH band (``lsh_bands`` picks the bands
+  for the threshold).
+- ``candidate_pairs``: rows sharing a band key; ``verified``: the pairs whose signatures agree on
+  at least the threshold; ``components``: verified pairs joined into clusters, each labelled by its
+  first row. The representative of a cluster is its first row, so results depend only on the row
+  order.
 """
 
 from __future__ import annotations
@@ -297,10 +293,12 @@ def near_duplicates(
     *,
     workdir: str | Path | None = None,
 ) -> NearDuplicates:
-    """Find near-duplicate texts among all texts of ``batches`` (streamed, in order).
+    """Find near-duplicate texts among all texts of ``batches`` (streamed, in order), in one process.
 
-    Work files (signatures, band keys) go to a temporary folder inside ``workdir`` and are removed
-    at the end.
+    Signatures are appended to a file and band keys to one file per band, in a temporary folder
+    inside ``workdir`` (removed at the end); then, band by band, keys are sorted into candidate
+    pairs, which are verified on the memory-mapped signatures. Memory grows with one band's keys and
+    the candidate pairs; subsets use the partitioned form in ``engine.py``, bounded by a partition.
     """
     config = config or NearDupConfig()
     with tempfile.TemporaryDirectory(prefix="pmcurate-dedup-", dir=workdir) as tmp:
