@@ -88,6 +88,11 @@ def add_harvest_network(sources: argparse._SubParsersAction) -> None:
     pmc.add_argument("--license", metavar="SEL", help="commercial, noncommercial or codes (CC BY,CC0…)")
     pmc.add_argument("--media", action="store_true", help="also fetch figure images (MD5-verified)")
     pmc.add_argument("--skip-retracted", action="store_true", help="do not harvest retracted articles")
+    pmc.add_argument(
+        "--include-manuscripts",
+        action="store_true",
+        help="also harvest author manuscripts (is_pmc_openaccess false, license TDM), left out by default",
+    )
     _network_options(pmc, "https://pmc-oa-opendata.s3.amazonaws.com", rate=10.0)
     pmc.set_defaults(func=_harvest_pmc)
 
@@ -148,7 +153,7 @@ def _fetch_config(args: argparse.Namespace, default_rate: float) -> FetchConfig:
 
 
 def _run_harvest(harvest: Callable[[Any], Any], options: Any) -> int:
-    from pmcurate.harvest.fetch import HarvestInputError
+    from pmcurate.harvest.fetch import HarvestInputError, HarvestInterrupted
 
     if not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request: only with -v
@@ -156,6 +161,9 @@ def _run_harvest(harvest: Callable[[Any], Any], options: Any) -> int:
         summary = harvest(options)
     except HarvestInputError as exc:
         raise UserError(str(exc)) from None
+    except HarvestInterrupted as exc:  # the service, not the input: exit 1, the next run resumes
+        print(f"pmcurate: error: {exc}", file=sys.stderr)
+        return 1
     print(summary.line())
     return 0
 
@@ -184,6 +192,7 @@ def _harvest_pmc(args: argparse.Namespace) -> int:
         limit=args.limit,
         media=args.media,
         skip_retracted=args.skip_retracted,
+        include_manuscripts=args.include_manuscripts,
         batch_size=args.batch_size,
         fetch=_fetch_config(args, 10.0),
     )

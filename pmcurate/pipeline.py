@@ -395,7 +395,7 @@ def _task_key(shard: str) -> str:
 def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepReport:
     """Adapter to the network harvesters; they skip finished shards themselves, so it always runs."""
     from pmcurate.harvest import europepmc, eutils, pmc
-    from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, read_id_file
+    from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, HarvestInterrupted, read_id_file
 
     ids = tuple(read_id_file(source.ids)) if source.ids else ()
     batch = {"batch_size": source.batch_size} if source.batch_size else {}
@@ -433,7 +433,7 @@ def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepRepor
                 **base,
             )
             summary = eutils.harvest(options)
-    except HarvestInputError as exc:
+    except (HarvestInputError, HarvestInterrupted) as exc:
         raise BuildError(f"harvest {source.kind} (sources #{index}): {exc}") from None
     return StepReport(
         f"harvest:{source.kind}#{index}",
