@@ -413,34 +413,43 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
         metavar="RULE=FACTOR",
         help="write rows matching RULE FACTOR times (repeatable), e.g. mostly_clinical=10",
     )
+    filt.add_argument("--executor", choices=("local", "ray"), default="local",
+                      help="local process pool, or Ray tasks (RAY_ADDRESS, else a local Ray)")  # fmt: skip
+    filt.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
     filt.set_defaults(func=_filter)
 
 
 def _filter(args: argparse.Namespace) -> int:
     from pmcurate import progress
+    from pmcurate.executor import make_executor
     from pmcurate.filters.dedup import NearDupConfig
     from pmcurate.filters.subset import make_subset, make_subsets_from_manifest, parse_upsample_spec
 
-    if args.manifest:
-        names = [args.subset] if args.subset else None
-        results = make_subsets_from_manifest(args.build, args.manifest, names=names)
-    elif not args.subset:
+    if not args.manifest and not args.subset:
         raise UserError("give --subset NAME (or --manifest FILE)")
-    else:
-        results = [
-            make_subset(
-                args.build,
-                args.subset,
-                where=args.where,
-                rules=args.rule,
-                source=args.source,
-                unit=args.unit,
-                dedup=[kind.strip() for spec in args.dedup for kind in spec.split(",") if kind.strip()],
-                near=NearDupConfig(threshold=args.near_threshold, num_perm=args.num_perm),
-                upsample=[parse_upsample_spec(spec) for spec in args.upsample],
-                progress=progress.enabled(),
-            )
-        ]
+    executor = make_executor(args.executor, args.workers)
+    try:
+        if args.manifest:
+            names = [args.subset] if args.subset else None
+            results = make_subsets_from_manifest(args.build, args.manifest, names=names, executor=executor)
+        else:
+            results = [
+                make_subset(
+                    args.build,
+                    args.subset,
+                    where=args.where,
+                    rules=args.rule,
+                    source=args.source,
+                    unit=args.unit,
+                    dedup=[kind.strip() for spec in args.dedup for kind in spec.split(",") if kind.strip()],
+                    near=NearDupConfig(threshold=args.near_threshold, num_perm=args.num_perm),
+                    upsample=[parse_upsample_spec(spec) for spec in args.upsample],
+                    executor=executor,
+                    progress=progress.enabled(),
+                )
+            ]
+    finally:
+        executor.close()
     for result in results:
         print(
             f"{result.path}: {result.input_rows:,} rows in, {result.kept_rows:,} kept, "
