@@ -425,10 +425,14 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
         metavar="RULE=FACTOR",
         help="write rows matching RULE FACTOR times (repeatable), e.g. mostly_clinical=10",
     )
+    filt.add_argument("--executor", choices=("local", "ray"), default="local",
+                      help="local process pool, or Ray tasks (RAY_ADDRESS, else a local Ray)")  # fmt: skip
+    filt.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
     filt.set_defaults(func=_filter)
 
 
 def _filter(args: argparse.Namespace) -> int:
+    from pmcurate.executor import ExecutorError, make_executor
     from pmcurate.filters.dedup import NearDupConfig
     from pmcurate.filters.rules import RuleError
     from pmcurate.filters.subset import (
@@ -438,12 +442,16 @@ def _filter(args: argparse.Namespace) -> int:
         parse_upsample_spec,
     )
 
+    if not args.manifest and not args.subset:
+        raise UserError("give --subset NAME (or --manifest FILE)")
+    try:
+        executor = make_executor(args.executor, args.workers)
+    except ExecutorError as exc:
+        raise UserError(str(exc)) from None
     try:
         if args.manifest:
             names = [args.subset] if args.subset else None
-            results = make_subsets_from_manifest(args.build, args.manifest, names=names)
-        elif not args.subset:
-            raise UserError("give --subset NAME (or --manifest FILE)")
+            results = make_subsets_from_manifest(args.build, args.manifest, names=names, executor=executor)
         else:
             results = [
                 make_subset(
@@ -456,11 +464,14 @@ def _filter(args: argparse.Namespace) -> int:
                     dedup=[kind.strip() for spec in args.dedup for kind in spec.split(",") if kind.strip()],
                     near=NearDupConfig(threshold=args.near_threshold, num_perm=args.num_perm),
                     upsample=[parse_upsample_spec(spec) for spec in args.upsample],
+                    executor=executor,
                     progress=True,
                 )
             ]
     except (SubsetError, RuleError) as exc:
         raise UserError(str(exc)) from None
+    finally:
+        executor.close()
     for result in results:
         print(
             f"{result.path}: {result.input_rows:,} rows in, {result.kept_rows:,} kept, "
