@@ -55,6 +55,7 @@ class SourceSpec:
     license: str | None = None
     media: bool = False
     skip_retracted: bool = False
+    include_manuscripts: bool = False
     limit: int | None = None
     base_url: str | None = None
     batch_size: int | None = None
@@ -357,6 +358,7 @@ def _source(path: Path, index: int, raw: Any) -> SourceSpec:
             all=t.boolean("all", False),
             media=t.boolean("media", False),
             skip_retracted=t.boolean("skip_retracted", False),
+            include_manuscripts=t.boolean("include_manuscripts", False),
             **common,
         )
         chosen = [k for k, v in (("ids", spec.ids), ("since", spec.since), ("all", spec.all)) if v]

@@ -415,6 +415,7 @@ def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepRepor
                 limit=source.limit,
                 media=source.media,
                 skip_retracted=source.skip_retracted,
+                include_manuscripts=source.include_manuscripts,
                 **batch,
                 **base,
             )

@@ -126,6 +126,15 @@ def test_pmc_source_needs_exactly_one_selection(tmp_path: Path) -> None:
     assert "exactly one of ids, since, all (got since, all)" in error(tmp_path, text)
 
 
+def test_pmc_source_may_include_author_manuscripts(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'kind = "local"\npaths = ["package:data/sample"]',
+        'kind = "pmc"\nall = true\ninclude_manuscripts = true',
+    )
+    [source] = load_manifest(write(tmp_path, text)).sources
+    assert (source.kind, source.include_manuscripts) == ("pmc", True)
+
+
 def test_secret_value_is_refused_without_echoing_it(tmp_path: Path) -> None:
     text = VALID.replace(
         '[teacher]\nkind = "labels"\nlabels = "package:data/labels/sample-paragraph-labels.jsonl"',

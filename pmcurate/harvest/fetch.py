@@ -225,15 +225,24 @@ class RawStore:
             raise ValueError(f"unsafe raw key {key!r}")
         return self.root.joinpath(*parts)
 
-    def read(self, key: str, md5: str | None = None) -> bytes | None:
-        """The stored bytes of ``key``, or None when absent or (with ``md5``) not matching it."""
+    def read(self, key: str, md5: str | None = None, *, published: bool = True) -> bytes | None:
+        """The stored bytes of ``key``, or None when absent or (with ``md5``) not matching it.
+
+        ``published`` False: ``md5`` is a listing's ETag, so a mismatch means the object changed
+        (or the listing lags), not that the file is damaged.
+        """
         path = self.path(key)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
         if md5 and md5_hex(data) != md5.lower():
-            log.warning("raw file %s fails its MD5 check; fetching it again", path)
+            if published:
+                log.warning("raw file %s fails its MD5 check; fetching it again", path)
+            else:
+                log.info(
+                    "raw file %s differs from the listing's ETag; fetching the object as it is now", path
+                )
             path.unlink(missing_ok=True)
             return None
         return data
@@ -333,7 +342,7 @@ class Fetcher:
         With ``key``, the verified body is stored before it is returned.
         """
         if key is not None and self.raw is not None:
-            data = self.raw.read(key, stored_md5 or md5)
+            data = self.raw.read(key, stored_md5 or md5, published=stored_md5 is None)
             if data is not None and _valid(data, validate):
                 self.stats.cached += 1
                 return data
