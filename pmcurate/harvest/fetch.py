@@ -467,15 +467,17 @@ class Fetcher:
 
 def _check_digests(body: bytes, md5: str | None, headers: httpx.Headers, etag_is_md5: bool) -> None:
     """Retry a body that differs from the MD5 published for it or sent with it."""
+    expected = [
+        ("expected MD5", md5.lower() if md5 else None),
+        ("Content-MD5", _content_md5(headers.get("content-md5"))),
+        ("ETag", plain_md5_etag(headers.get("etag")) if etag_is_md5 else None),
+    ]
+    if not any(value for _, value in expected):
+        return
     digest = md5_hex(body)
-    if md5 and digest != md5.lower():
-        raise _Retryable("checksum_mismatch", f"expected MD5 {md5}, got {digest}")
-    content_md5 = _content_md5(headers.get("content-md5"))
-    if content_md5 and digest != content_md5:
-        raise _Retryable("checksum_mismatch", f"Content-MD5 {content_md5}, got {digest}")
-    etag = plain_md5_etag(headers.get("etag")) if etag_is_md5 else None
-    if etag and digest != etag:
-        raise _Retryable("checksum_mismatch", f"ETag {etag}, got {digest}")
+    for what, value in expected:
+        if value and digest != value:
+            raise _Retryable("checksum_mismatch", f"{what} {value}, got {digest}")
 
 
 def plain_md5_etag(value: str | None) -> str | None:
