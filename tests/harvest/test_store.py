@@ -109,3 +109,35 @@ def test_remove_unfinished_deletes_only_unfinished_shards_with_the_prefix(
 def test_invalid_shard_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="invalid shard name"):
         store.write_parsed(tmp_path, name, [], source="local")
+
+
+def _version(version: int, text: str, article_id: str = "PMC1") -> jats.ParsedArticle:
+    paragraph = {"paragraph_id": f"{article_id}/body/p", "article_id": article_id, "text": text}
+    return jats.ParsedArticle({"article_id": article_id, "version": version}, [paragraph])
+
+
+def _texts(build: Path) -> list[str]:
+    return [r["text"] for p in schema.shard_paths(build, "paragraphs") for r in pq.read_table(p).to_pylist()]
+
+
+def test_settle_versions_keeps_only_the_newest_version_of_an_article(tmp_path: Path) -> None:
+    store.write_parsed(tmp_path, "new", [_version(2, "new text")], source="test")
+    store.write_parsed(tmp_path, "old", [_version(1, "old text")], source="test")
+    assert store.settle_versions(tmp_path)["articles"] == 1
+    assert _texts(tmp_path) == ["new text"]
+    assert store.settle_versions(tmp_path)["articles"] == 0
+
+
+def test_settle_versions_keeps_the_winner_when_both_versions_share_a_shard(tmp_path: Path) -> None:
+    store.write_parsed(tmp_path, "one", [_version(2, "new text"), _version(1, "old text")], source="test")
+    store.settle_versions(tmp_path)
+    rows = pq.read_table(tmp_path / "tables" / "articles" / "one.parquet").to_pylist()
+    assert [(r["article_id"], r["version"]) for r in rows] == [("PMC1", 2)]
+    assert _texts(tmp_path) == ["new text"]
+
+
+def test_settle_versions_breaks_a_version_tie_by_the_given_order(tmp_path: Path) -> None:
+    store.write_parsed(tmp_path, "a", [_version(1, "read first")], source="local")
+    store.write_parsed(tmp_path, "b", [_version(1, "read last")], source="local")
+    removed = store.settle_versions(tmp_path, order={"a": 1, "b": 0})
+    assert (removed["articles"], _texts(tmp_path)) == (1, ["read first"])
