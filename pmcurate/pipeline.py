@@ -677,6 +677,10 @@ def _apply_encoder(ctx: _Context) -> StepReport:
     spec = ctx.manifest.student
     assert spec is not None
     started = time.perf_counter()
+    wanted = {path.name for path in schema.shard_paths(ctx.build, "paragraphs")}
+    for orphan in schema.shard_paths(ctx.build, "labels"):  # labels of paragraphs shards now gone
+        if orphan.name not in wanted:
+            orphan.unlink()
     try:
         result = encoder.apply_encoder_student(
             ctx.build, device=spec.device, force=ctx.force, progress=ctx.progress

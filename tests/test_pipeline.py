@@ -209,3 +209,25 @@ def test_llm_teacher_labels_a_sample_once(tmp_path: Path, monkeypatch: pytest.Mo
         provenance["teacher"]["model"] == "test-model" and provenance["teacher"]["prompt_hash"] == PROMPT_HASH
     )
     assert "sk-test-key" not in (tmp_path / "build" / "provenance.json").read_text()
+
+
+def test_student_kind_distilled_labels_the_build_with_the_distilled_student(tmp_path: Path) -> None:
+    """[student] kind = "distilled": fastText, the encoder (tiny settings), distillation, then the
+    distilled student labels every paragraph; a second run redoes none of it."""
+    manifest = builds.write_manifest(tmp_path / "test.toml", builds.make_inputs(tmp_path / "inputs"))
+    text = manifest.read_text().replace(
+        "[student]\n", '[student]\nkind = "distilled"\ndevice = "cpu"\nepochs = 1\nmax_tokens = 32\n'
+    )
+    manifest.write_text(text)
+    build = tmp_path / "build"
+    result = run_build(load_manifest(manifest), build, workers=1, progress=False)
+    steps = {s.step: s.status for s in result.steps}
+    assert steps["annotate:train-encoder"] == steps["annotate:distill"] == "ran"
+    labels = builds.read_table(build, "labels")
+    assert labels.height == builds.read_table(build, "paragraphs").height
+    assert labels["annotator"].str.starts_with("distilled-").all()
+    provenance = json.loads(result.provenance.read_text())  # type: ignore[union-attr]
+    assert provenance["models"]["distilled"]["annotator"] == labels["annotator"][0]
+    assert provenance["models"]["encoder"]["annotator"].startswith("encoder-")
+    again = run_build(load_manifest(manifest), build, workers=1, progress=False)
+    assert {s.step: s.status for s in again.steps}["annotate:distill"] == "unchanged"
