@@ -166,7 +166,9 @@ def test_object_over_the_byte_cap_is_refused(server: FaultyServer) -> None:
     assert caught.value.reason == "too_large"
 
 
-def test_rate_limit_spaces_requests_to_one_host(server: FaultyServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rate_limit_spaces_requests_to_one_host(
+    server: FaultyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = FetchConfig(concurrency=8, rate=20.0, retries=0)
     passes = record_dispatches(monkeypatch)
 
