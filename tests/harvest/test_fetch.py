@@ -40,7 +40,7 @@ def app(path: str, query: dict[str, list[str]]) -> Reply:
 
 @pytest.fixture
 def server():
-    with FaultyServer(app, slow_seconds=1.0) as running:
+    with FaultyServer(app) as running:
         yield running
 
 
