@@ -24,10 +24,9 @@ import hashlib
 import html.entities
 import re
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from lxml import etree
@@ -60,6 +59,7 @@ XML_LANG = f"{{{XML_NS}}}lang"
 
 TAXPUB_NS = "http://www.plazi.org/taxpub"
 _DEFAULT_NS = re.compile(rb"""\sxmlns\s*=\s*(["'])([^"']*)\1""")
+_DEFAULT_NS_HINT = re.compile(rb"xmlns ?=")  # one scan instead of two ``in`` tests
 _NAMED_ENTITY = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)([A-Za-z][A-Za-z0-9]*);")
 _KNOWN_PREFIXES = {
     b"xlink": XLINK_NS,
@@ -228,8 +228,7 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
     """Parse safely; repair the two known defects of real files only when libxml2 reports them."""
     if not data or not data.strip():
         raise JatsError(f"{where}: empty document")
-    entity_at = data.find(b"<!ENTITY")
-    if entity_at >= 0 and data.find(b"<!DOCTYPE", 0, entity_at) >= 0:
+    if _may_declare_entities(data):
         raise _entities_refused(where)
     data = drop_reference_lists(_without_default_namespaces(data))
     parser = _parser()
@@ -258,6 +257,23 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
         if repaired is data:
             raise JatsError(f"{where}: not well-formed XML: {problem}")
         data = repaired
+
+
+def _may_declare_entities(data: bytes) -> bool:
+    """Whether a ``<!ENTITY`` follows the ``<!DOCTYPE`` (checked before parsing, on the bytes).
+
+    Entities are declared only in a DOCTYPE's internal subset (``[ … ]``): a DOCTYPE that plainly
+    has none (the usual ``<!DOCTYPE article PUBLIC "…" "….dtd">``) spares a scan of the whole
+    document; anything less plain is scanned.
+    """
+    doctype = data.find(b"<!DOCTYPE")
+    if doctype < 0:
+        return False
+    end = data.find(b">", doctype)
+    declaration = data[doctype:end] if end >= 0 else b"["
+    if b"[" not in declaration and not declaration.count(b'"') % 2 and not declaration.count(b"'") % 2:
+        return False
+    return data.find(b"<!ENTITY", doctype) >= 0
 
 
 def _entities_refused(where: str) -> JatsError:
@@ -344,7 +360,7 @@ def _without_default_namespaces(data: bytes) -> bytes:
     declarations inside a start tag are removed (never text that happens to read ``xmlns="…"``);
     prefixed namespaces (``mml:``, ``xlink:``, ``tp:``) are kept.
     """
-    if b"xmlns=" not in data and b"xmlns =" not in data:
+    if _DEFAULT_NS_HINT.search(data) is None:
         return data
     pieces: list[bytes] = []
     pos = 0
@@ -476,9 +492,9 @@ _NUMBERED_CITATION = re.compile(r"\d+[a-z]?(?:\s*[,;\-\u2010-\u2015\u2212]\s*\d+
 
 def _norm(text: str) -> str:
     """Collapse runs of XML whitespace (space, tab, CR, LF) into one space; other characters stay."""
+    if text.isascii():  # then str.split() splits exactly where XML whitespace is, and is fastest
+        return " ".join(text.split())
     if "  " in text or "\n" in text or "\t" in text or "\r" in text:
-        if text.isascii():  # then str.split() splits exactly where XML whitespace is, and is fastest
-            return " ".join(text.split())
         text = text.replace("\n", " ").replace("\t", " ").replace("\r", " ")
         while "  " in text:
             text = text.replace("  ", " ")
@@ -705,16 +721,21 @@ def _joined(parts: list[str]) -> str:
 
 def _child_steps(el: etree._Element) -> Iterator[tuple[etree._Element, str]]:
     """Each element child with its path step: ``tag`` when alone of its name, else ``tag[n]`` (1-based)."""
-    kids = [c for c in el if isinstance(c.tag, str)]
-    counts = Counter(c.tag for c in kids)
-    seen: Counter[str] = Counter()
-    for c in kids:
-        name = _step_name(c.tag)
-        if counts[c.tag] == 1:
+    kids = [(c, c.tag) for c in el]
+    counts: dict[str, int] = {}
+    for _, tag in kids:
+        if isinstance(tag, str):
+            counts[tag] = counts.get(tag, 0) + 1
+    seen: dict[str, int] = {}
+    for c, tag in kids:
+        if not isinstance(tag, str):
+            continue
+        name = tag if tag[0] != "{" else _step_name(tag)
+        if counts[tag] == 1:
             yield c, name
         else:
-            seen[c.tag] += 1
-            yield c, f"{name}[{seen[c.tag]}]"
+            seen[tag] = n = seen.get(tag, 0) + 1
+            yield c, f"{name}[{n}]"
 
 
 def _step_name(tag: str) -> str:
@@ -749,28 +770,26 @@ class _Walk:
     rids: dict[str, list[str]]  # xref target id → paragraph_ids citing it
 
 
-@dataclass(frozen=True)
 class _Section:
     """Where a paragraph sits: the enclosing section titles and ``sec-type``s, outermost first.
 
-    Built once per section, so the normalized type and the named path are worked out once for all
-    of its paragraphs. ``fixed_type`` forces the type (``abstract``).
+    Built once per section, so the normalized type and the named path (``path``, ``type``) are
+    worked out once for all of its paragraphs. ``fixed_type`` forces the type (``abstract``).
     """
 
-    titles: tuple[str, ...] = ()
-    sec_types: tuple[str, ...] = ()
-    fixed_type: str | None = None
+    __slots__ = ("fixed_type", "path", "sec_types", "titles", "type")
+
+    def __init__(
+        self, titles: tuple[str, ...] = (), sec_types: tuple[str, ...] = (), fixed_type: str | None = None
+    ) -> None:
+        self.titles = titles
+        self.sec_types = sec_types
+        self.fixed_type = fixed_type
+        self.path = [t for t in titles if t]
+        self.type = fixed_type or section_type(titles, sec_types)
 
     def enter(self, title: str, sec_type: str) -> _Section:
         return _Section((*self.titles, title), (*self.sec_types, sec_type), self.fixed_type)
-
-    @cached_property
-    def path(self) -> list[str]:
-        return [t for t in self.titles if t]
-
-    @cached_property
-    def type(self) -> str:
-        return self.fixed_type or section_type(self.titles, self.sec_types)
 
 
 def _walk(el: etree._Element, path: str, section: _Section, state: _Walk) -> None:
@@ -1286,7 +1305,10 @@ def _table_text(table: etree._Element) -> str:
         return memo[table]
     rows = []
     for row in table.iter("tr"):
-        cells = [element_text(c) if len(c) else _norm(c.text or "") for c in row if c.tag in _CELLS]
+        cells = []
+        for cell in row:
+            if cell.tag in _CELLS:
+                cells.append(element_text(cell) if len(cell) else _norm(cell.text or ""))
         rows.append("\t".join(cells))
     text = "\n".join(rows)
     if memo is not None:
