@@ -492,9 +492,9 @@ _NUMBERED_CITATION = re.compile(r"\d+[a-z]?(?:\s*[,;\-\u2010-\u2015\u2212]\s*\d+
 
 def _norm(text: str) -> str:
     """Collapse runs of XML whitespace (space, tab, CR, LF) into one space; other characters stay."""
-    if text.isascii():  # then str.split() splits exactly where XML whitespace is, and is fastest
-        return " ".join(text.split())
     if "  " in text or "\n" in text or "\t" in text or "\r" in text:
+        if text.isascii():  # then str.split() splits exactly where XML whitespace is, and is fastest
+            return " ".join(text.split())
         text = text.replace("\n", " ").replace("\t", " ").replace("\r", " ")
         while "  " in text:
             text = text.replace("  ", " ")
@@ -1217,13 +1217,16 @@ def _article_row(
 
 
 def _float_elements(
-    article: etree._Element, tag: str, include_sub_articles: bool
-) -> Iterator[tuple[etree._Element, str]]:
-    """Every ``tag`` element of the article, wherever it sits, with its path; sub-articles optional."""
-    for el in article.iter(tag):
+    article: etree._Element, include_sub_articles: bool
+) -> dict[str, list[tuple[etree._Element, str]]]:
+    """Every ``fig`` and ``table-wrap`` of the article, wherever it sits, with its path, by tag;
+    sub-articles optional. One walk of the tree finds both."""
+    found: dict[str, list[tuple[etree._Element, str]]] = {"fig": [], "table-wrap": []}
+    for el in article.iter("fig", "table-wrap"):
         if not include_sub_articles and next(el.iterancestors("sub-article", "response"), None) is not None:
             continue
-        yield el, path_of(el, article)
+        found[el.tag].append((el, path_of(el, article)))
+    return found
 
 
 def path_of(el: etree._Element, top: etree._Element) -> str:
@@ -1250,10 +1253,10 @@ def _graphics(el: etree._Element) -> list[str]:
 
 
 def _figure_rows(
-    article: etree._Element, article_id: str, rids: dict[str, list[str]], include_sub_articles: bool
+    figures: list[tuple[etree._Element, str]], article_id: str, rids: dict[str, list[str]]
 ) -> list[dict[str, Any]]:
     rows = []
-    for fig, path in _float_elements(article, "fig", include_sub_articles):
+    for fig, path in figures:
         xml_id = fig.get("id")
         rows.append(
             {
@@ -1271,10 +1274,10 @@ def _figure_rows(
 
 
 def _table_rows(
-    article: etree._Element, article_id: str, rids: dict[str, list[str]], include_sub_articles: bool
+    wraps: list[tuple[etree._Element, str]], article_id: str, rids: dict[str, list[str]]
 ) -> list[dict[str, Any]]:
     rows = []
-    for wrap, path in _float_elements(article, "table-wrap", include_sub_articles):
+    for wrap, path in wraps:
         xml_id = wrap.get("id")
         foot = wrap.find("table-wrap-foot")
         rows.append(
@@ -1348,8 +1351,9 @@ def _extract_article(
     if include_sub_articles:
         for sub, step in sub_articles:
             _walk_sub_article(sub, step, state)
-    figures = _figure_rows(article, row["article_id"], state.rids, include_sub_articles)
-    tables = _table_rows(article, row["article_id"], state.rids, include_sub_articles)
+    floats = _float_elements(article, include_sub_articles)
+    figures = _figure_rows(floats["fig"], row["article_id"], state.rids)
+    tables = _table_rows(floats["table-wrap"], row["article_id"], state.rids)
     row["n_paragraphs"] = len(state.paragraphs)
     row["n_figures"] = len(figures)
     row["n_tables"] = len(tables)
