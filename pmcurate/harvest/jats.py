@@ -478,6 +478,7 @@ NESTED_FLOATS = frozenset(["fig", "fig-group", "table-wrap", "table-wrap-group",
 """Floats that leave a ``<p>`` holding them: the paragraph's text flows around them, and their
 caption lives once, in the figures or tables table."""
 _SPECIAL = BLOCK | FLOATS | FORMULAS | {"tex-math", MML_MATH, "alternatives", "sup"}
+_SPECIAL_OR_XREF = _SPECIAL | {"xref"}
 
 CITATION_MODES = ("marker", "drop")
 _DROPPED = "\x00"  # stands for a dropped citation until the text is whole; never a character of XML text
@@ -517,8 +518,10 @@ def element_text(el: etree._Element) -> str:
     dropping = _dropping_citations()
     for descendant in el.iterdescendants():
         tag = descendant.tag
-        if tag in _SPECIAL or (
-            tag == "xref" and descendant.get("ref-type") == "bibr" and (dropping or _glued_before(descendant))
+        if tag not in _SPECIAL_OR_XREF:  # most descendants: inline markup, one set lookup
+            continue
+        if tag != "xref" or (
+            descendant.get("ref-type") == "bibr" and (dropping or _glued_before(descendant))
         ):
             out: list[str] = []
             _collect_text(el, out)
@@ -538,6 +541,8 @@ def _glued_before(el: etree._Element) -> bool:
 
 _FORMULA_PARTS = FORMULAS | {"alternatives", "tex-math", MML_MATH}
 _SEPARATED = BLOCK | FLOATS
+_NOT_INLINE = _FORMULA_PARTS | _SEPARATED | {"sup", "xref", "table"}
+"""Children that ``_collect_text`` does more with than read their text (the others, most, come first)."""
 
 
 def _collect_text(el: etree._Element, out: list[str]) -> None:
@@ -545,27 +550,28 @@ def _collect_text(el: etree._Element, out: list[str]) -> None:
         out.append(el.text)
     for child in el:
         tag = child.tag
-        if tag in _FORMULA_PARTS:
+        if tag not in _NOT_INLINE or (tag == "xref" and child.get("ref-type") != "bibr"):
+            if len(child):
+                _collect_text(child, out)
+            elif child.text:
+                out.append(child.text)
+        elif tag in _FORMULA_PARTS:
             out.append(" " + formula_text(child) + " ")
         elif tag in NESTED_FLOATS:
             out.append(" ")
         elif tag == "sup":
             _superscript(child, out)
-        elif tag == "xref" and child.get("ref-type") == "bibr":
+        elif tag == "xref":  # a bibliography citation
             _citation(child, out)
         elif tag == "table":  # a table nested in a paragraph: cells are blocks, read the fast way
             out.append(" " + _table_text(child) + " ")
-        elif tag in _SEPARATED:
+        else:  # a block or a float: whitespace around it
             out.append(" ")
             if len(child):
                 _collect_text(child, out)
             elif child.text:
                 out.append(child.text)
             out.append(" ")
-        elif len(child):
-            _collect_text(child, out)
-        elif child.text:
-            out.append(child.text)
         if child.tail:
             out.append(child.tail)
 
@@ -793,19 +799,19 @@ class _Section:
 
 
 def _walk(el: etree._Element, path: str, section: _Section, state: _Walk) -> None:
+    prefix = f"{path}/" if path else ""
     for child, step in _child_steps(el):
         tag = child.tag
-        child_path = f"{path}/{step}" if path else step
         if tag == "p":
-            _emit_paragraph(child, child_path, section, state)
+            _emit_paragraph(child, prefix + step, section, state)
         elif tag in _SKIP_CONTAINERS or tag in _FOREIGN_SKIPPED:
             continue
         elif tag == "sec" or (tag[0] == "{" and child.find("title") is not None):
             title_el = child.find("title")
             title = element_text(title_el) if title_el is not None else ""
-            _walk(child, child_path, section.enter(title, child.get("sec-type", "")), state)
+            _walk(child, prefix + step, section.enter(title, child.get("sec-type", "")), state)
         else:
-            _walk(child, child_path, section, state)
+            _walk(child, prefix + step, section, state)
 
 
 def _emit_paragraph(p: etree._Element, path: str, section: _Section, state: _Walk) -> None:
@@ -894,18 +900,26 @@ def _article_ids(ids: dict[str, str]) -> tuple[str | None, int | None]:
 
 def _date(el: etree._Element) -> tuple[str | None, int | None]:
     """An ISO date (``2011-08-02``, ``2011-08``, ``2011``) and its year."""
-    year_text = (el.findtext("year") or "").strip()
+    parts: dict[str, str] = {}  # the first child of each name, as ``findtext`` reads it; one pass
+    for child in el:
+        tag = child.tag
+        if tag in _DATE_PARTS and tag not in parts:
+            parts[tag] = child.text or ""
+    year_text = parts.get("year", "").strip()
     if not year_text[:4].isdigit():
         iso = (el.get("iso-8601-date") or "")[:10]
         return (iso, int(iso[:4])) if iso[:4].isdigit() else (None, None)
     year = int(year_text[:4])
-    month = _month(el.findtext("month"), el.findtext("season"))
-    day_text = (el.findtext("day") or "").strip()
+    month = _month(parts.get("month"), parts.get("season"))
+    day_text = parts.get("day", "").strip()
     if month is None:
         return f"{year:04d}", year
     if day_text.isdigit() and 1 <= int(day_text) <= 31:
         return f"{year:04d}-{month:02d}-{int(day_text):02d}", year
     return f"{year:04d}-{month:02d}", year
+
+
+_DATE_PARTS = frozenset(("year", "month", "season", "day"))
 
 
 def _month(month: str | None, season: str | None) -> int | None:
