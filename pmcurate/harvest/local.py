@@ -37,7 +37,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -246,15 +245,14 @@ def _drain(messages: multiprocessing.Queue[tuple[int, int]], report: Report) -> 
 
 @dataclass
 class _Shard:
-    """The shard being filled: its parsed articles (deduplicated) and quarantine records."""
+    """The shard being filled: its articles (deduplicated, as Arrow) and quarantine records."""
 
     index: int
     skip: bool
-    articles: dict[str, jats.ParsedArticle] = field(default_factory=dict)
+    rows: store.ShardRows = field(default_factory=lambda: store.ShardRows(source=SOURCE))
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     documents: int = 0
     nbytes: int = 0
-    duplicates: int = 0
 
 
 def run_task(
@@ -304,19 +302,8 @@ def _parse_into(shard: _Shard, document: archive.Document, counts: Counts) -> in
         return 0
     for article in parsed:
         counts.images += archive.attach_images(article.figures, document.images)
-        article_id = article.article["article_id"]
-        previous = shard.articles.pop(article_id, None)
-        if previous is not None:
-            shard.duplicates += 1
-            if _version(previous) > _version(article):
-                article = previous
-        shard.articles[article_id] = article
+        shard.rows.add(article)
     return len(parsed)
-
-
-def _version(parsed: jats.ParsedArticle) -> int:
-    version = parsed.article.get("version")
-    return -1 if version is None else int(version)
 
 
 def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: bool) -> None:
@@ -326,9 +313,9 @@ def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: boo
         counts.shards_skipped += 1
         return
     counts.quarantined += store.write_quarantine(build, name, shard.quarantine)
-    written = store.write_parsed(build, name, shard.articles.values(), source=SOURCE)
+    written = shard.rows.write(build, name)
     counts.shards_written += 1
-    counts.duplicates += shard.duplicates
+    counts.duplicates += shard.rows.duplicates
     counts.articles += written["articles"]
     counts.paragraphs += written["paragraphs"]
     counts.figures += written["figures"]
@@ -351,6 +338,8 @@ def drop_duplicates_across_shards(build: Path, tasks: list[Task]) -> dict[str, i
     """Remove, from the losing shards, articles that a later shard of this run also holds.
 
     Returns the rows removed per table."""
+    import polars as pl  # here, not at the top: the harvest workers never need it (~0.2 s of start-up each)
+
     removed = dict.fromkeys((*store.CONTENT_TABLES, "articles"), 0)
     order = {task.key: position for position, task in enumerate(tasks)}
     shards = [path for path in schema.shard_paths(build, "articles") if _task_key(path.stem) in order]
