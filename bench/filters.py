@@ -1,4 +1,4 @@
-"""Filter and dedup throughput and peak memory over a synthetic build of a million paragraphs or more.
+"""Filter and dedup: peak memory at two corpus sizes, and dedup recall and precision, in one run.
 
 The build is generated from the real JATS fixtures: they are harvested, their paragraphs cut into
 sentences (5 to 60 words: no table dumps), and every synthetic paragraph is 4-8 sentences drawn at
@@ -7,33 +7,33 @@ duplicates are planted: 2% of rows are exact copies of an earlier row (case and 
 and 2% near copies (three words replaced). Articles hold 100 paragraphs each, with licenses and
 synthetic labels.
 
-Three runs of ``make_subset`` over the whole build, each in its own process so that its peak
-resident memory (``ru_maxrss``) is its own:
+Each run is one ``make_subset`` over a whole build, in its own process, its tasks on the local
+executor (``--workers``, default 2) or Ray (``--executor ray``): ``min_words``, ``boilerplate``,
+``not_retracted``, ``edu_min=2`` (they keep ~78% of rows), then exact and near dedup. Its memory is
+sampled from /proc every 0.1 s over the whole process tree (the subset's process and its workers):
+the largest single process and the sum. The same runs at each size of ``--sizes`` (default 200,000
+and 1,000,000 paragraphs: 5× apart), then the ratio of the peaks, which bounded memory keeps near 1.
 
-- ``rules``: ``min_words``, ``boilerplate``, ``not_retracted``, ``edu_min=2`` (they keep ~78% of
-  rows, so dedup works on most of the build);
-- ``rules + exact``: the same, then exact dedup (normalized-text MD5, in DuckDB);
-- ``rules + exact + near``: then MinHash LSH near dedup (rensa signatures, banded on disk).
-
-Printed: seconds, input rows per second, peak RSS, rows kept; for dedup, the share of planted exact
+Printed per run: seconds, input rows per second, peak RSS, rows kept; the share of planted exact
 copies found, the share of planted near copies found among those whose true Jaccard similarity
 (3-word shingles, computed exactly) reaches the 0.8 threshold, and the precision of near-duplicate
 drops: the share whose true similarity to the row kept in their place is at least 0.75.
 
-    .venv/bin/python bench/filters.py                       # 1M paragraphs, ~3 minutes on 2 cores
-    .venv/bin/python bench/filters.py --paragraphs 200000   # quick look
+    .venv/bin/python bench/filters.py                                 # 200k and 1M paragraphs
+    .venv/bin/python bench/filters.py --sizes 20000 100000 --stages rules "rules + exact + near"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
-import resource
 import shutil
 import string
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -198,24 +198,54 @@ def generate(workdir: Path, n: int, seed: int = 7) -> Path:
     return build
 
 
-def run_stage(build: Path, stage: str) -> dict[str, object]:
-    """One make_subset run (called in a child process): timing, peak memory and counts."""
+def run_stage(build: Path, stage: str, workers: int, executor: str) -> dict[str, object]:
+    """One make_subset run (called in a child process): timing and counts."""
+    from pmcurate.executor import make_executor
     from pmcurate.filters.subset import make_subset
 
     name = "bench-" + re.sub(r"\W+", "-", stage)
+    runner = make_executor(executor, workers)
     started = time.perf_counter()
-    result = make_subset(build, name, rules=RULES, dedup=STAGES[stage])
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        result = make_subset(build, name, rules=RULES, dedup=STAGES[stage], executor=runner)
+    finally:
+        runner.close()
     return {
         "stage": stage,
-        "seconds": seconds,
+        "seconds": time.perf_counter() - started,
         "rows": result.input_rows,
         "kept": result.kept_rows,
         "dropped": result.dropped,
-        "peak_mb": peak,
         "subset": name,
     }
+
+
+def measured(build: Path, stage: str, workers: int, executor: str) -> dict[str, object]:
+    """Run one stage in a child process, sampling the memory of its process tree."""
+    from build import tree_rss  # bench/build.py: resident memory of a process tree, from /proc
+
+    command = [sys.executable, __file__, "--stage", stage, "--build", str(build), "--workers", str(workers),
+               "--executor", executor]  # fmt: skip
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = largest = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak, largest
+        while not done.wait(0.1):
+            total, one = tree_rss(process.pid)
+            peak, largest = max(peak, total), max(largest, one)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, errors = process.communicate()
+    done.set()
+    sampler.join()
+    if process.returncode:
+        raise SystemExit(f"{stage} failed ({process.returncode}):\n{errors[-4000:]}")
+    out = json.loads(output.strip().splitlines()[-1])
+    return {**out, "tree_mb": peak / 2**20, "process_mb": largest / 2**20}
 
 
 def shingles(text: str) -> set[tuple[str, ...]]:
@@ -261,47 +291,62 @@ def quality(build: Path, subset: str) -> dict[str, float]:
     }
 
 
+def describe_quality(build: Path, stage: str, subset: str) -> str:
+    if not STAGES[stage]:
+        return ""
+    q = quality(build, subset)
+    text = f"exact copies found {q['exact_recall']:.3f}"
+    if "near" in STAGES[stage]:
+        text += (
+            f"; near copies >= {THRESHOLD} found {q['near_recall']:.3f} (of {q['near_due']:,}), "
+            f"near-drop precision {q['near_precision']:.3f}"
+        )
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--paragraphs", type=int, default=1_000_000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000], help="paragraphs")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pmcurate-bench-filters"))
     parser.add_argument(
-        "--stages", nargs="+", choices=list(STAGES), default=list(STAGES), help="runs to make (default: all)"
+        "--stages", nargs="+", choices=list(STAGES), default=["rules + exact + near"], help="runs to make"
     )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:  # child process
-        print(json.dumps(run_stage(args.build, args.stage)))
+        print(json.dumps(run_stage(args.build, args.stage, args.workers, args.executor)))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    build = generate(args.workdir, args.paragraphs)
-    print(f"{'stage':<22} {'seconds':>8} {'rows/s':>10} {'peak RSS':>10} {'kept':>10}  duplicates")
+    builds = {size: generate(args.workdir, size) for size in args.sizes}
+    print(f"executor {args.executor}, {args.workers} workers")
+    print(
+        f"{'paragraphs':>10} {'stage':<22} {'seconds':>8} {'rows/s':>8} {'largest':>9} {'tree':>9} "
+        f"{'kept':>10}  duplicates"
+    )
+    peaks: dict[str, list[tuple[int, float, float]]] = {}
     for stage in args.stages:
-        child = subprocess.run(
-            [sys.executable, __file__, "--stage", stage, "--build", str(build)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        out = json.loads(child.stdout.strip().splitlines()[-1])
-        dups = ""
-        if STAGES[stage]:
-            q = quality(build, str(out["subset"]))
-            dups = f"exact copies found {q['exact_recall']:.3f}"
-            if "near" in STAGES[stage]:
-                dups += (
-                    f"; near copies >= {THRESHOLD} found {q['near_recall']:.3f} (of {q['near_due']:,}), "
-                    f"near-drop precision {q['near_precision']:.3f}"
-                )
-        rate = float(out["rows"]) / float(out["seconds"])
-        line = (
-            f"{stage:<22} {out['seconds']:>8.1f} {rate:>10,.0f} {out['peak_mb']:>8,.0f} MB {out['kept']:>10,}"
-        )
-        print(f"{line}  {dups}", flush=True)
-        print(f"{'':<22} dropped: {out['dropped']}", flush=True)
+        for size, build in builds.items():
+            out = measured(build, stage, args.workers, args.executor)
+            rate = float(out["rows"]) / float(out["seconds"])
+            dups = describe_quality(build, stage, str(out["subset"]))
+            print(
+                f"{size:>10,} {stage:<22} {out['seconds']:>8.1f} {rate:>8,.0f} {out['process_mb']:>6,.0f} MB "
+                f"{out['tree_mb']:>6,.0f} MB {out['kept']:>10,}  {dups}",
+                flush=True,
+            )
+            peaks.setdefault(stage, []).append((size, float(out["process_mb"]), float(out["tree_mb"])))
+    for stage, runs in peaks.items():
+        (small, p0, t0), (large, p1, t1) = min(runs), max(runs)
+        if large > small:
+            print(
+                f"{stage}: {large / small:g}x the paragraphs, peak of the largest process x{p1 / p0:.2f}, "
+                f"of the process tree x{t1 / t0:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 ARTICLES = pa.schema(
     [
         ("article_id", pa.string(), False),
+        ("id_source", pa.string()),
         ("pmcid", pa.string()),
         ("version", pa.int32()),
         ("pmid", pa.string()),
@@ -97,7 +98,10 @@ ARTICLES = pa.schema(
         ("license_url", pa.string()),
         ("license_text", pa.string()),
         ("commercial_use", pa.bool_()),
+        ("license_source", pa.string()),
         ("retracted", pa.bool_()),
+        ("is_pmc_openaccess", pa.bool_()),
+        ("is_manuscript", pa.bool_()),
         ("is_retraction_notice", pa.bool_()),
         ("related_retractions", STRINGS),
         ("n_paragraphs", pa.int32()),
@@ -186,7 +190,11 @@ QUARANTINE = pa.schema(
         ("at", TIMESTAMP),
     ]
 )
-"""Inputs that could not be processed: which file (and archive member), why, and when."""
+"""Inputs that could not be processed, with one meaning for every source: ``source`` (the input
+file, or the network source), ``member`` (archive member, object key or URL), ``article_id`` when
+known, ``stage`` (``read``, ``select``, ``fetch``, ``media``, ``parse``), ``reason`` (a short
+snake_case code to group by: ``parse_error``, ``http_404``, ``not_found``, ``too_large``…),
+``error`` (one line for a person, naming the file or object and what went wrong) and ``at``."""
 
 TEACHER_LABELS = pa.schema(
     [

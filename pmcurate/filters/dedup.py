@@ -1,21 +1,17 @@
 """Duplicate detection: exact (normalized-text hash) and near (MinHash LSH over word shingles).
 
-Exact duplicates: every row gets a 128-bit hash of its normalized text (``exact_keys``: Polars,
-vectorized, about 100,000 paragraphs a second) and DuckDB keeps the first row of each hash group,
-in the subset's row order. Near duplicates (``near_duplicates``):
+The primitives here are shared by the subset engine (``engine.py``), which runs them partition by
+partition on an executor, and by ``near_duplicates``, which runs them over one stream of texts:
 
-1. Rows stream through in batches; each batch's texts become 3-word shingle hashes (vectorized with
-   Polars and NumPy), then MinHash signatures computed by ``rensa`` (Rust).
-2. Signatures are appended to a file on disk, and each signature's LSH band keys to one file per
-   band. Nothing proportional to the corpus stays in memory while streaming.
-3. Band by band, the keys (8 bytes a row: 80 MB for 10M rows) are sorted; rows sharing a key are
-   candidate pairs. Each candidate pair is verified against the threshold with the signatures
-   (memory-mapped), and verified pairs are joined into clusters (connected components). The
-   representative of a cluster is its first row, so results depend only on the row order.
-
-Memory therefore grows with one band's keys and the candidate pairs, not with the signatures
-(memory-mapped file pages, which the kernel can drop): measured on 10M paragraphs, a whole subset
-run with exact and near dedup peaked at 7.5 GB RSS, DuckDB's 4 GB budget included.
+- ``exact_keys``: a 128-bit hash of each normalized text (Polars, vectorized, about 100,000
+  paragraphs a second); the first row of each key, in the subset's order, is kept.
+- ``signatures``: each text's 3-word shingle hashes (Polars and NumPy), then its MinHash signature
+  computed by ``rensa`` (Rust); ``band_keys``: one key per LSH band (``lsh_bands`` picks the bands
+  for the threshold).
+- ``candidate_pairs``: rows sharing a band key; ``verified``: the pairs whose signatures agree on
+  at least the threshold; ``components``: verified pairs joined into clusters, each labelled by its
+  first row. The representative of a cluster is its first row, so results depend only on the row
+  order.
 """
 
 from __future__ import annotations
@@ -106,7 +102,7 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def _mix64(values: np.ndarray, k: np.uint64) -> np.ndarray:
+def mix64(values: np.ndarray, k: np.uint64 = _MIX[0]) -> np.ndarray:
     """A cheap 64-bit mixer (multiply, xor-shift), wrapping: spreads word hashes before combining."""
     with np.errstate(over="ignore"):
         x = (values ^ (values >> np.uint64(31))) * k
@@ -114,13 +110,13 @@ def _mix64(values: np.ndarray, k: np.uint64) -> np.ndarray:
 
 
 def shingle_hashes(
-    texts: pa.Array | list[str | None], shingle: int, first_row: int
+    texts: pa.Array | list[str | None], shingle: int, row_ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flat 64-bit hashes of the ``shingle``-word shingles of every text, and row offsets (n + 1).
 
     Words are lower-cased runs of letters and digits. A text shorter than ``shingle`` words is one
-    shingle of all its words; a text without words gets one token unique to its row (``first_row``
-    + position), so empty rows never look alike.
+    shingle of all its words; a text without words gets one token unique to its row (from its
+    number in ``row_ids``, one distinct integer a row), so empty rows never look alike.
     """
     series = pl.Series("text", texts, dtype=pl.String).fill_null("")
     words = series.str.to_lowercase().str.extract_all(r"[[:alnum:]]+")
@@ -132,7 +128,7 @@ def shingle_hashes(
     padded = np.concatenate([flat, np.zeros(shingle, dtype=np.uint64)])
     with np.errstate(over="ignore"):
         for j in range(shingle):
-            combined = combined * np.uint64(31) + _mix64(padded[j : j + total], _MIX[j % len(_MIX)])
+            combined = combined * np.uint64(31) + mix64(padded[j : j + total], _MIX[j % len(_MIX)])
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     position = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
     full = lengths >= shingle
@@ -143,7 +139,7 @@ def shingle_hashes(
     tokens[np.repeat(full, counts)] = combined[valid]
     for row in np.flatnonzero(~full):  # short or empty texts: rare, one token each
         tokens[offsets[row]] = _short_token(
-            flat[starts[row] : starts[row] + lengths[row]], shingle, first_row + row
+            flat[starts[row] : starts[row] + lengths[row]], shingle, int(row_ids[row])
         )
     return tokens, offsets
 
@@ -152,18 +148,23 @@ def _short_token(words: np.ndarray, shingle: int, row: int) -> np.uint64:
     """The one token of a text with fewer than ``shingle`` words (same formula as a full shingle,
     missing words counting 0), or a token unique to ``row`` for a text without words."""
     if len(words) == 0:
-        return _mix64(np.array([row], dtype=np.uint64) ^ _EMPTY_SALT, _MIX[0])[0]
+        return mix64(np.array([row], dtype=np.uint64) ^ _EMPTY_SALT, _MIX[0])[0]
     token = np.zeros(1, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(shingle):
-            part = _mix64(words[j : j + 1], _MIX[j % len(_MIX)]) if j < len(words) else np.zeros(1, np.uint64)
+            part = mix64(words[j : j + 1], _MIX[j % len(_MIX)]) if j < len(words) else np.zeros(1, np.uint64)
             token = token * np.uint64(31) + part
     return token[0]
 
 
-def signatures(texts: pa.Array | list[str | None], config: NearDupConfig, first_row: int = 0) -> np.ndarray:
-    """MinHash signatures (``n × num_perm`` uint32) of a batch of texts."""
-    tokens, offsets = shingle_hashes(texts, config.shingle, first_row)
+def signatures(
+    texts: pa.Array | list[str | None], config: NearDupConfig, row_ids: np.ndarray | None = None
+) -> np.ndarray:
+    """MinHash signatures (``n × num_perm`` uint32) of a batch of texts; ``row_ids`` (default
+    0..n-1) number the rows, distinctly, for the tokens of texts without words."""
+    if row_ids is None:
+        row_ids = np.arange(len(texts), dtype=np.int64)
+    tokens, offsets = shingle_hashes(texts, config.shingle, row_ids)
     if len(offsets) == 1:
         return np.zeros((0, config.num_perm), dtype=np.uint32)
     matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
@@ -179,7 +180,7 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     keys = np.zeros((n, bands), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(rows):
-            keys = _mix64(keys * np.uint64(0x100000001B3) + blocks[:, :, j], _MIX[j % len(_MIX)])
+            keys = mix64(keys * np.uint64(0x100000001B3) + blocks[:, :, j], _MIX[j % len(_MIX)])
     return keys
 
 
@@ -253,7 +254,7 @@ class _SignatureStore:
         self._bands = [open(folder / f"band-{b:03d}.u64", "wb") for b in range(self.bands)]  # noqa: SIM115
 
     def add(self, texts: pa.Array | list[str | None]) -> None:
-        sigs = signatures(texts, self.config, first_row=self.n)
+        sigs = signatures(texts, self.config, row_ids=np.arange(self.n, self.n + len(texts), dtype=np.int64))
         self._sigs.write(sigs.tobytes())
         keys = band_keys(sigs, self.bands, self.rows_per_band)
         for b, sink in enumerate(self._bands):
@@ -275,16 +276,15 @@ class _SignatureStore:
         )
 
 
-def _verify(pairs: np.ndarray, sigs: np.ndarray, threshold: float, chunk: int = 200_000) -> np.ndarray:
-    """The pairs whose estimated Jaccard similarity (share of equal signature values) reaches threshold."""
-    kept = []
+def verified(pairs: np.ndarray, sigs: np.ndarray, threshold: float, chunk: int = 200_000) -> np.ndarray:
+    """Which pairs (rows of ``sigs``) have an estimated Jaccard similarity (share of equal signature
+    values) reaching ``threshold``: a boolean mask over ``pairs``."""
+    mask = np.zeros(len(pairs), dtype=bool)
     for start in range(0, len(pairs), chunk):
         part = pairs[start : start + chunk]
-        order = np.argsort(part[:, 0], kind="stable")  # sorted reads are kinder to the memory map
-        part = part[order]
         similarity = (sigs[part[:, 0]] == sigs[part[:, 1]]).mean(axis=1)
-        kept.append(part[similarity >= threshold - 1e-9])
-    return np.concatenate(kept) if kept else np.zeros((0, 2), dtype=np.int64)
+        mask[start : start + chunk] = similarity >= threshold - 1e-9
+    return mask
 
 
 def near_duplicates(
@@ -293,10 +293,12 @@ def near_duplicates(
     *,
     workdir: str | Path | None = None,
 ) -> NearDuplicates:
-    """Find near-duplicate texts among all texts of ``batches`` (streamed, in order).
+    """Find near-duplicate texts among all texts of ``batches`` (streamed, in order), in one process.
 
-    Work files (signatures, band keys) go to a temporary folder inside ``workdir`` and are removed
-    at the end.
+    Signatures are appended to a file and band keys to one file per band, in a temporary folder
+    inside ``workdir`` (removed at the end); then, band by band, keys are sorted into candidate
+    pairs, which are verified on the memory-mapped signatures. Memory grows with one band's keys and
+    the candidate pairs; subsets use the partitioned form in ``engine.py``, bounded by a partition.
     """
     config = config or NearDupConfig()
     with tempfile.TemporaryDirectory(prefix="pmcurate-dedup-", dir=workdir) as tmp:
@@ -308,10 +310,10 @@ def near_duplicates(
             store.finish()
         found = [candidate_pairs(store.band(b)) for b in range(store.bands)]
         pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), dtype=np.int64)
-        verified = _verify(pairs, store.signature_map(), config.threshold)
-        labels = components(store.n, verified)
+        edges = pairs[verified(pairs, store.signature_map(), config.threshold)]
+        labels = components(store.n, edges)
     rows = np.flatnonzero(labels != np.arange(store.n))
-    return NearDuplicates(rows, labels[rows], store.n, len(pairs), len(verified))
+    return NearDuplicates(rows, labels[rows], store.n, len(pairs), len(edges))
 
 
 def expected_recall(similarity: float, config: NearDupConfig) -> float:

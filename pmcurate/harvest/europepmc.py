@@ -1,10 +1,16 @@
 """``harvest europepmc``: Europe PMC REST — ``search`` with cursor paging, then ``{PMCID}/fullTextXML``.
 
-Search pages (``format=json``, ``resultType=lite``, ``pageSize`` up to 1000) are followed through
-``nextCursorMark`` until it is absent, repeats, or a page comes back empty; each page is cached
-for the run so a resumed harvest lists nothing twice. Results without a PMCID have no full text
-here and are counted as skipped. A license in the search result (``cc by``, lower case) overrides
-the XML's, as source metadata is more reliable than the XML.
+Search pages (``format=json``, ``resultType=core``, ``pageSize`` up to 1000) are followed through
+``nextCursorMark``. A search ends only on a page that says so: its ``nextCursorMark`` equals the one
+sent, or it has none (the zero-hit page, the last page). Any other shape (the live service answers
+an unknown ``cursorMark`` with HTTP 200 and just ``{"version": "6.9"}``) is retried, then stops
+the run (:class:`HarvestInterrupted`) with the pages listed so far kept for the next run. Each page
+is cached for the run so a resumed harvest lists nothing twice.
+
+``core``, not ``lite``: only ``core`` results carry ``license`` (``cc by``, lower case), which
+overrides the XML's, as source metadata is more reliable than the XML; their ``pmid``/``doi``
+fill the article's when its XML lacks them. Results without a PMCID have no full text here and
+are counted as skipped.
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pmcurate.harvest import licenses
 from pmcurate.harvest.fetch import (
     FetchConfig,
     FetchError,
     HarvestInputError,
+    HarvestInterrupted,
     HarvestSummary,
+    ServiceError,
     Session,
+    apply_source_license,
     batched,
+    gather_all,
     parse_document,
     quarantine_record,
     shard_name,
@@ -32,6 +41,7 @@ from pmcurate.harvest.jats import ParsedArticle
 SOURCE = "europepmc"
 DEFAULT_BASE_URL = "https://www.ebi.ac.uk/europepmc/webservices/rest"
 MAX_PAGE_SIZE = 1000
+RESULT_TYPE = "core"
 
 
 @dataclass(frozen=True)
@@ -49,19 +59,49 @@ class EuropePmcOptions:
 class Hit:
     pmcid: str
     license: str | None
+    pmid: str | None = None
+    doi: str | None = None
 
 
-def parse_search_page(page: bytes) -> tuple[list[dict[str, Any]], str | None]:
-    """A search answer (JSON) → (results, ``nextCursorMark`` or None)."""
-    data = json.loads(page)
-    results = (data.get("resultList") or {}).get("result") or []
-    return results, data.get("nextCursorMark")
+@dataclass(frozen=True)
+class SearchPage:
+    results: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def parse_search_page(page: bytes) -> SearchPage:
+    """A search answer (JSON) → its results and ``nextCursorMark``; :class:`ServiceError` for any
+    other shape (no ``resultList``: e.g. the answer to an unknown ``cursorMark``)."""
+    try:
+        data = json.loads(page)
+    except ValueError as exc:
+        raise ServiceError(f"search answer is not JSON: {exc}") from exc
+    result_list = data.get("resultList") if isinstance(data, dict) else None
+    results = result_list.get("result") if isinstance(result_list, dict) else None
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise ServiceError(f"search answer without a resultList: {page[:200]!r}")
+    next_cursor = data.get("nextCursorMark")
+    if next_cursor is not None and not isinstance(next_cursor, str):
+        raise ServiceError(f"nextCursorMark is not a string: {next_cursor!r:.60}")
+    return SearchPage(results, next_cursor)
+
+
+def _validate_search_page(page: bytes) -> None:
+    parse_search_page(page)
 
 
 def hits_of(results: list[dict[str, Any]]) -> tuple[list[Hit], int]:
     """Results with a PMCID as hits, and the number without one."""
-    hits = [Hit(r["pmcid"], licenses.normalize_code(r.get("license"))) for r in results if r.get("pmcid")]
+    hits = [
+        Hit(r["pmcid"], r.get("license"), _text(r.get("pmid")), _text(r.get("doi")))
+        for r in results
+        if r.get("pmcid")
+    ]
     return hits, len(results) - len(hits)
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value not in (None, "") else None
 
 
 class EuropePmcHarvest:
@@ -78,24 +118,34 @@ class EuropePmcHarvest:
             params = {
                 "query": self.options.query,
                 "format": "json",
-                "resultType": "lite",
+                "resultType": RESULT_TYPE,
                 "pageSize": str(self.options.page_size),
                 "cursorMark": cursor,
             }
-            page = await self.session.state.cached(
-                f"search-{page_no}.json",
-                lambda p=params: self.session.fetcher.get(f"{self.base_url}/search", params=p),
-            )
-            results, next_cursor = parse_search_page(page)
-            page_hits, without_pmcid = hits_of(results)
+            try:
+                data = await self.session.state.cached(
+                    f"search-{page_no}.json",
+                    lambda p=params: self.session.fetcher.get(
+                        f"{self.base_url}/search", params=p, validate=_validate_search_page
+                    ),
+                )
+                page = parse_search_page(data)
+            except (FetchError, ServiceError) as exc:
+                why = exc.detail if isinstance(exc, FetchError) else str(exc)
+                raise HarvestInterrupted(
+                    f"Europe PMC search page {page_no + 1} (cursorMark {cursor}) was not a result page: "
+                    f"{why}; the {page_no} pages listed so far are kept under {self.session.state.folder}: "
+                    "run the same command again to resume"
+                ) from None
+            page_hits, without_pmcid = hits_of(page.results)
             self.session.summary.skipped["no_pmcid"] += without_pmcid
             for hit in page_hits:
                 hits.setdefault(hit.pmcid, hit)
             if self.options.limit is not None and len(hits) >= self.options.limit:
                 break
-            if not results or not next_cursor or next_cursor == cursor:
+            if page.next_cursor is None or page.next_cursor == cursor:
                 break
-            cursor = next_cursor
+            cursor = page.next_cursor
         found = list(hits.values())
         return found[: self.options.limit] if self.options.limit is not None else found
 
@@ -117,7 +167,7 @@ class EuropePmcHarvest:
             if self.session.is_done(shard):
                 self.session.skip_shard(len(batch))
                 continue
-            bodies = await asyncio.gather(*(self.fetch_xml(h) for h in batch))
+            bodies = await gather_all(*(self.fetch_xml(h) for h in batch))
             await self.session.writer.submit(shard, lambda b=batch, x=bodies: self.extract(b, x))
         return self.session.summary
 
@@ -134,10 +184,11 @@ class EuropePmcHarvest:
             parsed, failed = parse_document(body, source=SOURCE, source_uri=uri, article_id=hit.pmcid)
             problems += failed
             for article in parsed[:1]:
-                article.article["pmcid"] = article.article.get("pmcid") or hit.pmcid
-                if hit.license is not None:
-                    article.article["license"] = hit.license
-                    article.article["commercial_use"] = licenses.commercial_use(hit.license)
+                row = article.article
+                row["pmcid"] = row.get("pmcid") or hit.pmcid
+                row["pmid"] = row.get("pmid") or hit.pmid
+                row["doi"] = row.get("doi") or hit.doi
+                apply_source_license(row, hit.license)
                 articles.append(article)
         return articles, problems
 

@@ -10,14 +10,25 @@ An ``efetch`` answer is a ``<pmc-articleset>``. Articles whose publisher does no
 text come back as ``<front>`` only with a comment saying so: they are recorded in the quarantine
 table (reason ``no_full_text``), not written as articles with empty bodies. Requested ids missing
 from the answer are recorded too (``not_returned``).
+
+NCBI reports errors inside HTTP 200 answers: ``<eFetchResult><ERROR>…</ERROR></eFetchResult>``,
+``<eSearchResult><ERROR>…``, or the JSON ``{"error": "API rate limit exceeded", …}``. Such a body
+is a failure, never an answer: it is retried and never stored in ``raw/``. ``Unable to obtain
+query`` means the history (``WebEnv``) expired: the query is searched again for a fresh one and
+the batch fetched again; a batch that still fails is quarantined, id by id, with NCBI's error text.
+A zero-hit search (which comes back without ``WebEnv``) harvests nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +39,7 @@ from pmcurate.harvest.fetch import (
     FetchError,
     HarvestInputError,
     HarvestSummary,
+    ServiceError,
     Session,
     parse_document,
     quarantine_record,
@@ -36,12 +48,15 @@ from pmcurate.harvest.fetch import (
 )
 from pmcurate.harvest.jats import ParsedArticle
 
+log = logging.getLogger(__name__)
+
 SOURCE = "eutils"
 DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 RATE_WITHOUT_KEY = 3.0
 RATE_WITH_KEY = 10.0
 NO_FULL_TEXT = re.compile(r"does not allow downloading of the full text", re.IGNORECASE)
 NUMERIC_ID = re.compile(r"^(?:PMC)?(\d+)$", re.IGNORECASE)
+HISTORY_EXPIRED = re.compile(r"Unable to obtain query", re.IGNORECASE)
 _XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 
@@ -105,14 +120,84 @@ def _pmcid(article: etree._Element) -> str | None:
     return None
 
 
-def esearch_history(page: bytes) -> tuple[int, str, str]:
-    """An esearch answer → (Count, WebEnv, QueryKey); the ``ERROR`` it carries otherwise."""
+@dataclass(frozen=True)
+class History:
+    count: int
+    webenv: str | None
+    query_key: str | None
+
+
+def check_answer(body: bytes, *, history: bool = False) -> None:
+    """Raise :class:`ServiceError` when ``body`` is one of NCBI's error documents, not an answer.
+
+    ``{"error": …}`` (the rate-limit body, also sent with HTTP 200) and a root ``eFetchResult`` or
+    ``eSearchResult`` holding ``ERROR``. With ``history`` (a fetch through ``WebEnv``), ``Unable
+    to obtain query`` means the history expired: asking again cannot help (``history_expired``).
+    """
+    head = body.lstrip()[:1]
+    if head == b"{":
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "error" in data:
+            raise ServiceError(f"NCBI answered: {json.dumps(data)[:200]}")
+        return
+    root = _first_element(body)
+    if root in ("eFetchResult", "eSearchResult"):
+        error = etree.fromstring(body, parser=_XML).findtext("ERROR")
+        if error:
+            expired = history and bool(HISTORY_EXPIRED.search(error))
+            reason = "history_expired" if expired else "service_error"
+            raise ServiceError(
+                f"NCBI answered {root}/ERROR: {error.strip()}", reason=reason, retry=not expired
+            )
+        if root == "eFetchResult":
+            raise ServiceError("NCBI answered an eFetchResult without articles")
+
+
+def _first_element(body: bytes) -> str | None:
+    """The local name of the root element, read without parsing the whole (possibly large) answer."""
+    try:
+        for _, element in etree.iterparse(
+            io.BytesIO(body), events=("start",), resolve_entities=False, no_network=True, load_dtd=False
+        ):
+            return str(etree.QName(element).localname)
+    except etree.XMLSyntaxError:
+        return None
+    return None
+
+
+def esearch_history(page: bytes) -> History:
+    """An esearch answer → (Count, WebEnv, QueryKey); a zero-hit search has no WebEnv."""
     root = etree.fromstring(page, parser=_XML)
-    error = root.findtext("ERROR")
-    count, webenv, query_key = root.findtext("Count"), root.findtext("WebEnv"), root.findtext("QueryKey")
-    if error or count is None or not webenv or not query_key:
-        raise HarvestInputError(f"esearch failed: {error or 'no WebEnv/QueryKey in the answer'}")
-    return int(count), webenv, query_key
+    count = root.findtext("Count")
+    if count is None or not count.strip().isdigit():
+        raise ServiceError(f"esearch answer without a Count: {page[:200]!r}")
+    history = History(int(count), root.findtext("WebEnv"), root.findtext("QueryKey"))
+    if history.count and not (history.webenv and history.query_key):
+        raise ServiceError("esearch found articles but gave no WebEnv/QueryKey")
+    return history
+
+
+def esearch_ids(page: bytes) -> list[str]:
+    return [(node.text or "").strip() for node in etree.fromstring(page, parser=_XML).iterfind("IdList/Id")]
+
+
+def _check_esearch(page: bytes) -> None:
+    check_answer(page)
+    try:
+        esearch_history(page)
+    except etree.XMLSyntaxError as exc:
+        raise ServiceError(f"esearch answer is not XML: {exc}") from exc
+
+
+def _check_esearch_ids(page: bytes) -> None:
+    check_answer(page)
+    try:
+        esearch_ids(page)
+    except etree.XMLSyntaxError as exc:
+        raise ServiceError(f"esearch answer is not XML: {exc}") from exc
 
 
 class EutilsHarvest:
@@ -130,9 +215,13 @@ class EutilsHarvest:
         return params
 
     async def efetch(self, params: dict[str, str], key: str) -> bytes | dict[str, Any]:
+        """An efetch answer, or a quarantine record (without ``article_id``) saying why there is none."""
         url = f"{self.base_url}/efetch.fcgi"
+        validate = partial(check_answer, history="WebEnv" in params)
         try:
-            return await self.session.fetcher.get(url, params=self.params(retmode="xml", **params), key=key)
+            return await self.session.fetcher.get(
+                url, params=self.params(retmode="xml", **params), key=key, validate=validate
+            )
         except FetchError as exc:
             return quarantine_record(SOURCE, f"{url}?{key}", exc.reason, str(exc))
 
@@ -148,43 +237,87 @@ class EutilsHarvest:
             self.session.advance(len(batch))
             await self.session.writer.submit(shard, lambda b=batch, x=body: self.extract(b, x))
 
+    async def esearch(self, query: str, *, fresh: bool = False) -> History:
+        """The query on the history server; ``fresh`` replaces the run's cached answer (expired history)."""
+
+        async def search() -> bytes:
+            return await self.session.fetcher.get(
+                f"{self.base_url}/esearch.fcgi",
+                params=self.params(term=query, usehistory="y", retmax="0"),
+                validate=_check_esearch,
+            )
+
+        if fresh:
+            self.session.state.put("esearch.xml", await search())
+        try:
+            page = await self.session.state.cached("esearch.xml", search)
+        except FetchError as exc:
+            raise HarvestInputError(f"esearch failed: {exc.detail}") from None
+        return esearch_history(page)
+
+    async def window_ids(self, query: str, start: int, size: int) -> list[str]:
+        """The ids of results ``start``…``start + size`` of the query (to name a failed batch's articles)."""
+        try:
+            page = await self.session.fetcher.get(
+                f"{self.base_url}/esearch.fcgi",
+                params=self.params(term=query, retstart=str(start), retmax=str(size)),
+                validate=_check_esearch_ids,
+            )
+        except FetchError:
+            return []
+        return esearch_ids(page)
+
     async def run_query(self, query: str) -> None:
-        page = await self.session.state.cached(
-            "esearch.xml",
-            lambda: self.session.fetcher.get(
-                f"{self.base_url}/esearch.fcgi", params=self.params(term=query, usehistory="y", retmax="0")
-            ),
-        )
-        count, webenv, query_key = esearch_history(page)
-        total = min(count, self.options.limit) if self.options.limit is not None else count
+        history = await self.esearch(query)
+        if history.count == 0:
+            log.info("eutils: the query found nothing")
+        total = min(history.count, self.options.limit) if self.options.limit is not None else history.count
         self.session.set_total(total)
-        history = sha256_hex(f"{webenv}|{query_key}".encode())[:16]
         for start in range(0, total, self.options.batch_size):
             size = min(self.options.batch_size, total - start)
-            params = {"WebEnv": webenv, "query_key": query_key, "retstart": str(start), "retmax": str(size)}
-            body = await self.efetch(params, key=f"efetch/history-{history}-{start}.xml")
+            body, history = await self.fetch_window(query, history, start, size)
             self.session.advance(size)
+            tag = sha256_hex(f"{history.webenv}|{history.query_key}".encode())[:16]
             shard = shard_name(
-                SOURCE, [f"{history}-{start}", sha256_hex(body) if isinstance(body, bytes) else "failed"]
+                SOURCE, [f"{tag}-{start}", sha256_hex(body) if isinstance(body, bytes) else "failed"]
             )
             if self.session.is_done(shard):
                 self.session.summary.shards_skipped += 1
                 continue
-            await self.session.writer.submit(shard, lambda x=body: self.extract(None, x))
+            ids = await self.window_ids(query, start, size) if isinstance(body, dict) else None
+            await self.session.writer.submit(shard, lambda x=body, i=ids: self.extract(i, x))
+
+    async def fetch_window(
+        self, query: str, history: History, start: int, size: int
+    ) -> tuple[bytes | dict[str, Any], History]:
+        """Results ``start``…``start + size`` through the history; an expired history is renewed once."""
+        for renewed in (False, True):
+            assert history.webenv is not None and history.query_key is not None
+            tag = sha256_hex(f"{history.webenv}|{history.query_key}".encode())[:16]
+            params = {"WebEnv": history.webenv, "query_key": history.query_key}
+            params |= {"retstart": str(start), "retmax": str(size)}
+            body = await self.efetch(params, key=f"efetch/history-{tag}-{start}.xml")
+            if isinstance(body, bytes) or body["reason"] != "history_expired" or renewed:
+                return body, history
+            log.info("eutils: the history expired at result %d; searching again for a fresh WebEnv", start)
+            history = await self.esearch(query, fresh=True)
+        raise AssertionError("unreachable")
 
     def extract(
         self, requested: list[str] | None, body: bytes | dict[str, Any]
     ) -> tuple[list[ParsedArticle], list[dict[str, Any]]]:
         """Articles of one efetch answer, and quarantine records for the rest of the batch."""
         if isinstance(body, dict):
-            ids = requested or [None]
+            ids: list[str | None] = list(requested or [None])
             return [], [{**body, "article_id": f"PMC{i}" if i else None} for i in ids]
         articles: list[ParsedArticle] = []
         problems: list[dict[str, Any]] = []
         try:
             fetched = list(split_articleset(body))
         except etree.XMLSyntaxError as exc:
-            return [], [quarantine_record(SOURCE, "efetch", "bad_response", str(exc), stage="parse")]
+            return [], [
+                quarantine_record(SOURCE, "efetch", "bad_response", f"efetch answer: {exc}", stage="parse")
+            ]
         for item in fetched:
             uri = f"{self.base_url}/efetch.fcgi?db=pmc&id={(item.pmcid or '').removeprefix('PMC')}"
             if not item.full_text:
@@ -193,7 +326,7 @@ class EutilsHarvest:
                         SOURCE,
                         uri,
                         "no_full_text",
-                        "the publisher does not allow XML full text",
+                        f"{item.pmcid}: the publisher does not allow XML full text",
                         article_id=item.pmcid,
                     )
                 )
@@ -208,7 +341,7 @@ class EutilsHarvest:
                     SOURCE,
                     f"{self.base_url}/efetch.fcgi?db=pmc&id={missing}",
                     "not_returned",
-                    "efetch returned no article for this id",
+                    f"efetch returned no article for PMC{missing}",
                     article_id=f"PMC{missing}",
                 )
             )

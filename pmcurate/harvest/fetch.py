@@ -7,9 +7,19 @@ What it guarantees, whatever the source:
   ``Retry-After`` on 429/503 pauses the whole host, not just the request that got it.
 - **Retries.** Timeouts, connection resets, truncated bodies (including truncated gzip streams,
   which ``httpx`` would otherwise return silently shortened), 408/429/5xx and checksum mismatches
-  are retried with exponential backoff and jitter; ``Retry-After`` wins over the backoff. Other
-  4xx answers and objects over the byte cap fail at once. What still fails becomes a
-  :class:`FetchError` carrying a short ``reason``, which the sources turn into quarantine rows.
+  are retried with exponential backoff and jitter; ``Retry-After`` wins over the backoff. So are
+  answers a source's ``validate`` rejects (an error document sent with HTTP 200). Other 4xx
+  answers and objects over the byte cap fail at once.
+- **Two kinds of failure.** A *content* failure (404, a checksum that never matches, an error
+  document that keeps coming back, an object over the cap) is a :class:`FetchError` carrying a
+  short ``reason``, which the sources turn into quarantine rows: the harvest goes on. A
+  *transport* failure (the service unreachable, timing out or answering 5xx/429 after every
+  retry) is not a property of the article: it raises :class:`HarvestInterrupted`, the run stops
+  with a non-zero exit, finished shards are kept and the next run retries what is missing.
+- **Integrity.** A body is checked against the MD5 the source published (``md5``), against a
+  ``Content-MD5`` header, and (``etag_is_md5``, S3) against the ``ETag`` of the object actually
+  fetched. A listing's or inventory's ETag only says which raw copy is current (``stored_md5``):
+  an object updated in place since the listing is taken as it is now, not called corrupt.
 - **Raw files.** Every object fetched is kept under ``BUILD/raw/<source>/<key>``, written to a
   temporary name, fsynced and renamed only once its checksum (MD5 when the source publishes one)
   has been verified: a raw file that exists is complete. A later run (a resumed one, or one that
@@ -19,10 +29,10 @@ What it guarantees, whatever the source:
   arguments; a killed run lists nothing twice. The folder is removed when the run completes, so
   the next run with the same arguments sees the source as it is then.
 - **Versions.** Shards are written by :mod:`pmcurate.harvest.store`; afterwards
-  :func:`settle_versions` keeps, for each ``article_id``, only the row with the highest version
-  (then the latest ``harvested_at``) and rewrites the shards holding older rows atomically
-  without them. It runs at the start of a harvest too, so a run killed between the two steps is
-  settled by the next one.
+  :func:`store.settle_versions` (the rule every source shares) keeps, for each ``article_id``,
+  only the row with the highest version (then the latest ``harvested_at``) and rewrites the
+  shards holding older rows atomically without them. It runs at the start of a harvest too, so a
+  run killed between the two steps is settled by the next one.
 - **Secrets.** ``api_key`` values are redacted (``api_key=***``) in every log message, error and
   quarantine row, including the request lines ``httpx`` logs itself.
 """
@@ -30,6 +40,8 @@ What it guarantees, whatever the source:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -46,23 +58,24 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-import duckdb
 import httpx
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pmcurate import __version__, schema
-from pmcurate.harvest import store
+from pmcurate.harvest import licenses, store
 from pmcurate.harvest.jats import ParsedArticle, parse
 from pmcurate.http import parse_retry_after
+from pmcurate.progress import enabled as progress_enabled
 from pmcurate.schema import atomic_write
 
 log = logging.getLogger(__name__)
 
 _API_KEY = re.compile(r"(api_key=)[^&\s#\"']+", re.IGNORECASE)
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+CONTENT_REASONS = frozenset({"checksum_mismatch", "service_error"})
+"""Retried reasons that, when every attempt failed, belong to the object (quarantined), not to
+the connection (which stops the run)."""
+_MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 def redact(text: str) -> str:
@@ -89,14 +102,37 @@ class HarvestInputError(ValueError):
     """A harvest that cannot start because of its arguments or input files (a user mistake)."""
 
 
+class HarvestInterrupted(Exception):
+    """The harvest stopped for a reason outside its input: the service was unreachable, kept
+    failing, or answered a page the harvest cannot go on from. Finished shards and the run's cached
+    listings are kept: the same command run again resumes."""
+
+
 class FetchError(Exception):
-    """An object that could not be fetched, after retries where retrying made sense."""
+    """An object that could not be fetched (a content failure), after retries where they made sense."""
 
     def __init__(self, url: str, reason: str, detail: str = "") -> None:
         self.url = redact(url)
         self.reason = reason
         self.detail = redact(detail)
         super().__init__(f"{self.url}: {reason}" + (f" ({self.detail})" if self.detail else ""))
+
+
+class ServiceError(Exception):
+    """Raised by a ``validate`` callback: the body is the service's error document, not an answer.
+
+    ``retry`` False when asking again cannot help (an expired E-utilities history), so the
+    caller hears of it at once (a :class:`FetchError` with ``reason``).
+    """
+
+    def __init__(self, message: str, *, reason: str = "service_error", retry: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry = retry
+
+
+Validate = Callable[[bytes], None]
+"""Checks a body and raises :class:`ServiceError` when it is an error document."""
 
 
 class _Retryable(Exception):
@@ -189,15 +225,24 @@ class RawStore:
             raise ValueError(f"unsafe raw key {key!r}")
         return self.root.joinpath(*parts)
 
-    def read(self, key: str, md5: str | None = None) -> bytes | None:
-        """The stored bytes of ``key``, or None when absent or (with ``md5``) not matching it."""
+    def read(self, key: str, md5: str | None = None, *, published: bool = True) -> bytes | None:
+        """The stored bytes of ``key``, or None when absent or (with ``md5``) not matching it.
+
+        ``published`` False: ``md5`` is a listing's ETag, so a mismatch means the object changed
+        (or the listing lags), not that the file is damaged.
+        """
         path = self.path(key)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
         if md5 and md5_hex(data) != md5.lower():
-            log.warning("raw file %s fails its MD5 check; fetching it again", path)
+            if published:
+                log.warning("raw file %s fails its MD5 check; fetching it again", path)
+            else:
+                log.info(
+                    "raw file %s differs from the listing's ETag; fetching the object as it is now", path
+                )
             path.unlink(missing_ok=True)
             return None
         return data
@@ -283,23 +328,37 @@ class Fetcher:
         params: Mapping[str, str | int] | None = None,
         md5: str | None = None,
         key: str | None = None,
+        stored_md5: str | None = None,
+        etag_is_md5: bool = False,
+        validate: Validate | None = None,
     ) -> bytes:
-        """The body of ``url``; from the raw store when ``key`` is stored there (and matches ``md5``).
+        """The body of ``url``; from the raw store when ``key`` is stored there and still current.
 
-        A fetched body whose MD5 differs from ``md5`` is retried like a transport error. With
-        ``key``, the verified body is stored before it is returned.
+        ``md5``: the digest the source published for this object; a body that differs is retried
+        like a transport error. ``stored_md5`` (default ``md5``): the digest a kept raw file must
+        have to be reused, e.g. the ETag a listing gave, which only tells whether a kept copy is
+        current. ``etag_is_md5``: the server's ``ETag`` of a single-part object is its MD5 (S3).
+        ``validate`` rejects error documents sent as answers; they are retried and never stored.
+        With ``key``, the verified body is stored before it is returned.
         """
         if key is not None and self.raw is not None:
-            data = self.raw.read(key, md5)
-            if data is not None:
+            data = self.raw.read(key, stored_md5 or md5, published=stored_md5 is None)
+            if data is not None and _valid(data, validate):
                 self.stats.cached += 1
                 return data
-        data = await self._get_with_retries(url, params, md5)
+        data = await self._get_with_retries(url, params, md5, etag_is_md5, validate)
         if key is not None and self.raw is not None:
             self.raw.write(key, data)
         return data
 
-    async def _get_with_retries(self, url: str, params: Mapping[str, Any] | None, md5: str | None) -> bytes:
+    async def _get_with_retries(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        md5: str | None,
+        etag_is_md5: bool,
+        validate: Validate | None,
+    ) -> bytes:
         last: _Retryable | None = None
         for attempt in range(self.config.retries + 1):
             if last is not None:
@@ -309,7 +368,7 @@ class Fetcher:
             try:
                 async with self._semaphore:
                     await self.limiter(url).wait()
-                    return await self._attempt(url, params, md5)
+                    return await self._attempt(url, params, md5, etag_is_md5, validate)
             except _Retryable as exc:
                 log.debug("retrying %s: %s %s", redact(url), exc.reason, redact(exc.detail))
                 last = exc
@@ -318,7 +377,14 @@ class Fetcher:
                 raise
         assert last is not None
         self.stats.failures[last.reason] += 1
-        raise FetchError(url, last.reason, f"gave up after {self.config.retries + 1} attempts; {last.detail}")
+        attempts = self.config.retries + 1
+        if last.reason in CONTENT_REASONS:
+            raise FetchError(url, last.reason, f"gave up after {attempts} attempts; {last.detail}")
+        where = redact(_full_url(url, params))
+        raise HarvestInterrupted(
+            f"{where}: {last.reason} after {attempts} attempts ({redact(last.detail)}); "
+            "finished shards are kept: run the same command again to resume"
+        )
 
     def _delay(self, attempt: int, last: _Retryable) -> float:
         if last.retry_after is not None:
@@ -326,7 +392,14 @@ class Fetcher:
         base = min(self.config.max_backoff, self.config.backoff * 2 ** (attempt - 1))
         return base * random.uniform(0.5, 1.5)
 
-    async def _attempt(self, url: str, params: Mapping[str, Any] | None, md5: str | None) -> bytes:
+    async def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        md5: str | None,
+        etag_is_md5: bool,
+        validate: Validate | None,
+    ) -> bytes:
         assert self._client is not None, "use Fetcher as an async context manager"
         self.stats.requests += 1
         try:
@@ -334,12 +407,19 @@ class Fetcher:
                 async with self._client.stream("GET", url, params=params) as response:
                     self._check_status(response)
                     body = await self._read_body(response)
+                    headers = response.headers
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise _Retryable("timeout", type(exc).__name__) from exc
         except httpx.TransportError as exc:
             raise _Retryable("transport", f"{type(exc).__name__}: {exc}") from exc
-        if md5 and md5_hex(body) != md5.lower():
-            raise _Retryable("checksum_mismatch", f"expected MD5 {md5}, got {md5_hex(body)}")
+        _check_digests(body, md5, headers, etag_is_md5)
+        if validate is not None:
+            try:
+                validate(body)
+            except ServiceError as exc:
+                if not exc.retry:
+                    raise FetchError(url, exc.reason, str(exc)) from exc
+                raise _Retryable(exc.reason, str(exc)) from exc
         self.stats.bytes += len(body)
         self.on_progress()
         return body
@@ -385,12 +465,78 @@ class Fetcher:
         return b"".join(chunks)
 
 
+def _check_digests(body: bytes, md5: str | None, headers: httpx.Headers, etag_is_md5: bool) -> None:
+    """Retry a body that differs from the MD5 published for it or sent with it."""
+    expected = [
+        ("expected MD5", md5.lower() if md5 else None),
+        ("Content-MD5", _content_md5(headers.get("content-md5"))),
+        ("ETag", plain_md5_etag(headers.get("etag")) if etag_is_md5 else None),
+    ]
+    if not any(value for _, value in expected):
+        return
+    digest = md5_hex(body)
+    for what, value in expected:
+        if value and digest != value:
+            raise _Retryable("checksum_mismatch", f"{what} {value}, got {digest}")
+
+
+def plain_md5_etag(value: str | None) -> str | None:
+    """An ETag that is the object's MD5 (not a multipart ETag, which carries a ``-``), lower case."""
+    if not value:
+        return None
+    value = value.strip().removeprefix("W/").strip('"').lower()
+    return value if _MD5.fullmatch(value) else None
+
+
+def _content_md5(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 16 else None
+
+
+def _valid(data: bytes, validate: Validate | None) -> bool:
+    """Whether a kept raw file passes ``validate`` (an older run may have stored an error document)."""
+    if validate is None:
+        return True
+    try:
+        validate(data)
+    except ServiceError:
+        return False
+    return True
+
+
+def _full_url(url: str, params: Mapping[str, Any] | None) -> str:
+    return str(httpx.URL(url, params=params)) if params else url
+
+
+async def gather_all(*aws: Awaitable[Any]) -> list[Any]:
+    """``asyncio.gather`` that cancels the other awaitables as soon as one fails.
+
+    A :class:`HarvestInterrupted` in one request must stop the batch, not leave its siblings
+    running against a client that is about to close.
+    """
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 class Progress:
     """One tqdm bar over articles, showing bytes, requests, retries and failures as they happen."""
 
     def __init__(self, source: str, fetcher: Fetcher, total: int | None = None) -> None:
         self.fetcher = fetcher
-        self.bar = tqdm(total=total, desc=source, unit="art", dynamic_ncols=True, disable=None)
+        self.bar = tqdm(
+            total=total, desc=source, unit="art", dynamic_ncols=True, disable=not progress_enabled()
+        )
         self._last = 0.0
         fetcher.on_progress = self.refresh
 
@@ -422,6 +568,8 @@ class HarvestSummary:
     skipped: Counter[str] = field(default_factory=Counter)
     """Articles deliberately not harvested, by reason (``retracted``, ``license``…)."""
     superseded: int = 0
+    changed: int = 0
+    """Objects that changed since the listing or inventory that selected them (taken as they are now)."""
     requests: int = 0
     retries: int = 0
     bytes: int = 0
@@ -441,7 +589,8 @@ class HarvestSummary:
         return (
             f"{self.source}: {self.articles} articles in {self.shards_written} new shards "
             f"({self.shards_skipped} already done), {self.quarantined} quarantined, skipped: {skipped}, "
-            f"{self.superseded} older versions replaced; {self.requests} requests, {self.retries} retries, "
+            f"{self.superseded} older versions replaced, {self.changed} changed since listed; "
+            f"{self.requests} requests, {self.retries} retries, "
             f"{self.bytes / 1e6:.1f} MB, {self.cached} from raw/; failures: {failures}; "
             f"{self.seconds:.1f} s, {rate:.1f} articles/s"
         )
@@ -458,6 +607,20 @@ def quarantine_record(
         "error": redact(error),
         "reason": reason,
     }
+
+
+def apply_source_license(article: dict[str, Any], value: str | None) -> bool:
+    """Set the license the source's own metadata gives (a bucket JSON, a search result) over the XML's.
+
+    Returns False, leaving the XML's license (``license_source`` ``xml``), when the source gives none.
+    """
+    code = licenses.normalize_code(value)
+    if code is None:
+        return False
+    article["license"] = code
+    article["commercial_use"] = licenses.commercial_use(code)
+    article["license_source"] = "metadata"
+    return True
 
 
 def parse_document(
@@ -534,44 +697,6 @@ class ShardWriter:
         self.summary.shards_written += 1
 
 
-def settle_versions(build: str | os.PathLike[str]) -> int:
-    """Keep one row per ``article_id`` across article shards: the highest version, then the newest.
-
-    Shards holding a losing row are rewritten atomically without that article (content tables
-    first, ``articles`` last, as :mod:`store` writes them). Returns the number of rows removed.
-    Idempotent: a run killed half-way through is finished by the next call.
-    """
-    shards = schema.shard_paths(build, "articles")
-    if not shards:
-        return 0
-    con = duckdb.connect()
-    losers = con.execute(
-        """
-        SELECT filename, list(article_id) FROM (
-            SELECT filename, article_id, row_number() OVER (
-                PARTITION BY article_id
-                ORDER BY coalesce(version, -1) DESC, harvested_at DESC, filename DESC) AS rank
-            FROM read_parquet(?, filename = true))
-        WHERE rank > 1 GROUP BY filename
-        """,
-        [[str(p) for p in shards]],
-    ).fetchall()
-    removed = 0
-    for filename, article_ids in losers:
-        shard = Path(filename).stem
-        for table in (*store.CONTENT_TABLES, "articles"):
-            path = store.shard_path(build, table, shard)
-            if path.is_file():
-                rows = pq.read_table(path, schema=schema.SCHEMAS[table])
-                keep = pc.invert(
-                    pc.is_in(rows["article_id"], value_set=pa.array(article_ids, type=pa.string()))
-                )
-                schema.write_shard(rows.filter(keep), path)
-        removed += len(article_ids)
-        log.info("shard %s: replaced older versions of %s", shard, ", ".join(sorted(article_ids)))
-    return removed
-
-
 def read_id_file(path: str | os.PathLike[str]) -> list[str]:
     """Identifiers from a file, one per line (blank lines and ``#`` comments ignored), de-duplicated."""
     try:
@@ -614,7 +739,7 @@ class Session:
     async def __aenter__(self) -> Session:
         await asyncio.to_thread(store.remove_unfinished, self.build, prefix=f"{self.source}-")
         await asyncio.to_thread(self.raw.remove_temporary)
-        await asyncio.to_thread(settle_versions, self.build)
+        await asyncio.to_thread(_settle, self.build)
         self.done = store.completed_shards(self.build)
         await self.fetcher.__aenter__()
         self.progress = Progress(self.source, self.fetcher)
@@ -629,9 +754,9 @@ class Session:
                 self.progress.close()
         self.summary.absorb(self.fetcher.stats)
         if exc_type is None:
-            self.summary.superseded = await asyncio.to_thread(settle_versions, self.build)
+            self.summary.superseded = await asyncio.to_thread(_settle, self.build)
             self.state.finish()
-            log.info("%s", self.summary.line())
+            log.debug("%s", self.summary.line())  # the caller prints the summary: once
 
     def set_total(self, total: int) -> None:
         assert self.progress is not None
@@ -648,3 +773,8 @@ class Session:
     def skip_shard(self, n_articles: int) -> None:
         self.summary.shards_skipped += 1
         self.advance(n_articles)
+
+
+def _settle(build: Path) -> int:
+    """Settle versions across every article shard of the build; the number of rows replaced."""
+    return store.settle_versions(build)["articles"]

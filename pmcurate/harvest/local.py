@@ -15,13 +15,14 @@ Work plan, deterministic from the inputs so that a rerun finds its earlier outpu
 - Tasks run on a process pool when ``workers > 1``.
 
 A document that cannot be read or parsed becomes a row of ``tables/quarantine`` (file, archive
-member, reason) and the run goes on.
+member, stage, a short ``reason`` code and an ``error`` message naming the file) and the run goes on.
 
 Duplicates: an ``article_id`` seen twice in one run (e.g. an article in a bulk package and in a
-later incremental package) is kept once. The winner is the highest ``version`` (null counts as
-lowest); between equal versions, the one read last (input files in sorted order, then archive
-order). Duplicates inside a shard are dropped before it is written; duplicates across shards are
-removed at the end of the run by rewriting the losing shards without the article's rows.
+later incremental package) is kept once, by the version rule every source shares
+(``store.settle_versions``): the highest ``version`` (null counts as lowest); between equal
+versions, the one read last (input files in sorted order, then archive order). Duplicates inside
+a shard are dropped before it is written; duplicates across shards are removed at the end of the
+run by rewriting the losing shards without the article's rows.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import hashlib
 import multiprocessing
 import os
 import queue
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -37,12 +39,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pmcurate import schema
 from pmcurate.harvest import archive, jats, store
 
 SOURCE = "local"
@@ -272,7 +270,7 @@ def run_task(
         for item in archive.iter_items(path, max_member_bytes=max_member_bytes):
             if isinstance(item, archive.Rejected):
                 shard.quarantine.append(
-                    _quarantine_record(item.source, item.member, "read", item.error, item.reason)
+                    _quarantine_record(item.source, item.member, "read", reason_code(item.error), item.reason)
                 )
                 continue
             if shard.documents >= batch_size or shard.nbytes >= shard_bytes:
@@ -295,9 +293,15 @@ def _parse_into(shard: _Shard, document: archive.Document, counts: Counts) -> in
         parsed = jats.parse(document.data, source_uri=document.uri)
     except Exception as exc:  # JatsError, or any parser failure: this document only
         message = str(exc)
-        reason = message if document.uri in message else f"{document.where}: {type(exc).__name__}: {message}"
+        where = "" if document.uri in message else f"{document.where}: "
         shard.quarantine.append(
-            _quarantine_record(document.source, document.member, "parse", type(exc).__name__, reason)
+            _quarantine_record(
+                document.source,
+                document.member,
+                "parse",
+                "parse_error",
+                f"{where}{type(exc).__name__}: {message}",
+            )
         )
         return 0
     for article in parsed:
@@ -323,63 +327,31 @@ def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: boo
 
 
 def _quarantine_record(
-    source: str, member: str | None, stage: str, error: str, reason: str
+    source: str, member: str | None, stage: str, reason: str, error: str
 ) -> dict[str, Any]:
-    return {
-        "source": source,
-        "member": member,
-        "stage": f"harvest-local:{stage}",
-        "error": error,
-        "reason": reason,
-    }
+    return {"source": source, "member": member, "stage": stage, "reason": reason, "error": error}
+
+
+def reason_code(error_type: str) -> str:
+    """``TooLarge`` → ``too_large``, ``EOFError`` → ``eof_error``: the short quarantine reason of an
+    error class name."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", error_type).lower()
 
 
 def drop_duplicates_across_shards(build: Path, tasks: list[Task]) -> dict[str, int]:
     """Remove, from the losing shards, articles that a later shard of this run also holds.
 
-    Returns the rows removed per table."""
-    import polars as pl  # here, not at the top: the harvest workers never need it (~0.2 s of start-up each)
-
-    removed = dict.fromkeys((*store.CONTENT_TABLES, "articles"), 0)
+    The version rule of ``store.settle_versions``, with input order as recency. Returns the rows
+    removed per table."""
     order = {task.key: position for position, task in enumerate(tasks)}
-    shards = [path for path in schema.shard_paths(build, "articles") if _task_key(path.stem) in order]
-    if len(shards) < 2:
-        return removed
-    frames = [
-        pl.read_parquet(path, columns=["article_id", "version"]).with_columns(
-            pl.lit(path.stem).alias("shard"),
-            pl.lit(order[_task_key(path.stem)]).alias("task"),
-            pl.int_range(pl.len()).alias("row"),
-        )
-        for path in shards
-    ]
-    ranked = pl.concat(frames).sort(["task", "shard", "row"]).with_row_index("position")
-    losers = (
-        ranked.filter(pl.col("article_id").is_duplicated())
-        .sort([pl.col("version").fill_null(-1), "position"])
-        .filter(pl.col("position") != pl.col("position").last().over("article_id"))
-    )
-    for shard_name, group in losers.group_by("shard"):
-        for table, rows in _rewrite_without(build, str(shard_name[0]), set(group["article_id"])).items():
-            removed[table] += rows
-    return removed
+    shards = {
+        name: (order[_task_key(name)], name)
+        for name in store.completed_shards(build)
+        if _task_key(name) in order
+    }
+    return store.settle_versions(build, shards=shards, order=shards)
 
 
 def _task_key(shard: str) -> str:
     """The task key of a shard name ``<key>-NNNNN[-end]``."""
     return shard.removesuffix(END).rsplit("-", 1)[0]
-
-
-def _rewrite_without(build: Path, shard: str, article_ids: set[str]) -> dict[str, int]:
-    """Rewrite every table of ``shard`` without the rows of ``article_ids``, articles last.
-
-    Returns the rows removed per table."""
-    removed: dict[str, int] = {}
-    for table in (*store.CONTENT_TABLES, "articles"):
-        path = store.shard_path(build, table, shard)
-        data = pq.read_table(path, schema=schema.SCHEMAS[table])
-        keep = pc.invert(pc.is_in(data["article_id"], value_set=pa.array(sorted(article_ids), pa.string())))
-        kept = data.filter(keep)
-        schema.write_shard(kept, path)
-        removed[table] = data.num_rows - kept.num_rows
-    return removed

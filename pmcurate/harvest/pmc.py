@@ -10,11 +10,20 @@ Selection (exactly one of):
   - ``since``: versions new or changed since a date, from the newest daily inventory
     (``inventory-reports/pmc-oa-opendata/metadata/<date>/manifest.json`` and its gzipped CSVs);
   - ``all``: every article, by listing ``metadata/``.
-Then ``license`` (``commercial``, ``noncommercial`` or codes, comma-separated), ``skip_retracted``
-and ``limit`` filter on the metadata JSON. Only the latest version of each article is taken.
+Versions outside the open-access subset (``is_pmc_openaccess: false``: author manuscripts, whose
+``license_code`` is ``TDM``) are left out unless ``include_manuscripts``. Then ``license``
+(``commercial``, ``noncommercial`` or codes, comma-separated), ``skip_retracted`` and ``limit``
+filter. Only the latest version of each article is taken, and with ``limit`` only as many metadata
+objects are fetched as the limit needs.
 
-The metadata JSON is authoritative: it sets ``version``, ``license``, ``commercial_use`` and
-``retracted`` on the article row, whatever the XML says.
+The metadata JSON is authoritative: it sets ``version``, ``license`` (when its ``license_code`` is
+not null; otherwise the XML's license stands, for the ``license`` filter too), ``commercial_use``,
+``retracted`` and the open-access flags on the article row, whatever the XML says.
+
+Integrity: every object is checked against the MD5 its metadata publishes (``?md5=``) and the
+``ETag`` the bucket sends with it. A listing's or inventory's ETag is only a hint of which kept raw
+copy is current: the inventory lags the bucket by up to a day and objects are updated in place, so
+an object that differs from it has changed since, it is not corrupt.
 """
 
 from __future__ import annotations
@@ -24,7 +33,9 @@ import csv
 import gzip
 import io
 import json
+import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -47,17 +58,22 @@ from pmcurate.harvest.fetch import (
     FetchConfig,
     FetchError,
     HarvestInputError,
+    HarvestInterrupted,
     HarvestSummary,
     Session,
-    batched,
+    apply_source_license,
+    gather_all,
     md5_hex,
     parse_document,
+    plain_md5_etag,
     quarantine_record,
     sha256_hex,
     shard_name,
 )
 from pmcurate.harvest.jats import ParsedArticle
 from pmcurate.schema import COMMERCIAL_LICENSES, NONCOMMERCIAL_LICENSES
+
+log = logging.getLogger(__name__)
 
 SOURCE = "pmc"
 BUCKET = "pmc-oa-opendata"
@@ -79,13 +95,14 @@ class PmcOptions:
     limit: int | None = None
     media: bool = False
     skip_retracted: bool = False
+    include_manuscripts: bool = False
     batch_size: int = 100
     fetch: FetchConfig = field(default_factory=FetchConfig)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One article version to consider: its metadata key and, when listed, the key's ETag."""
+    """One article version to consider: its metadata key and, when listed, the key's ETag then."""
 
     pmcid: str
     version: int
@@ -101,6 +118,8 @@ class Selected:
     candidate: Candidate
     metadata: dict[str, Any]
     metadata_md5: str
+    license_pending: bool = False
+    """The metadata has no license code: the ``license`` filter decides on the XML's license."""
     xml: bytes | None = None
     media: dict[str, bytes] = field(default_factory=dict)
 
@@ -143,19 +162,11 @@ def parse_list_page(page: bytes) -> tuple[list[tuple[str, str | None]], list[str
         found = node.find(f"{{*}}{name}")
         return found.text if found is not None else None
 
-    contents = [(text(c, "Key") or "", _etag(text(c, "ETag"))) for c in root.iterfind("{*}Contents")]
+    contents = [(text(c, "Key") or "", plain_md5_etag(text(c, "ETag"))) for c in root.iterfind("{*}Contents")]
     prefixes = [text(p, "Prefix") or "" for p in root.iterfind("{*}CommonPrefixes")]
     truncated = (text(root, "IsTruncated") or "false").lower() == "true"
     token = text(root, "NextContinuationToken") if truncated else None
     return contents, prefixes, token
-
-
-def _etag(value: str | None) -> str | None:
-    """An ETag that is the object's MD5 (not a multipart ETag, which carries a ``-``)."""
-    if not value:
-        return None
-    value = value.strip().strip('"')
-    return value.lower() if re.fullmatch(r"[0-9a-fA-F]{32}", value) else None
 
 
 def parse_inventory_manifest(data: bytes) -> tuple[list[str], list[tuple[str, str | None]]]:
@@ -207,19 +218,22 @@ def latest_versions(candidates: Iterable[Candidate]) -> list[Candidate]:
 
 
 def apply_metadata(article: dict[str, Any], metadata: Mapping[str, Any]) -> None:
-    """Source metadata overrides the XML: version, license, commercial use, retraction, ids."""
+    """Source metadata overrides the XML: version, license (when it has one), commercial use,
+    retraction, open-access flags, ids."""
     article["pmcid"] = metadata.get("pmcid") or article.get("pmcid")
     if metadata.get("version") is not None:
         article["version"] = int(metadata["version"])
     for column in ("pmid", "doi"):
         if metadata.get(column) and not article.get(column):
             article[column] = str(metadata[column])
-    code = licenses.normalize_code(metadata.get("license_code"))
-    if code is not None:
-        article["license"] = code
-        article["commercial_use"] = licenses.commercial_use(code)
-    if metadata.get("is_retracted") is not None:
-        article["retracted"] = bool(metadata["is_retracted"])
+    apply_source_license(article, metadata.get("license_code"))
+    for column, field_name in (
+        ("retracted", "is_retracted"),
+        ("is_pmc_openaccess", "is_pmc_openaccess"),
+        ("is_manuscript", "is_manuscript"),
+    ):
+        if metadata.get(field_name) is not None:
+            article[column] = bool(metadata[field_name])
 
 
 _METADATA_TYPES: dict[str, tuple[type, ...]] = {
@@ -229,6 +243,8 @@ _METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "doi": (str,),
     "license_code": (str,),
     "is_retracted": (bool,),
+    "is_pmc_openaccess": (bool,),
+    "is_manuscript": (bool,),
     "xml_url": (str,),
 }
 
@@ -300,12 +316,16 @@ class PmcHarvest:
         return contents, prefixes
 
     async def candidates(self) -> list[Candidate]:
+        """The versions to consider; a listing or inventory the bucket refuses stops the run."""
         o = self.options
-        if o.ids:
-            return await self.candidates_from_ids(o.ids)
-        if o.since is not None:
-            return await self.candidates_since(o.since)
-        contents, _ = await self.list_objects("metadata/")
+        try:
+            if o.ids:
+                return await self.candidates_from_ids(o.ids)
+            if o.since is not None:
+                return await self.candidates_since(o.since)
+            contents, _ = await self.list_objects("metadata/")
+        except FetchError as exc:
+            raise HarvestInterrupted(f"cannot list what to harvest: {exc}") from None
         return latest_versions(_metadata_candidates(contents))
 
     async def candidates_from_ids(self, ids: Iterable[str]) -> list[Candidate]:
@@ -327,7 +347,7 @@ class PmcHarvest:
                         SOURCE,
                         f"metadata/{pmcid}.",
                         "not_found",
-                        "no version in the bucket",
+                        f"{pmcid}: no version under metadata/{pmcid}. in the bucket",
                         article_id=pmcid,
                         stage="select",
                     )
@@ -335,7 +355,7 @@ class PmcHarvest:
                 return None
             return found[0]
 
-        resolved = await asyncio.gather(*(resolve(v) for v in ids))
+        resolved = await gather_all(*(resolve(v) for v in ids))
         return latest_versions(c for c in resolved if c is not None)
 
     async def candidates_since(self, since: date) -> list[Candidate]:
@@ -355,7 +375,7 @@ class PmcHarvest:
                 match = METADATA_KEY.match(row.get("Key", ""))
                 if not match:
                     continue
-                candidate = Candidate(match.group(1), int(match.group(2)), _etag(row.get("ETag")))
+                candidate = Candidate(match.group(1), int(match.group(2)), plain_md5_etag(row.get("ETag")))
                 everything.append(candidate)
                 if _modified_on_or_after(row.get("LastModifiedDate", ""), since):
                     changed.add(candidate.pmcid)
@@ -365,22 +385,42 @@ class PmcHarvest:
         """The candidate's metadata, or a quarantine record."""
         key = candidate.key
         try:
-            data = await self.session.fetcher.get(self.bucket.object_url(key), md5=candidate.etag, key=key)
+            data = await self.session.fetcher.get(
+                self.bucket.object_url(key), key=key, stored_md5=candidate.etag, etag_is_md5=True
+            )
             metadata = check_metadata(json.loads(data))
         except FetchError as exc:
             return quarantine_record(SOURCE, key, exc.reason, str(exc), article_id=candidate.pmcid)
         except ValueError as exc:
-            return quarantine_record(SOURCE, key, "bad_metadata", str(exc), article_id=candidate.pmcid)
-        return Selected(candidate, metadata, md5_hex(data))
+            return quarantine_record(SOURCE, key, "bad_metadata", f"{key}: {exc}", article_id=candidate.pmcid)
+        digest = md5_hex(data)
+        if candidate.etag is not None and digest != candidate.etag:
+            self.session.summary.changed += 1
+            log.info(
+                "%s changed since it was listed (ETag %s, now %s): taken as it is now",
+                key,
+                candidate.etag,
+                digest,
+            )
+        return Selected(candidate, metadata, digest)
 
     def keep(self, selected: Selected) -> str | None:
-        """Why an article is not harvested (``license``, ``retracted``), or None to harvest it."""
+        """Why an article is not harvested (``not_open_access``, ``license``, ``retracted``), or None.
+
+        Without a license code in the metadata, the ``license`` filter is left to the XML's license
+        (``license_pending``), as the article row's license is.
+        """
         metadata = selected.metadata
-        if (
-            self.licenses is not None
-            and licenses.normalize_code(metadata.get("license_code")) not in self.licenses
+        if metadata.get("is_pmc_openaccess") is False and not (
+            self.options.include_manuscripts and metadata.get("is_manuscript")
         ):
-            return "license"
+            return "not_open_access"
+        if self.licenses is not None:
+            code = licenses.normalize_code(metadata.get("license_code"))
+            if code is None:
+                selected.license_pending = True
+            elif code not in self.licenses:
+                return "license"
         if self.options.skip_retracted and metadata.get("is_retracted"):
             return "retracted"
         return None
@@ -390,7 +430,9 @@ class PmcHarvest:
         pmcid = selected.candidate.pmcid
         try:
             key, md5 = self.bucket.parse_s3_url(selected.metadata["xml_url"])
-            selected.xml = await self.session.fetcher.get(self.bucket.object_url(key), md5=md5, key=key)
+            selected.xml = await self.session.fetcher.get(
+                self.bucket.object_url(key), md5=md5, key=key, etag_is_md5=True
+            )
         except FetchError as exc:
             return quarantine_record(
                 SOURCE, selected.metadata["xml_url"], exc.reason, str(exc), article_id=pmcid
@@ -408,7 +450,7 @@ class PmcHarvest:
             try:
                 key, md5 = self.bucket.parse_s3_url(url)
                 selected.media[key] = await self.session.fetcher.get(
-                    self.bucket.object_url(key), md5=md5, key=key
+                    self.bucket.object_url(key), md5=md5, key=key, etag_is_md5=True
                 )
             except FetchError as exc:
                 problems.append(
@@ -428,7 +470,7 @@ class PmcHarvest:
                     )
                 )
 
-        await asyncio.gather(*(one(u) for u in selected.metadata.get("media_urls") or []))
+        await gather_all(*(one(u) for u in selected.metadata.get("media_urls") or []))
         return problems
 
     async def run(self) -> HarvestSummary:
@@ -441,18 +483,19 @@ class PmcHarvest:
             )
         remaining = self.options.limit
         session.set_total(len(candidates) if remaining is None else min(remaining, len(candidates)))
-        for batch in batched(candidates, self.options.batch_size):
-            if remaining is not None and remaining <= 0:
-                break
-            taken = await self.run_batch(batch, remaining)
+        position = 0
+        while position < len(candidates) and (remaining is None or remaining > 0):
+            size = self.options.batch_size if remaining is None else min(self.options.batch_size, remaining)
+            taken = await self.run_batch(candidates[position : position + size])
+            position += size
             if remaining is not None:
                 remaining -= taken
         return session.summary
 
-    async def run_batch(self, batch: list[Candidate], remaining: int | None) -> int:
+    async def run_batch(self, batch: list[Candidate]) -> int:
         """Harvest one batch of candidates as one shard; returns the number of articles taken."""
         session = self.session
-        results = await asyncio.gather(*(self.fetch_metadata(c) for c in batch))
+        results = await gather_all(*(self.fetch_metadata(c) for c in batch))
         quarantine = [r for r in results if isinstance(r, dict)]
         selected: list[Selected] = []
         for result in results:
@@ -463,8 +506,6 @@ class PmcHarvest:
                 else:
                     session.summary.skipped[reason] += 1
                     session.advance()
-        if remaining is not None:
-            selected = selected[:remaining]
         keys = [f"{s.candidate.pmcid}.{s.candidate.version}:{s.metadata_md5}" for s in selected]
         keys += [f"failed:{r['member']}" for r in quarantine]
         if not keys:
@@ -480,9 +521,10 @@ class PmcHarvest:
             session.advance()
             return problems
 
-        for problems in await asyncio.gather(*(fetch_one(s) for s in selected)):
+        for problems in await gather_all(*(fetch_one(s) for s in selected)):
             quarantine += problems
-        await session.writer.submit(shard, lambda: _extract(selected, quarantine))
+        skipped = session.summary.skipped
+        await session.writer.submit(shard, lambda: _extract(selected, quarantine, self.licenses, skipped))
         return len(selected)
 
 
@@ -502,8 +544,13 @@ def _modified_on_or_after(value: str, since: date) -> bool:
 
 
 def _extract(
-    selected: list[Selected], quarantine: list[dict[str, Any]]
+    selected: list[Selected],
+    quarantine: list[dict[str, Any]],
+    wanted: frozenset[str] | None,
+    skipped: Counter[str],
 ) -> tuple[list[ParsedArticle], list[dict[str, Any]]]:
+    """Parse the batch's XML; an article whose license was left to its XML and is not ``wanted``
+    is counted in ``skipped`` instead of kept."""
     parsed_all: list[ParsedArticle] = []
     problems = list(quarantine)
     for s in selected:
@@ -516,6 +563,9 @@ def _extract(
         problems += failed
         for article in parsed[:1]:  # sub-articles are not separate articles of the bucket
             apply_metadata(article.article, s.metadata)
+            if s.license_pending and wanted is not None and article.article.get("license") not in wanted:
+                skipped["license"] += 1
+                continue
             if s.media:
                 attach_media(article.figures, s.media)
             parsed_all.append(article)

@@ -21,11 +21,19 @@ unfinished and is redone from scratch by the next run (its partial files are ove
 when the inputs changed so that no task produces that name any more, removed by
 ``remove_unfinished`` before the run starts. A shard whose inputs all failed still gets an
 (empty) articles shard: it is finished.
+
+Version rule, the same for every source: of several rows of one ``article_id``, the highest
+``version`` wins (a missing version counts lowest); between equal versions, the most recent copy
+(the later ``harvested_at``, or for ``harvest local`` the file read later in input order), then
+the later shard name and row. A shard never holds one ``article_id`` twice (``write_parsed``
+keeps the winner); ``settle_versions`` applies the rule across shards.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,9 +41,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pmcurate import schema
 from pmcurate.harvest.jats import ParsedArticle
+
+log = logging.getLogger(__name__)
 
 SHARD_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
@@ -70,18 +81,43 @@ def write_parsed(
 
     Article rows get ``source`` (e.g. ``local``, ``pmc-cloud``) and ``harvested_at`` (now, UTC,
     unless given); ``n_paragraphs``/``n_figures``/``n_tables`` are filled from the rows when the
-    parser left them empty. ``articles`` is written last: see the module docstring.
+    parser left them empty. Several copies of one article keep only the winner of the version
+    rule. ``articles`` is written last: see the module docstring.
     """
-    tables = _tables(list(parsed), source=source, harvested_at=harvested_at or datetime.now(UTC))
+    parsed, duplicates = keep_latest(parsed)
+    if duplicates:
+        log.info("shard %s: %d older or repeated copies of an article left out", shard, duplicates)
+    tables = _tables(parsed, source=source, harvested_at=harvested_at or datetime.now(UTC))
     for table in (*CONTENT_TABLES, "articles"):
         schema.write_shard(tables[table], shard_path(build, table, shard))
     return {table: rows.num_rows for table, rows in tables.items()}
 
 
-def article_version(parsed: ParsedArticle) -> int:
-    """The article's ``version`` for duplicate resolution: null counts as lowest."""
+def version_rank(parsed: ParsedArticle) -> int:
+    """The version of a parsed article for the version rule (a missing version counts lowest)."""
     version = parsed.article.get("version")
     return -1 if version is None else int(version)
+
+
+def add_latest(articles: dict[str, ParsedArticle], article: ParsedArticle) -> bool:
+    """Put ``article`` into ``articles`` (by ``article_id``, in reading order) by the version rule.
+
+    The later copy replaces an earlier one unless the earlier has a higher version; either way
+    the article moves to the end (it was read last). Returns True when a copy was already there.
+    """
+    article_id = article.article["article_id"]
+    previous = articles.pop(article_id, None)
+    if previous is not None and version_rank(previous) > version_rank(article):
+        article = previous
+    articles[article_id] = article
+    return previous is not None
+
+
+def keep_latest(parsed: Iterable[ParsedArticle]) -> tuple[list[ParsedArticle], int]:
+    """One parsed article per ``article_id`` by the version rule, and how many copies were left out."""
+    articles: dict[str, ParsedArticle] = {}
+    duplicates = sum(add_latest(articles, article) for article in parsed)
+    return list(articles.values()), duplicates
 
 
 class ShardRows:
@@ -94,8 +130,8 @@ class ShardRows:
     objects to walk). ``write`` writes the very tables ``write_parsed`` would write for the
     articles kept.
 
-    Duplicates: an ``article_id`` added twice is kept once, the higher ``version`` (null lowest)
-    winning, the later one on a tie; the one kept takes the place of the later arrival.
+    Copies of one ``article_id`` follow the version rule as ``add_latest`` applies it to Python
+    rows: one is kept, the highest version or else the later, and it takes the later one's place.
     """
 
     def __init__(self, *, source: str) -> None:
@@ -112,7 +148,7 @@ class ShardRows:
 
     def add(self, parsed: ParsedArticle) -> None:
         article_id = parsed.article["article_id"]
-        version = article_version(parsed)
+        version = version_rank(parsed)
         previous = self._versions.get(article_id, version)
         if article_id in self._pending:
             self.duplicates += 1
@@ -196,10 +232,74 @@ def _tables(
     return {name: schema.to_table(table_rows, schema.SCHEMAS[name]) for name, table_rows in rows.items()}
 
 
+def settle_versions(
+    build: str | Path, *, shards: Iterable[str] | None = None, order: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    """Keep one row per ``article_id`` across article shards by the version rule; rows removed per table.
+
+    ``shards``: the completed shards to consider (default: all of the build). ``order``: a
+    sortable recency per shard for copies of equal version (``harvest local``: the position of
+    the shard's files in the input order); default: ``harvested_at``. Each shard holding a losing
+    copy is rewritten atomically without that article (content tables first, ``articles`` last),
+    so a run killed half-way is finished by the next call.
+    """
+    names = sorted(completed_shards(build) if shards is None else set(shards) & completed_shards(build))
+    winners: dict[str, tuple[Any, ...]] = {}
+    holders: dict[str, set[str]] = {}
+    copies: Counter[tuple[str, str]] = Counter()
+    for name in names:
+        rows = pq.read_table(
+            shard_path(build, "articles", name), columns=["article_id", "version", "harvested_at"]
+        )
+        for index, row in enumerate(rows.to_pylist()):
+            recency = order[name] if order is not None else _timestamp(row["harvested_at"])
+            version = -1 if row["version"] is None else int(row["version"])
+            rank = (version, recency, name, index)
+            article_id = row["article_id"]
+            holders.setdefault(article_id, set()).add(name)
+            copies[article_id, name] += 1
+            if article_id not in winners or rank > winners[article_id]:
+                winners[article_id] = rank
+    for (article_id, name), count in copies.items():
+        if count > 1:  # only shards written before write_parsed kept one copy: rows cannot be told apart
+            log.warning("shard %s holds %d copies of %s; left as they are", name, count, article_id)
+    losers: dict[str, set[str]] = {}
+    for article_id, shard_names in holders.items():
+        for name in shard_names - {winners[article_id][2]}:
+            losers.setdefault(name, set()).add(article_id)
+    removed = dict.fromkeys((*CONTENT_TABLES, "articles"), 0)
+    for name, article_ids in sorted(losers.items()):
+        for table, count in _rewrite_without(build, name, article_ids).items():
+            removed[table] += count
+        log.info("shard %s: replaced older copies of %s", name, ", ".join(sorted(article_ids)))
+    return removed
+
+
+def _timestamp(value: datetime | None) -> float:
+    return value.timestamp() if value is not None else float("-inf")
+
+
+def _rewrite_without(build: str | Path, shard: str, article_ids: set[str]) -> dict[str, int]:
+    """Rewrite every table of ``shard`` without the rows of ``article_ids``, articles last."""
+    removed: dict[str, int] = {}
+    value_set = pa.array(sorted(article_ids), pa.string())
+    for table in (*CONTENT_TABLES, "articles"):
+        path = shard_path(build, table, shard)
+        if not path.is_file():
+            continue
+        data = pq.read_table(path, schema=schema.SCHEMAS[table])
+        kept = data.filter(pc.invert(pc.is_in(data["article_id"], value_set=value_set)))
+        schema.write_shard(kept, path)
+        removed[table] = data.num_rows - kept.num_rows
+    return removed
+
+
 def _article_row(parsed: ParsedArticle, *, source: str, harvested_at: datetime | None) -> dict[str, Any]:
     row = dict(parsed.article)
     row["source"] = source
     row["harvested_at"] = harvested_at
+    if row.get("license_source") is None and row.get("license") is not None:
+        row["license_source"] = "xml"
     for column, items in (
         ("n_paragraphs", parsed.paragraphs),
         ("n_figures", parsed.figures),

@@ -11,27 +11,30 @@ from pathlib import Path
 
 import pytest
 
-from pmcurate import schema
 from pmcurate.harvest.fetch import (
     FetchConfig,
     Fetcher,
     FetchError,
+    HarvestInterrupted,
     RawStore,
+    ServiceError,
     redact,
-    settle_versions,
 )
-from pmcurate.harvest.jats import ParsedArticle
-from pmcurate.harvest.store import write_parsed
 from pmcurate.http import parse_retry_after
 from tests.servers.faulty import FaultyServer, Reply
 
 BODY = b"<article>" + b"x" * 5000 + b"</article>"
 FAST = FetchConfig(concurrency=4, rate=1000.0, retries=3, backoff=0.01, timeout=0.3)
+ERROR_DOCUMENT = b"<eFetchResult><ERROR>Unable to obtain query #1</ERROR></eFetchResult>"
 
 
 def app(path: str, query: dict[str, list[str]]) -> Reply:
     if path.startswith("/missing"):
         return Reply(404, b"no such object")
+    if path.startswith("/s3/"):  # S3 sends the MD5 of a single-part object as its ETag
+        return Reply(
+            200, BODY, {"Content-Type": "application/xml", "ETag": f'"{hashlib.md5(BODY).hexdigest()}"'}
+        )
     return Reply(200, BODY, {"Content-Type": "application/xml"})
 
 
@@ -82,12 +85,71 @@ def test_wrong_md5_is_retried_then_accepted_when_it_matches(server: FaultyServer
     assert [s.fault for s in server.served("/a")] == ["corrupt", None]
 
 
-def test_persistent_failure_raises_fetch_error_with_reason_after_last_retry(server: FaultyServer) -> None:
+def test_a_server_failing_after_the_last_retry_stops_the_run_it_is_not_the_objects_fault(
+    server: FaultyServer,
+) -> None:
     server.script["/a"] = ["500"] * 10
-    with pytest.raises(FetchError) as caught:
+    with pytest.raises(HarvestInterrupted, match=r"http_500 after 4 attempts.*run the same command again"):
         fetch(f"{server.url}/a")
-    assert caught.value.reason == "http_500"
     assert len(server.served("/a")) == FAST.retries + 1
+
+
+def test_a_closed_port_stops_the_run(tmp_path: Path) -> None:
+    with FaultyServer(app) as closed:
+        url = f"{closed.url}/a"
+    with pytest.raises(HarvestInterrupted, match="transport"):
+        fetch(url)
+
+
+def test_a_body_that_differs_from_its_etag_is_retried(server: FaultyServer) -> None:
+    server.script["/s3/a"] = ["corrupt"]
+    assert fetch(f"{server.url}/s3/a", etag_is_md5=True) == BODY
+    assert [s.fault for s in server.served("/s3/a")] == ["corrupt", None]
+
+
+def test_a_persistent_checksum_mismatch_is_a_content_failure(server: FaultyServer) -> None:
+    with pytest.raises(FetchError) as caught:
+        fetch(f"{server.url}/a", md5="0" * 32)
+    assert caught.value.reason == "checksum_mismatch"
+
+
+def test_a_listings_etag_only_says_whether_a_kept_copy_is_current(
+    server: FaultyServer, tmp_path: Path
+) -> None:
+    raw = RawStore(tmp_path, "test")
+    raw.write("k.json", b"as listed")
+    listed = hashlib.md5(b"as listed").hexdigest()
+    assert (
+        fetch(f"{server.url}/s3/k", raw=raw, key="k.json", stored_md5=listed, etag_is_md5=True)
+        == b"as listed"
+    )
+    stale = hashlib.md5(b"older").hexdigest()  # the object changed since: taken as it is now
+    assert fetch(f"{server.url}/s3/k", raw=raw, key="k.json", stored_md5=stale, etag_is_md5=True) == BODY
+    assert raw.read("k.json") == BODY
+
+
+def _reject_error_documents(body: bytes) -> None:
+    if b"<ERROR>" in body:
+        raise ServiceError("error document")
+
+
+def test_an_error_document_is_retried_and_never_stored(tmp_path: Path) -> None:
+    answers = [ERROR_DOCUMENT]
+
+    def erring(path: str, query: dict[str, list[str]]) -> Reply:
+        return Reply(200, answers.pop() if answers else BODY)
+
+    raw = RawStore(tmp_path, "test")
+    with FaultyServer(erring) as server:
+        assert fetch(f"{server.url}/a", raw=raw, key="a.xml", validate=_reject_error_documents) == BODY
+        assert len(server.served("/a")) == 2
+    assert raw.read("a.xml") == BODY
+
+
+def test_a_kept_error_document_is_fetched_again(server: FaultyServer, tmp_path: Path) -> None:
+    raw = RawStore(tmp_path, "test")
+    raw.write("a.xml", ERROR_DOCUMENT)  # kept by an older version of the harvester
+    assert fetch(f"{server.url}/a", raw=raw, key="a.xml", validate=_reject_error_documents) == BODY
 
 
 def test_not_found_fails_at_once_without_retries(server: FaultyServer) -> None:
@@ -162,22 +224,3 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("soon") is None
-
-
-def test_settle_versions_keeps_only_the_newest_version_of_an_article(tmp_path: Path) -> None:
-    def article(version: int, text: str) -> ParsedArticle:
-        paragraph = {"paragraph_id": "PMC1/body/p", "article_id": "PMC1", "text": text}
-        return ParsedArticle({"article_id": "PMC1", "version": version}, [paragraph])
-
-    write_parsed(tmp_path, "new", [article(2, "new text")], source="test")
-    write_parsed(tmp_path, "old", [article(1, "old text")], source="test")
-    assert settle_versions(tmp_path) == 1
-    paragraphs = [r for p in schema.shard_paths(tmp_path, "paragraphs") for r in _rows(p)]
-    assert [p["text"] for p in paragraphs] == ["new text"]
-    assert settle_versions(tmp_path) == 0
-
-
-def _rows(path: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pylist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -307,8 +308,9 @@ def test_bad_input_is_quarantined_and_the_run_completes(tmp_path: Path, case: st
     assert quarantine.height == summary.quarantined == 1
     record = quarantine.row(0, named=True)
     assert record["source"] == str(bad)
-    assert expected in record["reason"]
-    assert bad.name in record["reason"]
+    assert re.fullmatch(r"[a-z0-9_]+", record["reason"]), "reason: a short code (schema.QUARANTINE)"
+    assert expected in record["error"]
+    assert bad.name in record["error"]
     assert read(tmp_path / "build", "articles")["article_id"].to_list() == ["PMC3460867"]
     after = {name: state for name, state in files_state(tmp_path).items() if not name.startswith("build/")}
     assert after == before
@@ -321,12 +323,12 @@ def test_a_failing_document_in_a_bulk_package_names_its_member(tmp_path: Path) -
     )
     harvest([bulk], tmp_path / "build")
     record = read(tmp_path / "build", "quarantine").row(0, named=True)
-    assert (record["member"], record["stage"], record["error"]) == (
+    assert (record["member"], record["stage"], record["reason"]) == (
         "PMC003xxxxxx/bad.xml",
-        "harvest-local:parse",
-        "JatsError",
+        "parse",
+        "parse_error",
     )
-    assert "bulk.tar.gz#PMC003xxxxxx/bad.xml" in record["reason"]
+    assert "bulk.tar.gz#PMC003xxxxxx/bad.xml" in record["error"] and "JatsError" in record["error"]
 
 
 def test_quarantine_of_a_completed_shard_is_not_written_twice(tmp_path: Path) -> None:

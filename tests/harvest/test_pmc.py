@@ -90,12 +90,12 @@ def test_all_with_commercial_license_keeps_only_commercial_articles(bucket, tmp_
     expected = {pmcid for pmcid, _ in everything} - {"PMC3574550", "PMC2994229", "PMC1790863"}
     assert set(got) == expected
     assert all(r["commercial_use"] for r in got.values())
-    assert summary.skipped["license"] == 3
+    assert (summary.skipped["license"], summary.skipped["not_open_access"]) == (2, 1)  # PMC1790863: TDM
 
 
 def test_metadata_license_overrides_the_xml(bucket, tmp_path: Path) -> None:
     base_url, _ = bucket
-    harvest(base_url, tmp_path, ids=("PMC2994229", "PMC1790863"))
+    harvest(base_url, tmp_path, ids=("PMC2994229", "PMC1790863"), include_manuscripts=True)
     got = {r["article_id"]: (r["license"], r["commercial_use"]) for r in rows(tmp_path, "articles")}
     assert got == {"PMC2994229": ("CC BY-NC-ND", False), "PMC1790863": ("TDM", None)}
 
@@ -184,7 +184,7 @@ def test_with_20_percent_of_requests_failing_every_article_is_present_exactly_on
         harvest(f"{proxy.url}/pmc-oa-opendata", tmp_path, all=True, media=True)
         injected = [s.fault for s in proxy.served() if s.fault]
     ids = [r["article_id"] for r in rows(tmp_path, "articles")]
-    assert sorted(ids) == sorted({pmcid for pmcid, _ in everything})
+    assert sorted(ids) == sorted({pmcid for pmcid, _ in everything} - {"PMC1790863"})  # a manuscript
     assert len(injected) >= 10 and "corrupt" in injected
     assert rows(tmp_path, "quarantine") == []
     [counts] = rows(tmp_path, "paragraphs", "count(*) AS n, count(DISTINCT paragraph_id) AS distinct_ids")

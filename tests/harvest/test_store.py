@@ -37,17 +37,6 @@ def version_of(article: jats.ParsedArticle, version: int | None, tag: str) -> ja
     )
 
 
-def kept_as_before(articles: list[jats.ParsedArticle]) -> list[jats.ParsedArticle]:
-    """The duplicate rule ``harvest local`` applied to Python rows: highest version, later on a tie, last."""
-    kept: dict[str, jats.ParsedArticle] = {}
-    for article in articles:
-        previous = kept.pop(article.article["article_id"], None)
-        if previous is not None and store.article_version(previous) > store.article_version(article):
-            article = previous
-        kept[article.article["article_id"]] = article
-    return list(kept.values())
-
-
 def test_write_parsed_writes_every_table_with_its_exact_schema(
     tmp_path: Path, parsed_fixture: Parsed
 ) -> None:
@@ -171,7 +160,7 @@ def test_shard_rows_write_the_bytes_write_parsed_writes(
         [1, "x", "x", "x", 2, "x", "x", 0, 5],
     ],
 )
-def test_shard_rows_keep_duplicates_as_harvest_local_did(
+def test_shard_rows_keep_the_copy_the_version_rule_keeps(
     versions: list, tmp_path: Path, parsed_fixture: Parsed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(store, "CHUNK_ARTICLES", 2)
@@ -185,7 +174,38 @@ def test_shard_rows_keep_duplicates_as_harvest_local_did(
     for article in added:
         rows.add(article)
     rows.write(tmp_path, "chunked", harvested_at=AT)
-    kept = kept_as_before(added)
-    store.write_parsed(tmp_path, "before", kept, source="local", harvested_at=AT)
-    assert rows.duplicates == len(added) - len(kept)
-    assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "before")
+    store.write_parsed(tmp_path, "python", added, source="local", harvested_at=AT)  # keeps one copy itself
+    assert rows.duplicates == store.keep_latest(added)[1] > 0
+    assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "python")
+
+
+def _version(version: int, text: str, article_id: str = "PMC1") -> jats.ParsedArticle:
+    paragraph = {"paragraph_id": f"{article_id}/body/p", "article_id": article_id, "text": text}
+    return jats.ParsedArticle({"article_id": article_id, "version": version}, [paragraph])
+
+
+def _texts(build: Path) -> list[str]:
+    return [r["text"] for p in schema.shard_paths(build, "paragraphs") for r in pq.read_table(p).to_pylist()]
+
+
+def test_settle_versions_keeps_only_the_newest_version_of_an_article(tmp_path: Path) -> None:
+    store.write_parsed(tmp_path, "new", [_version(2, "new text")], source="test")
+    store.write_parsed(tmp_path, "old", [_version(1, "old text")], source="test")
+    assert store.settle_versions(tmp_path)["articles"] == 1
+    assert _texts(tmp_path) == ["new text"]
+    assert store.settle_versions(tmp_path)["articles"] == 0
+
+
+def test_settle_versions_keeps_the_winner_when_both_versions_share_a_shard(tmp_path: Path) -> None:
+    store.write_parsed(tmp_path, "one", [_version(2, "new text"), _version(1, "old text")], source="test")
+    store.settle_versions(tmp_path)
+    rows = pq.read_table(tmp_path / "tables" / "articles" / "one.parquet").to_pylist()
+    assert [(r["article_id"], r["version"]) for r in rows] == [("PMC1", 2)]
+    assert _texts(tmp_path) == ["new text"]
+
+
+def test_settle_versions_breaks_a_version_tie_by_the_given_order(tmp_path: Path) -> None:
+    store.write_parsed(tmp_path, "a", [_version(1, "read first")], source="local")
+    store.write_parsed(tmp_path, "b", [_version(1, "read last")], source="local")
+    removed = store.settle_versions(tmp_path, order={"a": 1, "b": 0})
+    assert (removed["articles"], _texts(tmp_path)) == (1, ["read first"])

@@ -51,13 +51,18 @@ def timed_run(command: Sequence[str], cwd: Path, env: dict[str, str], timeout: f
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Where to kill a run: after ``delay`` seconds, or in the middle of writing the ``file``-th file
-    it opens (``inject/sitecustomize.py`` then kills the process group itself)."""
+    """Where to kill a run: after ``delay`` seconds, in the middle of writing the ``file``-th file
+    it opens, or at the first call of ``call`` (``module:function``); for the last two
+    ``inject/sitecustomize.py`` kills the process group itself, at the same point of the work however
+    busy the machine is."""
 
     delay: float | None = None
     file: int | None = None
+    call: str | None = None
 
     def __str__(self) -> str:
+        if self.call is not None:
+            return f"calling {self.call}"
         return f"after {self.delay:.2f} s" if self.delay is not None else f"writing file {self.file}"
 
 
@@ -66,6 +71,8 @@ def kill_at(command: Sequence[str], cwd: Path, env: dict[str, str], point: KillP
     Returns False when it finished first (it must then have succeeded)."""
     if point.file is not None:
         env = {**env, "PMCURATE_INJECT_SIGKILL_AT_FILE": str(point.file)}
+    if point.call is not None:
+        env = {**env, "PMCURATE_INJECT_SIGKILL_AT_CALL": point.call}
     process = subprocess.Popen(
         command,
         cwd=cwd,

@@ -3,11 +3,12 @@
 The manifest is ``manifests/demo.toml`` with a lighter student (no pretraining, no
 hyper-parameter search, dim 10) so that one build takes seconds: harvest → train → apply →
 filter → export. The chain kills it in the middle of shard writes of any stage (the K-th file a
-run writes, ``inject/sitecustomize.py``) and at times inside the training; each run resumes the
-build the killed ones left. ``RELIABILITY_BUILD_KILLS`` sets the number of kill points (default 6).
-The final build must hold the rows of the uninterrupted one in every table, subset and export
-shard, the export's data files byte for byte, and nothing a reader trips on. A second, harvest-only
-build over input that repeats its articles is killed while the harvest step removes duplicates.
+run writes, ``inject/sitecustomize.py``) and inside the training (its first call of ``fit``); each
+run resumes the build the killed ones left. ``RELIABILITY_BUILD_KILLS`` sets the number of kill
+points (default 6). The final build must hold the rows of the uninterrupted one in every table,
+subset and export shard, the export's data files byte for byte, and nothing a reader trips on. A
+second, harvest-only build over input that repeats its articles is killed while the harvest step
+removes duplicates.
 """
 
 from __future__ import annotations
@@ -26,9 +27,18 @@ from tests.reliability.killer import ChainReport, KillPoint, kill_chain
 
 DEMO = Path(__file__).parents[2] / "manifests" / "demo.toml"
 KILLS = int(os.environ.get("RELIABILITY_BUILD_KILLS", "6"))
-POINTS = (KillPoint(file=2), KillPoint(delay=1.0), KillPoint(file=1), KillPoint(file=2), KillPoint(file=3))
-"""A kill in the harvest's shard write, one inside the training, then in the writes of the later
-stages (apply, filter: each resumed run skips the finished steps, so its first files are theirs)."""
+TRAINING = "pmcurate.annotate.student:fit"
+POINTS = (
+    KillPoint(file=2),
+    KillPoint(call=TRAINING),
+    KillPoint(file=1),
+    KillPoint(file=2),
+    KillPoint(file=3),
+)
+"""A kill in the harvest's shard write, one inside the training (its first model fit), then in the
+writes of the later stages (apply, filter: each resumed run skips the finished steps, so its first
+files are theirs). Every point is a point of the work, never a time: the chain lands the same way on
+an idle machine and on a busy one."""
 
 
 def light_manifest(folder: Path) -> Path:

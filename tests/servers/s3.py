@@ -1,12 +1,19 @@
 """A local S3 (moto's standalone server) holding a bucket laid out exactly like ``pmc-oa-opendata``.
 
 ``start_moto()`` runs moto's server on 127.0.0.1 at a free port. ``PmcBucketLoader`` creates the
-bucket with the public-read policy of the real one and uploads article versions as PMC does:
+bucket with the public-read policy of the real one and uploads article versions as PMC does, in
+the shapes recorded in ``tests/data/recorded/pmc-bucket/`` (see its PROVENANCE.md):
 
     PMC<id>.<v>/PMC<id>.<v>.xml, PMC<id>.<v>.json, <media files>
-    metadata/PMC<id>.<v>.json        (s3://pmc-oa-opendata/<key>?md5=<hex> URLs)
+    metadata/PMC<id>.<v>.json        (the 16 fields of the real objects; s3://…?md5=<hex> URLs;
+                                      author manuscripts: is_pmc_openaccess false, license TDM)
     inventory-reports/pmc-oa-opendata/metadata/<YYYY-MM-DDT01-00Z>/manifest.json
-    inventory-reports/pmc-oa-opendata/metadata/data/<name>.csv.gz   (no header; fileSchema order)
+    inventory-reports/pmc-oa-opendata/metadata/data/<uuid>.csv.gz   (no header; fileSchema
+                                      "Bucket, Key, LastModifiedDate, ETag")
+    inventory-reports/pmc-oa-opendata/metadata/hive/…   (the Athena mirror next to the dated folders)
+
+Objects are updated in place (``add`` again) and the inventory lags: a report lists the ETags
+the metadata objects had when it was made.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import hashlib
 import json
 import socket
 import struct
+import uuid
 import zlib
 from dataclasses import dataclass, field
 
@@ -25,7 +33,8 @@ from moto.server import ThreadedMotoServer
 
 BUCKET = "pmc-oa-opendata"
 INVENTORY = f"inventory-reports/{BUCKET}/metadata"
-FILE_SCHEMA = "Bucket, Key, Size, LastModifiedDate, ETag"
+FILE_SCHEMA = "Bucket, Key, LastModifiedDate, ETag"
+"""The recorded manifest's ``fileSchema`` (four columns; no ``Size``)."""
 
 
 def free_port() -> int:
@@ -69,7 +78,7 @@ class ArticleVersion:
     pmcid: str
     version: int
     xml: bytes
-    license_code: str = "CC BY"
+    license_code: str | None = "CC BY"
     retracted: bool = False
     media: dict[str, bytes] = field(default_factory=dict)
     modified: str = "2026-11-01T09:00:00.000Z"
@@ -79,16 +88,25 @@ class ArticleVersion:
     def prefix(self) -> str:
         return f"{self.pmcid}.{self.version}"
 
+    @property
+    def manuscript(self) -> bool:
+        """Author manuscripts are released for text mining (``TDM``), outside the open-access subset."""
+        return self.license_code == "TDM"
+
     def metadata(self) -> dict[str, object]:
+        """The metadata JSON, with the fields, order and types of the real objects."""
         xml_key = f"{self.prefix}/{self.prefix}.xml"
+        number = int(self.pmcid[3:])
         return {
             "pmcid": self.pmcid,
             "version": self.version,
             "pmid": None,
             "doi": None,
+            "mid": f"NIHMS{number}" if self.manuscript else None,
             "title": None,
-            "is_pmc_openaccess": True,
-            "is_manuscript": self.license_code == "TDM",
+            "citation": None,
+            "is_pmc_openaccess": not self.manuscript,
+            "is_manuscript": self.manuscript,
             "is_historical_ocr": False,
             "is_retracted": self.retracted,
             "license_code": self.license_code,
@@ -144,9 +162,9 @@ class PmcBucketLoader:
         for article in articles:
             metadata = json.dumps(article.metadata(), indent=1).encode()
             key = f"metadata/{article.prefix}.json"
-            lines.append(f'"{BUCKET}","{key}","{len(metadata)}","{article.modified}","{md5(metadata)}"')
+            lines.append(f'"{BUCKET}","{key}","{article.modified}","{md5(metadata)}"')
         data = gzip.compress(("\n".join(lines) + "\n").encode())
-        data_key = f"{INVENTORY}/data/{folder}-0001.csv.gz"
+        data_key = f"{INVENTORY}/data/{uuid.uuid5(uuid.NAMESPACE_URL, folder)}.csv.gz"
         self.put(data_key, data, "application/gzip")
         manifest = {
             "sourceBucket": BUCKET,
@@ -158,3 +176,4 @@ class PmcBucketLoader:
             "files": [{"key": data_key, "size": len(data), "MD5checksum": md5(data)}],
         }
         self.put(f"{INVENTORY}/{folder}/manifest.json", json.dumps(manifest).encode(), "application/json")
+        self.put(f"{INVENTORY}/hive/dt={folder}/symlink.txt", data_key.encode(), "text/plain")

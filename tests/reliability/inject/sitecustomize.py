@@ -7,6 +7,8 @@ Applies to the files ``pmcurate.schema`` opens for writing (the shard writer, ``
 - ``PMCURATE_INJECT_SIGKILL_AT_FILE=K``: at the first write into the K-th file the process opens,
   half of the bytes are written and flushed, then the process group gets SIGKILL: a kill in the
   middle of a shard write, at a chosen point of the run.
+- ``PMCURATE_INJECT_SIGKILL_AT_CALL=MODULE:FUNCTION``: the first call of that module-level function
+  (looked up when called, so calls from its own module count too) sends the process group SIGKILL.
 """
 
 from __future__ import annotations
@@ -61,7 +63,23 @@ class _FaultyFile:
         return getattr(self._real, name)
 
 
+def _kill_at_call(target: str) -> None:
+    import importlib
+
+    module_name, _, name = target.partition(":")
+    module = importlib.import_module(module_name)
+    real = getattr(module, name)
+
+    def killing(*args: Any, **kwargs: Any) -> Any:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+        return real(*args, **kwargs)  # not reached
+
+    setattr(module, name, killing)
+
+
 def _install() -> None:
+    if call := os.environ.get("PMCURATE_INJECT_SIGKILL_AT_CALL"):
+        _kill_at_call(call)
     enospc = os.environ.get("PMCURATE_INJECT_ENOSPC_AFTER")
     kill = os.environ.get("PMCURATE_INJECT_SIGKILL_AT_FILE")
     if enospc is None and kill is None:

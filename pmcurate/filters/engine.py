@@ -1,0 +1,743 @@
+"""The subset engine: a subset's work as tasks over partitions of the build, run on an executor.
+
+Every task reads and writes files under the subset's work folder and returns a few numbers, so the
+tasks run on the project's executor (``executor.py``: a local process pool or Ray) and each task's
+memory is bounded by its partition, not by the build:
+
+1. **Ranges.** Each shard of the rows' table samples its ``article_id`` values; the driver cuts the
+   article ids into ranges of about ``partition_rows`` rows. The subset's order (article, then
+   paragraph ordinal) is the order of the ranges, then the order inside each range.
+2. **Scatter.** Each shard of articles, paragraphs (or figures) writes its rows split by range.
+   Labels have no article id: their shards and a (paragraph id → range) map from the paragraph
+   shards are shuffled by hash of the paragraph id, joined bucket by bucket, and scattered by range.
+   A range holds whole articles, so article statistics are exact within it.
+3. **Judge.** Each range evaluates the rules (DuckDB, the SQL of ``views.py``) on its rows, in the
+   subset's order. The driver adds up the ranges' row counts: a row's global position (``seq``) is
+   its range's offset plus its position in the range, the same number one global sort would give.
+4. **Dedup**, kind after kind, on the rows still kept:
+   - exact kinds (``exact``, ``caption``, ``image``): each range writes its rows' keys hashed into
+     buckets; each bucket keeps the first row (lowest ``seq``) of every key and drops the others;
+   - ``near`` (bucketed MinHash): each range writes its rows' signatures and their LSH band keys,
+     partitioned by key into buckets; each bucket turns rows sharing a band key into candidate pairs,
+     partitioned by pair; each pair partition verifies its unique pairs on the signatures; the
+     verified pairs, one edge per duplicate, are joined into clusters (``dedup.components``) whose
+     first row stays.
+   A dedup drop is written back to the range of the row dropped.
+5. **Write.** Each range applies the drops and writes its kept rows (upsampled) and drop records in
+   order; then each output shard of ``shard_rows`` rows is cut from the ranges it spans.
+
+Nothing depends on the number of partitions, the executor, the number of workers or the order in
+which tasks finish: the files are the ones a single global pass writes (``tests/filters/
+test_same_outputs.py`` checks them against the single-process engine this replaced).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pmcurate import schema
+from pmcurate.executor import Executor, LocalExecutor
+from pmcurate.filters import dedup as dedup_mod
+from pmcurate.filters import language, views
+from pmcurate.filters.rules import Rule
+
+PARTITION_ROWS = 200_000
+"""Rows of the build a range holds (about: ranges end at article boundaries). A task's memory
+follows it: the texts of one range, or one bucket of keys, signatures or pairs."""
+SAMPLES_PER_SHARD = 256
+MEMORY_LIMIT = "1GB"
+"""DuckDB's memory budget in one task; beyond it, sorts and joins spill to the work folder
+(``PMCURATE_DUCKDB_MEMORY`` changes it)."""
+EXACT_KINDS = {
+    "exact": ("text", "dup_exact", "exact duplicate"),
+    "caption": ("caption", "dup_caption", "identical caption"),
+    "image": ("image_sha256", "dup_image", "identical image"),
+}
+"""Exact dedup kinds: the column compared, the rule name, the reason's words."""
+HASHED_KINDS = frozenset({"exact", "caption"})
+"""Kinds whose column is a text, compared by the hash of its normalized form (``dedup.exact_keys``)."""
+TABLE_COLUMNS = {"articles": "article_id", "paragraphs": "article_id", "figures": "article_id"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task of one subset needs to know (small and picklable)."""
+
+    build: Path
+    work: Path
+    name: str
+    source: str
+    unit: str
+    rules: tuple[Rule, ...]
+    upsample: tuple[tuple[Rule, int], ...]
+    near: dedup_mod.NearDupConfig
+    tables: tuple[str, ...]
+    """The build tables a range reads (``articles``, the rows' table, ``labels`` when present)."""
+    schemas: dict[str, pa.Schema]
+    """The schema of each of those tables (for a range holding none of a table's rows)."""
+    memory_limit: str
+    threads: int
+    boundaries: tuple[str, ...] = ()
+    offsets: tuple[int, ...] = ()
+    """``offsets[r]``: the ``seq`` of range r's first row; ``offsets[-1]``: every row."""
+    dedup_done: tuple[str, ...] = ()
+
+    @property
+    def ranges(self) -> int:
+        return len(self.boundaries) + 1
+
+    @property
+    def view(self) -> str:
+        return f"{self.unit}_rows"
+
+    @property
+    def row_view(self) -> str:
+        return "figure_rows" if self.source == "figures" else "paragraph_rows"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the engine found: counts by rule, rows in, kept and written, the dedup summary."""
+
+    input_rows: int
+    kept_rows: int
+    output_rows: int
+    dropped: dict[str, int]
+    dedup: dict[str, object] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _range_dir(job: Job, what: str, r: int) -> Path:
+    return job.work / what / f"r{r:05d}"
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+
+
+def _bucket_of(values: pa.Array | pa.ChunkedArray | pl.Series, buckets: int, seed: int) -> np.ndarray:
+    """A bucket in ``0..buckets-1`` for every value, from a hash that is the same in every process."""
+    series = values if isinstance(values, pl.Series) else pl.Series(values)
+    return (series.hash(seed=seed).to_numpy() % np.uint64(buckets)).astype(np.int64)
+
+
+def range_of(job: Job, article_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The range of each article id: ranges are ``[boundaries[r-1], boundaries[r])``, nulls last
+    (as DuckDB orders them)."""
+    ids = np.asarray(article_ids.to_pylist(), dtype=object)
+    nulls = np.array([v is None for v in ids], dtype=bool)
+    ranks = np.zeros(len(ids), dtype=np.int64)
+    if job.boundaries and (~nulls).any():
+        ranks[~nulls] = np.searchsorted(np.asarray(job.boundaries, dtype=object), ids[~nulls], side="right")
+    ranks[nulls] = job.ranges - 1
+    return ranks
+
+
+def range_of_seq(job: Job, seqs: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(job.offsets[1:], dtype=np.int64), seqs, side="right")
+
+
+def connect_range(job: Job, r: int) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection whose table views hold range ``r`` of the build, with the row views."""
+    con = duckdb.connect()
+    spill = job.work / "duckdb" / f"{os.getpid()}"
+    con.execute(f"SET temp_directory = {views.quote(str(spill))}")
+    con.execute(f"SET memory_limit = {views.quote(job.memory_limit)}")
+    con.execute(f"SET threads = {job.threads}")
+    con.execute("SET preserve_insertion_order = false")
+    for table in job.tables:
+        files = _files(_range_dir(job, f"scatter/{table}", r))
+        if files:
+            listing = ", ".join(views.quote(str(p)) for p in files)
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+            )
+        else:
+            con.register(f"empty_{table}", job.schemas[table].empty_table())
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM empty_{table}")
+    views.create_views(con, job.source)
+    if any("detect_language" in rule.functions for rule in [*job.rules, *(u for u, _ in job.upsample)]):
+        language.register(con)
+    return con
+
+
+def _load_judged(con: duckdb.DuckDBPyConnection, job: Job, r: int) -> None:
+    """Table ``judged`` of range ``r``: the rules' verdicts, then the drops of the dedup kinds done."""
+    path = views.quote(str(_range_dir(job, "judged", r) / "judged.parquet"))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE judged AS
+        SELECT * REPLACE (seq + {job.offsets[r]} AS seq) FROM read_parquet({path})"""
+    )
+    for kind in job.dedup_done:
+        files = _files(_range_dir(job, f"dups/{kind}", r))
+        if not files:
+            continue
+        listing = ", ".join(views.quote(str(p)) for p in files)
+        con.execute(
+            f"""UPDATE judged SET rule = d.rule, reason = d.reason, cluster = d.cluster
+            FROM read_parquet([{listing}]) d WHERE judged.seq = d.seq"""
+        )
+
+
+# ---------------------------------------------------------------- 1. ranges
+
+
+def sample_task(args: tuple[Path, int]) -> tuple[int, list[str | None]]:
+    """A shard's row count and every ``step``-th of its sorted article ids (nulls last)."""
+    path, samples = args
+    ids = pq.read_table(path, columns=["article_id"]).column("article_id")
+    n = len(ids)
+    ordered = pl.Series(ids).sort(nulls_last=True)
+    step = max(1, math.ceil(n / samples))
+    return n, ordered.gather_every(step).to_list()
+
+
+def boundaries(samples: Iterable[tuple[int, list[str | None]]], partition_rows: int) -> tuple[str, ...]:
+    """Range boundaries from the shards' samples: about ``partition_rows`` rows a range."""
+    total = 0
+    weighted: list[tuple[str, float]] = []
+    for n, ids in samples:
+        total += n
+        weighted += [(i, n / len(ids)) for i in ids if i is not None]
+    ranges = max(1, math.ceil(total / partition_rows))
+    if ranges == 1 or not weighted:
+        return ()
+    weighted.sort()
+    cuts, seen, target = [], 0.0, total / ranges
+    for article, weight in weighted:
+        if seen >= target * (len(cuts) + 1) and (not cuts or article > cuts[-1]):
+            cuts.append(article)
+        seen += weight
+    return tuple(cuts[: ranges - 1])
+
+
+# ---------------------------------------------------------------- 2. scatter
+
+LABEL_BUCKET_SEED = 0x1AB5
+
+
+def scatter_task(args: tuple[Job, str, int, Path]) -> int:
+    """Write the rows of one shard of ``table`` split by range; for paragraphs with labels, also
+    the (paragraph id → range) map, by hash bucket of the paragraph id."""
+    job, table, s, path = args
+    data = pq.read_table(path)
+    ranks = range_of(job, data.column(TABLE_COLUMNS[table]))
+    for r in np.unique(ranks):
+        _write(
+            data.filter(pa.array(ranks == r)),
+            _range_dir(job, f"scatter/{table}", int(r)) / f"s{s:05d}.parquet",
+        )
+    if table == "paragraphs" and "labels" in job.tables:
+        ids = data.column("paragraph_id")
+        buckets = _bucket_of(ids, job.ranges, LABEL_BUCKET_SEED)
+        mapping = pa.table({"paragraph_id": ids, "range": pa.array(ranks)})
+        for b in np.unique(buckets):
+            _write(
+                mapping.filter(pa.array(buckets == b)),
+                job.work / "labelmap" / f"b{b:05d}" / f"s{s:05d}.parquet",
+            )
+    return data.num_rows
+
+
+def label_hash_task(args: tuple[Job, int, Path]) -> int:
+    """Write one labels shard split by hash bucket of the paragraph id."""
+    job, t, path = args
+    data = pq.read_table(path)
+    buckets = _bucket_of(data.column("paragraph_id"), job.ranges, LABEL_BUCKET_SEED)
+    for b in np.unique(buckets):
+        _write(
+            data.filter(pa.array(buckets == b)), job.work / "labelhash" / f"b{b:05d}" / f"t{t:05d}.parquet"
+        )
+    return data.num_rows
+
+
+def label_join_task(args: tuple[Job, int]) -> int:
+    """Join one hash bucket of labels with the paragraphs' ranges; write the labels by range."""
+    job, b = args
+    labels = _files(job.work / "labelhash" / f"b{b:05d}")
+    mapping = _files(job.work / "labelmap" / f"b{b:05d}")
+    if not labels or not mapping:
+        return 0
+    con = duckdb.connect()
+    try:
+        listing = ", ".join(views.quote(str(p)) for p in labels)
+        maps = ", ".join(views.quote(str(p)) for p in mapping)
+        joined = con.sql(
+            f"""SELECT l.*, m.range AS __range
+            FROM read_parquet([{listing}], union_by_name = true) l
+            JOIN (SELECT DISTINCT paragraph_id, range FROM read_parquet([{maps}])) m
+              ON m.paragraph_id = l.paragraph_id"""
+        ).to_arrow_table()
+    finally:
+        con.close()
+    ranks = joined.column("__range").to_numpy()
+    joined = joined.drop_columns(["__range"]).cast(job.schemas["labels"])
+    for r in np.unique(ranks):
+        _write(
+            joined.filter(pa.array(ranks == r)),
+            _range_dir(job, "scatter/labels", int(r)) / f"b{b:05d}.parquet",
+        )
+    return joined.num_rows
+
+
+# ---------------------------------------------------------------- 3. judge
+
+
+def judge_task(args: tuple[Job, int]) -> tuple[int, int]:
+    """Evaluate the rules on range ``r`` (local positions from 0); ``r`` and its row count."""
+    job, r = args
+    con = connect_range(job, r)
+    try:
+        views.judge(con, job.rules, job.view, job.unit, 0)
+        folder = _range_dir(job, "judged", r)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "judged.parquet"
+        con.execute(f"COPY (SELECT * FROM judged ORDER BY seq) TO {views.quote(str(path))} (FORMAT parquet)")
+        n = con.execute("SELECT count(*) FROM judged").fetchall()[0][0]
+    finally:
+        con.close()
+    return r, int(n)
+
+
+# ---------------------------------------------------------------- 4a. exact dedup
+
+
+def exact_keys_task(args: tuple[Job, str, int]) -> int:
+    """Keys of range ``r``'s kept rows for exact kind ``kind``, written by hash bucket of the key."""
+    job, kind, r = args
+    column = EXACT_KINDS[kind][0]
+    con = connect_range(job, r)
+    parts = []
+    try:
+        _load_judged(con, job, r)
+        for batch in views.survivors(con, job.unit, column, 100_000):
+            seq = pa.array(batch.column("seq").to_numpy().copy())  # a view would pin DuckDB's batch
+            ids = pa.array(batch.column("id").to_pylist(), pa.string())
+            if kind in HASHED_KINDS:
+                keys = dedup_mod.exact_keys(batch.column("text"))
+            else:
+                keys = pa.table({"key": pa.array(batch.column("text").to_pylist(), pa.string())})
+            parts.append(keys.append_column("seq", seq).append_column("id", ids))
+    finally:
+        con.close()
+    if not parts:
+        return 0
+    keyed = pa.concat_tables(parts)
+    first = keyed.column(0)
+    keyed = keyed.filter(pa.array(first.is_valid()))
+    buckets = _bucket_of(pl.Series(keyed.column(0)), job.ranges, 0xE7AC)
+    for b in np.unique(buckets):
+        _write(keyed.filter(pa.array(buckets == b)), job.work / f"keys/{kind}/b{b:05d}" / f"r{r:05d}.parquet")
+    return keyed.num_rows
+
+
+def exact_bucket_task(args: tuple[Job, str, int]) -> int:
+    """In one bucket, drop every row whose key an earlier row (lower ``seq``) has; written by range."""
+    job, kind, b = args
+    files = _files(job.work / f"keys/{kind}/b{b:05d}")
+    if not files:
+        return 0
+    keyed = pl.read_parquet(files)
+    keys = [c for c in keyed.columns if c not in ("seq", "id")]
+    first = (
+        keyed.sort("seq")
+        .group_by(keys, maintain_order=True)
+        .agg(pl.col("seq").first().alias("first_seq"), pl.col("id").first().alias("representative"))
+    )
+    dropped = keyed.join(first, on=keys).filter(pl.col("seq") != pl.col("first_seq")).sort("seq")
+    _, rule, what = EXACT_KINDS[kind]
+    _write_drops(
+        job,
+        kind,
+        f"b{b:05d}",
+        dropped["seq"].to_numpy(),
+        dropped["representative"].to_list(),
+        rule,
+        f"{what} of ",
+    )
+    return dropped.height
+
+
+def _write_drops(
+    job: Job, kind: str, name: str, seqs: np.ndarray, representatives: Sequence[str], rule: str, why: str
+) -> None:
+    """Dedup drops (``seq``, rule, reason, cluster), each in the folder of its row's range."""
+    drops = pa.table(
+        {
+            "seq": pa.array(seqs, pa.int64()),
+            "rule": pa.array([rule] * len(seqs), pa.string()),
+            "reason": pa.array([why + rep for rep in representatives], pa.string()),
+            "cluster": pa.array(representatives, pa.string()),
+        }
+    )
+    ranks = range_of_seq(job, np.asarray(seqs, dtype=np.int64))
+    for r in np.unique(ranks):
+        _write(
+            drops.filter(pa.array(ranks == r)), _range_dir(job, f"dups/{kind}", int(r)) / f"{name}.parquet"
+        )
+
+
+# ---------------------------------------------------------------- 4b. near dedup
+
+
+def _near_dir(job: Job) -> Path:
+    return job.work / "near"
+
+
+def signatures_task(args: tuple[Job, int]) -> int:
+    """MinHash signatures of range ``r``'s kept rows (file ``sig/rNNNNN``, in ``seq`` order) and
+    their band keys, partitioned by key into buckets (``bands/bNNNNN/rNNNNN.npy``)."""
+    job, r = args
+    config = job.near
+    bands, rows_per_band = dedup_mod.lsh_bands(config.threshold, config.num_perm)
+    con = connect_range(job, r)
+    seqs, keys = [], []
+    folder = _near_dir(job) / "sig"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        _load_judged(con, job, r)
+        with open(folder / f"r{r:05d}.u32", "wb") as sink:
+            for batch in views.survivors(con, job.unit, "text", config.batch_rows):
+                seq = batch.column("seq").to_numpy().copy()
+                sigs = dedup_mod.signatures(batch.column("text"), config, row_ids=seq)
+                sink.write(sigs.tobytes())
+                seqs.append(seq)
+                keys.append(dedup_mod.band_keys(sigs, bands, rows_per_band))
+    finally:
+        con.close()
+    seq = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
+    np.save(folder / f"r{r:05d}.seq.npy", seq)
+    if not len(seq):
+        return 0
+    key = np.concatenate(keys)  # n × bands
+    band = np.broadcast_to(np.arange(bands, dtype=np.int64), key.shape).ravel()
+    rows = np.repeat(seq, bands)
+    flat = key.ravel()
+    buckets = (flat % np.uint64(job.ranges)).astype(np.int64)
+    for q in np.unique(buckets):
+        mask = buckets == q
+        out = _near_dir(job) / "bands" / f"b{q:05d}"
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(
+            out / f"r{r:05d}.npy",
+            np.stack([band[mask].astype(np.uint64), flat[mask], rows[mask].astype(np.uint64)]),
+        )
+    return len(seq)
+
+
+def bucket_task(args: tuple[Job, int]) -> int:
+    """Candidate pairs of one bucket: rows sharing a key in one band (``dedup.candidate_pairs``,
+    rows taken in ``seq`` order), written partitioned by pair."""
+    job, q = args
+    files = sorted((_near_dir(job) / "bands" / f"b{q:05d}").glob("*.npy"))
+    if not files:
+        return 0
+    band, key, seq = np.concatenate([np.load(f) for f in files], axis=1)
+    seq = seq.astype(np.int64)
+    found = []
+    for b in np.unique(band):
+        mask = band == b
+        rows, keys = seq[mask], key[mask]
+        order = np.argsort(rows, kind="stable")
+        rows, keys = rows[order], keys[order]
+        found.append(rows[dedup_mod.candidate_pairs(keys)])
+    pairs = np.concatenate(found) if found else np.zeros((0, 2), np.int64)
+    part = _pair_partition(pairs[:, 0], job.ranges)
+    for h in np.unique(part):
+        out = _near_dir(job) / "pairs" / f"h{h:05d}"
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / f"b{q:05d}.npy", pairs[part == h])
+    return len(pairs)
+
+
+def _pair_partition(first: np.ndarray, partitions: int) -> np.ndarray:
+    return (dedup_mod.mix64(first.astype(np.uint64)) % np.uint64(partitions)).astype(np.int64)
+
+
+def verify_task(args: tuple[Job, int]) -> tuple[int, int]:
+    """Verify one partition's unique candidate pairs on their signatures; write the verified ones.
+    Returns (unique candidate pairs, verified pairs)."""
+    job, h = args
+    files = sorted((_near_dir(job) / "pairs" / f"h{h:05d}").glob("*.npy"))
+    if not files:
+        return 0, 0
+    pairs = np.unique(np.concatenate([np.load(f) for f in files]), axis=0)
+    nodes, inverse = np.unique(pairs, return_inverse=True)
+    sigs = _signatures_of(job, nodes)
+    local = inverse.reshape(pairs.shape)
+    verified = pairs[dedup_mod.verified(local, sigs, job.near.threshold)]
+    out = _near_dir(job) / "edges"
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / f"h{h:05d}.npy", verified)
+    return len(pairs), len(verified)
+
+
+def _signatures_of(job: Job, seqs: np.ndarray) -> np.ndarray:
+    """The signatures of rows ``seqs`` (sorted), read from their ranges' signature files."""
+    out = np.zeros((len(seqs), job.near.num_perm), dtype=np.uint32)
+    ranks = range_of_seq(job, seqs)
+    folder = _near_dir(job) / "sig"
+    for r in np.unique(ranks):
+        wanted = np.flatnonzero(ranks == r)
+        order = np.load(folder / f"r{r:05d}.seq.npy")
+        positions = np.searchsorted(order, seqs[wanted])
+        stored = np.memmap(
+            folder / f"r{r:05d}.u32", dtype=np.uint32, mode="r", shape=(len(order), job.near.num_perm)
+        )
+        out[wanted] = stored[positions]
+        del stored
+    return out
+
+
+def union(job: Job) -> int:
+    """Join the verified pairs into clusters; drop every row but each cluster's first (lowest
+    ``seq``). Memory follows the duplicates found, not the rows."""
+    files = sorted((_near_dir(job) / "edges").glob("*.npy"))
+    edges = np.concatenate([np.load(f) for f in files]) if files else np.zeros((0, 2), np.int64)
+    if not len(edges):
+        return 0
+    nodes, inverse = np.unique(edges, return_inverse=True)
+    labels = dedup_mod.components(len(nodes), inverse.reshape(edges.shape))
+    rows = np.flatnonzero(labels != np.arange(len(nodes)))
+    seqs, reps = nodes[rows], nodes[labels[rows]]
+    ids = _ids_of(job, reps)
+    why = f"near duplicate (MinHash Jaccard >= {job.near.threshold:g}) of "
+    _write_drops(job, "near", "near", seqs, ids, "dup_near", why)
+    return len(rows)
+
+
+def _ids_of(job: Job, seqs: np.ndarray) -> list[str]:
+    """The ids of rows ``seqs``, from their ranges' verdict files."""
+    unique, inverse = np.unique(seqs, return_inverse=True)
+    found = np.empty(len(unique), dtype=object)
+    ranks = range_of_seq(job, unique)
+    for r in np.unique(ranks):
+        wanted = np.flatnonzero(ranks == r)
+        judged = pq.read_table(_range_dir(job, "judged", int(r)) / "judged.parquet", columns=["seq", "id"])
+        order = judged.column("seq").to_numpy() + job.offsets[int(r)]
+        found[wanted] = np.asarray(judged.column("id").to_pylist(), dtype=object)[
+            np.searchsorted(order, unique[wanted])
+        ]
+    return list(found[inverse])
+
+
+# ---------------------------------------------------------------- 5. write
+
+
+def finish_task(args: tuple[Job, int]) -> dict[str, Any]:
+    """Range ``r``'s kept rows (upsampled) and drop records, in order, to ``out/`` and ``drops/``;
+    its counts by rule and rows written."""
+    job, r = args
+    con = connect_range(job, r)
+    try:
+        _load_judged(con, job, r)
+        counts = dict(con.execute("SELECT coalesce(rule, ''), count(*) FROM judged GROUP BY ALL").fetchall())
+        query, out_schema = views.output_select(con, job.source, job.unit, job.upsample)
+        kept = _stream(
+            con.sql(query).to_arrow_reader(50_000), out_schema, job.work / "out" / f"r{r:05d}.parquet"
+        )
+        drops = con.sql(
+            f"""SELECT id, {views.quote(job.name)} AS subset, {views.quote(job.unit)} AS unit,
+                   rule, reason, cluster
+            FROM judged WHERE rule IS NOT NULL ORDER BY seq"""
+        ).to_arrow_reader(50_000)
+        dropped = _stream(drops, schema.DROPS, job.work / "drops" / f"r{r:05d}.parquet")
+    finally:
+        con.close()
+    return {"range": r, "counts": counts, "written": kept, "drops": dropped}
+
+
+def _stream(reader: pa.RecordBatchReader, out_schema: pa.Schema, path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with pq.ParquetWriter(path, out_schema, compression="zstd") as writer:
+        for batch in reader:
+            writer.write_table(pa.Table.from_batches([batch]).cast(out_schema))
+            rows += batch.num_rows
+    return rows
+
+
+@dataclass(frozen=True)
+class Piece:
+    path: Path
+    start: int
+    rows: int
+
+
+def shard_pieces(paths: Sequence[Path], sizes: Sequence[int], shard_rows: int) -> list[list[Piece]]:
+    """The pieces of the range files each output shard of ``shard_rows`` rows is cut from (at least
+    one shard, maybe empty, so that a subset always has a schema to read)."""
+    shards: list[list[Piece]] = [[]]
+    room = shard_rows
+    for path, size in zip(paths, sizes, strict=True):
+        start = 0
+        while start < size:
+            if room == 0:
+                shards.append([])
+                room = shard_rows
+            take = min(room, size - start)
+            shards[-1].append(Piece(path, start, take))
+            start += take
+            room -= take
+    return shards
+
+
+def write_shard_task(args: tuple[list[Piece], pa.Schema, Path]) -> int:
+    """Write one output shard from its pieces."""
+    pieces, out_schema, path = args
+    parts = [_read_piece(piece) for piece in pieces]
+    table = pa.concat_tables(parts) if parts else out_schema.empty_table()
+    schema.write_shard(table.cast(out_schema), path)
+    return table.num_rows
+
+
+def _read_piece(piece: Piece) -> pa.Table:
+    """Rows ``start .. start + rows`` of a range file, reading only the row groups they span."""
+    handle = pq.ParquetFile(piece.path)
+    batches, seen = [], 0
+    for g in range(handle.num_row_groups):
+        size = handle.metadata.row_group(g).num_rows
+        if seen + size > piece.start and seen < piece.start + piece.rows:
+            group = handle.read_row_group(g)
+            lo = max(0, piece.start - seen)
+            hi = min(size, piece.start + piece.rows - seen)
+            batches.append(group.slice(lo, hi - lo))
+        seen += size
+    return pa.concat_tables(batches)
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def _map(
+    executor: Executor, fn: Callable[[Any], Any], items: Sequence[Any], desc: str, progress: bool
+) -> list[Any]:
+    return list(executor.map(fn, items, desc=desc, progress=progress))
+
+
+def run(
+    job: Job,
+    dedup: Sequence[str],
+    out: Path,
+    shard_rows: int,
+    partition_rows: int,
+    executor: Executor | None,
+    progress: bool,
+) -> Outcome:
+    """Run the subset's tasks on ``executor`` (this process when None) and write its shards into
+    ``out``."""
+    runner = executor or LocalExecutor(1)
+    source_shards = schema.shard_paths(job.build, job.source)
+    samples = _map(
+        runner, sample_task, [(p, SAMPLES_PER_SHARD) for p in source_shards], "subset: ranges", progress
+    )
+    job = replace(job, boundaries=boundaries(samples, partition_rows))
+    _scatter(job, runner, progress)
+    judged = _map(runner, judge_task, [(job, r) for r in range(job.ranges)], "subset: rules", progress)
+    sizes = [n for _, n in sorted(judged)]  # tasks finish in any order
+    job = replace(job, offsets=tuple(int(v) for v in np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))))
+    summary: dict[str, object] = {"kinds": list(dedup)}
+    for kind in dedup:
+        if kind == "near":
+            summary["near"] = _near(job, runner, progress)
+        else:
+            items = [(job, kind, r) for r in range(job.ranges)]
+            _map(runner, exact_keys_task, items, f"subset: {kind} keys", progress)
+            _map(runner, exact_bucket_task, items, f"subset: {kind} duplicates", progress)
+        job = replace(job, dedup_done=(*job.dedup_done, kind))
+    finished = sorted(
+        _map(runner, finish_task, [(job, r) for r in range(job.ranges)], "subset: write", progress),
+        key=lambda result: result["range"],
+    )
+    counts: dict[str, int] = {}
+    for result in finished:
+        for rule, n in result["counts"].items():
+            counts[rule] = counts.get(rule, 0) + int(n)
+    written = _write_shards(
+        job, runner, finished, "out", "written", out, shard_rows, _out_schema(job), progress
+    )
+    _write_shards(job, runner, finished, "drops", "drops", out / "drops", shard_rows, schema.DROPS, False)
+    input_rows = sum(counts.values())
+    kept = counts.pop("", 0)
+    return Outcome(input_rows, kept, written, dict(sorted(counts.items())), summary)
+
+
+def _out_schema(job: Job) -> pa.Schema:
+    return schema.SUBSET_FIGURES if job.source == "figures" else schema.SUBSET_PARAGRAPHS
+
+
+def _scatter(job: Job, runner: Executor, progress: bool) -> None:
+    items = [
+        (job, table, s, path)
+        for table in job.tables
+        if table != "labels"
+        for s, path in enumerate(schema.shard_paths(job.build, table))
+    ]
+    _map(runner, scatter_task, items, "subset: partition", progress)
+    if "labels" in job.tables:
+        shards = [(job, t, path) for t, path in enumerate(schema.shard_paths(job.build, "labels"))]
+        _map(runner, label_hash_task, shards, "subset: partition labels", progress)
+        _map(runner, label_join_task, [(job, b) for b in range(job.ranges)], "subset: join labels", progress)
+
+
+def _near(job: Job, runner: Executor, progress: bool) -> dict[str, object]:
+    from dataclasses import asdict
+
+    ranges = [(job, r) for r in range(job.ranges)]
+    _map(runner, signatures_task, ranges, "subset: near signatures", progress)
+    _map(runner, bucket_task, ranges, "subset: near buckets", progress)
+    verified = _map(runner, verify_task, ranges, "subset: near pairs", progress)
+    union(job)
+    return {
+        **asdict(job.near),
+        "lsh": dedup_mod.describe(job.near),
+        "candidate_pairs": sum(c for c, _ in verified),
+        "verified_pairs": sum(v for _, v in verified),
+    }
+
+
+def _write_shards(
+    job: Job,
+    runner: Executor,
+    finished: Sequence[dict[str, Any]],
+    what: str,
+    count: str,
+    folder: Path,
+    shard_rows: int,
+    out_schema: pa.Schema,
+    progress: bool,
+) -> int:
+    paths = [job.work / what / f"r{result['range']:05d}.parquet" for result in finished]
+    sizes = [int(result[count]) for result in finished]
+    shards = shard_pieces(paths, sizes, shard_rows)
+    items = [(pieces, out_schema, folder / f"part-{k:05d}.parquet") for k, pieces in enumerate(shards)]
+    _map(runner, write_shard_task, items, f"subset: {what} shards", progress)
+    return sum(sizes)
+
+
+def summary_json(summary: dict[str, object]) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True) + "\n"
+
+
+def remove_work(job: Job) -> None:
+    shutil.rmtree(job.work, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""Row views: labels live in their own namespace, so a label named like an article column hides nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pmcurate import schema
+from pmcurate.filters import views
+from pmcurate.filters.subset import connect, make_subset
+from tests.filters.conftest import ARTICLES, label_rows, read_subset, write_build
+
+LABELS_WITH_LANGUAGE = schema.LABELS.append(pa.field("language", pa.string()))
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Path:
+    """The synthetic build with every article in English and a ``language`` label saying French for
+    the paragraphs of PMC2."""
+    root = write_build(tmp_path / "build")
+    articles = [{**article, "language": "en"} for article in ARTICLES]
+    schema.write_shard(
+        schema.to_table(articles, schema.ARTICLES), schema.table_dir(root, "articles") / "part-0.parquet"
+    )
+    labels = [
+        {**row, "language": "fr" if row["paragraph_id"].startswith("PMC2/") else "en"} for row in label_rows()
+    ]
+    schema.write_shard(
+        schema.to_table(labels, LABELS_WITH_LANGUAGE), schema.table_dir(root, "labels") / "part-0.parquet"
+    )
+    return root
+
+
+def paragraph_view(build: Path) -> tuple[list[str], list[tuple]]:
+    con = connect(build)
+    views.create_views(con, "paragraphs")
+    names = views.columns(con, "paragraph_rows")
+    rows = con.execute(
+        "SELECT id, language, labels.language, labels.document_type, document_type"
+        " FROM paragraph_rows ORDER BY id"
+    ).fetchall()
+    con.close()
+    return names, rows
+
+
+def test_a_label_named_like_an_article_column_renames_nothing(build: Path) -> None:
+    names, _ = paragraph_view(build)
+    assert names.count("language") == 1
+    assert not [name for name in names if name.startswith("language_")]
+
+
+def test_the_article_column_keeps_its_name_and_the_label_is_under_labels(build: Path) -> None:
+    _, rows = paragraph_view(build)
+    by_id = {row[0]: row[1:] for row in rows}
+    assert by_id["PMC2/p2"] == ("en", "fr", "study", "study")
+    assert by_id["PMC1/p1"] == ("en", "en", "clinical_case", "clinical_case")
+
+
+def test_a_condition_can_read_the_label_through_its_namespace(build: Path) -> None:
+    make_subset(build, "french", where="labels.language = 'fr'")
+    kept = read_subset(build, "french")
+    assert set(kept["article_id"]) == {"PMC2"}
+    assert set(kept["language"]) == {"en"}  # the subset's language column is the article's
+
+
+def test_subset_label_columns_come_from_the_labels_table(build: Path) -> None:
+    make_subset(build, "all")
+    rows = {row["paragraph_id"]: row for row in read_subset(build, "all").iter_rows(named=True)}
+    row = rows["PMC2/p2"]
+    assert (row["document_type"], row["educational_score"], row["labels_annotator"]) == (
+        "study",
+        3.5,
+        "synthetic",
+    )
