@@ -3,7 +3,9 @@
 Both are judged against the XML itself, measured the way ``/work/shared/tools/fidelity.py`` does:
 the reference paragraphs are the main article's ``body`` ``<p>`` elements that are neither nested in
 another ``<p>`` nor inside a float, caption, footnote, back matter or sub-article; their text is the
-XML's own characters with whitespace only where a block element starts or ends. A token of an
+XML's own characters with whitespace only where a block element, a superscript or a MathML token
+starts or ends, a formula once (its TeX body without PMC's LaTeX preamble, else its MathML), and a
+figure or table nested in a ``<p>`` left out of that paragraph. A token of an
 extraction that appears nowhere in the article's own text is a glued (or truncated) word. A
 paragraph whose text recurs inside another, beyond what the XML itself repeats, is a duplicate.
 
@@ -116,15 +118,38 @@ def local_name(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
-def xml_text(element: etree._Element) -> str:
-    """The element's characters, with a space only where a block element starts or ends."""
+SPLIT = frozenset(["sup", "mi", "mn", "mo", "ms", "mtext"])
+"""A superscript or a MathML token is a word of its own (``10<sup>4</sup>`` must not read ``104``)."""
+NESTED_FLOAT = frozenset(["fig", "fig-group", "table-wrap", "table-wrap-group", "supplementary-material"])
+"""Floats that, nested in a ``<p>``, are not part of that paragraph (their caption is the float's)."""
+TEX_BODY = re.compile(r"\\begin\{document\}(.*?)\\end\{document\}", re.S)
+
+
+def xml_text(element: etree._Element, skip_floats: bool = False) -> str:
+    """The element's characters, with a space only where a block element, a superscript or a MathML
+    token starts or ends; a formula once (its TeX body, without the LaTeX preamble, else its MathML);
+    with ``skip_floats``, floats nested in it left out."""
+    name = local_name(element.tag)
+    if name == "tex-math":
+        tex = "".join(element.itertext())
+        match = TEX_BODY.search(tex)
+        return match.group(1) if match else tex
+    if name == "alternatives":
+        kids = [c for c in element if isinstance(c.tag, str)]
+        wanted = (c for n in ("tex-math", "math") for c in kids if local_name(c.tag) == n)
+        pick = next(wanted, kids[0] if kids else None)
+        return " " + xml_text(pick, skip_floats) + " " if pick is not None else ""
     out = [element.text or ""]
     for child in element:
         if not isinstance(child.tag, str):
             out.append(child.tail or "")
             continue
-        edge = " " if local_name(child.tag) in BLOCK else ""
-        out += [edge, xml_text(child), edge, child.tail or ""]
+        child_name = local_name(child.tag)
+        if skip_floats and child_name in NESTED_FLOAT:
+            out += [" ", child.tail or ""]
+            continue
+        edge = " " if child_name in BLOCK or child_name in SPLIT else ""
+        out += [edge, xml_text(child, skip_floats), edge, child.tail or ""]
     return "".join(out)
 
 
@@ -181,7 +206,7 @@ def truth_of(data: bytes) -> Truth:
             figures += name == "fig"
             tables += name == "table-wrap"
             if name == "p" and "body" in ancestors and "p" not in ancestors and not FLOAT & ancestors:
-                body.append(xml_text(element))
+                body.append(xml_text(element, skip_floats=True))
     return Truth(len(articles), body, figures, tables, vocab, abstract_words)
 
 

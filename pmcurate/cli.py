@@ -59,10 +59,17 @@ def add_harvest_local(sources: argparse._SubParsersAction) -> None:
 
 
 def _harvest_local(args: argparse.Namespace) -> int:
+    from pmcurate import progress
     from pmcurate.harvest.local import harvest_local
 
     try:
-        summary = harvest_local(args.paths, args.out, workers=args.workers, batch_size=args.batch_size)
+        summary = harvest_local(
+            args.paths,
+            args.out,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            progress=progress.enabled(),
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     print(summary)
@@ -138,45 +145,27 @@ def _network_options(parser: argparse.ArgumentParser, base_url: str, rate: float
 
 
 def _fetch_config(args: argparse.Namespace, default_rate: float) -> FetchConfig:
-    from pmcurate.harvest.fetch import FetchConfig, HarvestInputError
+    from pmcurate.harvest.fetch import FetchConfig
 
-    try:
-        return FetchConfig(
-            concurrency=args.concurrency,
-            rate=args.rate or default_rate,
-            retries=args.retries,
-            timeout=args.timeout,
-            max_bytes=args.max_bytes,
-        )
-    except HarvestInputError as exc:
-        raise UserError(str(exc)) from None
+    return FetchConfig(
+        concurrency=args.concurrency,
+        rate=args.rate or default_rate,
+        retries=args.retries,
+        timeout=args.timeout,
+        max_bytes=args.max_bytes,
+    )
 
 
 def _run_harvest(harvest: Callable[[Any], Any], options: Any) -> int:
-    from pmcurate.harvest.fetch import HarvestInputError, HarvestInterrupted
-
-    if not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request: only with -v
-    try:
-        summary = harvest(options)
-    except HarvestInputError as exc:
-        raise UserError(str(exc)) from None
-    except HarvestInterrupted as exc:  # the service, not the input: exit 1, the next run resumes
-        print(f"pmcurate: error: {exc}", file=sys.stderr)
-        return 1
+    summary = harvest(options)
     print(summary.line())
     return 0
 
 
 def _read_ids(path: Path | None) -> tuple[str, ...]:
-    from pmcurate.harvest.fetch import HarvestInputError, read_id_file
+    from pmcurate.harvest.fetch import read_id_file
 
-    if path is None:
-        return ()
-    try:
-        return tuple(read_id_file(path))
-    except HarvestInputError as exc:
-        raise UserError(str(exc)) from None
+    return tuple(read_id_file(path)) if path is not None else ()
 
 
 def _harvest_pmc(args: argparse.Namespace) -> int:
@@ -265,12 +254,9 @@ def add_query(sub: argparse._SubParsersAction) -> None:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from pmcurate.export.query import QueryError, run_query
+    from pmcurate.export.query import run_query
 
-    try:
-        run_query(args.target, args.sql, format=args.format, output=args.output)
-    except QueryError as exc:
-        raise UserError(str(exc)) from None
+    run_query(args.target, args.sql, format=args.format, output=args.output)
     return 0
 
 
@@ -367,7 +353,9 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     )
     apply = steps.add_parser("apply", help="label every paragraph with the trained students")
     apply.add_argument("build", help="build folder")
-    apply.add_argument("--jobs", type=_positive_int, help="worker processes (default: all cores)")
+    apply.add_argument(
+        "--workers", "--jobs", dest="jobs", type=_positive_int, help="processes (default: CPU count)"
+    )
     apply.add_argument("--force", action="store_true", help="relabel shards already labelled by these models")
     apply.add_argument(
         "--student",
@@ -432,22 +420,14 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
 
 
 def _filter(args: argparse.Namespace) -> int:
-    from pmcurate.executor import ExecutorError, make_executor
+    from pmcurate import progress
+    from pmcurate.executor import make_executor
     from pmcurate.filters.dedup import NearDupConfig
-    from pmcurate.filters.rules import RuleError
-    from pmcurate.filters.subset import (
-        SubsetError,
-        make_subset,
-        make_subsets_from_manifest,
-        parse_upsample_spec,
-    )
+    from pmcurate.filters.subset import make_subset, make_subsets_from_manifest, parse_upsample_spec
 
     if not args.manifest and not args.subset:
         raise UserError("give --subset NAME (or --manifest FILE)")
-    try:
-        executor = make_executor(args.executor, args.workers)
-    except ExecutorError as exc:
-        raise UserError(str(exc)) from None
+    executor = make_executor(args.executor, args.workers)
     try:
         if args.manifest:
             names = [args.subset] if args.subset else None
@@ -465,11 +445,9 @@ def _filter(args: argparse.Namespace) -> int:
                     near=NearDupConfig(threshold=args.near_threshold, num_perm=args.num_perm),
                     upsample=[parse_upsample_spec(spec) for spec in args.upsample],
                     executor=executor,
-                    progress=True,
+                    progress=progress.enabled(),
                 )
             ]
-    except (SubsetError, RuleError) as exc:
-        raise UserError(str(exc)) from None
     finally:
         executor.close()
     for result in results:
@@ -495,12 +473,9 @@ def add_stats(sub: argparse._SubParsersAction) -> None:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from pmcurate.filters.stats import StatsError, format_text, write_report
+    from pmcurate.filters.stats import format_text, write_report
 
-    try:
-        result, path = write_report(args.build, args.subset, args.html)
-    except StatsError as exc:
-        raise UserError(str(exc)) from None
+    result, path = write_report(args.build, args.subset, args.html)
     print(format_text(result))
     print(f"HTML report: {path}")
     return 0
@@ -567,17 +542,15 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pmcurate.export.exporter import ExportError, export
+    from pmcurate import progress
+    from pmcurate.export.exporter import export
 
-    try:
-        result = export(
-            args.build, args.out, preset=args.preset, subset=args.subset, config=args.config,
-            format=args.format, split_by=args.split_by, shard_bytes=args.shard_size,
-            row_group_bytes=args.row_group_size, image_extension=args.image_format,
-            progress=not args.no_progress,
-        )  # fmt: skip
-    except ExportError as exc:
-        raise UserError(str(exc)) from None
+    result = export(
+        args.build, args.out, preset=args.preset, subset=args.subset, config=args.config,
+        format=args.format, split_by=args.split_by, shard_bytes=args.shard_size,
+        row_group_bytes=args.row_group_size, image_extension=args.image_format,
+        progress=progress.enabled(not args.no_progress),
+    )  # fmt: skip
     for split, summary in result.splits.items():
         where = f"{result.out / result.folder}/{split}-*"
         print(f"{where}: {summary.rows:,} rows, {len(summary.shards)} shards, {summary.bytes:,} bytes")
@@ -614,15 +587,14 @@ def add_publish(sub: argparse._SubParsersAction) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from pmcurate.export.publish import PublishError, publish
+    from pmcurate import progress
+    from pmcurate.export.publish import publish
 
-    try:
-        result = publish(
-            args.folder, args.repo, private=args.private, revision=args.revision, endpoint=args.endpoint,
-            dry_run=args.dry_run, batch_files=args.batch_files, commit_message=args.message,
-        )  # fmt: skip
-    except PublishError as exc:
-        raise UserError(str(exc)) from None
+    result = publish(
+        args.folder, args.repo, private=args.private, revision=args.revision, endpoint=args.endpoint,
+        dry_run=args.dry_run, batch_files=args.batch_files, commit_message=args.message,
+        progress=progress.enabled(),
+    )  # fmt: skip
     if result.dry_run:
         for item in result.plan:
             print(f"{item.action:9} {item.path} ({item.size:,} bytes)")
@@ -660,16 +632,13 @@ def add_build(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from pmcurate.executor import ExecutorError
-    from pmcurate.manifest import ManifestError, load_manifest
-    from pmcurate.pipeline import BuildError, format_summary, print_dataset, run_build
+    from pmcurate import progress
+    from pmcurate.manifest import load_manifest
+    from pmcurate.pipeline import format_summary, print_dataset, run_build
 
-    try:
-        manifest = load_manifest(args.manifest)
-        result = run_build(manifest, args.out, executor=args.executor, workers=args.workers,
-                           until=args.until, force=args.force)  # fmt: skip
-    except (ManifestError, BuildError, ExecutorError) as exc:
-        raise UserError(str(exc)) from None
+    manifest = load_manifest(args.manifest)
+    result = run_build(manifest, args.out, executor=args.executor, workers=args.workers,
+                       until=args.until, force=args.force, progress=progress.enabled())  # fmt: skip
     print(format_summary(result))
     print_dataset(result)
     return 0
@@ -681,7 +650,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Curated training corpora from PubMed Central Open Access.",
     )
     parser.add_argument("--version", action="version", version=f"pmcurate {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_harvest(sub)
     add_query(sub)
@@ -692,36 +660,95 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
     add_publish(sub)
     add_build(sub)
+    _add_output_options(parser, top=True)
     return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-v``/``--quiet`` on the program and on every subcommand, so they work before or after it.
+
+    Below the top level their default is SUPPRESS: a subcommand that was not given the option must
+    not reset what was given before it."""
+    default: Any = False if top else argparse.SUPPRESS
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="log debug messages (every HTTP request too); tracebacks on errors")  # fmt: skip
+    group.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="warnings and errors only, no progress bars (results still print)")  # fmt: skip
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_output_options(child, top=False)
+
+
+def _configure_output(args: argparse.Namespace) -> None:
+    """Log level from -v/--quiet; one line per HTTP request only with -v; no bars under --quiet."""
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for name in ("httpx", "httpcore", "urllib3", "filelock"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # inherited by worker processes
+
+
+RESUMABLE = ("HarvestInterrupted", "BuildInterrupted")
+"""pmcurate errors that stop a run for a reason outside its input; their messages say how to resume."""
+
+
+def clean_error(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit status for an error a user can act on; None for a bug.
+
+    pmcurate's own exception classes carry messages written for users (status 2). A transport
+    failure (``HarvestInterrupted``, ``FetchError``, an httpx error that escapes a stage) and a full
+    disk are not the user's input: status 1, and a rerun resumes. DuckDB errors are SQL the user wrote."""
+    if isinstance(exc, UserError):
+        return str(exc), 2
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"disk full ({exc}); nothing half-written was kept: free some space"
+            " and run the same command again, it resumes where it stopped"
+        ), 1
+    message = " ".join(str(exc).split())
+    if type(exc).__name__ in RESUMABLE:  # the service or the network, not the input: a rerun resumes
+        return message, 1
+    if type(exc).__name__ == "FetchError":
+        return f"cannot fetch {message}; check the network, then run the same command again to resume", 1
+    if type(exc).__module__.startswith("pmcurate."):
+        return message, 2
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(exc, duckdb.Error):
+        return f"SQL error: {message}", 2
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.TransportError):
+        request = getattr(exc, "_request", None)
+        where = f"{request.url.host}: " if request is not None else ""
+        return f"network: {where}{message or type(exc).__name__}; run the same command again to resume", 1
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    if args.verbose and args.quiet:
+        parser.error("-v/--verbose and -q/--quiet exclude each other")
+    _configure_output(args)
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"pmcurate: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("pmcurate: interrupted", file=sys.stderr)
+        print("pmcurate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader (head, less) went away: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except Exception as exc:
+        found = clean_error(exc)
+        if found is None:
             raise
-        print(
-            f"pmcurate: error: disk full ({exc}); nothing half-written was kept: free some space"
-            " and run the same command again, it resumes where it stopped",
-            file=sys.stderr,
-        )
-        return 1
+        if args.verbose:
+            log.debug("traceback of the error below", exc_info=exc)
+        print(f"pmcurate: error: {found[0]}", file=sys.stderr)
+        return found[1]
 
 
 if __name__ == "__main__":

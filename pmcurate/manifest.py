@@ -55,6 +55,7 @@ class SourceSpec:
     license: str | None = None
     media: bool = False
     skip_retracted: bool = False
+    include_manuscripts: bool = False
     limit: int | None = None
     base_url: str | None = None
     batch_size: int | None = None
@@ -357,6 +358,7 @@ def _source(path: Path, index: int, raw: Any) -> SourceSpec:
             all=t.boolean("all", False),
             media=t.boolean("media", False),
             skip_retracted=t.boolean("skip_retracted", False),
+            include_manuscripts=t.boolean("include_manuscripts", False),
             **common,
         )
         chosen = [k for k, v in (("ids", spec.ids), ("since", spec.since), ("all", spec.all)) if v]
@@ -498,7 +500,51 @@ def _check_references(manifest: Manifest) -> None:
                 f"{where}: [exports.{export.name}] subset: preset {export.preset} exports {wanted}, "
                 f"but subset {export.subset} is made from {source}"
             )
+    _check_dataset_folder(manifest)
+    for export in manifest.exports:
+        _check_split_by(manifest, export)
     if manifest.publish and not exports:
         raise ManifestError(f"{where}: [publish]: nothing to publish; add an [exports.NAME] table")
     if manifest.teacher and manifest.student is None:
         raise ManifestError(f"{where}: [teacher]: teacher labels need a [student] to learn them")
+
+
+def _check_dataset_folder(manifest: Manifest) -> None:
+    """Every export is a config of the build's one dataset folder (``BUILD/dataset``): they must not
+    share a shard folder, and they must share a format, since the Hub and ``datasets`` read a
+    repository with one loader (``pmcurate export`` refuses a second format in a folder)."""
+    from pmcurate.export.exporter import config_folder
+
+    folders: dict[str, str] = {}
+    for export in manifest.exports:
+        folder = config_folder(export.name)
+        if folder in folders:
+            raise ManifestError(
+                f"{manifest.path}: [exports.{export.name}]: its shards would go to dataset/{folder}/, "
+                f"the folder of [exports.{folders[folder]}]; rename one"
+            )
+        folders[folder] = export.name
+    first = manifest.exports[0] if manifest.exports else None
+    for export in manifest.exports[1:]:
+        if first is not None and export.format != first.format:
+            raise ManifestError(
+                f"{manifest.path}: [exports.{export.name}] format: {export.format} cannot share the "
+                f"build's dataset folder with the {first.format} export [exports.{first.name}] (a dataset "
+                f"repository is read with one loader); keep one format, and write the other with "
+                f"`pmcurate export BUILD --subset NAME --format {export.format} --out DIR` after the build"
+            )
+
+
+def _check_split_by(manifest: Manifest, export: ExportSpec) -> None:
+    """``split_by`` must be ``license``, ``none`` or a column the preset exports."""
+    from pmcurate.export.presets import Source, preset_columns
+
+    if export.split_by in ("license", "none"):
+        return
+    source = Source(has_labels=manifest.student is not None, has_paragraphs=True, subset=export.subset)
+    columns = preset_columns(export.preset, source)
+    if export.split_by not in columns:
+        raise ManifestError(
+            f"{manifest.path}: [exports.{export.name}] split_by: {export.split_by!r} is not a column of "
+            f"preset {export.preset} (license, none or one of: {', '.join(columns)})"
+        )

@@ -65,6 +65,10 @@ class BuildError(ValueError):
     """A build that cannot go on for a reason the user can fix; the message says which step and why."""
 
 
+class BuildInterrupted(RuntimeError):
+    """A build stopped by its services (unreachable, failing): finished work is kept, a rerun resumes."""
+
+
 @dataclass
 class StepReport:
     """One step of a build: whether it ran, how long it took, what it counted and dropped."""
@@ -411,6 +415,7 @@ def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepRepor
                 limit=source.limit,
                 media=source.media,
                 skip_retracted=source.skip_retracted,
+                include_manuscripts=source.include_manuscripts,
                 **batch,
                 **base,
             )
@@ -433,8 +438,10 @@ def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepRepor
                 **base,
             )
             summary = eutils.harvest(options)
-    except (HarvestInputError, HarvestInterrupted) as exc:
+    except HarvestInputError as exc:
         raise BuildError(f"harvest {source.kind} (sources #{index}): {exc}") from None
+    except HarvestInterrupted as exc:
+        raise BuildInterrupted(f"harvest {source.kind} (sources #{index}): {exc}") from None
     return StepReport(
         f"harvest:{source.kind}#{index}",
         "ran",
@@ -762,6 +769,7 @@ def _publish(ctx: _Context) -> StepReport:
             spec.repo,
             private=spec.private,
             token=os.environ.get(spec.token_env) or None,
+            endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not when huggingface_hub was imported
             progress=ctx.progress,
         )
     except PublishError as exc:
@@ -836,11 +844,13 @@ def _network_inputs(ctx: _Context) -> list[dict[str, Any]]:
     digest, count = "", 0
     if shards:
         files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in shards)
-        count, digest = duckdb.sql(
-            "SELECT count(*), sha256(coalesce(string_agg(article_id || ':' || coalesce(version::VARCHAR, '')"
-            " || ':' || coalesce(content_sha256, ''), ',' ORDER BY article_id), ''))"
-            f" FROM read_parquet([{files}])"
-        ).fetchone()  # type: ignore[misc]
+        with duckdb.connect() as con:  # a relation has no fetchone() since duckdb 2: execute a statement
+            count, digest = con.execute(
+                "SELECT count(*), sha256(coalesce(string_agg(article_id || ':'"
+                " || coalesce(version::VARCHAR, '') || ':' || coalesce(content_sha256, ''),"
+                " ',' ORDER BY article_id), ''))"
+                f" FROM read_parquet([{files}])"
+            ).fetchone()  # type: ignore[misc]
     rows = []
     for source in sources:
         settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False)}

@@ -73,6 +73,7 @@ IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 ARTICLES = pa.schema(
     [
         ("article_id", pa.string(), False),
+        ("id_source", pa.string()),
         ("pmcid", pa.string()),
         ("version", pa.int32()),
         ("pmid", pa.string()),

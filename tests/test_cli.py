@@ -82,3 +82,92 @@ def test_demo_refuses_to_replace_a_folder_that_is_not_a_build(
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "is not a pmcurate build" in capsys.readouterr().err
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def closed_port_url() -> str:
+    """A localhost URL nobody listens on: connections are refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/rest"
+
+
+def test_unreachable_host_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["harvest", "europepmc", "--query", "malaria", "--out", str(tmp_path / "b")]
+    assert main([*argv, "--base-url", closed_port_url(), "--retries", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pmcurate: error: http://127.0.0.1:")
+    assert "run the same command again to resume" in err and err.count("\n") == 1
+
+
+def test_build_without_network_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "net.toml"
+    manifest.write_text(
+        'name = "net"\n[[sources]]\nkind = "europepmc"\nquery = "malaria"\n'
+        f'base_url = "{closed_port_url()}"\n'
+    )
+    assert main(["build", str(manifest), "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pmcurate: error: harvest europepmc (sources #1): http://127.0.0.1:")
+    assert "run the same command again to resume" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flag", ["-v", "--verbose", "-q", "--quiet"])
+def test_output_options_work_after_the_subcommand(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"]
+    assert main([*argv, flag]) == 0
+    assert "harvested 1 articles" in capsys.readouterr().out
+
+
+def test_verbose_and_quiet_together_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["-v", "query", str(tmp_path), "SELECT 1", "--quiet"])
+
+
+def test_quiet_turns_off_progress_bars_and_info_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from pmcurate import progress
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    assert progress.enabled()
+    main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "-q"])
+    assert not progress.enabled()
+
+
+def test_tqdm_disable_and_a_non_terminal_turn_bars_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from pmcurate import progress
+
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True  # type: ignore[method-assign]
+    monkeypatch.setattr("sys.stderr", terminal)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert progress.enabled() and not progress.enabled(False)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert not progress.enabled()
+    monkeypatch.delenv("TQDM_DISABLE")
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # a log file: no bars
+    assert not progress.enabled()
+
+
+def test_http_requests_are_not_logged_without_verbose(tmp_path: Path) -> None:
+    import logging
+
+    main(["query", str(tmp_path), "SELECT 1"])
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--jobs"])
+def test_annotate_apply_takes_workers_like_every_command_and_jobs_as_its_old_name(flag: str) -> None:
+    from pmcurate.cli import build_parser
+
+    args = build_parser().parse_args(["annotate", "apply", "build/x", flag, "3"])
+    assert args.jobs == 3

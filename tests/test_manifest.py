@@ -126,6 +126,15 @@ def test_pmc_source_needs_exactly_one_selection(tmp_path: Path) -> None:
     assert "exactly one of ids, since, all (got since, all)" in error(tmp_path, text)
 
 
+def test_pmc_source_may_include_author_manuscripts(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'kind = "local"\npaths = ["package:data/sample"]',
+        'kind = "pmc"\nall = true\ninclude_manuscripts = true',
+    )
+    [source] = load_manifest(write(tmp_path, text)).sources
+    assert (source.kind, source.include_manuscripts) == ("pmc", True)
+
+
 def test_secret_value_is_refused_without_echoing_it(tmp_path: Path) -> None:
     text = VALID.replace(
         '[teacher]\nkind = "labels"\nlabels = "package:data/labels/sample-paragraph-labels.jsonl"',
@@ -135,3 +144,27 @@ def test_secret_value_is_refused_without_echoing_it(tmp_path: Path) -> None:
     message = error(tmp_path, text)
     assert "[teacher] api_key: secrets never go in a manifest" in message
     assert "sk-live-123456" not in message
+
+
+def test_exports_of_two_formats_in_the_dataset_folder_are_refused_at_load(tmp_path: Path) -> None:
+    text = VALID.replace('"biomed-enriched"', '"image-text"').replace('subset = "edu"\n', "")
+    text += '\n[exports.wds]\npreset = "image-text"\nformat = "webdataset"\n'
+    message = error(tmp_path, text)
+    assert "[exports.wds] format: webdataset cannot share the build's dataset folder" in message
+    assert "--format webdataset" in message
+
+
+def test_an_export_named_like_the_default_configs_folder_is_refused(tmp_path: Path) -> None:
+    text = VALID + '\n[exports.data]\npreset = "biomed-enriched"\nsubset = "edu"\n'
+    assert "its shards would go to dataset/data/, the folder of [exports.default]" in error(tmp_path, text)
+
+
+def test_split_by_a_column_the_preset_lacks_is_refused_at_load(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID + 'split_by = "journl"\n')
+    assert "[exports.default] split_by: 'journl' is not a column of preset biomed-enriched" in message
+    assert "journal" in message
+
+
+def test_split_by_a_column_of_the_preset_loads(tmp_path: Path) -> None:
+    manifest = load_manifest(write(tmp_path, VALID + 'split_by = "pub_year"\n'))
+    assert manifest.exports[0].split_by == "pub_year"

@@ -207,3 +207,21 @@ def check_source(preset: Preset, tables: set[str], source: Source) -> None:
         raise PresetError(
             f"preset {preset.name} needs paragraph labels (tables/labels): run `pmcurate annotate` first"
         )
+
+
+def preset_columns(name: str, source: Source) -> list[str]:
+    """The columns preset ``name`` exports, found by running its SQL over empty tables of the
+    build's schemas: what a manifest's ``split_by`` is checked against before anything is built."""
+    import duckdb
+    import pyarrow as pa
+
+    preset = get_preset(name)
+    key = f"{preset.unit}_id"
+    with duckdb.connect() as con:
+        for table, arrow_schema in schema.SCHEMAS.items():
+            con.register(f"__empty_{table}", arrow_schema.empty_table())
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM __empty_{table}")
+        selection = pa.table({key: pa.array([], pa.string()), "repeat": pa.array([], pa.int32())})
+        con.register("selection", selection)
+        names = [row[0] for row in con.sql(f"DESCRIBE {preset.rows_sql(source)}").fetchall()]
+    return [n for n in names if not n.startswith("__") and n != "repeat"]

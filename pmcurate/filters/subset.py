@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Mapping, Sequence
@@ -70,9 +71,15 @@ def subset_dir(build: str | os.PathLike[str], name: str) -> Path:
     return Path(build) / "subsets" / name
 
 
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+"""A subset name: a folder name and part of the ``subset_NAME`` query view, so no spaces or slashes."""
+
+
 def _check_name(name: str) -> None:
-    if not name or name.startswith(".") or "/" in name or "\\" in name or name != name.strip():
-        raise SubsetError(f"bad subset name {name!r}: use letters, digits, '-', '_' and '.'")
+    if not NAME.match(name):
+        raise SubsetError(
+            f"bad subset name {name!r}: letters, digits, '-', '_' and '.' only (first a letter or digit)"
+        )
 
 
 def connect(build: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
@@ -116,14 +123,23 @@ def _bind_error(exc: duckdb.Error, rule: Rule, tables: set[str], build: Path, vi
     return SubsetError(f"{rule.name}: {rule.predicate} cannot be evaluated on {view}: {message}")
 
 
+CONDITION_TYPES = ("BOOLEAN", '"NULL"')
+
+
 def _validate(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], view: str, build: Path) -> None:
     """Bind every rule's SQL once (LIMIT 0) so a typo fails fast with the rule's name."""
     tables = views.tables(con)
     for rule in rules:
         try:
             con.execute(f"SELECT ({rule.predicate})::BOOLEAN, ({rule.reason})::VARCHAR FROM {view} LIMIT 0")
+            kind = str(con.sql(f"SELECT ({rule.predicate}) FROM {view} LIMIT 0").types[0])
         except duckdb.Error as exc:
             raise _bind_error(exc, rule, tables, build, view) from None
+        if kind not in CONDITION_TYPES:  # a text would bind, then fail row by row while judging
+            raise SubsetError(
+                f"{rule.name}: {rule.predicate} is a {kind} value, not a condition "
+                "(write a comparison, e.g. n_words >= 64 or license = 'CC BY')"
+            )
 
 
 def _replace_folder(tmp: Path, final: Path) -> None:
@@ -212,6 +228,10 @@ def make_subset(
     plan = _plan(
         name, where, rules, source, unit, dedup, near, upsample, shard_rows, partition_rows, progress
     )
+    try:
+        open_build(build)  # before anything is written into a folder that is not a build
+    except FileNotFoundError as exc:
+        raise SubsetError(str(exc)) from None
     parent = build / "subsets"
     parent.mkdir(parents=True, exist_ok=True)
     for prefix in (f"{name}-", f"old-{name}-"):  # left by a killed run of this subset

@@ -129,13 +129,14 @@ class EuropePmcHarvest:
                         f"{self.base_url}/search", params=p, validate=_validate_search_page
                     ),
                 )
-            except FetchError as exc:
+                page = parse_search_page(data)
+            except (FetchError, ServiceError) as exc:
+                why = exc.detail if isinstance(exc, FetchError) else str(exc)
                 raise HarvestInterrupted(
                     f"Europe PMC search page {page_no + 1} (cursorMark {cursor}) was not a result page: "
-                    f"{exc.detail}; the {page_no} pages listed so far are kept under "
-                    f"{self.session.state.folder}: run the same command again to resume"
+                    f"{why}; the {page_no} pages listed so far are kept under {self.session.state.folder}: "
+                    "run the same command again to resume"
                 ) from None
-            page = parse_search_page(data)
             page_hits, without_pmcid = hits_of(page.results)
             self.session.summary.skipped["no_pmcid"] += without_pmcid
             for hit in page_hits:

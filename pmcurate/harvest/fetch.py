@@ -65,6 +65,7 @@ from pmcurate import __version__, schema
 from pmcurate.harvest import licenses, store
 from pmcurate.harvest.jats import ParsedArticle, parse
 from pmcurate.http import parse_retry_after
+from pmcurate.progress import enabled as progress_enabled
 from pmcurate.schema import atomic_write
 
 log = logging.getLogger(__name__)
@@ -224,15 +225,24 @@ class RawStore:
             raise ValueError(f"unsafe raw key {key!r}")
         return self.root.joinpath(*parts)
 
-    def read(self, key: str, md5: str | None = None) -> bytes | None:
-        """The stored bytes of ``key``, or None when absent or (with ``md5``) not matching it."""
+    def read(self, key: str, md5: str | None = None, *, published: bool = True) -> bytes | None:
+        """The stored bytes of ``key``, or None when absent or (with ``md5``) not matching it.
+
+        ``published`` False: ``md5`` is a listing's ETag, so a mismatch means the object changed
+        (or the listing lags), not that the file is damaged.
+        """
         path = self.path(key)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
         if md5 and md5_hex(data) != md5.lower():
-            log.warning("raw file %s fails its MD5 check; fetching it again", path)
+            if published:
+                log.warning("raw file %s fails its MD5 check; fetching it again", path)
+            else:
+                log.info(
+                    "raw file %s differs from the listing's ETag; fetching the object as it is now", path
+                )
             path.unlink(missing_ok=True)
             return None
         return data
@@ -332,7 +342,7 @@ class Fetcher:
         With ``key``, the verified body is stored before it is returned.
         """
         if key is not None and self.raw is not None:
-            data = self.raw.read(key, stored_md5 or md5)
+            data = self.raw.read(key, stored_md5 or md5, published=stored_md5 is None)
             if data is not None and _valid(data, validate):
                 self.stats.cached += 1
                 return data
@@ -457,15 +467,17 @@ class Fetcher:
 
 def _check_digests(body: bytes, md5: str | None, headers: httpx.Headers, etag_is_md5: bool) -> None:
     """Retry a body that differs from the MD5 published for it or sent with it."""
+    expected = [
+        ("expected MD5", md5.lower() if md5 else None),
+        ("Content-MD5", _content_md5(headers.get("content-md5"))),
+        ("ETag", plain_md5_etag(headers.get("etag")) if etag_is_md5 else None),
+    ]
+    if not any(value for _, value in expected):
+        return
     digest = md5_hex(body)
-    if md5 and digest != md5.lower():
-        raise _Retryable("checksum_mismatch", f"expected MD5 {md5}, got {digest}")
-    content_md5 = _content_md5(headers.get("content-md5"))
-    if content_md5 and digest != content_md5:
-        raise _Retryable("checksum_mismatch", f"Content-MD5 {content_md5}, got {digest}")
-    etag = plain_md5_etag(headers.get("etag")) if etag_is_md5 else None
-    if etag and digest != etag:
-        raise _Retryable("checksum_mismatch", f"ETag {etag}, got {digest}")
+    for what, value in expected:
+        if value and digest != value:
+            raise _Retryable("checksum_mismatch", f"{what} {value}, got {digest}")
 
 
 def plain_md5_etag(value: str | None) -> str | None:
@@ -522,7 +534,9 @@ class Progress:
 
     def __init__(self, source: str, fetcher: Fetcher, total: int | None = None) -> None:
         self.fetcher = fetcher
-        self.bar = tqdm(total=total, desc=source, unit="art", dynamic_ncols=True, disable=None)
+        self.bar = tqdm(
+            total=total, desc=source, unit="art", dynamic_ncols=True, disable=not progress_enabled()
+        )
         self._last = 0.0
         fetcher.on_progress = self.refresh
 
@@ -742,7 +756,7 @@ class Session:
         if exc_type is None:
             self.summary.superseded = await asyncio.to_thread(_settle, self.build)
             self.state.finish()
-            log.info("%s", self.summary.line())
+            log.debug("%s", self.summary.line())  # the caller prints the summary: once
 
     def set_total(self, total: int) -> None:
         assert self.progress is not None

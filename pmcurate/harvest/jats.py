@@ -32,7 +32,7 @@ from typing import Any
 
 from lxml import etree
 
-from pmcurate.harvest.licenses import commercial_use, normalize_license
+from pmcurate.harvest.licenses import commercial_use, normalize_license, states_a_license
 
 
 class JatsError(ValueError):
@@ -58,7 +58,8 @@ MML_MATH = f"{{{MML_NS}}}math"
 ALI_LICENSE_REF = f"{{{ALI_NS}}}license_ref"
 XML_LANG = f"{{{XML_NS}}}lang"
 
-_JATS_DEFAULT_NS = re.compile(rb"""\sxmlns\s*=\s*(["'])https?://jats\.nlm\.nih\.gov/ns/[^"']*\1""")
+TAXPUB_NS = "http://www.plazi.org/taxpub"
+_DEFAULT_NS = re.compile(rb"""\sxmlns\s*=\s*(["'])([^"']*)\1""")
 _NAMED_ENTITY = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)([A-Za-z][A-Za-z0-9]*);")
 _KNOWN_PREFIXES = {
     b"xlink": XLINK_NS,
@@ -122,11 +123,14 @@ FLOATS = frozenset(
     ]
 )
 FORMULAS = frozenset(["inline-formula", "disp-formula"])
-_SPECIAL = (*BLOCK, *FLOATS, *FORMULAS, "tex-math", MML_MATH, "alternatives")
 # Where paragraphs are looked for: containers walked through on the way down to <p>.
 _SKIP_CONTAINERS = (
     FLOATS | FORMULAS | {"title", "label", "caption", "sec-meta", "ref-list", "glossary", "back"}
 )
+# Elements of other namespaces are walked as containers (TaxPub's ``tp:taxon-treatment`` and
+# ``tp:treatment-sec`` hold most of a Pensoft article's paragraphs; one with a ``title`` is a
+# section); only these, known to hold no running text, are skipped.
+_FOREIGN_SKIPPED = frozenset([MML_MATH, ALI_LICENSE_REF])
 
 SECTION_TYPE_BY_SEC_TYPE = {
     "intro": "introduction",
@@ -187,14 +191,21 @@ _MAIN_ABSTRACT_EXCLUDED = {
 }
 
 
-def parse(data: bytes, *, source_uri: str = "", include_sub_articles: bool = False) -> list[ParsedArticle]:
+def parse(
+    data: bytes, *, source_uri: str = "", include_sub_articles: bool = False, citations: str = "marker"
+) -> list[ParsedArticle]:
     """Extract every article of one JATS document.
 
     ``source_uri`` is recorded on the rows and named in errors. With ``include_sub_articles``,
     paragraphs of ``sub-article`` elements (peer reviews, translations…) are emitted too, under
-    their own paths; by default they are kept out of the main article's text.
+    their own paths; by default they are kept out of the main article's text, except for an article
+    whose body has no paragraph while its sub-articles have some (meeting-abstract collections):
+    its sub-articles are its text. ``citations`` is ``"marker"`` (a citation that would glue to a
+    word reads `` [1]``) or ``"drop"`` (bibliography citations and their brackets are left out).
     Raises ``JatsError`` when the document is not well-formed, declares entities, or holds no article.
     """
+    if citations not in CITATION_MODES:
+        raise ValueError(f"citations must be one of {', '.join(CITATION_MODES)}, not {citations!r}")
     where = source_uri or "<bytes>"
     root = _parse_xml(data, where)
     articles = _find_articles(root)
@@ -202,10 +213,12 @@ def parse(data: bytes, *, source_uri: str = "", include_sub_articles: bool = Fal
         raise JatsError(f"{where}: no <article> element (root is <{_local(root.tag)}>)")
     sha = hashlib.sha256(data).hexdigest()
     _LOCAL.tables = {}
+    _LOCAL.citations = citations
     try:
         return [_extract_article(a, source_uri, sha, include_sub_articles) for a in articles]
     finally:
         _LOCAL.tables = None
+        _LOCAL.citations = "marker"
 
 
 # --- reading XML safely ----------------------------------------------------------------------------
@@ -218,9 +231,7 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
     entity_at = data.find(b"<!ENTITY")
     if entity_at >= 0 and data.find(b"<!DOCTYPE", 0, entity_at) >= 0:
         raise _entities_refused(where)
-    if b"jats.nlm.nih.gov/ns/" in data:
-        data = _JATS_DEFAULT_NS.sub(b' xmlns=""', data)
-    data = drop_reference_lists(data)
+    data = drop_reference_lists(_without_default_namespaces(data))
     parser = _parser()
     repairs = [_numeric_entities, _declare_known_prefixes]
     while True:
@@ -235,8 +246,13 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
             if _declares_entities(root):  # UTF-16 and other encodings hide them from the byte check
                 raise _entities_refused(where)
             if not undeclared:
+                if parser is _huge_parser():
+                    _check_depth(root, where)
                 return root
             problem = undeclared[0].message
+        if _TEXT_NODE_TOO_LONG in problem and parser is not _huge_parser():
+            parser = _huge_parser()
+            continue
         repair = _repair_for(problem, repairs)
         repaired = repair(data) if repair else data
         if repaired is data:
@@ -265,24 +281,84 @@ def _repair_for(problem: str, repairs: list[Callable[[bytes], bytes]]) -> Callab
 
 
 _LOCAL = threading.local()
+_TEXT_NODE_TOO_LONG = "Text node too long"
+MAX_DEPTH = 256
+"""libxml2's own nesting limit without ``huge_tree``; kept when a huge text node needs ``huge_tree``."""
 
 
 def _parser() -> etree.XMLParser:
     """One parser per thread: an lxml parser must not be shared by threads running at once."""
     parser = getattr(_LOCAL, "parser", None)
     if parser is None:
-        parser = _LOCAL.parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
-            collect_ids=False,
-        )
-        parser.resolvers.add(_NothingExternal())
+        parser = _LOCAL.parser = _safe_parser(huge_tree=False)
     return parser
+
+
+def _huge_parser() -> etree.XMLParser:
+    """The parser for a valid article with a text node over libxml2's 10 MB limit.
+
+    ``huge_tree`` lifts libxml2's size limits; the bytes reaching it are already bounded by the
+    harvesters' caps (``archive.DEFAULT_MAX_MEMBER_BYTES``), and nesting is checked afterwards
+    (``_check_depth``), so only the text-node limit is really relaxed.
+    """
+    parser = getattr(_LOCAL, "huge_parser", None)
+    if parser is None:
+        parser = _LOCAL.huge_parser = _safe_parser(huge_tree=True)
+    return parser
+
+
+def _safe_parser(*, huge_tree: bool) -> etree.XMLParser:
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=huge_tree,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+    parser.resolvers.add(_NothingExternal())
+    return parser
+
+
+def _check_depth(root: etree._Element, where: str) -> None:
+    """Refuse nesting deeper than libxml2 allows without ``huge_tree`` (the walk is recursive)."""
+    depth = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > MAX_DEPTH:
+            raise JatsError(f"{where}: not well-formed XML: nesting deeper than {MAX_DEPTH} elements")
+
+
+_MATHML_NS_BYTES = MML_NS.encode()
+
+
+def _without_default_namespaces(data: bytes) -> bytes:
+    """The document with its default namespace declarations removed, MathML's excepted.
+
+    JATS comes in no namespace, in JATS 1.4's (PMC Cloud Service, OAI-PMH), in NLM 2.x's
+    (``http://dtd.nlm.nih.gov/2.0/xsd/archivearticle``, served by PMC's OAI service) and others;
+    OAI-PMH envelopes add their own. Without the declarations every JATS element is matched by its
+    local name whatever the namespace, and the tree is the one an un-namespaced file gives. Only
+    declarations inside a start tag are removed (never text that happens to read ``xmlns="…"``);
+    prefixed namespaces (``mml:``, ``xlink:``, ``tp:``) are kept.
+    """
+    if b"xmlns=" not in data and b"xmlns =" not in data:
+        return data
+    pieces: list[bytes] = []
+    pos = 0
+    for match in _DEFAULT_NS.finditer(data):
+        start = match.start()
+        in_a_start_tag = data.rfind(b"<", 0, start) > data.rfind(b">", 0, start)
+        if match.group(2) == _MATHML_NS_BYTES or not in_a_start_tag:
+            continue
+        pieces += [data[pos:start], b' xmlns=""']
+        pos = match.end()
+    if not pieces:
+        return data
+    pieces.append(data[pos:])
+    return b"".join(pieces)
 
 
 class _NothingExternal(etree.Resolver):
@@ -382,7 +458,20 @@ def _has_article_ancestor(el: etree._Element) -> bool:
 # --- text ------------------------------------------------------------------------------------------
 
 
-_SPECIAL = BLOCK | FLOATS | FORMULAS | {"tex-math", MML_MATH, "alternatives"}
+NESTED_FLOATS = frozenset(["fig", "fig-group", "table-wrap", "table-wrap-group", "supplementary-material"])
+"""Floats that leave a ``<p>`` holding them: the paragraph's text flows around them, and their
+caption lives once, in the figures or tables table."""
+_SPECIAL = BLOCK | FLOATS | FORMULAS | {"tex-math", MML_MATH, "alternatives", "sup"}
+
+CITATION_MODES = ("marker", "drop")
+_DROPPED = "\x00"  # stands for a dropped citation until the text is whole; never a character of XML text
+_SEPARATOR = r"[\s,;\-\u2010-\u2015\u2212]*"
+_DROPPED_GROUP = re.compile(
+    rf"\s*(?:\[{_SEPARATOR}(?:\x00{_SEPARATOR})+\]|\({_SEPARATOR}(?:\x00{_SEPARATOR})+\)"
+    rf"|\x00(?:{_SEPARATOR}\x00)*)"
+)
+_CITATION_PUNCTUATION = re.compile(r"[\s,;\-\u2010-\u2015\u2212\[\]()]*")
+_NUMBERED_CITATION = re.compile(r"\d+[a-z]?(?:\s*[,;\-\u2010-\u2015\u2212]\s*\d+[a-z]?)*")
 
 
 def _norm(text: str) -> str:
@@ -396,20 +485,39 @@ def _norm(text: str) -> str:
     return text.strip(" ")
 
 
+def _dropping_citations() -> bool:
+    return getattr(_LOCAL, "citations", "marker") == "drop"
+
+
 def element_text(el: etree._Element) -> str:
     """The text of an element by the fidelity rules, whitespace-normalized.
 
     Most elements hold only inline markup, and their text is serialized by libxml2 itself; the
-    others (lists, formulas, nested floats…) go through ``_collect_text``.
+    others (superscripts, glued or dropped citations, lists, formulas, nested floats…) go through
+    ``_collect_text``.
     """
     if len(el) == 0:
         return _norm(el.text or "")
+    dropping = _dropping_citations()
     for descendant in el.iterdescendants():
-        if descendant.tag in _SPECIAL:
+        tag = descendant.tag
+        if tag in _SPECIAL or (
+            tag == "xref" and descendant.get("ref-type") == "bibr" and (dropping or _glued_before(descendant))
+        ):
             out: list[str] = []
             _collect_text(el, out)
-            return _norm("".join(out))
+            text = "".join(out)
+            if _DROPPED in text:
+                text = _DROPPED_GROUP.sub("", text)
+            return _norm(text)
     return _norm(etree.tostring(el, method="text", encoding=str, with_tail=False))
+
+
+def _glued_before(el: etree._Element) -> bool:
+    """Whether the text just before ``el`` (in its parent) ends with a letter or digit."""
+    previous = el.getprevious()
+    before = previous.tail if previous is not None else el.getparent().text
+    return bool(before) and before[-1].isalnum()
 
 
 _FORMULA_PARTS = FORMULAS | {"alternatives", "tex-math", MML_MATH}
@@ -423,6 +531,12 @@ def _collect_text(el: etree._Element, out: list[str]) -> None:
         tag = child.tag
         if tag in _FORMULA_PARTS:
             out.append(" " + formula_text(child) + " ")
+        elif tag in NESTED_FLOATS:
+            out.append(" ")
+        elif tag == "sup":
+            _superscript(child, out)
+        elif tag == "xref" and child.get("ref-type") == "bibr":
+            _citation(child, out)
         elif tag == "table":  # a table nested in a paragraph: cells are blocks, read the fast way
             out.append(" " + _table_text(child) + " ")
         elif tag in _SEPARATED:
@@ -440,16 +554,81 @@ def _collect_text(el: etree._Element, out: list[str]) -> None:
             out.append(child.tail)
 
 
-def formula_text(el: etree._Element) -> str:
-    """A formula as TeX when the XML carries ``tex-math``, else a readable rendering of its MathML.
+def _superscript(sup: etree._Element, out: list[str]) -> None:
+    """``10<sup>4</sup>`` → ``10^4``, ``<sup>13</sup>C`` → ``^{13}C``; a superscript citation → `` [1]``."""
+    if _is_citation_group(sup):
+        _citation_marker("".join(sup.itertext()), out)
+        return
+    inner: list[str] = []
+    _collect_text(sup, inner)
+    text = _norm("".join(inner))
+    if not text:
+        return
+    tail = sup.tail or ""
+    braced = " " in text or (tail[:1].isalnum() and text[-1:].isalnum())
+    out.append(f"^{{{text}}}" if braced else f"^{text}")
 
-    The TeX is kept verbatim, as the XML's own characters: PMC often wraps each formula in a whole
-    ``\\documentclass`` document, and ``tex_body`` recovers the math alone for those who want it
-    (an edit of the text is the user's choice, not the extractor's).
+
+def _is_citation_group(sup: etree._Element) -> bool:
+    """A ``<sup>`` holding only bibliography xrefs and the punctuation between them (``1,2``, ``[3–5]``)."""
+    if len(sup) == 0 or not _CITATION_PUNCTUATION.fullmatch(sup.text or ""):
+        return False
+    for child in sup:
+        if child.tag != "xref" or child.get("ref-type") != "bibr":
+            return False
+        if child.tail and not _CITATION_PUNCTUATION.fullmatch(child.tail):
+            return False
+    return True
+
+
+def _citation(xref: etree._Element, out: list[str]) -> None:
+    """A bibliography xref: its visible text, made a `` [n]`` marker when a number would glue to a word."""
+    text = "".join(xref.itertext())
+    if _dropping_citations():
+        out.append(_DROPPED)
+    elif _ends_with_word_character(out) and _NUMBERED_CITATION.fullmatch(text.strip()):
+        _citation_marker(text, out)
+    else:
+        out.append(text)
+
+
+def _citation_marker(text: str, out: list[str]) -> None:
+    if _dropping_citations():
+        out.append(_DROPPED)
+        return
+    text = _norm(text)
+    if text:
+        out.append(f" {text}" if text[0] in "[(" else f" [{text}]")
+
+
+def _ends_with_word_character(out: list[str]) -> bool:
+    for piece in reversed(out):
+        if piece:
+            return piece[-1].isalnum()
+    return False
+
+
+def formula_text(el: etree._Element) -> str:
+    """A formula once: the math of its TeX when the XML has ``tex-math``, else its MathML read
+    linearly, else its text; a display formula's label (``(13)``) follows it.
+
+    PMC wraps much TeX in a whole ``\\documentclass … \\begin{document}`` document, the same
+    preamble in every formula: only the math between ``\\begin{document}`` and ``\\end{document}``
+    is kept (``tex_body``). Of an ``<alternatives>``, one rendering is read, never two.
     """
+    math = _formula_math(el)
+    label = el.find("label") if el.tag == "disp-formula" else None
+    if label is not None:
+        label_text = _norm("".join(label.itertext()))
+        if label_text:
+            return f"{math} {label_text}" if math else label_text
+    return math
+
+
+def _formula_math(el: etree._Element) -> str:
     tex = el if el.tag == "tex-math" else next(el.iter("tex-math"), None)
     if tex is not None:
-        return _norm("".join(tex.itertext()))
+        return tex_body("".join(tex.itertext()))
     math = el if el.tag == MML_MATH else next(el.iter(MML_MATH), None)
     if math is not None:
         return _norm(mathml_text(math)) or _norm(math.get("alttext", ""))
@@ -478,7 +657,8 @@ def tex_body(tex: str) -> str:
 
 
 def mathml_text(el: etree._Element) -> str:
-    """MathML as linear text: ``x^2``, ``a_i``, ``(a)/(b)``, ``sqrt(x)``; tokens keep their characters."""
+    """MathML as linear text: ``x^2``, ``a_i``, ``(a)/(b)``, ``sqrt(x)``; tokens keep their characters,
+    and two tokens that would read as one word (``2``, ``x``) are separated by a space."""
     name = _local(el.tag)
     kids = [c for c in el if isinstance(c.tag, str)]
     if name in ("mi", "mn", "mo", "mtext", "ms"):
@@ -488,23 +668,36 @@ def mathml_text(el: etree._Element) -> str:
     if name == "semantics":
         return mathml_text(kids[0]) if kids else ""
     parts = [mathml_text(k) for k in kids]
-    if name == "msup" and len(parts) == 2:
-        return f"{parts[0]}^{parts[1]}"
-    if name == "msub" and len(parts) == 2:
-        return f"{parts[0]}_{parts[1]}"
-    if name == "msubsup" and len(parts) == 3:
-        return f"{parts[0]}_{parts[1]}^{parts[2]}"
+    if name in ("msup", "msub", "msubsup") and len(parts) == (3 if name == "msubsup" else 2):
+        scripts = [_script(p) for p in parts[1:]]
+        marks = ("_", "^") if name == "msubsup" else (("^",) if name == "msup" else ("_",))
+        return parts[0] + "".join(m + s for m, s in zip(marks, scripts, strict=True))
     if name == "mfrac" and len(parts) == 2:
         return f"({parts[0]})/({parts[1]})"
     if name == "msqrt":
-        return f"sqrt({''.join(parts)})"
+        return f"sqrt({_joined(parts)})"
     if name == "mroot" and len(parts) == 2:
         return f"root({parts[1]})({parts[0]})"
-    if name in ("mtr", "mlabeledtr"):
-        return " ".join(parts) + " "
-    if name == "mtd":
-        return "".join(parts) + " "
-    return "".join(parts)
+    if name in ("mtr", "mlabeledtr", "mtd"):
+        return " ".join(p for p in parts if p)
+    if name == "mtable":
+        return " ".join(p for p in parts if p)
+    return _joined(parts)
+
+
+def _script(text: str) -> str:
+    return f"{{{text}}}" if " " in text else text
+
+
+def _joined(parts: list[str]) -> str:
+    """Parts side by side, with a space only where two would otherwise glue into one word."""
+    out = ""
+    for part in parts:
+        if part:
+            if out and out[-1].isalnum() and part[0].isalnum():
+                out += " "
+            out += part
+    return out
 
 
 # --- paths and sections ----------------------------------------------------------------------------
@@ -527,7 +720,7 @@ def _child_steps(el: etree._Element) -> Iterator[tuple[etree._Element, str]]:
 def _step_name(tag: str) -> str:
     if tag.startswith("{"):
         ns, local = tag[1:].split("}", 1)
-        prefix = {MML_NS: "mml", XLINK_NS: "xlink", ALI_NS: "ali"}.get(ns)
+        prefix = {MML_NS: "mml", XLINK_NS: "xlink", ALI_NS: "ali", TAXPUB_NS: "tp"}.get(ns)
         return f"{prefix}:{local}" if prefix else local
     return tag
 
@@ -586,12 +779,12 @@ def _walk(el: etree._Element, path: str, section: _Section, state: _Walk) -> Non
         child_path = f"{path}/{step}" if path else step
         if tag == "p":
             _emit_paragraph(child, child_path, section, state)
-        elif tag == "sec":
+        elif tag in _SKIP_CONTAINERS or tag in _FOREIGN_SKIPPED:
+            continue
+        elif tag == "sec" or (tag[0] == "{" and child.find("title") is not None):
             title_el = child.find("title")
             title = element_text(title_el) if title_el is not None else ""
             _walk(child, child_path, section.enter(title, child.get("sec-type", "")), state)
-        elif tag in _SKIP_CONTAINERS or not isinstance(tag, str) or tag.startswith("{"):
-            continue
         else:
             _walk(child, child_path, section, state)
 
@@ -637,11 +830,27 @@ def _ids(meta: etree._Element | None) -> dict[str, str]:
     if meta is None:
         return ids
     for el in meta.iterfind("article-id"):
+        if (
+            "version" in (el.get("specific-use") or "").lower()
+        ):  # eLife's DOI of one version, not the article's
+            continue
         kind = (el.get("pub-id-type") or "").strip().lower()
         value = _norm("".join(el.itertext()))
+        if kind == "doi":
+            value = normalize_doi(value) or ""
         if kind and value and kind not in ids:
             ids[kind] = value
     return ids
+
+
+_DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)
+
+
+def normalize_doi(value: str | None) -> str | None:
+    """``https://doi.org/10.1/x``, ``doi:10.1/x``, `` 10.1/x `` → ``10.1/x``; None when empty."""
+    if not value:
+        return None
+    return _DOI_PREFIX.sub("", value.strip()).strip() or None
 
 
 def normalize_pmcid(value: str | None) -> tuple[str | None, int | None]:
@@ -806,9 +1015,11 @@ def _aff_text(aff: etree._Element) -> str | None:
     return _norm("".join(parts)).strip(" ,;") or None
 
 
-def _license(meta: etree._Element) -> tuple[str | None, str | None, str | None]:
+def _license(article: etree._Element, meta: etree._Element) -> tuple[str | None, str | None, str | None]:
     """(code, url, license text) from ``permissions``; older NLM files state the license only in a
-    ``copyright-statement`` (inside ``permissions`` or directly in ``article-meta``)."""
+    ``copyright-statement`` (inside ``permissions`` or directly in ``article-meta``), and some
+    publishers (Springer/Adis: "Open Access This article is distributed under the terms of the
+    Creative Commons Attribution Noncommercial License…") only in ``ack`` or ``notes``."""
     permissions = meta.find("permissions")
     holder = permissions if permissions is not None else meta
     urls: list[str] = [_norm("".join(ref.itertext())) for ref in holder.iter(ALI_LICENSE_REF)]
@@ -822,16 +1033,45 @@ def _license(meta: etree._Element) -> tuple[str | None, str | None, str | None]:
         texts.append(element_text(lic))
     text = " ".join(t for t in texts if t) or None
     code, url = normalize_license(urls, types[0] if types else None, text)
-    statement = _text_of(holder.find("copyright-statement"))
-    if code in (None, "other") and statement and _STATES_A_LICENSE.search(statement):
+    if code not in (None, "other"):
+        return code, url, text
+    for statement in _license_statements(article, holder):
         from_statement, statement_url = normalize_license(None, None, statement)
-        if from_statement != "other":
-            code, url, text = from_statement, statement_url or url, text or statement
+        if from_statement not in (None, "other"):
+            return from_statement, statement_url or url, text or statement
     return code, url, text
 
 
+_LICENSE_PLACES = (
+    "back/ack",
+    "back/notes",
+    "back/fn-group/fn",
+    "front/notes",
+    "front/article-meta/author-notes/fn",
+)
+
+
+def _license_statements(article: etree._Element, holder: etree._Element) -> Iterator[str]:
+    """Prose that may state the license outside ``license``: the copyright statement, then
+    acknowledgements and notes, each only when it reads like a license grant."""
+    statement = holder.find("copyright-statement")
+    if statement is not None and states_a_license(text := element_text(statement)):
+        yield text
+    for where in _LICENSE_PLACES:
+        for el in article.iterfind(where):
+            text = element_text(el)
+            if states_a_license(text) and _GRANTS_THIS_ARTICLE.search(text):
+                yield text
+
+
+# An acknowledgement may mention a license of something else ("images from Wikimedia under a
+# Creative Commons license"); a grant for the article itself names it.
+_GRANTS_THIS_ARTICLE = re.compile(
+    r"\b(?:this|the)\s+(?:article|work|paper|file|manuscript)\b|\bopen\s+access\b", re.IGNORECASE
+)
+
+
 _RDF_RESOURCE = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}resource"
-_STATES_A_LICENSE = re.compile(r"creative commons|public domain", re.I)
 
 
 def _retraction(
@@ -855,6 +1095,42 @@ def _retraction(
     return retracted, notice, related
 
 
+def _article_key(
+    article: etree._Element, ids: dict[str, str], pmcid: str | None, journal_meta: etree._Element | None
+) -> tuple[str, str]:
+    """The article's key and where it came from (``id_source``).
+
+    PMCID, then ``doi:<doi>``, then ``pmid:<pmid>``, then ``publisher-id:<journal>/<id>`` (a
+    publisher's own id means something only with its journal), then ``sha256:<hash>`` of the
+    article's XML: an article is never dropped for want of an id.
+    """
+    if pmcid:
+        return pmcid, "pmcid"
+    if ids.get("doi"):
+        return f"doi:{ids['doi'].lower()}", "doi"
+    if ids.get("pmid"):
+        return f"pmid:{ids['pmid']}", "pmid"
+    journal = _journal_key(journal_meta)
+    if ids.get("publisher-id") and journal:
+        return f"publisher-id:{journal}/{ids['publisher-id']}", "publisher-id"
+    return f"sha256:{hashlib.sha256(etree.tostring(article)).hexdigest()}", "content"
+
+
+def _journal_key(journal_meta: etree._Element | None) -> str | None:
+    """The journal's own id (publisher's, then NLM's, then any), else an ISSN, else its title."""
+    if journal_meta is None:
+        return None
+    by_type = {j.get("journal-id-type"): _norm(j.text or "") for j in journal_meta.iterfind("journal-id")}
+    for kind in ("publisher-id", "nlm-ta", "iso-abbrev", *by_type):
+        if by_type.get(kind):
+            return by_type[kind]
+    issn = journal_meta.findtext("issn")
+    title = journal_meta.findtext("journal-title-group/journal-title") or journal_meta.findtext(
+        "journal-title"
+    )
+    return _norm(issn or title or "") or None
+
+
 def _article_row(
     article: etree._Element, source_uri: str, sha: str
 ) -> tuple[dict[str, Any], etree._Element | None]:
@@ -866,18 +1142,11 @@ def _article_row(
     ids = _ids(meta)
     pmcid, version = _article_ids(ids)
     doi = ids.get("doi")
-    if pmcid:
-        article_id = pmcid
-    elif doi:
-        article_id = f"doi:{doi.lower()}"
-    elif ids.get("pmid"):
-        article_id = f"pmid:{ids['pmid']}"
-    else:
-        raise JatsError(f"{source_uri or '<bytes>'}: article has no PMCID, DOI or PMID to key it by")
+    article_id, id_source = _article_key(article, ids, pmcid, journal_meta)
     article_type = article.get("article-type")
     dates, pub_date, pub_year = _dates(meta)
     abstracts = _abstracts(meta)
-    code, license_url, license_text = _license(meta)
+    code, license_url, license_text = _license(article, meta)
     retracted, notice, related = _retraction(article, meta, article_type)
     journal = abbrev = publisher = None
     issn: list[str] = []
@@ -892,6 +1161,7 @@ def _article_row(
         publisher = _text_of(journal_meta.find("publisher/publisher-name"))
     row = {
         "article_id": article_id,
+        "id_source": id_source,
         "pmcid": pmcid,
         "version": version,
         "pmid": ids.get("pmid"),
@@ -1042,11 +1312,20 @@ def _extract_article(
             if abstract.tag == "abstract":
                 title = _text_of(abstract.find("title")) or abstract.get("abstract-type") or "Abstract"
                 _walk(abstract, f"{meta_path}/{step}", _Section((title,), ("",), "abstract"), state)
+    in_abstracts = len(state.paragraphs)
+    sub_articles = []
     for child, step in _child_steps(article):
         if child.tag == "body":
             _walk(child, step, _Section(), state)
-        elif child.tag == "sub-article" and include_sub_articles:
-            _walk_sub_article(child, step, state)
+        elif child.tag == "sub-article":
+            sub_articles.append((child, step))
+    # A collection whose body is empty (meeting abstracts) has its text in its sub-articles.
+    include_sub_articles = include_sub_articles or (
+        len(state.paragraphs) == in_abstracts and bool(sub_articles)
+    )
+    if include_sub_articles:
+        for sub, step in sub_articles:
+            _walk_sub_article(sub, step, state)
     figures = _figure_rows(article, row["article_id"], state.rids, include_sub_articles)
     tables = _table_rows(article, row["article_id"], state.rids, include_sub_articles)
     row["n_paragraphs"] = len(state.paragraphs)

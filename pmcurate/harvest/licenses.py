@@ -1,7 +1,8 @@
 """License normalization: the many ways JATS and source metadata state a license → one code.
 
 Codes (DESIGN.md): ``CC0``, ``CC BY``, ``CC BY-SA``, ``CC BY-ND``, ``CC BY-NC``, ``CC BY-NC-SA``,
-``CC BY-NC-ND``, ``PD``, ``TDM``, ``other`` (a license is stated but is none of those), or None
+``CC BY-NC-ND``, ``PD`` (also US-government works), ``TDM`` (PMC author manuscripts released for
+text mining), ``other`` (a license is stated but is none of those), or None
 (nothing machine-readable was found). Evidence is weighed from the most to the least reliable:
 a Creative Commons URL, then a ``license-type`` value, then the prose.
 """
@@ -55,6 +56,17 @@ _NODERIVS = re.compile(r"no[-\s]?deriv", re.IGNORECASE)
 _SHAREALIKE = re.compile(r"share[-\s]?alike", re.IGNORECASE)
 _CC0 = re.compile(r"\bCC0\b|creative\s+commons\s+zero|public\s+domain\s+dedication", re.IGNORECASE)
 _PUBLIC_DOMAIN = re.compile(r"public\s+domain", re.IGNORECASE)
+# "This article is a U.S. Government work and is not subject to copyright in the USA", "written by
+# US Government employees", "a work of the United States Government": public domain (17 U.S.C. § 105).
+_US_GOVERNMENT_WORK = re.compile(
+    r"\b(?:U\.\s?S\.|US|USA|United\s+States)\s+(?:Federal\s+)?Government\s+(?:work|employees?)"
+    r"|work\s+of\s+the\s+(?:U\.\s?S\.|US|United\s+States)\s+(?:Federal\s+)?Government"
+    r"|not\s+subject\s+to\s+copyright\s+(?:protection\s+)?in\s+the\s+(?:United\s+States|U\.\s?S\.(?:A\.)?|USA?)\b",
+    re.IGNORECASE,
+)
+# PMC author manuscripts: "This file is available for text mining. It may also be used consistent
+# with the principles of fair use under the copyright law."
+_TEXT_MINING = re.compile(r"available\s+for\s+text\s+(?:and\s+data\s+)?mining", re.IGNORECASE)
 
 
 def normalize_code(code: str | None) -> str | None:
@@ -145,6 +157,20 @@ def _code_from_prose(text: str) -> str | None:
         if _NODERIVS.search(text):
             rest += "-nd"
         return _code_from_parts(rest)
-    if _PUBLIC_DOMAIN.search(text):
+    if _PUBLIC_DOMAIN.search(text) or _US_GOVERNMENT_WORK.search(text):
         return "PD"
+    if _TEXT_MINING.search(text):
+        return "TDM"
     return None
+
+
+def states_a_license(text: str) -> bool:
+    """Whether prose outside a ``license`` element (a copyright statement, an acknowledgement, a
+    note) grants a license: a Creative Commons or public-domain statement, a US-government work,
+    or a text-mining grant. Other prose there (thanks, funding) says nothing of the license."""
+    return bool(
+        _STATES_A_LICENSE.search(text) or _US_GOVERNMENT_WORK.search(text) or _TEXT_MINING.search(text)
+    )
+
+
+_STATES_A_LICENSE = re.compile(r"creative\s+commons|public\s+domain", re.IGNORECASE)

@@ -58,6 +58,7 @@ from pmcurate.harvest.fetch import (
     FetchConfig,
     FetchError,
     HarvestInputError,
+    HarvestInterrupted,
     HarvestSummary,
     Session,
     apply_source_license,
@@ -315,12 +316,16 @@ class PmcHarvest:
         return contents, prefixes
 
     async def candidates(self) -> list[Candidate]:
+        """The versions to consider; a listing or inventory the bucket refuses stops the run."""
         o = self.options
-        if o.ids:
-            return await self.candidates_from_ids(o.ids)
-        if o.since is not None:
-            return await self.candidates_since(o.since)
-        contents, _ = await self.list_objects("metadata/")
+        try:
+            if o.ids:
+                return await self.candidates_from_ids(o.ids)
+            if o.since is not None:
+                return await self.candidates_since(o.since)
+            contents, _ = await self.list_objects("metadata/")
+        except FetchError as exc:
+            raise HarvestInterrupted(f"cannot list what to harvest: {exc}") from None
         return latest_versions(_metadata_candidates(contents))
 
     async def candidates_from_ids(self, ids: Iterable[str]) -> list[Candidate]:

@@ -54,7 +54,7 @@ def test_biomed_enriched_scores_are_lists_in_label_order(build: Path, tmp_path: 
     assert row["document_type_scores"] == pytest.approx(
         [0.1, 0.1, 0.7, 0.1]
     )  # clinical_case, study, review, other
-    assert frame.height == 466
+    assert frame.height == 465
     assert frame["article_url"].str.starts_with("https://pmc.ncbi.nlm.nih.gov/articles/PMC").all()
 
 

@@ -61,3 +61,29 @@ def test_stats_prints_tables_and_writes_html(build: Path, capsys: pytest.Capture
     out = capsys.readouterr().out
     assert "Document types (paragraphs)" in out and f"HTML report: {build / 's.html'}" in out
     assert "<svg" in (build / "s.html").read_text()
+
+
+def test_filter_where_that_is_not_a_condition_is_one_line(
+    build: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["filter", str(build), "--subset", "w", "--where", "text"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pmcurate: error: where: (text) is a VARCHAR value, not a condition")
+    assert err.count("\n") == 1
+    assert not (build / "subsets" / "w").exists()
+
+
+def test_filter_on_a_folder_that_is_not_a_build_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["filter", str(tmp_path), "--subset", "c", "--rule", "min_words"]) == 2
+    assert "not a pmcurate build" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["a b", ".hidden", "a/b", "sub$"])
+def test_filter_refuses_a_subset_name_outside_the_allowed_characters(
+    build: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["filter", str(build), "--subset", name, "--rule", "min_words"]) == 2
+    assert f"bad subset name {name!r}: letters, digits" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from pmcurate.harvest.fetch import FetchConfig, HarvestInterrupted
 from tests.harvest.netutil import FAST, rows
 from tests.servers.corpus import ProxyApp, clone, fixture_articles, recorded_json
 from tests.servers.faulty import FaultyServer
-from tests.servers.s3 import ArticleVersion, PmcBucketLoader, free_port, start_moto
+from tests.servers.s3 import INVENTORY, ArticleVersion, PmcBucketLoader, free_port, start_moto
 
 XML = fixture_articles()
 CC_BY = XML["PMC5828200"]  # CC BY 3.0 in its XML
@@ -71,6 +71,26 @@ def test_author_manuscripts_are_left_out_unless_asked_for(bucket, tmp_path: Path
         for r in rows(tmp_path / "opt-in", "articles")
     }
     assert got == {"PMC1": (True, False, "CC BY"), "PMC2": (False, True, "TDM")}
+
+
+def test_cli_include_manuscripts_takes_them(bucket, tmp_path: Path) -> None:
+    base_url, loader = bucket
+    loader.add(version(2, license_code="TDM"))
+    argv = ["harvest", "pmc", "--all", "--out", str(tmp_path), "--base-url", base_url]
+    assert cli.main(argv) == 0 and rows(tmp_path, "articles") == []
+    assert cli.main([*argv, "--include-manuscripts"]) == 0
+    assert [r["article_id"] for r in rows(tmp_path, "articles")] == ["PMC2"]
+
+
+def test_an_inventory_the_bucket_refuses_stops_the_run(bucket, tmp_path: Path) -> None:
+    base_url, loader = bucket
+    listed = version(1)
+    loader.add(listed)
+    loader.add_inventory("2026-11-23T01-00Z", [listed])
+    loader.s3.delete_object(Bucket="pmc-oa-opendata", Key=f"{INVENTORY}/2026-11-23T01-00Z/manifest.json")
+    loader.put(f"{INVENTORY}/2026-11-23T01-00Z/other.json", b"{}")  # the folder is still listed
+    with pytest.raises(HarvestInterrupted, match=r"cannot list what to harvest.*http_404"):
+        harvest(base_url, tmp_path, since=date(2026, 11, 1))
 
 
 def test_a_null_license_code_leaves_the_xml_license_for_the_row_and_the_filter(
