@@ -1,7 +1,7 @@
 """Duplicate detection: exact (normalized-text hash) and near (MinHash LSH over word shingles).
 
 The primitives here are shared by the subset engine (``engine.py``), which runs them partition by
-partition on an executor, and by ``near_duplicates``, which runs them over one stream of texts:
+partition on an executor, and by ``near_duplicates``, which runs them over texts held in memory:
 
 - ``exact_keys``: a 128-bit hash of each normalized text (Polars, vectorized, about 100,000
   paragraphs a second); the first row of each key, in the subset's order, is kept.
