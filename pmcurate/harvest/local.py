@@ -243,15 +243,14 @@ def _drain(messages: multiprocessing.Queue[tuple[int, int]], report: Report) -> 
 
 @dataclass
 class _Shard:
-    """The shard being filled: its parsed articles (deduplicated) and quarantine records."""
+    """The shard being filled: its articles (deduplicated, as Arrow) and quarantine records."""
 
     index: int
     skip: bool
-    articles: dict[str, jats.ParsedArticle] = field(default_factory=dict)
+    rows: store.ShardRows = field(default_factory=lambda: store.ShardRows(source=SOURCE))
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     documents: int = 0
     nbytes: int = 0
-    duplicates: int = 0
 
 
 def run_task(
@@ -307,7 +306,7 @@ def _parse_into(shard: _Shard, document: archive.Document, counts: Counts) -> in
         return 0
     for article in parsed:
         counts.images += archive.attach_images(article.figures, document.images)
-        shard.duplicates += store.add_latest(shard.articles, article)
+        shard.rows.add(article)
     return len(parsed)
 
 
@@ -318,9 +317,9 @@ def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: boo
         counts.shards_skipped += 1
         return
     counts.quarantined += store.write_quarantine(build, name, shard.quarantine)
-    written = store.write_parsed(build, name, shard.articles.values(), source=SOURCE)
+    written = shard.rows.write(build, name)
     counts.shards_written += 1
-    counts.duplicates += shard.duplicates
+    counts.duplicates += shard.rows.duplicates
     counts.articles += written["articles"]
     counts.paragraphs += written["paragraphs"]
     counts.figures += written["figures"]
