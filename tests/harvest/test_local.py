@@ -398,3 +398,12 @@ def test_images_beside_the_xml_are_not_read_through_links(tmp_path: Path) -> Non
     (folder / "pone.0046493.g001.jpg").symlink_to(outside)
     summary = harvest([folder], tmp_path / "build")
     assert summary.images == 1
+
+
+def test_progress_has_a_total_and_an_eta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    total = sum((JATS_DIR / name).stat().st_size for name in JATS_FILES)
+    harvest_local([JATS_DIR], tmp_path / "build", workers=1, progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("harvest local: 100%")
+    assert f"/{total / 1000:.0f}k" in bar or f"/{total / 1e6:.2f}M" in bar  # the input's bytes
+    assert f"{FIXTURE_ARTICLES} articles" in bar
