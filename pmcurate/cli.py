@@ -434,7 +434,9 @@ def _filter(args: argparse.Namespace) -> int:
     try:
         if args.manifest:
             names = [args.subset] if args.subset else None
-            results = make_subsets_from_manifest(args.build, args.manifest, names=names, executor=executor)
+            results = make_subsets_from_manifest(
+                args.build, args.manifest, names=names, executor=executor, progress=progress.enabled()
+            )
         else:
             results = [
                 make_subset(

@@ -825,7 +825,9 @@ def _subset(ctx: _Context, spec: SubsetSpec) -> StepReport:
     from pmcurate.filters.subset import SubsetError, make_subset_from_config
 
     try:
-        result = make_subset_from_config(ctx.build, spec.name, spec.config, ctx.executor)
+        result = make_subset_from_config(
+            ctx.build, spec.name, spec.config, ctx.executor, progress=ctx.progress
+        )
     except (SubsetError, RuleError) as exc:
         raise BuildError(f"filter:{spec.name}: {exc}") from None
     return StepReport(

@@ -325,3 +325,14 @@ def test_cli_plan_prints_the_steps_and_runs_nothing(
     assert "plan for build test" in out and "5 of 5 steps would run" in out
     assert "annotate:train  run" in out
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_build_into_a_log_draws_no_progress_bars(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = builds.write_manifest(tmp_path / "t.toml", builds.make_inputs(tmp_path / "in"))
+    assert main(["build", str(manifest), "--out", str(tmp_path / "b"), "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "5 of 5 steps ran" in captured.out
+    assert "%|" not in captured.err and "it/s" not in captured.err  # stderr is not a terminal here
+    assert captured.out.count("build test →") == 1  # the summary once
