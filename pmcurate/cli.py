@@ -548,8 +548,10 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from pmcurate import progress
+    from pmcurate.export.card import check_card_target
     from pmcurate.export.exporter import export
 
+    check_card_target(args.out)  # before the shards: a README.md that is not pmcurate's is kept
     result = export(
         args.build, args.out, preset=args.preset, subset=args.subset, config=args.config,
         format=args.format, split_by=args.split_by, shard_bytes=args.shard_size,
