@@ -465,15 +465,14 @@ def _plan_harvest_local(ctx: _Context, files: list[Path], tasks: list[Any]) -> S
         for path in schema.shard_paths(ctx.build, "articles")
         if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys
     }
-    if ctx.force or pending or stale:
+    if pending or stale:  # --force does not parse finished shards again: they are the inputs' rows
         parts = [f"{len(pending)} of {len(tasks)} tasks ({len(files)} input files) to parse"]
         if stale:
             parts.append(f"shards of {len(stale)} changed or removed tasks to remove")
         ctx.planned("harvest:local", "run", "; ".join(parts))
     else:
         ctx.planned("harvest:local", "unchanged", f"all {len(tasks)} tasks done ({len(files)} input files)")
-    report = StepReport("harvest:local", "planned")
-    return report
+    return StepReport("harvest:local", "planned")
 
 
 def _figures_without_image(build: Path) -> int:
