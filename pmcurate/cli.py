@@ -55,6 +55,13 @@ def add_harvest_local(sources: argparse._SubParsersAction) -> None:
         metavar="N",
         help="documents per shard (default 1000)",
     )
+    local.add_argument(
+        "--citations",
+        choices=("marker", "drop"),
+        default="marker",
+        help="bibliography citations in the text: a marker such as ' [1]' where a number would glue "
+        "to a word (default), or dropped with their brackets (docs/jats.md)",
+    )
     local.set_defaults(func=_harvest_local)
 
 
@@ -68,6 +75,7 @@ def _harvest_local(args: argparse.Namespace) -> int:
             args.out,
             workers=args.workers,
             batch_size=args.batch_size,
+            citations=args.citations,
             progress=progress.enabled(),
         )
     except ValueError as exc:

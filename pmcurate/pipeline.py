@@ -411,13 +411,21 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     started = time.perf_counter()
     paths = [path for source in sources for path in source.paths]
     batch_size = next((s.batch_size for s in sources if s.batch_size), local.DEFAULT_BATCH_SIZE)
+    modes = {s.citations for s in sources if s.citations}
+    if len(modes) > 1:
+        raise BuildError(
+            f"harvest: local sources disagree on citations ({', '.join(sorted(modes))}); give one"
+        )
+    citations = modes.pop() if modes else "marker"
     files = archive.discover_inputs(paths)
     if not files:
         raise BuildError(
             f"harvest: no input files ({', '.join(archive.INPUT_SUFFIXES)}) under "
             f"{', '.join(map(str, paths))}"
         )
-    tasks = local.plan_tasks(files, batch_size=batch_size, shard_bytes=local.DEFAULT_SHARD_BYTES)
+    tasks = local.plan_tasks(
+        files, batch_size=batch_size, shard_bytes=local.DEFAULT_SHARD_BYTES, citations=citations
+    )
     if ctx.plan is not None:
         return _plan_harvest_local(ctx, files, tasks)
     removed = prune_stale_shards(ctx.build, {task.key for task in tasks})
@@ -427,6 +435,7 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
         "batch_size": batch_size,
         "shard_bytes": local.DEFAULT_SHARD_BYTES,
         "max_member_bytes": archive.DEFAULT_MAX_MEMBER_BYTES,
+        "citations": citations,
     }
     counts = local.Counts()
     work = [(task, str(ctx.build), options) for task in pending]

@@ -37,6 +37,22 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
     assert exit_.value.code == 2
 
 
+def test_harvest_local_citations_drop_leaves_citation_markers_out(tmp_path: Path) -> None:
+    paths = [str(JATS_DIR / "pone.0046493.nxml"), "--workers", "1"]
+    assert main(["harvest", "local", *paths, "--out", str(tmp_path / "drop"), "--citations", "drop"]) == 0
+    assert main(["harvest", "local", *paths, "--out", str(tmp_path / "marker")]) == 0
+    dropped = pl.read_parquet(tmp_path / "drop/tables/paragraphs/*.parquet")["text"].to_list()
+    marked = pl.read_parquet(tmp_path / "marker/tables/paragraphs/*.parquet")["text"].to_list()
+    assert any("needed [1]." in text for text in marked)
+    assert not any("[1]" in text for text in dropped) and any("needed." in text for text in dropped)
+
+
+def test_harvest_local_refuses_an_unknown_citation_mode(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["harvest", "local", str(JATS_DIR), "--out", str(tmp_path), "--citations", "keep"])
+    assert exit_.value.code == 2
+
+
 def test_query_prints_csv(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"])
     capsysbinary.readouterr()

@@ -51,7 +51,7 @@ DEFAULT_CONFIG = "default"
 PROVENANCE_DIR = "provenance"
 SPLIT_BY_LICENSE = "license"
 SPLIT_NONE = "none"
-BATCH_ROWS = 2048
+BATCH_ROWS = 16_384
 IMAGE_BATCH_ROWS = 64
 """Rows fetched from DuckDB at a time: figures carry their images, so fewer of them."""
 SHARD_FILE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.(parquet|tar)$")

@@ -117,27 +117,34 @@ class HarvestSummary(Counts):
         )
 
 
-def plan_tasks(files: Iterable[Path], *, batch_size: int, shard_bytes: int) -> list[Task]:
-    """Cut sorted ``files`` into tasks of at most ``batch_size`` files / ``shard_bytes`` bytes."""
+def plan_tasks(
+    files: Iterable[Path], *, batch_size: int, shard_bytes: int, citations: str = "marker"
+) -> list[Task]:
+    """Cut sorted ``files`` into tasks of at most ``batch_size`` files / ``shard_bytes`` bytes.
+
+    A task's key names its files and, unless it is the default, the ``citations`` mode of the
+    parse: the shards of one mode are never taken for complete shards of the other."""
     tasks: list[Task] = []
     current: list[tuple[Path, os.stat_result]] = []
     size = 0
     for path in files:
         stat = path.stat()
         if current and (len(current) >= batch_size or size + stat.st_size > shard_bytes):
-            tasks.append(_task(current))
+            tasks.append(_task(current, citations))
             current, size = [], 0
         current.append((path, stat))
         size += stat.st_size
     if current:
-        tasks.append(_task(current))
+        tasks.append(_task(current, citations))
     return tasks
 
 
-def _task(files: list[tuple[Path, os.stat_result]]) -> Task:
+def _task(files: list[tuple[Path, os.stat_result]], citations: str) -> Task:
     digest = hashlib.sha256()
     for path, stat in files:
         digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    if citations != "marker":
+        digest.update(f"citations={citations}\n".encode())
     return Task(f"local-{digest.hexdigest()[:16]}", tuple(path for path, _ in files))
 
 
@@ -149,13 +156,18 @@ def harvest_local(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     workers: int | None = None,
     max_member_bytes: int = archive.DEFAULT_MAX_MEMBER_BYTES,
+    citations: str = "marker",
     progress: bool = True,
 ) -> HarvestSummary:
     """Harvest JATS files, folders and archives under ``paths`` into the build ``out``.
 
-    ``workers`` defaults to the number of CPUs. Raises ``ValueError`` for a missing path or an
-    unsupported file given explicitly, or when nothing to harvest is found.
+    ``workers`` defaults to the number of CPUs; ``citations`` is the parser's mode for bibliography
+    citations (``jats.parse``: ``"marker"`` or ``"drop"``). Raises ``ValueError`` for a missing path
+    or an unsupported file given explicitly, an unknown ``citations`` mode, or when nothing to
+    harvest is found.
     """
+    if citations not in jats.CITATION_MODES:
+        raise ValueError(f"citations must be one of {', '.join(jats.CITATION_MODES)}, not {citations!r}")
     started = time.perf_counter()
     inputs = [Path(p) for p in paths]
     files = archive.discover_inputs(inputs)
@@ -164,12 +176,17 @@ def harvest_local(
             f"no input files ({', '.join(archive.INPUT_SUFFIXES)}) under {', '.join(map(str, inputs))}"
         )
     out = Path(out)
-    tasks = plan_tasks(files, batch_size=batch_size, shard_bytes=shard_bytes)
+    tasks = plan_tasks(files, batch_size=batch_size, shard_bytes=shard_bytes, citations=citations)
     store.remove_unfinished(out, prefix="local-")
     completed = store.completed_shards(out)
     pending = [task for task in tasks if not task.is_complete(completed)]
     summary = HarvestSummary(build=out, tasks=len(tasks), tasks_skipped=len(tasks) - len(pending))
-    options = {"batch_size": batch_size, "shard_bytes": shard_bytes, "max_member_bytes": max_member_bytes}
+    options: dict[str, Any] = {
+        "batch_size": batch_size,
+        "shard_bytes": shard_bytes,
+        "max_member_bytes": max_member_bytes,
+        "citations": citations,
+    }
     total = sum(path.stat().st_size for task in pending for path in task.files)
     bar = tqdm(
         total=total, unit="B", unit_scale=True, disable=not progress, desc="harvest local", dynamic_ncols=True
@@ -208,7 +225,7 @@ class _Progress:
 
 
 def _run_tasks(
-    tasks: list[Task], build: Path, options: dict[str, int], workers: int, report: Report
+    tasks: list[Task], build: Path, options: dict[str, Any], workers: int, report: Report
 ) -> Iterator[Counts]:
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
@@ -241,7 +258,7 @@ def _init_worker(messages: multiprocessing.Queue[tuple[int, int, int]]) -> None:
     _worker_queue = messages
 
 
-def _run_task_in_worker(task: Task, build: Path, options: dict[str, int]) -> Counts:
+def _run_task_in_worker(task: Task, build: Path, options: dict[str, Any]) -> Counts:
     messages = _worker_queue
     assert messages is not None  # set by _init_worker
     return run_task(task, build, report=lambda *progress: messages.put(progress), **options)
@@ -258,15 +275,14 @@ def _drain(messages: multiprocessing.Queue[tuple[int, int, int]], report: Report
 
 @dataclass
 class _Shard:
-    """The shard being filled: its parsed articles (deduplicated) and quarantine records."""
+    """The shard being filled: its articles (deduplicated, as Arrow) and quarantine records."""
 
     index: int
     skip: bool
-    articles: dict[str, jats.ParsedArticle] = field(default_factory=dict)
+    rows: store.ShardRows = field(default_factory=lambda: store.ShardRows(source=SOURCE))
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     documents: int = 0
     nbytes: int = 0
-    duplicates: int = 0
 
 
 def run_task(
@@ -277,6 +293,7 @@ def run_task(
     shard_bytes: int,
     max_member_bytes: int,
     report: Report,
+    citations: str = "marker",
 ) -> Counts:
     """Read, parse and write one task's shards, skipping the complete ones; return its counts."""
     completed = store.completed_shards(build)
@@ -298,17 +315,19 @@ def run_task(
             shard.documents += 1
             shard.nbytes += nbytes
             counts.bytes_read += nbytes
-            articles = 0 if shard.skip else _parse_into(shard, item, counts, beside)
+            articles = 0 if shard.skip else _parse_into(shard, item, counts, citations, beside)
             report(articles, nbytes, 0)
         report(0, 0, path.stat().st_size)
     _finish(task, shard, build, counts, last=True)
     return counts
 
 
-def _parse_into(shard: _Shard, document: archive.Document, counts: Counts, beside: FolderImages) -> int:
+def _parse_into(
+    shard: _Shard, document: archive.Document, counts: Counts, citations: str, beside: FolderImages
+) -> int:
     """Parse ``document`` into ``shard``; quarantine it when it fails. Returns articles parsed."""
     try:
-        parsed = jats.parse(document.data, source_uri=document.uri)
+        parsed = jats.parse(document.data, source_uri=document.uri, citations=citations)
     except Exception as exc:  # JatsError, or any parser failure: this document only
         message = str(exc)
         where = "" if document.uri in message else f"{document.where}: "
@@ -328,7 +347,7 @@ def _parse_into(shard: _Shard, document: archive.Document, counts: Counts, besid
             images, problems = beside.for_figures(document.source, article.figures)
             shard.quarantine += problems
         counts.images += archive.attach_images(article.figures, images)
-        shard.duplicates += store.add_latest(shard.articles, article)
+        shard.rows.add(article)
     return len(parsed)
 
 
@@ -397,9 +416,9 @@ def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: boo
         counts.shards_skipped += 1
         return
     counts.quarantined += store.write_quarantine(build, name, shard.quarantine)
-    written = store.write_parsed(build, name, shard.articles.values(), source=SOURCE)
+    written = shard.rows.write(build, name)
     counts.shards_written += 1
-    counts.duplicates += shard.duplicates
+    counts.duplicates += shard.rows.duplicates
     counts.articles += written["articles"]
     counts.paragraphs += written["paragraphs"]
     counts.figures += written["figures"]

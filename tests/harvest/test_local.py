@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pmcurate.harvest import store
-from pmcurate.harvest.local import HarvestSummary, harvest_local
+from pmcurate.harvest import jats, store
+from pmcurate.harvest.local import HarvestSummary, harvest_local, plan_tasks
 from tests.harvest.tarballs import gif, jpeg, link_member, png, write_gzip, write_tar
 
 JATS_DIR = Path(__file__).parents[1] / "data" / "jats"
@@ -22,7 +22,7 @@ FIXTURE_ARTICLES = 15  # 12 files; the pmc-articleset file holds 4 articles
 GOOD = "pone.0046493.nxml"  # PMC3460867, figures pone.0046493.g001 … g004
 
 
-def harvest(paths: list[Path], out: Path, **kwargs: int) -> HarvestSummary:
+def harvest(paths: list[Path], out: Path, **kwargs: int | str) -> HarvestSummary:
     options = {"workers": 1, "progress": False, **kwargs}
     return harvest_local(paths, out, **options)  # type: ignore[arg-type]
 
@@ -345,6 +345,34 @@ def test_no_inputs_found_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="no input files"):
         harvest([tmp_path], tmp_path / "build")
+
+
+# --- parser options ----------------------------------------------------------------------------------
+
+
+def test_citations_drop_reaches_the_parser(tmp_path: Path) -> None:
+    harvest([JATS_DIR / GOOD], tmp_path / "drop", citations="drop")
+    harvest([JATS_DIR / GOOD], tmp_path / "marker")
+    dropped, marked = read(tmp_path / "drop", "paragraphs"), read(tmp_path / "marker", "paragraphs")
+    expected = [p["text"] for p in jats.parse(fixture_bytes(GOOD), citations="drop")[0].paragraphs]
+    assert dropped.sort("ordinal")["text"].to_list() == expected
+    assert any("[1]" in text for text in marked["text"]) and not any(
+        "[1]" in text for text in dropped["text"]
+    )
+
+
+def test_a_task_of_the_other_citation_mode_is_another_task() -> None:
+    files = [JATS_DIR / GOOD]
+    marker = plan_tasks(files, batch_size=10, shard_bytes=2**30)
+    drop = plan_tasks(files, batch_size=10, shard_bytes=2**30, citations="drop")
+    assert marker[0].key != drop[0].key
+    assert marker == plan_tasks(files, batch_size=10, shard_bytes=2**30, citations="marker")
+
+
+def test_an_unknown_citation_mode_is_refused_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="citations must be one of marker, drop, not 'keep'"):
+        harvest([JATS_DIR / GOOD], tmp_path / "b", citations="keep")
+    assert not (tmp_path / "b").exists()
 
 
 # --- images beside a plain XML file (an extracted package) -----------------------------------------
