@@ -14,6 +14,11 @@ Work plan, deterministic from the inputs so that a rerun finds its earlier outpu
   ``local-`` shards (a killed run) are deleted first, so none is left orphaned when inputs change.
 - Tasks run on a process pool when ``workers > 1``.
 
+Images: a package read from a ``.tar.gz`` attaches the images of the XML's archive folder; a plain
+XML file on disk (an extracted package: the XML with its images beside it) attaches the images of
+its own folder (``FolderImages``), read only for the graphics its figures reference. The summary
+says how many figures have no image.
+
 A document that cannot be read or parsed becomes a row of ``tables/quarantine`` (file, archive
 member, stage, a short ``reason`` code and an ``error`` message naming the file) and the run goes on.
 
@@ -48,8 +53,8 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_SHARD_BYTES = 256 * 2**20
 END = "-end"
 
-Report = Callable[[int, int], None]
-"""Progress callback: (articles, bytes) just processed."""
+Report = Callable[[int, int, int], None]
+"""Progress callback: (articles, bytes) just processed, and the on-disk bytes of input files finished."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ class HarvestSummary(Counts):
         mb = self.bytes_read / 1e6
         return (
             f"harvested {self.articles:,} articles ({self.paragraphs:,} paragraphs, {self.figures:,} figures"
-            f" ({self.images:,} with images), {self.tables:,} tables) from {self.documents:,} documents\n"
+            f" ({self.images:,} with an image, {max(0, self.figures - self.images):,} without),"
+            f" {self.tables:,} tables) from {self.documents:,} documents\n"
             f"shards: {self.shards_written} written, {self.shards_skipped} already complete"
             f" ({self.tasks_skipped} of {self.tasks} tasks skipped without reading)\n"
             f"quarantined: {self.quarantined:,}; duplicates dropped: {self.duplicates:,}\n"
@@ -181,7 +187,11 @@ def harvest_local(
         "max_member_bytes": max_member_bytes,
         "citations": citations,
     }
-    with tqdm(unit=" articles", disable=not progress, desc="harvest local", dynamic_ncols=True) as bar:
+    total = sum(path.stat().st_size for task in pending for path in task.files)
+    bar = tqdm(
+        total=total, unit="B", unit_scale=True, disable=not progress, desc="harvest local", dynamic_ncols=True
+    )
+    with bar:
         progress_bar = _Progress(bar)
         for counts in _run_tasks(pending, out, options, workers or os.cpu_count() or 1, progress_bar.update):
             summary.add(counts)
@@ -195,18 +205,23 @@ def harvest_local(
 
 
 class _Progress:
+    """The bar counts the on-disk bytes of the input files finished, so it has a total and an ETA;
+    articles parsed and the rate of bytes read (XML and images, uncompressed) are shown beside it."""
+
     def __init__(self, bar: tqdm) -> None:
         self.bar = bar
+        self.articles = 0
         self.bytes = 0
         self.started = time.perf_counter()
 
-    def update(self, articles: int, nbytes: int) -> None:
+    def update(self, articles: int, nbytes: int, done_bytes: int) -> None:
+        self.articles += articles
         self.bytes += nbytes
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(articles)
         self.bar.set_postfix_str(
-            f"{self.bytes / 1e6:,.1f} MB, {self.bytes / 1e6 / elapsed:,.1f} MB/s", refresh=False
+            f"{self.articles:,} articles, {self.bytes / 1e6 / elapsed:,.1f} MB/s read", refresh=False
         )
+        self.bar.update(done_bytes)
 
 
 def _run_tasks(
@@ -217,7 +232,7 @@ def _run_tasks(
             yield run_task(task, build, report=report, **options)
         return
     context = multiprocessing.get_context("spawn")
-    messages: multiprocessing.Queue[tuple[int, int]] = context.Queue()
+    messages: multiprocessing.Queue[tuple[int, int, int]] = context.Queue()
     with ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)),
         mp_context=context,
@@ -235,10 +250,10 @@ def _run_tasks(
         _drain(messages, report)
 
 
-_worker_queue: multiprocessing.Queue[tuple[int, int]] | None = None
+_worker_queue: multiprocessing.Queue[tuple[int, int, int]] | None = None
 
 
-def _init_worker(messages: multiprocessing.Queue[tuple[int, int]]) -> None:
+def _init_worker(messages: multiprocessing.Queue[tuple[int, int, int]]) -> None:
     global _worker_queue
     _worker_queue = messages
 
@@ -246,16 +261,16 @@ def _init_worker(messages: multiprocessing.Queue[tuple[int, int]]) -> None:
 def _run_task_in_worker(task: Task, build: Path, options: dict[str, Any]) -> Counts:
     messages = _worker_queue
     assert messages is not None  # set by _init_worker
-    return run_task(task, build, report=lambda articles, nbytes: messages.put((articles, nbytes)), **options)
+    return run_task(task, build, report=lambda *progress: messages.put(progress), **options)
 
 
-def _drain(messages: multiprocessing.Queue[tuple[int, int]], report: Report) -> None:
+def _drain(messages: multiprocessing.Queue[tuple[int, int, int]], report: Report) -> None:
     while True:
         try:
-            articles, nbytes = messages.get_nowait()
+            progress = messages.get_nowait()
         except queue.Empty:
             return
-        report(articles, nbytes)
+        report(*progress)
 
 
 @dataclass
@@ -284,6 +299,7 @@ def run_task(
     completed = store.completed_shards(build)
     counts = Counts()
     shard = _Shard(0, skip=task.shard(0, last=False) in completed)
+    beside = FolderImages(max_member_bytes)
     for path in task.files:
         for item in archive.iter_items(path, max_member_bytes=max_member_bytes):
             if isinstance(item, archive.Rejected):
@@ -299,13 +315,16 @@ def run_task(
             shard.documents += 1
             shard.nbytes += nbytes
             counts.bytes_read += nbytes
-            articles = 0 if shard.skip else _parse_into(shard, item, counts, citations)
-            report(articles, nbytes)
+            articles = 0 if shard.skip else _parse_into(shard, item, counts, citations, beside)
+            report(articles, nbytes, 0)
+        report(0, 0, path.stat().st_size)
     _finish(task, shard, build, counts, last=True)
     return counts
 
 
-def _parse_into(shard: _Shard, document: archive.Document, counts: Counts, citations: str) -> int:
+def _parse_into(
+    shard: _Shard, document: archive.Document, counts: Counts, citations: str, beside: FolderImages
+) -> int:
     """Parse ``document`` into ``shard``; quarantine it when it fails. Returns articles parsed."""
     try:
         parsed = jats.parse(document.data, source_uri=document.uri, citations=citations)
@@ -323,9 +342,71 @@ def _parse_into(shard: _Shard, document: archive.Document, counts: Counts, citat
         )
         return 0
     for article in parsed:
-        counts.images += archive.attach_images(article.figures, document.images)
+        images = document.images
+        if document.member is None and not images:  # a plain file: its images are beside it
+            images, problems = beside.for_figures(document.source, article.figures)
+            shard.quarantine += problems
+        counts.images += archive.attach_images(article.figures, images)
         shard.rows.add(article)
     return len(parsed)
+
+
+class FolderImages:
+    """The images beside a plain XML file on disk, for the graphics its figures reference.
+
+    An extracted PMC package is a folder holding the XML and its figure images; they match a
+    figure's ``graphic/@xlink:href`` by ``archive.image_key`` (base name without image suffix), as
+    inside a ``.tar.gz``. The folder is listed once while consecutive documents share it. An href
+    is never used as a path, so nothing outside the folder is read; symbolic links are not followed;
+    each image is capped like an archive member. An unreadable image becomes a quarantine row.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.folder: Path | None = None
+        self.files: dict[str, list[Path]] = {}
+
+    def _listing(self, folder: Path) -> dict[str, list[Path]]:
+        if folder != self.folder:
+            files: dict[str, list[Path]] = {}
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        readable = entry.name.lower().endswith(archive.READABLE_IMAGE_SUFFIXES)
+                        if readable and entry.is_file(follow_symlinks=False):
+                            files.setdefault(archive.image_key(entry.name), []).append(Path(entry.path))
+            except OSError:
+                files = {}
+            self.folder, self.files = folder, files
+        return self.files
+
+    def for_figures(
+        self, source: str, figures: Iterable[dict[str, Any]]
+    ) -> tuple[dict[str, archive.Image], list[dict[str, Any]]]:
+        """(image key → image, quarantine rows) for the graphics of ``figures``."""
+        wanted = {archive.image_key(href) for figure in figures for href in figure.get("graphics") or ()}
+        if not wanted:
+            return {}, []
+        listing = self._listing(Path(source).parent)
+        images: dict[str, archive.Image] = {}
+        problems: list[dict[str, Any]] = []
+        for key in sorted(wanted & listing.keys()):
+            for path in sorted(listing[key]):
+                try:
+                    with open(path, "rb") as stream:
+                        image = archive.read_image(path.name, archive.read_bounded(stream, self.max_bytes))
+                except (OSError, archive.TooLarge, archive.NotAnImage, archive.DecompressionBomb) as exc:
+                    code = reason_code(type(exc).__name__)
+                    problems.append(_quarantine_record(str(path), None, "read", code, f"{path}: {exc}"))
+                    continue
+                current = images.get(key)
+                if current is None or _preference(image) < _preference(current):
+                    images[key] = image
+        return images, problems
+
+
+def _preference(image: archive.Image) -> int:
+    return archive.IMAGE_PREFERENCE.index(image.format)
 
 
 def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: bool) -> None:

@@ -373,3 +373,65 @@ def test_an_unknown_citation_mode_is_refused_before_reading(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="citations must be one of marker, drop, not 'keep'"):
         harvest([JATS_DIR / GOOD], tmp_path / "b", citations="keep")
     assert not (tmp_path / "b").exists()
+
+
+# --- images beside a plain XML file (an extracted package) -----------------------------------------
+
+
+def extracted_package(tmp_path: Path) -> Path:
+    """The layout of a PMC package unpacked on disk: the XML and its images in one folder."""
+    folder = tmp_path / "PMC3460867"
+    folder.mkdir()
+    shutil.copy2(JATS_DIR / GOOD, folder / GOOD)
+    (folder / "pone.0046493.g001.jpg").write_bytes(jpeg(800, 600))
+    (folder / "pone.0046493.g002.png").write_bytes(png(5, 4))
+    (folder / "pone.0046493.g002.gif").write_bytes(gif(5, 4))  # the preview: the PNG wins
+    (folder / "pone.0046493.pdf").write_bytes(b"%PDF-1.4 not an image")
+    return folder
+
+
+def test_extracted_package_attaches_the_images_beside_the_xml(tmp_path: Path) -> None:
+    summary = harvest([extracted_package(tmp_path)], tmp_path / "build")
+    figures = read(tmp_path / "build", "figures").sort("figure_id")
+    with_image = figures.filter(pl.col("image").is_not_null())
+    assert summary.images == 2
+    assert with_image.select("format", "width", "height").rows() == [("jpeg", 800, 600), ("png", 5, 4)]
+    assert with_image["image"].struct.field("path").to_list() == [
+        "pone.0046493.g001.jpg",
+        "pone.0046493.g002.png",
+    ]
+    assert with_image["image"].struct.field("bytes").to_list()[1] == png(5, 4)
+
+
+def test_summary_says_how_many_figures_have_no_image(tmp_path: Path) -> None:
+    summary = harvest([extracted_package(tmp_path)], tmp_path / "build")
+    assert f"{summary.figures} figures (2 with an image, {summary.figures - 2} without)" in str(summary)
+
+
+def test_an_unreadable_image_beside_the_xml_is_quarantined_and_the_article_kept(tmp_path: Path) -> None:
+    folder = extracted_package(tmp_path)
+    (folder / "pone.0046493.g003.png").write_bytes(b"not a png at all")
+    summary = harvest([folder], tmp_path / "build")
+    quarantine = read(tmp_path / "build", "quarantine")
+    assert summary.articles == 1 and summary.images == 2
+    assert quarantine["reason"].to_list() == ["not_an_image"]
+    assert quarantine["source"].to_list() == [str(folder / "pone.0046493.g003.png")]
+
+
+def test_images_beside_the_xml_are_not_read_through_links(tmp_path: Path) -> None:
+    folder = extracted_package(tmp_path)
+    (folder / "pone.0046493.g001.jpg").unlink()
+    outside = tmp_path / "secret.jpg"
+    outside.write_bytes(jpeg(10, 10))
+    (folder / "pone.0046493.g001.jpg").symlink_to(outside)
+    summary = harvest([folder], tmp_path / "build")
+    assert summary.images == 1
+
+
+def test_progress_has_a_total_and_an_eta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    total = sum((JATS_DIR / name).stat().st_size for name in JATS_FILES)
+    harvest_local([JATS_DIR], tmp_path / "build", workers=1, progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("harvest local: 100%")
+    assert f"/{total / 1000:.0f}k" in bar or f"/{total / 1e6:.2f}M" in bar  # the input's bytes
+    assert f"{FIXTURE_ARTICLES} articles" in bar
