@@ -299,11 +299,12 @@ def label_join_task(args: tuple[Job, int]) -> int:
 
 
 def judge_task(args: tuple[Job, int]) -> tuple[int, int]:
-    """Evaluate the rules on range ``r`` (local positions from 0); ``r`` and its row count."""
+    """Evaluate the rules on range ``r`` (positions in the range; ``_load_judged`` adds the range's
+    offset); ``r`` and its row count."""
     job, r = args
     con = connect_range(job, r)
     try:
-        views.judge(con, job.rules, job.view, job.unit, 0)
+        views.judge(con, job.rules, job.view, job.unit)
         folder = _range_dir(job, "judged", r)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "judged.parquet"
