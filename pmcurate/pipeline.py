@@ -395,7 +395,7 @@ def _stage_harvest(ctx: _Context) -> None:
             ctx.steps.append(_harvest_network(ctx, index, source))
 
 
-def harvest_task(args: tuple[Any, str, dict[str, int]]) -> dict[str, int]:
+def harvest_task(args: tuple[Any, str, dict[str, Any]]) -> dict[str, int]:
     """Shard function: parse and write one harvest task (``harvest.local.Task``) of the build."""
     from pmcurate.harvest import local
 

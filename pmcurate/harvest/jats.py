@@ -1236,23 +1236,32 @@ def _float_elements(
     """Every ``fig`` and ``table-wrap`` of the article, wherever it sits, with its path, by tag;
     sub-articles optional. One walk of the tree finds both."""
     found: dict[str, list[tuple[etree._Element, str]]] = {"fig": [], "table-wrap": []}
+    steps: dict[etree._Element, dict[etree._Element, str]] = {}  # floats share their ancestors' steps
     for el in article.iter("fig", "table-wrap"):
         if not include_sub_articles and next(el.iterancestors("sub-article", "response"), None) is not None:
             continue
-        found[el.tag].append((el, path_of(el, article)))
+        found[el.tag].append((el, path_of(el, article, steps)))
     return found
 
 
-def path_of(el: etree._Element, top: etree._Element) -> str:
-    """The XPath-like path of ``el`` below ``top``, with the step rule of ``_child_steps``."""
-    steps = []
+def path_of(
+    el: etree._Element,
+    top: etree._Element,
+    steps: dict[etree._Element, dict[etree._Element, str]] | None = None,
+) -> str:
+    """The XPath-like path of ``el`` below ``top``, with the step rule of ``_child_steps``.
+
+    ``steps`` keeps each parent's child steps for the next path that goes through it."""
+    memo = {} if steps is None else steps
+    path = []
     while el is not top:
         parent = el.getparent()
-        same = [c for c in parent if c.tag == el.tag]
-        name = _step_name(el.tag)
-        steps.append(name if len(same) == 1 else f"{name}[{same.index(el) + 1}]")
+        by_child = memo.get(parent)
+        if by_child is None:
+            by_child = memo[parent] = dict(_child_steps(parent))
+        path.append(by_child[el])
         el = parent
-    return "/".join(reversed(steps))
+    return "/".join(reversed(path))
 
 
 def _caption(el: etree._Element) -> str | None:
@@ -1346,11 +1355,9 @@ def _extract_article(
     state = _Walk(article_id=row["article_id"], paragraphs=[], rids={})
     front = article.find("front")
     if meta is not None and front is not None:
-        meta_path = "front/article-meta"
-        for abstract, step in _child_steps(meta):
-            if abstract.tag == "abstract":
-                title = _text_of(abstract.find("title")) or abstract.get("abstract-type") or "Abstract"
-                _walk(abstract, f"{meta_path}/{step}", _Section((title,), ("",), "abstract"), state)
+        for abstract, step in _abstract_steps(meta):
+            title = _text_of(abstract.find("title")) or abstract.get("abstract-type") or "Abstract"
+            _walk(abstract, f"front/article-meta/{step}", _Section((title,), ("",), "abstract"), state)
     in_abstracts = len(state.paragraphs)
     sub_articles = []
     for child, step in _child_steps(article):
@@ -1372,6 +1379,14 @@ def _extract_article(
     row["n_figures"] = len(figures)
     row["n_tables"] = len(tables)
     return ParsedArticle(article=row, paragraphs=state.paragraphs, figures=figures, tables=tables)
+
+
+def _abstract_steps(meta: etree._Element) -> list[tuple[etree._Element, str]]:
+    """The ``abstract`` children of ``article-meta`` with their steps (``_child_steps``' rule)."""
+    abstracts = [child for child in meta if child.tag == "abstract"]
+    if len(abstracts) == 1:
+        return [(abstracts[0], "abstract")]
+    return [(abstract, f"abstract[{n}]") for n, abstract in enumerate(abstracts, 1)]
 
 
 def _walk_sub_article(sub: etree._Element, path: str, state: _Walk) -> None:
