@@ -55,6 +55,13 @@ def add_harvest_local(sources: argparse._SubParsersAction) -> None:
         metavar="N",
         help="documents per shard (default 1000)",
     )
+    local.add_argument(
+        "--citations",
+        choices=("marker", "drop"),
+        default="marker",
+        help="bibliography citations in the text: a marker such as ' [1]' where a number would glue "
+        "to a word (default), or dropped with their brackets (docs/jats.md)",
+    )
     local.set_defaults(func=_harvest_local)
 
 
@@ -68,6 +75,7 @@ def _harvest_local(args: argparse.Namespace) -> int:
             args.out,
             workers=args.workers,
             batch_size=args.batch_size,
+            citations=args.citations,
             progress=progress.enabled(),
         )
     except ValueError as exc:
@@ -236,9 +244,12 @@ def _iso_date(text: str) -> date:
 def add_query(sub: argparse._SubParsersAction) -> None:
     query = sub.add_parser(
         "query",
-        help="run DuckDB SQL over a build (one view per table)",
-        description="Run SQL over BUILD with DuckDB; every folder under BUILD/tables/ is a view "
-        "(articles, paragraphs, figures, tables, labels, quarantine…).",
+        help="run DuckDB SQL over a build, an export folder or a Hub dataset (one view per table)",
+        description="Run SQL with DuckDB. Over a BUILD: a view per folder of BUILD/tables/ (articles, "
+        "paragraphs, figures, tables, labels, quarantine…) and per subset (subset_NAME, its drops "
+        "subset_NAME_drops). Over an export folder: a view per config (data for the default config, "
+        "else the config's name) and per split (data_commercial…). Over hf://datasets/ORG/NAME: view "
+        "data. `SHOW TABLES` lists them.",
     )
     query.add_argument(
         "target", metavar="TARGET", help="build folder, export folder or hf://datasets/ORG/NAME[/FOLDER]"
@@ -472,7 +483,9 @@ def _filter(args: argparse.Namespace) -> int:
     try:
         if args.manifest:
             names = [args.subset] if args.subset else None
-            results = make_subsets_from_manifest(args.build, args.manifest, names=names, executor=executor)
+            results = make_subsets_from_manifest(
+                args.build, args.manifest, names=names, executor=executor, progress=progress.enabled()
+            )
         else:
             results = [
                 make_subset(
@@ -584,8 +597,10 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from pmcurate import progress
+    from pmcurate.export.card import check_card_target
     from pmcurate.export.exporter import export
 
+    check_card_target(args.out)  # before the shards: a README.md that is not pmcurate's is kept
     result = export(
         args.build, args.out, preset=args.preset, subset=args.subset, config=args.config,
         format=args.format, split_by=args.split_by, shard_bytes=args.shard_size,
@@ -669,15 +684,23 @@ def add_build(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--until", choices=stages, default="publish", metavar="STAGE",
                        help=f"stop after this stage: {', '.join(stages)}")  # fmt: skip
     build.add_argument("--force", action="store_true", help="redo every step, changed or not")
+    build.add_argument(
+        "--plan",
+        action="store_true",
+        help="say which steps would run and why, and check tokens and keys; run nothing",
+    )
     build.set_defaults(func=_build)
 
 
 def _build(args: argparse.Namespace) -> int:
     from pmcurate import progress
     from pmcurate.manifest import load_manifest
-    from pmcurate.pipeline import format_summary, print_dataset, run_build
+    from pmcurate.pipeline import format_plan, format_summary, plan_build, print_dataset, run_build
 
     manifest = load_manifest(args.manifest)
+    if args.plan:
+        print(format_plan(plan_build(manifest, args.out, until=args.until, force=args.force)))
+        return 0
     result = run_build(manifest, args.out, executor=args.executor, workers=args.workers,
                        until=args.until, force=args.force, progress=progress.enabled())  # fmt: skip
     print(format_summary(result))

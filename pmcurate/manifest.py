@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 from pmcurate.executor import is_url
 
 SOURCE_KINDS = ("local", "pmc", "europepmc", "eutils")
+CITATION_MODES = ("marker", "drop")  # jats.CITATION_MODES, without importing the parser to read a manifest
 TEACHER_KINDS = ("labels", "llm", "rules")
 PRESETS = ("paragraphs", "biomed-enriched", "image-text")
 PACKAGE_PREFIX = "package:"
@@ -59,6 +60,7 @@ class SourceSpec:
     limit: int | None = None
     base_url: str | None = None
     batch_size: int | None = None
+    citations: str | None = None  # local sources: the parser's citation mode, "marker" or "drop"
 
 
 @dataclass(frozen=True)
@@ -363,6 +365,7 @@ def _source(path: Path, index: int, raw: Any) -> SourceSpec:
                 resolve_path(p, path, lambda p=p: t.error("paths", f"{p!r} does not exist")) for p in paths
             ),
             batch_size=common["batch_size"],
+            citations=t.choice("citations", CITATION_MODES, None),
         )
         if common["license"] or common["limit"] or common["base_url"]:
             raise t.error("", "license, limit and base_url apply to network sources, not local files")

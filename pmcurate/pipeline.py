@@ -14,14 +14,21 @@ What "only the work that changed" means:
   its paragraphs shard is new or the students changed. Shard tasks run on the executor
   (``executor.py``): a local process pool or Ray.
 - **Whole steps** (sample, teacher, train, each subset, each export, publish) have a
-  *fingerprint*: a hash of their settings and of the files they read (names, sizes and mtimes of
-  the shards of the tables they read; checksums of labels files). A step whose fingerprint equals
+  *fingerprint*: a hash of their settings and of the files they read (names, sizes and sha256 of
+  the shards of the tables they read; checksums of labels files). Content, not mtimes: a file is
+  hashed again only when its size or mtime changed (``ContentHashes``), and a build copied with
+  ``cp -r`` (new mtimes, same bytes) reruns nothing. A step whose fingerprint equals
   the one recorded at its last successful run (``BUILD/.pmcurate/state.json``) is skipped.
   Subsets and exports read the whole build (deduplication is global, shards are cut by size), so
   they are recomputed, as DuckDB queries over Parquet, whenever any table they read changed.
 - The students learn from the teacher labels only, so new articles do not retrain them — except
   with ``pretrain = true``, where the word vectors come from the build's paragraphs: then the
   paragraphs are an input of training, and new articles retrain and relabel everything.
+
+``plan_build`` walks the same stages without running anything and says, per step, whether it would
+run and why (``pmcurate build --plan``); ``preflight`` checks, before any step runs, what would
+otherwise fail late (the Hub token, the LLM key, a README.md in the dataset folder that pmcurate
+did not write).
 
 At the end ``BUILD/provenance.json`` records what is needed to reproduce the build (see
 ``write_provenance``) and the summary lists counts, drops by reason and time per step.
@@ -102,15 +109,37 @@ class BuildResult:
         return [s.step for s in self.steps if s.status == "ran"]
 
 
+@dataclass(frozen=True)
+class PlannedStep:
+    """What ``plan_build`` says of one step: ``run``, ``may run`` or ``unchanged``, and why."""
+
+    step: str
+    action: str
+    reason: str
+
+
 @dataclass
 class _Context:
     manifest: Manifest
     build: Path
-    executor: Executor
+    executor: Executor | None
     state: dict[str, Any]
     force: bool
     progress: bool
     steps: list[StepReport] = field(default_factory=list)
+    plan: list[PlannedStep] | None = None
+    """Set by ``plan_build``: steps are decided and recorded here, never run."""
+    pending: str | None = None
+    """In a plan, the first step that would run: later steps may read what it changes."""
+
+    def __post_init__(self) -> None:
+        self.hashes = ContentHashes(self.state.setdefault("content_sha256", {}))
+
+    def planned(self, step: str, action: str, reason: str) -> None:
+        assert self.plan is not None
+        self.plan.append(PlannedStep(step, action, reason))
+        if action == "run" and self.pending is None:
+            self.pending = step
 
     def save_state(self) -> None:
         path = self.build / STATE_FILE
@@ -151,6 +180,7 @@ def run_build(
     if pulled:
         log.info("%s: %d files copied into the working copy %s", location.remote, pulled, build)
     _check_build_dir(build)
+    preflight(manifest, build, until)
     build.mkdir(parents=True, exist_ok=True)
     swept = sweep_temporaries(build)
     if swept:
@@ -230,28 +260,54 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def files_state(paths: Iterable[Path], root: Path | None = None) -> list[tuple[str, int, int]]:
-    """(name, size, mtime_ns) of each file, sorted: what a fingerprint compares cheaply."""
-    rows = []
-    for path in paths:
+class ContentHashes:
+    """sha256 of files, cached by path, size and mtime in the build state.
+
+    A fingerprint compares contents: a file whose size and mtime are those of the last run is not
+    read again, one whose mtime changed is hashed again, and equal bytes give the same fingerprint
+    (a build copied with ``cp -r``, or a shard rewritten with the same rows, reruns nothing)."""
+
+    def __init__(self, cache: dict[str, str]) -> None:
+        self.cache = cache
+        self.used: set[str] = set()
+
+    def digest(self, path: Path) -> str:
         stat = path.stat()
-        name = str(path.relative_to(root)) if root else path.name
-        rows.append((name, stat.st_size, stat.st_mtime_ns))
-    return sorted(rows)
+        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        digest = self.cache.get(key)
+        if digest is None:
+            digest = self.cache[key] = sha256_file(path)
+        self.used.add(key)
+        return digest
+
+    def files_state(self, paths: Iterable[Path], root: Path | None = None) -> list[tuple[str, int, str]]:
+        """(name, size, sha256) of each file, sorted."""
+        rows = []
+        for path in paths:
+            name = str(path.relative_to(root)) if root else path.name
+            rows.append((name, path.stat().st_size, self.digest(path)))
+        return sorted(rows)
+
+    def forget_unused(self) -> None:
+        """Drop the entries of files this run did not look at (removed, or rewritten since)."""
+        if self.used:
+            for key in set(self.cache) - self.used:
+                del self.cache[key]
 
 
-def tables_fingerprint(build: Path, names: Iterable[str]) -> str:
-    return fingerprint({name: files_state(schema.shard_paths(build, name)) for name in sorted(names)})
+def tables_fingerprint(ctx: _Context, names: Iterable[str]) -> str:
+    shards = {name: ctx.hashes.files_state(schema.shard_paths(ctx.build, name)) for name in sorted(names)}
+    return fingerprint(shards)
 
 
-def folder_fingerprint(folder: Path, *, exclude: tuple[str, ...] = ()) -> str:
+def folder_fingerprint(ctx: _Context, folder: Path, *, exclude: tuple[str, ...] = ()) -> str:
     """Fingerprint of the files under ``folder`` (hidden files and names in ``exclude`` left out)."""
     if not folder.is_dir():
         return fingerprint([])
     files = [
         p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name not in exclude
     ]
-    return fingerprint(files_state(files, folder))
+    return fingerprint(ctx.hashes.files_state(files, folder))
 
 
 def sha256_file(path: Path) -> str:
@@ -273,12 +329,21 @@ def _step(
     """Run ``run`` unless ``key`` equals the fingerprint of the step's last successful run and
     its ``outputs`` still exist; record the report either way."""
     previous = ctx.state["steps"].get(name)
-    if (
+    outputs = list(outputs)
+    unchanged = bool(
         not ctx.force
         and previous
         and previous.get("fingerprint") == key
         and all(path.exists() for path in outputs)
-    ):
+    )
+    if ctx.plan is not None:
+        _plan_step(ctx, name, previous, key, outputs, unchanged)
+        status = "unchanged" if unchanged else "planned"
+        report = StepReport(name, status, counts=(previous or {}).get("counts", {}) if unchanged else {})
+        ctx.steps.append(report)
+        return report
+    if unchanged:
+        assert previous is not None
         report = StepReport(
             name, "unchanged", counts=previous.get("counts", {}), drops=previous.get("drops", {})
         )
@@ -299,6 +364,25 @@ def _step(
     return report
 
 
+def _plan_step(
+    ctx: _Context, name: str, previous: dict[str, Any] | None, key: str, outputs: list[Path], unchanged: bool
+) -> None:
+    """Record whether step ``name`` would run, and why."""
+    if ctx.force:
+        ctx.planned(name, "run", "--force")
+    elif not previous:
+        ctx.planned(name, "run", "never ran in this build")
+    elif previous.get("fingerprint") != key:
+        ctx.planned(name, "run", "its settings or the files it reads changed since its last run")
+    elif not unchanged:
+        missing = next(path for path in outputs if not path.exists())
+        ctx.planned(name, "run", f"its output {missing.relative_to(ctx.build)} is missing")
+    elif ctx.pending:
+        ctx.planned(name, "may run", f"if {ctx.pending} changes what it reads")
+    else:
+        ctx.planned(name, "unchanged", "same settings and inputs as its last run")
+
+
 # ---------------------------------------------------------------- harvest
 
 
@@ -311,12 +395,12 @@ def _stage_harvest(ctx: _Context) -> None:
             ctx.steps.append(_harvest_network(ctx, index, source))
 
 
-def harvest_task(args: tuple[Any, str, dict[str, int]]) -> dict[str, int]:
+def harvest_task(args: tuple[Any, str, dict[str, Any]]) -> dict[str, int]:
     """Shard function: parse and write one harvest task (``harvest.local.Task``) of the build."""
     from pmcurate.harvest import local
 
     task, build, options = args
-    counts = local.run_task(task, Path(build), report=lambda articles, nbytes: None, **options)
+    counts = local.run_task(task, Path(build), report=lambda *progress: None, **options)
     return asdict(counts)
 
 
@@ -327,13 +411,23 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     started = time.perf_counter()
     paths = [path for source in sources for path in source.paths]
     batch_size = next((s.batch_size for s in sources if s.batch_size), local.DEFAULT_BATCH_SIZE)
+    modes = {s.citations for s in sources if s.citations}
+    if len(modes) > 1:
+        raise BuildError(
+            f"harvest: local sources disagree on citations ({', '.join(sorted(modes))}); give one"
+        )
+    citations = modes.pop() if modes else "marker"
     files = archive.discover_inputs(paths)
     if not files:
         raise BuildError(
             f"harvest: no input files ({', '.join(archive.INPUT_SUFFIXES)}) under "
             f"{', '.join(map(str, paths))}"
         )
-    tasks = local.plan_tasks(files, batch_size=batch_size, shard_bytes=local.DEFAULT_SHARD_BYTES)
+    tasks = local.plan_tasks(
+        files, batch_size=batch_size, shard_bytes=local.DEFAULT_SHARD_BYTES, citations=citations
+    )
+    if ctx.plan is not None:
+        return _plan_harvest_local(ctx, files, tasks)
     removed = prune_stale_shards(ctx.build, {task.key for task in tasks})
     completed = store.completed_shards(ctx.build)
     pending = [task for task in tasks if not task.is_complete(completed)]
@@ -341,6 +435,7 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
         "batch_size": batch_size,
         "shard_bytes": local.DEFAULT_SHARD_BYTES,
         "max_member_bytes": archive.DEFAULT_MAX_MEMBER_BYTES,
+        "citations": citations,
     }
     counts = local.Counts()
     work = [(task, str(ctx.build), options) for task in pending]
@@ -350,6 +445,7 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     duplicates = local.drop_duplicates_across_shards(ctx.build, tasks)["articles"]
     counts.duplicates += duplicates
     totals = {name: _rows(ctx.build, name) for name in ("articles", "paragraphs", "figures")}
+    totals["figures without image"] = _figures_without_image(ctx.build)
     report = StepReport(
         "harvest:local",
         "ran" if pending or removed or duplicates else "unchanged",
@@ -365,6 +461,40 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _plan_harvest_local(ctx: _Context, files: list[Path], tasks: list[Any]) -> StepReport:
+    from pmcurate.harvest import store
+
+    completed = store.completed_shards(ctx.build)
+    pending = [task for task in tasks if not task.is_complete(completed)]
+    keys = {task.key for task in tasks}
+    stale = {
+        _task_key(path.stem)
+        for path in schema.shard_paths(ctx.build, "articles")
+        if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys
+    }
+    if pending or stale:  # --force does not parse finished shards again: they are the inputs' rows
+        parts = [f"{len(pending)} of {len(tasks)} tasks ({len(files)} input files) to parse"]
+        if stale:
+            parts.append(f"shards of {len(stale)} changed or removed tasks to remove")
+        ctx.planned("harvest:local", "run", "; ".join(parts))
+    else:
+        ctx.planned("harvest:local", "unchanged", f"all {len(tasks)} tasks done ({len(files)} input files)")
+    return StepReport("harvest:local", "planned")
+
+
+def _figures_without_image(build: Path) -> int:
+    """Figures of the build that have no image (only the ``image_sha256`` column is read)."""
+    import duckdb
+
+    shards = schema.shard_paths(build, "figures")
+    if not shards:
+        return 0
+    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in shards)
+    with duckdb.connect() as con:
+        query = f"SELECT count(*) FROM read_parquet([{files}]) WHERE image_sha256 IS NULL"
+        return int(con.execute(query).fetchone()[0])  # type: ignore[index]
 
 
 def _rows(build: Path, table: str) -> int:
@@ -398,6 +528,10 @@ def _task_key(shard: str) -> str:
 
 def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepReport:
     """Adapter to the network harvesters; they skip finished shards themselves, so it always runs."""
+    name = f"harvest:{source.kind}#{index}"
+    if ctx.plan is not None:
+        ctx.planned(name, "run", f"asks {source.kind} for new or changed articles (finished shards are kept)")
+        return StepReport(name, "planned")
     from pmcurate.harvest import europepmc, eutils, pmc
     from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, HarvestInterrupted, read_id_file
 
@@ -462,11 +596,11 @@ def _stage_annotate(ctx: _Context) -> None:
     teacher = ctx.manifest.teacher
     if teacher is None:
         return
-    if not schema.shard_paths(ctx.build, "paragraphs"):
+    if not schema.shard_paths(ctx.build, "paragraphs") and ctx.plan is None:
         raise BuildError(
             f"annotate: {schema.table_dir(ctx.build, 'paragraphs')} has no shards; harvest found nothing"
         )
-    content = tables_fingerprint(ctx.build, ("articles", "paragraphs"))
+    content = tables_fingerprint(ctx, ("articles", "paragraphs"))
     if teacher.kind == "labels":
         assert teacher.labels is not None
         teacher_key = fingerprint("labels-file", sha256_file(teacher.labels))
@@ -487,9 +621,8 @@ def _stage_annotate(ctx: _Context) -> None:
             lambda: _teach(ctx),
             outputs=[ctx.build / "labels" / "teacher" / f"{teacher.kind}.parquet"],
         )
-        teacher_key = fingerprint(
-            teacher_key, sha256_file(ctx.build / "labels" / "teacher" / f"{teacher.kind}.parquet")
-        )
+        answers = ctx.build / "labels" / "teacher" / f"{teacher.kind}.parquet"
+        teacher_key = fingerprint(teacher_key, sha256_file(answers) if answers.is_file() else None)
     student = ctx.manifest.student
     assert student is not None  # the manifest requires one with a teacher
     fasttext_settings = {k: getattr(student, k) for k in ("dim", "pretrain", "search", "seed")}
@@ -748,6 +881,8 @@ def _apply(ctx: _Context) -> StepReport:
     """Adapter to ``annotate.student``: label the paragraphs shards that are new or whose labels are stale."""
     from pmcurate.annotate import student
 
+    if ctx.plan is not None:
+        return _plan_apply(ctx)
     started = time.perf_counter()
     spec = ctx.manifest.student
     folder = "distilled" if spec is not None and spec.kind == "distilled" else ""
@@ -774,13 +909,34 @@ def _apply(ctx: _Context) -> StepReport:
     )
 
 
+def _plan_apply(ctx: _Context) -> StepReport:
+    from pmcurate.annotate import student
+
+    name = "annotate:apply"
+    models = ctx.build / "models" / "students.json"
+    if ctx.force or not models.is_file():
+        ctx.planned(name, "run", "--force" if ctx.force else "labels every paragraph once the students exist")
+    elif ctx.pending:
+        ctx.planned(name, "may run", f"labels the shards {ctx.pending} adds or changes")
+    else:
+        annotator = student.load_manifest(ctx.build)["annotator"]
+        labels = schema.table_dir(ctx.build, "labels")
+        sources = schema.shard_paths(ctx.build, "paragraphs")
+        todo = [p for p in sources if not student.is_current(labels / p.name, annotator)]
+        if todo:
+            ctx.planned(name, "run", f"{len(todo)} of {len(sources)} paragraphs shards lack current labels")
+        else:
+            ctx.planned(name, "unchanged", f"all {len(sources)} paragraphs shards labelled by these students")
+    return StepReport(name, "planned")
+
+
 # ---------------------------------------------------------------- filter, export, publish
 
 READS = ("articles", "paragraphs", "figures", "labels")
 
 
 def _stage_filter(ctx: _Context) -> None:
-    content = tables_fingerprint(ctx.build, READS)
+    content = tables_fingerprint(ctx, READS)
     for subset in ctx.manifest.subsets:
         key = fingerprint(content, dict(subset.config))
         _step(
@@ -798,7 +954,9 @@ def _subset(ctx: _Context, spec: SubsetSpec) -> StepReport:
     from pmcurate.filters.subset import SubsetError, make_subset_from_config
 
     try:
-        result = make_subset_from_config(ctx.build, spec.name, spec.config, ctx.executor)
+        result = make_subset_from_config(
+            ctx.build, spec.name, spec.config, ctx.executor, progress=ctx.progress
+        )
     except (SubsetError, RuleError) as exc:
         raise BuildError(f"filter:{spec.name}: {exc}") from None
     return StepReport(
@@ -827,9 +985,9 @@ def export_dir(build: Path, name: str) -> Path:
 def _stage_export(ctx: _Context) -> None:
     for spec in ctx.manifest.exports:
         inputs = (
-            folder_fingerprint(ctx.build / "subsets" / spec.subset)
+            folder_fingerprint(ctx, ctx.build / "subsets" / spec.subset)
             if spec.subset
-            else tables_fingerprint(ctx.build, READS)
+            else tables_fingerprint(ctx, READS)
         )
         key = fingerprint(inputs, asdict(spec))
         _step(
@@ -842,7 +1000,9 @@ def _stage_export(ctx: _Context) -> None:
 
 
 def _export(ctx: _Context, spec: ExportSpec) -> StepReport:
-    """Adapter to ``export.exporter.export``: the preset's rows as Hub-ready shards and a dataset card."""
+    """Adapter to ``export.exporter.export``: the preset's rows as Hub-ready shards, then the dataset
+    card with the manifest's name and description and the repository it is published to."""
+    from pmcurate.export.card import write_card
     from pmcurate.export.exporter import ExportError, export
 
     try:
@@ -855,8 +1015,12 @@ def _export(ctx: _Context, spec: ExportSpec) -> StepReport:
             format=spec.format,  # type: ignore[arg-type]
             split_by=spec.split_by,
             shard_bytes=spec.shard_mb * 2**20,
+            write_card=False,
             progress=ctx.progress,
         )
+        manifest = ctx.manifest
+        repo = manifest.publish.repo if manifest.publish else None
+        write_card(dataset_dir(ctx.build), repo, title=manifest.name, description=manifest.description)
     except ExportError as exc:
         raise BuildError(f"export:{spec.name}: {exc}") from None
     counts = {f"{split} rows": summary.rows for split, summary in result.splits.items()}
@@ -873,7 +1037,7 @@ def _stage_publish(ctx: _Context) -> None:
     if spec is None:
         return
     # the card is rewritten by publishing itself (with the repository id): not an input
-    key = fingerprint(folder_fingerprint(dataset_dir(ctx.build), exclude=("README.md",)), asdict(spec))
+    key = fingerprint(folder_fingerprint(ctx, dataset_dir(ctx.build), exclude=("README.md",)), asdict(spec))
     _step(ctx, "publish", key, lambda: _publish(ctx))
 
 
@@ -897,6 +1061,95 @@ def _publish(ctx: _Context) -> StepReport:
         raise BuildError(f"publish: {exc} (token from ${spec.token_env})") from None
     counts = {action: result.count(action) for action in ("add", "update", "delete", "unchanged")}
     return StepReport("publish", "ran", counts=counts, note=result.url)
+
+
+# ---------------------------------------------------------------- checks and plan
+
+
+def preflight(manifest: Manifest, build: Path, until: str = "publish") -> list[str]:
+    """Check what the stages up to ``until`` need and can be checked now, before hours of work:
+    ``BuildError`` for the first missing thing, else the list of what was checked."""
+    from pmcurate.export.card import CardError, check_card_target
+
+    stages = STAGES[: STAGES.index(until) + 1]
+    checked = []
+    teacher = manifest.teacher
+    if "annotate" in stages and teacher is not None and teacher.kind == "llm" and teacher.api_key_env:
+        if not os.environ.get(teacher.api_key_env):
+            raise BuildError(
+                f"annotate: ${teacher.api_key_env} is not set ([teacher] api_key_env names it): "
+                "set it, or drop api_key_env for an endpoint that needs no key"
+            )
+        checked.append(f"LLM key in ${teacher.api_key_env}")
+    if "export" in stages and manifest.exports:
+        try:
+            check_card_target(dataset_dir(build))
+        except CardError as exc:
+            raise BuildError(f"export: {exc}") from None
+        checked.append(f"dataset card {dataset_dir(build) / 'README.md'} writable")
+    spec = manifest.publish
+    if "publish" in stages and spec is not None:
+        from huggingface_hub import get_token
+
+        if not (os.environ.get(spec.token_env) or get_token()):
+            raise BuildError(
+                f"publish: no Hugging Face token: set ${spec.token_env} ([publish] token_env) or log in "
+                "with `hf auth login`; or build with --until export"
+            )
+        checked.append(f"Hugging Face token for {spec.repo}")
+    return checked
+
+
+@dataclass
+class BuildPlan:
+    manifest: Manifest
+    build: Path
+    steps: list[PlannedStep]
+    checks: list[str]
+    remote: str | None = None
+
+
+def plan_build(
+    manifest: Manifest,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    until: str = "publish",
+    force: bool = False,
+) -> BuildPlan:
+    """What ``run_build`` would do, step by step, and why; nothing is run, fetched or written.
+
+    Raises ``BuildError`` when a check of ``preflight`` fails."""
+    if until not in STAGES:
+        raise BuildError(f"--until {until!r}: one of {', '.join(STAGES)}")
+    location = locate_build(out if out is not None else default_build_dir(manifest))
+    build = location.local
+    _check_build_dir(build)
+    checks = preflight(manifest, build, until)
+    state = _load_state(build) if build.is_dir() else {"steps": {}}
+    ctx = _Context(manifest, build, None, state, force, progress=False, plan=[])
+    stages = {
+        "harvest": _stage_harvest,
+        "annotate": _stage_annotate,
+        "filter": _stage_filter,
+        "export": _stage_export,
+        "publish": _stage_publish,
+    }
+    for stage in STAGES[: STAGES.index(until) + 1]:
+        stages[stage](ctx)
+    return BuildPlan(manifest, build, ctx.plan or [], checks, location.remote)
+
+
+def format_plan(plan: BuildPlan) -> str:
+    where = f"{plan.remote} (working copy {plan.build})" if plan.remote else str(plan.build)
+    lines = [f"plan for build {plan.manifest.name} → {where} (nothing is run)"]
+    width = max((len(s.step) for s in plan.steps), default=10)
+    for step in plan.steps:
+        lines.append(f"  {step.step:<{width}}  {step.action:<9}  {step.reason}")
+    runs = sum(s.action == "run" for s in plan.steps)
+    lines.append(f"{runs} of {len(plan.steps)} steps would run")
+    if plan.checks:
+        lines.append("checked: " + "; ".join(plan.checks))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- provenance
@@ -1079,6 +1332,7 @@ def write_provenance(ctx: _Context, seconds: float) -> Path:
         },
         "seconds": round(seconds, 3),
     }
+    ctx.hashes.forget_unused()
     ctx.save_state()
     path = ctx.build / PROVENANCE_FILE
     tmp = path.with_name(path.name + ".tmp")
@@ -1120,39 +1374,35 @@ def format_summary(result: BuildResult) -> str:
     return "\n".join(lines)
 
 
-def example_query(result: BuildResult) -> tuple[str, str] | None:
-    """(where, SQL): the first export's files and a DuckDB query over them, for the end of a build."""
+def example_query(result: BuildResult) -> tuple[Path, str] | None:
+    """(dataset folder, SQL over its first Parquet config's view), for the end of a build."""
+    from pmcurate.export.exporter import config_folder
+
     for spec in result.manifest.exports:
-        folder = export_dir(result.build, spec.name)
-        files = sorted(folder.rglob("*.parquet"))
-        if not files:
+        if spec.format != "parquet" or not any(export_dir(result.build, spec.name).glob("*.parquet")):
             continue
-        glob = str(folder / "*.parquet")
-        source = "'" + glob.replace("'", "''") + "'"
+        view = config_folder(spec.name)
         if spec.preset == "image-text":
-            sql = (
-                f"SELECT license, count(*) AS figures, round(avg(width)) AS width FROM {source} GROUP BY ALL"
-            )
+            sql = f"SELECT license, count(*) AS figures, round(avg(width)) AS width FROM {view} GROUP BY ALL"
         elif spec.preset == "biomed-enriched" or result.manifest.student:
             sql = (
-                "SELECT document_type, count(*) AS paragraphs, round(avg(educational_score), 2) AS edu,\n"
-                f"       round(avg(length(text))) AS chars\nFROM {source}\n"
-                "GROUP BY ALL ORDER BY paragraphs DESC"
+                "SELECT document_type, count(*) AS paragraphs, round(avg(educational_score), 2) AS edu, "
+                f"round(avg(length(text))) AS chars FROM {view} GROUP BY ALL ORDER BY paragraphs DESC"
             )
         else:
-            sql = f"SELECT license, count(*) AS paragraphs FROM {source} GROUP BY ALL ORDER BY 2 DESC"
-        return str(folder), sql
+            sql = f"SELECT license, count(*) AS paragraphs FROM {view} GROUP BY ALL ORDER BY 2 DESC"
+        return dataset_dir(result.build), sql
     return None
 
 
 def print_dataset(result: BuildResult) -> None:
-    """Where the dataset is, and a DuckDB query over it with its result."""
-    import duckdb
+    """Where the dataset is, and a ``pmcurate query`` over it with its result."""
+    from pmcurate.export.query import run_query
 
     found = example_query(result)
     if found is None:
         return
-    where, sql = found
-    print(f"\nDataset: {where}  (card: {dataset_dir(result.build) / 'README.md'})")
-    print(f'\n$ duckdb -c "<SQL>"\n{sql}\n')
-    duckdb.sql(sql).show()
+    folder, sql = found
+    print(f"\nDataset: {folder}  (card: {folder / 'README.md'})")
+    print(f'\n$ pmcurate query {folder} "{sql}"')
+    run_query(folder, sql)

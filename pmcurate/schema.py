@@ -9,10 +9,11 @@ leaves nothing that looks finished.
 
 from __future__ import annotations
 
+import operator
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -283,11 +284,26 @@ TMP_PREFIX = ".tmp-"
 def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows (dicts keyed by column name; missing keys are null) as a table of exactly ``schema``.
 
-    Built column by column: ~25x faster than ``Table.from_pylist`` for these nested schemas.
+    Built column by column (~25x faster than ``Table.from_pylist`` for these nested schemas), and
+    the columns are pulled out of the rows without a Python-level loop: ``itemgetter`` and ``zip``
+    transpose rows that hold every column (what the parser emits) in C; rows missing some keys take
+    one ``dict.get`` per column instead.
     """
     rows = list(rows)
-    columns = [pa.array([row.get(f.name) for row in rows], type=f.type) for f in schema]
-    return pa.table(columns, schema=schema)
+    arrays = [
+        pa.array(values, type=f.type) for values, f in zip(_columns(rows, schema.names), schema, strict=True)
+    ]
+    return pa.table(arrays, schema=schema)
+
+
+def _columns(rows: list[Mapping[str, Any]], names: list[str]) -> list[Sequence[Any]]:
+    """The values of each column of ``rows``, missing keys as None."""
+    if len(names) > 1 and rows:
+        try:
+            return list(zip(*map(operator.itemgetter(*names), rows), strict=True))
+        except KeyError:
+            pass
+    return [list(map(operator.methodcaller("get", name), rows)) for name in names]
 
 
 def write_shard(table: pa.Table, path: str | os.PathLike[str], *, row_group_size: int | None = None) -> Path:

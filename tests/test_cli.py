@@ -37,6 +37,22 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
     assert exit_.value.code == 2
 
 
+def test_harvest_local_citations_drop_leaves_citation_markers_out(tmp_path: Path) -> None:
+    paths = [str(JATS_DIR / "pone.0046493.nxml"), "--workers", "1"]
+    assert main(["harvest", "local", *paths, "--out", str(tmp_path / "drop"), "--citations", "drop"]) == 0
+    assert main(["harvest", "local", *paths, "--out", str(tmp_path / "marker")]) == 0
+    dropped = pl.read_parquet(tmp_path / "drop/tables/paragraphs/*.parquet")["text"].to_list()
+    marked = pl.read_parquet(tmp_path / "marker/tables/paragraphs/*.parquet")["text"].to_list()
+    assert any("needed [1]." in text for text in marked)
+    assert not any("[1]" in text for text in dropped) and any("needed." in text for text in dropped)
+
+
+def test_harvest_local_refuses_an_unknown_citation_mode(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["harvest", "local", str(JATS_DIR), "--out", str(tmp_path), "--citations", "keep"])
+    assert exit_.value.code == 2
+
+
 def test_query_prints_csv(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"])
     capsysbinary.readouterr()
@@ -171,3 +187,46 @@ def test_annotate_apply_takes_workers_like_every_command_and_jobs_as_its_old_nam
 
     args = build_parser().parse_args(["annotate", "apply", "build/x", flag, "3"])
     assert args.jobs == 3
+
+
+def test_a_native_call_is_interrupted_at_once_not_when_it_returns(tmp_path: Path) -> None:
+    """fastText trains in native code that never looks at signals: Ctrl-C must not wait for it."""
+    import os
+    import random
+    import signal
+    import threading
+
+    import fasttext
+
+    from pmcurate.progress import interruptible
+
+    corpus = tmp_path / "train.txt"
+    words = [f"w{i}" for i in range(2000)]
+    rng = random.Random(0)
+    corpus.write_text(
+        "".join(f"__label__{i % 3} {' '.join(rng.choices(words, k=30))}\n" for i in range(50_000))
+    )
+
+    def train() -> object:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, just as the native training starts
+        return fasttext.train_supervised(str(corpus), epoch=50, thread=1, verbose=0)
+
+    with pytest.raises(KeyboardInterrupt):
+        interruptible(train)
+    training = [t for t in threading.enumerate() if t.name == "pmcurate-native-call"]
+    assert training and training[0].is_alive()  # the interrupt came while fastText was still training
+
+
+def test_student_training_shows_a_bar_over_its_training_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pmcurate import progress
+    from pmcurate.manifest import load_manifest
+    from pmcurate.pipeline import run_build
+    from tests import builds
+
+    monkeypatch.setattr(progress, "enabled", lambda requested=True: requested)
+    manifest = builds.write_manifest(tmp_path / "t.toml", builds.make_inputs(tmp_path / "in"))
+    run_build(load_manifest(manifest), tmp_path / "b", workers=1, until="annotate", progress=True)
+    err = capsys.readouterr().err
+    assert "annotate train: 100%" in err and "3/3" in err  # one setting tried, the test model, the final

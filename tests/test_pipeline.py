@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -12,7 +13,7 @@ import pytest
 from pmcurate.annotate.prompt import PROMPT_HASH
 from pmcurate.cli import main
 from pmcurate.manifest import load_manifest
-from pmcurate.pipeline import BuildError, BuildResult, run_build
+from pmcurate.pipeline import BuildError, BuildResult, plan_build, run_build
 from tests import builds
 from tests.servers.openai_server import openai_server
 
@@ -168,7 +169,9 @@ def test_cli_build_prints_summary_dataset_and_query(
     assert main(["build", str(manifest), "--out", str(build), "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "0 of 5 steps ran" in out
-    assert f"Dataset: {build / 'dataset' / 'data'}" in out
+    assert f"Dataset: {build / 'dataset'}" in out
+    assert f'$ pmcurate query {build / "dataset"} "SELECT document_type' in out and "FROM data " in out
+    assert "duckdb -c" not in out
     assert "document_type" in out and "study" in out
 
 
@@ -209,6 +212,130 @@ def test_llm_teacher_labels_a_sample_once(tmp_path: Path, monkeypatch: pytest.Mo
         provenance["teacher"]["model"] == "test-model" and provenance["teacher"]["prompt_hash"] == PROMPT_HASH
     )
     assert "sk-test-key" not in (tmp_path / "build" / "provenance.json").read_text()
+
+
+def test_a_build_copied_with_new_mtimes_reruns_nothing(
+    built: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    manifest, build, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(build, copy, copy_function=shutil.copy)  # like `cp -r`: same bytes, new mtimes
+    assert (copy / "models" / "students.json").stat().st_mtime_ns != (
+        build / "models" / "students.json"
+    ).stat().st_mtime_ns
+    again = run_build(load_manifest(manifest), copy, workers=1, progress=False)
+    assert again.ran == []
+
+
+def test_a_shard_rewritten_with_other_bytes_reruns_what_reads_it(tmp_path: Path) -> None:
+    manifest = builds.write_manifest(tmp_path / "test.toml", builds.make_inputs(tmp_path / "inputs"))
+    build = tmp_path / "build"
+    run_build(load_manifest(manifest), build, workers=1, progress=False)
+    shard = sorted((build / "tables" / "labels").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    pq.write_table(table.slice(0, table.num_rows - 1), shard)  # same name, a row fewer
+    again = run_build(load_manifest(manifest), build, workers=1, progress=False)
+    assert "filter:edu" in again.ran
+
+
+def test_card_takes_the_manifests_name_and_description(built: tuple[Path, Path, BuildResult]) -> None:
+    _, build, _ = built
+    text = (build / "dataset" / "README.md").read_text()
+    assert "\npretty_name: test\n" in text
+    assert "# test\n\nfive sample articles, quick student\n" in text
+
+
+def test_card_names_the_publish_repository(tmp_path: Path) -> None:
+    extra = '\n[publish]\nrepo = "someone/pmc-test"\n'
+    manifest = builds.write_manifest(tmp_path / "t.toml", builds.make_inputs(tmp_path / "in"), extra=extra)
+    run_build(load_manifest(manifest), tmp_path / "b", workers=1, until="export", progress=False)
+    text = (tmp_path / "b" / "dataset" / "README.md").read_text()
+    assert "hf://datasets/someone/pmc-test/data/*.parquet" in text and "ORG/NAME" not in text
+
+
+def test_missing_hub_token_fails_before_any_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    extra = '\n[publish]\nrepo = "someone/pmc-test"\n'
+    manifest = builds.write_manifest(tmp_path / "t.toml", builds.make_inputs(tmp_path / "in"), extra=extra)
+    with pytest.raises(BuildError, match=r"publish: no Hugging Face token: set \$HF_TOKEN"):
+        run_build(load_manifest(manifest), tmp_path / "b", workers=1, progress=False)
+    assert not (tmp_path / "b").exists()
+    run_build(load_manifest(manifest), tmp_path / "b", workers=1, until="export", progress=False)
+
+
+def test_missing_llm_key_fails_before_any_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_LLM_KEY", raising=False)
+    text = builds.write_manifest(tmp_path / "t.toml", builds.make_inputs(tmp_path / "in")).read_text()
+    start, end = text.index("[teacher]"), text.index("[student]")
+    teacher = (
+        '[teacher]\nkind = "llm"\nendpoint = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+        'api_key_env = "TEST_LLM_KEY"\n'
+    )
+    (tmp_path / "t.toml").write_text(text[:start] + teacher + "\n" + text[end:])
+    with pytest.raises(BuildError, match=r"\$TEST_LLM_KEY is not set"):
+        run_build(load_manifest(tmp_path / "t.toml"), tmp_path / "b", workers=1, progress=False)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_readme_in_the_dataset_folder_not_written_by_pmcurate_stops_the_build_first(tmp_path: Path) -> None:
+    manifest = builds.write_manifest(tmp_path / "t.toml", builds.make_inputs(tmp_path / "in"))
+    (tmp_path / "b" / "dataset").mkdir(parents=True)
+    (tmp_path / "b" / "dataset" / "README.md").write_text("mine")
+    with pytest.raises(BuildError, match=r"README\.md exists and was not written by pmcurate"):
+        run_build(load_manifest(manifest), tmp_path / "b", workers=1, progress=False)
+    assert not (tmp_path / "b" / "tables").exists()
+
+
+def test_plan_of_a_new_build_runs_every_step_and_writes_nothing(tmp_path: Path) -> None:
+    manifest = builds.write_manifest(tmp_path / "t.toml", builds.make_inputs(tmp_path / "in"))
+    plan = plan_build(load_manifest(manifest), tmp_path / "b")
+    assert [(s.step, s.action) for s in plan.steps] == [
+        ("harvest:local", "run"), ("annotate:train", "run"), ("annotate:apply", "run"),
+        ("filter:edu", "run"), ("export:default", "run"),
+    ]  # fmt: skip
+    assert plan.steps[0].reason == "3 of 3 tasks (5 input files) to parse"
+    assert not (tmp_path / "b").exists()
+
+
+def test_plan_after_a_build_says_unchanged_and_after_a_new_file_what_may_run(
+    built: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    manifest, build, _ = built
+    before = _mtimes(build)
+    plan = plan_build(load_manifest(manifest), build)
+    assert {s.action for s in plan.steps} == {"unchanged"}
+    inputs = tmp_path / "inputs"
+    shutil.copytree(builds.make_inputs(tmp_path / "src"), inputs)
+    builds.add_extra_article(inputs)
+    changed = builds.write_manifest(tmp_path / "changed.toml", inputs)
+    actions = {s.step: s.action for s in plan_build(load_manifest(changed), build).steps}
+    assert actions["harvest:local"] == "run" and actions["filter:edu"] in ("run", "may run")
+    assert _mtimes(build) == before
+
+
+def test_cli_plan_prints_the_steps_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = builds.write_manifest(tmp_path / "t.toml", builds.make_inputs(tmp_path / "in"))
+    assert main(["build", str(manifest), "--out", str(tmp_path / "b"), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "plan for build test" in out and "5 of 5 steps would run" in out
+    assert "annotate:train  run" in out
+    assert not (tmp_path / "b").exists()
+
+
+def test_cli_build_into_a_log_draws_no_progress_bars(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = builds.write_manifest(tmp_path / "t.toml", builds.make_inputs(tmp_path / "in"))
+    assert main(["build", str(manifest), "--out", str(tmp_path / "b"), "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "5 of 5 steps ran" in captured.out
+    assert "%|" not in captured.err and "it/s" not in captured.err  # stderr is not a terminal here
+    assert captured.out.count("build test →") == 1  # the summary once
 
 
 def test_student_kind_distilled_labels_the_build_with_the_distilled_student(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from tests.servers.s3 import ArticleVersion, PmcBucketLoader, png, start_moto
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
 TOKEN = "hf_shipped_manifests_write_token"
+BUILDS = "pmcurate-builds"
 LICENSES = {"PMC3574550": "CC BY-NC", "PMC2994229": "CC BY-NC-ND", "PMC2599765": "CC0"}
 _GRAPHIC = re.compile(rb'<graphic[^>]*xlink:href="([^"]+)"')
 
@@ -51,7 +52,8 @@ def bucket() -> Iterator[str]:
     for article in articles:
         loader.add(article)
     loader.add_inventory("2026-11-24T01-00Z", articles)
-    yield f"{endpoint}/pmc-oa-opendata"
+    loader.s3.create_bucket(Bucket=BUILDS)
+    yield endpoint
     server.stop()
 
 
@@ -63,7 +65,7 @@ def services(bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
     monkeypatch.setenv("PMCURATE_LLM_API_KEY", "sk-shipped-manifests-key")
     with running_hub({TOKEN: ("your-org", "write")}) as (hub_url, hub), openai_server() as (llm_url, _):
         monkeypatch.setenv("HF_ENDPOINT", hub_url)
-        yield {"bucket": bucket, "llm": llm_url, "hub": hub}
+        yield {"bucket": f"{bucket}/pmc-oa-opendata", "s3": bucket, "llm": llm_url, "hub": hub}
 
 
 def replace_once(text: str, old: str, new: str) -> str:
@@ -116,6 +118,29 @@ def test_network_manifest_builds_publishes_and_writes_provenance(
     files = published(services["hub"], repo)  # type: ignore[arg-type]
     assert "README.md" in files and any(f.endswith((".parquet", ".tar")) for f in files), files
     assert (out / "dataset" / "README.md").is_file()
+
+
+def test_a_build_to_an_s3_url_is_pushed_with_its_provenance(
+    tmp_path: Path, services: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PMCURATE_CACHE", str(tmp_path / "cache"))
+    endpoint = str(services["s3"])
+    host = endpoint.split("//", 1)[1]
+    manifest = local_copy("image-text.toml", tmp_path, services)
+    out = f"s3://{BUILDS}/image-text?endpoint_override={host}&scheme=http"
+    assert main(["build", str(manifest), "--out", out, "--workers", "1", "--until", "export"]) == 0
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUILDS, Prefix="image-text/")["Contents"]}
+    assert "image-text/provenance.json" in keys and "image-text/dataset/README.md" in keys
+    assert any(k.startswith("image-text/dataset/data/") and k.endswith(".parquet") for k in keys)
 
 
 def test_demo_manifest_builds_to_its_end(tmp_path: Path, services: dict[str, object]) -> None:

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from pmcurate import schema
 from pmcurate.annotate import report as metrics
 from pmcurate.annotate import rules
+from pmcurate.progress import Steps, interruptible
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def pretrain_vectors(
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=path.parent, delete=False) as corpus:
         corpus.write("\n".join(texts.to_list()))
     try:
-        model = fasttext.train_unsupervised(
+        model = interruptible(lambda: fasttext.train_unsupervised(
             corpus.name,
             model="skipgram",
             dim=dim,
@@ -174,9 +175,10 @@ def pretrain_vectors(
             bucket=200_000,
             thread=threads,
             verbose=0,
-        )
+        ))  # fmt: skip
     finally:
         os.unlink(corpus.name)
+    Steps.advance()
     words = model.get_words()
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as out:
@@ -225,7 +227,7 @@ def fit(
         train.write("".join(_label_tokens(label) + f" {text}\n" for label, text in rows))
     joint = any(" " in label for label in labels[:1])
     try:
-        return fasttext.train_supervised(
+        model = interruptible(lambda: fasttext.train_supervised(
             train.name,
             loss="ova" if joint else "softmax",
             dim=dim,
@@ -237,9 +239,11 @@ def fit(
             pretrainedVectors=str(vectors) if vectors else "",
             thread=1,
             verbose=0,
-        )
+        ))  # fmt: skip
     finally:
         os.unlink(train.name)
+    Steps.advance()
+    return model
 
 
 def _label_tokens(label: str) -> str:
@@ -429,6 +433,8 @@ def train_student(
     build = Path(build)
     models_dir = models_dir or build / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
+    models = 1 if joint else len(TASKS)
+    Steps.start(int(pretrain) + models * (len(grid) + 2), "annotate train")  # every training run
     teacher = prepared_teacher(teacher)
     teacher = teacher.with_columns(model_input(teacher, context=context).alias("_norm"))
     rest, train, validation, test = evaluation_splits(
@@ -457,6 +463,7 @@ def train_student(
     manifest["report"] = report
     write_json(models_dir / MANIFEST, manifest)
     write_json(models_dir / "report.json", report)
+    Steps.close()
     return TrainResult(manifest=manifest, report=report)
 
 

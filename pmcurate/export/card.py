@@ -6,6 +6,15 @@ columns, and split sizes), ``license`` (from the rows' license URLs), ``task_cat
 ``size_categories``. The body is computed from the exported shards themselves (DuckDB over the
 Parquet files) and from ``provenance/<config>.json``; it holds no time stamps, so re-exporting the
 same rows leaves the card unchanged.
+
+The header is made with ``huggingface_hub``'s ``DatasetCardData`` and the card is a ``DatasetCard``,
+so its metadata follows the Hub's schema; the body has the sections of the Hub's card template
+(structure, licensing per split, personal information, bias and limitations, citation).
+
+Title, description and repository come from ``write_card``'s arguments (a build passes its
+manifest's ``name``, ``description`` and ``[publish] repo``) and are kept in the card itself, in an
+HTML comment the Hub does not show, so a later export or ``pmcurate publish`` rewrites the same
+card. A ``README.md`` that pmcurate did not write is never overwritten (``CardError``).
 """
 
 from __future__ import annotations
@@ -13,15 +22,20 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import yaml
 
 from pmcurate.export.exporter import DEFAULT_CONFIG, PROVENANCE_DIR
 
 REPO_PLACEHOLDER = "ORG/NAME"
+CARD = "README.md"
+MARKER = "<!-- pmcurate-card "
+"""Starts the comment that marks a card as pmcurate's and holds its settings (JSON)."""
+_SETTINGS = re.compile(r"<!-- pmcurate-card (\{.*\}) -->")
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
 _CC_URL = re.compile(r"creativecommons\.org/licenses/(by(?:-nc)?(?:-sa|-nd)?)/(\d\.\d)", re.IGNORECASE)
 _CC0_URL = re.compile(r"creativecommons\.org/publicdomain/zero/1\.0", re.IGNORECASE)
 _SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
@@ -86,7 +100,49 @@ def _parquet_glob(out: Path, config: dict[str, Any]) -> str:
     return str((out / config["folder"]).resolve() / "*.parquet").replace("'", "''")
 
 
-def header(out: Path, configs: list[dict[str, Any]]) -> dict[str, Any]:
+class CardError(ValueError):
+    """The card cannot be written: the message says why (a README.md that is not pmcurate's)."""
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    """What the card says that the shards do not: the dataset's title, description and repository."""
+
+    title: str | None = None
+    description: str | None = None
+    repo_id: str | None = None
+
+
+def read_settings(out: Path) -> CardSettings:
+    """The settings kept in ``out``'s card by the last ``write_card`` (none when there is no card)."""
+    path = out / CARD
+    found = _SETTINGS.search(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else None
+    if found is None:
+        return CardSettings()
+    data = json.loads(found[1])
+    return CardSettings(data.get("title"), data.get("description"), data.get("repo_id"))
+
+
+def _settings_comment(settings: CardSettings) -> str:
+    text = json.dumps(asdict(settings), sort_keys=True).replace("-->", "-\\u002d>")
+    return f"{MARKER}{text} -->"
+
+
+def check_card_target(out: str | os.PathLike[str]) -> None:
+    """Raise ``CardError`` when ``out/README.md`` exists and was not written by pmcurate."""
+    path = Path(out) / CARD
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if MARKER in text or re.search(r"(?m)^- pmcurate$", text.split("\n---", 1)[0]):
+        return
+    raise CardError(
+        f"{path} exists and was not written by pmcurate: move it away (its text can go into the "
+        "card's description) so the dataset card can be written; nothing was overwritten"
+    )
+
+
+def header(out: Path, configs: list[dict[str, Any]], title: str | None = None) -> dict[str, Any]:
     """The YAML metadata; licenses and languages are those the exporter found in the rows."""
     license_urls = [url for config in configs for url in config.get("license_urls", [])]
     languages = {lang for config in configs for lang in config.get("languages", []) if lang}
@@ -95,11 +151,13 @@ def header(out: Path, configs: list[dict[str, Any]]) -> dict[str, Any]:
     if "other" in licenses:
         meta["license_name"] = "pmc-open-access-per-article"
         meta["license_link"] = "https://pmc.ncbi.nlm.nih.gov/tools/openftlist/"
-    meta["language"] = sorted(lang for lang in languages if re.fullmatch(r"[a-z]{2,3}", lang)) or ["en"]
+    known = sorted(lang for lang in languages if _LANGUAGE.fullmatch(lang))
+    if known:  # no language column values: say nothing rather than guess
+        meta["language"] = known
     meta["task_categories"] = sorted({t for c in configs for t in c["task_categories"]})
     meta["tags"] = ["biology", "medical", "pubmed-central", "pmcurate"]
     meta["size_categories"] = [size_category(max(_rows(c) for c in configs))]
-    meta["pretty_name"] = out.resolve().name
+    meta["pretty_name"] = title or out.resolve().name
     meta["configs"] = [_config_entry(c) for c in configs]
     info = [_dataset_info(c) for c in configs if c["format"] == "parquet"]
     if info:
@@ -238,13 +296,18 @@ def _student_lines(student: Any) -> list[str]:
             metrics = results.get(who) if isinstance(results, dict) else None
             if isinstance(metrics, dict):
                 scores = ", ".join(
-                    f"{k} {v:.3f}"
+                    f"{k} {_number(v)}"
                     for k, v in sorted(metrics.items())
                     if isinstance(v, int | float) and not isinstance(v, bool)
                 )
                 parts.append(f"{who}: {scores}")
         lines.append(f"  - {task}: " + "; ".join(parts))
     return lines
+
+
+def _number(value: float) -> str:
+    """A count as ``12,345``, a score as ``0.925``."""
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
 
 
 def _usage(config: dict[str, Any], repo_id: str) -> str:
@@ -274,42 +337,134 @@ def _usage(config: dict[str, Any], repo_id: str) -> str:
     )
 
 
-def render(out: Path, repo_id: str | None = None) -> str:
+def render(out: Path, settings: CardSettings | None = None) -> str:
+    """The card's text: YAML header (``DatasetCardData``), then the template's sections."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
     configs = read_configs(out)
     if not configs:
         raise FileNotFoundError(
             f"{out}: no exported config (no {PROVENANCE_DIR}/*.json): run `pmcurate export`"
         )
-    repo = repo_id or REPO_PLACEHOLDER
-    meta = yaml.safe_dump(header(out, configs), sort_keys=False, allow_unicode=True, width=1000)
-    body = [f"# {out.resolve().name}", ""]
+    settings = settings or CardSettings()
+    repo = settings.repo_id or REPO_PLACEHOLDER
+    title = settings.title or out.resolve().name
+    data = DatasetCardData(**header(out, configs, title))
+    body = [_settings_comment(settings), "", f"# {title}", ""]
+    if settings.description:
+        body += [settings.description, ""]
     body.append(
-        "Made with pmcurate from PubMed Central Open Access articles: "
-        "every row keeps its article id, its XML path, its license and license URL. Each article "
-        "has its own license (see the `license`/`license_url` columns): use the split or the "
-        "column that fits your use (e.g. only `commercial` for commercial use)."
+        "Made with pmcurate from PubMed Central Open Access "
+        "articles: every row keeps its article id, its XML path, its license and license URL."
     )
     overview = [
         (c["config"], c["preset"], c["format"], split, f"{s['rows']:,}", len(s["shards"]), _human(s["bytes"]))
         for c in configs
         for split, s in c["splits"].items()
     ]
-    body += ["", "## Configs and splits", ""]
+    body += ["", "## Dataset Structure", ""]
     body.append(_table(("config", "preset", "format", "split", "rows", "shards", "size"), overview))
     for config in configs:
-        body += ["", f"## Config `{config['config']}`", "", config["description"] + ".", ""]
+        body += ["", f"### Config `{config['config']}`", "", config["description"] + ".", ""]
         if config["format"] == "parquet":
-            body += ["### Distributions", ""]
+            body += ["#### Distributions", ""]
             for part in _distributions(out, config):
                 body += [part, ""]
-        body += ["### Provenance", "", *_provenance_section(config), ""]
-        body += ["### Usage", "", _usage(config, repo), ""]
-    return f"---\n{meta}---\n\n" + "\n".join(body).rstrip() + "\n"
+        body += ["#### Provenance", "", *_provenance_section(config), ""]
+        body += ["#### Usage", "", _usage(config, repo), ""]
+    body += ["## Licensing Information", "", *_licensing(out, configs), ""]
+    body += ["## Personal and Sensitive Information", "", PERSONAL, ""]
+    body += ["## Bias, Risks, and Limitations", "", *_limitations(configs), ""]
+    body += ["## Citation", "", *_citation(title, repo), ""]
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body).rstrip() + "\n")
+    return str(card)
 
 
-def write_card(out: str | os.PathLike[str], repo_id: str | None = None) -> Path:
-    """Write ``out/README.md`` for every config exported into ``out``."""
+PERSONAL = (
+    "The texts are published scientific articles. Case reports describe patients as their journals "
+    "published them (de-identified under each journal's consent and privacy policy); pmcurate removes "
+    "nothing further. Author names and affiliations of the articles are in the metadata columns. Do "
+    "not try to re-identify the people described."
+)
+
+
+def _licensing(out: Path, configs: list[dict[str, Any]]) -> list[str]:
+    """Licenses per config and split, counted in the shards: each article keeps its own license."""
+    lines = [
+        "Each row carries its article's license (`license`/`license_type` and `license_url`); the "
+        "dataset has no single license. Use only the rows whose license fits your use (for example "
+        "the `commercial` split for commercial use), and attribute the articles (`article_url`).",
+        "",
+    ]
+    rows = []
+    con = duckdb.connect()
+    for config in configs:
+        column = next((c for c in ("license", "license_type") if c in config["features"]), None)
+        if config["format"] != "parquet" or column is None:
+            continue
+        source = f"read_parquet('{_parquet_glob(out, config)}', filename = true)"
+        split = "regexp_extract(parse_filename(filename), '^(.*)-[0-9]{5}-of-[0-9]{5}', 1)"
+        query = (
+            f"SELECT {split} AS split, coalesce({column}, '(unknown)') AS license, count(*) AS n "
+            f"FROM {source} GROUP BY ALL ORDER BY split, n DESC, license"
+        )
+        rows += [(config["config"], s, lic, f"{n:,}") for s, lic, n in con.sql(query).fetchall()]
+    if rows:
+        lines.append(_table(("config", "split", "license", "rows"), rows))
+    return lines
+
+
+def _limitations(configs: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "- PubMed Central Open Access is the openly licensed part of the biomedical literature: "
+        "fields, journals and years are not represented in proportion to the literature as a whole.",
+        "- Retractions are those known when the articles were harvested; check `pmcid`/`doi` again "
+        "before relying on a finding.",
+        "- Text comes from the articles' JATS XML; tables and formulas appear as text, and figures only "
+        "through their captions unless a config holds images.",
+    ]
+    if any((c.get("source") or {}).get("annotators") for c in configs):
+        lines.append(
+            "- Labels (document type, domain, educational score) are predictions of a small student "
+            "model trained on an LLM's labels of a sample: errors of both are in them (held-out "
+            "agreement under Provenance); they rank and filter, they are not ground truth."
+        )
+    return lines
+
+
+def _citation(title: str, repo: str) -> list[str]:
+    key = re.sub(r"\W+", "_", title.lower()).strip("_") or "dataset"
+    return [
+        "Cite the articles you use (each row's `article_url` or `doi`) and this dataset:",
+        "",
+        "```bibtex",
+        f"@misc{{{key},",
+        f"  title = {{{{{title}}}}},",
+        f"  howpublished = {{\\url{{https://huggingface.co/datasets/{repo}}}}},",
+        "  note = {Made with pmcurate from PubMed Central Open Access}",
+        "}",
+        "```",
+    ]
+
+
+def write_card(
+    out: str | os.PathLike[str],
+    repo_id: str | None = None,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+) -> Path:
+    """Write ``out/README.md`` for every config exported into ``out``.
+
+    ``repo_id``, ``title`` and ``description`` not given are those of the folder's previous card
+    (kept in the card). A ``README.md`` not written by pmcurate is refused (``CardError``).
+    """
     out = Path(out)
-    path = out / "README.md"
-    path.write_text(render(out, repo_id), encoding="utf-8")
+    check_card_target(out)
+    previous = read_settings(out)
+    settings = CardSettings(
+        title or previous.title, description or previous.description, repo_id or previous.repo_id
+    )
+    path = out / CARD
+    path.write_text(render(out, settings), encoding="utf-8")
     return path

@@ -51,7 +51,7 @@ DEFAULT_CONFIG = "default"
 PROVENANCE_DIR = "provenance"
 SPLIT_BY_LICENSE = "license"
 SPLIT_NONE = "none"
-BATCH_ROWS = 2048
+BATCH_ROWS = 16_384
 IMAGE_BATCH_ROWS = 64
 """Rows fetched from DuckDB at a time: figures carry their images, so fewer of them."""
 SHARD_FILE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.(parquet|tar)$")
@@ -163,7 +163,7 @@ def export(
         shutil.rmtree(staging, ignore_errors=True)
     result.skipped_rows = selected - result.rows
     result.seconds = time.perf_counter() - started
-    info = _provenance(opened.path, result, chosen, split_by, subset, subset_info, arrow_schema, tables)
+    info = _provenance(con, opened.path, result, chosen, split_by, subset, subset_info, arrow_schema, tables)
     if extension is not None:
         info["image_extension"] = extension
     info["license_urls"], info["languages"] = seen.sorted("license_url"), seen.sorted("language")
@@ -401,6 +401,7 @@ def _feature(kind: pa.DataType) -> dict[str, Any]:
 
 
 def _provenance(
+    con: duckdb.DuckDBPyConnection,
     build: Path,
     result: ExportResult,
     preset: Preset,
@@ -436,7 +437,7 @@ def _provenance(
             "subset_parameters": subset_info,
             "inputs": {name: _table_checksum(build, name) for name in used},
             "build_provenance": _read_json(build / "provenance.json"),
-            "annotators": _annotators(build) if "labels" in used else [],
+            "annotators": _annotators(con) if "labels" in used else [],
             "student": _read_json(build / "models" / "report.json") if "labels" in used else None,
         },
     }
@@ -462,7 +463,7 @@ def _table_checksum(build: Path, name: str) -> dict[str, Any]:
     return {"shards": len(paths), "rows": rows, "sha256": digest.hexdigest()}
 
 
-def _annotators(build: Path) -> list[str]:
-    con = open_build(build).duckdb()
+def _annotators(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The annotators of the build's labels, through the export's own connection (views of the build)."""
     query = "SELECT DISTINCT annotator FROM labels WHERE annotator IS NOT NULL ORDER BY 1"
     return [row[0] for row in con.sql(query).fetchall()]

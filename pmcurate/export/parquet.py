@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +50,9 @@ replaced by the measured figure once a shard is closed. The footer is written on
 closed, so a shard is closed when its data plus this estimate reaches the target."""
 
 _TMP = f"{schema.TMP_PREFIX}export-"
+_END = object()
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,52 @@ def row_groups(
         yield pa.Table.from_batches(pending).combine_chunks()
 
 
+def read_ahead(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """``items``, computed in a background thread up to ``depth`` items ahead of the caller.
+
+    The producer (DuckDB's sort and Arrow conversion, row-group cutting) and the consumer (the
+    Parquet writer) are native code that releases the GIL, so they run on two cores at once. An
+    exception in the producer is raised in the caller; when the caller stops early (an error, an
+    interrupt, ``close()``), the producer is told to stop and is joined before this returns, so
+    nothing runs on behind the caller's back.
+    """
+    buffer: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[object, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as exc:  # handed to the caller, raised there
+            put((_END, exc))
+            return
+        put((_END, None))
+
+    thread = threading.Thread(target=produce, name="pmcurate-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
 def with_features(arrow_schema: pa.Schema, features: dict) -> pa.Schema:
     """``arrow_schema`` carrying the Hugging Face features JSON, as ``datasets`` writes it."""
     metadata = dict(arrow_schema.metadata or {})
@@ -198,7 +250,7 @@ def write_split(
     rows = groups = 0
     footer_per_group = FOOTER_BYTES_PER_COLUMN * len(arrow_schema.types)
     try:
-        for group in row_groups(batches, group_bytes):
+        for group in read_ahead(row_groups(batches, group_bytes)):
             if writer is None:
                 path = folder / f"{_TMP}{split}-{len(written):05d}"
                 sink = open(path, "wb")  # noqa: SIM115 - closed below, after the writer

@@ -79,6 +79,17 @@ def _repeat(source: Source) -> str:
     return ", s.repeat" if source.subset else ""
 
 
+def _rows_of(source: Source, unit: str, alias: str) -> str:
+    """The ``FROM`` of a preset: the subset's keys joined to the ``unit`` table, or the whole table.
+
+    Without a subset ``selection`` is every row of the table once, so the table is read as is:
+    joining it to its own keys would cost a hash join over every row and change nothing.
+    """
+    if not source.subset:
+        return f"FROM {unit}s {alias}"
+    return f"FROM selection s JOIN {unit}s {alias} ON {alias}.{unit}_id = s.{unit}_id"
+
+
 def _label_columns(source: Source) -> str:
     if not source.has_labels:
         return ""
@@ -98,8 +109,7 @@ def paragraphs_sql(source: Source) -> str:
                p.section_type, p.text, p.n_words {_label_columns(source)},
                a.pmcid, a.pmid, a.doi, a.title, a.journal, a.pub_year, a.language,
                a.license, a.license_url, a.commercial_use, {ARTICLE_URL} AS article_url {_repeat(source)}
-        FROM selection s
-        JOIN paragraphs p ON p.paragraph_id = s.paragraph_id
+        {_rows_of(source, "paragraph", "p")}
         LEFT JOIN articles a ON a.article_id = p.article_id
         {_label_join(source)}"""
 
@@ -120,8 +130,7 @@ def biomed_enriched_sql(source: Source) -> str:
                a.language, NULL::DOUBLE AS language_score, a.source,
                a.pmcid, a.doi, a.journal, a.pub_year, p.section_type, p.n_words, a.commercial_use,
                l.annotator AS labels_annotator, p.ordinal AS __ordinal {_repeat(source)}
-        FROM selection s
-        JOIN paragraphs p ON p.paragraph_id = s.paragraph_id
+        {_rows_of(source, "paragraph", "p")}
         LEFT JOIN articles a ON a.article_id = p.article_id
         {_label_join(source)}"""
 
@@ -145,8 +154,7 @@ def image_text_sql(source: Source) -> str:
                f.image_sha256, f.width, f.height, f.format,
                a.pmcid, a.doi, a.title, a.journal, a.pub_year, a.license, a.license_url,
                a.commercial_use, {ARTICLE_URL} AS article_url {_repeat(source)}
-        FROM selection s
-        JOIN figures f ON f.figure_id = s.figure_id
+        {_rows_of(source, "figure", "f")}
         LEFT JOIN articles a ON a.article_id = f.article_id
         {mentions}
         WHERE f.image.bytes IS NOT NULL"""

@@ -32,7 +32,8 @@ _COPY_OPTIONS = {
     "json": "FORMAT json",
     "parquet": "FORMAT parquet, COMPRESSION zstd",
 }
-_RESULT_VIEW = "__pmcurate_query_result"
+_RESULT_VIEW = "result"
+"""The result's name in the separate connection that writes it: never a view beside the user's."""
 
 
 class QueryError(ValueError):
@@ -86,8 +87,10 @@ def run_query(
         if format == "table":
             _write_text(str(relation), output)
         else:
-            relation.create_view(_RESULT_VIEW)
-            _copy(con, format, output)
+            # the result streams into a connection of its own, so SHOW TABLES lists only the target's
+            writer = duckdb.connect()
+            writer.register(_RESULT_VIEW, relation.to_arrow_reader())
+            _copy(writer, format, output)
     except duckdb.Error as exc:
         raise QueryError(f"SQL error: {_one_line(exc)}") from None
 

@@ -1,8 +1,9 @@
 """DuckDB views over exported datasets: an export folder, or a dataset on the Hub (``hf://``).
 
 An export folder (``OUT/provenance/<config>.json`` beside the shards) gets, for every Parquet
-config, a view named after the config over all its splits, with a ``split`` column, and one view
-per split named ``<config>_<split>`` (``default_commercial``, ``figures_train``).
+config, a view named after the config's folder over all its splits, with a ``split`` column
+(``data`` for the default config, as on the Hub; ``default`` is an SQL keyword), and one view per
+split named ``<folder>_<split>`` (``data_commercial``, ``figures_train``).
 
 A Hub target is read by DuckDB itself through its ``hf://`` file system (the ``httpfs`` extension;
 DuckDB loads it on first use, which needs network access):
@@ -62,9 +63,9 @@ def export_views(folder: Path) -> dict[str, str]:
         if config.get("format") != "parquet":
             continue
         shards = (folder / config["folder"]).resolve()
-        views[config["config"]] = _view_sql(str(shards / "*.parquet"))
+        views[config["folder"]] = _view_sql(str(shards / "*.parquet"))
         for split in config["splits"]:
-            views[f"{config['config']}_{split}"] = _view_sql(str(shards / f"{split}-*.parquet"))
+            views[f"{config['folder']}_{split}"] = _view_sql(str(shards / f"{split}-*.parquet"))
     if not views:
         raise TargetError(f"{folder}: the export holds no Parquet config to query")
     return views

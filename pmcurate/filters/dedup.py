@@ -1,7 +1,7 @@
 """Duplicate detection: exact (normalized-text hash) and near (MinHash LSH over word shingles).
 
 The primitives here are shared by the subset engine (``engine.py``), which runs them partition by
-partition on an executor, and by ``near_duplicates``, which runs them over one stream of texts:
+partition on an executor, and by ``near_duplicates``, which runs them over texts held in memory:
 
 - ``exact_keys``: a 128-bit hash of each normalized text (Polars, vectorized, about 100,000
   paragraphs a second); the first row of each key, in the subset's order, is kept.
@@ -16,11 +16,9 @@ partition on an executor, and by ``near_duplicates``, which runs them over one s
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -242,40 +240,6 @@ class NearDuplicates:
     verified_pairs: int
 
 
-class _SignatureStore:
-    """Signatures and band keys appended to files in a work folder, batch by batch."""
-
-    def __init__(self, folder: Path, config: NearDupConfig) -> None:
-        self.folder = folder
-        self.config = config
-        self.bands, self.rows_per_band = lsh_bands(config.threshold, config.num_perm)
-        self.n = 0
-        self._sigs = open(folder / "signatures.u32", "wb")  # noqa: SIM115 - closed in finish()
-        self._bands = [open(folder / f"band-{b:03d}.u64", "wb") for b in range(self.bands)]  # noqa: SIM115
-
-    def add(self, texts: pa.Array | list[str | None]) -> None:
-        sigs = signatures(texts, self.config, row_ids=np.arange(self.n, self.n + len(texts), dtype=np.int64))
-        self._sigs.write(sigs.tobytes())
-        keys = band_keys(sigs, self.bands, self.rows_per_band)
-        for b, sink in enumerate(self._bands):
-            sink.write(np.ascontiguousarray(keys[:, b]).tobytes())
-        self.n += sigs.shape[0]
-
-    def finish(self) -> None:
-        for sink in [self._sigs, *self._bands]:
-            sink.close()
-
-    def band(self, b: int) -> np.ndarray:
-        return np.fromfile(self.folder / f"band-{b:03d}.u64", dtype=np.uint64)
-
-    def signature_map(self) -> np.ndarray:
-        if self.n == 0:
-            return np.zeros((0, self.config.num_perm), dtype=np.uint32)
-        return np.memmap(
-            self.folder / "signatures.u32", dtype=np.uint32, mode="r", shape=(self.n, self.config.num_perm)
-        )
-
-
 def verified(pairs: np.ndarray, sigs: np.ndarray, threshold: float, chunk: int = 200_000) -> np.ndarray:
     """Which pairs (rows of ``sigs``) have an estimated Jaccard similarity (share of equal signature
     values) reaching ``threshold``: a boolean mask over ``pairs``."""
@@ -288,32 +252,24 @@ def verified(pairs: np.ndarray, sigs: np.ndarray, threshold: float, chunk: int =
 
 
 def near_duplicates(
-    batches: Iterable[pa.Array | list[str | None]],
-    config: NearDupConfig | None = None,
-    *,
-    workdir: str | Path | None = None,
+    batches: Iterable[pa.Array | list[str | None]], config: NearDupConfig | None = None
 ) -> NearDuplicates:
-    """Find near-duplicate texts among all texts of ``batches`` (streamed, in order), in one process.
-
-    Signatures are appended to a file and band keys to one file per band, in a temporary folder
-    inside ``workdir`` (removed at the end); then, band by band, keys are sorted into candidate
-    pairs, which are verified on the memory-mapped signatures. Memory grows with one band's keys and
-    the candidate pairs; subsets use the partitioned form in ``engine.py``, bounded by a partition.
-    """
+    """Near-duplicate texts among all texts of ``batches`` (in order), in memory: the steps the subset
+    engine runs partition by partition (``engine.py``), for texts that fit in memory."""
     config = config or NearDupConfig()
-    with tempfile.TemporaryDirectory(prefix="pmcurate-dedup-", dir=workdir) as tmp:
-        store = _SignatureStore(Path(tmp), config)
-        try:
-            for batch in batches:
-                store.add(batch)
-        finally:
-            store.finish()
-        found = [candidate_pairs(store.band(b)) for b in range(store.bands)]
-        pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), dtype=np.int64)
-        edges = pairs[verified(pairs, store.signature_map(), config.threshold)]
-        labels = components(store.n, edges)
-    rows = np.flatnonzero(labels != np.arange(store.n))
-    return NearDuplicates(rows, labels[rows], store.n, len(pairs), len(edges))
+    bands, rows_per_band = lsh_bands(config.threshold, config.num_perm)
+    parts, n = [], 0
+    for batch in batches:
+        parts.append(signatures(batch, config, row_ids=np.arange(n, n + len(batch), dtype=np.int64)))
+        n += len(batch)
+    sigs = np.concatenate(parts) if parts else np.zeros((0, config.num_perm), dtype=np.uint32)
+    keys = band_keys(sigs, bands, rows_per_band)
+    found = [candidate_pairs(np.ascontiguousarray(keys[:, b])) for b in range(bands)]
+    pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), dtype=np.int64)
+    edges = pairs[verified(pairs, sigs, config.threshold)]
+    labels = components(n, edges)
+    rows = np.flatnonzero(labels != np.arange(n))
+    return NearDuplicates(rows, labels[rows], n, len(pairs), len(edges))
 
 
 def expected_recall(similarity: float, config: NearDupConfig) -> float:

@@ -38,7 +38,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from pmcurate.filters import dedup as dedup_mod
 from pmcurate.filters import language, views
 from pmcurate.filters.rules import Rule
 
-PARTITION_ROWS = 200_000
+PARTITION_ROWS = 100_000
 """Rows of the build a range holds (about: ranges end at article boundaries). A task's memory
 follows it: the texts of one range, or one bucket of keys, signatures or pairs."""
 SAMPLES_PER_SHARD = 256
@@ -69,7 +69,6 @@ EXACT_KINDS = {
 """Exact dedup kinds: the column compared, the rule name, the reason's words."""
 HASHED_KINDS = frozenset({"exact", "caption"})
 """Kinds whose column is a text, compared by the hash of its normalized form (``dedup.exact_keys``)."""
-TABLE_COLUMNS = {"articles": "article_id", "paragraphs": "article_id", "figures": "article_id"}
 
 
 @dataclass(frozen=True)
@@ -102,10 +101,6 @@ class Job:
     @property
     def view(self) -> str:
         return f"{self.unit}_rows"
-
-    @property
-    def row_view(self) -> str:
-        return "figure_rows" if self.source == "figures" else "paragraph_rows"
 
 
 @dataclass(frozen=True)
@@ -241,7 +236,7 @@ def scatter_task(args: tuple[Job, str, int, Path]) -> int:
     the (paragraph id → range) map, by hash bucket of the paragraph id."""
     job, table, s, path = args
     data = pq.read_table(path)
-    ranks = range_of(job, data.column(TABLE_COLUMNS[table]))
+    ranks = range_of(job, data.column("article_id"))
     for r in np.unique(ranks):
         _write(
             data.filter(pa.array(ranks == r)),
@@ -304,11 +299,12 @@ def label_join_task(args: tuple[Job, int]) -> int:
 
 
 def judge_task(args: tuple[Job, int]) -> tuple[int, int]:
-    """Evaluate the rules on range ``r`` (local positions from 0); ``r`` and its row count."""
+    """Evaluate the rules on range ``r`` (positions in the range; ``_load_judged`` adds the range's
+    offset); ``r`` and its row count."""
     job, r = args
     con = connect_range(job, r)
     try:
-        views.judge(con, job.rules, job.view, job.unit, 0)
+        views.judge(con, job.rules, job.view, job.unit)
         folder = _range_dir(job, "judged", r)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "judged.parquet"
@@ -701,8 +697,7 @@ def _scatter(job: Job, runner: Executor, progress: bool) -> None:
 
 
 def _near(job: Job, runner: Executor, progress: bool) -> dict[str, object]:
-    from dataclasses import asdict
-
+    """Near dedup's tasks; what ``subset.json`` records about it."""
     ranges = [(job, r) for r in range(job.ranges)]
     _map(runner, signatures_task, ranges, "subset: near signatures", progress)
     _map(runner, bucket_task, ranges, "subset: near buckets", progress)

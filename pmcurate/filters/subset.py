@@ -377,7 +377,12 @@ MANIFEST_KEYS = frozenset(
 
 
 def make_subset_from_config(
-    build: str | os.PathLike[str], name: str, config: Mapping[str, object], executor: Executor | None = None
+    build: str | os.PathLike[str],
+    name: str,
+    config: Mapping[str, object],
+    executor: Executor | None = None,
+    *,
+    progress: bool = False,
 ) -> SubsetResult:
     """Make a subset described by one ``[subsets.NAME]`` table of a manifest::
 
@@ -411,7 +416,7 @@ def make_subset_from_config(
         ),
         upsample={str(k): int(v) for k, v in upsample.items()},
         executor=executor,
-        progress=True,
+        progress=progress,
     )
 
 
@@ -420,6 +425,8 @@ def make_subsets_from_manifest(
     manifest: str | os.PathLike[str],
     names: Sequence[str] | None = None,
     executor: Executor | None = None,
+    *,
+    progress: bool = False,
 ) -> list[SubsetResult]:
     """Make the subsets of a TOML manifest's ``[subsets.*]`` tables (all, or those in ``names``)."""
     import tomllib
@@ -434,4 +441,7 @@ def make_subsets_from_manifest(
         raise SubsetError(
             f"{manifest}: no [subsets.{(missing or ['NAME'])[0]}] table (has: {', '.join(tables) or 'none'})"
         )
-    return [make_subset_from_config(build, name, tables[name], executor) for name in (names or list(tables))]
+    return [
+        make_subset_from_config(build, name, tables[name], executor, progress=progress)
+        for name in (names or list(tables))
+    ]

@@ -135,10 +135,8 @@ def case(branches: Sequence[tuple[str, str]], otherwise: str) -> str:
     return "CASE " + " ".join(f"WHEN {c} THEN {v}" for c, v in branches) + f" ELSE {otherwise} END"
 
 
-def judge(
-    con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], view: str, unit: str, first_seq: int
-) -> None:
-    """Table ``judged``: every row's id, position in the subset's order (from ``first_seq``), and the
+def judge(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], view: str, unit: str) -> None:
+    """Table ``judged``: every row's id, position in the subset's order (``seq``, from 0), and the
     rule that dropped it (the first rule it fails; a NULL predicate fails), with the rule's reason."""
     first_failing = case(
         [(f"NOT coalesce(({r.predicate})::BOOLEAN, false)", str(k)) for k, r in enumerate(rules)], "NULL"
@@ -152,7 +150,7 @@ def judge(
     # the inner query keeps only narrow columns, so the window's sort never carries texts
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE judged AS
-        SELECT id, article_id, {first_seq} + row_number() OVER (ORDER BY {order}) - 1 AS seq, rule, reason,
+        SELECT id, article_id, row_number() OVER (ORDER BY {order}) - 1 AS seq, rule, reason,
                NULL::VARCHAR AS cluster
         FROM (
             SELECT id, article_id {extra}, {first_failing} AS drop_k,

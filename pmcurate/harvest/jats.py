@@ -24,10 +24,9 @@ import hashlib
 import html.entities
 import re
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from lxml import etree
@@ -60,6 +59,7 @@ XML_LANG = f"{{{XML_NS}}}lang"
 
 TAXPUB_NS = "http://www.plazi.org/taxpub"
 _DEFAULT_NS = re.compile(rb"""\sxmlns\s*=\s*(["'])([^"']*)\1""")
+_DEFAULT_NS_HINT = re.compile(rb"xmlns ?=")  # one scan instead of two ``in`` tests
 _NAMED_ENTITY = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)([A-Za-z][A-Za-z0-9]*);")
 _KNOWN_PREFIXES = {
     b"xlink": XLINK_NS,
@@ -228,8 +228,7 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
     """Parse safely; repair the two known defects of real files only when libxml2 reports them."""
     if not data or not data.strip():
         raise JatsError(f"{where}: empty document")
-    entity_at = data.find(b"<!ENTITY")
-    if entity_at >= 0 and data.find(b"<!DOCTYPE", 0, entity_at) >= 0:
+    if _may_declare_entities(data):
         raise _entities_refused(where)
     data = drop_reference_lists(_without_default_namespaces(data))
     parser = _parser()
@@ -258,6 +257,23 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
         if repaired is data:
             raise JatsError(f"{where}: not well-formed XML: {problem}")
         data = repaired
+
+
+def _may_declare_entities(data: bytes) -> bool:
+    """Whether a ``<!ENTITY`` follows the ``<!DOCTYPE`` (checked before parsing, on the bytes).
+
+    Entities are declared only in a DOCTYPE's internal subset (``[ … ]``): a DOCTYPE that plainly
+    has none (the usual ``<!DOCTYPE article PUBLIC "…" "….dtd">``) spares a scan of the whole
+    document; anything less plain is scanned.
+    """
+    doctype = data.find(b"<!DOCTYPE")
+    if doctype < 0:
+        return False
+    end = data.find(b">", doctype)
+    declaration = data[doctype:end] if end >= 0 else b"["
+    if b"[" not in declaration and not declaration.count(b'"') % 2 and not declaration.count(b"'") % 2:
+        return False
+    return data.find(b"<!ENTITY", doctype) >= 0
 
 
 def _entities_refused(where: str) -> JatsError:
@@ -344,7 +360,7 @@ def _without_default_namespaces(data: bytes) -> bytes:
     declarations inside a start tag are removed (never text that happens to read ``xmlns="…"``);
     prefixed namespaces (``mml:``, ``xlink:``, ``tp:``) are kept.
     """
-    if b"xmlns=" not in data and b"xmlns =" not in data:
+    if _DEFAULT_NS_HINT.search(data) is None:
         return data
     pieces: list[bytes] = []
     pos = 0
@@ -462,6 +478,7 @@ NESTED_FLOATS = frozenset(["fig", "fig-group", "table-wrap", "table-wrap-group",
 """Floats that leave a ``<p>`` holding them: the paragraph's text flows around them, and their
 caption lives once, in the figures or tables table."""
 _SPECIAL = BLOCK | FLOATS | FORMULAS | {"tex-math", MML_MATH, "alternatives", "sup"}
+_SPECIAL_OR_XREF = _SPECIAL | {"xref"}
 
 CITATION_MODES = ("marker", "drop")
 _DROPPED = "\x00"  # stands for a dropped citation until the text is whole; never a character of XML text
@@ -501,8 +518,10 @@ def element_text(el: etree._Element) -> str:
     dropping = _dropping_citations()
     for descendant in el.iterdescendants():
         tag = descendant.tag
-        if tag in _SPECIAL or (
-            tag == "xref" and descendant.get("ref-type") == "bibr" and (dropping or _glued_before(descendant))
+        if tag not in _SPECIAL_OR_XREF:  # most descendants: inline markup, one set lookup
+            continue
+        if tag != "xref" or (
+            descendant.get("ref-type") == "bibr" and (dropping or _glued_before(descendant))
         ):
             out: list[str] = []
             _collect_text(el, out)
@@ -522,6 +541,8 @@ def _glued_before(el: etree._Element) -> bool:
 
 _FORMULA_PARTS = FORMULAS | {"alternatives", "tex-math", MML_MATH}
 _SEPARATED = BLOCK | FLOATS
+_NOT_INLINE = _FORMULA_PARTS | _SEPARATED | {"sup", "xref", "table"}
+"""Children that ``_collect_text`` does more with than read their text (the others, most, come first)."""
 
 
 def _collect_text(el: etree._Element, out: list[str]) -> None:
@@ -529,27 +550,28 @@ def _collect_text(el: etree._Element, out: list[str]) -> None:
         out.append(el.text)
     for child in el:
         tag = child.tag
-        if tag in _FORMULA_PARTS:
+        if tag not in _NOT_INLINE or (tag == "xref" and child.get("ref-type") != "bibr"):
+            if len(child):
+                _collect_text(child, out)
+            elif child.text:
+                out.append(child.text)
+        elif tag in _FORMULA_PARTS:
             out.append(" " + formula_text(child) + " ")
         elif tag in NESTED_FLOATS:
             out.append(" ")
         elif tag == "sup":
             _superscript(child, out)
-        elif tag == "xref" and child.get("ref-type") == "bibr":
+        elif tag == "xref":  # a bibliography citation
             _citation(child, out)
         elif tag == "table":  # a table nested in a paragraph: cells are blocks, read the fast way
             out.append(" " + _table_text(child) + " ")
-        elif tag in _SEPARATED:
+        else:  # a block or a float: whitespace around it
             out.append(" ")
             if len(child):
                 _collect_text(child, out)
             elif child.text:
                 out.append(child.text)
             out.append(" ")
-        elif len(child):
-            _collect_text(child, out)
-        elif child.text:
-            out.append(child.text)
         if child.tail:
             out.append(child.tail)
 
@@ -705,16 +727,21 @@ def _joined(parts: list[str]) -> str:
 
 def _child_steps(el: etree._Element) -> Iterator[tuple[etree._Element, str]]:
     """Each element child with its path step: ``tag`` when alone of its name, else ``tag[n]`` (1-based)."""
-    kids = [c for c in el if isinstance(c.tag, str)]
-    counts = Counter(c.tag for c in kids)
-    seen: Counter[str] = Counter()
-    for c in kids:
-        name = _step_name(c.tag)
-        if counts[c.tag] == 1:
+    kids = [(c, c.tag) for c in el]
+    counts: dict[str, int] = {}
+    for _, tag in kids:
+        if isinstance(tag, str):
+            counts[tag] = counts.get(tag, 0) + 1
+    seen: dict[str, int] = {}
+    for c, tag in kids:
+        if not isinstance(tag, str):
+            continue
+        name = tag if tag[0] != "{" else _step_name(tag)
+        if counts[tag] == 1:
             yield c, name
         else:
-            seen[c.tag] += 1
-            yield c, f"{name}[{seen[c.tag]}]"
+            seen[tag] = n = seen.get(tag, 0) + 1
+            yield c, f"{name}[{n}]"
 
 
 def _step_name(tag: str) -> str:
@@ -749,44 +776,42 @@ class _Walk:
     rids: dict[str, list[str]]  # xref target id → paragraph_ids citing it
 
 
-@dataclass(frozen=True)
 class _Section:
     """Where a paragraph sits: the enclosing section titles and ``sec-type``s, outermost first.
 
-    Built once per section, so the normalized type and the named path are worked out once for all
-    of its paragraphs. ``fixed_type`` forces the type (``abstract``).
+    Built once per section, so the normalized type and the named path (``path``, ``type``) are
+    worked out once for all of its paragraphs. ``fixed_type`` forces the type (``abstract``).
     """
 
-    titles: tuple[str, ...] = ()
-    sec_types: tuple[str, ...] = ()
-    fixed_type: str | None = None
+    __slots__ = ("fixed_type", "path", "sec_types", "titles", "type")
+
+    def __init__(
+        self, titles: tuple[str, ...] = (), sec_types: tuple[str, ...] = (), fixed_type: str | None = None
+    ) -> None:
+        self.titles = titles
+        self.sec_types = sec_types
+        self.fixed_type = fixed_type
+        self.path = [t for t in titles if t]
+        self.type = fixed_type or section_type(titles, sec_types)
 
     def enter(self, title: str, sec_type: str) -> _Section:
         return _Section((*self.titles, title), (*self.sec_types, sec_type), self.fixed_type)
 
-    @cached_property
-    def path(self) -> list[str]:
-        return [t for t in self.titles if t]
-
-    @cached_property
-    def type(self) -> str:
-        return self.fixed_type or section_type(self.titles, self.sec_types)
-
 
 def _walk(el: etree._Element, path: str, section: _Section, state: _Walk) -> None:
+    prefix = f"{path}/" if path else ""
     for child, step in _child_steps(el):
         tag = child.tag
-        child_path = f"{path}/{step}" if path else step
         if tag == "p":
-            _emit_paragraph(child, child_path, section, state)
+            _emit_paragraph(child, prefix + step, section, state)
         elif tag in _SKIP_CONTAINERS or tag in _FOREIGN_SKIPPED:
             continue
         elif tag == "sec" or (tag[0] == "{" and child.find("title") is not None):
             title_el = child.find("title")
             title = element_text(title_el) if title_el is not None else ""
-            _walk(child, child_path, section.enter(title, child.get("sec-type", "")), state)
+            _walk(child, prefix + step, section.enter(title, child.get("sec-type", "")), state)
         else:
-            _walk(child, child_path, section, state)
+            _walk(child, prefix + step, section, state)
 
 
 def _emit_paragraph(p: etree._Element, path: str, section: _Section, state: _Walk) -> None:
@@ -875,18 +900,26 @@ def _article_ids(ids: dict[str, str]) -> tuple[str | None, int | None]:
 
 def _date(el: etree._Element) -> tuple[str | None, int | None]:
     """An ISO date (``2011-08-02``, ``2011-08``, ``2011``) and its year."""
-    year_text = (el.findtext("year") or "").strip()
+    parts: dict[str, str] = {}  # the first child of each name, as ``findtext`` reads it; one pass
+    for child in el:
+        tag = child.tag
+        if tag in _DATE_PARTS and tag not in parts:
+            parts[tag] = child.text or ""
+    year_text = parts.get("year", "").strip()
     if not year_text[:4].isdigit():
         iso = (el.get("iso-8601-date") or "")[:10]
         return (iso, int(iso[:4])) if iso[:4].isdigit() else (None, None)
     year = int(year_text[:4])
-    month = _month(el.findtext("month"), el.findtext("season"))
-    day_text = (el.findtext("day") or "").strip()
+    month = _month(parts.get("month"), parts.get("season"))
+    day_text = parts.get("day", "").strip()
     if month is None:
         return f"{year:04d}", year
     if day_text.isdigit() and 1 <= int(day_text) <= 31:
         return f"{year:04d}-{month:02d}-{int(day_text):02d}", year
     return f"{year:04d}-{month:02d}", year
+
+
+_DATE_PARTS = frozenset(("year", "month", "season", "day"))
 
 
 def _month(month: str | None, season: str | None) -> int | None:
@@ -1198,25 +1231,37 @@ def _article_row(
 
 
 def _float_elements(
-    article: etree._Element, tag: str, include_sub_articles: bool
-) -> Iterator[tuple[etree._Element, str]]:
-    """Every ``tag`` element of the article, wherever it sits, with its path; sub-articles optional."""
-    for el in article.iter(tag):
+    article: etree._Element, include_sub_articles: bool
+) -> dict[str, list[tuple[etree._Element, str]]]:
+    """Every ``fig`` and ``table-wrap`` of the article, wherever it sits, with its path, by tag;
+    sub-articles optional. One walk of the tree finds both."""
+    found: dict[str, list[tuple[etree._Element, str]]] = {"fig": [], "table-wrap": []}
+    steps: dict[etree._Element, dict[etree._Element, str]] = {}  # floats share their ancestors' steps
+    for el in article.iter("fig", "table-wrap"):
         if not include_sub_articles and next(el.iterancestors("sub-article", "response"), None) is not None:
             continue
-        yield el, path_of(el, article)
+        found[el.tag].append((el, path_of(el, article, steps)))
+    return found
 
 
-def path_of(el: etree._Element, top: etree._Element) -> str:
-    """The XPath-like path of ``el`` below ``top``, with the step rule of ``_child_steps``."""
-    steps = []
+def path_of(
+    el: etree._Element,
+    top: etree._Element,
+    steps: dict[etree._Element, dict[etree._Element, str]] | None = None,
+) -> str:
+    """The XPath-like path of ``el`` below ``top``, with the step rule of ``_child_steps``.
+
+    ``steps`` keeps each parent's child steps for the next path that goes through it."""
+    memo = {} if steps is None else steps
+    path = []
     while el is not top:
         parent = el.getparent()
-        same = [c for c in parent if c.tag == el.tag]
-        name = _step_name(el.tag)
-        steps.append(name if len(same) == 1 else f"{name}[{same.index(el) + 1}]")
+        by_child = memo.get(parent)
+        if by_child is None:
+            by_child = memo[parent] = dict(_child_steps(parent))
+        path.append(by_child[el])
         el = parent
-    return "/".join(reversed(steps))
+    return "/".join(reversed(path))
 
 
 def _caption(el: etree._Element) -> str | None:
@@ -1231,10 +1276,10 @@ def _graphics(el: etree._Element) -> list[str]:
 
 
 def _figure_rows(
-    article: etree._Element, article_id: str, rids: dict[str, list[str]], include_sub_articles: bool
+    figures: list[tuple[etree._Element, str]], article_id: str, rids: dict[str, list[str]]
 ) -> list[dict[str, Any]]:
     rows = []
-    for fig, path in _float_elements(article, "fig", include_sub_articles):
+    for fig, path in figures:
         xml_id = fig.get("id")
         rows.append(
             {
@@ -1252,10 +1297,10 @@ def _figure_rows(
 
 
 def _table_rows(
-    article: etree._Element, article_id: str, rids: dict[str, list[str]], include_sub_articles: bool
+    wraps: list[tuple[etree._Element, str]], article_id: str, rids: dict[str, list[str]]
 ) -> list[dict[str, Any]]:
     rows = []
-    for wrap, path in _float_elements(article, "table-wrap", include_sub_articles):
+    for wrap, path in wraps:
         xml_id = wrap.get("id")
         foot = wrap.find("table-wrap-foot")
         rows.append(
@@ -1286,7 +1331,10 @@ def _table_text(table: etree._Element) -> str:
         return memo[table]
     rows = []
     for row in table.iter("tr"):
-        cells = [element_text(c) if len(c) else _norm(c.text or "") for c in row if c.tag in _CELLS]
+        cells = []
+        for cell in row:
+            if cell.tag in _CELLS:
+                cells.append(element_text(cell) if len(cell) else _norm(cell.text or ""))
         rows.append("\t".join(cells))
     text = "\n".join(rows)
     if memo is not None:
@@ -1307,11 +1355,9 @@ def _extract_article(
     state = _Walk(article_id=row["article_id"], paragraphs=[], rids={})
     front = article.find("front")
     if meta is not None and front is not None:
-        meta_path = "front/article-meta"
-        for abstract, step in _child_steps(meta):
-            if abstract.tag == "abstract":
-                title = _text_of(abstract.find("title")) or abstract.get("abstract-type") or "Abstract"
-                _walk(abstract, f"{meta_path}/{step}", _Section((title,), ("",), "abstract"), state)
+        for abstract, step in _abstract_steps(meta):
+            title = _text_of(abstract.find("title")) or abstract.get("abstract-type") or "Abstract"
+            _walk(abstract, f"front/article-meta/{step}", _Section((title,), ("",), "abstract"), state)
     in_abstracts = len(state.paragraphs)
     sub_articles = []
     for child, step in _child_steps(article):
@@ -1326,12 +1372,21 @@ def _extract_article(
     if include_sub_articles:
         for sub, step in sub_articles:
             _walk_sub_article(sub, step, state)
-    figures = _figure_rows(article, row["article_id"], state.rids, include_sub_articles)
-    tables = _table_rows(article, row["article_id"], state.rids, include_sub_articles)
+    floats = _float_elements(article, include_sub_articles)
+    figures = _figure_rows(floats["fig"], row["article_id"], state.rids)
+    tables = _table_rows(floats["table-wrap"], row["article_id"], state.rids)
     row["n_paragraphs"] = len(state.paragraphs)
     row["n_figures"] = len(figures)
     row["n_tables"] = len(tables)
     return ParsedArticle(article=row, paragraphs=state.paragraphs, figures=figures, tables=tables)
+
+
+def _abstract_steps(meta: etree._Element) -> list[tuple[etree._Element, str]]:
+    """The ``abstract`` children of ``article-meta`` with their steps (``_child_steps``' rule)."""
+    abstracts = [child for child in meta if child.tag == "abstract"]
+    if len(abstracts) == 1:
+        return [(abstracts[0], "abstract")]
+    return [(abstract, f"abstract[{n}]") for n, abstract in enumerate(abstracts, 1)]
 
 
 def _walk_sub_article(sub: etree._Element, path: str, state: _Walk) -> None:

@@ -14,6 +14,11 @@ Work plan, deterministic from the inputs so that a rerun finds its earlier outpu
   ``local-`` shards (a killed run) are deleted first, so none is left orphaned when inputs change.
 - Tasks run on a process pool when ``workers > 1``.
 
+Images: a package read from a ``.tar.gz`` attaches the images of the XML's archive folder; a plain
+XML file on disk (an extracted package: the XML with its images beside it) attaches the images of
+its own folder (``FolderImages``), read only for the graphics its figures reference. The summary
+says how many figures have no image.
+
 A document that cannot be read or parsed becomes a row of ``tables/quarantine`` (file, archive
 member, stage, a short ``reason`` code and an ``error`` message naming the file) and the run goes on.
 
@@ -48,8 +53,8 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_SHARD_BYTES = 256 * 2**20
 END = "-end"
 
-Report = Callable[[int, int], None]
-"""Progress callback: (articles, bytes) just processed."""
+Report = Callable[[int, int, int], None]
+"""Progress callback: (articles, bytes) just processed, and the on-disk bytes of input files finished."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ class HarvestSummary(Counts):
         mb = self.bytes_read / 1e6
         return (
             f"harvested {self.articles:,} articles ({self.paragraphs:,} paragraphs, {self.figures:,} figures"
-            f" ({self.images:,} with images), {self.tables:,} tables) from {self.documents:,} documents\n"
+            f" ({self.images:,} with an image, {max(0, self.figures - self.images):,} without),"
+            f" {self.tables:,} tables) from {self.documents:,} documents\n"
             f"shards: {self.shards_written} written, {self.shards_skipped} already complete"
             f" ({self.tasks_skipped} of {self.tasks} tasks skipped without reading)\n"
             f"quarantined: {self.quarantined:,}; duplicates dropped: {self.duplicates:,}\n"
@@ -111,27 +117,34 @@ class HarvestSummary(Counts):
         )
 
 
-def plan_tasks(files: Iterable[Path], *, batch_size: int, shard_bytes: int) -> list[Task]:
-    """Cut sorted ``files`` into tasks of at most ``batch_size`` files / ``shard_bytes`` bytes."""
+def plan_tasks(
+    files: Iterable[Path], *, batch_size: int, shard_bytes: int, citations: str = "marker"
+) -> list[Task]:
+    """Cut sorted ``files`` into tasks of at most ``batch_size`` files / ``shard_bytes`` bytes.
+
+    A task's key names its files and, unless it is the default, the ``citations`` mode of the
+    parse: the shards of one mode are never taken for complete shards of the other."""
     tasks: list[Task] = []
     current: list[tuple[Path, os.stat_result]] = []
     size = 0
     for path in files:
         stat = path.stat()
         if current and (len(current) >= batch_size or size + stat.st_size > shard_bytes):
-            tasks.append(_task(current))
+            tasks.append(_task(current, citations))
             current, size = [], 0
         current.append((path, stat))
         size += stat.st_size
     if current:
-        tasks.append(_task(current))
+        tasks.append(_task(current, citations))
     return tasks
 
 
-def _task(files: list[tuple[Path, os.stat_result]]) -> Task:
+def _task(files: list[tuple[Path, os.stat_result]], citations: str) -> Task:
     digest = hashlib.sha256()
     for path, stat in files:
         digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    if citations != "marker":
+        digest.update(f"citations={citations}\n".encode())
     return Task(f"local-{digest.hexdigest()[:16]}", tuple(path for path, _ in files))
 
 
@@ -143,13 +156,18 @@ def harvest_local(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     workers: int | None = None,
     max_member_bytes: int = archive.DEFAULT_MAX_MEMBER_BYTES,
+    citations: str = "marker",
     progress: bool = True,
 ) -> HarvestSummary:
     """Harvest JATS files, folders and archives under ``paths`` into the build ``out``.
 
-    ``workers`` defaults to the number of CPUs. Raises ``ValueError`` for a missing path or an
-    unsupported file given explicitly, or when nothing to harvest is found.
+    ``workers`` defaults to the number of CPUs; ``citations`` is the parser's mode for bibliography
+    citations (``jats.parse``: ``"marker"`` or ``"drop"``). Raises ``ValueError`` for a missing path
+    or an unsupported file given explicitly, an unknown ``citations`` mode, or when nothing to
+    harvest is found.
     """
+    if citations not in jats.CITATION_MODES:
+        raise ValueError(f"citations must be one of {', '.join(jats.CITATION_MODES)}, not {citations!r}")
     started = time.perf_counter()
     inputs = [Path(p) for p in paths]
     files = archive.discover_inputs(inputs)
@@ -158,13 +176,22 @@ def harvest_local(
             f"no input files ({', '.join(archive.INPUT_SUFFIXES)}) under {', '.join(map(str, inputs))}"
         )
     out = Path(out)
-    tasks = plan_tasks(files, batch_size=batch_size, shard_bytes=shard_bytes)
+    tasks = plan_tasks(files, batch_size=batch_size, shard_bytes=shard_bytes, citations=citations)
     store.remove_unfinished(out, prefix="local-")
     completed = store.completed_shards(out)
     pending = [task for task in tasks if not task.is_complete(completed)]
     summary = HarvestSummary(build=out, tasks=len(tasks), tasks_skipped=len(tasks) - len(pending))
-    options = {"batch_size": batch_size, "shard_bytes": shard_bytes, "max_member_bytes": max_member_bytes}
-    with tqdm(unit=" articles", disable=not progress, desc="harvest local", dynamic_ncols=True) as bar:
+    options: dict[str, Any] = {
+        "batch_size": batch_size,
+        "shard_bytes": shard_bytes,
+        "max_member_bytes": max_member_bytes,
+        "citations": citations,
+    }
+    total = sum(path.stat().st_size for task in pending for path in task.files)
+    bar = tqdm(
+        total=total, unit="B", unit_scale=True, disable=not progress, desc="harvest local", dynamic_ncols=True
+    )
+    with bar:
         progress_bar = _Progress(bar)
         for counts in _run_tasks(pending, out, options, workers or os.cpu_count() or 1, progress_bar.update):
             summary.add(counts)
@@ -178,29 +205,34 @@ def harvest_local(
 
 
 class _Progress:
+    """The bar counts the on-disk bytes of the input files finished, so it has a total and an ETA;
+    articles parsed and the rate of bytes read (XML and images, uncompressed) are shown beside it."""
+
     def __init__(self, bar: tqdm) -> None:
         self.bar = bar
+        self.articles = 0
         self.bytes = 0
         self.started = time.perf_counter()
 
-    def update(self, articles: int, nbytes: int) -> None:
+    def update(self, articles: int, nbytes: int, done_bytes: int) -> None:
+        self.articles += articles
         self.bytes += nbytes
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(articles)
         self.bar.set_postfix_str(
-            f"{self.bytes / 1e6:,.1f} MB, {self.bytes / 1e6 / elapsed:,.1f} MB/s", refresh=False
+            f"{self.articles:,} articles, {self.bytes / 1e6 / elapsed:,.1f} MB/s read", refresh=False
         )
+        self.bar.update(done_bytes)
 
 
 def _run_tasks(
-    tasks: list[Task], build: Path, options: dict[str, int], workers: int, report: Report
+    tasks: list[Task], build: Path, options: dict[str, Any], workers: int, report: Report
 ) -> Iterator[Counts]:
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield run_task(task, build, report=report, **options)
         return
     context = multiprocessing.get_context("spawn")
-    messages: multiprocessing.Queue[tuple[int, int]] = context.Queue()
+    messages: multiprocessing.Queue[tuple[int, int, int]] = context.Queue()
     with ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)),
         mp_context=context,
@@ -218,40 +250,39 @@ def _run_tasks(
         _drain(messages, report)
 
 
-_worker_queue: multiprocessing.Queue[tuple[int, int]] | None = None
+_worker_queue: multiprocessing.Queue[tuple[int, int, int]] | None = None
 
 
-def _init_worker(messages: multiprocessing.Queue[tuple[int, int]]) -> None:
+def _init_worker(messages: multiprocessing.Queue[tuple[int, int, int]]) -> None:
     global _worker_queue
     _worker_queue = messages
 
 
-def _run_task_in_worker(task: Task, build: Path, options: dict[str, int]) -> Counts:
+def _run_task_in_worker(task: Task, build: Path, options: dict[str, Any]) -> Counts:
     messages = _worker_queue
     assert messages is not None  # set by _init_worker
-    return run_task(task, build, report=lambda articles, nbytes: messages.put((articles, nbytes)), **options)
+    return run_task(task, build, report=lambda *progress: messages.put(progress), **options)
 
 
-def _drain(messages: multiprocessing.Queue[tuple[int, int]], report: Report) -> None:
+def _drain(messages: multiprocessing.Queue[tuple[int, int, int]], report: Report) -> None:
     while True:
         try:
-            articles, nbytes = messages.get_nowait()
+            progress = messages.get_nowait()
         except queue.Empty:
             return
-        report(articles, nbytes)
+        report(*progress)
 
 
 @dataclass
 class _Shard:
-    """The shard being filled: its parsed articles (deduplicated) and quarantine records."""
+    """The shard being filled: its articles (deduplicated, as Arrow) and quarantine records."""
 
     index: int
     skip: bool
-    articles: dict[str, jats.ParsedArticle] = field(default_factory=dict)
+    rows: store.ShardRows = field(default_factory=lambda: store.ShardRows(source=SOURCE))
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     documents: int = 0
     nbytes: int = 0
-    duplicates: int = 0
 
 
 def run_task(
@@ -262,11 +293,13 @@ def run_task(
     shard_bytes: int,
     max_member_bytes: int,
     report: Report,
+    citations: str = "marker",
 ) -> Counts:
     """Read, parse and write one task's shards, skipping the complete ones; return its counts."""
     completed = store.completed_shards(build)
     counts = Counts()
     shard = _Shard(0, skip=task.shard(0, last=False) in completed)
+    beside = FolderImages(max_member_bytes)
     for path in task.files:
         for item in archive.iter_items(path, max_member_bytes=max_member_bytes):
             if isinstance(item, archive.Rejected):
@@ -282,16 +315,19 @@ def run_task(
             shard.documents += 1
             shard.nbytes += nbytes
             counts.bytes_read += nbytes
-            articles = 0 if shard.skip else _parse_into(shard, item, counts)
-            report(articles, nbytes)
+            articles = 0 if shard.skip else _parse_into(shard, item, counts, citations, beside)
+            report(articles, nbytes, 0)
+        report(0, 0, path.stat().st_size)
     _finish(task, shard, build, counts, last=True)
     return counts
 
 
-def _parse_into(shard: _Shard, document: archive.Document, counts: Counts) -> int:
+def _parse_into(
+    shard: _Shard, document: archive.Document, counts: Counts, citations: str, beside: FolderImages
+) -> int:
     """Parse ``document`` into ``shard``; quarantine it when it fails. Returns articles parsed."""
     try:
-        parsed = jats.parse(document.data, source_uri=document.uri)
+        parsed = jats.parse(document.data, source_uri=document.uri, citations=citations)
     except Exception as exc:  # JatsError, or any parser failure: this document only
         message = str(exc)
         where = "" if document.uri in message else f"{document.where}: "
@@ -306,9 +342,71 @@ def _parse_into(shard: _Shard, document: archive.Document, counts: Counts) -> in
         )
         return 0
     for article in parsed:
-        counts.images += archive.attach_images(article.figures, document.images)
-        shard.duplicates += store.add_latest(shard.articles, article)
+        images = document.images
+        if document.member is None and not images:  # a plain file: its images are beside it
+            images, problems = beside.for_figures(document.source, article.figures)
+            shard.quarantine += problems
+        counts.images += archive.attach_images(article.figures, images)
+        shard.rows.add(article)
     return len(parsed)
+
+
+class FolderImages:
+    """The images beside a plain XML file on disk, for the graphics its figures reference.
+
+    An extracted PMC package is a folder holding the XML and its figure images; they match a
+    figure's ``graphic/@xlink:href`` by ``archive.image_key`` (base name without image suffix), as
+    inside a ``.tar.gz``. The folder is listed once while consecutive documents share it. An href
+    is never used as a path, so nothing outside the folder is read; symbolic links are not followed;
+    each image is capped like an archive member. An unreadable image becomes a quarantine row.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.folder: Path | None = None
+        self.files: dict[str, list[Path]] = {}
+
+    def _listing(self, folder: Path) -> dict[str, list[Path]]:
+        if folder != self.folder:
+            files: dict[str, list[Path]] = {}
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        readable = entry.name.lower().endswith(archive.READABLE_IMAGE_SUFFIXES)
+                        if readable and entry.is_file(follow_symlinks=False):
+                            files.setdefault(archive.image_key(entry.name), []).append(Path(entry.path))
+            except OSError:
+                files = {}
+            self.folder, self.files = folder, files
+        return self.files
+
+    def for_figures(
+        self, source: str, figures: Iterable[dict[str, Any]]
+    ) -> tuple[dict[str, archive.Image], list[dict[str, Any]]]:
+        """(image key → image, quarantine rows) for the graphics of ``figures``."""
+        wanted = {archive.image_key(href) for figure in figures for href in figure.get("graphics") or ()}
+        if not wanted:
+            return {}, []
+        listing = self._listing(Path(source).parent)
+        images: dict[str, archive.Image] = {}
+        problems: list[dict[str, Any]] = []
+        for key in sorted(wanted & listing.keys()):
+            for path in sorted(listing[key]):
+                try:
+                    with open(path, "rb") as stream:
+                        image = archive.read_image(path.name, archive.read_bounded(stream, self.max_bytes))
+                except (OSError, archive.TooLarge, archive.NotAnImage, archive.DecompressionBomb) as exc:
+                    code = reason_code(type(exc).__name__)
+                    problems.append(_quarantine_record(str(path), None, "read", code, f"{path}: {exc}"))
+                    continue
+                current = images.get(key)
+                if current is None or _preference(image) < _preference(current):
+                    images[key] = image
+        return images, problems
+
+
+def _preference(image: archive.Image) -> int:
+    return archive.IMAGE_PREFERENCE.index(image.format)
 
 
 def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: bool) -> None:
@@ -318,9 +416,9 @@ def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: boo
         counts.shards_skipped += 1
         return
     counts.quarantined += store.write_quarantine(build, name, shard.quarantine)
-    written = store.write_parsed(build, name, shard.articles.values(), source=SOURCE)
+    written = shard.rows.write(build, name)
     counts.shards_written += 1
-    counts.duplicates += shard.duplicates
+    counts.duplicates += shard.rows.duplicates
     counts.articles += written["articles"]
     counts.paragraphs += written["paragraphs"]
     counts.figures += written["figures"]

@@ -53,6 +53,9 @@ SHARD_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 CONTENT_TABLES = ("paragraphs", "figures", "tables")
 """Tables written before ``articles``, in this order."""
 
+CHUNK_ARTICLES = 64
+"""Articles a ``ShardRows`` holds as Python rows before turning them into Arrow."""
+
 
 def check_shard_name(shard: str) -> str:
     """``shard`` if it follows the naming rule, else ``ValueError``."""
@@ -84,18 +87,10 @@ def write_parsed(
     parsed, duplicates = keep_latest(parsed)
     if duplicates:
         log.info("shard %s: %d older or repeated copies of an article left out", shard, duplicates)
-    at = harvested_at or datetime.now(UTC)
-    rows: dict[str, list[Mapping[str, Any]]] = {
-        "paragraphs": [p for a in parsed for p in a.paragraphs],
-        "figures": [f for a in parsed for f in a.figures],
-        "tables": [t for a in parsed for t in a.tables],
-        "articles": [_article_row(a, source=source, harvested_at=at) for a in parsed],
-    }
+    tables = _tables(parsed, source=source, harvested_at=harvested_at or datetime.now(UTC))
     for table in (*CONTENT_TABLES, "articles"):
-        schema.write_shard(
-            schema.to_table(rows[table], schema.SCHEMAS[table]), shard_path(build, table, shard)
-        )
-    return {table: len(table_rows) for table, table_rows in rows.items()}
+        schema.write_shard(tables[table], shard_path(build, table, shard))
+    return {table: rows.num_rows for table, rows in tables.items()}
 
 
 def version_rank(parsed: ParsedArticle) -> int:
@@ -123,6 +118,118 @@ def keep_latest(parsed: Iterable[ParsedArticle]) -> tuple[list[ParsedArticle], i
     articles: dict[str, ParsedArticle] = {}
     duplicates = sum(add_latest(articles, article) for article in parsed)
     return list(articles.values()), duplicates
+
+
+class ShardRows:
+    """The rows of one shard, added article by article, kept as Arrow; ``write`` writes the shard.
+
+    A harvest shard holds up to a thousand articles. Held as Python rows until the shard is written,
+    their millions of objects make every garbage collection walk them and push the parser's data
+    out of the CPU caches: parsing inside a harvest ran ~20% slower than parsing alone. Here every
+    ``CHUNK_ARTICLES`` articles become Arrow tables (the same rows, a fraction of the memory, no
+    objects to walk). ``write`` writes the very tables ``write_parsed`` would write for the
+    articles kept.
+
+    Copies of one ``article_id`` follow the version rule as ``add_latest`` applies it to Python
+    rows: one is kept, the highest version or else the later, and it takes the later one's place.
+    """
+
+    def __init__(self, *, source: str) -> None:
+        self.source = source
+        self.duplicates = 0
+        self._pending: dict[str, ParsedArticle] = {}
+        self._chunks: list[dict[str, pa.Table]] = []
+        self._chunk_of: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
+        self._dropped: list[set[str]] = []
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._chunk_of)
+
+    def add(self, parsed: ParsedArticle) -> None:
+        article_id = parsed.article["article_id"]
+        version = version_rank(parsed)
+        previous = self._versions.get(article_id, version)
+        if article_id in self._pending:
+            self.duplicates += 1
+            earlier = self._pending.pop(article_id)
+            if previous > version:
+                parsed, version = earlier, previous
+        elif article_id in self._chunk_of:
+            self.duplicates += 1
+            chunk = self._chunk_of.pop(article_id)
+            self._dropped[chunk].add(article_id)
+            if previous > version:  # the copy already in Arrow wins: it moves last
+                self._flush()
+                self._append(
+                    {name: _rows_of(table, article_id) for name, table in self._chunks[chunk].items()}
+                )
+                self._chunk_of[article_id] = len(self._chunks) - 1
+                return
+        self._versions[article_id] = version
+        self._pending[article_id] = parsed
+        if len(self._pending) >= CHUNK_ARTICLES:
+            self._flush()
+
+    def write(self, build: str | Path, shard: str, *, harvested_at: datetime | None = None) -> dict[str, int]:
+        """Write the shard (``articles`` last, as ``write_parsed``); return rows per table."""
+        self._flush()
+        at = harvested_at or datetime.now(UTC)
+        written = {}
+        for table in (*CONTENT_TABLES, "articles"):
+            rows = self._table(table)
+            if table == "articles":
+                index = schema.ARTICLES.get_field_index("harvested_at")
+                stamps = pa.array([at] * rows.num_rows, schema.TIMESTAMP)
+                rows = rows.set_column(index, schema.ARTICLES.field(index), stamps)
+            schema.write_shard(rows, shard_path(build, table, shard))
+            written[table] = rows.num_rows
+        return written
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        parsed = list(self._pending.values())
+        self._append(_tables(parsed, source=self.source, harvested_at=None))
+        for article_id in self._pending:
+            self._chunk_of[article_id] = len(self._chunks) - 1
+        self._pending.clear()
+
+    def _append(self, tables: dict[str, pa.Table]) -> None:
+        self._chunks.append(tables)
+        self._dropped.append(set())
+
+    def _table(self, name: str) -> pa.Table:
+        """Table ``name`` of the shard: the chunks in order, without the rows of dropped articles."""
+        parts = []
+        for chunk, dropped in zip(self._chunks, self._dropped, strict=True):
+            table = chunk[name]
+            if dropped:
+                keep = pc.invert(
+                    pc.is_in(table["article_id"], value_set=pa.array(sorted(dropped), pa.string()))
+                )
+                table = table.filter(keep)
+            parts.append(table)
+        if not parts:
+            return schema.SCHEMAS[name].empty_table()
+        return pa.concat_tables(parts).combine_chunks()
+
+
+def _rows_of(table: pa.Table, article_id: str) -> pa.Table:
+    return table.filter(pc.equal(table["article_id"], article_id))
+
+
+def _tables(
+    parsed: list[ParsedArticle], *, source: str, harvested_at: datetime | None
+) -> dict[str, pa.Table]:
+    """The rows of ``parsed`` as one Arrow table per base table."""
+    rows: dict[str, list[Mapping[str, Any]]] = {
+        "paragraphs": [p for a in parsed for p in a.paragraphs],
+        "figures": [f for a in parsed for f in a.figures],
+        "tables": [t for a in parsed for t in a.tables],
+        "articles": [_article_row(a, source=source, harvested_at=harvested_at) for a in parsed],
+    }
+    return {name: schema.to_table(table_rows, schema.SCHEMAS[name]) for name, table_rows in rows.items()}
 
 
 def settle_versions(
@@ -187,7 +294,7 @@ def _rewrite_without(build: str | Path, shard: str, article_ids: set[str]) -> di
     return removed
 
 
-def _article_row(parsed: ParsedArticle, *, source: str, harvested_at: datetime) -> dict[str, Any]:
+def _article_row(parsed: ParsedArticle, *, source: str, harvested_at: datetime | None) -> dict[str, Any]:
     row = dict(parsed.article)
     row["source"] = source
     row["harvested_at"] = harvested_at

@@ -120,3 +120,24 @@ def synthetic_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         table = schema.to_table(paragraphs[index : index + 4000], schema.PARAGRAPHS)
         schema.write_shard(table, schema.table_dir(path, "paragraphs") / f"p{index:06d}.parquet")
     return path
+
+
+@pytest.fixture(scope="session")
+def labelled_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 articles × 20 paragraphs of seeded random words with labels: made without the parser, so
+    that its exports change only when the export does (``fixture-digests.json``)."""
+    path = tmp_path_factory.mktemp("labelled") / "build"
+    make_labelled_build(path)
+    return path
+
+
+def make_labelled_build(path: Path) -> Path:
+    articles, paragraphs = synthetic_rows(60, 20, seed=1)
+    schema.write_shard(
+        schema.to_table(articles, schema.ARTICLES), schema.table_dir(path, "articles") / "a.parquet"
+    )
+    schema.write_shard(
+        schema.to_table(paragraphs, schema.PARAGRAPHS), schema.table_dir(path, "paragraphs") / "p.parquet"
+    )
+    add_labels(path)
+    return path

@@ -69,7 +69,7 @@ def test_body_has_counts_distributions_provenance_and_duckdb(exported: Path) -> 
 
 
 def test_repo_id_is_written_into_the_examples(exported: Path) -> None:
-    text = card.render(exported, "someone/pmc-demo")
+    text = card.render(exported, card.CardSettings(repo_id="someone/pmc-demo"))
     assert "hf://datasets/someone/pmc-demo/data/*.parquet" in text
     assert 'load_dataset("someone/pmc-demo", "figures", split="train", streaming=True)' in text
 
@@ -127,3 +127,58 @@ def test_student_agreement_is_in_the_provenance(subset_export: Path) -> None:
         "  - domain: student: accuracy 0.930, macro_f1 0.910; majority: accuracy 0.500, macro_f1 0.200"
         in text
     )
+
+
+def test_card_is_a_hub_dataset_card_with_the_template_sections(exported: Path) -> None:
+    from huggingface_hub import DatasetCard
+
+    loaded = DatasetCard.load(exported / "README.md")
+    assert loaded.data.pretty_name == "pmc-demo"
+    for section in (
+        "## Dataset Structure",
+        "## Licensing Information",
+        "## Personal and Sensitive Information",
+        "## Bias, Risks, and Limitations",
+        "## Citation",
+    ):
+        assert section in loaded.text
+
+
+def test_licensing_counts_the_licenses_of_each_split(exported: Path) -> None:
+    text = (exported / "README.md").read_text()
+    licensing = text.split("## Licensing Information", 1)[1].split("\n## ", 1)[0]
+    assert "| config | split | license | rows |" in licensing
+    assert re.search(r"\| default \| commercial \| CC BY \| [\d,]+ \|", licensing)
+    assert re.search(r"\| default \| noncommercial \| CC BY-NC[-A-Z]* \| [\d,]+ \|", licensing)
+
+
+def test_language_is_left_out_when_no_row_has_one(exported: Path) -> None:
+    assert "language" not in header(exported)
+
+
+def test_title_description_and_repo_are_kept_for_the_next_card(exported: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dataset"
+    shutil.copytree(exported, out)
+    card.write_card(out, "someone/pmc-demo", title="pmc-demo-2026", description="Paragraphs --> of PMC.")
+    card.write_card(out)  # what `pmcurate publish` or the next export does
+    text = (out / "README.md").read_text()
+    assert header(out)["pretty_name"] == "pmc-demo-2026"
+    assert "# pmc-demo-2026\n\nParagraphs --> of PMC." in text
+    assert 'load_dataset("someone/pmc-demo", split=' in text
+    assert "ORG/NAME" not in text
+
+
+def test_a_readme_not_written_by_pmcurate_is_not_overwritten(exported: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dataset"
+    shutil.copytree(exported, out)
+    (out / "README.md").write_text("# My notes\n\nhand-written\n")
+    with pytest.raises(card.CardError, match="was not written by pmcurate"):
+        card.write_card(out)
+    assert (out / "README.md").read_text() == "# My notes\n\nhand-written\n"
+
+
+def test_counts_of_the_student_report_print_as_integers() -> None:
+    lines = card._student_lines(
+        {"teacher": "t", "labels": {"domain": {"student": {"n": 128000, "macro_f1": 0.9251}}}}
+    )
+    assert lines[1] == "  - domain: student: macro_f1 0.925, n 128,000"

@@ -53,3 +53,14 @@ def test_sizes_parse_with_units() -> None:
     ]
     with pytest.raises(argparse.ArgumentTypeError):
         parse_size("big")
+
+
+def test_export_into_a_folder_with_someone_elses_readme_stops_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], build: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("my notes")
+    assert main(["export", str(build), "--out", str(out)]) == 2
+    assert "was not written by pmcurate" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["README.md"]

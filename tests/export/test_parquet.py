@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import threading
 from pathlib import Path
 
 import duckdb
@@ -17,6 +20,8 @@ from pmcurate.export import parquet
 from pmcurate.export.exporter import ExportError, export
 
 SHARD_NAME = r"^(commercial|noncommercial|other|train)-\d{5}-of-\d{5}\.parquet$"
+RECORDED = json.loads((Path(__file__).parent.parent / "data" / "export" / "fixture-digests.json").read_text())
+SMALL = {"shard_bytes": 100_000, "row_group_bytes": 20_000}
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -42,6 +47,27 @@ def test_second_export_is_byte_identical(synthetic_build: Path, tmp_path: Path) 
     assert first == second
     assert digests(one / "provenance") == digests(two / "provenance")
     assert (one / "README.md").read_bytes() == (two / "README.md").read_bytes()
+
+
+def combined_digest(folder: Path) -> dict[str, object]:
+    """Shard count and a sha256 over each shard's name and sha256, as ``fixture-digests.json`` holds them."""
+    digest = hashlib.sha256()
+    shards = digests(folder)
+    for name, value in shards.items():
+        digest.update(f"{name}\0{value}\n".encode())
+    return {"shards": len(shards), "sha256": digest.hexdigest()}
+
+
+@pytest.mark.skipif(
+    pa.__version__ != RECORDED["recorded_with"]["pyarrow"],
+    reason=f"digests recorded with pyarrow {RECORDED['recorded_with']['pyarrow']}, not {pa.__version__}",
+)
+@pytest.mark.parametrize("name", sorted(RECORDED["exports"]))
+def test_export_bytes_match_the_recorded_digests(name: str, labelled_build: Path, tmp_path: Path) -> None:
+    """The shards are the very bytes the export wrote before it was pipelined (one thread, a self-join)."""
+    preset, _, size = name.partition(" ")
+    export(labelled_build, tmp_path, preset=preset, progress=False, **(SMALL if size == "small" else {}))
+    assert combined_digest(tmp_path / "data") == RECORDED["exports"][name]
 
 
 def test_shard_sizes_are_near_the_target(synthetic_build: Path, tmp_path: Path) -> None:
@@ -73,6 +99,32 @@ def test_row_group_cuts_do_not_depend_on_incoming_batches() -> None:
     pieces = [t.num_rows for t in parquet.row_groups(table.to_batches(max_chunksize=7), 20_000)]
     assert whole == pieces
     assert sum(whole) == 3000
+
+
+def test_read_ahead_yields_every_item_in_order() -> None:
+    assert list(parquet.read_ahead(iter(range(1000)), depth=3)) == list(range(1000))
+
+
+def test_read_ahead_raises_the_producers_error_after_its_items() -> None:
+    def items():
+        yield from (1, 2)
+        raise OSError("disk gone")
+
+    seen = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in parquet.read_ahead(items()):
+            seen.append(item)
+    assert seen == [1, 2]
+
+
+def test_read_ahead_stops_its_producer_when_the_caller_stops() -> None:
+    produced = itertools.count()
+    source = (next(produced) for _ in itertools.repeat(None))  # endless
+    reader = parquet.read_ahead(source, depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()
+    assert not [t for t in threading.enumerate() if t.name == "pmcurate-read-ahead"]
+    assert next(produced) <= 3 + 2 + 2  # what was taken, the queue, and the one item in hand
 
 
 def test_row_sizes_count_nested_values() -> None:

@@ -95,3 +95,22 @@ def test_bad_sql_is_a_one_line_query_error(build: Path) -> None:
 def test_unknown_table_is_a_query_error(build: Path) -> None:
     with pytest.raises(QueryError, match="labels"):
         run_query(build, "SELECT * FROM labels", format="csv")
+
+
+@pytest.mark.parametrize("format", ["csv", "json"])
+def test_show_tables_lists_the_builds_views_only(
+    build: Path, format: str, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    run_query(build, "SHOW TABLES", format=format)  # type: ignore[arg-type]
+    out = capsysbinary.readouterr().out.decode()
+    assert "articles" in out and "paragraphs" in out
+    assert "pmcurate" not in out and "result" not in out
+
+
+def test_query_help_names_the_subset_and_export_views(capsys: pytest.CaptureFixture[str]) -> None:
+    from pmcurate.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["query", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "subset_NAME" in text and "subset_NAME_drops" in text and "data_commercial" in text

@@ -26,12 +26,12 @@ def exported(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_export_folder_has_a_view_per_config_and_split(exported: Path) -> None:
     con = connect(exported)
     views = {row[0] for row in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-    assert views == {"default", "default_commercial", "default_noncommercial", "default_other",
+    assert views == {"data", "data_commercial", "data_noncommercial", "data_other",
                      "figures", "figures_train"}  # fmt: skip
 
 
 def test_config_view_has_every_split_with_its_name(exported: Path) -> None:
-    rows = connect(exported).sql('SELECT split, count(*) FROM "default" GROUP BY 1 ORDER BY 1').fetchall()
+    rows = connect(exported).sql("SELECT split, count(*) FROM data GROUP BY 1 ORDER BY 1").fetchall()
     assert rows == [("commercial", 355), ("noncommercial", 95), ("other", 15)]
     assert connect(exported).sql("SELECT count(*) FROM figures_train").fetchall() == [(46,)]
 

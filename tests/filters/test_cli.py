@@ -87,3 +87,12 @@ def test_filter_refuses_a_subset_name_outside_the_allowed_characters(
 ) -> None:
     assert cli.main(["filter", str(build), "--subset", name, "--rule", "min_words"]) == 2
     assert f"bad subset name {name!r}: letters, digits" in capsys.readouterr().err
+
+
+def test_filter_on_two_worker_processes_writes_the_files_of_one(build: Path) -> None:
+    argv = ["filter", str(build), "--subset", "w", "--rule", "min_words", "--dedup", "exact,near"]
+    assert cli.main([*argv, "--workers", "1"]) == 0
+    folder = build / "subsets" / "w"
+    one = {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    assert cli.main([*argv, "--workers", "2", "--executor", "local"]) == 0
+    assert {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} == one

@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pmcurate.harvest import store
-from pmcurate.harvest.local import HarvestSummary, harvest_local
+from pmcurate.harvest import jats, store
+from pmcurate.harvest.local import HarvestSummary, harvest_local, plan_tasks
 from tests.harvest.tarballs import gif, jpeg, link_member, png, write_gzip, write_tar
 
 JATS_DIR = Path(__file__).parents[1] / "data" / "jats"
@@ -22,7 +22,7 @@ FIXTURE_ARTICLES = 15  # 12 files; the pmc-articleset file holds 4 articles
 GOOD = "pone.0046493.nxml"  # PMC3460867, figures pone.0046493.g001 … g004
 
 
-def harvest(paths: list[Path], out: Path, **kwargs: int) -> HarvestSummary:
+def harvest(paths: list[Path], out: Path, **kwargs: int | str) -> HarvestSummary:
     options = {"workers": 1, "progress": False, **kwargs}
     return harvest_local(paths, out, **options)  # type: ignore[arg-type]
 
@@ -345,3 +345,93 @@ def test_no_inputs_found_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="no input files"):
         harvest([tmp_path], tmp_path / "build")
+
+
+# --- parser options ----------------------------------------------------------------------------------
+
+
+def test_citations_drop_reaches_the_parser(tmp_path: Path) -> None:
+    harvest([JATS_DIR / GOOD], tmp_path / "drop", citations="drop")
+    harvest([JATS_DIR / GOOD], tmp_path / "marker")
+    dropped, marked = read(tmp_path / "drop", "paragraphs"), read(tmp_path / "marker", "paragraphs")
+    expected = [p["text"] for p in jats.parse(fixture_bytes(GOOD), citations="drop")[0].paragraphs]
+    assert dropped.sort("ordinal")["text"].to_list() == expected
+    assert any("[1]" in text for text in marked["text"]) and not any(
+        "[1]" in text for text in dropped["text"]
+    )
+
+
+def test_a_task_of_the_other_citation_mode_is_another_task() -> None:
+    files = [JATS_DIR / GOOD]
+    marker = plan_tasks(files, batch_size=10, shard_bytes=2**30)
+    drop = plan_tasks(files, batch_size=10, shard_bytes=2**30, citations="drop")
+    assert marker[0].key != drop[0].key
+    assert marker == plan_tasks(files, batch_size=10, shard_bytes=2**30, citations="marker")
+
+
+def test_an_unknown_citation_mode_is_refused_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="citations must be one of marker, drop, not 'keep'"):
+        harvest([JATS_DIR / GOOD], tmp_path / "b", citations="keep")
+    assert not (tmp_path / "b").exists()
+
+
+# --- images beside a plain XML file (an extracted package) -----------------------------------------
+
+
+def extracted_package(tmp_path: Path) -> Path:
+    """The layout of a PMC package unpacked on disk: the XML and its images in one folder."""
+    folder = tmp_path / "PMC3460867"
+    folder.mkdir()
+    shutil.copy2(JATS_DIR / GOOD, folder / GOOD)
+    (folder / "pone.0046493.g001.jpg").write_bytes(jpeg(800, 600))
+    (folder / "pone.0046493.g002.png").write_bytes(png(5, 4))
+    (folder / "pone.0046493.g002.gif").write_bytes(gif(5, 4))  # the preview: the PNG wins
+    (folder / "pone.0046493.pdf").write_bytes(b"%PDF-1.4 not an image")
+    return folder
+
+
+def test_extracted_package_attaches_the_images_beside_the_xml(tmp_path: Path) -> None:
+    summary = harvest([extracted_package(tmp_path)], tmp_path / "build")
+    figures = read(tmp_path / "build", "figures").sort("figure_id")
+    with_image = figures.filter(pl.col("image").is_not_null())
+    assert summary.images == 2
+    assert with_image.select("format", "width", "height").rows() == [("jpeg", 800, 600), ("png", 5, 4)]
+    assert with_image["image"].struct.field("path").to_list() == [
+        "pone.0046493.g001.jpg",
+        "pone.0046493.g002.png",
+    ]
+    assert with_image["image"].struct.field("bytes").to_list()[1] == png(5, 4)
+
+
+def test_summary_says_how_many_figures_have_no_image(tmp_path: Path) -> None:
+    summary = harvest([extracted_package(tmp_path)], tmp_path / "build")
+    assert f"{summary.figures} figures (2 with an image, {summary.figures - 2} without)" in str(summary)
+
+
+def test_an_unreadable_image_beside_the_xml_is_quarantined_and_the_article_kept(tmp_path: Path) -> None:
+    folder = extracted_package(tmp_path)
+    (folder / "pone.0046493.g003.png").write_bytes(b"not a png at all")
+    summary = harvest([folder], tmp_path / "build")
+    quarantine = read(tmp_path / "build", "quarantine")
+    assert summary.articles == 1 and summary.images == 2
+    assert quarantine["reason"].to_list() == ["not_an_image"]
+    assert quarantine["source"].to_list() == [str(folder / "pone.0046493.g003.png")]
+
+
+def test_images_beside_the_xml_are_not_read_through_links(tmp_path: Path) -> None:
+    folder = extracted_package(tmp_path)
+    (folder / "pone.0046493.g001.jpg").unlink()
+    outside = tmp_path / "secret.jpg"
+    outside.write_bytes(jpeg(10, 10))
+    (folder / "pone.0046493.g001.jpg").symlink_to(outside)
+    summary = harvest([folder], tmp_path / "build")
+    assert summary.images == 1
+
+
+def test_progress_has_a_total_and_an_eta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    total = sum((JATS_DIR / name).stat().st_size for name in JATS_FILES)
+    harvest_local([JATS_DIR], tmp_path / "build", workers=1, progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("harvest local: 100%")
+    assert f"/{total / 1000:.0f}k" in bar or f"/{total / 1e6:.2f}M" in bar  # the input's bytes
+    assert f"{FIXTURE_ARTICLES} articles" in bar

@@ -1,7 +1,9 @@
-"""Writing parsed articles as shards: exact schemas, articles last, completion, quarantine."""
+"""Writing parsed articles as shards: exact schemas, articles last, completion, quarantine, and
+``ShardRows`` (rows kept as Arrow while a shard fills) writing the very bytes ``write_parsed`` writes."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +15,26 @@ from pmcurate import schema
 from pmcurate.harvest import jats, store
 
 Parsed = Callable[[str], list[jats.ParsedArticle]]
+FIXTURES = sorted(
+    p.name for p in (Path(__file__).parent.parent / "data" / "jats").iterdir() if "ml" in p.suffix
+)
+AT = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+
+
+def shard_bytes(build: Path, shard: str) -> dict[str, bytes]:
+    return {
+        table: store.shard_path(build, table, shard).read_bytes()
+        for table in (*store.CONTENT_TABLES, "articles")
+    }
+
+
+def version_of(article: jats.ParsedArticle, version: int | None, tag: str) -> jats.ParsedArticle:
+    """A copy of ``article`` with ``version``, its paragraphs marked with ``tag`` (to tell copies apart)."""
+    return dataclasses.replace(
+        article,
+        article={**article.article, "version": version},
+        paragraphs=[{**p, "text": f"{p['text']} {tag}"} for p in article.paragraphs],
+    )
 
 
 def test_write_parsed_writes_every_table_with_its_exact_schema(
@@ -109,6 +131,52 @@ def test_remove_unfinished_deletes_only_unfinished_shards_with_the_prefix(
 def test_invalid_shard_names_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="invalid shard name"):
         store.write_parsed(tmp_path, name, [], source="local")
+
+
+def test_shard_rows_write_the_bytes_write_parsed_writes(
+    tmp_path: Path, parsed_fixture: Parsed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "CHUNK_ARTICLES", 4)  # several chunks from the fixtures' 25 articles
+    articles = [article for name in FIXTURES for article in parsed_fixture(name)]
+    rows = store.ShardRows(source="local")
+    for article in articles:
+        rows.add(article)
+    counts = rows.write(tmp_path, "chunked", harvested_at=AT)
+    assert counts == store.write_parsed(tmp_path, "plain", articles, source="local", harvested_at=AT)
+    assert counts["articles"] == len(articles) > 8
+    assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "plain")
+
+
+# Versions of one article added in turn, with other articles in between (``x``): which copy is kept
+# and where it lands must not depend on whether the first copy was already turned into Arrow.
+@pytest.mark.parametrize(
+    "versions",
+    [
+        [1, 2],  # the later, higher version wins
+        [2, 1],  # the earlier, higher version wins and moves last
+        [None, None],  # a tie: the later one
+        [3, "x", "x", "x", 1],  # the winner is already in Arrow: it moves last
+        [3, "x", "x", 1],  # ... after the articles not yet in Arrow
+        [1, "x", "x", "x", 2, "x", "x", 0, 5],
+    ],
+)
+def test_shard_rows_keep_the_copy_the_version_rule_keeps(
+    versions: list, tmp_path: Path, parsed_fixture: Parsed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "CHUNK_ARTICLES", 2)
+    [base] = parsed_fixture("mds526.nxml")
+    others = iter(article for name in FIXTURES[:6] for article in parsed_fixture(name))
+    added = [
+        next(others) if version == "x" else version_of(base, version, f"copy{index}")
+        for index, version in enumerate(versions)
+    ]
+    rows = store.ShardRows(source="local")
+    for article in added:
+        rows.add(article)
+    rows.write(tmp_path, "chunked", harvested_at=AT)
+    store.write_parsed(tmp_path, "python", added, source="local", harvested_at=AT)  # keeps one copy itself
+    assert rows.duplicates == store.keep_latest(added)[1] > 0
+    assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "python")
 
 
 def _version(version: int, text: str, article_id: str = "PMC1") -> jats.ParsedArticle:

@@ -1,0 +1,379 @@
+"""Every row of the throughput table (README "Measured", issue 15), side by side in one run.
+
+For each ``--articles N``, a corpus of N files is made the way ``bench/build.py`` makes it (the
+bundled sample articles copied under new PMCID/PMID/DOI), and each stage is timed next to the raw
+library under it, on the same data, best of ``--runs`` (runs of the two contenders interleaved, so
+that the load of a shared machine hits both alike):
+
+- ``parse``: ``jats.parse`` vs ``lxml.etree.fromstring`` (same safe parser options) of the same
+  bytes, in memory, one thread; CPU seconds (``time.process_time``), which a busy machine inflates
+  less than wall time.
+- ``harvest``: ``pmcurate build --until harvest --workers W`` in a subprocess (manifest of
+  ``bench/build.py``): CPU seconds of the whole process tree (start-up, worker pool, reading,
+  parsing, Parquet) per article vs ``parse``'s CPU seconds per article.
+- ``apply 1``: ``annotate apply --jobs 1`` over the whole build's paragraphs (read shards,
+  normalize, models, write labels) vs fastText ``predict(k=-1)`` of the same models on the same
+  lines already in memory; ``apply 2``: ``--jobs 2`` vs ``--jobs 1``.
+- ``export``: ``export --preset biomed-enriched`` of the whole build vs ``pq.write_table`` of the
+  very same rows, already in memory, with the export's writer settings (``bench/export.py``).
+- ``build``: the whole demo pipeline (``bench/build.py``: harvest, train, apply, filter with
+  exact and near dedup, export) with W workers vs pubmed_parser → pyarrow Parquet with W
+  processes (``parse_pubmed_xml``, ``parse_pubmed_paragraph(all_paragraph=True)``,
+  ``parse_pubmed_caption`` per file; articles, paragraphs and captions written as zstd Parquet
+  per chunk of files); and the build's articles per CPU second of its whole process tree.
+
+The apply and export rows run on the folder of the last whole build.
+
+    .venv/bin/python bench/throughput.py                          # 2,000 articles, ~10 min on 2 busy cores
+    .venv/bin/python bench/throughput.py --articles 2000 10000
+    .venv/bin/python bench/throughput.py --articles 500 --runs 1 --only parse export
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from build import make_corpus, run, write_manifest
+from export import SAME_SETTINGS, preset_rows
+from lxml import etree
+
+from pmcurate.harvest import archive, jats
+
+ROOT = Path(__file__).resolve().parent.parent
+SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+ROWS = ("parse", "harvest", "annotate", "export", "build")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: what was measured, against what, the ratio and its target."""
+
+    stage: str
+    ours: str
+    raw: str
+    ratio: float
+    target: str
+    met: bool
+
+    def cells(self) -> list[str]:
+        return [
+            self.stage,
+            self.ours,
+            self.raw,
+            f"{self.ratio:.2f}",
+            self.target,
+            "met" if self.met else "NOT met",
+        ]
+
+
+def children_cpu() -> float:
+    """CPU seconds of every finished, waited-for descendant process (their workers included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def best_of(
+    runs: int, function: Callable[[], object], clock: Callable[[], float] = time.perf_counter
+) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        gc.collect()
+        started = clock()
+        function()
+        best = min(best, clock() - started)
+    return best
+
+
+def interleaved(
+    runs: int, contenders: Sequence[Callable[[], object]], clock: Callable[[], float]
+) -> list[float]:
+    """Best time of each contender over ``runs`` rounds, one run of each per round."""
+    best = [float("inf")] * len(contenders)
+    for _ in range(runs):
+        for index, function in enumerate(contenders):
+            gc.collect()
+            started = clock()
+            function()
+            best[index] = min(best[index], clock() - started)
+    return best
+
+
+# ---------------------------------------------------------------- parse and harvest
+
+
+def parse_row(files: list[Path], runs: int) -> tuple[Row, float]:
+    """``jats.parse`` vs ``lxml`` on the corpus in memory; also returns parse CPU s/article."""
+    documents = [(str(path), path.read_bytes()) for path in files]
+
+    def lxml_only() -> None:
+        for _, data in documents:
+            etree.fromstring(data, SAFE_PARSER)
+
+    def pmcurate() -> None:
+        for uri, data in documents:
+            jats.parse(data, source_uri=uri)
+
+    raw, ours = interleaved(runs, (lxml_only, pmcurate), time.process_time)
+    n = len(documents)
+    row = Row(
+        "JATS extraction, one core",
+        f"{n / ours:,.0f} articles/CPU-s",
+        f"lxml.etree.fromstring: {n / raw:,.0f}/CPU-s",
+        ours / raw,
+        "≤ 1.5× lxml's time",
+        ours / raw <= 1.5,
+    )
+    return row, ours / n
+
+
+def harvest_build(manifest: Path, out: Path, workers: int) -> tuple[float, float]:
+    """Wall seconds and process-tree CPU seconds of ``pmcurate build --until harvest``."""
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "pmcurate.cli", "build", str(manifest), "--out", str(out),
+               "--workers", str(workers), "--until", "harvest"]  # fmt: skip
+    cpu, started = children_cpu(), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(
+            f"harvest build failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    return seconds, children_cpu() - cpu
+
+
+def harvest_row(manifest: Path, work: Path, n: int, workers: int, runs: int, parse_cpu: float) -> Row:
+    results = [harvest_build(manifest, work / "harvest-only", workers) for _ in range(runs)]
+    seconds, cpu = min(results, key=lambda r: r[1])
+    per_article = cpu / n
+    return Row(
+        f"harvest local inside `build`, {workers} workers",
+        f"{per_article * 1000:.2f} ms CPU/article ({n / seconds:,.0f} articles/s wall)",
+        f"parse alone: {parse_cpu * 1000:.2f} ms CPU/article",
+        per_article / parse_cpu,
+        "≤ 1.2× parse alone",
+        per_article / parse_cpu <= 1.2,
+    )
+
+
+# ---------------------------------------------------------------- whole build vs pubmed_parser
+
+
+def _jsonable(value: object) -> object:
+    return value if value is None or isinstance(value, (str, int, float, bool)) else json.dumps(value)
+
+
+def pubmed_parser_chunk(args: tuple[list[str], str]) -> int:
+    """pubmed_parser over a chunk of files, its rows written as three zstd Parquet files."""
+    import pubmed_parser as pp
+
+    paths, out = args
+    articles, paragraphs, captions = [], [], []
+    for path in paths:
+        articles.append(pp.parse_pubmed_xml(path))
+        paragraphs += pp.parse_pubmed_paragraph(path, all_paragraph=True)
+        captions += pp.parse_pubmed_caption(path) or []
+    for name, rows in (("articles", articles), ("paragraphs", paragraphs), ("captions", captions)):
+        table = pa.Table.from_pylist([{k: _jsonable(v) for k, v in row.items()} for row in rows])
+        pq.write_table(table, f"{out}-{name}.parquet", compression="zstd")
+    return len(articles)
+
+
+def pubmed_parser_build(files: list[Path], out: Path, processes: int) -> float:
+    """Seconds for pubmed_parser → Parquet over ``files`` with a pool of ``processes``."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    size = max(1, min(1000, len(files) // (processes * 4)))
+    chunks = [
+        ([str(p) for p in files[i : i + size]], str(out / f"{i:08d}")) for i in range(0, len(files), size)
+    ]
+    started = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        done = sum(pool.imap_unordered(pubmed_parser_chunk, chunks))
+    assert done == len(files)
+    return time.perf_counter() - started
+
+
+def build_rows(
+    manifest: Path, files: list[Path], work: Path, workers: int, runs: int
+) -> tuple[list[Row], Path]:
+    ours, cpu = [], []
+    theirs = []
+    build = work / "whole-build"
+    for _ in range(runs):  # interleaved
+        spent = children_cpu()
+        ours.append(run(manifest, build, workers)["seconds"])
+        cpu.append(children_cpu() - spent)
+        theirs.append(pubmed_parser_build(files, work / "pubmed_parser", workers))
+    n = len(files)
+    rate, baseline = n / min(ours), n / min(theirs)
+    per_cpu = n / min(cpu)
+    rows = [
+        Row(
+            f"whole build ({n:,} articles, {workers} workers)",
+            f"{rate:,.1f} articles/s",
+            f"pubmed_parser → pyarrow Parquet, {workers} processes: {baseline:,.1f}/s",
+            rate / baseline,
+            "≥ 3×",
+            rate / baseline >= 3,
+        ),
+        Row(
+            "whole build, CPU per article",
+            f"{per_cpu:,.0f} articles per CPU-second",
+            "—",
+            per_cpu / 300,
+            "≥ 300 articles/s/core (ratio to 300)",
+            per_cpu >= 300,
+        ),
+    ]
+    return rows, build
+
+
+# ---------------------------------------------------------------- annotate apply, export
+
+
+def annotate_rows(build: Path, runs: int) -> list[Row]:
+    import fasttext
+    import polars as pl
+
+    from pmcurate import schema
+    from pmcurate.annotate import student
+
+    manifest = student.load_manifest(build)
+    models = [fasttext.load_model(str(build / "models" / e["file"])) for e in manifest["models"].values()]
+    texts = pl.read_parquet(schema.shard_paths(build, "paragraphs"), columns=["text"])["text"].to_list()
+    lines = [text.replace("\n", " ") for text in texts]
+
+    def predict() -> None:
+        for model in models:
+            model.predict(lines, k=-1)
+
+    def apply(jobs: int) -> Callable[[], object]:
+        return lambda: student.apply_students(build, jobs=jobs, force=True, progress=False)
+
+    raw, one, two = interleaved(runs, (predict, apply(1), apply(2)), time.perf_counter)
+    n = len(lines)
+    shards = len(schema.shard_paths(build, "paragraphs"))
+    return [
+        Row(
+            "annotate apply, one process",
+            f"{n / one:,.0f} paragraphs/s",
+            f"fastText predict, same lines and models: {n / raw:,.0f}/s",
+            raw / one,
+            "≥ 0.8",
+            raw / one >= 0.8,
+        ),
+        Row(
+            f"annotate apply, 2 jobs vs 1 job ({shards} shards)",
+            f"{n / two:,.0f} paragraphs/s",
+            f"1 job: {n / one:,.0f}/s",
+            one / two,
+            "≥ 1.8",
+            one / two >= 1.8,
+        ),
+    ]
+
+
+def export_row(build: Path, work: Path, runs: int, shard_mb: float) -> Row:
+    from pmcurate.export.exporter import export
+
+    rows = preset_rows(build, "biomed-enriched")
+    plain = work / "plain.parquet"
+    out = work / "export"
+
+    def write_table() -> None:
+        pq.write_table(rows, plain, **SAME_SETTINGS)
+
+    def exported() -> None:
+        export(build, out, preset="biomed-enriched", shard_bytes=int(shard_mb * 1e6), progress=False)
+
+    raw, ours = interleaved(runs, (write_table, exported), time.perf_counter)
+    n = rows.num_rows
+    return Row(
+        "export, biomed-enriched preset",
+        f"{n / ours:,.0f} rows/s",
+        f"pq.write_table, same rows and settings: {n / raw:,.0f}/s",
+        raw / ours,
+        "≥ 0.8",
+        raw / ours >= 0.8,
+    )
+
+
+# ---------------------------------------------------------------- report
+
+
+def markdown(rows: list[Row]) -> str:
+    head = ["stage", "pmcurate", "the raw library on the same data", "ratio", "target", ""]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def measure(n: int, args: argparse.Namespace) -> list[Row]:
+    work = args.work / f"n{n}"
+    corpus = make_corpus(args.work / f"corpus-{n}", n)
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = write_manifest(work / "bench.toml", corpus)
+    files = archive.discover_inputs([corpus])
+    rows: list[Row] = []
+    parse_cpu = None
+    if {"parse", "harvest"} & set(args.only):
+        row, parse_cpu = parse_row(files, args.runs)
+        rows.append(row)
+        print(f"  {row.stage}: {row.ratio:.2f}", flush=True)
+    if "harvest" in args.only and parse_cpu is not None:
+        rows.append(harvest_row(manifest, work, n, args.workers, args.runs, parse_cpu))
+        print(f"  {rows[-1].stage}: {rows[-1].ratio:.2f}", flush=True)
+    build = work / "whole-build"
+    if "build" in args.only:
+        built, build = build_rows(manifest, files, work, args.workers, args.runs)
+        rows += built
+        print(f"  whole build: {built[0].ratio:.2f}", flush=True)
+    elif {"annotate", "export"} & set(args.only):  # they run on a whole build's folder
+        run(manifest, build, args.workers)
+    if "annotate" in args.only:
+        rows += annotate_rows(build, args.runs)
+        print(f"  annotate: {rows[-2].ratio:.2f}, {rows[-1].ratio:.2f}", flush=True)
+    if "export" in args.only:
+        rows.append(export_row(build, work, args.runs, args.shard_mb))
+        print(f"  export: {rows[-1].ratio:.2f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--articles", type=int, nargs="+", default=[2000], help="corpus sizes (default 2000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per contender, best kept (default 3)")
+    parser.add_argument("--workers", type=int, default=2, help="workers of the builds and pubmed_parser")
+    parser.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS), help="rows to measure")
+    parser.add_argument("--shard-mb", type=float, default=64, help="export shard size (default 64 MB)")
+    parser.add_argument(
+        "--work", type=Path, default=ROOT / "build" / "bench-throughput", help="scratch folder"
+    )
+    args = parser.parse_args()
+    for n in args.articles:
+        load = os.getloadavg()[0]
+        print(
+            f"{n:,} articles, best of {args.runs}, {os.cpu_count()} cores, load average {load:.1f}",
+            flush=True,
+        )
+        rows = measure(n, args)
+        print(f"\n{n:,} articles (load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end):\n")
+        print(markdown(rows), flush=True)
+
+
+if __name__ == "__main__":
+    main()
