@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pmcurate.harvest import archive
-from tests.fuzz.budget import FUZZ, time_limit
+from tests.fuzz.budget import FUZZ, cpu_limit
 from tests.harvest.tarballs import gif, jpeg, png
 from tests.reliability.hostile import article, png_header
 
@@ -101,7 +101,7 @@ def check_items(name: str, data: bytes) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         path.write_bytes(data)
-        with time_limit():
+        with cpu_limit():
             items = list(archive.iter_items(path, max_member_bytes=CAP))
     for item in items:
         assert isinstance(item, archive.Document | archive.Rejected)

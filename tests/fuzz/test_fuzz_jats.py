@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pmcurate import schema
 from pmcurate.harvest import jats
-from tests.fuzz.budget import FUZZ, time_limit
+from tests.fuzz.budget import FUZZ, cpu_limit
 
 JATS_DIR = Path(__file__).parents[1] / "data" / "jats"
 FIXTURES = tuple(sorted(p.read_bytes() for p in JATS_DIR.iterdir() if p.suffix in {".xml", ".nxml"}))
@@ -152,7 +152,7 @@ def generated_article(draw: st.DrawFn) -> bytes:
 
 def check_parse(data: bytes) -> None:
     """The fuzz property: rows that fit the schemas with unique keys, or ``JatsError``."""
-    with time_limit():
+    with cpu_limit():
         try:
             parsed = jats.parse(data, source_uri="fuzz.xml", include_sub_articles=True)
         except jats.JatsError:

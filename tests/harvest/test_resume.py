@@ -43,13 +43,13 @@ def test_killed_harvest_resumes_to_the_same_tables_without_refetching(tmp_path: 
         europepmc.harvest(
             europepmc.EuropePmcOptions(out=reference, query="OPEN_ACCESS:Y", base_url=base_url, fetch=FAST)
         )
-        before = len(server.served())
-        server.delay = 0.02
+        server.hold_after(1 + 20)  # the search page and 20 full texts
         process = subprocess.Popen(command(server, build), cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-        server.wait_for(before + 1 + 20)  # the search page and 20 full texts
+        server.wait_for_held(CONCURRENCY)  # the run is stopped: every earlier request was answered
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         first_run = len(server.served())
+        server.release()
         kept = {p.stem for p in (build / "raw/europepmc").glob("PMC*.xml")}
         assert 0 < len(kept) < len(articles)
         assert (

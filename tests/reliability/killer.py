@@ -1,9 +1,10 @@
-"""The kill harness: run a command, SIGKILL it (its whole process group: workers too) after a delay,
-look at what a reader would see, run it again, and so on; then let it finish.
+"""The kill harness: run a command, SIGKILL it (its whole process group: workers too) at a chosen
+point of its work, look at what a reader would see, run it again, and so on; then let it finish.
 
 Kills form a *chain* on one build: each run resumes what the killed runs left, so a chain of N
 kills costs about one full run plus N start-ups, and kills land at every phase of the work (start,
-planning, shard writing, the final rewrite), not only at its beginning. After every kill the
+planning, shard writing, the final rewrite), not only at its beginning. Kill points are points of
+the work, never times: a chain lands the same way on an idle machine and on a busy one. After every kill the
 build is checked as a reader sees it (``reader_problems``). With ``RELIABILITY_REPORT=FILE`` each
 chain appends its report (where every kill landed) to FILE as a JSON line.
 """
@@ -51,19 +52,22 @@ def timed_run(command: Sequence[str], cwd: Path, env: dict[str, str], timeout: f
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Where to kill a run: after ``delay`` seconds, in the middle of writing the ``file``-th file
-    it opens, or at the first call of ``call`` (``module:function``); for the last two
-    ``inject/sitecustomize.py`` kills the process group itself, at the same point of the work however
-    busy the machine is."""
+    """Where to kill a run: in the middle of writing the ``file``-th file it opens, or at the
+    ``nth`` call of ``call`` (``module:function`` or ``module:Class.method``).
+    ``inject/sitecustomize.py`` kills the process group itself, at that point of the work."""
 
-    delay: float | None = None
     file: int | None = None
     call: str | None = None
+    nth: int = 1
+
+    def __post_init__(self) -> None:
+        if (self.file is None) == (self.call is None):
+            raise ValueError("a kill point is a file or a call")
 
     def __str__(self) -> str:
         if self.call is not None:
-            return f"calling {self.call}"
-        return f"after {self.delay:.2f} s" if self.delay is not None else f"writing file {self.file}"
+            return f"calling {self.call}" + (f" (call {self.nth})" if self.nth > 1 else "")
+        return f"writing file {self.file}"
 
 
 def kill_at(command: Sequence[str], cwd: Path, env: dict[str, str], point: KillPoint) -> bool:
@@ -72,7 +76,7 @@ def kill_at(command: Sequence[str], cwd: Path, env: dict[str, str], point: KillP
     if point.file is not None:
         env = {**env, "PMCURATE_INJECT_SIGKILL_AT_FILE": str(point.file)}
     if point.call is not None:
-        env = {**env, "PMCURATE_INJECT_SIGKILL_AT_CALL": point.call}
+        env = {**env, "PMCURATE_INJECT_SIGKILL_AT_CALL": f"{point.call}@{point.nth}"}
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -82,10 +86,11 @@ def kill_at(command: Sequence[str], cwd: Path, env: dict[str, str], point: KillP
         start_new_session=True,
     )
     try:
-        code = process.wait(timeout=point.delay if point.delay is not None else 300)
+        code = process.wait(timeout=300)  # a safety net: the run kills itself at the point
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        code = process.wait()
+        process.wait()
+        raise AssertionError(f"{' '.join(command)} still running 300 s after its start") from None
     _wait_for_group_exit(process.pid)
     if code == -signal.SIGKILL:
         return True

@@ -2,7 +2,8 @@
 
 ``run_child`` runs a Python snippet in a fresh interpreter whose working directory is an empty
 folder; it reports the child's exit status, output, peak memory (``ru_maxrss`` of the child
-alone, via ``RUSAGE_CHILDREN`` in a wrapper) and wall time. ``snapshot`` records every path under a
+alone, via ``RUSAGE_CHILDREN`` in a wrapper) and CPU time (user + system: unlike wall time, it does
+not grow when the machine is busy). ``snapshot`` records every path under a
 folder with its size and content hash, so a test can say exactly what appeared or changed.
 """
 
@@ -19,12 +20,11 @@ from pathlib import Path
 REPO = Path(__file__).parents[2]
 
 _WRAPPER = """
-import json, resource, subprocess, sys, time
-started = time.perf_counter()
+import json, resource, subprocess, sys
 done = subprocess.run([sys.executable, "-c", sys.argv[1]], capture_output=True, text=True)
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
-                  "maxrss_kb": usage.ru_maxrss, "seconds": time.perf_counter() - started}))
+                  "maxrss_kb": usage.ru_maxrss, "cpu_seconds": usage.ru_utime + usage.ru_stime}))
 """
 
 
@@ -34,7 +34,7 @@ class ChildRun:
     stdout: str
     stderr: str
     maxrss_mb: float
-    seconds: float
+    cpu_seconds: float
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -57,7 +57,7 @@ def run_child(code: str, cwd: Path, *, timeout: float = 120, env: dict[str, str]
     )
     report = json.loads(done.stdout)
     return ChildRun(
-        report["rc"], report["stdout"], report["stderr"], report["maxrss_kb"] / 1024, report["seconds"]
+        report["rc"], report["stdout"], report["stderr"], report["maxrss_kb"] / 1024, report["cpu_seconds"]
     )
 
 

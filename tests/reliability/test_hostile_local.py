@@ -27,7 +27,8 @@ CONTROL = Path(__file__).parents[1] / "data" / "jats" / "PMC5828200.nxml"
 CAP = 64 * 2**20
 """The member cap of the run: the 2 GB gzip is cut here."""
 MAX_RSS_MB = 450
-MAX_SECONDS = 30
+MAX_CPU_SECONDS = 30
+"""CPU time of the whole run (the 2 GB gzip is cut at ``CAP``, so the work is bounded)."""
 SECRET = "PMCURATE-SECRET-7f3c1e"
 DTD_TOKEN = "PMCURATE-DTD-TOKEN-91ab"
 
@@ -191,7 +192,7 @@ def test_no_file_or_url_named_by_the_input_is_read(run: HostileRun) -> None:
 
 def test_memory_and_time_stay_bounded(run: HostileRun) -> None:
     assert run.child.maxrss_mb < MAX_RSS_MB
-    assert run.child.seconds < MAX_SECONDS
+    assert run.child.cpu_seconds < MAX_CPU_SECONDS
 
 
 def test_control_article_is_harvested_exactly_as_alone(run: HostileRun) -> None:

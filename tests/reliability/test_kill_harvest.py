@@ -6,8 +6,9 @@ Three chains of kills on three builds, each run resuming what the killed ones le
   (``inject/sitecustomize.py``), K cycling through the positions of a shard's files (paragraphs,
   figures, tables, and the articles file that marks the shard complete) and reaching the final
   rewrite that removes duplicate articles;
-- *timed* (one worker): killed after delays spread over an uninterrupted run's length, from the
-  interpreter's start-up to the end;
+- *calls* (one worker): killed at chosen calls spread over the run, from its start (finding the
+  input, sweeping an earlier run's leftovers) through the parsing of chosen documents to the final
+  rewrite;
 - *pool* (two worker processes): killed from inside a worker in the middle of its write; the whole
   process group dies, the other worker included.
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -40,8 +40,23 @@ COPIES = 2 if KILLS <= 20 else KILLS // 4
 FILE_POINTS = (5, 8, 6, 4, 7, 9, 3, 10)
 """Files at which the mid-write chain kills (cycled): every position within a shard of 4 files."""
 POOL_FILE_POINTS = (6, 11)
-TIMED_SHARES = (0.05, 0.25, 0.15, 0.35, 0.1, 0.3, 0.2, 0.4)
-"""Timed kill points past the first finished shard, as shares of the rest of the uninterrupted run."""
+LOCAL = "pmcurate.harvest.local"
+STORE = "pmcurate.harvest.store"
+CALL_POINTS = (
+    KillPoint(call="pmcurate.harvest.archive:discover_inputs"),
+    KillPoint(call=f"{STORE}:remove_unfinished"),
+    KillPoint(call=f"{LOCAL}:_parse_into", nth=2),
+    KillPoint(call=f"{LOCAL}:_parse_into", nth=5),
+    KillPoint(call=f"{STORE}:write_quarantine", nth=2),
+    KillPoint(call=f"{LOCAL}:_parse_into", nth=8),
+    KillPoint(call=f"{LOCAL}:_parse_into", nth=3),
+    KillPoint(call=f"{LOCAL}:_parse_into", nth=7),
+    KillPoint(call=f"{LOCAL}:drop_duplicates_across_shards"),
+)
+"""Kills at calls: before any shard is written (finding the input, sweeping what a killed run left),
+then while documents are parsed (a resumed run parses only the shards still to write: the N-th
+parse is N documents into the remaining work), between a shard's parsing and its writes, and
+once every shard is written, before the rewrite that removes duplicate articles."""
 
 
 def harvest(box: Path, build: str, workers: int) -> list[str]:
@@ -64,16 +79,6 @@ def describe(build: Path) -> str:
     return f"{len(done)} shards complete, {len(started - done)} unfinished shards visible"
 
 
-def timed_points(first_shard: float, total: float) -> list[KillPoint]:
-    """Two kills before any shard is written, then kills spread over the shard writing and the end.
-
-    Each run of the chain starts over (interpreter, workers), then skips the finished shards: a
-    delay measured on the uninterrupted run lands further into the remaining work."""
-    work = total - first_shard
-    early = [KillPoint(delay=first_shard * 0.3), KillPoint(delay=first_shard * 0.8)]
-    return early + [KillPoint(delay=first_shard + work * share) for share in TIMED_SHARES]
-
-
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Path:
     box = tmp_path_factory.mktemp("kill-harvest")
@@ -83,12 +88,10 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(box: Path) -> tuple[float, float]:
-    """The uninterrupted run (one worker): (seconds to its first finished shard, seconds in all)."""
-    started = time.time()
+def reference(box: Path) -> Path:
+    """The uninterrupted run (one worker)."""
     kill_chain(harvest(box, "reference", 1), box, cli_env(), [], box / "reference", describe)
-    first = min(p.stat().st_mtime for p in schema.shard_paths(box / "reference", "articles"))
-    return first - started, time.time() - started
+    return box / "reference"
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +101,8 @@ def mid_write(box: Path) -> ChainReport:
 
 
 @pytest.fixture(scope="module")
-def timed(box: Path, reference: tuple[float, float]) -> ChainReport:
-    points = timed_points(*reference)
-    return kill_chain(harvest(box, "timed", 1), box, cli_env(), points, box / "timed", describe)
+def calls(box: Path) -> ChainReport:
+    return kill_chain(harvest(box, "calls", 1), box, cli_env(), CALL_POINTS, box / "calls", describe)
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +112,13 @@ def pool(box: Path) -> ChainReport:
     return kill_chain(harvest(box, "pool", 2), box, cli_env(), points, box / "pool", describe)
 
 
-CHAINS = ("mid-write", "timed", "pool")
+CHAINS = ("mid-write", "calls", "pool")
 
 
 def test_chains_kill_at_least_as_often_as_asked(
-    mid_write: ChainReport, timed: ChainReport, pool: ChainReport
+    mid_write: ChainReport, calls: ChainReport, pool: ChainReport
 ) -> None:
-    assert mid_write.kills + timed.kills + pool.kills >= KILLS, (mid_write.landed, timed.landed, pool.landed)
+    assert mid_write.kills + calls.kills + pool.kills >= KILLS, (mid_write.landed, calls.landed, pool.landed)
 
 
 @pytest.mark.parametrize("chain", ["mid-write", "pool"])
@@ -127,9 +129,13 @@ def test_every_kill_in_a_write_leaves_a_partial_temporary_file(
     assert report.kills > 0 and report.killed_mid_write == report.kills
 
 
-def test_timed_kills_land_before_during_and_after_shard_writing(timed: ChainReport) -> None:
-    complete = [int(landed.split(": ")[1].split()[0]) for landed in timed.landed]
-    assert complete[0] == 0 and max(complete) > 0 and len(set(complete)) > 2, timed.landed
+def test_call_kills_land_before_during_and_after_shard_writing(calls: ChainReport, reference: Path) -> None:
+    complete = [int(landed.split(": ")[1].split()[0]) for landed in calls.landed]
+    shards = len(schema.shard_paths(reference, "articles"))
+    assert calls.kills == len(CALL_POINTS), calls.landed
+    assert complete[:2] == [0, 0], calls.landed  # before any shard is written
+    assert any(0 < c < shards for c in complete[2:-1]), calls.landed  # while they are written
+    assert complete[-1] == shards, calls.landed  # every shard written, before the rewrite
 
 
 @pytest.mark.parametrize("chain", CHAINS)
@@ -141,10 +147,10 @@ def test_readers_never_see_a_temporary_file_or_a_corrupt_shard(
 
 @pytest.mark.parametrize("chain", CHAINS)
 def test_resumed_build_has_the_rows_of_the_uninterrupted_one(
-    chain: str, box: Path, request: pytest.FixtureRequest
+    chain: str, box: Path, reference: Path, request: pytest.FixtureRequest
 ) -> None:
     request.getfixturevalue(chain.replace("-", "_"))
-    assert build_rows(box / chain) == build_rows(box / "reference")
+    assert build_rows(box / chain) == build_rows(reference)
 
 
 @pytest.mark.parametrize("chain", CHAINS)

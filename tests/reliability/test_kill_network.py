@@ -2,8 +2,9 @@
 5xx, 429, resets, truncated bodies) anywhere, resume, compare with an uninterrupted harvest.
 
 The server runs in the test process, the harvest in child processes that are SIGKILLed in the
-middle of shard writes (the K-th file, ``inject/sitecustomize.py``) and at times while requests
-are in flight. ``RELIABILITY_NETWORK_KILLS`` sets the number of kill points (default 5).
+middle of shard writes (the K-th file, ``inject/sitecustomize.py``) and with an answer in flight
+(when the N-th answer's body starts to be read). ``RELIABILITY_NETWORK_KILLS`` sets the number of
+kill points (default 5).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from tests.servers.faulty import FaultyServer
 
 KILLS = int(os.environ.get("RELIABILITY_NETWORK_KILLS", "5"))
 ARTICLES = 24
-POINTS = (KillPoint(file=3), KillPoint(delay=1.2), KillPoint(file=6), KillPoint(delay=1.6), KillPoint(file=9))
+READ_BODY = "pmcurate.harvest.fetch:Fetcher._read_body"
+POINTS = (
+    KillPoint(file=3),
+    KillPoint(call=READ_BODY, nth=3),
+    KillPoint(file=6),
+    KillPoint(call=READ_BODY, nth=5),
+    KillPoint(file=9),
+)
 
 
 def describe(build: Path) -> str:
@@ -32,7 +40,7 @@ def describe(build: Path) -> str:
 def server() -> Iterator[FaultyServer]:
     app = EutilsApp(corpus(ARTICLES))
     with FaultyServer(
-        app, fault_rate=0.15, faults=("500", "503", "429", "reset", "truncate"), delay=0.02
+        app, fault_rate=0.15, faults=("500", "503", "429", "reset", "truncated_gzip")
     ) as server:
         yield server
 

@@ -11,17 +11,22 @@ fault instead of (or to) the app's answer:
 - ``truncated_gzip``: ``Content-Encoding: gzip`` with the compressed stream cut in half (a
   consistent ``Content-Length``, so only the gzip decoder can notice);
 - ``corrupt``: the body with bytes flipped (same length: an MD5 check must catch it);
-- ``slow``: the answer only after ``slow_seconds`` (past the client's timeout).
+- ``slow``: no answer until the client gives up and closes the connection: past the client's
+  timeout however busy the machine is (a client that never gives up gets the answer after
+  ``HOLD_LIMIT`` s, and the test sees one request where it expected a retry).
 
 Faults come from ``script`` (path substring → faults for the next matching requests, in order),
 then at random with probability ``fault_rate`` (seeded). Every request is logged with the fault
-applied, so tests can count what was served.
+applied, so tests can count what was served. ``hold_after(n)`` lets the first ``n`` requests
+through and holds the later ones unanswered until ``release()``: a client stopped at a chosen
+request, not after a chosen time.
 """
 
 from __future__ import annotations
 
 import gzip
 import random
+import select
 import socket
 import struct
 import sys
@@ -34,6 +39,8 @@ from urllib.parse import parse_qs, urlsplit
 
 FAULTS = ("429", "503", "500", "reset", "truncated_gzip", "slow")
 """Faults safe for any route; ``corrupt`` only makes sense where the client knows an MD5."""
+HOLD_LIMIT = 60.0
+"""Longest a request is held (``slow``, ``hold_after``): a safety net against a hung test."""
 
 
 @dataclass
@@ -69,21 +76,21 @@ class FaultyServer:
         faults: tuple[str, ...] = FAULTS,
         seed: int = 0,
         retry_after: int = 1,
-        slow_seconds: float = 1.0,
-        delay: float = 0.0,
         gzip_replies: bool = True,
     ) -> None:
         self.app = app
         self.fault_rate = fault_rate
         self.faults = faults
         self.retry_after = retry_after
-        self.slow_seconds = slow_seconds
-        self.delay = delay
         self.gzip_replies = gzip_replies
         self.script: dict[str, list[str]] = {}
         self.log: list[Served] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._permits: int | None = None
+        self._held = 0
+        self._released = threading.Event()
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
@@ -98,6 +105,7 @@ class FaultyServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -111,8 +119,9 @@ class FaultyServer:
             return None
 
     def record(self, served: Served) -> None:
-        with self._lock:
+        with self._changed:
             self.log.append(served)
+            self._changed.notify_all()
 
     def served(self, path_part: str = "") -> list[Served]:
         with self._lock:
@@ -121,13 +130,34 @@ class FaultyServer:
     def ok_count(self, path_part: str) -> int:
         return sum(s.ok for s in self.served(path_part))
 
-    def wait_for(self, n_ok: int, timeout: float = 20.0) -> None:
-        """Block until ``n_ok`` complete answers have been served."""
-        deadline = time.monotonic() + timeout
-        while sum(s.ok for s in self.served()) < n_ok:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"fewer than {n_ok} requests served in {timeout} s")
-            time.sleep(0.005)
+    def hold_after(self, n: int) -> None:
+        """Answer the next ``n`` requests, then hold every later one unanswered until ``release``."""
+        with self._lock:
+            self._permits = n
+            self._released.clear()
+
+    def release(self) -> None:
+        """Answer the held requests (to clients that may be gone) and hold no more."""
+        with self._lock:
+            self._permits = None
+            self._released.set()
+
+    def wait_for_held(self, n: int) -> None:
+        """Block until ``n`` requests are held: the client is stopped, waiting for their answers."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._held >= n, timeout=HOLD_LIMIT):
+                raise TimeoutError(f"fewer than {n} requests held after {HOLD_LIMIT} s")
+
+    def _pass_gate(self) -> None:
+        with self._changed:
+            if self._permits is None:
+                return
+            if self._permits > 0:
+                self._permits -= 1
+                return
+            self._held += 1
+            self._changed.notify_all()
+        self._released.wait(HOLD_LIMIT)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -148,9 +178,8 @@ def _handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             query = parse_qs(parts.query, keep_blank_values=True)
+            server._pass_gate()
             fault = server.choose_fault(self.path)
-            if server.delay:
-                time.sleep(server.delay)
             if fault in ("429", "503", "500"):
                 reply = Reply(int(fault), b"unavailable", {"Content-Type": "text/plain"})
                 if fault != "500":
@@ -165,8 +194,9 @@ def _handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
 
         def send(self, reply: Reply, fault: str | None) -> None:
             body, headers = reply.body, dict(reply.headers)
-            if fault == "slow":
-                time.sleep(server.slow_seconds)
+            if fault == "slow" and wait_for_hang_up(self.connection):
+                self.close_connection = True
+                return
             if fault == "corrupt" and body:
                 body = bytes(b ^ 0x5A for b in body[:64]) + body[64:]
             if fault == "truncated_gzip":
@@ -195,3 +225,12 @@ def _handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
     return Handler
+
+
+def wait_for_hang_up(connection: socket.socket) -> bool:
+    """Block until the client closes ``connection`` (True) or ``HOLD_LIMIT`` s have passed (False).
+
+    The socket turns readable at the end of the stream: an HTTP/1.1 client sends nothing more on a
+    connection while it waits for the answer."""
+    readable, _, _ = select.select([connection], [], [], HOLD_LIMIT)
+    return bool(readable)

@@ -3,10 +3,12 @@
 It speaks the real protocol over real HTTP: ``POST /v1/chat/completions`` with a JSON body,
 answering a ``chat.completion`` object with ``usage``. Its answers come from a deterministic
 keyword labeller, so tests know what a correct run produces. Failures are injected per request
-from ``failures`` (consumed in order): ``"429"`` (with ``Retry-After``), ``"500"``, ``"timeout"``
-(sleeps past the client's timeout), ``"malformed"`` (an answer that is not JSON), ``"truncated"``
-(a body cut short), ``"reset"`` (connection closed without a response). With
-``reject_response_format`` it answers 400 to requests that carry ``response_format``, as servers
+from ``failures`` (consumed in order): ``"429"`` (with ``Retry-After``), ``"500"``,
+``"timeout"`` (no answer until the client gives up and hangs up: past its timeout however busy
+the machine is; a client that never gives up gets the right answer after ``faulty.HOLD_LIMIT``
+s, as one request), ``"malformed"`` (an answer that is not JSON), ``"truncated"`` (a body cut
+short), ``"reset"`` (connection closed without a response). With ``reject_response_format`` it
+answers 400 to requests that carry ``response_format``, as servers
 without structured output do.
 """
 
@@ -20,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.servers.faulty import wait_for_hang_up
 
 
 def keyword_labels(paragraph: str) -> dict[str, Any]:
@@ -38,7 +42,6 @@ def keyword_labels(paragraph: str) -> dict[str, Any]:
 class ServerState:
     failures: list[str] = field(default_factory=list)
     retry_after: str = "0"
-    sleep: float = 2.0
     reject_response_format: bool = False
     fence_answers: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -72,9 +75,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": state.retry_after})
         if failure == "500":
             return self._send(500, {"error": {"message": "internal error"}})
-        if failure == "timeout":
-            time.sleep(state.sleep)
-            return self._send(200, self._completion(body, "{}"))
+        if failure == "timeout" and wait_for_hang_up(self.connection):
+            self.close_connection = True
+            return None
         if failure == "reset":
             self.close_connection = True
             self.connection.close()

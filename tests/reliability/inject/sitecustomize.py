@@ -7,14 +7,16 @@ Applies to the files ``pmcurate.schema`` opens for writing (the shard writer, ``
 - ``PMCURATE_INJECT_SIGKILL_AT_FILE=K``: at the first write into the K-th file the process opens,
   half of the bytes are written and flushed, then the process group gets SIGKILL: a kill in the
   middle of a shard write, at a chosen point of the run.
-- ``PMCURATE_INJECT_SIGKILL_AT_CALL=MODULE:FUNCTION``: the first call of that module-level function
-  (looked up when called, so calls from its own module count too) sends the process group SIGKILL.
+- ``PMCURATE_INJECT_SIGKILL_AT_CALL=MODULE:NAME[@N]``: the N-th call (default: the first) in this
+  process of that module-level function, or of a method when NAME is ``CLASS.METHOD``, sends the
+  process group SIGKILL. Functions are looked up when called, so calls from their own module count.
 """
 
 from __future__ import annotations
 
 import builtins
 import errno
+import itertools
 import os
 import signal
 from typing import Any
@@ -66,15 +68,22 @@ class _FaultyFile:
 def _kill_at_call(target: str) -> None:
     import importlib
 
-    module_name, _, name = target.partition(":")
-    module = importlib.import_module(module_name)
-    real = getattr(module, name)
+    where, _, nth = target.partition("@")
+    module_name, _, qualname = where.partition(":")
+    *parents, name = qualname.split(".")
+    owner: Any = importlib.import_module(module_name)
+    for parent in parents:
+        owner = getattr(owner, parent)
+    real = getattr(owner, name)
+    kill_at = int(nth or 1)
+    calls = itertools.count(1)  # next() on it is atomic: threads may call too
 
     def killing(*args: Any, **kwargs: Any) -> Any:
-        os.killpg(os.getpgrp(), signal.SIGKILL)
-        return real(*args, **kwargs)  # not reached
+        if next(calls) == kill_at:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        return real(*args, **kwargs)
 
-    setattr(module, name, killing)
+    setattr(owner, name, killing)
 
 
 def _install() -> None:
