@@ -97,13 +97,13 @@ def tree_rss(root: int) -> tuple[int, int]:
     return total, largest
 
 
-def run(manifest: Path, build: Path, workers: int) -> dict[str, object]:
-    shutil.rmtree(build, ignore_errors=True)
-    command = [sys.executable, "-m", "pmcurate.cli", "build", str(manifest), "--out", str(build),
-               "--workers", str(workers)]  # fmt: skip
+def run_measuring_memory(
+    command: list[str], *, stderr: int
+) -> tuple[subprocess.Popen[str], str, str, int, int]:
+    """Run ``command`` with progress bars off, sampling its process tree's resident memory every
+    0.1 s: (the finished process, stdout, stderr, peak of the tree, peak of its largest process)."""
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     peak = largest = 0
     done = threading.Event()
 
@@ -115,9 +115,18 @@ def run(manifest: Path, build: Path, workers: int) -> dict[str, object]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    output, _ = process.communicate()
+    output, errors = process.communicate()
     done.set()
     sampler.join()
+    return process, output, errors or "", peak, largest
+
+
+def run(manifest: Path, build: Path, workers: int) -> dict[str, object]:
+    shutil.rmtree(build, ignore_errors=True)
+    command = [sys.executable, "-m", "pmcurate.cli", "build", str(manifest), "--out", str(build),
+               "--workers", str(workers)]  # fmt: skip
+    started = time.perf_counter()
+    process, output, _, peak, largest = run_measuring_memory(command, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
     if process.returncode:
         raise SystemExit(f"build failed ({process.returncode}):\n{output[-4000:]}")

@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import string
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -222,26 +220,11 @@ def run_stage(build: Path, stage: str, workers: int, executor: str) -> dict[str,
 
 def measured(build: Path, stage: str, workers: int, executor: str) -> dict[str, object]:
     """Run one stage in a child process, sampling the memory of its process tree."""
-    from build import tree_rss  # bench/build.py: resident memory of a process tree, from /proc
+    from build import run_measuring_memory  # bench/build.py: resident memory of a process tree, from /proc
 
     command = [sys.executable, __file__, "--stage", stage, "--build", str(build), "--workers", str(workers),
                "--executor", executor]  # fmt: skip
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    peak = largest = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak, largest
-        while not done.wait(0.1):
-            total, one = tree_rss(process.pid)
-            peak, largest = max(peak, total), max(largest, one)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output, errors = process.communicate()
-    done.set()
-    sampler.join()
+    process, output, errors, peak, largest = run_measuring_memory(command, stderr=subprocess.PIPE)
     if process.returncode:
         raise SystemExit(f"{stage} failed ({process.returncode}):\n{errors[-4000:]}")
     out = json.loads(output.strip().splitlines()[-1])
