@@ -326,17 +326,12 @@ def predict_rate(
 
 def load_manifest(build: str | os.PathLike[str]) -> dict[str, Any]:
     """The trained embedding student's manifest, its heads checked against their sha256."""
-    folder = Path(build) / "models" / REPORT_DIR
-    path = folder / student.MANIFEST
-    if not path.is_file():
-        raise student.StudentError(
-            f"{path}: no embedding student in this build (run `pmcurate annotate train --student embedding`)"
-        )
-    manifest = json.loads(path.read_text())
-    heads = folder / manifest["heads"]["file"]
-    if not heads.is_file() or student.sha256_file(heads) != manifest["heads"]["sha256"]:
-        raise student.StudentError(f"{heads}: missing or its sha256 differs from {path.name}; retrain")
-    return manifest
+    return student.read_checked_manifest(
+        Path(build) / "models" / REPORT_DIR,
+        lambda manifest: {manifest["heads"]["file"]: manifest["heads"]["sha256"]},
+        what="embedding student",
+        command="annotate train --student embedding",
+    )
 
 
 class EmbeddingStudent:

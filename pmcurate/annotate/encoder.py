@@ -669,18 +669,12 @@ def _write_manifest(
 
 def load_manifest(build: str | os.PathLike[str]) -> dict[str, Any]:
     """The trained encoder student's manifest, every file checked against its sha256."""
-    folder = Path(build) / "models" / FOLDER
-    path = folder / student.MANIFEST
-    if not path.is_file():
-        raise student.StudentError(
-            f"{path}: no encoder student in this build (run `pmcurate annotate train --student encoder`)"
-        )
-    manifest = json.loads(path.read_text())
-    for name, digest in manifest["files"].items():
-        file = folder / name
-        if not file.is_file() or student.sha256_file(file) != digest:
-            raise student.StudentError(f"{file}: missing or its sha256 differs from {path.name}; retrain")
-    return manifest
+    return student.read_checked_manifest(
+        Path(build) / "models" / FOLDER,
+        lambda manifest: manifest["files"],
+        what="encoder student",
+        command="annotate train --student encoder",
+    )
 
 
 def load_model(folder: Path, device: torch.device) -> tuple[Any, MultiTask]:

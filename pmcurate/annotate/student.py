@@ -23,7 +23,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -676,6 +676,22 @@ def load_manifest(build: str | os.PathLike[str], folder: str = "") -> dict[str, 
         command = "annotate distill" if folder else "annotate train"
         raise StudentError(f"{path}: no trained students in this build (run `pmcurate {command}` first)")
     return json.loads(path.read_text())
+
+
+def read_checked_manifest(
+    folder: Path, files: Callable[[dict[str, Any]], dict[str, str]], *, what: str, command: str
+) -> dict[str, Any]:
+    """``folder``'s manifest, each file that ``files(manifest)`` names checked against its sha256
+    (the encoder and embedding students keep their model files beside their manifest)."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise StudentError(f"{path}: no {what} in this build (run `pmcurate {command}`)")
+    manifest = json.loads(path.read_text())
+    for name, digest in files(manifest).items():
+        file = folder / name
+        if not file.is_file() or sha256_file(file) != digest:
+            raise StudentError(f"{file}: missing or its sha256 differs from {path.name}; retrain")
+    return manifest
 
 
 def verify_models(build: str | os.PathLike[str], manifest: dict[str, Any]) -> None:
