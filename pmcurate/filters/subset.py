@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 SOURCES = {"paragraphs": ("paragraph", "article"), "figures": ("figure",)}
 DEDUP_KINDS = {"paragraphs": ("exact", "near"), "figures": ("image", "caption")}
 SHARD_ROWS = 200_000
-LABEL_COLUMNS = frozenset({*schema.LABELS.names, "labels_annotator", "labels"}) - {"paragraph_id"}
+LABEL_COLUMNS = frozenset({*schema.LABELS.names, *schema.LABEL_COLUMNS.values(), "labels"}) - {"paragraph_id"}
 
 
 class SubsetError(ValueError):
