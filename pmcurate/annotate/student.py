@@ -565,8 +565,11 @@ def _choose(
 
 
 def rules_scores(frame: pl.DataFrame, task: str) -> np.ndarray:
-    """The rules teacher's answer for ``task`` as one-hot rows (from the frame's JATS context)."""
+    """The rules teacher's answer for ``task`` as one-hot rows (from the frame's JATS context);
+    uniform rows for a label the rules teacher does not give."""
     classes = TASKS[task]
+    if task not in rules.RULES_LABELS:
+        return np.full((frame.height, len(classes)), 1.0 / len(classes), dtype=np.float32)
     one_hot = np.zeros((frame.height, len(classes)), dtype=np.float32)
     contexts = zip(*(_column_or_nulls(frame, c) for c in CONTEXT_COLUMNS), strict=True)
     for row, (article_type, section_type, section_title) in enumerate(contexts):
@@ -595,7 +598,7 @@ def evaluate_task(
     constant = np.zeros((test.height, len(classes)), dtype=np.float32)
     constant[:, classes.index(majority)] = 1.0
     result["majority"] = agreement(task, truth, constant)
-    if "article_type" in test.columns:
+    if "article_type" in test.columns and task in rules.RULES_LABELS:
         guessed = rules.rules_labels(
             test["article_type"].to_list(),
             _column_or_nulls(test, "section_type"),
