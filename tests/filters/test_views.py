@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pmcurate import schema
-from pmcurate.filters import views
+from pmcurate.filters import stats, views
 from pmcurate.filters.rules import RuleError, parse_rule
 from pmcurate.filters.subset import connect, make_subset
 from tests.filters.conftest import ARTICLES, label_rows, read_drops, read_subset, write_build
@@ -90,3 +90,14 @@ def test_the_label_rule_refuses_a_value_a_class_label_lacks() -> None:
 def test_the_label_rule_names_the_known_labels_for_an_unknown_one() -> None:
     with pytest.raises(RuleError, match=r"unknown label 'lang'; known: .*language"):
         parse_rule("label=lang:en")
+
+
+def test_stats_count_the_paragraphs_by_their_language_label(build: Path) -> None:
+    def languages(stats_: stats.Stats) -> dict[str, int]:
+        found = next(d for d in stats_.distributions if d.name == "labels_language")
+        assert found.title == "Paragraph languages"
+        return dict(found.counts.iter_rows())
+
+    assert languages(stats.compute_stats(build)) == {"en": 5, "fr": 5}
+    make_subset(build, "english", rules=["label=language:en"])
+    assert languages(stats.compute_stats(build, "english")) == {"en": 5}
