@@ -59,17 +59,12 @@ def label_sample(
     labeller: encoder.EncoderStudent, frame: pl.DataFrame, *, progress: bool = True
 ) -> pl.DataFrame:
     """``frame`` with the encoder's labels as teacher columns (a score rounded to a class)."""
-    parts = []
+    parts = [pl.DataFrame(schema.TAUGHT_LABELS.empty_table())]
     for start in tqdm(
         range(0, frame.height, CHUNK), desc="distill: encoder labels", unit="chunk", disable=not progress
     ):
-        parts.append(pl.from_arrow(labeller.label(frame.slice(start, CHUNK))))
-    given = (
-        pl.concat(parts)
-        if parts
-        else pl.DataFrame(schema=pl.from_arrow(schema.TAUGHT_LABELS.empty_table()).schema)
-    )
-    assert isinstance(given, pl.DataFrame)
+        parts.append(pl.DataFrame(labeller.label(frame.slice(start, CHUNK))))
+    given = pl.concat(parts)
     return frame.with_columns(_teacher_column(given, spec) for spec in labels.taught())
 
 

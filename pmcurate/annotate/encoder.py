@@ -489,16 +489,21 @@ def _step_loss(
     input_ids, mask = pad(ids, tokenizer.pad_token_id)
     with autocast(device, bf16):
         out = model(input_ids.to(device), mask.to(device))
-    loss = sum(
+    losses = [
         nn.functional.cross_entropy(
             out[task].float(), torch.from_numpy(targets[task][rows]).to(device), weight=weights[task]
         )
         for task in CLASS_TASKS
-    )
-    for task in SCORE_TASKS:
-        score = torch.from_numpy(targets[task][rows]).to(device)
-        loss = loss + nn.functional.mse_loss(out[task].float().squeeze(-1), score)
-    return loss
+    ] + [
+        nn.functional.mse_loss(
+            out[task].float().squeeze(-1), torch.from_numpy(targets[task][rows]).to(device)
+        )
+        for task in SCORE_TASKS
+    ]
+    total = losses[0]
+    for loss in losses[1:]:
+        total = total + loss
+    return total
 
 
 # ---------------------------------------------------------------- the student
