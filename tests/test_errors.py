@@ -19,9 +19,11 @@ from pmcurate.errors import Fatal, PmcurateError, Policy, Retry, SkipItem, UserE
 from pmcurate.export import card, exporter, presets, publish, query, targets
 from pmcurate.filters import rules, stats, subset
 from pmcurate.harvest import HarvestInputError, archive, fetch, jats
+from pmcurate.step import ConfigError
 
 POLICIES = {
     UserError: Policy.FATAL,
+    ConfigError: Policy.FATAL,
     NotABuild: Policy.FATAL,
     HarvestInputError: Policy.FATAL,
     labels_file.LabelsError: Policy.FATAL,
