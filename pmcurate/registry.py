@@ -14,14 +14,16 @@ import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, overload
 
+from pmcurate.errors import Fatal
+
 T = TypeVar("T")
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(Fatal):
     """A name no registry entry has; the message lists the known ones."""
 
 
-class DuplicateNameError(ValueError):
+class DuplicateNameError(Fatal):
     """Two entries registered under one name (two files defining the same rule, say)."""
 
 

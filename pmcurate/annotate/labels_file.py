@@ -21,11 +21,12 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from pmcurate import labels, schema
+from pmcurate.errors import Fatal
 
 TEACHER_DIR = Path("labels") / "teacher"
 
 
-class LabelsError(ValueError):
+class LabelsError(Fatal):
     """A labels file or answer that does not follow the rubric; the message says where and why."""
 
 

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pmcurate.errors import Fatal
 from pmcurate.registry import Registry
 
 Kind = Literal["class", "score", "code"]
@@ -42,7 +43,7 @@ PREFIX = "labels_"
 (the labels' annotator is ``labels_annotator`` for the same reason)."""
 
 
-class LabelSpecError(ValueError):
+class LabelSpecError(Fatal):
     """A label spec that cannot work: bad kind, classes, range, or a name that collides."""
 
 

@@ -68,7 +68,7 @@ def test_biomed_enriched_authors_are_names(build: Path, tmp_path: Path) -> None:
 
 
 def test_biomed_enriched_without_labels_says_to_annotate(synthetic_build: Path, tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="pmcurate annotate"):
+    with pytest.raises(PresetError, match="pmcurate annotate"):
         export(synthetic_build, tmp_path, preset="biomed-enriched", progress=False)
 
 

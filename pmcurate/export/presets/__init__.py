@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pmcurate import schema
+from pmcurate.errors import Fatal
 from pmcurate.registry import Registry, UnknownNameError
 
 Unit = Literal["paragraph", "figure"]
@@ -46,7 +47,7 @@ LICENSE_GROUP = (
 )
 
 
-class PresetError(ValueError):
+class PresetError(Fatal):
     """The build lacks what a preset needs: the message says what and how to make it."""
 
 

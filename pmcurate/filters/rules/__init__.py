@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pmcurate import schema
+from pmcurate.errors import Fatal
 from pmcurate.registry import Registry, UnknownNameError
 
 UNITS = ("paragraph", "article", "figure")
@@ -51,7 +52,7 @@ BOILERPLATE_PATHS = r"(^|/)(ack|fn-group|notes|glossary)(\[|/|$)"
 """Paragraphs under these JATS elements are boilerplate whatever their titles say."""
 
 
-class RuleError(ValueError):
+class RuleError(Fatal):
     """A rule that does not exist, has a bad argument, or does not apply to the unit asked."""
 
 
