@@ -503,6 +503,7 @@ def train_encoder_student(
     test_fraction: float = 0.25,
     validation_fraction: float = 0.25,
     train_fraction: float = 1.0,
+    fold: tuple[int, int] | None = None,
     write: bool = True,
     speed_texts: int = 64,
     progress: bool = True,
@@ -521,7 +522,7 @@ def train_encoder_student(
     torch_device = resolve_device(device)
     teacher = student.prepared_teacher(teacher)
     rest, train, validation, test = student.evaluation_splits(
-        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction
+        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction, fold=fold
     )
     fitted = fit(
         path, train, validation, config, device=torch_device, seed=seed, progress=progress, on_step=on_step
