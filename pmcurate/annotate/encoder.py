@@ -254,11 +254,15 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.
 # ---------------------------------------------------------------- predicting
 
 
+def bf16_enabled(device: torch.device, bf16: bool | None = None) -> bool:
+    """bf16 by default on CUDA only (tensor cores; on most CPUs float32 is faster); ``bf16=True``
+    on CPU runs the GPU's numerics on a CPU (tests do)."""
+    return device.type == "cuda" if bf16 is None else bf16
+
+
 def autocast(device: torch.device, bf16: bool | None = None) -> Any:
-    """bf16 autocast, by default on CUDA only (tensor cores; on most CPUs float32 is faster).
-    ``bf16=True`` on CPU runs the GPU's numerics on a CPU (tests do)."""
-    enabled = device.type == "cuda" if bf16 is None else bf16
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    """bf16 autocast where ``bf16_enabled``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_enabled(device, bf16))
 
 
 def predict(
