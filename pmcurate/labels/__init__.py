@@ -189,30 +189,38 @@ def check_answer(obj: Mapping[str, Any]) -> dict[str, str | int]:
 READ_BATCH = 65_536
 
 
-def with_computed(taught_labels: pa.Table, paragraphs: str | os.PathLike[str]) -> pa.Table:
-    """The labels table of one paragraphs shard: ``taught_labels`` (the students' columns,
-    ``schema.TAUGHT_LABELS``, one row per paragraph of the shard in its order) with the computed
-    labels added, computed from the shard's columns in bounded batches."""
+def with_computed(taught_labels: pa.Table, paragraphs: pa.Table | str | os.PathLike[str]) -> pa.Table:
+    """The labels table of some paragraphs: ``taught_labels`` (the students' columns,
+    ``schema.TAUGHT_LABELS``, one row per paragraph in the paragraphs' order) with the computed
+    labels added. ``paragraphs`` is a table of those paragraphs (``paragraph_id`` and the columns
+    the computed labels read) or a paragraphs shard, read in bounded batches."""
     from pmcurate import schema
 
     ids = taught_labels.column("paragraph_id")
-    reader = pq.ParquetFile(paragraphs)
-    if reader.metadata.num_rows != taught_labels.num_rows:
-        rows = reader.metadata.num_rows
-        raise ValueError(f"{paragraphs}: {rows} paragraphs, {taught_labels.num_rows} labels")
-    specs = computed()
-    reads = sorted({"paragraph_id", *(c for spec in specs for c in spec.reads)})
-    parts: dict[str, list[pa.Array]] = {spec.name: [] for spec in specs}
+    if isinstance(paragraphs, pa.Table):
+        batches: Any = [paragraphs]
+        rows = paragraphs.num_rows
+    else:
+        reader = pq.ParquetFile(paragraphs)
+        batches, rows = _batches(reader, computed()), reader.metadata.num_rows
+    if rows != taught_labels.num_rows:
+        raise ValueError(f"{rows} paragraphs but {taught_labels.num_rows} labels")
+    parts: dict[str, list[pa.Array]] = {spec.name: [] for spec in computed()}
     start = 0
-    for batch in reader.iter_batches(batch_size=READ_BATCH, columns=reads) if specs else ():
-        table = pa.Table.from_batches([batch])
+    for batch in batches if parts else ():
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         if not table.column("paragraph_id").equals(ids.slice(start, table.num_rows)):
-            raise ValueError(f"{paragraphs}: labels are not in the order of the paragraphs")
+            raise ValueError("labels are not in the order of the paragraphs")
         start += table.num_rows
-        for spec in specs:
+        for spec in computed():
             assert spec.compute is not None
             parts[spec.name].append(spec.compute(table.select(list(spec.reads))))
     columns = {name: taught_labels.column(name) for name in taught_labels.column_names}
-    for spec in specs:
-        columns[spec.name] = pa.chunked_array(parts[spec.name], pa.string())
+    for name, arrays in parts.items():
+        columns[name] = pa.chunked_array(arrays, pa.string())
     return pa.table([columns[f.name] for f in schema.LABELS], schema=schema.LABELS)
+
+
+def _batches(reader: pq.ParquetFile, specs: Sequence[LabelSpec]) -> Any:
+    reads = sorted({"paragraph_id", *(c for spec in specs for c in spec.reads)})
+    return reader.iter_batches(batch_size=READ_BATCH, columns=reads)

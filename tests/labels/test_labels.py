@@ -175,3 +175,17 @@ def test_a_new_label_is_one_file(tmp_path: Path) -> None:
     assert found["tasks"] == ["trial", "cohort", "none"] and found["report"] == ["macro_f1", "kappa"]
     assert "study_design" in found["stats"] and "study_design" in found["card"]
     assert found["rule"] == "labels.\"study_design\" IN ('trial')"
+
+
+def test_the_computed_labels_are_added_from_a_table_of_the_paragraphs() -> None:
+    paragraphs = pa.table(
+        {"paragraph_id": ["p1", "p2"], "text": ["The cell divides.", "La cellule se divise."]}
+    )
+    taught = schema.to_table([{"paragraph_id": "p1"}, {"paragraph_id": "p2"}], schema.TAUGHT_LABELS)
+    assert labels.with_computed(taught, paragraphs).column("language").to_pylist() == ["en", "fr"]
+
+
+def test_labels_of_other_paragraphs_are_refused() -> None:
+    paragraphs = pa.table({"paragraph_id": ["p1"], "text": ["The cell divides."]})
+    with pytest.raises(ValueError, match="1 paragraphs but 2 labels"):
+        labels.with_computed(schema.to_table([{"paragraph_id": "p1"}] * 2, schema.TAUGHT_LABELS), paragraphs)
