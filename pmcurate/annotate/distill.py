@@ -63,11 +63,8 @@ def label_sample(
     for start in tqdm(
         range(0, frame.height, CHUNK), desc="distill: encoder labels", unit="chunk", disable=not progress
     ):
-        parts.append(pl.from_arrow(labeller.label(frame.slice(start, CHUNK))))
-    labels = (
-        pl.concat(parts) if parts else pl.DataFrame(schema=pl.from_arrow(schema.LABELS.empty_table()).schema)
-    )
-    assert isinstance(labels, pl.DataFrame)
+        parts.append(pl.DataFrame(labeller.label(frame.slice(start, CHUNK))))
+    labels = pl.concat(parts) if parts else pl.DataFrame(schema.LABELS.empty_table())
     return frame.with_columns(
         labels["document_type"].alias("document_type"),
         labels["domain"].alias("domain"),
