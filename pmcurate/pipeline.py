@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,12 @@ class _Context:
 
     def __post_init__(self) -> None:
         self.hashes = ContentHashes(self.state.setdefault("content_sha256", {}))
+
+    @property
+    def runner(self) -> Executor:
+        """The executor that runs a step's tasks (a plan has none: it runs nothing)."""
+        assert self.executor is not None, "a plan runs no tasks"
+        return self.executor
 
     def planned(self, step: str, action: str, reason: str) -> None:
         assert self.plan is not None
@@ -365,7 +372,7 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     }
     counts = local.Counts()
     work = [(task, str(ctx.build), options) for task in pending]
-    for result in ctx.executor.map(harvest_task, work, desc="harvest", progress=ctx.progress):
+    for result in ctx.runner.map(harvest_task, work, desc="harvest", progress=ctx.progress):
         counts.add(local.Counts(**result))
     # every run: a run killed while removing duplicates left no pending task behind it
     duplicates = local.drop_duplicates_across_shards(ctx.build, tasks)["articles"]
@@ -462,8 +469,8 @@ def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepRepor
     from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, HarvestInterrupted, read_id_file
 
     ids = tuple(read_id_file(source.ids)) if source.ids else ()
-    batch = {"batch_size": source.batch_size} if source.batch_size else {}
-    base = {"base_url": source.base_url} if source.base_url else {}
+    batch: dict[str, Any] = {"batch_size": source.batch_size} if source.batch_size else {}
+    base: dict[str, Any] = {"base_url": source.base_url} if source.base_url else {}
     try:
         if source.kind == "pmc":
             options: Any = pmc.PmcOptions(
@@ -597,7 +604,7 @@ def _teacher_settings(ctx: _Context) -> dict[str, Any]:
 
     teacher = ctx.manifest.teacher
     assert teacher is not None
-    settings = {"kind": teacher.kind}
+    settings: dict[str, Any] = {"kind": teacher.kind}
     if teacher.kind == "llm":
         settings |= {
             "endpoint": _public_url(teacher.endpoint or ""),
@@ -618,8 +625,8 @@ def _sample(ctx: _Context) -> StepReport:
     )
     path = sample.write_sample(ctx.build, frame)
     return StepReport(
-        "annotate:sample", "ran", counts={"paragraphs": frame.height, "sha256": sha256_file(path)}
-    )  # type: ignore[dict-item]
+        "annotate:sample", "ran", counts={"paragraphs": frame.height}, note=f"sha256 {sha256_file(path)}"
+    )
 
 
 def _teach(ctx: _Context) -> StepReport:
@@ -825,7 +832,7 @@ def _apply(ctx: _Context) -> StepReport:
         for source in sources
         if ctx.force or not student.is_current(labels_dir / source.name, manifest["annotator"])
     ]
-    labelled = sum(ctx.executor.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
+    labelled = sum(ctx.runner.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
     return StepReport(
         "annotate:apply",
         "ran" if todo or orphans else "unchanged",
@@ -869,7 +876,7 @@ def _stage_filter(ctx: _Context) -> None:
             ctx,
             f"filter:{subset.name}",
             key,
-            lambda subset=subset: _subset(ctx, subset),
+            partial(_subset, ctx, subset),
             outputs=[ctx.build / "subsets" / subset.name / "subset.json"],
         )
 
@@ -920,7 +927,7 @@ def _stage_export(ctx: _Context) -> None:
             ctx,
             f"export:{spec.name}",
             key,
-            lambda spec=spec: _export(ctx, spec),
+            partial(_export, ctx, spec),
             outputs=[export_dir(ctx.build, spec.name)],
         )
 
@@ -1120,7 +1127,7 @@ def _input_files(ctx: _Context) -> list[dict[str, Any]]:
     if not paths:
         return []
     cache: dict[str, Any] = ctx.state.setdefault("checksums", {})
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in archive.discover_inputs(paths):
         stat = path.stat()
         key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -1151,7 +1158,7 @@ def _network_inputs(ctx: _Context) -> list[dict[str, Any]]:
                 " ',' ORDER BY article_id), ''))"
                 f" FROM read_parquet([{files}])"
             ).fetchone()  # type: ignore[misc]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for source in sources:
         settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False)}
         if "base_url" in settings:
