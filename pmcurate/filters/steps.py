@@ -24,7 +24,7 @@ from typing import Any
 
 from pmcurate.executor import Executor
 from pmcurate.filters import dedup, engine
-from pmcurate.filters.rules import UNITS, Rule, parse_rule, where_rule
+from pmcurate.filters.rules import UNITS, Rule, RuleError, parse_rule, where_rule
 from pmcurate.filters.subset import (
     DEDUP_KINDS,
     SHARD_ROWS,
@@ -57,10 +57,17 @@ class SubsetConfig(StepConfig):
     partition_rows: int = option(engine.PARTITION_ROWS, "rows per partition (bounds memory)", manifest=False)
 
     def __post_init__(self) -> None:
+        """Every rule and upsampling spec parses, every dedup kind applies to the source."""
         unknown = [d for d in self.dedup if d not in DEDUP_KINDS[self.source]]
         if unknown:
             known = ", ".join(DEDUP_KINDS[self.source])
             raise ConfigError(f"dedup: {', '.join(unknown)} do not apply to {self.source} (known: {known})")
+        for key, specs in (("rules", self.rules), ("upsample", self.upsample)):
+            for index, spec in enumerate(specs):
+                try:
+                    parse_rule(parse_upsample_spec(spec)[0] if key == "upsample" else spec)
+                except (RuleError, SubsetError) as exc:
+                    raise ConfigError(f"{key}[{index}]: {exc}") from None
 
     @classmethod
     def from_manifest(cls, name: str, table: Mapping[str, Any], *, where: str = "") -> SubsetConfig:

@@ -209,7 +209,7 @@ def with_computed(taught_labels: pa.Table, paragraphs: pa.Table | str | os.PathL
     start = 0
     for batch in batches if parts else ():
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        if not table.column("paragraph_id").equals(ids.slice(start, table.num_rows)):
+        if not table.column("paragraph_id").cast(pa.string()).equals(ids.slice(start, table.num_rows)):
             raise ValueError("labels are not in the order of the paragraphs")
         start += table.num_rows
         for spec in computed():

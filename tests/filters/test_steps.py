@@ -35,6 +35,11 @@ def test_the_manifest_table_is_the_config() -> None:
         ({"upsample": {"mostly_clinical": 0}}, "upsample.mostly_clinical: expected an integer factor"),
         ({"from": "tables"}, "one of 'paragraphs', 'figures'"),
         ({"rule": ["min_words"]}, "unknown key"),
+        (
+            {"rules": ["min_words", "edu_minimum"]},
+            r"rules\[1\]: unknown rule 'edu_minimum'; known: min_words",
+        ),
+        ({"upsample": {"mostly_clinical=0.6": 3, "clinical": 2}}, r"upsample\[1\]: unknown rule 'clinical'"),
     ],
 )
 def test_a_bad_subset_table_names_the_key(table: dict, message: str) -> None:

@@ -179,7 +179,9 @@ def test_a_new_label_is_one_file(tmp_path: Path) -> None:
 
 def test_the_computed_labels_are_added_from_a_table_of_the_paragraphs() -> None:
     texts = ["The patient was treated with antibiotics.", "Le patient a été traité par antibiotiques."]
-    paragraphs = pa.table({"paragraph_id": ["p1", "p2"], "text": texts})
+    paragraphs = pa.table(
+        {"paragraph_id": pa.array(["p1", "p2"], pa.large_string()), "text": texts}
+    )  # Polars'
     taught = schema.to_table([{"paragraph_id": "p1"}, {"paragraph_id": "p2"}], schema.TAUGHT_LABELS)
     assert labels.with_computed(taught, paragraphs).column("language").to_pylist() == ["en", "fr"]
 
