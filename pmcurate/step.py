@@ -33,10 +33,11 @@ import json
 import logging
 import os
 import pickle
+import re
 import time
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -69,6 +70,7 @@ def option(
     minimum: float | None = _LOWEST,
     metavar: str | None = None,
     manifest: bool = True,
+    group: str | None = None,
     default_factory: Any = _NO_DEFAULT,
 ) -> Any:
     """A field of a step config with what the manifest reader and the CLI need to know of it.
@@ -77,6 +79,7 @@ def option(
     (set by the command itself, e.g. a positional argument). ``choices``: the allowed values.
     ``minimum``: the smallest allowed number (default: integers ≥ 1, numbers ≥ 0; ``None``: any).
     ``manifest=False``: not a manifest key (set by the caller: the build folder, the executor).
+    ``group``: fields of one group are mutually exclusive CLI options.
     """
     metadata = {
         "help": help,
@@ -85,6 +88,7 @@ def option(
         "minimum": minimum,
         "metavar": metavar,
         "manifest": manifest,
+        "group": group,
     }
     if default_factory is not _NO_DEFAULT:
         return field(default_factory=default_factory, metadata=metadata)
@@ -106,6 +110,7 @@ class Option:
     minimum: float | None
     metavar: str | None
     manifest: bool
+    group: str | None
 
     @property
     def required(self) -> bool:
@@ -143,19 +148,26 @@ class StepConfig:
                     minimum=minimum,
                     metavar=meta.get("metavar"),
                     manifest=meta.get("manifest", True),
+                    group=meta.get("group"),
                 )
             )
         return found
 
     @classmethod
     def from_table(
-        cls, table: Mapping[str, Any], *, where: str = "", base: Path | None = None, **fixed: Any
+        cls,
+        table: Mapping[str, Any],
+        *,
+        where: str = "",
+        resolve: Callable[[str, str], Path] | None = None,
+        **fixed: Any,
     ) -> Self:
         """The config from a manifest table: every key checked against the fields (type, choices,
-        minimum), unknown keys refused. ``base``: the folder relative paths start from. ``fixed``:
-        values the caller sets (not manifest keys)."""
+        minimum), unknown keys refused. ``resolve(value, key)``: the path a path value names
+        (relative to the manifest; may raise when it does not exist). ``fixed``: values the caller
+        sets (not manifest keys)."""
         values = dict(fixed)
-        known = [o.name for o in cls.options() if o.manifest]
+        known = [o.name for o in cls.options() if o.manifest and o.name not in fixed]
         unknown = sorted(set(table) - set(known))
         if unknown:
             raise ConfigError(
@@ -163,26 +175,38 @@ class StepConfig:
                 f"(known here: {', '.join(sorted(known)) or 'none'})"
             )
         for opt in cls.options():
-            if not opt.manifest or opt.name in fixed:
+            if opt.name not in known:
                 continue
             if opt.name in table:
-                values[opt.name] = _check(opt, table[opt.name], _where(where, opt.name), base)
+                value = _check(opt, table[opt.name], _where(where, opt.name))
+                if resolve is not None and isinstance(value, Path):
+                    value = resolve(table[opt.name], opt.name)
+                values[opt.name] = value
             elif opt.required:
                 raise ConfigError(f"{_where(where, opt.name)}: required key is missing")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:  # a check across fields (``__post_init__``), worded with the keys
+            raise ConfigError(f"{_where(where, '')} {exc}" if where else str(exc)) from None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, *, skip: Iterable[str] = ()) -> None:
         """One CLI option per field that has a flag (``cli=""`` fields and ``skip`` left out)."""
+        groups: dict[str, Any] = {}
         for opt in cls.options():
             if opt.flag is None or opt.name in skip:
                 continue
+            target: Any = parser
+            if opt.group is not None:
+                target = groups.get(opt.group) or groups.setdefault(
+                    opt.group, parser.add_mutually_exclusive_group()
+                )
             default = None if opt.required else opt.default
             shown = not opt.required and default not in (None, False, ())
             text = opt.help + (f" (default {default})" if shown and opt.type is not bool else "")
             if opt.type is bool:  # off by default: a switch; on by default: --x / --no-x
                 action = argparse.BooleanOptionalAction if default else "store_true"
-                parser.add_argument(opt.flag, dest=opt.name, action=action, default=default, help=text)
+                target.add_argument(opt.flag, dest=opt.name, action=action, default=default, help=text)
                 continue
             kwargs: dict[str, Any] = {"dest": opt.name, "default": default, "help": text}
             if opt.choices:
@@ -197,7 +221,7 @@ class StepConfig:
                 kwargs["type"] = date.fromisoformat
             if opt.required:
                 kwargs["required"] = True
-            parser.add_argument(opt.flag, **kwargs)
+            target.add_argument(opt.flag, **kwargs)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **fixed: Any) -> Self:
@@ -214,8 +238,12 @@ class StepConfig:
                 continue
             if opt.type is tuple and isinstance(value, list):
                 value = tuple(value)
-            values[opt.name] = _check(opt, value, opt.flag or opt.name, None)
-        return cls(**values)
+            values[opt.name] = _check(opt, value, opt.flag or opt.name)
+        try:
+            return cls(**values)
+        except ConfigError as exc:  # a check across fields, worded with the keys: name the flags
+            flags = {o.name: o.flag for o in cls.options() if o.flag}
+            raise ConfigError(re.sub(r"\b[a-z_]+\b", lambda m: flags.get(m[0], m[0]), str(exc))) from None
 
     def settings(self) -> dict[str, Any]:
         """The config as plain values (paths as strings): what fingerprints and provenance record."""
@@ -251,7 +279,7 @@ def _fail(where: str, expected: str, value: Any) -> typing.NoReturn:
     raise ConfigError(f"{where}: expected {expected}, got {_show(value)}")
 
 
-def _check(opt: Option, value: Any, where: str, base: Path | None) -> Any:
+def _check(opt: Option, value: Any, where: str) -> Any:
     """``value`` converted to the field's type, or ``ConfigError`` saying what was expected."""
     if value is None and opt.optional:
         return None
@@ -288,10 +316,7 @@ def _check(opt: Option, value: Any, where: str, base: Path | None) -> Any:
         return tuple(value)
     if not isinstance(value, str) or not value.strip():
         _fail(where, "a non-empty string", value)
-    if kind is Path:
-        path = Path(value).expanduser()
-        return base / path if base is not None and not path.is_absolute() else path
-    return value
+    return Path(value).expanduser() if kind is Path else value
 
 
 # ---------------------------------------------------------------- reports and the build
@@ -467,6 +492,8 @@ class Step(Generic[C, T]):
     name: str = ""
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
+    result: Any = None
+    """What the step's last ``finish`` produced, in the driver (a command prints it)."""
 
     def __init__(self, config: C, *, name: str | None = None) -> None:
         self.config = config

@@ -195,8 +195,9 @@ def test_student_kind_chooses_the_labelling_student(tmp_path: Path) -> None:
         "[student]", '[student]\nkind = "distilled"\ndevice = "cpu"\nepochs = 3\ndistill_sample = 5000'
     )
     spec = load_manifest(write(tmp_path, text)).student
-    assert spec is not None
-    assert (spec.kind, spec.device, spec.epochs, spec.distill_sample) == ("distilled", "cpu", 3, 5000)
+    assert spec is not None and spec.encoder is not None and spec.distill is not None
+    assert (spec.kind, spec.encoder.device, spec.encoder.epochs) == ("distilled", "cpu", 3)
+    assert (spec.distill.device, spec.distill.distill_sample) == ("cpu", 5000)
     default = load_manifest(write(tmp_path, VALID)).student
     assert default is not None and default.kind == "fasttext"
 

@@ -33,7 +33,9 @@ class CountConfig(StepConfig):
 
 def test_table_values_are_checked_and_converted(tmp_path: Path) -> None:
     table = {"sizes": "3", "mode": "max", "ratio": 1, "limit": 4, "fast": True, "labels": "l.tsv"}
-    config = CountConfig.from_table(table, where="[count]", base=tmp_path, out=tmp_path)
+    config = CountConfig.from_table(
+        table, where="[count]", resolve=lambda value, key: tmp_path / value, out=tmp_path
+    )
     assert config == CountConfig(
         out=tmp_path, sizes=("3",), mode="max", ratio=1.0, limit=4, fast=True, labels=tmp_path / "l.tsv"
     )
