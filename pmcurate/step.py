@@ -43,8 +43,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from pmcurate import schema
-
 log = logging.getLogger(__name__)
 
 STATE_FILE = Path(".pmcurate") / "state.json"
@@ -202,7 +200,7 @@ class StepConfig:
                     opt.group, parser.add_mutually_exclusive_group()
                 )
             default = None if opt.required else opt.default
-            shown = not opt.required and default not in (None, False, ())
+            shown = not opt.required and default is not None and default is not False and default != ()
             text = opt.help + (f" (default {default})" if shown and opt.type is not bool else "")
             if opt.type is bool:  # off by default: a switch; on by default: --x / --no-x
                 action = argparse.BooleanOptionalAction if default else "store_true"
@@ -314,6 +312,8 @@ def _check(opt: Option, value: Any, where: str) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
             _fail(where, "a list of non-empty strings", value)
         return tuple(value)
+    if kind is Path and isinstance(value, Path):  # from the CLI (``type=Path``)
+        return value
     if not isinstance(value, str) or not value.strip():
         _fail(where, "a non-empty string", value)
     return Path(value).expanduser() if kind is Path else value
@@ -433,6 +433,8 @@ class Build:
 
     def shards(self, table: str) -> list[Path]:
         """The shards of ``table`` (none when it has none yet)."""
+        from pmcurate import schema
+
         return schema.shard_paths(self.path, table)
 
     def tables_fingerprint(self, names: Iterable[str]) -> str:

@@ -25,7 +25,8 @@ class CountConfig(StepConfig):
     limit: int | None = option(None, "at most this many")
     fast: bool = option(False, "go fast")
     check: bool = option(True, "check inputs")
-    labels: Path | None = option(None, "a labels file")
+    labels: Path | None = option(None, "a labels file", group="source")
+    teacher: str = option("llm", "a teacher", choices=("llm", "rules"), group="source")
 
 
 # ---------------------------------------------------------------- configs
@@ -86,9 +87,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_cli_flags_come_from_the_fields() -> None:
-    args = _parser().parse_args(["--batch-size", "3", "--fast", "--no-check", "--sizes", "1", "2"])
-    config = CountConfig.from_args(args, out=Path("o"))
-    assert config == CountConfig(out=Path("o"), batch_size=3, fast=True, check=False, sizes=("1", "2"))
+    argv = ["--batch-size", "3", "--fast", "--no-check", "--sizes", "1", "2", "--labels", "l.tsv"]
+    config = CountConfig.from_args(_parser().parse_args(argv), out=Path("o"))
+    assert config == CountConfig(
+        out=Path("o"), batch_size=3, fast=True, check=False, sizes=("1", "2"), labels=Path("l.tsv")
+    )
+
+
+def test_fields_of_a_group_are_exclusive_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--labels", "l.tsv", "--teacher", "rules"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_cli_defaults_equal_the_manifest_defaults() -> None:
@@ -103,7 +112,7 @@ def test_cli_values_are_checked_like_manifest_values() -> None:
 
 def test_cli_help_shows_help_and_default() -> None:
     text = _parser().format_help()
-    assert "rows per batch (default 8)" in text
+    assert "rows per batch (default 8)" in text and "random seed (default 0)" in text
     assert "--no-check" in text and "--out" not in text
 
 

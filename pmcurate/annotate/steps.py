@@ -7,22 +7,37 @@ Each step is a whole step (its work runs in ``finish``, in the driver) with one 
 labels file, the encoder student; a step reruns when one of them or its settings change.
 
 The step keeps what it produced in ``result`` (the driver's copy), which the commands print.
+The configs are read by ``pmcurate --help`` and by the manifest: the stage modules (Polars,
+fastText, torch) are imported where a step runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
-from pmcurate.annotate import labels_file, sample
 from pmcurate.http import public_url
 from pmcurate.step import Build, ConfigError, Step, StepConfig, StepReport, fingerprint, option
 
+if TYPE_CHECKING:
+    import polars as pl
+
 DEVICES = ("auto", "cpu", "cuda")
 TEACHERS = ("llm", "rules")
+
+
+def _sample_path(build: Build) -> Path:
+    from pmcurate.annotate import sample
+
+    return build.path / sample.SAMPLE_FILE
+
+
+def _teacher_path(build: Build, name: str) -> Path:
+    """The teacher's labels shard ``labels/teacher/NAME.parquet``."""
+    from pmcurate.annotate import labels_file
+
+    return labels_file.teacher_dir(build.path) / f"{name}.parquet"
 
 
 def _digest(build: Build, path: Path) -> str | None:
@@ -49,9 +64,11 @@ class SampleStep(Step[SampleConfig, Any]):
     reads = ("articles", "paragraphs")
 
     def outputs(self, build: Build) -> list[Path]:
-        return [build.path / sample.SAMPLE_FILE]
+        return [_sample_path(build)]
 
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
+        from pmcurate.annotate import sample
+
         config = self.config
         frame = sample.stratified_sample(
             build.path, config.sample_size, seed=config.seed, min_tokens=config.min_tokens
@@ -73,13 +90,13 @@ class RulesTeacherStep(Step[StepConfig, Any]):
         super().__init__(config or StepConfig())
 
     def fingerprint(self, build: Build) -> str:
-        return fingerprint(self.name, _digest(build, build.path / sample.SAMPLE_FILE))
+        return fingerprint(self.name, _digest(build, _sample_path(build)))
 
     def outputs(self, build: Build) -> list[Path]:
-        return [labels_file.teacher_dir(build.path) / "rules.parquet"]
+        return [_teacher_path(build, "rules")]
 
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
-        from pmcurate.annotate import rules
+        from pmcurate.annotate import labels_file, rules, sample
 
         rows = rules.rules_teacher_rows(sample.read_sample(build.path))
         labels_file.write_teacher_labels(build.path, "rules", rows)
@@ -137,12 +154,14 @@ class LlmTeacherStep(Step[LlmTeacherConfig, Any]):
         answers = {"backend": config.backend, "model": config.model, "prompt_hash": prompt.PROMPT_HASH}
         if config.backend == "http":
             answers["endpoint"] = public_url(config.endpoint or "")
-        return fingerprint(self.name, answers, _digest(build, build.path / sample.SAMPLE_FILE))
+        return fingerprint(self.name, answers, _digest(build, _sample_path(build)))
 
     def outputs(self, build: Build) -> list[Path]:
-        return [labels_file.teacher_dir(build.path) / "llm.parquet"]
+        return [_teacher_path(build, "llm")]
 
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
+        from pmcurate.annotate import labels_file
+
         summary = self._run(build)
         self.result = summary
         counts_ = {
@@ -154,14 +173,14 @@ class LlmTeacherStep(Step[LlmTeacherConfig, Any]):
         }
         drops = {"failed": summary.failed, "not asked (budget)": summary.skipped}
         status = "ran" if not summary.budget_exhausted and not summary.failed else "incomplete"
-        if not (labels_file.teacher_dir(build.path) / "llm.parquet").is_file():
+        if not (_teacher_path(build, "llm")).is_file():
             raise labels_file.LabelsError(
                 f"{self.name}: the endpoint answered no paragraph; nothing to train on"
             )
         return StepReport(self.name, status, counts=counts_, drops={k: v for k, v in drops.items() if v})
 
     def _run(self, build: Build) -> Any:
-        from pmcurate.annotate import llm
+        from pmcurate.annotate import llm, sample
 
         config = self.config
         frame = sample.read_sample(build.path)
@@ -207,6 +226,8 @@ class TeacherChoice(StepConfig):
 
     def frame(self, build: Build) -> tuple[pl.DataFrame, str]:
         """The teacher labels, and their name in reports."""
+        from pmcurate.annotate import labels_file
+
         if self.labels is not None:
             return labels_file.load_teacher(build.path, path=str(self.labels)), f"file:{self.labels.name}"
         return labels_file.load_teacher(build.path, name=self.teacher), self.teacher
@@ -215,7 +236,7 @@ class TeacherChoice(StepConfig):
         """The content of the labels the students learn."""
         if self.labels is not None:
             return _digest(build, self.labels)
-        return _digest(build, labels_file.teacher_dir(build.path) / f"{self.teacher}.parquet")
+        return _digest(build, _teacher_path(build, self.teacher))
 
 
 @dataclass(frozen=True)
