@@ -43,6 +43,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar
 
+from pmcurate.errors import Fatal
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = Path(".pmcurate") / "state.json"
@@ -50,7 +52,7 @@ STATE_FILE = Path(".pmcurate") / "state.json"
 # ---------------------------------------------------------------- configs
 
 
-class ConfigError(ValueError):
+class ConfigError(Fatal):
     """A config value that cannot be used: the message names the key and what was expected."""
 
 

@@ -8,28 +8,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pmcurate.annotate import labels_file, llm, sample, steps, student, vllm_backend
+from pmcurate.annotate import sample, steps, student
 from pmcurate.annotate.report import format_report, side_by_side
-from pmcurate.cli import UserError
 from pmcurate.step import Build, Step, run_step
-
-USER_ERRORS = (
-    labels_file.LabelsError,
-    llm.LlmError,
-    sample.SampleError,
-    student.StudentError,
-    vllm_backend.VllmMissing,
-)
 
 
 def run(args: argparse.Namespace) -> int:
     handler = {"sample": _sample, "llm": _llm, "train": _train, "apply": _apply, "distill": _distill}[
         args.step
     ]
-    try:
-        return handler(args)
-    except USER_ERRORS as exc:
-        raise UserError(str(exc)) from None
+    return handler(args)
 
 
 def _run(build: Build, step: Step[Any, Any]) -> Any:
