@@ -52,7 +52,6 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pmcurate import __version__, schema
-from pmcurate.errors import Fatal, Retry
 from pmcurate.executor import Executor, locate_build, make_executor, pull, push
 from pmcurate.http import public_url
 from pmcurate.manifest import ExportSpec, Manifest, SourceSpec, SubsetSpec
@@ -61,6 +60,8 @@ from pmcurate.step import (
     PlannedStep,
     Step,
     StepConfig,
+    StepFailed,
+    StepInterrupted,
     StepReport,
     fingerprint,
     run_step,
@@ -77,11 +78,11 @@ SHARD_TABLES = ("quarantine", "labels", "paragraphs", "figures", "tables", "arti
 PACKAGES = ("pyarrow", "polars", "duckdb", "lxml", "fasttext-community", "numpy", "huggingface_hub", "ray")
 
 
-class BuildError(Fatal):
+class BuildError(StepFailed):
     """A build that cannot go on for a reason the user can fix; the message says which step and why."""
 
 
-class BuildInterrupted(Retry):
+class BuildInterrupted(StepInterrupted):
     """A build stopped by its services (unreachable, failing): finished work is kept, a rerun resumes."""
 
 

@@ -43,13 +43,22 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from pmcurate.errors import Fatal
+from pmcurate.errors import Fatal, PmcurateError, Retry, one_line
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = Path(".pmcurate") / "state.json"
 
 # ---------------------------------------------------------------- configs
+
+
+class StepFailed(Fatal):
+    """A step stopped by an error the user must fix (its policy was fatal, or one item of a step
+    that has no quarantine was bad): the message names the step."""
+
+
+class StepInterrupted(Retry):
+    """A step stopped by its services (a transport failure): finished work is kept, a rerun resumes."""
 
 
 class ConfigError(Fatal):
@@ -576,9 +585,23 @@ def run_step(step: Step[Any, Any], build: Build, executor: Runner | None = None)
             step.name, "unchanged", counts=previous.get("counts", {}), drops=previous.get("drops", {})
         )
     else:
-        report = _run(step, build, key, executor)
+        try:
+            report = _run(step, build, key, executor)
+        except PmcurateError as exc:
+            raise _by_policy(step, exc) from exc
     build.reports.append(report)
     return report
+
+
+def _by_policy(step: Step[Any, Any], exc: PmcurateError) -> PmcurateError:
+    """The error a step's error becomes, named after the step: a transport failure stays
+    resumable; anything else stops the run (an item a step could skip was skipped inside it)."""
+    if isinstance(exc, StepFailed | StepInterrupted):  # already named after a step
+        return exc
+    message = one_line(exc)
+    if not message.startswith(f"{step.name}:"):
+        message = f"{step.name}: {message}"
+    return StepInterrupted(message) if isinstance(exc, Retry) else StepFailed(message)
 
 
 def _run(step: Step[Any, Any], build: Build, key: str | None, executor: Runner | None) -> StepReport:

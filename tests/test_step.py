@@ -10,8 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from pmcurate.errors import Fatal, Retry, SkipItem
 from pmcurate.executor import LocalExecutor
-from pmcurate.step import Build, ConfigError, Step, StepConfig, StepReport, option, run_step
+from pmcurate.step import (
+    Build,
+    ConfigError,
+    Step,
+    StepConfig,
+    StepFailed,
+    StepInterrupted,
+    StepReport,
+    option,
+    run_step,
+)
 
 
 @dataclass(frozen=True)
@@ -307,3 +318,36 @@ def test_per_task_step_plan_explains_its_tasks(tmp_path: Path) -> None:
         ("run", "3 tasks to run"),
         ("unchanged", "every task done"),
     ]
+
+
+class Failing(CountStep):
+    error: Exception = Fatal("bad input")
+
+    def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        (Fatal("no table"), StepFailed),
+        (SkipItem("one bad article"), StepFailed),
+        (Retry("503"), StepInterrupted),
+    ],
+)
+def test_runner_decides_by_policy_and_names_the_step(
+    tmp_path: Path, error: Exception, raised: type[Exception]
+) -> None:
+    step = Failing(_step(tmp_path).config)
+    step.error = error
+    with pytest.raises(raised) as info:
+        run_step(step, Build(tmp_path))
+    assert str(info.value) == f"count: {error}"
+    assert Build.open(tmp_path).state["steps"] == {}  # a failed step is not recorded as done
+
+
+def test_a_bug_keeps_its_traceback(tmp_path: Path) -> None:
+    step = Failing(_step(tmp_path).config)
+    step.error = KeyError("bug")
+    with pytest.raises(KeyError):
+        run_step(step, Build(tmp_path))
