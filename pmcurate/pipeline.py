@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,12 @@ class _Context:
     @property
     def steps(self) -> list[StepReport]:
         return self.store.reports
+
+    @property
+    def runner(self) -> Executor:
+        """The executor that runs a step's tasks (a plan has none: it runs nothing)."""
+        assert self.executor is not None, "a plan runs no tasks"
+        return self.executor
 
     def planned(self, step: str, action: str, reason: str) -> None:
         self.store.planned(step, action, reason)
@@ -319,7 +326,7 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     }
     counts = local.Counts()
     work = [(task, str(ctx.build), options) for task in pending]
-    for result in ctx.executor.map(harvest_task, work, desc="harvest", progress=ctx.progress):
+    for result in ctx.runner.map(harvest_task, work, desc="harvest", progress=ctx.progress):
         counts.add(local.Counts(**result))
     # every run: a run killed while removing duplicates left no pending task behind it
     duplicates = local.drop_duplicates_across_shards(ctx.build, tasks)["articles"]
@@ -416,8 +423,8 @@ def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepRepor
     from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, HarvestInterrupted, read_id_file
 
     ids = tuple(read_id_file(source.ids)) if source.ids else ()
-    batch = {"batch_size": source.batch_size} if source.batch_size else {}
-    base = {"base_url": source.base_url} if source.base_url else {}
+    batch: dict[str, Any] = {"batch_size": source.batch_size} if source.batch_size else {}
+    base: dict[str, Any] = {"base_url": source.base_url} if source.base_url else {}
     try:
         if source.kind == "pmc":
             options: Any = pmc.PmcOptions(
@@ -574,7 +581,7 @@ def _apply(ctx: _Context) -> StepReport:
         for source in sources
         if ctx.force or not student.is_current(labels_dir / source.name, manifest["annotator"])
     ]
-    labelled = sum(ctx.executor.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
+    labelled = sum(ctx.runner.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
     return StepReport(
         "annotate:apply",
         "ran" if todo or orphans else "unchanged",
@@ -618,7 +625,7 @@ def _stage_filter(ctx: _Context) -> None:
             ctx,
             f"filter:{subset.name}",
             key,
-            lambda subset=subset: _subset(ctx, subset),
+            partial(_subset, ctx, subset),
             outputs=[ctx.build / "subsets" / subset.name / "subset.json"],
         )
 
@@ -669,7 +676,7 @@ def _stage_export(ctx: _Context) -> None:
             ctx,
             f"export:{spec.name}",
             key,
-            lambda spec=spec: _export(ctx, spec),
+            partial(_export, ctx, spec),
             outputs=[export_dir(ctx.build, spec.name)],
         )
 
@@ -862,7 +869,7 @@ def _input_files(ctx: _Context) -> list[dict[str, Any]]:
     if not paths:
         return []
     cache: dict[str, Any] = ctx.store.state.setdefault("checksums", {})
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in archive.discover_inputs(paths):
         stat = path.stat()
         key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -893,7 +900,7 @@ def _network_inputs(ctx: _Context) -> list[dict[str, Any]]:
                 " ',' ORDER BY article_id), ''))"
                 f" FROM read_parquet([{files}])"
             ).fetchone()  # type: ignore[misc]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for source in sources:
         settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False)}
         if "base_url" in settings:
