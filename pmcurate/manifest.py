@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the step configs are imported where a manifest uses them (t
         SampleConfig,
         TrainConfig,
     )
+    from pmcurate.filters.steps import SubsetConfig
 
 C = TypeVar("C", bound=StepConfig)
 
@@ -111,10 +112,10 @@ class StudentSpec:
 
 @dataclass(frozen=True)
 class SubsetSpec:
-    """``[subsets.NAME]``: passed as is to ``filters.subset.make_subset_from_config``."""
+    """``[subsets.NAME]``: the config of its ``filter:NAME`` step (``filters.steps.SubsetConfig``)."""
 
     name: str
-    config: Mapping[str, Any]
+    config: SubsetConfig
 
 
 @dataclass(frozen=True)
@@ -458,34 +459,18 @@ def _student(t: _Table, teacher: TeacherSpec | None) -> StudentSpec:
 
 
 def _subset(path: Path, name: str, raw: Any) -> SubsetSpec:
+    """The subset's table read by its step's config: every key checked, rules parsed."""
+    from pmcurate.filters.steps import SubsetConfig
+
     t = _Table(path, f"subsets.{name}", raw)
     if not NAME.match(name):
         raise t.error("", "a subset name uses letters, digits, '-', '_' and '.'")
-    t.choice("from", ("paragraphs", "figures"), "paragraphs")
-    t.choice("unit", ("paragraph", "article", "figure"), None)
-    for index, rule in enumerate(t.strings("rules", ())):
-        _check_rule(t, f"rules[{index}]", rule)
-    t.string("where", None)
-    t.strings("dedup", ())
-    t.number("near_threshold", None)
-    t.integer("num_perm", None)
-    upsample = t.table("upsample")
-    for rule, factor in upsample.items():
-        _check_rule(t, f"upsample.{rule}", rule)
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-            raise t.error(f"upsample.{rule}", f"expected an integer factor ≥ 1, got {_show(factor)}")
-    t.finish()
-    return SubsetSpec(name, dict(raw))
-
-
-def _check_rule(t: _Table, key: str, spec: str) -> None:
-    """A built-in filter rule spec (``min_words=48``) that ``filters.rules`` knows."""
-    from pmcurate.filters.rules import RuleError, parse_rule
-
+    if not isinstance(raw, Mapping):
+        raise t.error("", f"expected a table, got {_show(raw)}")
     try:
-        parse_rule(spec)
-    except (RuleError, ValueError) as exc:
-        raise t.error(key, str(exc)) from None
+        return SubsetSpec(name, SubsetConfig.from_manifest(name, raw, where=f"[subsets.{name}]"))
+    except ConfigError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
 
 
 def _export(path: Path, name: str, raw: Any) -> ExportSpec:
@@ -532,7 +517,7 @@ def _check_references(manifest: Manifest) -> None:
                 f"{where}: [exports.{export.name}] preset: biomed-enriched needs paragraph labels; "
                 "add [teacher] and [student]"
             )
-        source = subsets[export.subset].config.get("from", "paragraphs") if export.subset else None
+        source = subsets[export.subset].config.source if export.subset else None
         wanted = "figures" if export.preset == "image-text" else "paragraphs"
         if source is not None and source != wanted:
             raise ManifestError(

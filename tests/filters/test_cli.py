@@ -68,7 +68,7 @@ def test_filter_where_that_is_not_a_condition_is_one_line(
 ) -> None:
     assert cli.main(["filter", str(build), "--subset", "w", "--where", "text"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pmcurate: error: where: (text) is a VARCHAR value, not a condition")
+    assert err.startswith("pmcurate: error: filter:w: where: (text) is a VARCHAR value, not a condition")
     assert err.count("\n") == 1
     assert not (build / "subsets" / "w").exists()
 
