@@ -18,11 +18,10 @@ on the time or the machine, so exporting the same rows twice gives byte-identica
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import itertools
 import json
 import logging
-import operator
 import os
 import re
 import shutil
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 
 from pmcurate import __version__, schema
 from pmcurate.build import open_build
+from pmcurate.executor import Executor, LocalExecutor
 from pmcurate.export import parquet, webdataset
 from pmcurate.export.presets import Preset, PresetError, Source, check_source, get_preset, license_group_sql
 
@@ -108,11 +108,102 @@ def export(
     image_extension: str | None = None,
     write_card: bool = True,
     progress: bool = True,
+    executor: Executor | None = None,
+    workers: int | None = 1,
 ) -> ExportResult:
     """Export ``preset`` rows of ``build`` (or of its subset ``subset``) into ``out``.
 
     ``config`` defaults to ``default`` for Parquet and ``webdataset`` for tar shards.
-    ``image_extension`` (webdataset only) defaults to the most common image format.
+    ``image_extension`` (webdataset only) defaults to the most common image format. Each split is
+    written by one task on ``executor`` (default: a local one with ``workers`` processes).
+    """
+    plan = prepare(
+        build, out, preset=preset, subset=subset, config=config, format=format, split_by=split_by,
+        shard_bytes=shard_bytes, row_group_bytes=row_group_bytes, image_extension=image_extension,
+        progress=progress,
+    )  # fmt: skip
+    runner = executor or LocalExecutor(workers)
+    try:
+        task = functools.partial(write_split_task, plan.job)
+        list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
+        return finish(plan, write_card=write_card)
+    finally:
+        plan.discard()
+        if executor is None:
+            runner.close()
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What every split task of one export needs (picklable: it is sent to the workers)."""
+
+    build: str
+    staging: str
+    preset: str
+    subset: str | None
+    source: Source
+    split_by: str
+    format: Format
+    config: str
+    shard_bytes: int
+    row_group_bytes: int
+    extension: str | None
+    progress: bool
+
+
+@dataclass(frozen=True)
+class SplitTask:
+    """One split of an export: its rows are written, in order, as that split's shards."""
+
+    split: str
+    rows: int
+
+    @property
+    def key(self) -> str:
+        return self.split
+
+    @property
+    def size(self) -> int:
+        return self.rows
+
+
+@dataclass
+class ExportPlan:
+    """An export checked and planned on the driver: its tasks, and what ``finish`` reports."""
+
+    job: ExportJob
+    out: Path
+    tasks: list[SplitTask]
+    selected: int
+    subset_info: dict[str, Any] | None
+    arrow_schema: pa.Schema
+    tables: set[str]
+    started: float
+
+    def discard(self) -> None:
+        """Remove the staging folder (after ``finish`` installed its shards, or after a failure)."""
+        shutil.rmtree(self.job.staging, ignore_errors=True)
+
+
+def prepare(
+    build: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    preset: str = "paragraphs",
+    subset: str | None = None,
+    config: str | None = None,
+    format: Format = "parquet",
+    split_by: str = SPLIT_BY_LICENSE,
+    shard_bytes: int = parquet.DEFAULT_SHARD_BYTES,
+    row_group_bytes: int = parquet.DEFAULT_ROW_GROUP_BYTES,
+    image_extension: str | None = None,
+    progress: bool = True,
+) -> ExportPlan:
+    """Check the options against the build and plan one task per split (rows counted per split).
+
+    Splits come first in the export's order (split, then the preset's key), so each split's rows
+    and shards are the same whether its task runs alone or beside the others: the output does not
+    depend on how many workers wrote it.
     """
     started = time.perf_counter()
     chosen, config = _check_options(preset, format, config, shard_bytes, row_group_bytes)
@@ -122,59 +213,140 @@ def export(
         raise ExportError(str(exc)) from None
     out = Path(out)
     _check_format(out, config, format)
-    con = opened.duckdb()
     tables = set(opened.tables)
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     try:
         check_source(chosen, tables, source)
     except PresetError as exc:
         raise ExportError(str(exc)) from None
+    con = opened.duckdb()
     subset_info = _create_selection(con, opened.path, chosen, subset)
     columns = _create_rows(con, chosen, source, split_by)
-    result = ExportResult(out=out, config=config, preset=preset, format=format, folder=config_folder(config))
     selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
+    counts = con.sql("SELECT __split, count(*) FROM export_rows GROUP BY ALL ORDER BY 1").fetchall()
+    if not counts:
+        raise ExportError(_nothing_message(chosen, subset))
+    for split, _ in counts:
+        parquet.check_split_name(split)
+    arrow_schema = normalized_schema(
+        con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
+    )
     extension = None
     if format == "webdataset":
         extension = image_extension or webdataset.choose_extension(_image_formats(con))
-    writer = _SplitWriter(chosen, format, shard_bytes, row_group_bytes, extension)
+    con.close()
     staging = out / f"{schema.TMP_PREFIX}export-{config}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    (staging / _SHARDS).mkdir(parents=True)
+    job = ExportJob(
+        build=str(opened.path), staging=str(staging), preset=preset, subset=subset, source=source,
+        split_by=split_by, format=format, config=config, shard_bytes=shard_bytes,
+        row_group_bytes=row_group_bytes, extension=extension, progress=progress,
+    )  # fmt: skip
+    tasks = [SplitTask(split, rows) for split, rows in counts]
+    return ExportPlan(job, out, tasks, selected, subset_info, arrow_schema, tables, started)
+
+
+def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
+    """Write the shards of one split into the job's staging folder (on a worker).
+
+    The rows come sorted from DuckDB in their own connection and stream through the writer, so
+    a task holds a few row groups in memory however large its split; what the driver needs of it
+    (shard names, row counts, the distinct license URLs and languages) goes to a small JSON file.
+    """
+    chosen = get_preset(job.preset)
+    con = open_build(job.build).duckdb()
     try:
-        # One sorted pass: rows ordered by split, then by the preset's key; each run of a split
-        # is written as that split's shards.
-        order = chosen.order_by + (", repeat" if subset else "")
-        query = f"SELECT {columns}, __split FROM export_rows ORDER BY __split, {order}"
-        reader = con.sql(query).to_arrow_reader(IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS)
-        arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
+        _create_selection(con, Path(job.build), chosen, job.subset)
+        columns = _create_rows(con, chosen, job.source, job.split_by)
+        order = chosen.order_by + (", repeat" if job.subset else "")
+        query = f"SELECT {columns} FROM export_rows WHERE __split = $split ORDER BY {order}"
+        batch_rows = IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS
+        reader = con.sql(query, params={"split": task.split}).to_arrow_reader(batch_rows)
+        arrow_schema = normalized_schema(reader.schema)
         seen = _DistinctValues(("license_url", "language"))
-        runs = split_runs(seen.observe(_progress(reader, selected, f"export {config}", progress)))
-        for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
-            shards = writer.write((batch for _, batch in group), arrow_schema, staging, split)
-            result.splits[split] = SplitSummary(
-                rows=sum(s.rows for s in shards),
-                bytes=sum(s.nbytes for s in shards),
-                shards=[f"{result.folder}/{s.path.name}" for s in shards],
-            )
-        if not result.splits:
-            raise ExportError(_nothing_message(chosen, subset))
-        _install(staging, out / result.folder)
+        batches = seen.observe(
+            _progress(reader, task.rows, f"export {job.config} {task.split}", job.progress)
+        )
+        writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
+        shards = writer.write(batches, arrow_schema, Path(job.staging) / _SHARDS, task.split)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    result.skipped_rows = selected - result.rows
-    result.seconds = time.perf_counter() - started
-    info = _provenance(con, opened.path, result, chosen, split_by, subset, subset_info, arrow_schema, tables)
-    if extension is not None:
-        info["image_extension"] = extension
-    info["license_urls"], info["languages"] = seen.sorted("license_url"), seen.sorted("language")
-    provenance = out / PROVENANCE_DIR / f"{config}.json"
+        con.close()
+    summary = {
+        "rows": sum(s.rows for s in shards),
+        "bytes": sum(s.nbytes for s in shards),
+        "shards": [s.path.name for s in shards],
+        "license_url": sorted(seen.values["license_url"], key=_none_first),
+        "language": sorted(seen.values["language"], key=_none_first),
+    }
+    _summary_path(job, task.split).write_text(json.dumps(summary, ensure_ascii=False))
+    return {"rows": summary["rows"], "shards": len(shards), "bytes": summary["bytes"]}
+
+
+def finish(plan: ExportPlan, *, write_card: bool = True) -> ExportResult:
+    """Install the staged shards of every split, then write the provenance (and the card)."""
+    job = plan.job
+    chosen = get_preset(job.preset)
+    result = ExportResult(
+        out=plan.out,
+        config=job.config,
+        preset=job.preset,
+        format=job.format,
+        folder=config_folder(job.config),
+    )
+    urls: set = set()
+    languages: set = set()
+    for task in plan.tasks:
+        summary = json.loads(_summary_path(job, task.split).read_text())
+        if summary["rows"]:
+            result.splits[task.split] = SplitSummary(
+                rows=summary["rows"],
+                bytes=summary["bytes"],
+                shards=[f"{result.folder}/{name}" for name in summary["shards"]],
+            )
+        urls.update(summary["license_url"])
+        languages.update(summary["language"])
+    if not result.splits:
+        raise ExportError(_nothing_message(chosen, job.subset))
+    _install(Path(job.staging) / _SHARDS, plan.out / result.folder)
+    result.skipped_rows = plan.selected - result.rows
+    result.seconds = time.perf_counter() - plan.started
+    build = Path(job.build)
+    with open_build(build).duckdb() as con:
+        info = _provenance(
+            con,
+            build,
+            result,
+            chosen,
+            job.split_by,
+            job.subset,
+            plan.subset_info,
+            plan.arrow_schema,
+            plan.tables,
+        )
+    if job.extension is not None:
+        info["image_extension"] = job.extension
+    info["license_urls"] = sorted(urls, key=_none_first)
+    info["languages"] = sorted(languages, key=_none_first)
+    provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
     provenance.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
-        write_dataset_card(out)
+        write_dataset_card(plan.out)
     return result
+
+
+_SHARDS = "shards"
+
+
+def _summary_path(job: ExportJob, split: str) -> Path:
+    return Path(job.staging) / f"{split}.json"
+
+
+def _none_first(value: Any) -> tuple[bool, Any]:
+    return (value is not None, value)
 
 
 def _check_options(
@@ -328,25 +500,6 @@ class _DistinctValues:
                 if column in batch.schema.names:
                     values.update(pc.unique(batch.column(column)).to_pylist())
             yield batch
-
-    def sorted(self, column: str) -> list:
-        return sorted(self.values[column], key=lambda v: (v is not None, v))
-
-
-def split_runs(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """``(split, rows)`` for each run of equal ``__split`` values in batches sorted by split."""
-    for batch in batches:
-        splits = batch.column("__split")
-        rows = batch.drop_columns(["__split"])
-        if batch.num_rows and splits[0] == splits[-1]:  # sorted: the whole batch is one split
-            yield splits[0].as_py(), rows
-            continue
-        values = splits.to_pylist()
-        start = 0
-        for index in range(1, len(values) + 1):
-            if index == len(values) or values[index] != values[start]:
-                yield values[start], rows.slice(start, index - start)
-                start = index
 
 
 def _progress(reader: pa.RecordBatchReader, total: int, desc: str, enabled: bool) -> Iterator[pa.RecordBatch]:
