@@ -54,7 +54,8 @@ import pyarrow.parquet as pq
 
 from pmcurate import __version__, schema
 from pmcurate.executor import Executor, locate_build, make_executor, pull, push
-from pmcurate.manifest import ExportSpec, Manifest, SourceSpec, SubsetSpec
+from pmcurate.export.steps import DATASET_DIR, dataset_dir, export_dir
+from pmcurate.manifest import Manifest, SourceSpec, SubsetSpec
 from pmcurate.step import (
     STATE_FILE,
     ContentHashes,
@@ -892,100 +893,52 @@ def _subset(ctx: _Context, spec: SubsetSpec) -> StepReport:
     )
 
 
-DATASET_DIR = "dataset"
-
-
-def dataset_dir(build: Path) -> Path:
-    """The build's dataset folder: every export is one config of it; it is what gets published."""
-    return build / DATASET_DIR
-
-
-def export_dir(build: Path, name: str) -> Path:
-    """The folder of export (config) ``name`` inside the dataset folder."""
-    from pmcurate.export.exporter import config_folder
-
-    return dataset_dir(build) / config_folder(name)
-
-
 def _stage_export(ctx: _Context) -> None:
-    for spec in ctx.manifest.exports:
-        inputs = (
-            folder_fingerprint(ctx, ctx.build / "subsets" / spec.subset)
-            if spec.subset
-            else tables_fingerprint(ctx, READS)
-        )
-        key = fingerprint(inputs, asdict(spec))
-        _step(
-            ctx,
-            f"export:{spec.name}",
-            key,
-            lambda spec=spec: _export(ctx, spec),
-            outputs=[export_dir(ctx.build, spec.name)],
-        )
+    from pmcurate.export.exporter import ExportError
+    from pmcurate.export.steps import ExportConfig, ExportStep
 
-
-def _export(ctx: _Context, spec: ExportSpec) -> StepReport:
-    """Adapter to ``export.exporter.export``: the preset's rows as Hub-ready shards, then the dataset
-    card with the manifest's name and description and the repository it is published to."""
-    from pmcurate.export.card import write_card
-    from pmcurate.export.exporter import ExportError, export
-
-    try:
-        result = export(
-            ctx.build,
-            dataset_dir(ctx.build),
+    manifest = ctx.manifest
+    for spec in manifest.exports:
+        config = ExportConfig(
+            name=spec.name,
             preset=spec.preset,
             subset=spec.subset,
-            config=spec.name,
-            format=spec.format,  # type: ignore[arg-type]
+            format=spec.format,
             split_by=spec.split_by,
-            shard_bytes=spec.shard_mb * 2**20,
-            write_card=False,
-            progress=ctx.progress,
+            shard_mb=spec.shard_mb,
+            title=manifest.name,
+            description=manifest.description,
+            repo=manifest.publish.repo if manifest.publish else None,
         )
-        manifest = ctx.manifest
-        repo = manifest.publish.repo if manifest.publish else None
-        write_card(dataset_dir(ctx.build), repo, title=manifest.name, description=manifest.description)
-    except ExportError as exc:
-        raise BuildError(f"export:{spec.name}: {exc}") from None
-    counts = {f"{split} rows": summary.rows for split, summary in result.splits.items()}
-    return StepReport(
-        f"export:{spec.name}",
-        "ran",
-        counts=counts,
-        drops={"no image": result.skipped_rows} if result.skipped_rows else {},
-    )
+        try:
+            _run_step(ctx, ExportStep(config))
+        except ExportError as exc:
+            raise BuildError(str(exc)) from None
 
 
 def _stage_publish(ctx: _Context) -> None:
+    from pmcurate.export.publish import PublishError
+    from pmcurate.export.steps import PublishConfig, PublishStep
+
     spec = ctx.manifest.publish
     if spec is None:
         return
-    # the card is rewritten by publishing itself (with the repository id): not an input
-    key = fingerprint(folder_fingerprint(ctx, dataset_dir(ctx.build), exclude=("README.md",)), asdict(spec))
-    _step(ctx, "publish", key, lambda: _publish(ctx))
-
-
-def _publish(ctx: _Context) -> StepReport:
-    """Adapter to ``export.publish.publish``; the token comes from the variable the manifest names
-    (else the local ``hf auth login``) and is never logged."""
-    from pmcurate.export.publish import PublishError, publish
-
-    spec = ctx.manifest.publish
-    assert spec is not None
+    config = PublishConfig(repo=spec.repo, private=spec.private, token_env=spec.token_env)
     try:
-        result = publish(
-            dataset_dir(ctx.build),
-            spec.repo,
-            private=spec.private,
-            token=os.environ.get(spec.token_env) or None,
-            endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not when huggingface_hub was imported
-            progress=ctx.progress,
-        )
+        _run_step(ctx, PublishStep(config))
     except PublishError as exc:
-        raise BuildError(f"publish: {exc} (token from ${spec.token_env})") from None
-    counts = {action: result.count(action) for action in ("add", "update", "delete", "unchanged")}
-    return StepReport("publish", "ran", counts=counts, note=result.url)
+        raise BuildError(str(exc)) from None
+
+
+def _run_step(ctx: _Context, step: Any) -> StepReport:
+    """``step.run_step`` with this build's state, reports and plan."""
+    from pmcurate.step import Build, run_step
+
+    build = Build(ctx.build, ctx.state, ctx.force, ctx.progress, ctx.plan, ctx.steps, ctx.pending)
+    build.hashes = ctx.hashes
+    report = run_step(step, build, ctx.executor)
+    ctx.pending = build.pending
+    return report
 
 
 # ---------------------------------------------------------------- checks and plan

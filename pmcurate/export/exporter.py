@@ -117,13 +117,14 @@ def export(
     ``image_extension`` (webdataset only) defaults to the most common image format. Each split is
     written by one task on ``executor`` (default: a local one with ``workers`` processes).
     """
-    plan = prepare(
+    plan = make_plan(
         build, out, preset=preset, subset=subset, config=config, format=format, split_by=split_by,
         shard_bytes=shard_bytes, row_group_bytes=row_group_bytes, image_extension=image_extension,
         progress=progress,
     )  # fmt: skip
     runner = executor or LocalExecutor(workers)
     try:
+        plan.stage()
         task = functools.partial(write_split_task, plan.job)
         list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
         return finish(plan, write_card=write_card)
@@ -180,12 +181,18 @@ class ExportPlan:
     tables: set[str]
     started: float
 
+    def stage(self) -> None:
+        """Create the (empty) staging folder the tasks write into."""
+        staging = Path(self.job.staging)
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / _SHARDS).mkdir(parents=True)
+
     def discard(self) -> None:
         """Remove the staging folder (after ``finish`` installed its shards, or after a failure)."""
         shutil.rmtree(self.job.staging, ignore_errors=True)
 
 
-def prepare(
+def make_plan(
     build: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
@@ -199,7 +206,8 @@ def prepare(
     image_extension: str | None = None,
     progress: bool = True,
 ) -> ExportPlan:
-    """Check the options against the build and plan one task per split (rows counted per split).
+    """Check the options against the build and plan one task per split (rows counted per split);
+    writes nothing (``ExportPlan.stage`` creates the staging folder).
 
     Splits come first in the export's order (split, then the preset's key), so each split's rows
     and shards are the same whether its task runs alone or beside the others: the output does not
@@ -236,8 +244,6 @@ def prepare(
         extension = image_extension or webdataset.choose_extension(_image_formats(con))
     con.close()
     staging = out / f"{schema.TMP_PREFIX}export-{config}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / _SHARDS).mkdir(parents=True)
     job = ExportJob(
         build=str(opened.path), staging=str(staging), preset=preset, subset=subset, source=source,
         split_by=split_by, format=format, config=config, shard_bytes=shard_bytes,

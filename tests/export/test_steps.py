@@ -1,0 +1,63 @@
+"""The export step: one task per split on the executor, the same bytes however many workers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from pmcurate.executor import LocalExecutor
+from pmcurate.export.exporter import ExportError, export
+from pmcurate.export.steps import ExportConfig, ExportStep
+from pmcurate.step import Build, run_step
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_two_workers_write_the_bytes_one_writes(synthetic_build: Path, tmp_path: Path) -> None:
+    export(synthetic_build, tmp_path / "one" / "dataset", shard_bytes=400_000, progress=False)
+    executor = LocalExecutor(2)
+    try:
+        export(
+            synthetic_build,
+            tmp_path / "two" / "dataset",
+            shard_bytes=400_000,
+            progress=False,
+            executor=executor,
+        )
+    finally:
+        executor.close()
+    one, two = digests(tmp_path / "one" / "dataset"), digests(tmp_path / "two" / "dataset")
+    assert len([name for name in one if name.startswith("data/")]) > 3
+    assert one == two
+
+
+def test_step_plans_one_task_per_split_largest_first(synthetic_build: Path, tmp_path: Path) -> None:
+    step = ExportStep(ExportConfig(out=tmp_path / "dataset"))
+    tasks = step.plan(Build(synthetic_build))
+    assert {task.key for task in tasks} == {"commercial", "noncommercial", "other"}
+    assert sum(task.size for task in tasks) > 0
+    assert not (tmp_path / "dataset").exists()  # planning writes nothing
+
+
+def test_step_reruns_only_when_its_inputs_change(synthetic_build: Path, tmp_path: Path) -> None:
+    config = ExportConfig(out=tmp_path / "dataset", split_by="none")
+    build = Build(synthetic_build, state={"steps": {}})
+    first = run_step(ExportStep(config), build)
+    second = run_step(ExportStep(config), build)
+    assert (first.status, second.status) == ("ran", "unchanged")
+    assert first.counts["train rows"] == second.counts["train rows"] > 0
+    assert (tmp_path / "dataset" / "data" / "train-00000-of-00001.parquet").is_file()
+
+
+def test_step_error_names_the_step(synthetic_build: Path, tmp_path: Path) -> None:
+    step = ExportStep(ExportConfig(name="mine", out=tmp_path, subset="missing"))
+    with pytest.raises(ExportError, match=r"^export:mine: .*no subset 'missing'"):
+        run_step(step, Build(synthetic_build, state={"steps": {}}))
