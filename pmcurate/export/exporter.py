@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
+import operator
 import os
 import re
 import shutil
@@ -114,15 +116,16 @@ def export(
     """Export ``preset`` rows of ``build`` (or of its subset ``subset``) into ``out``.
 
     ``config`` defaults to ``default`` for Parquet and ``webdataset`` for tar shards.
-    ``image_extension`` (webdataset only) defaults to the most common image format. Each split is
-    written by one task on ``executor`` (default: a local one with ``workers`` processes).
+    ``image_extension`` (webdataset only) defaults to the most common image format. The splits are
+    written by one task per worker of ``executor`` (default: a local one with ``workers``
+    processes); the files do not depend on how many.
     """
+    runner = executor or LocalExecutor(workers)
     plan = make_plan(
         build, out, preset=preset, subset=subset, config=config, format=format, split_by=split_by,
         shard_bytes=shard_bytes, row_group_bytes=row_group_bytes, image_extension=image_extension,
-        progress=progress,
+        progress=progress, tasks=runner.workers,
     )  # fmt: skip
-    runner = executor or LocalExecutor(workers)
     try:
         plan.stage()
         task = functools.partial(write_split_task, plan.job)
@@ -154,18 +157,32 @@ class ExportJob:
 
 @dataclass(frozen=True)
 class SplitTask:
-    """One split of an export: its rows are written, in order, as that split's shards."""
+    """Whole splits of an export, written one after the other by one task: each split's rows, in
+    order, become that split's shards. Splits share a task so that a task per worker, not per
+    split, scans the build (a column with hundreds of values makes hundreds of splits)."""
 
-    split: str
+    splits: tuple[str, ...]
     rows: int
 
     @property
     def key(self) -> str:
-        return self.split
+        return ",".join(self.splits)
 
     @property
     def size(self) -> int:
         return self.rows
+
+
+def group_splits(counts: list[tuple[str, int]], tasks: int) -> list[SplitTask]:
+    """At most ``tasks`` tasks of whole splits, as even in rows as whole splits allow: each split,
+    largest first, goes to the task with the fewest rows so far."""
+    bins: list[list[str]] = [[] for _ in range(max(1, min(tasks, len(counts))))]
+    sizes = [0] * len(bins)
+    for split, rows in sorted(counts, key=lambda count: (-count[1], count[0])):
+        emptiest = sizes.index(min(sizes))
+        bins[emptiest].append(split)
+        sizes[emptiest] += rows
+    return [SplitTask(tuple(sorted(splits)), rows) for splits, rows in zip(bins, sizes, strict=True)]
 
 
 @dataclass
@@ -205,9 +222,11 @@ def make_plan(
     row_group_bytes: int = parquet.DEFAULT_ROW_GROUP_BYTES,
     image_extension: str | None = None,
     progress: bool = True,
+    tasks: int | None = None,
 ) -> ExportPlan:
-    """Check the options against the build and plan one task per split (rows counted per split);
-    writes nothing (``ExportPlan.stage`` creates the staging folder).
+    """Check the options against the build and plan at most ``tasks`` tasks (default: one per
+    CPU) of whole splits (rows counted per split); writes nothing (``ExportPlan.stage`` creates the
+    staging folder).
 
     Splits come first in the export's order (split, then the preset's key), so each split's rows
     and shards are the same whether its task runs alone or beside the others: the output does not
@@ -249,44 +268,58 @@ def make_plan(
         split_by=split_by, format=format, config=config, shard_bytes=shard_bytes,
         row_group_bytes=row_group_bytes, extension=extension, progress=progress,
     )  # fmt: skip
-    tasks = [SplitTask(split, rows) for split, rows in counts]
+    tasks = group_splits(counts, tasks or os.cpu_count() or 1)
     return ExportPlan(job, out, tasks, selected, subset_info, arrow_schema, tables, started)
 
 
 def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
-    """Write the shards of one split into the job's staging folder (on a worker).
+    """Write the shards of the task's splits into the job's staging folder (on a worker).
 
-    The rows come sorted from DuckDB in their own connection and stream through the writer, so
-    a task holds a few row groups in memory however large its split; what the driver needs of it
-    (shard names, row counts, the distinct license URLs and languages) goes to a small JSON file.
+    The rows come sorted (split, then the preset's key) from DuckDB in their own connection and
+    stream through the writer, so a task holds a few row groups in memory however large its
+    splits; what the driver needs of it (shard names and rows per split, the distinct license URLs
+    and languages) goes to a small JSON file.
     """
     chosen = get_preset(job.preset)
     con = open_build(job.build).duckdb()
+    splits: dict[str, dict[str, Any]] = {}
     try:
         _create_selection(con, Path(job.build), chosen, job.subset)
         columns = _create_rows(con, chosen, job.source, job.split_by)
         order = chosen.order_by + (", repeat" if job.subset else "")
-        query = f"SELECT {columns} FROM export_rows WHERE __split = $split ORDER BY {order}"
-        batch_rows = IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS
-        reader = con.sql(query, params={"split": task.split}).to_arrow_reader(batch_rows)
-        arrow_schema = normalized_schema(reader.schema)
-        seen = _DistinctValues(("license_url", "language"))
-        batches = seen.observe(
-            _progress(reader, task.rows, f"export {job.config} {task.split}", job.progress)
+        query = (
+            f"SELECT {columns}, __split FROM export_rows WHERE list_contains($splits, __split) "
+            f"ORDER BY __split, {order}"
         )
+        batch_rows = IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS
+        reader = con.sql(query, params={"splits": list(task.splits)}).to_arrow_reader(batch_rows)
+        arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
+        seen = _DistinctValues(("license_url", "language"))
+        desc = f"export {job.config} {task.key}"
+        runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
         writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
-        shards = writer.write(batches, arrow_schema, Path(job.staging) / _SHARDS, task.split)
+        for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
+            shards = writer.write(
+                (batch for _, batch in group), arrow_schema, Path(job.staging) / _SHARDS, split
+            )
+            splits[split] = {
+                "rows": sum(s.rows for s in shards),
+                "bytes": sum(s.nbytes for s in shards),
+                "shards": [s.path.name for s in shards],
+            }
     finally:
         con.close()
     summary = {
-        "rows": sum(s.rows for s in shards),
-        "bytes": sum(s.nbytes for s in shards),
-        "shards": [s.path.name for s in shards],
+        "splits": splits,
         "license_url": sorted(seen.values["license_url"], key=_none_first),
         "language": sorted(seen.values["language"], key=_none_first),
     }
-    _summary_path(job, task.split).write_text(json.dumps(summary, ensure_ascii=False))
-    return {"rows": summary["rows"], "shards": len(shards), "bytes": summary["bytes"]}
+    _summary_path(job, task).write_text(json.dumps(summary, ensure_ascii=False))
+    return {
+        "rows": sum(s["rows"] for s in splits.values()),
+        "shards": sum(len(s["shards"]) for s in splits.values()),
+        "bytes": sum(s["bytes"] for s in splits.values()),
+    }
 
 
 def finish(plan: ExportPlan, *, write_card: bool = True) -> ExportResult:
@@ -302,16 +335,19 @@ def finish(plan: ExportPlan, *, write_card: bool = True) -> ExportResult:
     )
     urls: set = set()
     languages: set = set()
+    found: dict[str, dict[str, Any]] = {}
     for task in plan.tasks:
-        summary = json.loads(_summary_path(job, task.split).read_text())
-        if summary["rows"]:
-            result.splits[task.split] = SplitSummary(
-                rows=summary["rows"],
-                bytes=summary["bytes"],
-                shards=[f"{result.folder}/{name}" for name in summary["shards"]],
-            )
+        summary = json.loads(_summary_path(job, task).read_text())
+        found.update(summary["splits"])
         urls.update(summary["license_url"])
         languages.update(summary["language"])
+    for split in sorted(found):
+        written = found[split]
+        result.splits[split] = SplitSummary(
+            rows=written["rows"],
+            bytes=written["bytes"],
+            shards=[f"{result.folder}/{name}" for name in written["shards"]],
+        )
     if not result.splits:
         raise ExportError(_nothing_message(chosen, job.subset))
     _install(Path(job.staging) / _SHARDS, plan.out / result.folder)
@@ -347,8 +383,8 @@ def finish(plan: ExportPlan, *, write_card: bool = True) -> ExportResult:
 _SHARDS = "shards"
 
 
-def _summary_path(job: ExportJob, split: str) -> Path:
-    return Path(job.staging) / f"{split}.json"
+def _summary_path(job: ExportJob, task: SplitTask) -> Path:
+    return Path(job.staging) / f"{task.splits[0]}.json"
 
 
 def _none_first(value: Any) -> tuple[bool, Any]:
@@ -506,6 +542,22 @@ class _DistinctValues:
                 if column in batch.schema.names:
                     values.update(pc.unique(batch.column(column)).to_pylist())
             yield batch
+
+
+def split_runs(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """``(split, rows)`` for each run of equal ``__split`` values in batches sorted by split."""
+    for batch in batches:
+        splits = batch.column("__split")
+        rows = batch.drop_columns(["__split"])
+        if batch.num_rows and splits[0] == splits[-1]:  # sorted: the whole batch is one split
+            yield splits[0].as_py(), rows
+            continue
+        values = splits.to_pylist()
+        start = 0
+        for index in range(1, len(values) + 1):
+            if index == len(values) or values[index] != values[start]:
+                yield values[start], rows.slice(start, index - start)
+                start = index
 
 
 def _progress(reader: pa.RecordBatchReader, total: int, desc: str, enabled: bool) -> Iterator[pa.RecordBatch]:

@@ -1,10 +1,12 @@
 """The export and publish steps: ``export:NAME`` (one config of the dataset folder) and ``publish``.
 
-``ExportStep`` plans one task per split (``exporter.prepare``: options checked, rows counted per
-split); each task streams its split's rows, sorted, from DuckDB into that split's shards in a
-staging folder (``exporter.write_split_task``), in bounded memory, on any worker; ``finish``
-installs the shards, writes the provenance and the dataset card. Splits come first in the export's
-order, so the shards are the same bytes however many workers wrote them.
+``ExportStep`` plans tasks of whole splits (``exporter.make_plan``: options checked, rows counted
+per split, splits shared among ``tasks`` tasks); each task streams its splits' rows, sorted, from
+DuckDB into their shards in a staging folder (``exporter.write_split_task``), in bounded memory, on
+any worker; ``finish`` installs the shards, writes the provenance and the dataset card. Splits come
+first in the export's order and a split's shards are cut by its rows alone, so the files are the
+same bytes however many workers wrote them. (A split is not cut among tasks: where a shard ends
+depends on the compressed size of the shards before it.)
 
 ``PublishStep`` uploads the dataset folder to the Hub in ``finish`` (a whole step: no tasks).
 """
@@ -48,6 +50,7 @@ class ExportConfig(StepConfig):
     row_group_mb: int = option(
         parquet.DEFAULT_ROW_GROUP_BYTES // 2**20, "uncompressed MiB per Parquet row group"
     )
+    tasks: int | None = option(None, "tasks the splits are shared among (default: CPU count)")
     image_format: str | None = option(
         None, "webdataset image files (default: most common)", choices=("jpg", "png")
     )
@@ -58,7 +61,7 @@ class ExportConfig(StepConfig):
 
 
 class ExportStep(Step[ExportConfig, exporter.SplitTask]):
-    """``export:NAME``: a preset's rows (of the build or a subset) as Hub-ready shards, one task per split."""
+    """``export:NAME``: a preset's rows (of the build or a subset) as Hub-ready shards, splits on tasks."""
 
     writes = ("dataset",)
 
@@ -102,6 +105,7 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
                 row_group_bytes=config.row_group_mb * 2**20,
                 image_extension=config.image_format,
                 progress=build.progress,
+                tasks=config.tasks,
             )
         except exporter.ExportError as exc:
             raise exporter.ExportError(f"{self.name}: {exc}") from None
@@ -177,6 +181,7 @@ class PublishStep(Step[PublishConfig, None]):
                 token=os.environ.get(config.token_env) or None,
                 endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not at import
                 progress=build.progress,
+                tasks=config.tasks,
             )
         except PublishError as exc:
             raise PublishError(f"publish: {exc} (token from ${config.token_env})") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pmcurate.executor import LocalExecutor
-from pmcurate.export.exporter import ExportError, export
+from pmcurate.export.exporter import ExportError, export, group_splits
 from pmcurate.export.steps import ExportConfig, ExportStep
 from pmcurate.step import Build, run_step
 
@@ -39,12 +39,21 @@ def test_two_workers_write_the_bytes_one_writes(synthetic_build: Path, tmp_path:
     assert one == two
 
 
-def test_step_plans_one_task_per_split_largest_first(synthetic_build: Path, tmp_path: Path) -> None:
-    step = ExportStep(ExportConfig(out=tmp_path / "dataset"))
+def test_step_shares_the_splits_among_its_tasks(synthetic_build: Path, tmp_path: Path) -> None:
+    step = ExportStep(ExportConfig(out=tmp_path / "dataset", tasks=2))
     tasks = step.plan(Build(synthetic_build))
-    assert {task.key for task in tasks} == {"commercial", "noncommercial", "other"}
-    assert sum(task.size for task in tasks) > 0
+    assert len(tasks) == 2
+    assert sorted(split for task in tasks for split in task.splits) == [
+        "commercial",
+        "noncommercial",
+        "other",
+    ]
     assert not (tmp_path / "dataset").exists()  # planning writes nothing
+
+
+def test_largest_splits_go_to_the_emptiest_task() -> None:
+    tasks = group_splits([("a", 10), ("b", 60), ("c", 30), ("d", 25)], 2)
+    assert [(task.splits, task.rows) for task in tasks] == [(("b",), 60), (("a", "c", "d"), 65)]
 
 
 def test_step_reruns_only_when_its_inputs_change(synthetic_build: Path, tmp_path: Path) -> None:
