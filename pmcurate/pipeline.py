@@ -53,7 +53,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow.parquet as pq
 
 from pmcurate import __version__, schema
-from pmcurate.executor import Executor, locate_build, make_executor, pull, push
+from pmcurate.executor import BuildLocation, Executor, locate_build, make_executor, pull, push
 from pmcurate.export.steps import DATASET_DIR, dataset_dir, export_dir
 from pmcurate.manifest import Manifest, SourceSpec, SubsetSpec
 from pmcurate.step import (
@@ -117,6 +117,8 @@ class _Context:
     """Set by ``plan_build``: steps are decided and recorded here, never run."""
     pending: str | None = None
     """In a plan, the first step that would run: later steps may read what it changes."""
+    remote: str | None = None
+    """The build's URL when its tasks run on Ray: they read and write through it, not this disk."""
 
     def __post_init__(self) -> None:
         self.hashes = ContentHashes(self.state.setdefault("content_sha256", {}))
@@ -173,6 +175,7 @@ def run_build(
         log.info("%s: removed %d temporary files left by an interrupted run", build, swept)
     runner = make_executor(executor, workers) if isinstance(executor, str) else executor
     ctx = _Context(manifest, build, runner, _load_state(build), force, progress)
+    ctx.remote = location.remote if runner.name == "ray" else None
     stages = {
         "harvest": _stage_harvest,
         "annotate": _stage_annotate,
@@ -909,7 +912,10 @@ def _stage_export(ctx: _Context) -> None:
             title=manifest.name,
             description=manifest.description,
             repo=manifest.publish.repo if manifest.publish else None,
+            remote=ctx.remote,
         )
+        if ctx.remote and ctx.plan is None:  # the tasks read the tables from the URL
+            push(BuildLocation(ctx.build, ctx.remote))
         try:
             _run_step(ctx, ExportStep(config))
         except ExportError as exc:

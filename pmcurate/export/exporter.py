@@ -27,6 +27,7 @@ import operator
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -41,7 +42,7 @@ from tqdm.auto import tqdm
 
 from pmcurate import __version__, schema
 from pmcurate.build import open_build
-from pmcurate.executor import Executor, LocalExecutor
+from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
 from pmcurate.export import parquet, webdataset
 from pmcurate.export.presets import Preset, PresetError, Source, check_source, get_preset, license_group_sql
 
@@ -139,10 +140,16 @@ def export(
 
 @dataclass(frozen=True)
 class ExportJob:
-    """What every split task of one export needs (picklable: it is sent to the workers)."""
+    """What every split task of one export needs (picklable: it is sent to the workers).
+
+    ``build`` and ``staging`` are local folders, or URLs (``remote`` exports): a task then pulls
+    the folders ``reads`` of the build into its machine's working copy (``executor.fetch``) and
+    sends its shards to the staging URL, so workers share no disk with the driver.
+    """
 
     build: str
     staging: str
+    reads: tuple[str, ...]
     preset: str
     subset: str | None
     source: Source
@@ -190,6 +197,7 @@ class ExportPlan:
     """An export checked and planned on the driver: its tasks, and what ``finish`` reports."""
 
     job: ExportJob
+    build: Path
     out: Path
     tasks: list[SplitTask]
     selected: int
@@ -198,15 +206,21 @@ class ExportPlan:
     tables: set[str]
     started: float
 
+    @property
+    def staging(self) -> Path:
+        """The local staging folder (``finish`` installs the shards from it)."""
+        return self.out / f"{schema.TMP_PREFIX}export-{self.job.config}"
+
     def stage(self) -> None:
         """Create the (empty) staging folder the tasks write into."""
-        staging = Path(self.job.staging)
-        shutil.rmtree(staging, ignore_errors=True)
-        (staging / _SHARDS).mkdir(parents=True)
+        self.discard()
+        (self.staging / _SHARDS).mkdir(parents=True)
 
     def discard(self) -> None:
         """Remove the staging folder (after ``finish`` installed its shards, or after a failure)."""
-        shutil.rmtree(self.job.staging, ignore_errors=True)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if is_url(self.job.staging):
+            remove(self.job.staging)
 
 
 def make_plan(
@@ -223,6 +237,7 @@ def make_plan(
     image_extension: str | None = None,
     progress: bool = True,
     tasks: int | None = None,
+    remote: str | None = None,
 ) -> ExportPlan:
     """Check the options against the build and plan at most ``tasks`` tasks (default: one per
     CPU) of whole splits (rows counted per split); writes nothing (``ExportPlan.stage`` creates the
@@ -262,14 +277,19 @@ def make_plan(
     if format == "webdataset":
         extension = image_extension or webdataset.choose_extension(_image_formats(con))
     con.close()
-    staging = out / f"{schema.TMP_PREFIX}export-{config}"
+    staging = str(out / f"{schema.TMP_PREFIX}export-{config}")
+    if remote is not None:  # ``build`` is the driver's working copy of the build at ``remote``
+        staging = f"{remote.rstrip('/')}/.pmcurate/{schema.TMP_PREFIX}export-{config}"
+    reads = [f"tables/{name}" for name in sorted(tables & _READS[chosen.unit])]
+    reads += [f"subsets/{subset}"] if subset else []
     job = ExportJob(
-        build=str(opened.path), staging=str(staging), preset=preset, subset=subset, source=source,
+        build=remote or str(opened.path), staging=staging, reads=tuple(reads), preset=preset,
+        subset=subset, source=source,
         split_by=split_by, format=format, config=config, shard_bytes=shard_bytes,
         row_group_bytes=row_group_bytes, extension=extension, progress=progress,
     )  # fmt: skip
     tasks = group_splits(counts, tasks or os.cpu_count() or 1)
-    return ExportPlan(job, out, tasks, selected, subset_info, arrow_schema, tables, started)
+    return ExportPlan(job, opened.path, out, tasks, selected, subset_info, arrow_schema, tables, started)
 
 
 def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
@@ -280,11 +300,20 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
     splits; what the driver needs of it (shard names and rows per split, the distinct license URLs
     and languages) goes to a small JSON file.
     """
+    if is_url(job.staging):
+        with tempfile.TemporaryDirectory(prefix=f"{schema.TMP_PREFIX}export-") as tmp:
+            counts = _write_splits(job, task, fetch(job.build, job.reads), Path(tmp))
+            upload(Path(tmp), job.staging)
+        return counts
+    return _write_splits(job, task, Path(job.build), Path(job.staging))
+
+
+def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -> dict[str, int]:
     chosen = get_preset(job.preset)
-    con = open_build(job.build).duckdb()
+    con = open_build(build).duckdb()
     splits: dict[str, dict[str, Any]] = {}
     try:
-        _create_selection(con, Path(job.build), chosen, job.subset)
+        _create_selection(con, build, chosen, job.subset)
         columns = _create_rows(con, chosen, job.source, job.split_by)
         order = chosen.order_by + (", repeat" if job.subset else "")
         query = (
@@ -299,9 +328,7 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
         runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
         writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
         for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
-            shards = writer.write(
-                (batch for _, batch in group), arrow_schema, Path(job.staging) / _SHARDS, split
-            )
+            shards = writer.write((batch for _, batch in group), arrow_schema, staging / _SHARDS, split)
             splits[split] = {
                 "rows": sum(s.rows for s in shards),
                 "bytes": sum(s.nbytes for s in shards),
@@ -314,7 +341,7 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
         "license_url": sorted(seen.values["license_url"], key=_none_first),
         "language": sorted(seen.values["language"], key=_none_first),
     }
-    _summary_path(job, task).write_text(json.dumps(summary, ensure_ascii=False))
+    (staging / _summary_name(task)).write_text(json.dumps(summary, ensure_ascii=False))
     return {
         "rows": sum(s["rows"] for s in splits.values()),
         "shards": sum(len(s["shards"]) for s in splits.values()),
@@ -335,9 +362,11 @@ def finish(plan: ExportPlan, *, write_card: bool = True) -> ExportResult:
     )
     urls: set = set()
     languages: set = set()
+    if is_url(job.staging):
+        download(job.staging, plan.staging)
     found: dict[str, dict[str, Any]] = {}
     for task in plan.tasks:
-        summary = json.loads(_summary_path(job, task).read_text())
+        summary = json.loads((plan.staging / _summary_name(task)).read_text())
         found.update(summary["splits"])
         urls.update(summary["license_url"])
         languages.update(summary["language"])
@@ -350,10 +379,10 @@ def finish(plan: ExportPlan, *, write_card: bool = True) -> ExportResult:
         )
     if not result.splits:
         raise ExportError(_nothing_message(chosen, job.subset))
-    _install(Path(job.staging) / _SHARDS, plan.out / result.folder)
+    _install(plan.staging / _SHARDS, plan.out / result.folder)
     result.skipped_rows = plan.selected - result.rows
     result.seconds = time.perf_counter() - plan.started
-    build = Path(job.build)
+    build = plan.build
     with open_build(build).duckdb() as con:
         info = _provenance(
             con,
@@ -383,8 +412,12 @@ def finish(plan: ExportPlan, *, write_card: bool = True) -> ExportResult:
 _SHARDS = "shards"
 
 
-def _summary_path(job: ExportJob, task: SplitTask) -> Path:
-    return Path(job.staging) / f"{task.splits[0]}.json"
+def _summary_name(task: SplitTask) -> str:
+    return f"{task.splits[0]}.json"
+
+
+_READS = {"paragraph": {"articles", "paragraphs", "labels"}, "figure": {"articles", "figures", "paragraphs"}}
+"""The tables a preset of each unit may read (those the build has are pulled by remote tasks)."""
 
 
 def _none_first(value: Any) -> tuple[bool, Any]:

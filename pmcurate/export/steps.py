@@ -58,6 +58,9 @@ class ExportConfig(StepConfig):
     title: str | None = option(None, "dataset card title", cli="", manifest=False)
     description: str | None = option(None, "dataset card description", cli="", manifest=False)
     repo: str | None = option(None, "the Hub repository the card names", cli="", manifest=False)
+    remote: str | None = option(
+        None, "URL the build was pushed to: tasks read and write through it", cli="", manifest=False
+    )
 
 
 class ExportStep(Step[ExportConfig, exporter.SplitTask]):
@@ -106,6 +109,7 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
                 image_extension=config.image_format,
                 progress=build.progress,
                 tasks=config.tasks,
+                remote=config.remote,
             )
         except exporter.ExportError as exc:
             raise exporter.ExportError(f"{self.name}: {exc}") from None
@@ -182,6 +186,7 @@ class PublishStep(Step[PublishConfig, None]):
                 endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not at import
                 progress=build.progress,
                 tasks=config.tasks,
+                remote=config.remote,
             )
         except PublishError as exc:
             raise PublishError(f"publish: {exc} (token from ${config.token_env})") from None
