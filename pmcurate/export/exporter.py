@@ -29,7 +29,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -130,8 +131,10 @@ def export(
     try:
         plan.stage()
         task = functools.partial(write_split_task, plan.job)
-        list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
-        return finish(plan, write_card=write_card)
+        with ThreadPoolExecutor(1) as pool:  # the input checksums, while the workers write
+            inputs = pool.submit(input_checksums, plan)
+            list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
+            return finish(plan, write_card=write_card, inputs=inputs.result())
     finally:
         plan.discard()
         if executor is None:
@@ -349,8 +352,12 @@ def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -
     }
 
 
-def finish(plan: ExportPlan, *, write_card: bool = True) -> ExportResult:
-    """Install the staged shards of every split, then write the provenance (and the card)."""
+def finish(
+    plan: ExportPlan, *, write_card: bool = True, inputs: dict[str, dict[str, Any]] | None = None
+) -> ExportResult:
+    """Install the staged shards of every split, then write the provenance (and the card).
+
+    ``inputs``: the checksums of the tables read (``input_checksums``), when already computed."""
     job = plan.job
     chosen = get_preset(job.preset)
     result = ExportResult(
@@ -393,7 +400,7 @@ def finish(plan: ExportPlan, *, write_card: bool = True) -> ExportResult:
             job.subset,
             plan.subset_info,
             plan.arrow_schema,
-            plan.tables,
+            inputs if inputs is not None else input_checksums(plan),
         )
     if job.extension is not None:
         info["image_extension"] = job.extension
@@ -653,15 +660,9 @@ def _provenance(
     subset: str | None,
     subset_info: dict[str, Any] | None,
     arrow_schema: pa.Schema,
-    tables: set[str],
+    inputs: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """What this config is and what it was made from; no times or absolute paths (reproducible)."""
-    read = (
-        {"articles", "paragraphs", "labels"}
-        if preset.unit == "paragraph"
-        else {"articles", "figures", "paragraphs"}
-    )
-    used = sorted(tables & read)
     return {
         "config": result.config,
         "preset": preset.name,
@@ -679,10 +680,10 @@ def _provenance(
             "build": build.resolve().name,
             "subset": subset,
             "subset_parameters": subset_info,
-            "inputs": {name: _table_checksum(build, name) for name in used},
+            "inputs": inputs,
             "build_provenance": _read_json(build / "provenance.json"),
-            "annotators": _annotators(con) if "labels" in used else [],
-            "student": _read_json(build / "models" / "report.json") if "labels" in used else None,
+            "annotators": _annotators(con) if "labels" in inputs else [],
+            "student": _read_json(build / "models" / "report.json") if "labels" in inputs else None,
         },
     }
 
@@ -694,15 +695,28 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _table_checksum(build: Path, name: str) -> dict[str, Any]:
+def input_checksums(
+    plan: ExportPlan, file_sha256: Callable[[Path], str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The checksum of each table the export reads (``_table_checksum``); ``file_sha256``: a
+    cached sha256 of a file (the build's content hashes), else each file is read and hashed."""
+    used = sorted(plan.tables & _READS[get_preset(plan.job.preset).unit])
+    return {name: _table_checksum(plan.build, name, file_sha256 or _sha256) for name in used}
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _table_checksum(build: Path, name: str, file_sha256: Callable[[Path], str]) -> dict[str, Any]:
     """Shard count, rows and a sha256 over the table's shard files (name and content, sorted)."""
     digest = hashlib.sha256()
     rows = 0
     paths = schema.shard_paths(build, name)
     for path in paths:
         digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
+        digest.update(bytes.fromhex(file_sha256(path)))
         rows += pq.ParquetFile(path).metadata.num_rows
     return {"shards": len(paths), "rows": rows, "sha256": digest.hexdigest()}
 

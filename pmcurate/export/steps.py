@@ -128,7 +128,8 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
 
         assert self._plan is not None
         try:
-            result = exporter.finish(self._plan, write_card=False)
+            inputs = exporter.input_checksums(self._plan, build.hashes.digest)  # hashed by fingerprint
+            result = exporter.finish(self._plan, write_card=False, inputs=inputs)
             write_card(
                 self.out(build),
                 self.config.repo,
