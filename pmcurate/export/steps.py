@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pmcurate.export import exporter, parquet
-from pmcurate.export.presets import PRESETS
+from pmcurate.export.presets import PRESETS, PresetError
 from pmcurate.step import Build, Step, StepConfig, StepReport, fingerprint, option
 
 DATASET_DIR = "dataset"
@@ -111,7 +111,7 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
                 tasks=config.tasks,
                 remote=config.remote,
             )
-        except exporter.ExportError as exc:
+        except (exporter.ExportError, PresetError) as exc:
             raise exporter.ExportError(f"{self.name}: {exc}") from None
         return list(self._plan.tasks)
 
