@@ -309,6 +309,7 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
 def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -> dict[str, int]:
     chosen = get_preset(job.preset)
     con = open_build(build).duckdb()
+    con.execute("SET enable_progress_bar = false")  # the task's own bar counts rows
     splits: dict[str, dict[str, Any]] = {}
     try:
         _create_selection(con, build, chosen, job.subset)
