@@ -282,12 +282,11 @@ def make_plan(
     reads += [f"subsets/{subset}"] if subset else []
     job = ExportJob(
         build=remote or str(opened.path), staging=staging, reads=tuple(reads), preset=preset,
-        subset=subset, source=source,
-        split_by=split_by, format=format, config=config, shard_bytes=shard_bytes,
-        row_group_bytes=row_group_bytes, extension=extension, progress=progress,
+        subset=subset, source=source, split_by=split_by, format=format, config=config,
+        shard_bytes=shard_bytes, row_group_bytes=row_group_bytes, extension=extension, progress=progress,
     )  # fmt: skip
-    tasks = group_splits(counts, tasks or os.cpu_count() or 1)
-    return ExportPlan(job, opened.path, out, tasks, selected, subset_info, arrow_schema, tables, started)
+    planned = group_splits(counts, tasks or os.cpu_count() or 1)
+    return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
 
 
 def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:

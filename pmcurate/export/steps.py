@@ -186,8 +186,6 @@ class PublishStep(Step[PublishConfig, None]):
                 token=os.environ.get(config.token_env) or None,
                 endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not at import
                 progress=build.progress,
-                tasks=config.tasks,
-                remote=config.remote,
             )
         except PublishError as exc:
             raise PublishError(f"publish: {exc} (token from ${config.token_env})") from None
