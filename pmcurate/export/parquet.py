@@ -256,6 +256,7 @@ def write_split(
                 sink = open(path, "wb")  # noqa: SIM115 - closed below, after the writer
                 writer = _writer(sink, arrow_schema, stored)
                 written.append((path, 0))
+            assert sink is not None  # opened with the writer
             writer.write_table(group.cast(arrow_schema), row_group_size=group.num_rows)
             rows += group.num_rows
             groups += 1
@@ -267,6 +268,7 @@ def write_split(
                 written[-1] = (written[-1][0], rows)
                 writer, sink, rows, groups = None, None, 0, 0
         if writer is not None:
+            assert sink is not None
             writer.close()
             sink.close()
             written[-1] = (written[-1][0], rows)
