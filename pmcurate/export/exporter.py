@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from pmcurate import __version__, schema
-from pmcurate.build import open_build
+from pmcurate.build import create_view, open_build
 from pmcurate.errors import Fatal
 from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
 from pmcurate.export import parquet, webdataset
@@ -259,7 +259,7 @@ def make_plan(
     tables = set(opened.tables)
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
-    con = opened.duckdb()
+    con = _connect(opened.path, tables & _READS[chosen.unit])
     subset_info = _create_selection(con, opened.path, chosen, subset)
     columns = _create_rows(con, chosen, source, split_by)
     selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
@@ -307,7 +307,7 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
 
 def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -> dict[str, int]:
     chosen = get_preset(job.preset)
-    con = open_build(build).duckdb()
+    con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
     con.execute("SET enable_progress_bar = false")  # the task's own bar counts rows
     splits: dict[str, dict[str, Any]] = {}
     try:
@@ -385,7 +385,7 @@ def finish(
     result.skipped_rows = plan.selected - result.rows
     result.seconds = time.perf_counter() - plan.started
     build = plan.build
-    with open_build(build).duckdb() as con:
+    with _connect(build, plan.tables & _READS[chosen.unit]) as con:
         info = _provenance(
             con,
             build,
@@ -412,6 +412,15 @@ def finish(
 
 
 _SHARDS = "shards"
+
+
+def _connect(build: Path, tables: Iterable[str]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with a view of each of ``tables``: those the export reads, not every
+    table and subset of the build (a view reads the footers of its shards when it is made)."""
+    con = duckdb.connect()
+    for name in sorted(tables):
+        create_view(con, name, schema.table_dir(build, name))
+    return con
 
 
 def _summary_name(task: SplitTask) -> str:
