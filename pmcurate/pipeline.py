@@ -914,6 +914,7 @@ def _stage_export(ctx: _Context) -> None:
             description=manifest.description,
             repo=manifest.publish.repo if manifest.publish else None,
             remote=ctx.remote,
+            tasks=ctx.executor.workers if ctx.executor else None,
         )
         if ctx.remote and ctx.plan is None:  # the tasks read the tables from the URL
             push(BuildLocation(ctx.build, ctx.remote))

@@ -63,6 +63,10 @@ class ExportConfig(StepConfig):
     )
 
 
+_SAME_FILES = ("tasks", "remote")
+"""Settings that change how the files are written, never the files: not in the fingerprint."""
+
+
 class ExportStep(Step[ExportConfig, exporter.SplitTask]):
     """``export:NAME``: a preset's rows (of the build or a subset) as Hub-ready shards, splits on tasks."""
 
@@ -87,7 +91,8 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
             if self.config.subset
             else build.tables_fingerprint(self.reads)
         )
-        return fingerprint(self.name, self.config.settings(), inputs)
+        settings = {k: v for k, v in self.config.settings().items() if k not in _SAME_FILES}
+        return fingerprint(self.name, settings, inputs)
 
     def outputs(self, build: Build) -> list[Path]:
         return [self.out(build) / exporter.config_folder(self.config.name)]

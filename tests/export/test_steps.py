@@ -70,3 +70,10 @@ def test_step_error_names_the_step(synthetic_build: Path, tmp_path: Path) -> Non
     step = ExportStep(ExportConfig(name="mine", out=tmp_path, subset="missing"))
     with pytest.raises(ExportError, match=r"^export:mine: .*no subset 'missing'"):
         run_step(step, Build(synthetic_build, state={"steps": {}}))
+
+
+def test_task_count_and_url_are_not_part_of_the_fingerprint(synthetic_build: Path, tmp_path: Path) -> None:
+    build = Build(synthetic_build)
+    one = ExportStep(ExportConfig(out=tmp_path, tasks=1)).fingerprint(build)
+    assert one == ExportStep(ExportConfig(out=tmp_path, tasks=4, remote="s3://b/x")).fingerprint(build)
+    assert one != ExportStep(ExportConfig(out=tmp_path, tasks=1, shard_mb=64)).fingerprint(build)
