@@ -654,7 +654,6 @@ def _subset(ctx: _Context, spec: SubsetSpec) -> StepReport:
 
 
 def _stage_export(ctx: _Context) -> None:
-    from pmcurate.export.exporter import ExportError
     from pmcurate.export.steps import ExportConfig, ExportStep
 
     manifest = ctx.manifest
@@ -674,24 +673,16 @@ def _stage_export(ctx: _Context) -> None:
         )
         if ctx.remote and ctx.plan is None:  # the tasks read the tables from the URL
             push(BuildLocation(ctx.build, ctx.remote))
-        try:
-            ctx.run(ExportStep(config))
-        except ExportError as exc:
-            raise BuildError(str(exc)) from None
+        ctx.run(ExportStep(config))
 
 
 def _stage_publish(ctx: _Context) -> None:
-    from pmcurate.export.publish import PublishError
     from pmcurate.export.steps import PublishConfig, PublishStep
 
     spec = ctx.manifest.publish
     if spec is None:
         return
-    config = PublishConfig(repo=spec.repo, private=spec.private, token_env=spec.token_env)
-    try:
-        ctx.run(PublishStep(config))
-    except PublishError as exc:
-        raise BuildError(str(exc)) from None
+    ctx.run(PublishStep(PublishConfig(repo=spec.repo, private=spec.private, token_env=spec.token_env)))
 
 
 # ---------------------------------------------------------------- checks and plan

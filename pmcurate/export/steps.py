@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pmcurate.export import exporter, parquet
-from pmcurate.export.presets import PRESETS, PresetError
+from pmcurate.export.presets import PRESETS
 from pmcurate.step import Build, Step, StepConfig, StepReport, fingerprint, option
 
 DATASET_DIR = "dataset"
@@ -98,26 +98,23 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
         return [self.out(build) / exporter.config_folder(self.config.name)]
 
     def plan(self, build: Build) -> list[exporter.SplitTask]:
-        """One task per split, counted by DuckDB (nothing is written until ``prepare``)."""
+        """Tasks of whole splits, rows counted by DuckDB (nothing is written until ``prepare``)."""
         config = self.config
-        try:
-            self._plan = exporter.make_plan(
-                build.path,
-                self.out(build),
-                preset=config.preset,
-                subset=config.subset,
-                config=config.name,
-                format=config.format,  # type: ignore[arg-type]
-                split_by=config.split_by,
-                shard_bytes=config.shard_mb * 2**20,
-                row_group_bytes=config.row_group_mb * 2**20,
-                image_extension=config.image_format,
-                progress=build.progress,
-                tasks=config.tasks,
-                remote=config.remote,
-            )
-        except (exporter.ExportError, PresetError) as exc:
-            raise exporter.ExportError(f"{self.name}: {exc}") from None
+        self._plan = exporter.make_plan(
+            build.path,
+            self.out(build),
+            preset=config.preset,
+            subset=config.subset,
+            config=config.name,
+            format=config.format,  # type: ignore[arg-type]
+            split_by=config.split_by,
+            shard_bytes=config.shard_mb * 2**20,
+            row_group_bytes=config.row_group_mb * 2**20,
+            image_extension=config.image_format,
+            progress=build.progress,
+            tasks=config.tasks,
+            remote=config.remote,
+        )
         return list(self._plan.tasks)
 
     def prepare(self, build: Build) -> None:
@@ -141,8 +138,6 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
                 title=self.config.title,
                 description=self.config.description,
             )
-        except exporter.ExportError as exc:
-            raise exporter.ExportError(f"{self.name}: {exc}") from None
         finally:
             self._plan.discard()
         return StepReport(

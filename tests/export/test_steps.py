@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from pmcurate.executor import LocalExecutor
-from pmcurate.export.exporter import ExportError, export, group_splits
+from pmcurate.export.exporter import export, group_splits
 from pmcurate.export.steps import ExportConfig, ExportStep
-from pmcurate.step import Build, run_step
+from pmcurate.step import Build, StepFailed, run_step
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -68,7 +68,7 @@ def test_step_reruns_only_when_its_inputs_change(synthetic_build: Path, tmp_path
 
 def test_step_error_names_the_step(synthetic_build: Path, tmp_path: Path) -> None:
     step = ExportStep(ExportConfig(name="mine", out=tmp_path, subset="missing"))
-    with pytest.raises(ExportError, match=r"^export:mine: .*no subset 'missing'"):
+    with pytest.raises(StepFailed, match=r"^export:mine: .*no subset 'missing'"):
         run_step(step, Build(synthetic_build, state={"steps": {}}))
 
 
