@@ -45,7 +45,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,6 @@ from pmcurate.step import (
     StepFailed,
     StepInterrupted,
     StepReport,
-    fingerprint,
     run_step,
     sha256_file,
 )
