@@ -359,14 +359,8 @@ class EmbeddingStudent:
     def label(self, paragraphs: pl.DataFrame) -> pa.Table:
         """Labels of ``paragraphs`` (paragraph_id, text, and the context columns when known)."""
         x = encode(self.encoder, encoder_input(paragraphs, context=self.context), progress=self.progress)
-        scores = {}
-        for task, head in self.heads.items():
-            weight = self.rules_weights[task]
-            raw = head.scores(x)
-            scores[task] = student.blend(
-                raw, student.rules_scores(paragraphs, task) if weight else raw, weight
-            )
-        return student.labels_table(paragraphs["paragraph_id"], scores, self.annotator)
+        raw = {task: head.scores(x) for task, head in self.heads.items()}
+        return student.blended_labels(paragraphs, raw, self.rules_weights, self.annotator)
 
 
 def apply_embedding_student(

@@ -13,8 +13,8 @@ split. Evaluation holds out whole articles, never paragraphs of articles seen in
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -23,7 +23,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -253,15 +253,21 @@ def _label_tokens(label: str) -> str:
 def predict_scores(model: Any, texts: list[str], classes: Sequence[str]) -> np.ndarray:
     """Per-class probabilities, shape (len(texts), len(classes)), columns in ``classes`` order.
 
-    Classes the model never saw in training score 0.
+    Classes the model never saw in training score 0. fastText returns each row's labels in its
+    own order (most probable first): they are mapped to columns in one C-level pass, not row by row.
     """
     scores = np.zeros((len(texts), len(classes)), dtype=np.float32)
     if not texts:
         return scores
     column = {f"__label__{c}": i for i, c in enumerate(classes)}
     all_labels, all_probs = model.f.multilinePredict([t + "\n" for t in texts], -1, 0.0, "strict")
-    for row, (labels, probs) in enumerate(zip(all_labels, all_probs, strict=True)):
-        scores[row, [column[label] for label in labels]] = probs
+    width = len(all_labels[0])
+    if any(len(labels) != width for labels in all_labels):  # k=-1 gives every label: never seen
+        raise StudentError("fastText returned a different number of labels for some paragraphs")
+    flat = itertools.chain.from_iterable(all_labels)
+    columns = np.fromiter(map(column.__getitem__, flat), np.intp, count=len(texts) * width)
+    rows = np.arange(len(texts))[:, None]
+    scores[rows, columns.reshape(len(texts), width)] = np.concatenate(all_probs).reshape(len(texts), width)
     return scores
 
 
@@ -566,16 +572,30 @@ def _choose(
 
 def rules_scores(frame: pl.DataFrame, task: str) -> np.ndarray:
     """The rules teacher's answer for ``task`` as one-hot rows (from the frame's JATS context)."""
-    classes = TASKS[task]
-    one_hot = np.zeros((frame.height, len(classes)), dtype=np.float32)
-    contexts = zip(*(_column_or_nulls(frame, c) for c in CONTEXT_COLUMNS), strict=True)
-    for row, (article_type, section_type, section_title) in enumerate(contexts):
-        labels = _rules_label(article_type, section_type, section_title)
-        one_hot[row, classes.index(str(labels[task]))] = 1.0
-    return one_hot
+    return rules_priors(frame, (task,))[task]
 
 
-_rules_label = functools.lru_cache(maxsize=1 << 16)(rules.rules_label)
+def rules_priors(frame: pl.DataFrame, tasks: Iterable[str]) -> dict[str, np.ndarray]:
+    """``rules_scores`` of several tasks; the rules run once per distinct JATS context, not per row."""
+    context = pl.DataFrame(
+        [
+            frame[c].cast(pl.String) if c in frame.columns else pl.Series(c, [None] * frame.height, pl.String)
+            for c in CONTEXT_COLUMNS
+        ]
+    )
+    distinct = context.unique(maintain_order=True).with_row_index("code")
+    codes = context.join(
+        distinct, on=list(CONTEXT_COLUMNS), how="left", nulls_equal=True, maintain_order="left"
+    )["code"].to_numpy()
+    answers = [rules.rules_label(*row) for row in distinct.drop("code").iter_rows()]
+    priors = {}
+    for task in tasks:
+        classes = TASKS[task]
+        chosen = np.array([classes.index(str(answer[task])) for answer in answers], np.intp)
+        one_hot = np.zeros((frame.height, len(classes)), dtype=np.float32)
+        one_hot[np.arange(frame.height), chosen[codes]] = 1.0
+        priors[task] = one_hot
+    return priors
 
 
 def blend(scores: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
@@ -724,12 +744,19 @@ class Students:
     def label(self, paragraphs: pl.DataFrame) -> pa.Table:
         """Labels of ``paragraphs`` (paragraph_id, text, and the CONTEXT_COLUMNS when known)."""
         norm = model_input(paragraphs, context=self.context).to_list()
-        scores = {}
+        raw = {}
         for name, model in self.models.items():
-            for task, raw in model_scores(model, name, norm).items():
-                weight = self.rules_weights[task]
-                scores[task] = blend(raw, rules_scores(paragraphs, task) if weight else raw, weight)
-        return labels_table(paragraphs["paragraph_id"], scores, self.annotator)
+            raw |= model_scores(model, name, norm)
+        return blended_labels(paragraphs, raw, self.rules_weights, self.annotator)
+
+
+def blended_labels(
+    paragraphs: pl.DataFrame, raw: dict[str, np.ndarray], weights: dict[str, float], annotator: str
+) -> pa.Table:
+    """A LABELS table from a student's raw class scores, each task mixed with the rules prior."""
+    priors = rules_priors(paragraphs, [task for task in raw if weights[task]])
+    scores = {task: blend(raw[task], priors.get(task, raw[task]), weights[task]) for task in raw}
+    return labels_table(paragraphs["paragraph_id"], scores, annotator)
 
 
 def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annotator: str) -> pa.Table:
