@@ -26,6 +26,7 @@ on another machine from the same URL redoes nothing that was finished.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -79,7 +80,8 @@ class LocalExecutor:
                     bar.update(1)
                 return
             pool = self._ensure_pool()
-            pending: set[Future[R]] = {pool.submit(fn, item) for item in items}
+            with _one_polars_thread_each():  # workers start (spawn) on submit
+                pending: set[Future[R]] = {pool.submit(fn, item) for item in items}
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -99,6 +101,21 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+@contextlib.contextmanager
+def _one_polars_thread_each() -> Iterator[None]:
+    """Workers started meanwhile read ``POLARS_MAX_THREADS=1`` (Polars reads it once, at import):
+    the pool's workers share the cores, one each, instead of each starting a thread per core.
+    A value the user set is kept."""
+    if "POLARS_MAX_THREADS" in os.environ:
+        yield
+        return
+    os.environ["POLARS_MAX_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        del os.environ["POLARS_MAX_THREADS"]
 
 
 class RayExecutor:

@@ -57,10 +57,12 @@ from pmcurate.executor import Executor, locate_build, make_executor, pull, push
 from pmcurate.manifest import ExportSpec, Manifest, SourceSpec, SubsetSpec
 from pmcurate.step import (
     STATE_FILE,
+    Build,
     ContentHashes,
     PlannedStep,
     StepReport,
     fingerprint,
+    run_step,
     sha256_file,
 )
 from pmcurate.step import load_state as _load_state
@@ -563,7 +565,7 @@ def _stage_annotate(ctx: _Context) -> None:
     )
     if student.kind != "fasttext":
         _stage_encoder(ctx, teacher_key, content)
-    ctx.steps.append(_apply_encoder(ctx) if student.kind == "encoder" else _apply(ctx))
+    ctx.steps.append(_apply(ctx))
 
 
 def _stage_encoder(ctx: _Context, teacher_key: str, content: str) -> None:
@@ -728,36 +730,6 @@ def _distill(ctx: _Context) -> StepReport:
     )
 
 
-def _apply_encoder(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.encoder.apply_encoder_student``: one process (the GPU, or torch's threads)."""
-    from pmcurate.annotate import encoder, student
-
-    spec = ctx.manifest.student
-    assert spec is not None
-    started = time.perf_counter()
-    wanted = {path.name for path in schema.shard_paths(ctx.build, "paragraphs")}
-    for orphan in schema.shard_paths(ctx.build, "labels"):  # labels of paragraphs shards now gone
-        if orphan.name not in wanted:
-            orphan.unlink()
-    try:
-        result = encoder.apply_encoder_student(
-            ctx.build, device=spec.device, force=ctx.force, progress=ctx.progress
-        )
-    except student.StudentError as exc:
-        raise BuildError(f"annotate:apply: {exc}") from None
-    return StepReport(
-        "annotate:apply",
-        "ran" if result.shards else "unchanged",
-        seconds=time.perf_counter() - started,
-        counts={
-            "shards": result.shards + result.skipped,
-            "shards_labelled": result.shards,
-            "paragraphs_labelled": result.paragraphs,
-        },
-        note=encoder.load_manifest(ctx.build)["annotator"],
-    )
-
-
 def _train(ctx: _Context) -> StepReport:
     """Adapter to ``annotate.student.train_student``."""
     from pmcurate.annotate import labels_file, student
@@ -785,74 +757,23 @@ def _train(ctx: _Context) -> StepReport:
     return StepReport("annotate:train", "ran", counts=counts, note=result.manifest["annotator"])
 
 
-_STUDENTS: dict[str, Any] = {}
-
-
-def label_task(args: tuple[str, str, str, str]) -> int:
-    """Shard function: label one paragraphs shard with the build's students (loaded once per worker);
-    ``folder``: the students' folder under ``BUILD/models/`` ('' for fastText, ``distilled``)."""
-    from pmcurate.annotate import student
-
-    build, source, target, folder = args
-    manifest = student.load_manifest(build, folder)
-    students = _STUDENTS.get(manifest["annotator"])
-    if students is None:
-        _STUDENTS.clear()
-        students = _STUDENTS[manifest["annotator"]] = student.Students(build, manifest)
-    return student.label_shard(Path(source), Path(target), students)
-
-
 def _apply(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.student``: label the paragraphs shards that are new or whose labels are stale."""
-    from pmcurate.annotate import student
+    """``annotate:apply`` (``annotate.apply_steps.ApplyStep``) with the manifest's student; a torch
+    student (the encoder) runs in this process, the others on the build's executor."""
+    from pmcurate.annotate import apply_steps, student
+    from pmcurate.annotate.apply_config import ApplyConfig
 
-    if ctx.plan is not None:
-        return _plan_apply(ctx)
-    started = time.perf_counter()
     spec = ctx.manifest.student
-    folder = "distilled" if spec is not None and spec.kind == "distilled" else ""
-    manifest = student.load_manifest(ctx.build, folder)
-    student.verify_models(ctx.build, manifest)
-    labels_dir = schema.table_dir(ctx.build, "labels")
-    sources = schema.shard_paths(ctx.build, "paragraphs")
-    wanted = {path.name for path in sources}
-    orphans = [path for path in schema.shard_paths(ctx.build, "labels") if path.name not in wanted]
-    for path in orphans:
-        path.unlink()
-    todo = [
-        (str(ctx.build), str(source), str(labels_dir / source.name), folder)
-        for source in sources
-        if ctx.force or not student.is_current(labels_dir / source.name, manifest["annotator"])
-    ]
-    labelled = sum(ctx.executor.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
-    return StepReport(
-        "annotate:apply",
-        "ran" if todo or orphans else "unchanged",
-        seconds=time.perf_counter() - started,
-        counts={"shards": len(sources), "shards_labelled": len(todo), "paragraphs_labelled": labelled},
-        note=manifest["annotator"],
-    )
-
-
-def _plan_apply(ctx: _Context) -> StepReport:
-    from pmcurate.annotate import student
-
-    name = "annotate:apply"
-    models = ctx.build / "models" / "students.json"
-    if ctx.force or not models.is_file():
-        ctx.planned(name, "run", "--force" if ctx.force else "labels every paragraph once the students exist")
-    elif ctx.pending:
-        ctx.planned(name, "may run", f"labels the shards {ctx.pending} adds or changes")
-    else:
-        annotator = student.load_manifest(ctx.build)["annotator"]
-        labels = schema.table_dir(ctx.build, "labels")
-        sources = schema.shard_paths(ctx.build, "paragraphs")
-        todo = [p for p in sources if not student.is_current(labels / p.name, annotator)]
-        if todo:
-            ctx.planned(name, "run", f"{len(todo)} of {len(sources)} paragraphs shards lack current labels")
-        else:
-            ctx.planned(name, "unchanged", f"all {len(sources)} paragraphs shards labelled by these students")
-    return StepReport(name, "planned")
+    assert spec is not None
+    workers = ctx.executor.workers if ctx.executor is not None else 1
+    step = apply_steps.ApplyStep(ApplyConfig(student=spec.kind, device=spec.device), workers=workers)
+    build = Build(ctx.build, ctx.state, ctx.force, ctx.progress, ctx.plan, pending=ctx.pending)
+    try:
+        report = run_step(step, build, None if step.in_process else ctx.executor)
+    except student.StudentError as exc:
+        raise BuildError(f"annotate:apply: {exc}") from None
+    ctx.pending = build.pending
+    return report
 
 
 # ---------------------------------------------------------------- filter, export, publish

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,23 @@ def test_local_pool_returns_every_result() -> None:
     finally:
         executor.close()
     assert results == EXPECTED
+
+
+def polars_threads(_: object) -> int:
+    import polars
+
+    return polars.thread_pool_size()
+
+
+def test_pool_workers_run_one_polars_thread_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
+    executor = LocalExecutor(2)
+    try:
+        threads = list(executor.map(polars_threads, [0, 1, 2], desc="pool", progress=False))
+    finally:
+        executor.close()
+    assert threads == [1, 1, 1]
+    assert "POLARS_MAX_THREADS" not in os.environ  # this process's setting is left alone
 
 
 def test_unknown_executor_is_refused() -> None:
