@@ -53,6 +53,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow.parquet as pq
 
 from pmcurate import __version__, schema
+from pmcurate.errors import Fatal, Retry
 from pmcurate.executor import Executor, locate_build, make_executor, pull, push
 from pmcurate.manifest import ExportSpec, Manifest, SourceSpec, SubsetSpec
 from pmcurate.step import (
@@ -77,11 +78,11 @@ SHARD_TABLES = ("quarantine", "labels", "paragraphs", "figures", "tables", "arti
 PACKAGES = ("pyarrow", "polars", "duckdb", "lxml", "fasttext-community", "numpy", "huggingface_hub", "ray")
 
 
-class BuildError(ValueError):
+class BuildError(Fatal):
     """A build that cannot go on for a reason the user can fix; the message says which step and why."""
 
 
-class BuildInterrupted(RuntimeError):
+class BuildInterrupted(Retry):
     """A build stopped by its services (unreachable, failing): finished work is kept, a rerun resumes."""
 
 

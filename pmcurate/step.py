@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from pmcurate import schema
+from pmcurate.errors import Fatal
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ STATE_FILE = Path(".pmcurate") / "state.json"
 # ---------------------------------------------------------------- configs
 
 
-class ConfigError(ValueError):
+class ConfigError(Fatal):
     """A config value that cannot be used: the message names the key and what was expected."""
 
 

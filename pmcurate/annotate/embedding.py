@@ -177,6 +177,7 @@ def train_embedding_student(
     progress: bool = True,
     encoder: Any = None,
     train_fraction: float = 1.0,
+    fold: tuple[int, int] | None = None,
 ) -> EmbeddingResult:
     """Train and evaluate on the fastText student's splits; write ``BUILD/models/embedding/report.json``.
 
@@ -188,7 +189,7 @@ def train_embedding_student(
     build = Path(build)
     teacher = student.prepared_teacher(teacher)
     _, train, validation, test = student.evaluation_splits(
-        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction
+        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction, fold=fold
     )
     encoder = encoder or load_encoder()
     started = time.perf_counter()

@@ -253,11 +253,15 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.
 # ---------------------------------------------------------------- predicting
 
 
+def bf16_enabled(device: torch.device, bf16: bool | None = None) -> bool:
+    """bf16 by default on CUDA only (tensor cores; on most CPUs float32 is faster); ``bf16=True``
+    on CPU runs the GPU's numerics on a CPU (tests do)."""
+    return device.type == "cuda" if bf16 is None else bf16
+
+
 def autocast(device: torch.device, bf16: bool | None = None) -> Any:
-    """bf16 autocast, by default on CUDA only (tensor cores; on most CPUs float32 is faster).
-    ``bf16=True`` on CPU runs the GPU's numerics on a CPU (tests do)."""
-    enabled = device.type == "cuda" if bf16 is None else bf16
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    """bf16 autocast where ``bf16_enabled``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_enabled(device, bf16))
 
 
 def predict(
@@ -502,6 +506,7 @@ def train_encoder_student(
     test_fraction: float = 0.25,
     validation_fraction: float = 0.25,
     train_fraction: float = 1.0,
+    fold: tuple[int, int] | None = None,
     write: bool = True,
     speed_texts: int = 64,
     progress: bool = True,
@@ -520,7 +525,7 @@ def train_encoder_student(
     torch_device = resolve_device(device)
     teacher = student.prepared_teacher(teacher)
     rest, train, validation, test = student.evaluation_splits(
-        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction
+        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction, fold=fold
     )
     fitted = fit(
         path, train, validation, config, device=torch_device, seed=seed, progress=progress, on_step=on_step

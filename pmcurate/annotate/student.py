@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from pmcurate import schema
 from pmcurate.annotate import report as metrics
 from pmcurate.annotate import rules
+from pmcurate.errors import Fatal
 from pmcurate.progress import Steps, interruptible
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ a table flattened into one paragraph may hold."""
 READ_BATCH = 65_536
 
 
-class StudentError(ValueError):
+class StudentError(Fatal):
     """Training or applying students failed for a reason the user can fix."""
 
 
@@ -366,6 +367,24 @@ def split_by_article(frame: pl.DataFrame, fraction: float, seed: int) -> tuple[p
     return groups.filter(~mask).drop("_group"), groups.filter(mask).drop("_group")
 
 
+def article_folds(frame: pl.DataFrame, k: int, seed: int) -> list[list[str]]:
+    """Whole articles dealt into ``k`` folds of about equal rows: each article is held out in
+    exactly one fold (article-grouped k-fold cross-validation). The articles come in a seeded
+    order, each to the fold with the fewest rows so far, so a seed gives other folds."""
+    groups = frame.select(pl.coalesce("article_id", "text_sha256").alias("_group"))
+    sizes = groups.group_by("_group").len()
+    if not 2 <= k <= sizes.height:
+        raise StudentError(f"{k} folds: need between 2 and {sizes.height} (the number of labelled articles)")
+    keyed = sorted((hashlib.sha256(f"{seed}:{g}".encode()).hexdigest(), g, n) for g, n in sizes.iter_rows())
+    folds: list[list[str]] = [[] for _ in range(k)]
+    rows = [0] * k
+    for _, group, size in keyed:
+        lightest = rows.index(min(rows))
+        folds[lightest].append(group)
+        rows[lightest] += size
+    return folds
+
+
 def prepared_teacher(teacher: pl.DataFrame) -> pl.DataFrame:
     """Teacher rows that have text, with their section type and the educational score as a class name."""
     teacher = _with_section_type(teacher.filter(pl.col("text").is_not_null()))
@@ -391,16 +410,27 @@ def evaluation_splits(
     seed: int,
     *,
     train_fraction: float = 1.0,
+    fold: tuple[int, int] | None = None,
 ) -> Splits:
     """The seeded split by article that every student (fastText, embedding, encoder) is judged on.
 
     ``train_fraction`` < 1 keeps that share of the train rows (a seeded sample of rows), the
     validation and test rows unchanged: the learning curve's points differ only in what the
     student learnt from. ``rest`` is then the kept train rows + validation.
+
+    ``fold=(i, k)``: cross-validation; the test rows are the articles of fold ``i`` of
+    ``article_folds(teacher, k, seed)`` (``test_fraction`` unused), validation is cut from the
+    other articles as usual.
     """
     if not 0 < train_fraction <= 1:
         raise StudentError(f"train fraction {train_fraction}: must be in (0, 1]")
-    rest, test = split_by_article(teacher, test_fraction, seed)
+    if fold is None:
+        rest, test = split_by_article(teacher, test_fraction, seed)
+    else:
+        index, k = fold
+        held = article_folds(teacher, k, seed)[index]
+        in_test = pl.coalesce("article_id", "text_sha256").is_in(held)
+        rest, test = teacher.filter(~in_test), teacher.filter(in_test)
     train, validation = split_by_article(rest, validation_fraction, seed + 1)
     if train_fraction < 1:
         train = train.sample(fraction=train_fraction, seed=seed, shuffle=False)
@@ -451,6 +481,7 @@ def train_student(
     context: bool = True,
     joint: bool = True,
     train_fraction: float = 1.0,
+    fold: tuple[int, int] | None = None,
     models_dir: Path | None = None,
 ) -> TrainResult:
     """Choose hyper-parameters on a validation split, evaluate on held-out articles, write models.
@@ -467,7 +498,7 @@ def train_student(
     teacher = prepared_teacher(teacher)
     teacher = teacher.with_columns(model_input(teacher, context=context).alias("_norm"))
     rest, train, validation, test = evaluation_splits(
-        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction
+        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction, fold=fold
     )
     vectors = None
     if pretrain:
