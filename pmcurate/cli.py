@@ -409,6 +409,8 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def add_filter(sub: argparse._SubParsersAction) -> None:
+    from pmcurate.filters.rules import RULES
+
     filt = sub.add_parser(
         "filter",
         help="make a subset: rules, SQL, dedup and upsampling; every dropped row keeps its reason",
@@ -425,9 +427,8 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="built-in rule NAME or NAME=ARG, in order (repeatable): min_words[=48], license=commercial|"
-        "noncommercial|CODE,..., clinical_case, edu_min[=3], domain=clinical[,...], not_retracted, "
-        "language[=en], boilerplate, has_clinical_case, mostly_clinical[=0.5]",
+        help="filter rule NAME or NAME=ARG, in order (repeatable; docs/filters.md): "
+        + ", ".join(RULES.names()),
     )
     filt.add_argument("--where", metavar="SQL", help="one more condition, DuckDB SQL over the row view")
     filt.add_argument("--from", dest="source", choices=("paragraphs", "figures"), default="paragraphs")
@@ -455,36 +456,40 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
 
 
 def _filter(args: argparse.Namespace) -> int:
+    """Each subset is one ``filter:NAME`` step (``filters.steps``) run by the one runner; a command
+    always makes it (the build's state records it, as a build would)."""
     from pmcurate import progress
     from pmcurate.executor import make_executor
-    from pmcurate.filters.dedup import NearDupConfig
-    from pmcurate.filters.subset import make_subset, make_subsets_from_manifest, parse_upsample_spec
+    from pmcurate.filters.steps import SubsetConfig, SubsetStep, manifest_subsets
+    from pmcurate.step import Build, run_step
 
     if not args.manifest and not args.subset:
         raise UserError("give --subset NAME (or --manifest FILE)")
+    if args.manifest:
+        configs = manifest_subsets(args.manifest, [args.subset] if args.subset else None)
+    else:
+        dedup = [kind.strip() for spec in args.dedup for kind in spec.split(",") if kind.strip()]
+        configs = [
+            SubsetConfig(
+                name=args.subset,
+                rules=tuple(args.rule),
+                where=args.where,
+                source=args.source,
+                unit=args.unit,
+                dedup=tuple(dedup),
+                near_threshold=args.near_threshold,
+                num_perm=args.num_perm,
+                upsample=tuple(args.upsample),
+            )
+        ]
+    build = Build.open(Path(args.build), force=True, progress=progress.enabled())
     executor = make_executor(args.executor, args.workers)
     try:
-        if args.manifest:
-            names = [args.subset] if args.subset else None
-            results = make_subsets_from_manifest(
-                args.build, args.manifest, names=names, executor=executor, progress=progress.enabled()
-            )
-        else:
-            results = [
-                make_subset(
-                    args.build,
-                    args.subset,
-                    where=args.where,
-                    rules=args.rule,
-                    source=args.source,
-                    unit=args.unit,
-                    dedup=[kind.strip() for spec in args.dedup for kind in spec.split(",") if kind.strip()],
-                    near=NearDupConfig(threshold=args.near_threshold, num_perm=args.num_perm),
-                    upsample=[parse_upsample_spec(spec) for spec in args.upsample],
-                    executor=executor,
-                    progress=progress.enabled(),
-                )
-            ]
+        results = []
+        for config in configs:
+            step = SubsetStep(config, executor=executor)
+            run_step(step, build)
+            results.append(step.result)
     finally:
         executor.close()
     for result in results:

@@ -29,7 +29,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pmcurate import schema
+from pmcurate import labels, schema
 from pmcurate.annotate import student
 from pmcurate.annotate.apply_config import ApplyConfig
 from pmcurate.executor import LocalExecutor
@@ -97,9 +97,10 @@ def split_shard(source: Path, target: Path, rows: int, size: int, annotator: str
 
 
 def read_rows(source: Path, start: int, stop: int, *, context: bool) -> pl.DataFrame:
-    """Rows ``start``–``stop`` of a paragraphs shard, with the article type when ``context``."""
-    frame = pl.scan_parquet(source).select(COLUMNS if context else COLUMNS[:3]).slice(start, stop - start)
-    rows = frame.collect()
+    """Rows ``start``–``stop`` of a paragraphs shard: what the student reads (with the article type
+    when ``context``) and what the computed labels read."""
+    columns = [*(COLUMNS if context else COLUMNS[:3]), *labels.computed_reads()]
+    rows = pl.scan_parquet(source).select(list(dict.fromkeys(columns))).slice(start, stop - start).collect()
     if context:
         rows = rows.join(student.article_types(source), on="article_id", how="left", maintain_order="left")
     return rows
@@ -207,16 +208,16 @@ class ApplyStep(Step[ApplyConfig, LabelTask]):
         )
 
 
-def join_parts(labels: Path) -> int:
-    """Write each folder of parts under ``labels/.parts/`` as its labels shard; return how many."""
-    parts = labels / PARTS
+def join_parts(out: Path) -> int:
+    """Write each folder of parts under ``out/.parts/`` as its labels shard; return how many."""
+    parts = out / PARTS
     if not parts.is_dir():
         return 0
     folders = sorted(p for p in parts.iterdir() if p.is_dir())
     for folder in folders:
         tables = [pq.read_table(f, schema=schema.LABELS) for f in sorted(folder.glob("*.parquet"))]
         schema.write_shard(
-            pa.concat_tables(tables).combine_chunks(), labels / f"{folder.name.rsplit('.', 1)[0]}.parquet"
+            pa.concat_tables(tables).combine_chunks(), out / f"{folder.name.rsplit('.', 1)[0]}.parquet"
         )
         shutil.rmtree(folder)
     shutil.rmtree(parts, ignore_errors=True)
@@ -261,9 +262,9 @@ def load_labeller(build: Path, config: ApplyConfig) -> Any:
 def label_rows(labeller: Any, source: Path, start: int, stop: int) -> pa.Table:
     """The LABELS rows of rows ``start``–``stop`` of ``source``, in their order."""
     frame = read_rows(source, start, stop, context=labeller.context)
-    if hasattr(labeller, "label_ids"):
-        return _label_overlapped(labeller, frame)
-    return labeller.label(frame)
+    taught = _label_overlapped(labeller, frame) if hasattr(labeller, "label_ids") else labeller.label(frame)
+    computed = frame.select("paragraph_id", *labels.computed_reads())
+    return labels.with_computed(taught, computed.to_arrow(compat_level=pl.CompatLevel.oldest()))
 
 
 def _label_overlapped(labeller: Any, frame: pl.DataFrame) -> pa.Table:
@@ -277,7 +278,7 @@ def _label_overlapped(labeller: Any, frame: pl.DataFrame) -> pa.Table:
         labeller.label_ids(ids, tokens)
         for ids, tokens in encoder.prefetch(tokenized, labeller.config.prefetch)
     ]
-    return pa.concat_tables(parts) if parts else schema.LABELS.empty_table()
+    return pa.concat_tables(parts) if parts else schema.TAUGHT_LABELS.empty_table()
 
 
 def apply(
