@@ -26,7 +26,6 @@ on another machine from the same URL redoes nothing that was finished.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -46,6 +45,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 EXECUTORS = ("local", "ray")
+WORKER_ENV = {"POLARS_MAX_THREADS": "1"}
+"""Set in every worker process before it imports anything (the one place): a pool runs one
+process per core, so each uses one thread (Polars' pool would otherwise start one per core)."""
 
 
 class ExecutorError(Fatal):
@@ -82,8 +84,7 @@ class LocalExecutor:
                     bar.update(1)
                 return
             pool = self._ensure_pool()
-            with _one_polars_thread_each():  # workers start (spawn) on submit
-                pending: set[Future[R]] = {pool.submit(fn, item) for item in items}
+            pending: set[Future[R]] = {pool.submit(fn, item) for item in items}
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -96,7 +97,9 @@ class LocalExecutor:
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            # spawn, not fork: forking a process that has Polars' thread pool running can deadlock
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
         return self._pool
 
     def close(self) -> None:
@@ -105,19 +108,9 @@ class LocalExecutor:
             self._pool = None
 
 
-@contextlib.contextmanager
-def _one_polars_thread_each() -> Iterator[None]:
-    """Workers started meanwhile read ``POLARS_MAX_THREADS=1`` (Polars reads it once, at import):
-    the pool's workers share the cores, one each, instead of each starting a thread per core.
-    A value the user set is kept."""
-    if "POLARS_MAX_THREADS" in os.environ:
-        yield
-        return
-    os.environ["POLARS_MAX_THREADS"] = "1"
-    try:
-        yield
-    finally:
-        del os.environ["POLARS_MAX_THREADS"]
+def _init_worker() -> None:
+    """First thing in each pool worker: ``WORKER_ENV``."""
+    os.environ.update(WORKER_ENV)
 
 
 class RayExecutor:
@@ -136,7 +129,11 @@ class RayExecutor:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = False
         if not ray.is_initialized():
-            options: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+            options: dict[str, Any] = {
+                "ignore_reinit_error": True,
+                "log_to_driver": False,
+                "runtime_env": {"env_vars": WORKER_ENV},
+            }
             if self.address is None:
                 options["num_cpus"] = max(1, workers or os.cpu_count() or 1)
                 options["include_dashboard"] = False
