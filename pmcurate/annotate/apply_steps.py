@@ -296,9 +296,10 @@ def apply(
     opened = Build.open(Path(build), force=force, progress=progress)
     if config.student in IN_PROCESS:
         return run_step(ApplyStep(config), opened)
-    pool = executor or LocalExecutor(workers)
+    if executor is not None:
+        return run_step(ApplyStep(config, workers=executor.workers), opened, executor)
+    pool = LocalExecutor(workers)
     try:
         return run_step(ApplyStep(config, workers=pool.workers), opened, pool)
     finally:
-        if executor is None:
-            pool.close()
+        pool.close()

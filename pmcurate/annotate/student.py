@@ -804,7 +804,7 @@ class Students:
     def label(self, paragraphs: pl.DataFrame) -> pa.Table:
         """Labels of ``paragraphs`` (paragraph_id, text, and the CONTEXT_COLUMNS when known)."""
         lines = model_lines(paragraphs, context=self.context)
-        raw = {}
+        raw: dict[str, np.ndarray] = {}
         for name, model in self.models.items():
             raw |= model_scores(model, name, lines, terminated=True)
         return blended_labels(paragraphs, raw, self.rules_weights, self.annotator)
