@@ -17,7 +17,7 @@ import pytest
 from pmcurate import cli, schema
 from pmcurate.annotate import apply_steps, embedding, student
 from pmcurate.annotate.apply_config import ApplyConfig
-from pmcurate.step import StepReport
+from pmcurate.step import StepFailed, StepReport
 from tests.annotate.conftest import DEV_LABELS
 
 
@@ -155,7 +155,7 @@ def test_apply_refuses_heads_whose_sha256_changed(embedding_build: Path, tmp_pat
     shutil.copytree(embedding_build, build)
     heads = build / "models" / embedding.REPORT_DIR / embedding.HEADS
     heads.write_bytes(heads.read_bytes() + b"x")
-    with pytest.raises(student.StudentError, match="sha256"):
+    with pytest.raises(StepFailed, match=r"annotate:apply: .*sha256"):
         apply_steps.apply(build, ApplyConfig(student="embedding"), progress=False)
 
 

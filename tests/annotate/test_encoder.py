@@ -19,7 +19,7 @@ import torch
 from pmcurate import cli, schema
 from pmcurate.annotate import apply_steps, encoder, report, student
 from pmcurate.annotate.apply_config import ApplyConfig
-from pmcurate.step import StepReport
+from pmcurate.step import StepFailed, StepReport
 from tests.annotate.conftest import DEV_LABELS, TINY
 
 
@@ -355,7 +355,7 @@ def test_apply_refuses_a_model_file_whose_sha256_changed(
     shutil.copytree(encoder_build[0], build)
     heads = build / "models" / encoder.FOLDER / encoder.HEADS
     heads.write_bytes(heads.read_bytes() + b"x")
-    with pytest.raises(student.StudentError, match="sha256"):
+    with pytest.raises(StepFailed, match=r"annotate:apply: .*sha256"):
         _apply(build)
 
 

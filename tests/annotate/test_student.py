@@ -11,6 +11,7 @@ import pytest
 from pmcurate import schema
 from pmcurate.annotate import apply_steps, student
 from pmcurate.filters import language
+from pmcurate.step import StepFailed
 from tests.annotate.conftest import SMALL_GRID
 
 
@@ -148,7 +149,7 @@ def test_apply_refuses_a_model_whose_hash_changed(trained_build: Path, tmp_path:
     shutil.copytree(trained_build, build)
     with (build / "models" / "domain.bin").open("ab") as model:
         model.write(b"x")
-    with pytest.raises(student.StudentError, match="sha256"):
+    with pytest.raises(StepFailed, match=r"annotate:apply: .*sha256"):
         apply_steps.apply(build, workers=1, progress=False)
 
 
