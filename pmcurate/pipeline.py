@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 from pmcurate import __version__, schema
 from pmcurate.executor import Executor, locate_build, make_executor, pull, push
 from pmcurate.http import public_url
-from pmcurate.manifest import ExportSpec, Manifest, SourceSpec, SubsetSpec
+from pmcurate.manifest import ExportSpec, Manifest, SourceSpec
 from pmcurate.step import (
     Build,
     PlannedStep,
@@ -530,35 +530,12 @@ READS = ("articles", "paragraphs", "figures", "labels")
 
 
 def _stage_filter(ctx: _Context) -> None:
-    content = ctx.store.tables_fingerprint(READS)
+    from pmcurate.filters.steps import SubsetConfig, SubsetStep
+
     for subset in ctx.manifest.subsets:
-        key = fingerprint(content, dict(subset.config))
-        _step(
-            ctx,
-            f"filter:{subset.name}",
-            key,
-            partial(_subset, ctx, subset),
-            outputs=[ctx.build / "subsets" / subset.name / "subset.json"],
-        )
-
-
-def _subset(ctx: _Context, spec: SubsetSpec) -> StepReport:
-    """Adapter to ``filters.subset.make_subset_from_config``."""
-    from pmcurate.filters.rules import RuleError
-    from pmcurate.filters.subset import SubsetError, make_subset_from_config
-
-    try:
-        result = make_subset_from_config(
-            ctx.build, spec.name, spec.config, ctx.executor, progress=ctx.progress
-        )
-    except (SubsetError, RuleError) as exc:
-        raise BuildError(f"filter:{spec.name}: {exc}") from None
-    return StepReport(
-        f"filter:{spec.name}",
-        "ran",
-        counts={"input": result.input_rows, "kept": result.kept_rows, "written": result.output_rows},
-        drops=dict(result.dropped),
-    )
+        where = f"{ctx.manifest.path}: [subsets.{subset.name}]"
+        config = SubsetConfig.from_manifest(subset.name, subset.config, where=where)
+        ctx.run(SubsetStep(config, executor=ctx.executor))
 
 
 DATASET_DIR = "dataset"
