@@ -18,9 +18,9 @@ through lxml's own API on a proxy, as they did before.
 import re
 from functools import lru_cache
 
-from cpython.unicode cimport Py_UNICODE_ISALNUM, PyUnicode_DecodeUTF8
+from cpython.unicode cimport Py_UNICODE_ISALNUM, PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.string cimport memcpy, strcmp, strlen
+from libc.string cimport memchr, memcpy, strcmp, strlen
 
 cimport lxml.includes.etreepublic as cetree
 from lxml.includes cimport tree
@@ -39,6 +39,7 @@ _PREFIXES = {MML_NS: "mml", XLINK_NS: "xlink", ALI_NS: "ali", TAXPUB_NS: "tp"}
 
 CITATION_MODES = ("marker", "drop")
 DROPPED = "\x00"  # stands for a dropped citation until the text is whole; never a character of XML text
+cdef const char* DROPPED_BYTE = b"\x00"
 _SEPARATOR = r"[\s,;\-\u2010-\u2015\u2212]*"
 _DROPPED_GROUP = re.compile(
     rf"\s*(?:\[{_SEPARATOR}(?:\x00{_SEPARATOR})+\]|\({_SEPARATOR}(?:\x00{_SEPARATOR})+\)"
@@ -187,8 +188,11 @@ cdef int _kind(xmlNode* n) noexcept nogil:
 
 cdef inline bint _is_named(xmlNode* n, const char* name) noexcept nogil:
     """An element of no namespace named ``name`` (what lxml's ``find("name")`` matches)."""
-    return n.type == tree.XML_ELEMENT_NODE and (n.ns is NULL or n.ns.href is NULL) and _eq(
-        <const char*>n.name, name
+    return (
+        n.type == tree.XML_ELEMENT_NODE
+        and n.name[0] == name[0]
+        and (n.ns is NULL or n.ns.href is NULL)
+        and _eq(<const char*>n.name, name)
     )
 
 
@@ -247,8 +251,7 @@ cdef struct Buf:
     Py_ssize_t capacity
 
 
-cdef int _buf_add(Buf* buf, const char* s) except -1:
-    cdef Py_ssize_t n = strlen(s)
+cdef int _buf_add_n(Buf* buf, const char* s, Py_ssize_t n) except -1:
     cdef Py_ssize_t capacity
     cdef char* grown
     if buf.size + n > buf.capacity:
@@ -262,29 +265,101 @@ cdef int _buf_add(Buf* buf, const char* s) except -1:
     return 0
 
 
-cdef inline bint _xml_space(char c) noexcept nogil:
-    return c == b" " or c == b"\n" or c == b"\t" or c == b"\r"
+cdef inline int _buf_add(Buf* buf, const char* s) except -1:
+    return _buf_add_n(buf, s, strlen(s))
 
 
-cdef str _normalized(Buf* buf):
-    """The buffer's text with runs of XML whitespace as one space and none at either end (``norm``)."""
-    cdef Py_ssize_t i, out = 0
-    cdef bint pending = False
-    cdef char c
-    if buf.size == 0:
+cdef inline int _buf_add_str(Buf* buf, str text) except -1:
+    cdef Py_ssize_t n
+    cdef const char* s = PyUnicode_AsUTF8AndSize(text, &n)
+    return _buf_add_n(buf, s, n)
+
+
+cdef int _buf_add_all_text(Buf* buf, xmlNode* el) except -1:
+    """Append the text of every text node under ``el`` (``"".join(el.itertext())``)."""
+    cdef xmlNode* n = el.children
+    while n is not NULL:
+        if _is_text(n) and n.content is not NULL:
+            _buf_add(buf, <const char*>n.content)
+        n = _next_in(n, el)
+    return 0
+
+
+cdef unsigned char _CLASS[256]  # 1: XML whitespace; 2: other ASCII controls ``str.split()`` splits on
+cdef unsigned char _SPACED[256]  # each byte as written: XML whitespace as a space
+for _c in range(256):
+    _SPACED[_c] = _c
+for _c in (0x20, 0x09, 0x0A, 0x0D):
+    _CLASS[_c] = 1
+    _SPACED[_c] = 0x20
+for _c in (0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x1F):  # never in XML 1.0 text; ``norm`` treats them itself
+    _CLASS[_c] = 2
+
+
+cdef Py_ssize_t _squeeze(char* data, Py_ssize_t size, Py_ssize_t* spaces) noexcept nogil:
+    """Collapse runs of XML whitespace into one space and strip both ends, in place (``norm``); the new
+    size, and in ``spaces`` the spaces left. -1 when the text holds a control character that ``norm``
+    treats differently in ASCII and non-ASCII text (left to ``norm`` itself).
+
+    Branch-free: each byte is written, and kept unless it is whitespace following whitespace."""
+    cdef Py_ssize_t i, out = 0, count = 0
+    cdef unsigned char c, kind, white, previous = 1, odd = 0
+    for i in range(size):
+        c = <unsigned char>data[i]
+        kind = _CLASS[c]
+        white = kind & 1
+        odd |= kind
+        data[out] = _SPACED[c]
+        out += 1 - (white & previous)
+        count += white & (previous ^ 1)
+        previous = white
+    if odd & 2:
+        return -1
+    if previous and out > 0:  # a trailing run of whitespace
+        out -= 1
+        count -= 1
+    spaces[0] = count
+    return out
+
+
+cdef str _finish(Buf* buf, Py_ssize_t* spaces):
+    """The buffer's text whitespace-normalized (``norm``), and its spaces counted."""
+    cdef Py_ssize_t size = _squeeze(buf.data, buf.size, spaces)
+    if size == 0:
         return ""
-    for i in range(buf.size):
-        c = buf.data[i]
-        if _xml_space(c):
-            pending = out > 0
-        else:
-            if pending:
-                buf.data[out] = b" "
-                out += 1
-                pending = False
-            buf.data[out] = c
-            out += 1
-    return PyUnicode_DecodeUTF8(buf.data, out, NULL)
+    if size > 0:
+        return PyUnicode_DecodeUTF8(buf.data, size, NULL)
+    text = norm(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))
+    spaces[0] = text.count(" ")
+    return text
+
+
+cdef Py_UCS4 _first_char(const char* s) noexcept:
+    """The first character of a non-empty UTF-8 string."""
+    cdef unsigned char b = <unsigned char>s[0]
+    cdef unsigned int cp
+    cdef Py_ssize_t extra, j
+    if b < 0x80:
+        return <Py_UCS4>b
+    if b >= 0xF0:
+        cp, extra = b & 0x07, 3
+    elif b >= 0xE0:
+        cp, extra = b & 0x0F, 2
+    else:
+        cp, extra = b & 0x1F, 1
+    for j in range(1, 1 + extra):
+        cp = (cp << 6) | ((<unsigned char>s[j]) & 0x3F)
+    return <Py_UCS4>cp
+
+
+cdef bint _tail_starts_alnum(xmlNode* el) noexcept:
+    """Whether the text after ``el`` (its lxml ``tail``) starts with a letter or digit."""
+    cdef xmlNode* n = el.next
+    while n is not NULL and _is_text(n):
+        if n.content is not NULL and n.content[0] != 0:
+            return Py_UNICODE_ISALNUM(_first_char(<const char*>n.content))
+        n = n.next
+    return False
 
 
 cdef str _all_text(xmlNode* el):
@@ -372,12 +447,17 @@ cdef class Extraction:
     cdef readonly bint dropping
     cdef dict tables
     cdef _Document doc
+    cdef Buf buf  # the text of the element being read, reused from one to the next
+    cdef Py_ssize_t spaces  # spaces in the last text read (a paragraph's words are one more)
 
     def __init__(self, str citations="marker"):
         if citations not in CITATION_MODES:
             raise ValueError(f"citations must be one of {', '.join(CITATION_MODES)}, not {citations!r}")
         self.dropping = citations == "drop"
         self.tables = {}
+
+    def __dealloc__(self):
+        PyMem_Free(self.buf.data)
 
     # -- element access for the Python side -------------------------------------------------------
 
@@ -431,74 +511,96 @@ cdef class Extraction:
         """Most elements hold only inline markup: their text nodes are read straight into one buffer.
         The others (superscripts, glued or dropped citations, blocks, formulas, nested floats…) go
         through ``_collect``."""
-        cdef Buf buf = Buf(NULL, 0, 0)
+        cdef Buf* buf = &self.buf
         cdef xmlNode* n = el.children
         cdef int kind
+        buf.size = 0
+        while n is not NULL:
+            if n.type == tree.XML_ELEMENT_NODE:
+                kind = _kind(n)
+                if kind & SPECIAL_OR_XREF and (
+                    not kind & K_XREF or (self._is_bibr(n) and (self.dropping or _glued_before(n)))
+                ):
+                    return self._collected_text(el)
+            elif _is_text(n) and n.content is not NULL:
+                _buf_add(buf, <const char*>n.content)
+            n = _next_in(n, el)
+        return _finish(buf, &self.spaces)
+
+    cdef str _collected_text(self, xmlNode* el):
+        """The text of an element that holds more than inline markup (its own buffer: reading a
+        table's cells reuses ``self.buf``)."""
+        cdef Buf buf = Buf(NULL, 0, 0)
         try:
-            while n is not NULL:
-                if n.type == tree.XML_ELEMENT_NODE:
-                    kind = _kind(n)
-                    if kind & SPECIAL_OR_XREF and (
-                        not kind & K_XREF or (self._is_bibr(n) and (self.dropping or _glued_before(n)))
-                    ):
-                        return self._slow_text(el)
-                elif _is_text(n) and n.content is not NULL:
-                    _buf_add(&buf, <const char*>n.content)
-                n = _next_in(n, el)
-            return _normalized(&buf)
+            self._collect(el, &buf)
+            if buf.size and memchr(buf.data, 0, buf.size) is not NULL:  # dropped citations
+                text = norm(_DROPPED_GROUP.sub("", PyUnicode_DecodeUTF8(buf.data, buf.size, NULL)))
+                self.spaces = text.count(" ")
+                return text
+            return _finish(&buf, &self.spaces)
         finally:
             PyMem_Free(buf.data)
 
-    cdef str _slow_text(self, xmlNode* el):
-        cdef list out = []
-        self._collect(el, out)
-        text = "".join(out)
-        if DROPPED in text:
-            text = _DROPPED_GROUP.sub("", text)
-        return norm(text)
-
-    cdef int _collect(self, xmlNode* el, list out) except -1:
+    cdef int _collect(self, xmlNode* el, Buf* buf) except -1:
+        """Append the text of ``el``'s content by the text rules (not yet whitespace-normalized)."""
         cdef xmlNode* child = el.children
         cdef int kind
         while child is not NULL:
             if _is_text(child):
                 if child.content is not NULL:
-                    out.append(_decode(<const char*>child.content))
+                    _buf_add(buf, <const char*>child.content)
             elif child.type == tree.XML_ELEMENT_NODE:
                 kind = _kind(child)
                 if not kind & NOT_INLINE or (kind & K_XREF and not self._is_bibr(child)):
-                    self._collect(child, out)
+                    self._collect(child, buf)
                 elif kind & K_FORMULA_PART:
-                    out.append(" " + self._formula_text(child) + " ")
+                    _buf_add(buf, b" ")
+                    _buf_add_str(buf, self._formula_text(child))
+                    _buf_add(buf, b" ")
                 elif kind & K_NESTED_FLOAT:
-                    out.append(" ")
+                    _buf_add(buf, b" ")
                 elif kind & K_SUP:
-                    self._superscript(child, out)
+                    self._superscript(child, buf)
                 elif kind & K_XREF:  # a bibliography citation
-                    self._citation(child, out)
+                    self._citation(child, buf)
                 elif kind & K_TABLE:  # a table nested in a paragraph: cells are blocks
-                    out.append(" " + self._table_text(child) + " ")
+                    _buf_add(buf, b" ")
+                    _buf_add_str(buf, self._table_text(child))
+                    _buf_add(buf, b" ")
                 else:  # a block or a float: whitespace around it
-                    out.append(" ")
-                    self._collect(child, out)
-                    out.append(" ")
+                    _buf_add(buf, b" ")
+                    self._collect(child, buf)
+                    _buf_add(buf, b" ")
             child = child.next
         return 0
 
-    cdef int _superscript(self, xmlNode* sup, list out) except -1:
+    cdef int _superscript(self, xmlNode* sup, Buf* buf) except -1:
         """``10<sup>4</sup>`` → ``10^4``, ``<sup>13</sup>C`` → ``^{13}C``; a superscript citation → `` [1]``."""
         if self._is_citation_group(sup):
-            self._citation_marker(_all_text(sup), out)
+            return self._citation_marker(_all_text(sup), buf)
+        cdef Buf inner = Buf(NULL, 0, 0)
+        cdef Py_ssize_t size, spaces
+        try:
+            self._collect(sup, &inner)
+            size = _squeeze(inner.data, inner.size, &spaces)
+            if size < 0:  # a control character: normalized by ``norm``
+                text = norm(PyUnicode_DecodeUTF8(inner.data, inner.size, NULL))
+                if text:
+                    braced = " " in text or (_tail_starts_alnum(sup) and text[-1:].isalnum())
+                    _buf_add_str(buf, f"^{{{text}}}" if braced else f"^{text}")
+                return 0
+            if size == 0:
+                return 0
+            braced = spaces > 0 or (
+                _tail_starts_alnum(sup) and Py_UNICODE_ISALNUM(_last_char(inner.data, size))
+            )
+            _buf_add(buf, b"^{" if braced else b"^")
+            _buf_add_n(buf, inner.data, size)
+            if braced:
+                _buf_add(buf, b"}")
             return 0
-        cdef list inner = []
-        self._collect(sup, inner)
-        text = norm("".join(inner))
-        if not text:
-            return 0
-        tail = _run_text(sup.next)
-        braced = " " in text or (tail[:1].isalnum() and text[-1:].isalnum())
-        out.append(f"^{{{text}}}" if braced else f"^{text}")
-        return 0
+        finally:
+            PyMem_Free(inner.data)
 
     cdef bint _is_citation_group(self, xmlNode* sup) except -1:
         """A ``<sup>`` holding only bibliography xrefs and the punctuation between them (``1,2``, ``[3–5]``)."""
@@ -515,24 +617,23 @@ cdef class Extraction:
             child = child.next
         return True
 
-    cdef int _citation(self, xmlNode* xref, list out) except -1:
+    cdef int _citation(self, xmlNode* xref, Buf* buf) except -1:
         """A bibliography xref: its visible text, made a `` [n]`` marker when a number would glue to a word."""
-        text = _all_text(xref)
         if self.dropping:
-            out.append(DROPPED)
-        elif _ends_with_word_character(out) and _NUMBERED_CITATION.fullmatch(text.strip()):
-            self._citation_marker(text, out)
-        else:
-            out.append(text)
-        return 0
+            return _buf_add_n(buf, DROPPED_BYTE, 1)
+        if buf.size and Py_UNICODE_ISALNUM(_last_char(buf.data, buf.size)):
+            text = _all_text(xref)
+            if _NUMBERED_CITATION.fullmatch(text.strip()):
+                return self._citation_marker(text, buf)
+            return _buf_add_str(buf, text)
+        return _buf_add_all_text(buf, xref)
 
-    cdef int _citation_marker(self, str text, list out) except -1:
+    cdef int _citation_marker(self, str text, Buf* buf) except -1:
         if self.dropping:
-            out.append(DROPPED)
-            return 0
+            return _buf_add_n(buf, DROPPED_BYTE, 1)
         text = norm(text)
         if text:
-            out.append(f" {text}" if text[0] in "[(" else f" [{text}]")
+            _buf_add_str(buf, f" {text}" if text[0] in "[(" else f" [{text}]")
         return 0
 
     # -- formulas ---------------------------------------------------------------------------------
@@ -565,18 +666,22 @@ cdef class Extraction:
         if n is not NULL:
             alttext = self._attr(n, b"alttext", NULL)
             return norm(mathml_text(self._proxy(n))) or norm(alttext if alttext is not None else "")
-        cdef list out = []
+        cdef Buf buf = Buf(NULL, 0, 0)
+        cdef Py_ssize_t spaces
         cdef xmlNode* child = el.children
-        while child is not NULL:
-            if _is_text(child):
-                if child.content is not NULL:
-                    out.append(_decode(<const char*>child.content))
-            elif child.type == tree.XML_ELEMENT_NODE and not _kind(child) & K_FLOAT and not _is_named(
-                child, b"label"
-            ):
-                self._collect(child, out)
-            child = child.next
-        return norm("".join(out))
+        try:
+            while child is not NULL:
+                if _is_text(child):
+                    if child.content is not NULL:
+                        _buf_add(&buf, <const char*>child.content)
+                elif child.type == tree.XML_ELEMENT_NODE and not _kind(child) & K_FLOAT and not _is_named(
+                    child, b"label"
+                ):
+                    self._collect(child, &buf)
+                child = child.next
+            return _finish(&buf, &spaces)
+        finally:
+            PyMem_Free(buf.data)
 
     # -- tables -----------------------------------------------------------------------------------
 
@@ -647,6 +752,7 @@ cdef class Extraction:
         text = self._text(p)
         if not text:
             return 0
+        words = self.spaces + 1
         pid = f"{article_id}/{path}"
         cdef xmlNode* n = p.children
         while n is not NULL:
@@ -668,7 +774,7 @@ cdef class Extraction:
                 "section_path": named,
                 "section_type": section.type,
                 "text": text,
-                "n_words": text.count(" ") + 1,
+                "n_words": words,
             }
         )
         return 0
@@ -745,11 +851,98 @@ cdef class Extraction:
         }
 
 
-cdef bint _ends_with_word_character(list out) except -1:
-    for piece in reversed(out):
-        if piece:
-            return piece[-1].isalnum()
-    return False
+    # -- authors --------------------------------------------------------------------------------
+
+    def authors(self, _Element meta not None) -> list:
+        """The authors of ``article-meta``: ``contrib`` elements of ``contrib-group``s whose
+        ``contrib-type`` is ``author`` (or unstated), each with its name, ORCID and affiliations
+        (``xref ref-type="aff"`` resolved against every ``aff`` of ``article-meta``, or its own ``aff``)."""
+        cdef xmlNode* top = self._node(meta)
+        cdef xmlNode* n = top
+        cdef dict affiliations = {}
+        while n is not NULL:
+            if _is_named(n, b"aff"):
+                aff_id = self._attr(n, b"id", NULL)
+                if aff_id:
+                    affiliations[aff_id] = _aff_text(n)
+            n = _next_in(n, top)
+        cdef list authors = []
+        cdef xmlNode* group = top.children
+        cdef xmlNode* contrib
+        while group is not NULL:
+            if _is_named(group, b"contrib-group"):
+                contrib = group.children
+                while contrib is not NULL:
+                    if _is_named(contrib, b"contrib") and (
+                        self._attr(contrib, b"contrib-type", NULL) or "author"
+                    ) == "author":
+                        author = self._author(contrib, affiliations)
+                        if author:
+                            authors.append(author)
+                    contrib = contrib.next
+            group = group.next
+        return authors
+
+    cdef object _author(self, xmlNode* contrib, dict affiliations):
+        """One ``contrib`` as an author row, reading its children once; None when it names nobody."""
+        surname = given = collab = orcid = None
+        cdef list affs = []
+        cdef xmlNode* child = contrib.children
+        cdef xmlNode* name
+        cdef xmlNode* part
+        while child is not NULL:
+            if child.type != tree.XML_ELEMENT_NODE:
+                pass
+            elif (_is_named(child, b"name") or _is_named(child, b"name-alternatives")) and (
+                surname is None and given is None
+            ):
+                name = child if _is_named(child, b"name") else _child(child, b"name")
+                if name is not NULL:
+                    part = _child(name, b"surname")
+                    surname = norm(_run_text(part.children)) if part is not NULL else ""
+                    part = _child(name, b"given-names")
+                    given = norm(_run_text(part.children)) if part is not NULL else ""
+            elif _is_named(child, b"collab"):
+                collab = self._text(child) or None
+            elif _is_named(child, b"contrib-id") and (
+                self._attr(child, b"contrib-id-type", NULL) or ""
+            ).lower() == "orcid":
+                orcid = norm(_run_text(child.children))
+            elif _is_named(child, b"xref") and self._attr(child, b"ref-type", NULL) == "aff":
+                affs.extend(affiliations.get(rid) for rid in (self._attr(child, b"rid", NULL) or "").split())
+            elif _is_named(child, b"aff"):
+                affs.append(_aff_text(child))
+            child = child.next
+        full = " ".join(x for x in (given, surname) if x) or collab
+        if not full:
+            return None
+        return {
+            "name": full,
+            "surname": surname or None,
+            "given_names": given or None,
+            "orcid": orcid,
+            "affiliations": [a for a in affs if a],
+        }
+
+
+cdef object _aff_text(xmlNode* aff):
+    """An affiliation's text: its children other than ``label``, each set off by spaces."""
+    cdef Buf buf = Buf(NULL, 0, 0)
+    cdef Py_ssize_t spaces
+    cdef xmlNode* child = aff.children
+    try:
+        while child is not NULL:
+            if _is_text(child):
+                if child.content is not NULL:
+                    _buf_add(&buf, <const char*>child.content)
+            elif child.type == tree.XML_ELEMENT_NODE and not _is_named(child, b"label"):
+                _buf_add(&buf, b" ")
+                _buf_add_all_text(&buf, child)
+                _buf_add(&buf, b" ")
+            child = child.next
+        return _finish(&buf, &spaces).strip(" ,;") or None
+    finally:
+        PyMem_Free(buf.data)
 
 
 cdef bint _in_sub_article(xmlNode* n) noexcept nogil:

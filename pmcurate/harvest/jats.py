@@ -549,60 +549,6 @@ def _main_abstract(abstracts: list[dict[str, str | None]]) -> str | None:
     return next((a["text"] for a in abstracts if a["text"]), None)
 
 
-def _authors(meta: etree._Element, ex: Extraction) -> list[dict[str, Any]]:
-    affiliations = {aff.get("id"): _aff_text(aff) for aff in meta.iter("aff") if aff.get("id")}
-    authors = []
-    for group in meta.iterfind("contrib-group"):
-        for contrib in group.iterfind("contrib"):
-            if (contrib.get("contrib-type") or "author") == "author":
-                author = _author(contrib, affiliations, ex)
-                if author:
-                    authors.append(author)
-    return authors
-
-
-def _author(
-    contrib: etree._Element, affiliations: dict[str | None, str | None], ex: Extraction
-) -> dict[str, Any] | None:
-    """One ``contrib`` as an author row, reading its children once; None when it names nobody."""
-    surname = given = collab = orcid = None
-    affs: list[str | None] = []
-    for child in contrib:
-        tag = child.tag
-        if tag in ("name", "name-alternatives") and surname is None and given is None:
-            name = child if tag == "name" else child.find("name")
-            if name is not None:
-                surname = norm(name.findtext("surname") or "")
-                given = norm(name.findtext("given-names") or "")
-        elif tag == "collab":
-            collab = _text_of(child, ex)
-        elif tag == "contrib-id" and (child.get("contrib-id-type") or "").lower() == "orcid":
-            orcid = norm(child.text or "")
-        elif tag == "xref" and child.get("ref-type") == "aff":
-            affs.extend(affiliations.get(rid) for rid in (child.get("rid") or "").split())
-        elif tag == "aff":
-            affs.append(_aff_text(child))
-    full = " ".join(x for x in (given, surname) if x) or collab
-    if not full:
-        return None
-    return {
-        "name": full,
-        "surname": surname or None,
-        "given_names": given or None,
-        "orcid": orcid,
-        "affiliations": [a for a in affs if a],
-    }
-
-
-def _aff_text(aff: etree._Element) -> str | None:
-    parts = [aff.text or ""]
-    for child in aff:
-        if child.tag != "label":
-            parts.append(" " + "".join(child.itertext()) + " ")
-        parts.append(child.tail or "")
-    return norm("".join(parts)).strip(" ,;") or None
-
-
 def _license(
     article: etree._Element, meta: etree._Element, ex: Extraction
 ) -> tuple[str | None, str | None, str | None]:
@@ -769,7 +715,7 @@ def _article_row(
         "article_type": article_type,
         "subjects": [norm("".join(s.itertext())) for s in meta.iterfind("article-categories//subject")],
         "keywords": [k for k in (_text_of(k, ex) for k in meta.iterfind("kwd-group/kwd")) if k],
-        "authors": _authors(meta, ex),
+        "authors": ex.authors(meta),
         "language": article.get(XML_LANG),
         "license": code,
         "license_url": license_url,
