@@ -22,6 +22,10 @@ from cpython.unicode cimport Py_UNICODE_ISALNUM, PyUnicode_AsUTF8AndSize, PyUnic
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.string cimport memchr, memcpy, strcmp, strlen
 
+
+cdef extern from "string.h":
+    void* memmem(const void* haystack, size_t haystack_size, const void* needle, size_t needle_size) nogil
+
 cimport lxml.includes.etreepublic as cetree
 from lxml.includes cimport tree
 from lxml.includes.etreepublic cimport _Document, _Element
@@ -47,6 +51,21 @@ _DROPPED_GROUP = re.compile(
 )
 _CITATION_PUNCTUATION = re.compile(r"[\s,;\-\u2010-\u2015\u2212\[\]()]*")
 _NUMBERED_CITATION = re.compile(r"\d+[a-z]?(?:\s*[,;\-\u2010-\u2015\u2212]\s*\d+[a-z]?)*")
+
+def find_bytes(bytes data, bytes needle, Py_ssize_t start=0, Py_ssize_t end=-1) -> int:
+    """``data.find(needle, start, end)`` for a non-empty needle and non-negative bounds (``end=-1``:
+    to the end), with libc's ``memmem``: several times faster than ``bytes.find`` on whole documents."""
+    cdef Py_ssize_t size = len(data)
+    if end < 0 or end > size:
+        end = size
+    if not needle or start < 0:
+        raise ValueError("find_bytes: a non-empty needle and a non-negative start")
+    if start >= end:
+        return -1
+    cdef const char* base = data
+    cdef void* at = memmem(base + start, end - start, <const char*>needle, len(needle))
+    return -1 if at is NULL else <const char*>at - base
+
 
 # --- what each element is ---------------------------------------------------------------------------
 #

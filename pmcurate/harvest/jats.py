@@ -36,6 +36,7 @@ try:
         Extraction,
         Section,
         child_steps,
+        find_bytes,
         formula_text,
         mathml_text,
         norm,
@@ -89,7 +90,6 @@ ALI_LICENSE_REF = f"{{{ALI_NS}}}license_ref"
 XML_LANG = f"{{{XML_NS}}}lang"
 
 _DEFAULT_NS = re.compile(rb"""\sxmlns\s*=\s*(["'])([^"']*)\1""")
-_DEFAULT_NS_HINT = re.compile(rb"xmlns ?=")  # one scan instead of two ``in`` tests
 _NAMED_ENTITY = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)([A-Za-z][A-Za-z0-9]*);")
 _KNOWN_PREFIXES = {
     b"xlink": XLINK_NS,
@@ -149,7 +149,7 @@ def parse(
 
 def _parse_xml(data: bytes, where: str) -> etree._Element:
     """Parse safely; repair the two known defects of real files only when libxml2 reports them."""
-    if not data or not data.strip():
+    if not data or data.isspace():
         raise JatsError(f"{where}: empty document")
     if _may_declare_entities(data):
         raise _entities_refused(where)
@@ -283,11 +283,11 @@ def _without_default_namespaces(data: bytes) -> bytes:
     declarations inside a start tag are removed (never text that happens to read ``xmlns="…"``);
     prefixed namespaces (``mml:``, ``xlink:``, ``tp:``) are kept.
     """
-    if _DEFAULT_NS_HINT.search(data) is None:
+    if find_bytes(data, b"xmlns=") < 0 and find_bytes(data, b"xmlns =") < 0:
         return data
     pieces: list[bytes] = []
     pos = 0
-    for match in _DEFAULT_NS.finditer(data):
+    for match in _default_namespace_declarations(data):
         start = match.start()
         in_a_start_tag = data.rfind(b"<", 0, start) > data.rfind(b">", 0, start)
         if match.group(2) == _MATHML_NS_BYTES or not in_a_start_tag:
@@ -298,6 +298,19 @@ def _without_default_namespaces(data: bytes) -> bytes:
         return data
     pieces.append(data[pos:])
     return b"".join(pieces)
+
+
+def _default_namespace_declarations(data: bytes) -> Iterator[re.Match[bytes]]:
+    """The matches of ``_DEFAULT_NS.finditer(data)``, each tried where an ``xmlns`` is (found by
+    ``find_bytes``) rather than by the regex engine scanning the whole document."""
+    search_from = 1  # a declaration starts with the whitespace before its ``xmlns``
+    while (at := find_bytes(data, b"xmlns", search_from)) >= 0:
+        match = _DEFAULT_NS.match(data, at - 1)
+        if match:
+            yield match
+            search_from = match.end() + 1
+        else:
+            search_from = at + 1
 
 
 class _NothingExternal(etree.Resolver):
@@ -317,7 +330,7 @@ _REF_LIST_OPEN, _REF_LIST_CLOSE = b"<ref-list", b"</ref-list>"
 
 def _find_ref_list(data: bytes, start: int, end: int) -> int:
     """Where the next ``<ref-list`` start tag is in ``data[start:end]``, or -1."""
-    while (at := data.find(_REF_LIST_OPEN, start, end)) >= 0:
+    while (at := find_bytes(data, _REF_LIST_OPEN, start, end)) >= 0:
         if data[at + len(_REF_LIST_OPEN) : at + len(_REF_LIST_OPEN) + 1] in (b">", b" ", b"\n", b"\t", b"\r"):
             return at
         start = at + 1
@@ -342,7 +355,7 @@ def drop_reference_lists(data: bytes) -> bytes:
     while (start := _find_ref_list(data, pos, len(data))) >= 0:
         depth, cursor = 0, start + 1
         while True:
-            close = data.find(_REF_LIST_CLOSE, cursor)
+            close = find_bytes(data, _REF_LIST_CLOSE, cursor)
             if close < 0:
                 return data
             inner = _find_ref_list(data, cursor, close)
