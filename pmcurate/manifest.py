@@ -24,12 +24,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pmcurate.errors import Fatal
 from pmcurate.executor import is_url
+from pmcurate.export import presets
 
 SOURCE_KINDS = ("local", "pmc", "europepmc", "eutils")
 CITATION_MODES = ("marker", "drop")  # jats.CITATION_MODES, without importing the parser to read a manifest
 TEACHER_KINDS = ("labels", "llm", "rules")
-PRESETS = ("paragraphs", "biomed-enriched", "image-text")
 PACKAGE_PREFIX = "package:"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 FORMATS = ("parquet", "webdataset")
@@ -39,7 +40,7 @@ REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SECRET_KEYS = re.compile(r"(^|_)(api_key|token|password|secret)$")
 
 
-class ManifestError(ValueError):
+class ManifestError(Fatal):
     """A manifest that cannot be used; the message names the file, the key and what was expected."""
 
 
@@ -482,7 +483,7 @@ def _export(path: Path, name: str, raw: Any) -> ExportSpec:
         raise t.error("", "an export name (its dataset config) uses letters, digits, '-' and '_'")
     spec = ExportSpec(
         name,
-        preset=t.choice("preset", PRESETS),
+        preset=t.choice("preset", presets.PRESETS.names()),
         subset=t.string("subset", None),
         format=t.choice("format", FORMATS, "parquet"),
         split_by=t.string("split_by", "license", pattern=COLUMN),

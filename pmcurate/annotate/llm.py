@@ -35,7 +35,9 @@ import httpx
 import polars as pl
 from tqdm import tqdm
 
+from pmcurate import labels
 from pmcurate.annotate import labels_file, prompt
+from pmcurate.errors import Fatal, SkipItem
 from pmcurate.http import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -45,11 +47,11 @@ RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 CACHE_FILE = "cache.sqlite"
 
 
-class LlmError(RuntimeError):
+class LlmError(Fatal):
     """The endpoint refuses every request (bad key, unknown model, wrong URL): the run stops."""
 
 
-class MalformedAnswer(ValueError):
+class MalformedAnswer(SkipItem):
     """An answer that is not a JSON object following the rubric."""
 
 
@@ -114,15 +116,13 @@ def parse_answer(content: str | None) -> dict[str, Any]:
             continue
         if isinstance(obj, dict):
             obj = {str(k).strip().lower(): v for k, v in obj.items()}
-            if isinstance(obj.get("document_type"), str):
-                obj["document_type"] = obj["document_type"].strip().lower().replace(" ", "_")
-            if isinstance(obj.get("domain"), str):
-                obj["domain"] = obj["domain"].strip().lower()
+            for spec in labels.taught():
+                if spec.kind == "class" and isinstance(obj.get(spec.name), str):
+                    obj[spec.name] = obj[spec.name].strip().lower().replace(" ", "_")
             try:
-                document_type, domain, score = labels_file.validate_labels(obj)
+                return labels_file.validate_labels(obj)
             except labels_file.LabelsError as exc:
                 raise MalformedAnswer(str(exc)) from None
-            return {"document_type": document_type, "domain": domain, "educational_score": score}
     raise MalformedAnswer(f"no JSON object in the answer: {content[:80]!r}")
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from pmcurate import labels
+
 EDU_THRESHOLD = 3
 
 
@@ -136,10 +138,10 @@ STUDENT_REPORTS = {
 """Where each student's report lies under ``BUILD/models/``."""
 SPLIT_KEYS = ("teacher", "n_train", "n_validation", "n_test", "n_test_articles")
 COMPARED = {
-    "document_type": ("macro_f1", "kappa"),
-    "domain": ("macro_f1", "kappa"),
-    "educational_score": ("pearson", "mae"),
+    spec.name: ("pearson", "mae") if spec.kind == "score" else ("macro_f1", "kappa")
+    for spec in labels.taught()
 }
+"""The metrics compared per taught label (``pmcurate/labels/``)."""
 
 
 def comparison(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from typing import Any
 
 import duckdb
 
+from pmcurate import labels, schema
+from pmcurate.errors import Fatal
 from pmcurate.export.exporter import DEFAULT_CONFIG, PROVENANCE_DIR
 
 REPO_PLACEHOLDER = "ORG/NAME"
@@ -43,9 +45,10 @@ _SIZES += ((10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000
 _DISTRIBUTIONS = (
     ("license", "License", "license"),
     ("license_type", "License", "license_type"),
-    ("document_type", "Document type", "document_type"),
-    ("domain", "Domain", "domain"),
-    ("educational_score", "Educational score (rounded)", "round(educational_score)::INTEGER"),
+    *(
+        (schema.LABEL_COLUMNS[spec.name], spec.title, spec.distribution_sql(schema.LABEL_COLUMNS[spec.name]))
+        for spec in labels.specs()
+    ),
     ("section_type", "Section type", "section_type"),
     ("format", "Image format", "format"),
 )
@@ -100,7 +103,7 @@ def _parquet_glob(out: Path, config: dict[str, Any]) -> str:
     return str((out / config["folder"]).resolve() / "*.parquet").replace("'", "''")
 
 
-class CardError(ValueError):
+class CardError(Fatal):
     """The card cannot be written: the message says why (a README.md that is not pmcurate's)."""
 
 

@@ -34,6 +34,7 @@ import duckdb
 
 from pmcurate import schema
 from pmcurate.build import open_build
+from pmcurate.errors import Fatal
 from pmcurate.executor import Executor
 from pmcurate.filters import dedup as dedup_mod
 from pmcurate.filters import engine, language, views
@@ -44,10 +45,10 @@ log = logging.getLogger(__name__)
 SOURCES = {"paragraphs": ("paragraph", "article"), "figures": ("figure",)}
 DEDUP_KINDS = {"paragraphs": ("exact", "near"), "figures": ("image", "caption")}
 SHARD_ROWS = 200_000
-LABEL_COLUMNS = frozenset({*schema.LABELS.names, "labels_annotator", "labels"}) - {"paragraph_id"}
+LABEL_COLUMNS = frozenset({*schema.LABELS.names, *schema.LABEL_COLUMNS.values(), "labels"}) - {"paragraph_id"}
 
 
-class SubsetError(ValueError):
+class SubsetError(Fatal):
     """A subset that cannot be made as asked: the message says why and what to do."""
 
 
@@ -64,6 +65,8 @@ class SubsetResult:
     kept_rows: int
     output_rows: int
     dropped: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each phase of the engine (``engine.Outcome.seconds``)."""
 
 
 def subset_dir(build: str | os.PathLike[str], name: str) -> Path:
@@ -84,11 +87,7 @@ def _check_name(name: str) -> None:
 
 def connect(build: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per table of the build (``build.open_build``)."""
-    try:
-        opened = open_build(build)
-    except FileNotFoundError as exc:
-        raise SubsetError(str(exc)) from None
-    return opened.duckdb(duckdb.connect())
+    return open_build(build).duckdb(duckdb.connect())
 
 
 def _missing(table: str, build: Path, what: str) -> MissingTableError:
@@ -228,10 +227,7 @@ def make_subset(
     plan = _plan(
         name, where, rules, source, unit, dedup, near, upsample, shard_rows, partition_rows, progress
     )
-    try:
-        open_build(build)  # before anything is written into a folder that is not a build
-    except FileNotFoundError as exc:
-        raise SubsetError(str(exc)) from None
+    open_build(build)  # before anything is written into a folder that is not a build
     parent = build / "subsets"
     parent.mkdir(parents=True, exist_ok=True)
     for prefix in (f"{name}-", f"old-{name}-"):  # left by a killed run of this subset
@@ -246,7 +242,9 @@ def make_subset(
             "subset %s: %d rows in, %d kept, %d written, dropped %s",
             name, result.input_rows, result.kept_rows, result.output_rows, result.dropped,
         )  # fmt: skip
-        return SubsetResult(final, result.input_rows, result.kept_rows, result.output_rows, result.dropped)
+        return SubsetResult(
+            final, result.input_rows, result.kept_rows, result.output_rows, result.dropped, result.seconds
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -368,7 +366,9 @@ def _run(build: Path, plan: _Plan, folder: Path, executor: Executor | None) -> S
         },
     }
     (folder / "subset.json").write_text(engine.summary_json(summary))
-    return SubsetResult(folder, outcome.input_rows, outcome.kept_rows, outcome.output_rows, outcome.dropped)
+    return SubsetResult(
+        folder, outcome.input_rows, outcome.kept_rows, outcome.output_rows, outcome.dropped, outcome.seconds
+    )
 
 
 MANIFEST_KEYS = frozenset(
@@ -418,30 +418,3 @@ def make_subset_from_config(
         executor=executor,
         progress=progress,
     )
-
-
-def make_subsets_from_manifest(
-    build: str | os.PathLike[str],
-    manifest: str | os.PathLike[str],
-    names: Sequence[str] | None = None,
-    executor: Executor | None = None,
-    *,
-    progress: bool = False,
-) -> list[SubsetResult]:
-    """Make the subsets of a TOML manifest's ``[subsets.*]`` tables (all, or those in ``names``)."""
-    import tomllib
-
-    try:
-        with open(manifest, "rb") as handle:
-            tables = tomllib.load(handle).get("subsets", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SubsetError(f"{manifest}: {exc}") from None
-    missing = [n for n in names or () if n not in tables]
-    if missing or not tables:
-        raise SubsetError(
-            f"{manifest}: no [subsets.{(missing or ['NAME'])[0]}] table (has: {', '.join(tables) or 'none'})"
-        )
-    return [
-        make_subset_from_config(build, name, tables[name], executor, progress=progress)
-        for name in (names or list(tables))
-    ]

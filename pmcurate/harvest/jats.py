@@ -30,6 +30,7 @@ from typing import Any
 
 from lxml import etree
 
+from pmcurate.errors import SkipItem
 try:
     from pmcurate.harvest._jatswalk import (
         CITATION_MODES,
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 
-class JatsError(ValueError):
+class JatsError(SkipItem):
     """A document that cannot be extracted; the message names the source and the reason."""
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pmcurate.harvest import archive, jats, store
+from pmcurate.harvest import HarvestInputError, archive, jats, store
 
 SOURCE = "local"
 DEFAULT_BATCH_SIZE = 1000
@@ -162,17 +162,18 @@ def harvest_local(
     """Harvest JATS files, folders and archives under ``paths`` into the build ``out``.
 
     ``workers`` defaults to the number of CPUs; ``citations`` is the parser's mode for bibliography
-    citations (``jats.parse``: ``"marker"`` or ``"drop"``). Raises ``ValueError`` for a missing path
+    citations (``jats.parse``: ``"marker"`` or ``"drop"``). Raises ``HarvestInputError`` for a missing path
     or an unsupported file given explicitly, an unknown ``citations`` mode, or when nothing to
     harvest is found.
     """
     if citations not in jats.CITATION_MODES:
-        raise ValueError(f"citations must be one of {', '.join(jats.CITATION_MODES)}, not {citations!r}")
+        modes = ", ".join(jats.CITATION_MODES)
+        raise HarvestInputError(f"citations must be one of {modes}, not {citations!r}")
     started = time.perf_counter()
     inputs = [Path(p) for p in paths]
     files = archive.discover_inputs(inputs)
     if not files:
-        raise ValueError(
+        raise HarvestInputError(
             f"no input files ({', '.join(archive.INPUT_SUFFIXES)}) under {', '.join(map(str, inputs))}"
         )
     out = Path(out)
