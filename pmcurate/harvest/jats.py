@@ -31,6 +31,7 @@ from typing import Any
 from lxml import etree
 
 from pmcurate.errors import SkipItem
+
 try:
     from pmcurate.harvest._jatswalk import (
         CITATION_MODES,
