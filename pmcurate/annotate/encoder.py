@@ -240,12 +240,12 @@ def token_batches(lengths: Sequence[int], batch_tokens: int, max_rows: int) -> l
     """Row indices grouped longest first, so each batch's padded size (rows × longest, rounded up
     to ``PAD_MULTIPLE``) stays within ``batch_tokens``: short paragraphs travel many to a batch,
     and little of the compute goes to padding. A paragraph longer than the budget goes alone."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
+    sizes = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-sizes, kind="stable")
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):
-        longest = _padded(int(lengths[order[start]]))
+        longest = _padded(int(sizes[order[start]]))
         rows = max(1, min(max_rows, batch_tokens // max(longest, 1)))
         batches.append(order[start : start + rows])
         start += rows
@@ -346,7 +346,7 @@ def _length_grouped(lengths: np.ndarray, batch_size: int, rng: np.random.Generat
     the batches. Less padding (faster on CPU) while each epoch still sees a new order."""
     order = rng.permutation(len(lengths))
     window = batch_size * 8
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(order), window):
         chunk = order[start : start + window]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]

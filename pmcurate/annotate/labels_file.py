@@ -129,7 +129,7 @@ def _jsonl_row(path: Path, number: int, line: str) -> tuple[dict[str, Any], dict
 
 
 def teacher_frame(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
-    return pl.from_arrow(schema.to_table(rows, schema.TEACHER_LABELS))
+    return pl.DataFrame(schema.to_table(rows, schema.TEACHER_LABELS))
 
 
 def write_teacher_labels(build: str | os.PathLike[str], name: str, rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -145,7 +145,7 @@ def read_teacher_labels(build: str | os.PathLike[str], name: str) -> pl.DataFram
         raise LabelsError(
             f"{path}: no teacher labels named {name!r} in this build (run `annotate {name}` first)"
         )
-    return pl.from_arrow(pq.read_table(path, schema=schema.TEACHER_LABELS))
+    return pl.DataFrame(pq.read_table(path, schema=schema.TEACHER_LABELS))
 
 
 def load_teacher(

@@ -326,7 +326,8 @@ def split_by_article(frame: pl.DataFrame, fraction: float, seed: int) -> tuple[p
         .alias("_key")
     ).sort("_key")
     target = fraction * frame.height
-    held, count = [], 0
+    held: list[object] = []
+    count = 0
     for group, size in order.select("_group", "len").iter_rows():
         if count >= target:
             break

@@ -222,7 +222,8 @@ def boundaries(samples: Iterable[tuple[int, list[str | None]]], partition_rows: 
     if ranges == 1 or not weighted:
         return ()
     weighted.sort()
-    cuts, seen, target = [], 0.0, total / ranges
+    cuts: list[str] = []
+    seen, target = 0.0, total / ranges
     for article, weight in weighted:
         if seen >= target * (len(cuts) + 1) and (not cuts or article > cuts[-1]):
             cuts.append(article)
