@@ -33,6 +33,8 @@ from lxml.includes.tree cimport xmlAttr, xmlNode
 
 cetree.import_lxml__etree()
 
+BUILT_FROM_SHA256 = PYX_SHA256  # this file's SHA-256, given by setup.py at build time (jats.check_build)
+
 XLINK_NS = "http://www.w3.org/1999/xlink"
 MML_NS = "http://www.w3.org/1998/Math/MathML"
 ALI_NS = "http://www.niso.org/schemas/ali/1.0/"

@@ -26,13 +26,16 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
 from pmcurate.errors import SkipItem
+from pmcurate.harvest.licenses import commercial_use, normalize_license, states_a_license
 
 try:
+    from pmcurate.harvest import _jatswalk
     from pmcurate.harvest._jatswalk import (
         CITATION_MODES,
         Extraction,
@@ -51,12 +54,13 @@ except ImportError as exc:  # the extension is built by installing the package; 
         "pmcurate.harvest._jatswalk (the compiled half of the JATS parser) is not built or does not load: "
         "reinstall pmcurate with a C compiler present (`make .venv/.installed`, or `pip install -e .`)"
     ) from exc
-from pmcurate.harvest.licenses import commercial_use, normalize_license, states_a_license
+
 
 __all__ = [
     "CITATION_MODES",
     "JatsError",
     "ParsedArticle",
+    "check_build",
     "drop_reference_lists",
     "formula_text",
     "mathml_text",
@@ -67,6 +71,20 @@ __all__ = [
     "section_type",
     "tex_body",
 ]
+
+
+def check_build(source: Path) -> None:
+    """Refuse a compiled walk built from another version of its source ``source`` (when present, as in
+    a source checkout): after ``_jatswalk.pyx`` is edited or changed by a merge, the old build would
+    otherwise run the old rules without a word."""
+    if source.is_file() and hashlib.sha256(source.read_bytes()).hexdigest() != _jatswalk.BUILT_FROM_SHA256:
+        raise ImportError(
+            f"{_jatswalk.__file__} was built from another version of {source}: rebuild it "
+            "(`make .venv/.installed`, or `pip install -e .`)"
+        )
+
+
+check_build(Path(__file__).with_name("_jatswalk.pyx"))
 
 
 class JatsError(SkipItem):
