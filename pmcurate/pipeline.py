@@ -503,6 +503,8 @@ def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
         found.append(steps.SampleStep(teacher.sample))
         found.append(steps.LlmTeacherStep(teacher.llm) if teacher.llm else steps.RulesTeacherStep())
     found.append(steps.TrainStep(student.train))
+    if student.embedding is not None:
+        found.append(steps.TrainEmbeddingStep(student.embedding))
     if student.encoder is not None:
         found.append(steps.TrainEncoderStep(student.encoder))
     if student.distill is not None:

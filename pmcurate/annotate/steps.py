@@ -315,6 +315,11 @@ class TrainEmbeddingStep(Step[EmbeddingConfig, Any]):
     def fingerprint(self, build: Build) -> str:
         return fingerprint(self.name, self.config.settings(), self.config.digest(build))
 
+    def outputs(self, build: Build) -> list[Path]:
+        from pmcurate.annotate import embedding, student
+
+        return [build.path / "models" / embedding.REPORT_DIR / student.MANIFEST]
+
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
         from pmcurate.annotate import embedding
 
