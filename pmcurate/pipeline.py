@@ -42,7 +42,6 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -60,7 +59,6 @@ from pmcurate.step import (
     Build,
     PlannedStep,
     Step,
-    StepConfig,
     StepFailed,
     StepInterrupted,
     StepReport,
@@ -244,32 +242,6 @@ def _check_build_dir(build: Path) -> None:
         }
         if not any((build / name).exists() for name in known):
             raise BuildError(f"{build} exists and is not a pmcurate build; choose another --out")
-
-
-# ---------------------------------------------------------------- fingerprints
-
-
-class _Adapter(Step[StepConfig, Any]):
-    """A whole step whose work is a call into a stage module (until the stage owns its steps)."""
-
-    def __init__(self, name: str, key: str, work: Callable[[], StepReport], outputs: Iterable[Path] = ()):
-        super().__init__(StepConfig(), name=name)
-        self.key, self.work, self.paths = key, work, list(outputs)
-
-    def fingerprint(self, build: Build) -> str:
-        return self.key
-
-    def outputs(self, build: Build) -> list[Path]:
-        return self.paths
-
-    def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
-        return self.work()
-
-
-def _step(
-    ctx: _Context, name: str, key: str, run: Callable[[], StepReport], *, outputs: Iterable[Path] = ()
-) -> StepReport:
-    return ctx.run(_Adapter(name, key, run, outputs))
 
 
 # ---------------------------------------------------------------- harvest
