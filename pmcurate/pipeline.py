@@ -63,8 +63,6 @@ STAGES = ("harvest", "annotate", "filter", "export", "publish")
 STATE_FILE = Path(".pmcurate") / "state.json"
 PROVENANCE_FILE = "provenance.json"
 LOCAL_PREFIX = "local-"
-SHARD_TABLES = ("quarantine", "labels", "paragraphs", "figures", "tables", "articles")
-"""Tables holding per-harvest-shard files; ``articles`` (the completion marker) is removed first."""
 PACKAGES = ("pyarrow", "polars", "duckdb", "lxml", "fasttext-community", "numpy", "huggingface_hub", "ray")
 
 
@@ -406,7 +404,7 @@ def harvest_task(args: tuple[Any, str, dict[str, Any]]) -> dict[str, int]:
 
 def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     """Adapter to ``harvest.local``: plan tasks, prune stale shards, run pending tasks on the executor."""
-    from pmcurate.harvest import archive, local, store
+    from pmcurate.harvest import local, store
 
     started = time.perf_counter()
     paths = [path for source in sources for path in source.paths]
@@ -417,24 +415,21 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
             f"harvest: local sources disagree on citations ({', '.join(sorted(modes))}); give one"
         )
     citations = modes.pop() if modes else "marker"
-    files = archive.discover_inputs(paths)
-    if not files:
-        raise BuildError(
-            f"harvest: no input files ({', '.join(archive.INPUT_SUFFIXES)}) under "
-            f"{', '.join(map(str, paths))}"
-        )
-    tasks = local.plan_tasks(
-        files, batch_size=batch_size, shard_bytes=local.DEFAULT_SHARD_BYTES, citations=citations
-    )
+    harvest = local.LocalSource(paths, batch_size=batch_size, citations=citations)
+    try:
+        files = harvest.files()
+    except ValueError as exc:
+        raise BuildError(f"harvest: {exc}") from None
+    tasks = harvest.plan(files)
     if ctx.plan is not None:
         return _plan_harvest_local(ctx, files, tasks)
-    removed = prune_stale_shards(ctx.build, {task.key for task in tasks})
+    removed = local.prune_stale_shards(ctx.build, tasks)
     completed = store.completed_shards(ctx.build)
     pending = [task for task in tasks if not task.is_complete(completed)]
     options = {
         "batch_size": batch_size,
-        "shard_bytes": local.DEFAULT_SHARD_BYTES,
-        "max_member_bytes": archive.DEFAULT_MAX_MEMBER_BYTES,
+        "shard_bytes": harvest.shard_bytes,
+        "max_member_bytes": harvest.max_member_bytes,
         "citations": citations,
     }
     counts = local.Counts()
@@ -442,7 +437,7 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     for result in ctx.executor.map(harvest_task, work, desc="harvest", progress=ctx.progress):
         counts.add(local.Counts(**result))
     # every run: a run killed while removing duplicates left no pending task behind it
-    duplicates = local.drop_duplicates_across_shards(ctx.build, tasks)["articles"]
+    duplicates = harvest.settle(ctx.build, tasks)["articles"]
     counts.duplicates += duplicates
     totals = {name: _rows(ctx.build, name) for name in ("articles", "paragraphs", "figures")}
     totals["figures without image"] = _figures_without_image(ctx.build)
@@ -464,16 +459,11 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
 
 
 def _plan_harvest_local(ctx: _Context, files: list[Path], tasks: list[Any]) -> StepReport:
-    from pmcurate.harvest import store
+    from pmcurate.harvest import local, store
 
     completed = store.completed_shards(ctx.build)
     pending = [task for task in tasks if not task.is_complete(completed)]
-    keys = {task.key for task in tasks}
-    stale = {
-        _task_key(path.stem)
-        for path in schema.shard_paths(ctx.build, "articles")
-        if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys
-    }
+    stale = {local.task_key(name) for name in local.stale_shards(ctx.build, tasks)}
     if pending or stale:  # --force does not parse finished shards again: they are the inputs' rows
         parts = [f"{len(pending)} of {len(tasks)} tasks ({len(files)} input files) to parse"]
         if stale:
@@ -500,30 +490,6 @@ def _figures_without_image(build: Path) -> int:
 def _rows(build: Path, table: str) -> int:
     """Rows of a table, from the shards' Parquet footers."""
     return sum(pq.ParquetFile(path).metadata.num_rows for path in schema.shard_paths(build, table))
-
-
-def prune_stale_shards(build: Path, keys: set[str]) -> int:
-    """Remove local-harvest shards (every table) whose task is not in ``keys``; return how many.
-
-    A task key hashes its files' paths, sizes and mtimes: a shard of an old key holds articles of
-    files since changed or removed, which the current plan harvests again (or no longer wants).
-    """
-    stale = {
-        path.stem
-        for path in schema.shard_paths(build, "articles")
-        if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys
-    }
-    for table in ("articles", *SHARD_TABLES[:-1]):
-        for path in schema.shard_paths(build, table):
-            if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys:
-                stale.add(path.stem)
-                path.unlink()
-    return len(stale)
-
-
-def _task_key(shard: str) -> str:
-    """``local-<hash>`` of a shard named ``local-<hash>-NNNNN[-end]``."""
-    return "-".join(shard.split("-")[:2])
 
 
 def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepReport:
