@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 
 from pmcurate import schema
+from pmcurate.errors import Fatal
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,13 @@ def create_view(con: duckdb.DuckDBPyConnection, name: str, folder: Path) -> None
     )
 
 
+class NotABuild(Fatal):
+    """A folder given as a build that has no ``tables/``."""
+
+
 def open_build(path: str | os.PathLike[str]) -> Build:
-    """Open the build at ``path``; ``FileNotFoundError`` when it is not a build (no ``tables/``)."""
+    """Open the build at ``path``; :class:`NotABuild` when it is not a build (no ``tables/``)."""
     build = Build(Path(path))
     if not (build.path / "tables").is_dir():
-        raise FileNotFoundError(f"{path}: not a pmcurate build (no tables/ folder)")
+        raise NotABuild(f"{path}: not a pmcurate build (no tables/ folder)")
     return build

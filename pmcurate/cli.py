@@ -7,7 +7,6 @@ modules lazily, so ``pmcurate --help`` stays fast and optional extras are only n
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
 import re
@@ -17,16 +16,13 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pmcurate import __version__
+from pmcurate import __version__, errors
+from pmcurate.errors import UserError
 
 if TYPE_CHECKING:
     from pmcurate.harvest.fetch import FetchConfig
 
 log = logging.getLogger("pmcurate")
-
-
-class UserError(Exception):
-    """An error caused by the user's input or environment: printed as one line, exit status 2."""
 
 
 def add_harvest(sub: argparse._SubParsersAction) -> None:
@@ -69,17 +65,14 @@ def _harvest_local(args: argparse.Namespace) -> int:
     from pmcurate import progress
     from pmcurate.harvest.local import harvest_local
 
-    try:
-        summary = harvest_local(
-            args.paths,
-            args.out,
-            workers=args.workers,
-            batch_size=args.batch_size,
-            citations=args.citations,
-            progress=progress.enabled(),
-        )
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    summary = harvest_local(
+        args.paths,
+        args.out,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        citations=args.citations,
+        progress=progress.enabled(),
+    )
     print(summary)
     return 0
 
@@ -281,10 +274,7 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from pmcurate.demo import run_demo
 
-    try:
-        run_demo(args.out, workers=args.workers)
-    except FileExistsError as exc:
-        raise UserError(str(exc)) from None
+    run_demo(args.out, workers=args.workers)
     return 0
 
 
@@ -756,41 +746,6 @@ def _configure_output(args: argparse.Namespace) -> None:
         os.environ["TQDM_DISABLE"] = "1"  # inherited by worker processes
 
 
-RESUMABLE = ("HarvestInterrupted", "BuildInterrupted")
-"""pmcurate errors that stop a run for a reason outside its input; their messages say how to resume."""
-
-
-def clean_error(exc: BaseException) -> tuple[str, int] | None:
-    """The one-line message and exit status for an error a user can act on; None for a bug.
-
-    pmcurate's own exception classes carry messages written for users (status 2). A transport
-    failure (``HarvestInterrupted``, ``FetchError``, an httpx error that escapes a stage) and a full
-    disk are not the user's input: status 1, and a rerun resumes. DuckDB errors are SQL the user wrote."""
-    if isinstance(exc, UserError):
-        return str(exc), 2
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (
-            f"disk full ({exc}); nothing half-written was kept: free some space"
-            " and run the same command again, it resumes where it stopped"
-        ), 1
-    message = " ".join(str(exc).split())
-    if type(exc).__name__ in RESUMABLE:  # the service or the network, not the input: a rerun resumes
-        return message, 1
-    if type(exc).__name__ == "FetchError":
-        return f"cannot fetch {message}; check the network, then run the same command again to resume", 1
-    if type(exc).__module__.startswith("pmcurate."):
-        return message, 2
-    duckdb = sys.modules.get("duckdb")
-    if duckdb is not None and isinstance(exc, duckdb.Error):
-        return f"SQL error: {message}", 2
-    httpx = sys.modules.get("httpx")
-    if httpx is not None and isinstance(exc, httpx.TransportError):
-        request = getattr(exc, "_request", None)
-        where = f"{request.url.host}: " if request is not None else ""
-        return f"network: {where}{message or type(exc).__name__}; run the same command again to resume", 1
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -806,8 +761,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:
-        found = clean_error(exc)
-        if found is None:
+        found = errors.report(exc)  # the message and exit status come from the error's policy
+        if found is None:  # a bug: its traceback
             raise
         if args.verbose:
             log.debug("traceback of the error below", exc_info=exc)

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from pmcurate.build import open_build
+from pmcurate.errors import UserError
 from pmcurate.export.query import run_query
 from pmcurate.harvest.local import harvest_local
 
@@ -27,7 +28,7 @@ def fresh_build_dir(out: Path) -> None:
     """Empty ``out`` for a new build; refuse to delete a folder that is not a build."""
     if out.exists():
         if any(out.iterdir()) and not (out / "tables").is_dir():
-            raise FileExistsError(f"{out} exists and is not a pmcurate build; choose another --out")
+            raise UserError(f"{out} exists and is not a pmcurate build; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True)
 

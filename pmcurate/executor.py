@@ -39,13 +39,15 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm.auto import tqdm
 
+from pmcurate.errors import Fatal
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 EXECUTORS = ("local", "ray")
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(Fatal):
     """The executor cannot start (``ray`` missing, cluster unreachable); the message says how to fix it."""
 
 

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pmcurate.errors import Fatal
 from pmcurate.executor import is_url
 
 SOURCE_KINDS = ("local", "pmc", "europepmc", "eutils")
@@ -39,7 +40,7 @@ REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SECRET_KEYS = re.compile(r"(^|_)(api_key|token|password|secret)$")
 
 
-class ManifestError(ValueError):
+class ManifestError(Fatal):
     """A manifest that cannot be used; the message names the file, the key and what was expected."""
 
 

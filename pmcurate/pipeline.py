@@ -36,7 +36,6 @@ At the end ``BUILD/provenance.json`` records what is needed to reproduce the bui
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -54,37 +53,33 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow.parquet as pq
 
 from pmcurate import __version__, schema
+from pmcurate.errors import Fatal, Retry
 from pmcurate.executor import Executor, locate_build, make_executor, pull, push
 from pmcurate.manifest import ExportSpec, Manifest, SourceSpec, SubsetSpec
+from pmcurate.step import (
+    STATE_FILE,
+    ContentHashes,
+    PlannedStep,
+    StepReport,
+    fingerprint,
+    sha256_file,
+)
+from pmcurate.step import load_state as _load_state
 
 log = logging.getLogger(__name__)
 
 STAGES = ("harvest", "annotate", "filter", "export", "publish")
-STATE_FILE = Path(".pmcurate") / "state.json"
 PROVENANCE_FILE = "provenance.json"
 LOCAL_PREFIX = "local-"
 PACKAGES = ("pyarrow", "polars", "duckdb", "lxml", "fasttext-community", "numpy", "huggingface_hub", "ray")
 
 
-class BuildError(ValueError):
+class BuildError(Fatal):
     """A build that cannot go on for a reason the user can fix; the message says which step and why."""
 
 
-class BuildInterrupted(RuntimeError):
+class BuildInterrupted(Retry):
     """A build stopped by its services (unreachable, failing): finished work is kept, a rerun resumes."""
-
-
-@dataclass
-class StepReport:
-    """One step of a build: whether it ran, how long it took, what it counted and dropped."""
-
-    step: str
-    status: str
-    """``ran``, ``unchanged`` (fingerprint and outputs as last time) or ``skipped`` (with reason)."""
-    seconds: float = 0.0
-    counts: dict[str, int] = field(default_factory=dict)
-    drops: dict[str, int] = field(default_factory=dict)
-    note: str = ""
 
 
 @dataclass
@@ -105,15 +100,6 @@ class BuildResult:
     @property
     def ran(self) -> list[str]:
         return [s.step for s in self.steps if s.status == "ran"]
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    """What ``plan_build`` says of one step: ``run``, ``may run`` or ``unchanged``, and why."""
-
-    step: str
-    action: str
-    reason: str
 
 
 @dataclass
@@ -238,59 +224,7 @@ def _check_build_dir(build: Path) -> None:
             raise BuildError(f"{build} exists and is not a pmcurate build; choose another --out")
 
 
-def _load_state(build: Path) -> dict[str, Any]:
-    path = build / STATE_FILE
-    if not path.is_file():
-        return {"steps": {}}
-    try:
-        state = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        log.warning("%s: unreadable build state, every step runs again", path)
-        return {"steps": {}}
-    return state if isinstance(state.get("steps"), dict) else {"steps": {}}
-
-
 # ---------------------------------------------------------------- fingerprints
-
-
-def fingerprint(*parts: Any) -> str:
-    """sha256 of ``parts`` as canonical JSON (paths as strings)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class ContentHashes:
-    """sha256 of files, cached by path, size and mtime in the build state.
-
-    A fingerprint compares contents: a file whose size and mtime are those of the last run is not
-    read again, one whose mtime changed is hashed again, and equal bytes give the same fingerprint
-    (a build copied with ``cp -r``, or a shard rewritten with the same rows, reruns nothing)."""
-
-    def __init__(self, cache: dict[str, str]) -> None:
-        self.cache = cache
-        self.used: set[str] = set()
-
-    def digest(self, path: Path) -> str:
-        stat = path.stat()
-        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        digest = self.cache.get(key)
-        if digest is None:
-            digest = self.cache[key] = sha256_file(path)
-        self.used.add(key)
-        return digest
-
-    def files_state(self, paths: Iterable[Path], root: Path | None = None) -> list[tuple[str, int, str]]:
-        """(name, size, sha256) of each file, sorted."""
-        rows = []
-        for path in paths:
-            name = str(path.relative_to(root)) if root else path.name
-            rows.append((name, path.stat().st_size, self.digest(path)))
-        return sorted(rows)
-
-    def forget_unused(self) -> None:
-        """Drop the entries of files this run did not look at (removed, or rewritten since)."""
-        if self.used:
-            for key in set(self.cache) - self.used:
-                del self.cache[key]
 
 
 def tables_fingerprint(ctx: _Context, names: Iterable[str]) -> str:
@@ -306,14 +240,6 @@ def folder_fingerprint(ctx: _Context, folder: Path, *, exclude: tuple[str, ...] 
         p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name not in exclude
     ]
     return fingerprint(ctx.hashes.files_state(files, folder))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _step(
@@ -404,7 +330,7 @@ def harvest_task(args: tuple[Any, str, dict[str, Any]]) -> dict[str, int]:
 
 def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     """Adapter to ``harvest.local``: plan tasks, prune stale shards, run pending tasks on the executor."""
-    from pmcurate.harvest import local, store
+    from pmcurate.harvest import HarvestInputError, local, store
 
     started = time.perf_counter()
     paths = [path for source in sources for path in source.paths]
@@ -418,7 +344,7 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     harvest = local.LocalSource(paths, batch_size=batch_size, citations=citations)
     try:
         files = harvest.files()
-    except ValueError as exc:
+    except HarvestInputError as exc:
         raise BuildError(f"harvest: {exc}") from None
     tasks = harvest.plan(files)
     if ctx.plan is not None:

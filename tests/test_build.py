@@ -9,6 +9,7 @@ import pytest
 
 import pmcurate
 from pmcurate import schema
+from pmcurate.build import NotABuild
 from pmcurate.harvest.local import harvest_local
 
 JATS_DIR = Path(__file__).parent / "data" / "jats"
@@ -75,5 +76,5 @@ def test_a_table_folder_that_is_not_an_identifier_is_a_quoted_view(tmp_path: Pat
 
 
 def test_open_build_refuses_a_folder_without_tables(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not a pmcurate build"):
+    with pytest.raises(NotABuild, match="not a pmcurate build"):
         pmcurate.open_build(tmp_path)

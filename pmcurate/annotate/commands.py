@@ -10,25 +10,14 @@ import polars as pl
 
 from pmcurate.annotate import labels_file, llm, rules, sample, student, vllm_backend
 from pmcurate.annotate.report import format_report, side_by_side
-from pmcurate.cli import UserError
-
-USER_ERRORS = (
-    labels_file.LabelsError,
-    llm.LlmError,
-    sample.SampleError,
-    student.StudentError,
-    vllm_backend.VllmMissing,
-)
+from pmcurate.errors import UserError
 
 
 def run(args: argparse.Namespace) -> int:
     handler = {"sample": _sample, "llm": _llm, "train": _train, "apply": _apply, "distill": _distill}[
         args.step
     ]
-    try:
-        return handler(args)
-    except USER_ERRORS as exc:
-        raise UserError(str(exc)) from None
+    return handler(args)
 
 
 def _sample(args: argparse.Namespace) -> int:

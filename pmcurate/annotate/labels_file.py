@@ -21,12 +21,13 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from pmcurate import schema
+from pmcurate.errors import Fatal
 
 TEACHER_DIR = Path("labels") / "teacher"
 EDU_SCORES = (1, 2, 3, 4, 5)
 
 
-class LabelsError(ValueError):
+class LabelsError(Fatal):
     """A labels file or answer that does not follow the rubric; the message says where and why."""
 
 

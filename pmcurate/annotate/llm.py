@@ -36,6 +36,7 @@ import polars as pl
 from tqdm import tqdm
 
 from pmcurate.annotate import labels_file, prompt
+from pmcurate.errors import Fatal, SkipItem
 from pmcurate.http import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,11 @@ RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 CACHE_FILE = "cache.sqlite"
 
 
-class LlmError(RuntimeError):
+class LlmError(Fatal):
     """The endpoint refuses every request (bad key, unknown model, wrong URL): the run stops."""
 
 
-class MalformedAnswer(ValueError):
+class MalformedAnswer(SkipItem):
     """An answer that is not a JSON object following the rubric."""
 
 

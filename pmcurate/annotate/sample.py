@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from pmcurate import schema
+from pmcurate.errors import Fatal
 
 TOKEN = r"\w+|[^\w\s]"
 SAMPLE_FILE = Path("labels") / "sample.parquet"
@@ -23,7 +24,7 @@ COARSE = ("article_type", "section_type")
 FINE = (*COARSE, "journal", "pub_year")
 
 
-class SampleError(ValueError):
+class SampleError(Fatal):
     """The build has nothing to sample from."""
 
 

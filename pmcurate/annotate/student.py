@@ -40,6 +40,7 @@ from tqdm import tqdm
 from pmcurate import schema
 from pmcurate.annotate import report as metrics
 from pmcurate.annotate import rules
+from pmcurate.errors import Fatal
 from pmcurate.progress import Steps, interruptible
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ a table flattened into one paragraph may hold."""
 READ_BATCH = 65_536
 
 
-class StudentError(ValueError):
+class StudentError(Fatal):
     """Training or applying students failed for a reason the user can fix."""
 
 

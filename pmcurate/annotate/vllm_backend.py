@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 
 from pmcurate.annotate import llm, prompt
+from pmcurate.errors import Fatal
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ STRUCTURED_APIS = (
 )
 
 
-class VllmMissing(RuntimeError):
+class VllmMissing(Fatal):
     """The ``vllm`` extra is not installed."""
 
 

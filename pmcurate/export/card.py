@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 
+from pmcurate.errors import Fatal
 from pmcurate.export.exporter import DEFAULT_CONFIG, PROVENANCE_DIR
 
 REPO_PLACEHOLDER = "ORG/NAME"
@@ -100,7 +101,7 @@ def _parquet_glob(out: Path, config: dict[str, Any]) -> str:
     return str((out / config["folder"]).resolve() / "*.parquet").replace("'", "''")
 
 
-class CardError(ValueError):
+class CardError(Fatal):
     """The card cannot be written: the message says why (a README.md that is not pmcurate's)."""
 
 

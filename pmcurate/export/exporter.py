@@ -40,8 +40,9 @@ from tqdm.auto import tqdm
 
 from pmcurate import __version__, schema
 from pmcurate.build import open_build
+from pmcurate.errors import Fatal
 from pmcurate.export import parquet, webdataset
-from pmcurate.export.presets import Preset, PresetError, Source, check_source, get_preset, license_group_sql
+from pmcurate.export.presets import Preset, Source, check_source, get_preset, license_group_sql
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ SHARD_FILE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.(parquet|tar)$")
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][\w-]*$")
 
 
-class ExportError(ValueError):
+class ExportError(Fatal):
     """An export that cannot be made as asked: the message says why and what to do."""
 
 
@@ -116,19 +117,13 @@ def export(
     """
     started = time.perf_counter()
     chosen, config = _check_options(preset, format, config, shard_bytes, row_group_bytes)
-    try:
-        opened = open_build(build)
-    except FileNotFoundError as exc:
-        raise ExportError(str(exc)) from None
+    opened = open_build(build)
     out = Path(out)
     _check_format(out, config, format)
     con = opened.duckdb()
     tables = set(opened.tables)
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
-    try:
-        check_source(chosen, tables, source)
-    except PresetError as exc:
-        raise ExportError(str(exc)) from None
+    check_source(chosen, tables, source)
     subset_info = _create_selection(con, opened.path, chosen, subset)
     columns = _create_rows(con, chosen, source, split_by)
     result = ExportResult(out=out, config=config, preset=preset, format=format, folder=config_folder(config))
@@ -183,10 +178,7 @@ def _check_options(
     """The preset and the config name, or ``ExportError`` for options that do not go together."""
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
-    try:
-        chosen = get_preset(preset)
-    except PresetError as exc:
-        raise ExportError(str(exc)) from None
+    chosen = get_preset(preset)
     if format == "webdataset" and not chosen.image_columns:
         raise ExportError(f"--format webdataset needs an image preset (image-text), not {preset}")
     config = config or (DEFAULT_CONFIG if format == "parquet" else "webdataset")

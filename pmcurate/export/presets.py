@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pmcurate import schema
+from pmcurate.errors import Fatal
 
 Unit = Literal["paragraph", "figure"]
 
@@ -42,7 +43,7 @@ LICENSE_GROUP = (
 )
 
 
-class PresetError(ValueError):
+class PresetError(Fatal):
     """The build lacks what a preset needs: the message says what and how to make it."""
 
 

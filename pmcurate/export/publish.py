@@ -33,6 +33,7 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
+from pmcurate.errors import Fatal, PmcurateError, Retry, one_line
 from pmcurate.export.exporter import PROVENANCE_DIR, SHARD_FILE
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,12 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 Action = Literal["add", "update", "unchanged", "delete"]
 
 
-class PublishError(RuntimeError):
+class PublishError(Fatal):
     """Publishing cannot proceed: the message says why (never the token)."""
+
+
+class HubUnreachable(Retry):
+    """The Hub could not be reached: files already committed stay, the same command resumes."""
 
 
 @dataclass(frozen=True)
@@ -206,10 +211,10 @@ def publish(
             )
         return result
     except (HfHubHTTPError, RuntimeError) as exc:
-        raise PublishError(_http_message(_http_cause(exc), repo_id)) from None
+        raise _http_error(_http_cause(exc), repo_id) from None
     except _network_errors() as exc:
-        raise PublishError(
-            f"cannot reach the Hub at {api.endpoint}: {_one_line(exc)}; run the same command to resume"
+        raise HubUnreachable(
+            f"cannot reach the Hub at {api.endpoint}: {one_line(exc)}; run the same command to resume"
         ) from None
 
 
@@ -304,10 +309,6 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _http_cause(exc: BaseException) -> BaseException:
     """The HTTP error behind ``exc`` (``huggingface_hub`` wraps failed uploads in RuntimeError)."""
     cause: BaseException | None = exc
@@ -318,14 +319,21 @@ def _http_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def _http_message(exc: BaseException, repo_id: str) -> str:
+def _http_error(exc: BaseException, repo_id: str) -> PmcurateError:
+    """A refused token is fatal; a server error, throttling or no answer is the transport's (a rerun
+    resumes); another refusal is fatal with the Hub's reason."""
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     if status == 401:
-        return "the Hugging Face token is invalid or expired: set a valid HF_TOKEN or run `hf auth login`"
+        return PublishError(
+            "the Hugging Face token is invalid or expired: set a valid HF_TOKEN or run `hf auth login`"
+        )
     if status == 403:
-        return f"the Hugging Face token has no write access to {repo_id} (use a write token; check the org)"
+        return PublishError(
+            f"the Hugging Face token has no write access to {repo_id} (use a write token; check the org)"
+        )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (
-        f"publishing to {repo_id} failed ({status or 'no response'}): {first}; run the same command to resume"
-    )
+    failed = f"publishing to {repo_id} failed ({status or 'no response'}): {first}"
+    if status is None or status == 429 or status >= 500:
+        return HubUnreachable(f"{failed}; run the same command to resume")
+    return PublishError(failed)

@@ -23,6 +23,7 @@ from typing import Literal
 import duckdb
 
 from pmcurate.build import open_build
+from pmcurate.errors import Fatal, one_line
 
 Format = Literal["table", "csv", "json", "parquet"]
 FORMATS: tuple[Format, ...] = ("table", "csv", "json", "parquet")
@@ -36,7 +37,7 @@ _RESULT_VIEW = "result"
 """The result's name in the separate connection that writes it: never a view beside the user's."""
 
 
-class QueryError(ValueError):
+class QueryError(Fatal):
     """Bad SQL or an unusable target/format: the message is one line, fit for the user."""
 
 
@@ -56,12 +57,9 @@ def connect(target: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
             return targets.connect_hub(text)
         if targets.is_export(Path(text)):
             return targets.connect_export(Path(text))
-    except (targets.TargetError, duckdb.Error) as exc:
-        raise QueryError(_one_line(exc)) from None
-    try:
-        return open_build(target).duckdb()
-    except FileNotFoundError as exc:
-        raise QueryError(str(exc)) from None
+    except duckdb.Error as exc:
+        raise QueryError(one_line(exc)) from None
+    return open_build(target).duckdb()
 
 
 def run_query(
@@ -80,7 +78,7 @@ def run_query(
     try:
         relation = con.sql(sql)
     except duckdb.Error as exc:
-        raise QueryError(f"SQL error: {_one_line(exc)}") from None
+        raise QueryError(f"SQL error: {one_line(exc)}") from None
     if relation is None:
         raise QueryError("the SQL returned no result (use a SELECT, or a statement that returns rows)")
     try:
@@ -92,11 +90,7 @@ def run_query(
             writer.register(_RESULT_VIEW, relation.to_arrow_reader())
             _copy(writer, format, output)
     except duckdb.Error as exc:
-        raise QueryError(f"SQL error: {_one_line(exc)}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+        raise QueryError(f"SQL error: {one_line(exc)}") from None
 
 
 def _write_text(text: str, output: str | os.PathLike[str] | None) -> None:

@@ -26,13 +26,14 @@ from pathlib import Path
 
 import duckdb
 
+from pmcurate.errors import Fatal
 from pmcurate.export.exporter import PROVENANCE_DIR
 
 _HF = re.compile(r"^hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?P<rev>@[^/]+)?(?:/(?P<rest>.*))?$")
 _SPLIT_FROM_FILE = "regexp_extract(parse_filename(filename), '^(.*)-[0-9]{5}-of-[0-9]{5}', 1)"
 
 
-class TargetError(ValueError):
+class TargetError(Fatal):
     """A target that is not an export folder or a well-formed ``hf://datasets/`` path."""
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pmcurate import schema
+from pmcurate.errors import Fatal
 
 UNITS = ("paragraph", "article", "figure")
 MIN_WORDS = 48
@@ -46,7 +47,7 @@ BOILERPLATE_PATHS = r"(^|/)(ack|fn-group|notes|glossary)(\[|/|$)"
 """Paragraphs under these JATS elements are boilerplate whatever their titles say."""
 
 
-class RuleError(ValueError):
+class RuleError(Fatal):
     """A rule that does not exist, has a bad argument, or does not apply to the unit asked."""
 
 

@@ -26,6 +26,7 @@ import polars as pl
 
 from pmcurate import schema
 from pmcurate.build import open_build
+from pmcurate.errors import Fatal
 
 WORD_BINS = (0, 16, 32, 48, 64, 128, 256, 512, 1024)
 PIXEL_BINS = (0, 256, 512, 1024, 2048)
@@ -33,7 +34,7 @@ MAX_BARS = 25
 """Distributions with more values show the most frequent ones and one ``(other)`` bar."""
 
 
-class StatsError(ValueError):
+class StatsError(Fatal):
     """A build or subset that cannot be described: the message says what is missing."""
 
 
@@ -231,10 +232,7 @@ def _drop_steps(con: duckdb.DuckDBPyConnection, build: Path, name: str) -> tuple
 def compute_stats(build: str | os.PathLike[str], subset: str | None = None) -> Stats:
     """Totals and distributions of the build's paragraphs, or of subset ``subset``'s rows."""
     build = Path(build)
-    try:
-        opened = open_build(build)
-    except FileNotFoundError as exc:
-        raise StatsError(str(exc)) from None
+    opened = open_build(build)
     con = opened.duckdb()
     try:
         tables = opened.tables

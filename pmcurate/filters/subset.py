@@ -34,6 +34,7 @@ import duckdb
 
 from pmcurate import schema
 from pmcurate.build import open_build
+from pmcurate.errors import Fatal
 from pmcurate.executor import Executor
 from pmcurate.filters import dedup as dedup_mod
 from pmcurate.filters import engine, language, views
@@ -47,7 +48,7 @@ SHARD_ROWS = 200_000
 LABEL_COLUMNS = frozenset({*schema.LABELS.names, "labels_annotator", "labels"}) - {"paragraph_id"}
 
 
-class SubsetError(ValueError):
+class SubsetError(Fatal):
     """A subset that cannot be made as asked: the message says why and what to do."""
 
 
@@ -84,11 +85,7 @@ def _check_name(name: str) -> None:
 
 def connect(build: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per table of the build (``build.open_build``)."""
-    try:
-        opened = open_build(build)
-    except FileNotFoundError as exc:
-        raise SubsetError(str(exc)) from None
-    return opened.duckdb(duckdb.connect())
+    return open_build(build).duckdb(duckdb.connect())
 
 
 def _missing(table: str, build: Path, what: str) -> MissingTableError:
@@ -228,10 +225,7 @@ def make_subset(
     plan = _plan(
         name, where, rules, source, unit, dedup, near, upsample, shard_rows, partition_rows, progress
     )
-    try:
-        open_build(build)  # before anything is written into a folder that is not a build
-    except FileNotFoundError as exc:
-        raise SubsetError(str(exc)) from None
+    open_build(build)  # before anything is written into a folder that is not a build
     parent = build / "subsets"
     parent.mkdir(parents=True, exist_ok=True)
     for prefix in (f"{name}-", f"old-{name}-"):  # left by a killed run of this subset

@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from pmcurate.errors import SkipItem
+from pmcurate.harvest import HarvestInputError
+
 DEFAULT_MAX_MEMBER_BYTES = 512 * 2**20
 """Largest document or image read (after decompression); larger ones are rejected."""
 
@@ -55,15 +58,15 @@ IMAGE_PREFERENCE = ("jpeg", "png", "gif")
 """Several images with one stem (PMC ships a ``.jpg`` and a ``.gif`` preview): the first format here wins."""
 
 
-class TooLarge(ValueError):
+class TooLarge(SkipItem):
     """A document or image over the size cap."""
 
 
-class NotAnImage(ValueError):
+class NotAnImage(SkipItem):
     """A file named like an image whose bytes are not a PNG, JPEG or GIF image."""
 
 
-class DecompressionBomb(ValueError):
+class DecompressionBomb(SkipItem):
     """An image whose header declares more than ``MAX_IMAGE_PIXELS`` pixels."""
 
 
@@ -133,7 +136,7 @@ def discover_inputs(paths: Iterable[Path]) -> list[Path]:
 
     Inside folders, files without a supported suffix and hidden files (``.name``) are skipped.
     The result is sorted and without duplicates. A path that does not exist, or a file given
-    explicitly with an unsupported suffix, is a ``ValueError``.
+    explicitly with an unsupported suffix, is a ``HarvestInputError``.
     """
     found: set[Path] = set()
     for path in paths:
@@ -141,10 +144,11 @@ def discover_inputs(paths: Iterable[Path]) -> list[Path]:
             found.update(_inputs_under(path))
         elif path.is_file():
             if not is_input(path):
-                raise ValueError(f"{path}: not a supported input (expected {', '.join(INPUT_SUFFIXES)})")
+                expected = ", ".join(INPUT_SUFFIXES)
+                raise HarvestInputError(f"{path}: not a supported input (expected {expected})")
             found.add(path)
         else:
-            raise ValueError(f"{path}: no such file or folder")
+            raise HarvestInputError(f"{path}: no such file or folder")
     return sorted(found)
 
 

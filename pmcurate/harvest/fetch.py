@@ -62,7 +62,8 @@ import httpx
 from tqdm import tqdm
 
 from pmcurate import __version__, schema
-from pmcurate.harvest import licenses, store
+from pmcurate.errors import Retry, SkipItem
+from pmcurate.harvest import HarvestInputError, licenses, store
 from pmcurate.harvest.jats import ParsedArticle, parse
 from pmcurate.harvest.source import Rejection, redact
 from pmcurate.http import parse_retry_after
@@ -93,17 +94,13 @@ for _name in ("httpx", "httpcore", __name__):
     logging.getLogger(_name).addFilter(_REDACT_FILTER)
 
 
-class HarvestInputError(ValueError):
-    """A harvest that cannot start because of its arguments or input files (a user mistake)."""
-
-
-class HarvestInterrupted(Exception):
+class HarvestInterrupted(Retry):
     """The harvest stopped for a reason outside its input: the service was unreachable, kept
     failing, or answered a page the harvest cannot go on from. Finished shards and the run's cached
     listings are kept: the same command run again resumes."""
 
 
-class FetchError(Exception):
+class FetchError(SkipItem):
     """An object that could not be fetched (a content failure), after retries where they made sense."""
 
     def __init__(self, url: str, reason: str, detail: str = "") -> None:
@@ -113,7 +110,7 @@ class FetchError(Exception):
         super().__init__(f"{self.url}: {reason}" + (f" ({self.detail})" if self.detail else ""))
 
 
-class ServiceError(Exception):
+class ServiceError(Retry):
     """Raised by a ``validate`` callback: the body is the service's error document, not an answer.
 
     ``retry`` False when asking again cannot help (an expired E-utilities history), so the

@@ -31,10 +31,11 @@ from typing import Any
 
 from lxml import etree
 
+from pmcurate.errors import SkipItem
 from pmcurate.harvest.licenses import commercial_use, normalize_license, states_a_license
 
 
-class JatsError(ValueError):
+class JatsError(SkipItem):
     """A document that cannot be extracted; the message names the source and the reason."""
 
 

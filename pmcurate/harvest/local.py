@@ -46,7 +46,7 @@ from typing import Any, ClassVar, NamedTuple
 from tqdm import tqdm
 
 from pmcurate import schema
-from pmcurate.harvest import archive, jats, store
+from pmcurate.harvest import HarvestInputError, archive, jats, store
 from pmcurate.harvest.jats import ParsedArticle
 from pmcurate.harvest.source import Rejection, reason_code, register
 
@@ -166,7 +166,7 @@ def harvest_local(
     """Harvest JATS files, folders and archives under ``paths`` into the build ``out``.
 
     ``workers`` defaults to the number of CPUs; ``citations`` is the parser's mode for bibliography
-    citations (``jats.parse``: ``"marker"`` or ``"drop"``). Raises ``ValueError`` for a missing path
+    citations (``jats.parse``: ``"marker"`` or ``"drop"``). Raises ``HarvestInputError`` for a missing path
     or an unsupported file given explicitly, an unknown ``citations`` mode, or when nothing to
     harvest is found.
     """
@@ -306,7 +306,9 @@ class LocalSource:
         citations: str = "marker",
     ) -> None:
         if citations not in jats.CITATION_MODES:
-            raise ValueError(f"citations must be one of {', '.join(jats.CITATION_MODES)}, not {citations!r}")
+            raise HarvestInputError(
+                f"citations must be one of {', '.join(jats.CITATION_MODES)}, not {citations!r}"
+            )
         self.paths = [Path(p) for p in paths]
         self.batch_size = batch_size
         self.shard_bytes = shard_bytes
@@ -314,11 +316,11 @@ class LocalSource:
         self.citations = citations
 
     def files(self) -> list[Path]:
-        """The input files under ``paths``, sorted; ``ValueError`` when there are none."""
+        """The input files under ``paths``, sorted; ``HarvestInputError`` when there are none."""
         files = archive.discover_inputs(self.paths)
         if not files:
             where = ", ".join(map(str, self.paths))
-            raise ValueError(f"no input files ({', '.join(archive.INPUT_SUFFIXES)}) under {where}")
+            raise HarvestInputError(f"no input files ({', '.join(archive.INPUT_SUFFIXES)}) under {where}")
         return files
 
     def plan(self, files: list[Path] | None = None) -> list[Task]:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
+from pmcurate.build import NotABuild
 from pmcurate.export import parquet
 from pmcurate.export.exporter import ExportError, export
 
@@ -189,7 +190,7 @@ def test_rows_are_in_reading_order_within_a_split(build: Path, tmp_path: Path) -
 
 
 def test_missing_build_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="not a pmcurate build"):
+    with pytest.raises(NotABuild, match="not a pmcurate build"):
         export(tmp_path / "nope", tmp_path / "out", progress=False)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.export.exporter import ExportError, export
+from pmcurate.export.presets import PresetError
 from pmcurate.filters.rules import where_rule
 from pmcurate.filters.subset import make_subset
 
@@ -67,7 +68,7 @@ def test_biomed_enriched_authors_are_names(build: Path, tmp_path: Path) -> None:
 
 
 def test_biomed_enriched_without_labels_says_to_annotate(synthetic_build: Path, tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="pmcurate annotate"):
+    with pytest.raises(PresetError, match="pmcurate annotate"):
         export(synthetic_build, tmp_path, preset="biomed-enriched", progress=False)
 
 

@@ -16,7 +16,7 @@ import pytest
 from huggingface_hub import constants
 
 from pmcurate.export.exporter import export
-from pmcurate.export.publish import PublishError, publish
+from pmcurate.export.publish import HubUnreachable, PublishError, publish
 from tests.servers.hub_server import HubState, running_hub
 
 WRITE, READ = "hf_write_secret_token", "hf_read_secret_token"
@@ -102,7 +102,7 @@ def test_failed_commit_resumes_without_resending_committed_files(
 ) -> None:
     url, state = hub
     state.fail("/commit/", 500, after=1)
-    with pytest.raises(PublishError, match="run the same command to resume"):
+    with pytest.raises(HubUnreachable, match="run the same command to resume"):
         publish(exported, REPO, token=WRITE, endpoint=url, batch_files=4, progress=False)
     committed = state.files(REPO)
     assert len(committed) == 4
@@ -195,5 +195,5 @@ def test_not_an_export_folder_is_refused(tmp_path: Path) -> None:
 def test_unreachable_hub_is_a_clear_error(exported: Path) -> None:
     with running_hub({}) as (url, _):
         pass  # the port is free again: nothing listens there
-    with pytest.raises(PublishError, match=f"cannot reach the Hub at {url}"):
+    with pytest.raises(HubUnreachable, match=f"cannot reach the Hub at {url}"):
         publish(exported, REPO, token=WRITE, endpoint=url, progress=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pmcurate.build import NotABuild
 from pmcurate.export.query import QueryError, connect, run_query
 from pmcurate.harvest.local import harvest_local
 
@@ -31,7 +32,7 @@ def test_connect_creates_a_view_per_table(build: Path) -> None:
 
 
 def test_connect_refuses_a_folder_that_is_not_a_build(tmp_path: Path) -> None:
-    with pytest.raises(QueryError, match="not a pmcurate build"):
+    with pytest.raises(NotABuild, match="not a pmcurate build"):
         connect(tmp_path)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pmcurate.harvest import archive
+from pmcurate.harvest import HarvestInputError, archive
 from pmcurate.harvest.archive import Document, Rejected
 from tests.harvest.tarballs import gif, jpeg, link_member, png, write_gzip, write_tar
 
@@ -52,13 +52,13 @@ def test_discover_inputs_lists_a_file_named_twice_once(tmp_path: Path) -> None:
 
 
 def test_discover_inputs_refuses_a_missing_path(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"nope\.xml: no such file or folder"):
+    with pytest.raises(HarvestInputError, match=r"nope\.xml: no such file or folder"):
         archive.discover_inputs([tmp_path / "nope.xml"])
 
 
 def test_discover_inputs_refuses_an_explicit_unsupported_file(tmp_path: Path) -> None:
     (tmp_path / "paper.pdf").write_bytes(b"%PDF")
-    with pytest.raises(ValueError, match=r"paper\.pdf: not a supported input"):
+    with pytest.raises(HarvestInputError, match=r"paper\.pdf: not a supported input"):
         archive.discover_inputs([tmp_path / "paper.pdf"])
 
 

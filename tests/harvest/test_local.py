@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pmcurate.harvest import jats, store
+from pmcurate.harvest import HarvestInputError, jats, store
 from pmcurate.harvest.local import HarvestSummary, harvest_local, plan_tasks
 from tests.harvest.tarballs import gif, jpeg, link_member, png, write_gzip, write_tar
 
@@ -343,7 +343,7 @@ def test_quarantine_of_a_completed_shard_is_not_written_twice(tmp_path: Path) ->
 
 def test_no_inputs_found_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ValueError, match="no input files"):
+    with pytest.raises(HarvestInputError, match="no input files"):
         harvest([tmp_path], tmp_path / "build")
 
 
@@ -370,7 +370,7 @@ def test_a_task_of_the_other_citation_mode_is_another_task() -> None:
 
 
 def test_an_unknown_citation_mode_is_refused_before_reading(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="citations must be one of marker, drop, not 'keep'"):
+    with pytest.raises(HarvestInputError, match="citations must be one of marker, drop, not 'keep'"):
         harvest([JATS_DIR / GOOD], tmp_path / "b", citations="keep")
     assert not (tmp_path / "b").exists()
 
