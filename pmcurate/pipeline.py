@@ -330,7 +330,7 @@ def harvest_task(args: tuple[Any, str, dict[str, Any]]) -> dict[str, int]:
 
 def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     """Adapter to ``harvest.local``: plan tasks, prune stale shards, run pending tasks on the executor."""
-    from pmcurate.harvest import HarvestInputError, local, store
+    from pmcurate.harvest import HarvestInputError, local, steps, store
 
     started = time.perf_counter()
     paths = [path for source in sources for path in source.paths]
@@ -365,8 +365,8 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     # every run: a run killed while removing duplicates left no pending task behind it
     duplicates = harvest.settle(ctx.build, tasks)["articles"]
     counts.duplicates += duplicates
-    totals = {name: _rows(ctx.build, name) for name in ("articles", "paragraphs", "figures")}
-    totals["figures without image"] = _figures_without_image(ctx.build)
+    totals = {name: steps.rows(ctx.build, name) for name in ("articles", "paragraphs", "figures")}
+    totals["figures without image"] = steps.figures_without_image(ctx.build)
     report = StepReport(
         "harvest:local",
         "ran" if pending or removed or duplicates else "unchanged",
@@ -398,24 +398,6 @@ def _plan_harvest_local(ctx: _Context, files: list[Path], tasks: list[Any]) -> S
     else:
         ctx.planned("harvest:local", "unchanged", f"all {len(tasks)} tasks done ({len(files)} input files)")
     return StepReport("harvest:local", "planned")
-
-
-def _figures_without_image(build: Path) -> int:
-    """Figures of the build that have no image (only the ``image_sha256`` column is read)."""
-    import duckdb
-
-    shards = schema.shard_paths(build, "figures")
-    if not shards:
-        return 0
-    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in shards)
-    with duckdb.connect() as con:
-        query = f"SELECT count(*) FROM read_parquet([{files}]) WHERE image_sha256 IS NULL"
-        return int(con.execute(query).fetchone()[0])  # type: ignore[index]
-
-
-def _rows(build: Path, table: str) -> int:
-    """Rows of a table, from the shards' Parquet footers."""
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in schema.shard_paths(build, table))
 
 
 def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepReport:
@@ -1079,23 +1061,19 @@ def _table_counts(build: Path) -> dict[str, dict[str, int]]:
 
 
 def _input_files(ctx: _Context) -> list[dict[str, Any]]:
-    """Every local input file with its sha256 (cached in the build state by path, size and mtime)."""
+    """Every local input file with its sha256 (``ContentHashes``: cached in the build state by path,
+    size and mtime, the cache every fingerprint uses)."""
     from pmcurate.harvest import archive
 
     paths = [p for s in ctx.manifest.sources if s.kind == "local" for p in s.paths]
     if not paths:
         return []
-    cache: dict[str, Any] = ctx.state.setdefault("checksums", {})
     rows = []
     for path in archive.discover_inputs(paths):
-        stat = path.stat()
-        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        digest = cache.get(key) or sha256_file(path)
-        cache[key] = digest
-        rows.append({"source": "local", "path": str(path.resolve()), "bytes": stat.st_size, "sha256": digest})
-    live = {f"{r['path']}|{r['bytes']}|{Path(r['path']).stat().st_mtime_ns}" for r in rows}
-    for key in set(cache) - live:
-        del cache[key]
+        digest = ctx.hashes.digest(path)
+        rows.append(
+            {"source": "local", "path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest}
+        )
     return rows
 
 
