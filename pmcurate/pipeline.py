@@ -55,13 +55,16 @@ import pyarrow.parquet as pq
 from pmcurate import __version__, schema
 from pmcurate.errors import Fatal, Retry
 from pmcurate.executor import Executor, locate_build, make_executor, pull, push
-from pmcurate.manifest import ExportSpec, Manifest, SourceSpec, SubsetSpec
+from pmcurate.manifest import ExportSpec, Manifest, SubsetSpec
 from pmcurate.step import (
     STATE_FILE,
+    Build,
     ContentHashes,
     PlannedStep,
+    Step,
     StepReport,
     fingerprint,
+    run_step,
     sha256_file,
 )
 from pmcurate.step import load_state as _load_state
@@ -311,156 +314,49 @@ def _plan_step(
 
 
 def _stage_harvest(ctx: _Context) -> None:
+    """The harvest steps (``harvest.steps``): local files first, then each network source."""
+    from pmcurate.harvest import HarvestInputError, steps
+    from pmcurate.harvest.fetch import HarvestInterrupted, read_id_file
+
     local_sources = [s for s in ctx.manifest.sources if s.kind == "local"]
     if local_sources:
-        ctx.steps.append(_harvest_local(ctx, local_sources))
-    for index, source in enumerate(ctx.manifest.sources, 1):
-        if source.kind != "local":
-            ctx.steps.append(_harvest_network(ctx, index, source))
-
-
-def harvest_task(args: tuple[Any, str, dict[str, Any]]) -> dict[str, int]:
-    """Shard function: parse and write one harvest task (``harvest.local.Task``) of the build."""
-    from pmcurate.harvest import local
-
-    task, build, options = args
-    counts = local.run_task(task, Path(build), report=lambda *progress: None, **options)
-    return asdict(counts)
-
-
-def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
-    """Adapter to ``harvest.local``: plan tasks, prune stale shards, run pending tasks on the executor."""
-    from pmcurate.harvest import HarvestInputError, local, steps, store
-
-    started = time.perf_counter()
-    paths = [path for source in sources for path in source.paths]
-    batch_size = next((s.batch_size for s in sources if s.batch_size), local.DEFAULT_BATCH_SIZE)
-    modes = {s.citations for s in sources if s.citations}
-    if len(modes) > 1:
-        raise BuildError(
-            f"harvest: local sources disagree on citations ({', '.join(sorted(modes))}); give one"
+        modes = {s.citations for s in local_sources if s.citations}
+        if len(modes) > 1:
+            raise BuildError(
+                f"harvest: local sources disagree on citations ({', '.join(sorted(modes))}); give one"
+            )
+        config = steps.LocalConfig(
+            paths=tuple(path for source in local_sources for path in source.paths),
+            batch_size=next(
+                (s.batch_size for s in local_sources if s.batch_size), steps.LocalConfig.batch_size
+            ),
+            citations=modes.pop() if modes else steps.LocalConfig.citations,
         )
-    citations = modes.pop() if modes else "marker"
-    harvest = local.LocalSource(paths, batch_size=batch_size, citations=citations)
-    try:
-        files = harvest.files()
-    except HarvestInputError as exc:
-        raise BuildError(f"harvest: {exc}") from None
-    tasks = harvest.plan(files)
-    if ctx.plan is not None:
-        return _plan_harvest_local(ctx, files, tasks)
-    removed = local.prune_stale_shards(ctx.build, tasks)
-    completed = store.completed_shards(ctx.build)
-    pending = [task for task in tasks if not task.is_complete(completed)]
-    options = {
-        "batch_size": batch_size,
-        "shard_bytes": harvest.shard_bytes,
-        "max_member_bytes": harvest.max_member_bytes,
-        "citations": citations,
-    }
-    counts = local.Counts()
-    work = [(task, str(ctx.build), options) for task in pending]
-    for result in ctx.executor.map(harvest_task, work, desc="harvest", progress=ctx.progress):
-        counts.add(local.Counts(**result))
-    # every run: a run killed while removing duplicates left no pending task behind it
-    duplicates = harvest.settle(ctx.build, tasks)["articles"]
-    counts.duplicates += duplicates
-    totals = {name: steps.rows(ctx.build, name) for name in ("articles", "paragraphs", "figures")}
-    totals["figures without image"] = steps.figures_without_image(ctx.build)
-    report = StepReport(
-        "harvest:local",
-        "ran" if pending or removed or duplicates else "unchanged",
-        counts={
-            "files": len(files),
-            "tasks run": len(pending),
-            "of": len(tasks),
-            "stale shards removed": removed,
-            "articles parsed": counts.articles,
-            **totals,
-        },
-        drops={k: v for k, v in (("quarantined", counts.quarantined), ("duplicate", counts.duplicates)) if v},
-    )
-    report.seconds = time.perf_counter() - started
+        try:
+            _run_step(ctx, steps.LocalHarvest(config))
+        except HarvestInputError as exc:
+            raise BuildError(f"harvest: {exc}") from None
+    for index, source in enumerate(ctx.manifest.sources, 1):
+        if source.kind == "local":
+            continue
+        settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False) and k != "kind"}
+        where = f"harvest {source.kind} (sources #{index})"
+        try:
+            if source.ids and ctx.plan is None:  # a plan reads nothing
+                settings["ids"] = tuple(read_id_file(source.ids))
+            _run_step(ctx, steps.NetworkHarvest(source.kind, index, settings))
+        except HarvestInputError as exc:
+            raise BuildError(f"{where}: {exc}") from None
+        except HarvestInterrupted as exc:
+            raise BuildInterrupted(f"{where}: {exc}") from None
+
+
+def _run_step(ctx: _Context, step: Step[Any, Any]) -> StepReport:
+    """``step`` through the one runner, on this build's state and executor."""
+    build = Build(ctx.build, ctx.state, ctx.force, ctx.progress, ctx.plan, ctx.steps, ctx.pending)
+    report = run_step(step, build, ctx.executor)
+    ctx.pending = build.pending
     return report
-
-
-def _plan_harvest_local(ctx: _Context, files: list[Path], tasks: list[Any]) -> StepReport:
-    from pmcurate.harvest import local, store
-
-    completed = store.completed_shards(ctx.build)
-    pending = [task for task in tasks if not task.is_complete(completed)]
-    stale = {local.task_key(name) for name in local.stale_shards(ctx.build, tasks)}
-    if pending or stale:  # --force does not parse finished shards again: they are the inputs' rows
-        parts = [f"{len(pending)} of {len(tasks)} tasks ({len(files)} input files) to parse"]
-        if stale:
-            parts.append(f"shards of {len(stale)} changed or removed tasks to remove")
-        ctx.planned("harvest:local", "run", "; ".join(parts))
-    else:
-        ctx.planned("harvest:local", "unchanged", f"all {len(tasks)} tasks done ({len(files)} input files)")
-    return StepReport("harvest:local", "planned")
-
-
-def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepReport:
-    """Adapter to the network harvesters; they skip finished shards themselves, so it always runs."""
-    name = f"harvest:{source.kind}#{index}"
-    if ctx.plan is not None:
-        ctx.planned(name, "run", f"asks {source.kind} for new or changed articles (finished shards are kept)")
-        return StepReport(name, "planned")
-    from pmcurate.harvest import europepmc, eutils, pmc
-    from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, HarvestInterrupted, read_id_file
-
-    ids = tuple(read_id_file(source.ids)) if source.ids else ()
-    batch = {"batch_size": source.batch_size} if source.batch_size else {}
-    base = {"base_url": source.base_url} if source.base_url else {}
-    try:
-        if source.kind == "pmc":
-            options: Any = pmc.PmcOptions(
-                out=ctx.build,
-                ids=ids,
-                since=source.since,
-                all=source.all,
-                license=source.license,
-                limit=source.limit,
-                media=source.media,
-                skip_retracted=source.skip_retracted,
-                include_manuscripts=source.include_manuscripts,
-                **batch,
-                **base,
-            )
-            summary = pmc.harvest(options)
-        elif source.kind == "europepmc":
-            options = europepmc.EuropePmcOptions(
-                out=ctx.build, query=source.query or "", limit=source.limit, **batch, **base
-            )
-            summary = europepmc.harvest(options)
-        else:
-            api_key = os.environ.get("NCBI_API_KEY") or None
-            options = eutils.EutilsOptions(
-                out=ctx.build,
-                ids=ids,
-                query=source.query,
-                limit=source.limit,
-                api_key=api_key,
-                fetch=FetchConfig(rate=eutils.RATE_WITH_KEY if api_key else eutils.RATE_WITHOUT_KEY),
-                **batch,
-                **base,
-            )
-            summary = eutils.harvest(options)
-    except HarvestInputError as exc:
-        raise BuildError(f"harvest {source.kind} (sources #{index}): {exc}") from None
-    except HarvestInterrupted as exc:
-        raise BuildInterrupted(f"harvest {source.kind} (sources #{index}): {exc}") from None
-    return StepReport(
-        f"harvest:{source.kind}#{index}",
-        "ran",
-        seconds=summary.seconds,
-        counts={
-            "articles": summary.articles,
-            "shards_written": summary.shards_written,
-            "shards_skipped": summary.shards_skipped,
-        },
-        drops={"quarantined": summary.quarantined, **dict(summary.skipped), **dict(summary.failures)},
-    )
 
 
 # ---------------------------------------------------------------- annotate
@@ -943,8 +839,6 @@ def _publish(ctx: _Context) -> StepReport:
 def preflight(manifest: Manifest, build: Path, until: str = "publish") -> list[str]:
     """Check what the stages up to ``until`` need and can be checked now, before hours of work:
     ``BuildError`` for the first missing thing, else the list of what was checked."""
-    from pmcurate.export.card import CardError, check_card_target
-
     stages = STAGES[: STAGES.index(until) + 1]
     checked = []
     teacher = manifest.teacher
@@ -956,6 +850,8 @@ def preflight(manifest: Manifest, build: Path, until: str = "publish") -> list[s
             )
         checked.append(f"LLM key in ${teacher.api_key_env}")
     if "export" in stages and manifest.exports:
+        from pmcurate.export.card import CardError, check_card_target  # Polars, DuckDB: only to export
+
         try:
             check_card_target(dataset_dir(build))
         except CardError as exc:
