@@ -247,8 +247,8 @@ def settle_versions(
     holders: dict[str, set[str]] = {}
     copies: Counter[tuple[str, str]] = Counter()
     for name in names:
-        rows = pq.read_table(
-            shard_path(build, "articles", name), columns=["article_id", "version", "harvested_at"]
+        rows = pq.ParquetFile(shard_path(build, "articles", name)).read(  # not read_table: no pyarrow.dataset
+            columns=["article_id", "version", "harvested_at"]
         )
         for index, row in enumerate(rows.to_pylist()):
             recency = order[name] if order is not None else _timestamp(row["harvested_at"])
