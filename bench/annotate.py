@@ -14,8 +14,17 @@ With ``--student encoder``: the fine-tuned encoder student's ``apply`` end to en
 forward pass alone (and the fast tokenizer alone) on the same paragraphs and machine (CPU, or
 CUDA where there is one). Issue target on one H200: 20,000 paragraphs/s end to end.
 
+With ``--student distilled``: ``annotate distill`` run for real on the corpus (an encoder
+fine-tuned for a few steps labels ``--sample`` paragraphs; a joint fastText student learns them,
+its settings chosen on the teacher's validation split), then ``apply --student distilled`` timed
+end to end on one process and on all cores beside its raw ``predict``, and the encoder student's
+``apply`` on ``--encoder-paragraphs`` of the same paragraphs: the ratio is what distillation buys.
+The labels' quality does not change either speed (the distilled model's settings can: they are
+printed).
+
     .venv/bin/python bench/annotate.py [--paragraphs 400000] [--shards 8]
     .venv/bin/python bench/annotate.py --student encoder --paragraphs 2000 --shards 2 [--device cuda]
+    .venv/bin/python bench/annotate.py --student distilled --paragraphs 200000 --encoder-paragraphs 400
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import fasttext
 import polars as pl
@@ -65,9 +75,10 @@ def make_build(folder: Path, paragraphs: int, shards: int) -> Path:
     return build
 
 
-def raw_predict_rate(build: Path, texts: list[str]) -> float:
-    """fastText ``predict(texts, k=-1)`` of every model of the build's students, texts in memory."""
-    manifest = student.load_manifest(build)
+def raw_predict_rate(build: Path, texts: list[str], folder: str = "") -> float:
+    """fastText ``predict(texts, k=-1)`` of every model of the build's students (those of
+    ``BUILD/models/<folder>/``), texts in memory."""
+    manifest = student.load_manifest(build, folder)
     models = [fasttext.load_model(str(build / "models" / e["file"])) for e in manifest["models"].values()]
     lines = [t.replace("\n", " ") for t in texts]
     start = time.perf_counter()
@@ -90,14 +101,23 @@ def measure(build: Path, teacher: pl.DataFrame, *, joint: bool, cores: int) -> d
     return rates
 
 
-def measure_encoder(build: Path, teacher: pl.DataFrame, *, max_tokens: int, device: str) -> dict[str, float]:
+def measure_encoder(
+    build: Path,
+    teacher: pl.DataFrame,
+    *,
+    max_tokens: int,
+    device: str,
+    train_steps: int = 1,
+    onnx: bool = False,
+) -> dict[str, Any]:
     """The encoder student: tokenizer alone, forward pass alone (token ids and padded batches
     ready in memory) and ``apply`` end to end (read, tokenize in the background thread, batch,
-    forward, write), on the same paragraphs. The model is trained for one step: its speed does
-    not depend on its weights."""
+    forward, write), on the same paragraphs. The model is fine-tuned for ``train_steps`` steps
+    (heads at lr 2e-3): its speed does not depend on its weights, only ONNX int8's agreement does.
+    With ``onnx``, the same batches through ONNX Runtime, float32 and int8 (``onnx_rates``)."""
     from pmcurate.annotate import encoder
 
-    config = encoder.TrainConfig(epochs=1, max_steps=1, max_tokens=max_tokens)
+    config = encoder.TrainConfig(epochs=1, max_steps=train_steps, max_tokens=max_tokens, head_lr=2e-3)
     encoder.train_encoder_student(
         build, teacher, teacher_name="dev", config=config, device=device, speed_texts=0, progress=False
     )
@@ -120,6 +140,7 @@ def measure_encoder(build: Path, teacher: pl.DataFrame, *, max_tokens: int, devi
         if torch_device.type == "cuda":
             torch.cuda.synchronize()
     forward_rate = len(ids) / (time.perf_counter() - start)
+    onnx_figures = onnx_rates(labeller, ids, batches) if onnx else {}
     result = encoder.apply_encoder_student(
         build, device=device, force=True, progress=False, labeller=labeller
     )
@@ -129,7 +150,99 @@ def measure_encoder(build: Path, teacher: pl.DataFrame, *, max_tokens: int, devi
         "forward": forward_rate,
         "apply": result.paragraphs / result.seconds,
         "tokens": tokens,
+        "onnx": onnx_figures,
     }
+
+
+def onnx_rates(labeller: Any, ids: list[list[int]], batches: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """The encoder exported to ONNX (the TorchScript exporter, opset 17, dynamic batch and length)
+    and quantized to int8 (``quantize_dynamic``: int8 weights, activations quantized on the fly);
+    each timed on one thread on ``batches`` beside torch's float32 forward on one thread, and
+    compared with torch's answers (argmax agreement, score difference)."""
+    try:
+        import onnxruntime
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise SystemExit("--onnx needs onnxruntime and onnx: pip install onnxruntime onnx") from None
+    import numpy as np
+
+    class Outputs(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.model(input_ids, mask)
+            return out["document_type"], out["domain"], out["educational_score"]
+
+    wrapped = Outputs(labeller.model.cpu().eval())
+    example = batches[-1]  # traced with padding in the mask, so the mask stays in the graph
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = Path(tmp) / "encoder.onnx", Path(tmp) / "encoder-int8.onnx"
+        torch.onnx.export(
+            wrapped,
+            example,
+            str(fp32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["document_type", "domain", "educational_score"],
+            dynamic_axes={name: {0: "rows", 1: "tokens"} for name in ("input_ids", "attention_mask")},
+            opset_version=17,
+            dynamo=False,
+        )
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+
+        def run(forward: Any) -> tuple[float, list[np.ndarray]]:
+            start = time.perf_counter()
+            outs = [forward(a, m) for a, m in batches]
+            rate = len(ids) / (time.perf_counter() - start)
+            return rate, [np.concatenate([o[i] for o in outs]) for i in range(3)]
+
+        with torch.inference_mode():
+            torch_rate, reference = run(lambda a, m: [t.numpy() for t in wrapped(a, m)])
+        out: dict[str, Any] = {"torch": torch_rate, "sizes": {}}
+        for name, path in (("fp32", fp32), ("int8", int8)):
+            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            rate, answers = run(
+                lambda a, m, s=session: s.run(None, {"input_ids": a.numpy(), "attention_mask": m.numpy()})
+            )
+            out[name] = {
+                "rate": rate,
+                "document_type": float((answers[0].argmax(1) == reference[0].argmax(1)).mean()),
+                "domain": float((answers[1].argmax(1) == reference[1].argmax(1)).mean()),
+                "score_diff": float(2 * np.abs(answers[2] - reference[2]).max()),
+            }
+            out["sizes"][name] = path.stat().st_size
+    torch.set_num_threads(threads)
+    return out
+
+
+def measure_distilled(
+    build: Path, teacher: pl.DataFrame, *, sample: int, device: str, cores: int
+) -> dict[str, Any]:
+    """``annotate distill`` on ``sample`` paragraphs of the build, then the distilled student's
+    ``apply`` end to end (one process, all cores) beside its raw ``predict``."""
+    from pmcurate.annotate import distill, encoder
+
+    config = encoder.TrainConfig(epochs=1, max_steps=4, max_tokens=32)
+    encoder.train_encoder_student(
+        build, teacher, teacher_name="dev", config=config, device=device, speed_texts=0, progress=False
+    )
+    distill.distill(build, teacher, teacher_name="dev", sample_size=sample, device=device, progress=False)
+    manifest = student.load_manifest(build, distill.FOLDER)
+    texts = pl.read_parquet(schema.shard_paths(build, "paragraphs")[0], columns=["text"])["text"].to_list()
+    out: dict[str, Any] = {
+        "raw": raw_predict_rate(build, texts, distill.FOLDER),
+        "settings": manifest["models"][student.JOINT]["params"],
+        "n_distilled": manifest["n_distilled"],
+    }
+    for jobs in sorted({1, cores}):
+        result = student.apply_students(build, jobs=jobs, force=True, progress=False, folder=distill.FOLDER)
+        out[f"apply{jobs}"] = result.paragraphs / result.seconds
+    return out
 
 
 def main() -> None:
@@ -137,7 +250,28 @@ def main() -> None:
     parser.add_argument("--paragraphs", type=int, default=400_000)
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument(
-        "--student", choices=("fasttext", "encoder"), default="fasttext", help="which student to time"
+        "--student",
+        choices=("fasttext", "encoder", "distilled"),
+        default="fasttext",
+        help="which student to time",
+    )
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=1,
+        help="encoder: fine-tuning steps before timing (ONNX int8 agreement)",
+    )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="encoder: also ONNX Runtime float32 and int8 (needs onnxruntime, onnx)",
+    )
+    parser.add_argument("--sample", type=int, default=2_000, help="distilled: paragraphs the encoder labels")
+    parser.add_argument(
+        "--encoder-paragraphs",
+        type=int,
+        default=400,
+        help="distilled: paragraphs the encoder's apply is timed on",
     )
     parser.add_argument("--max-tokens", type=int, default=256, help="encoder: word pieces per paragraph")
     parser.add_argument("--device", default="auto", help="encoder: auto, cpu or cuda")
@@ -146,6 +280,9 @@ def main() -> None:
     cores = os.cpu_count() or 1
     if args.student == "encoder":
         main_encoder(args, cores)
+        return
+    if args.student == "distilled":
+        main_distilled(args, cores)
         return
     with tempfile.TemporaryDirectory() as tmp:
         build = make_build(Path(tmp), args.paragraphs, args.shards)
@@ -182,7 +319,14 @@ def main_encoder(args: argparse.Namespace, cores: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         build = make_build(Path(tmp), args.paragraphs, args.shards)
         teacher = labels_file.read_labels_jsonl(LABELS)
-        rates = measure_encoder(build, teacher, max_tokens=args.max_tokens, device=args.device)
+        rates = measure_encoder(
+            build,
+            teacher,
+            max_tokens=args.max_tokens,
+            device=args.device,
+            train_steps=args.train_steps,
+            onnx=args.onnx,
+        )
     threads = torch.get_num_threads()
     print(
         f"encoder student (all-MiniLM-L6-v2, ≤ {args.max_tokens} word pieces, mean {rates['tokens']:.0f}): "
@@ -197,6 +341,49 @@ def main_encoder(args: argparse.Namespace, cores: int) -> None:
         f"{rates['apply'] / threads:,.1f}/s per torch thread)"
     )
     print(f"  146M paragraphs at this rate: {146e6 / rates['apply'] / 3600:,.0f} h")
+    onnx = rates["onnx"]
+    if onnx:
+        print(f"  forward alone, one thread: torch float32 {onnx['torch']:,.1f} paragraphs/s")
+        for name in ("fp32", "int8"):
+            o = onnx[name]
+            print(
+                f"    ONNX Runtime {name}: {o['rate']:,.1f} paragraphs/s "
+                f"({o['rate'] / onnx['torch']:.2f} x torch; {onnx['sizes'][name] / 2**20:.0f} MiB); "
+                f"same answer as torch: document_type {o['document_type']:.3f}, domain {o['domain']:.3f}; "
+                f"score differs by at most {o['score_diff']:.3f}"
+            )
+
+
+def main_distilled(args: argparse.Namespace, cores: int) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    teacher = labels_file.read_labels_jsonl(LABELS)
+    with tempfile.TemporaryDirectory() as tmp:
+        build = make_build(Path(tmp) / "distilled", args.paragraphs, args.shards)
+        rates = measure_distilled(build, teacher, sample=args.sample, device=args.device, cores=cores)
+        small = make_build(Path(tmp) / "encoder", args.encoder_paragraphs, 1)
+        enc = measure_encoder(small, teacher, max_tokens=args.max_tokens, device=args.device)
+    threads = torch.get_num_threads()
+    print(
+        f"distilled student (joint fastText, {rates['settings']}) learnt from {rates['n_distilled']:,} "
+        f"encoder-labelled paragraphs; {args.paragraphs:,} paragraphs in {args.shards} shards; {cores} cores"
+    )
+    print(f"  raw fastText predict (one core): {rates['raw']:>10,.0f} paragraphs/s")
+    for jobs in sorted({1, cores}):
+        rate = rates[f"apply{jobs}"]
+        print(
+            f"  annotate apply --student distilled, {jobs} process(es): {rate:>10,.0f} paragraphs/s "
+            f"({rate / jobs:,.0f}/core; {rate / jobs / rates['raw']:.2f} x raw predict)"
+        )
+    per_core = rates["apply1"]
+    print(f"  target 25,000 paragraphs/s/core: {'met' if per_core >= 25_000 else 'NOT met'}")
+    encoder_core = enc["apply"] / threads
+    print(
+        f"encoder student on {args.encoder_paragraphs:,} of these paragraphs (≤ {args.max_tokens} word "
+        f"pieces, torch threads {threads}): apply {enc['apply']:,.1f} paragraphs/s "
+        f"({encoder_core:,.1f}/s per thread; forward alone {enc['forward']:,.1f}/s)"
+    )
+    print(f"  distilled / encoder, per core: {per_core / encoder_core:,.0f} x")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,17 @@ the split, the sample of train rows and the training itself):
 beside the rules teacher and the majority class. Prints a Markdown table per training share and
 writes every report to ``--out``.
 
-    .venv/bin/python bench/students.py [--seeds 0 1 2] [--fractions 1 0.5 0.25] [--max-tokens N] [--threads N]
+Two evaluations:
+
+- the split (default): per seed, 25 % of the rows held out as whole articles (4 of the dev
+  labels' 15 articles), 25 % of the rest for validation: the split ``annotate train`` reports on;
+- ``--cv K``: article-grouped K-fold cross-validation. The articles are dealt into K folds of
+  about equal rows (``student.article_folds``); each fold is held out once while the students
+  learn from the other folds (validation cut from them by article, as usual), so every labelled
+  article is scored once per seed. Cells are mean ± sd (min–max) over folds × seeds.
+
+    .venv/bin/python bench/students.py [--seeds 0 1 2] [--fractions 1 0.5 0.25] [--cv K]
+        [--max-tokens N] [--threads N]
 """
 
 from __future__ import annotations
@@ -49,13 +59,16 @@ def run_point(
     students: tuple[str, ...],
     config: encoder.TrainConfig,
     st_encoder: Any,
+    fold: tuple[int, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The reports of each student for one seed and training share (models in a scratch folder)."""
+    """The reports of each student for one seed, training share and fold (models in a scratch folder)."""
     out: dict[str, dict[str, Any]] = {}
     models = build / "models"
     shutil.rmtree(models, ignore_errors=True)
     started = time.perf_counter()
-    ft = student.train_student(build, teacher, teacher_name="dev", seed=seed, train_fraction=fraction)
+    ft = student.train_student(
+        build, teacher, teacher_name="dev", seed=seed, train_fraction=fraction, fold=fold
+    )
     out["fasttext"] = ft.report | {"seconds": time.perf_counter() - started}
     if "embedding" in students:
         started = time.perf_counter()
@@ -65,6 +78,7 @@ def run_point(
             teacher_name="dev",
             seed=seed,
             train_fraction=fraction,
+            fold=fold,
             encoder=st_encoder,
             speed_texts=16,
             progress=False,
@@ -78,6 +92,7 @@ def run_point(
             config=config,
             seed=seed,
             train_fraction=fraction,
+            fold=fold,
             write=False,
             speed_texts=0,
             progress=False,
@@ -87,7 +102,7 @@ def run_point(
             started = time.perf_counter()
             prepared = student.prepared_teacher(teacher)
             prepared = prepared.with_columns(student.model_input(prepared, context=True).alias("_norm"))
-            splits = student.evaluation_splits(prepared, 0.25, 0.25, seed, train_fraction=fraction)
+            splits = student.evaluation_splits(prepared, 0.25, 0.25, seed, train_fraction=fraction, fold=fold)
             labelled = distill.label_sample(
                 result.heldout, distill.sample_paragraphs(build, distill.DEFAULT_SAMPLE, seed), progress=False
             )
@@ -138,6 +153,11 @@ def _cell(values: list[float], digits: int = 3) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} ({v.min():.{digits}f}–{v.max():.{digits}f})"
 
 
+def folds(k: int) -> list[tuple[int, int] | None]:
+    """The evaluations of one seed: each fold of a K-fold cross-validation, or the one split."""
+    return [(i, k) for i in range(k)] if k else [None]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--labels", type=Path, default=LABELS)
@@ -148,6 +168,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench-students.json"))
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    parser.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        metavar="K",
+        help="article-grouped K-fold cross-validation (default: the split)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -163,24 +190,29 @@ def main() -> None:
             key = f"{fraction:g}"
             results[key] = []
             for seed in args.seeds:
-                started = time.perf_counter()
-                point = run_point(
-                    build,
-                    teacher,
-                    seed=seed,
-                    fraction=fraction,
-                    students=students,
-                    config=config,
-                    st_encoder=st_encoder,
-                )
-                results[key].append(point)
-                print(
-                    f"# fraction {key} seed {seed}: {time.perf_counter() - started:.0f} s "
-                    f"(train rows {point['fasttext']['n_train']}, held-out {point['fasttext']['n_test']})",
-                    flush=True,
-                )
-                args.out.write_text(json.dumps(results, indent=1))
-            print(f"\n## {fraction:.0%} of the teacher's train rows, seeds {args.seeds}\n", flush=True)
+                for fold in folds(args.cv):
+                    started = time.perf_counter()
+                    point = run_point(
+                        build,
+                        teacher,
+                        seed=seed,
+                        fraction=fraction,
+                        students=students,
+                        config=config,
+                        st_encoder=st_encoder,
+                        fold=fold,
+                    )
+                    point["seed"], point["fold"] = seed, fold
+                    results[key].append(point)
+                    print(
+                        f"# fraction {key} seed {seed} fold {fold}: {time.perf_counter() - started:.0f} s "
+                        f"(train rows {point['fasttext']['n_train']}, held-out {point['fasttext']['n_test']} "
+                        f"of {point['fasttext']['n_test_articles']} articles)",
+                        flush=True,
+                    )
+                    args.out.write_text(json.dumps(results, indent=1))
+            how = f"{args.cv}-fold cross-validation by article" if args.cv else "the split"
+            print(f"\n## {fraction:.0%} of the teacher's train rows, {how}, seeds {args.seeds}\n", flush=True)
             print(summary_table(results[key], students), flush=True)
             print(flush=True)
 

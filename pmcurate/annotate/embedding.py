@@ -179,6 +179,7 @@ def train_embedding_student(
     progress: bool = True,
     encoder: Any = None,
     train_fraction: float = 1.0,
+    fold: tuple[int, int] | None = None,
 ) -> EmbeddingResult:
     """Train and evaluate on the fastText student's splits; write ``BUILD/models/embedding/report.json``.
 
@@ -190,7 +191,7 @@ def train_embedding_student(
     build = Path(build)
     teacher = student.prepared_teacher(teacher)
     _, train, validation, test = student.evaluation_splits(
-        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction
+        teacher, test_fraction, validation_fraction, seed, train_fraction=train_fraction, fold=fold
     )
     encoder = encoder or load_encoder()
     started = time.perf_counter()
@@ -427,7 +428,7 @@ def compare(fasttext: Mapping[str, Any] | None, embedding: Mapping[str, Any]) ->
     }
     rows: dict[str, dict[str, float | None]] = {}
     for task in student.TASKS:
-        metrics = ("pearson", "mae") if task == "educational_score" else ("kappa", "macro_f1")
+        metrics = ("pearson", "mae") if task in student.SCORES else ("kappa", "macro_f1")
         for metric in metrics:
             rows[f"{task} {metric}"] = {
                 name: _metric(report["labels"][task], predictor, metric)

@@ -19,6 +19,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -127,8 +128,11 @@ class EuropePmcHarvest:
             try:
                 data = await self.session.state.cached(
                     f"search-{page_no}.json",
-                    lambda p=params: self.session.fetcher.get(
-                        f"{self.base_url}/search", params=p, validate=_validate_search_page
+                    partial(
+                        self.session.fetcher.get,
+                        f"{self.base_url}/search",
+                        params=params,
+                        validate=_validate_search_page,
                     ),
                 )
                 page = parse_search_page(data)
@@ -170,7 +174,7 @@ class EuropePmcHarvest:
                 self.session.skip_shard(len(batch))
                 continue
             bodies = await gather_all(*(self.fetch_xml(h) for h in batch))
-            await self.session.writer.submit(shard, lambda b=batch, x=bodies: self.extract(b, x))
+            await self.session.writer.submit(shard, partial(self.extract, batch, bodies))
         return self.session.summary
 
     def extract(

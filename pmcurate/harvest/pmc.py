@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
@@ -307,7 +308,7 @@ class PmcHarvest:
                 params["continuation-token"] = token
             name = f"list-{sha256_hex(f'{prefix}|{delimiter}'.encode())[:16]}-{page_no}.xml"
             page = await self.session.state.cached(
-                name, lambda p=params: self.session.fetcher.get(self.bucket.list_url(), params=p)
+                name, partial(self.session.fetcher.get, self.bucket.list_url(), params=params)
             )
             page_contents, page_prefixes, token = parse_list_page(page)
             contents += page_contents
@@ -606,6 +607,6 @@ class PmcSource:
     @staticmethod
     def options(build: Path, settings: Mapping[str, Any]) -> PmcOptions:
         """``settings``: the keys of ``[[sources]]`` that were given (``ids``: the ids, already read)."""
-        keys = ("ids", "since", "all", "license", "limit", "media", "skip_retracted")
-        keys += ("include_manuscripts", "batch_size", "base_url")
-        return PmcOptions(out=build, **{k: settings[k] for k in keys if k in settings})
+        keys = {"ids", "since", "all", "license", "limit", "media", "skip_retracted"}
+        keys |= {"include_manuscripts", "batch_size", "base_url"}
+        return PmcOptions(out=build, **{k: v for k, v in settings.items() if k in keys})

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pmcurate import schema
-from pmcurate.harvest import archive, jats, local, source, store
-from pmcurate.step import Build, Step, StepConfig, StepReport, option
+from pmcurate.harvest import HarvestInputError, archive, jats, local, source, store
+from pmcurate.step import Build, Step, StepConfig, StepFailed, StepInterrupted, StepReport, option
 
 CONTENT = ("articles", "paragraphs", "figures", "tables", "quarantine")
 """The tables a harvest writes."""
@@ -164,13 +164,14 @@ class LocalHarvest(Step[LocalConfig, LocalTask]):
 class NetworkHarvest(Step[StepConfig, Any]):
     """``harvest:<kind>#<n>``: the harvest of one network source (``source.get(kind)``), run in the
     driver, where its fetcher bounds its concurrency and rate. ``settings``: the ``[[sources]]``
-    keys given (``ids``: the ids, already read from their file)."""
+    keys given (``ids``: the file naming them, read when the step runs)."""
 
     writes = CONTENT
 
     def __init__(self, kind: str, index: int, settings: Mapping[str, Any]) -> None:
         super().__init__(StepConfig(), name=f"harvest:{kind}#{index}")
         self.kind = kind
+        self.index = index
         self.settings = dict(settings)
 
     def fingerprint(self, build: Build) -> None:
@@ -180,8 +181,19 @@ class NetworkHarvest(Step[StepConfig, Any]):
         return "run", f"asks {self.kind} for new or changed articles (finished shards are kept)"
 
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
+        from pmcurate.harvest.fetch import HarvestInterrupted, read_id_file
+
+        where = f"harvest {self.kind} (sources #{self.index})"
         harvester = source.get(self.kind)
-        summary = harvester.harvest(harvester.options(build.path, self.settings))
+        settings = dict(self.settings)
+        try:
+            if "ids" in settings:  # the file naming them
+                settings["ids"] = tuple(read_id_file(settings["ids"]))
+            summary = harvester.harvest(harvester.options(build.path, settings))
+        except HarvestInputError as exc:
+            raise StepFailed(f"{where}: {exc}") from None
+        except HarvestInterrupted as exc:
+            raise StepInterrupted(f"{where}: {exc}") from None
         return StepReport(
             self.name,
             "ran",

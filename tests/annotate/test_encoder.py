@@ -159,6 +159,18 @@ def test_bf16_autocast_of_the_gpu_path_agrees_with_float32_on_cpu(
     assert e_full is not None and e_half is not None and np.abs(e_full - e_half).max() < 0.25
 
 
+def test_encoder_loads_with_sdpa_attention(encoder_build: tuple[Path, encoder.EncoderResult]) -> None:
+    _, model = _model(encoder_build[0])
+    assert model.backbone.config._attn_implementation == "sdpa"
+
+
+def test_bf16_is_on_by_default_on_cuda_only() -> None:
+    assert encoder.bf16_enabled(torch.device("cuda"), None)
+    assert not encoder.bf16_enabled(torch.device("cpu"), None)
+    assert encoder.bf16_enabled(torch.device("cpu"), True)
+    assert not encoder.bf16_enabled(torch.device("cuda"), False)
+
+
 # ---------------------------------------------------------------- training
 
 

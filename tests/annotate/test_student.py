@@ -10,6 +10,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.annotate import student
+from pmcurate.filters import language
 from tests.annotate.conftest import SMALL_GRID
 
 
@@ -31,6 +32,36 @@ def test_held_out_rows_come_from_articles_never_trained_on(dev_labels: pl.DataFr
     rest, held = student.split_by_article(dev_labels, 0.25, seed=0)
     assert set(rest["article_id"]).isdisjoint(held["article_id"])
     assert 0.15 * dev_labels.height < held.height < 0.4 * dev_labels.height
+
+
+def test_cross_validation_holds_out_every_article_exactly_once(dev_labels: pl.DataFrame) -> None:
+    teacher = student.prepared_teacher(dev_labels)
+    folds = student.article_folds(teacher, 4, seed=0)
+    held = [a for fold in folds for a in fold]
+    assert sorted(held) == sorted(teacher["article_id"].unique().to_list())
+    rows = [student.evaluation_splits(teacher, 0.25, 0.25, 0, fold=(i, 4)).test.height for i in range(4)]
+    assert sum(rows) == teacher.height
+    assert max(rows) < 2 * min(rows)  # about equal rows per fold
+
+
+def test_a_cross_validation_fold_trains_on_other_articles_only(dev_labels: pl.DataFrame) -> None:
+    teacher = student.prepared_teacher(dev_labels)
+    splits = student.evaluation_splits(teacher, 0.25, 0.25, 0, fold=(1, 4))
+    test = set(splits.test["article_id"])
+    assert test == set(student.article_folds(teacher, 4, seed=0)[1])
+    assert not test & (set(splits.train["article_id"]) | set(splits.validation["article_id"]))
+    assert not set(splits.train["article_id"]) & set(splits.validation["article_id"])
+
+
+def test_cross_validation_folds_change_with_the_seed(dev_labels: pl.DataFrame) -> None:
+    teacher = student.prepared_teacher(dev_labels)
+    assert student.article_folds(teacher, 4, seed=0) != student.article_folds(teacher, 4, seed=1)
+
+
+def test_more_folds_than_articles_is_an_error(dev_labels: pl.DataFrame) -> None:
+    teacher = student.prepared_teacher(dev_labels)
+    with pytest.raises(student.StudentError, match="folds"):
+        student.article_folds(teacher, teacher["article_id"].n_unique() + 1, seed=0)
 
 
 def test_models_are_written_with_their_sha256(trained_build: Path) -> None:
@@ -78,6 +109,9 @@ def test_apply_labels_every_paragraph_with_the_labels_schema(trained_build: Path
     assert sorted(labels["paragraph_id"]) == sorted(paragraphs["paragraph_id"])
     for path in schema.shard_paths(build, "labels"):
         assert pq.read_schema(path).equals(schema.LABELS)
+    texts = pl.read_parquet(schema.shard_paths(build, "paragraphs"), columns=["paragraph_id", "text"])
+    computed = labels.join(texts, on="paragraph_id")
+    assert computed["language"].to_list() == [language.detect(t) for t in computed["text"]]
     assert labels["educational_score"].is_between(1, 5).all()
     scores = labels.select(pl.sum_horizontal(pl.col("document_type_scores").struct.unnest()).alias("s"))["s"]
     assert ((scores - 1).abs() < 1e-3).all()
