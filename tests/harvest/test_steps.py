@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pmcurate.harvest import HarvestInputError, source, steps
+from pmcurate.harvest import source, steps
 from pmcurate.harvest.local import LocalSource, harvest_local
-from pmcurate.step import Build, run_step
+from pmcurate.step import Build, StepFailed, run_step
 
 JATS_DIR = Path(__file__).parents[1] / "data" / "jats"
 FIXTURE_ARTICLES = 15
@@ -66,10 +66,10 @@ def test_plan_says_what_would_run_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "build").exists()
 
 
-def test_no_input_files_is_a_harvest_input_error(tmp_path: Path) -> None:
+def test_no_input_files_stops_the_step_naming_it(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     build, step = harvest_step([tmp_path / "empty"], tmp_path / "build")
-    with pytest.raises(HarvestInputError, match="no input files"):
+    with pytest.raises(StepFailed, match=r"^harvest:local: no input files"):
         run_step(step, build)
 
 
