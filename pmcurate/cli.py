@@ -325,16 +325,9 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
         "--workers", "--jobs", dest="jobs", type=_positive_int, help="processes (default: CPU count)"
     )
     apply.add_argument("--force", action="store_true", help="relabel shards already labelled by these models")
-    apply.add_argument(
-        "--student",
-        choices=("fasttext", "embedding", "encoder", "distilled"),
-        default="fasttext",
-        help="which trained student labels the build (embedding: about 20 paragraphs/s per core; "
-        "encoder: a GPU for large builds; distilled: the fastText student of `annotate distill`)",
-    )
-    apply.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="encoder student: where it runs"
-    )
+    from pmcurate.annotate.apply_config import ApplyConfig
+
+    ApplyConfig.add_arguments(apply)
     distill = steps.add_parser(
         "distill", help="the encoder student labels a sample; a fastText student learns those labels"
     )

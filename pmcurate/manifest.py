@@ -111,7 +111,7 @@ class StudentSpec:
 
 @dataclass(frozen=True)
 class SubsetSpec:
-    """``[subsets.NAME]``: passed as is to ``filters.subset.make_subset_from_config``."""
+    """``[subsets.NAME]``: read by ``filters.steps.SubsetConfig.from_manifest``."""
 
     name: str
     config: Mapping[str, Any]

@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 from pmcurate import __version__, schema
 from pmcurate.executor import Executor, locate_build, make_executor, pull, push
 from pmcurate.http import public_url
-from pmcurate.manifest import ExportSpec, Manifest, SubsetSpec
+from pmcurate.manifest import ExportSpec, Manifest
 from pmcurate.step import (
     Build,
     PlannedStep,
@@ -308,9 +308,7 @@ def _stage_annotate(ctx: _Context) -> None:
         )
     for step in annotate_steps(ctx.manifest):
         ctx.run(step)
-    student = ctx.manifest.student
-    assert student is not None  # the manifest requires one with a teacher
-    ctx.steps.append(_apply_encoder(ctx) if student.kind == "encoder" else _apply(ctx))
+    _apply(ctx)
 
 
 def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
@@ -332,104 +330,18 @@ def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
     return found
 
 
-def _apply_encoder(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.encoder.apply_encoder_student``: one process (the GPU, or torch's threads)."""
-    from pmcurate.annotate import encoder, student
-
-    spec = ctx.manifest.student
-    assert spec is not None and spec.encoder is not None
-    started = time.perf_counter()
-    wanted = {path.name for path in schema.shard_paths(ctx.build, "paragraphs")}
-    for orphan in schema.shard_paths(ctx.build, "labels"):  # labels of paragraphs shards now gone
-        if orphan.name not in wanted:
-            orphan.unlink()
-    try:
-        result = encoder.apply_encoder_student(
-            ctx.build, device=spec.encoder.device, force=ctx.force, progress=ctx.progress
-        )
-    except student.StudentError as exc:
-        raise BuildError(f"annotate:apply: {exc}") from None
-    return StepReport(
-        "annotate:apply",
-        "ran" if result.shards else "unchanged",
-        seconds=time.perf_counter() - started,
-        counts={
-            "shards": result.shards + result.skipped,
-            "shards_labelled": result.shards,
-            "paragraphs_labelled": result.paragraphs,
-        },
-        note=encoder.load_manifest(ctx.build)["annotator"],
-    )
-
-
-_STUDENTS: dict[str, Any] = {}
-
-
-def label_task(args: tuple[str, str, str, str]) -> int:
-    """Shard function: label one paragraphs shard with the build's students (loaded once per worker);
-    ``folder``: the students' folder under ``BUILD/models/`` ('' for fastText, ``distilled``)."""
-    from pmcurate.annotate import student
-
-    build, source, target, folder = args
-    manifest = student.load_manifest(build, folder)
-    students = _STUDENTS.get(manifest["annotator"])
-    if students is None:
-        _STUDENTS.clear()
-        students = _STUDENTS[manifest["annotator"]] = student.Students(build, manifest)
-    return student.label_shard(Path(source), Path(target), students)
-
-
 def _apply(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.student``: label the paragraphs shards that are new or whose labels are stale."""
-    from pmcurate.annotate import student
+    """``annotate:apply`` (``annotate.apply_steps.ApplyStep``) with the manifest's student: a torch
+    student (the encoder) in this process, the others on the build's executor."""
+    from pmcurate.annotate import apply_steps
+    from pmcurate.annotate.apply_config import ApplyConfig
 
-    if ctx.plan is not None:
-        return _plan_apply(ctx)
-    started = time.perf_counter()
     spec = ctx.manifest.student
-    folder = "distilled" if spec is not None and spec.kind == "distilled" else ""
-    manifest = student.load_manifest(ctx.build, folder)
-    student.verify_models(ctx.build, manifest)
-    labels_dir = schema.table_dir(ctx.build, "labels")
-    sources = schema.shard_paths(ctx.build, "paragraphs")
-    wanted = {path.name for path in sources}
-    orphans = [path for path in schema.shard_paths(ctx.build, "labels") if path.name not in wanted]
-    for path in orphans:
-        path.unlink()
-    todo = [
-        (str(ctx.build), str(source), str(labels_dir / source.name), folder)
-        for source in sources
-        if ctx.force or not student.is_current(labels_dir / source.name, manifest["annotator"])
-    ]
-    labelled = sum(ctx.runner.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
-    return StepReport(
-        "annotate:apply",
-        "ran" if todo or orphans else "unchanged",
-        seconds=time.perf_counter() - started,
-        counts={"shards": len(sources), "shards_labelled": len(todo), "paragraphs_labelled": labelled},
-        note=manifest["annotator"],
-    )
-
-
-def _plan_apply(ctx: _Context) -> StepReport:
-    from pmcurate.annotate import student
-
-    name = "annotate:apply"
-    models = ctx.build / "models" / "students.json"
-    if ctx.force or not models.is_file():
-        ctx.planned(name, "run", "--force" if ctx.force else "labels every paragraph once the students exist")
-    elif ctx.pending:
-        ctx.planned(name, "may run", f"labels the shards {ctx.pending} adds or changes")
-    else:
-        annotator = student.load_manifest(ctx.build)["annotator"]
-        labels = schema.table_dir(ctx.build, "labels")
-        sources = schema.shard_paths(ctx.build, "paragraphs")
-        todo = [p for p in sources if not student.is_current(labels / p.name, annotator)]
-        if todo:
-            ctx.planned(name, "run", f"{len(todo)} of {len(sources)} paragraphs shards lack current labels")
-        else:
-            ctx.planned(name, "unchanged", f"all {len(sources)} paragraphs shards labelled by these students")
-    return StepReport(name, "planned")
+    assert spec is not None  # the manifest requires one with a teacher
+    device = spec.encoder.device if spec.encoder is not None else "auto"
+    workers = ctx.executor.workers if ctx.executor is not None else 1
+    step = apply_steps.ApplyStep(ApplyConfig(student=spec.kind, device=device), workers=workers)
+    return run_step(step, ctx.store, None if step.in_process else ctx.executor)
 
 
 # ---------------------------------------------------------------- filter, export, publish
@@ -438,35 +350,12 @@ READS = ("articles", "paragraphs", "figures", "labels")
 
 
 def _stage_filter(ctx: _Context) -> None:
-    content = ctx.store.tables_fingerprint(READS)
+    from pmcurate.filters.steps import SubsetConfig, SubsetStep
+
     for subset in ctx.manifest.subsets:
-        key = fingerprint(content, dict(subset.config))
-        _step(
-            ctx,
-            f"filter:{subset.name}",
-            key,
-            partial(_subset, ctx, subset),
-            outputs=[ctx.build / "subsets" / subset.name / "subset.json"],
-        )
-
-
-def _subset(ctx: _Context, spec: SubsetSpec) -> StepReport:
-    """Adapter to ``filters.subset.make_subset_from_config``."""
-    from pmcurate.filters.rules import RuleError
-    from pmcurate.filters.subset import SubsetError, make_subset_from_config
-
-    try:
-        result = make_subset_from_config(
-            ctx.build, spec.name, spec.config, ctx.executor, progress=ctx.progress
-        )
-    except (SubsetError, RuleError) as exc:
-        raise BuildError(f"filter:{spec.name}: {exc}") from None
-    return StepReport(
-        f"filter:{spec.name}",
-        "ran",
-        counts={"input": result.input_rows, "kept": result.kept_rows, "written": result.output_rows},
-        drops=dict(result.dropped),
-    )
+        where = f"{ctx.manifest.path}: [subsets.{subset.name}]"
+        config = SubsetConfig.from_manifest(subset.name, subset.config, where=where)
+        ctx.run(SubsetStep(config, executor=ctx.executor))
 
 
 DATASET_DIR = "dataset"
