@@ -45,7 +45,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -53,9 +52,10 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pmcurate import __version__, schema
-from pmcurate.executor import Executor, locate_build, make_executor, pull, push
+from pmcurate.executor import BuildLocation, Executor, locate_build, make_executor, pull, push
+from pmcurate.export.steps import DATASET_DIR, dataset_dir, export_dir
 from pmcurate.http import public_url
-from pmcurate.manifest import ExportSpec, Manifest
+from pmcurate.manifest import Manifest
 from pmcurate.step import (
     Build,
     PlannedStep,
@@ -64,7 +64,6 @@ from pmcurate.step import (
     StepFailed,
     StepInterrupted,
     StepReport,
-    fingerprint,
     run_step,
     sha256_file,
 )
@@ -112,6 +111,8 @@ class _Context:
     manifest: Manifest
     store: Build
     executor: Executor | None
+    remote: str | None = None
+    """The build's URL when its tasks run on Ray: export tasks read and write through it."""
 
     @property
     def build(self) -> Path:
@@ -189,6 +190,7 @@ def run_build(
         log.info("%s: removed %d temporary files left by an interrupted run", build, swept)
     runner = make_executor(executor, workers) if isinstance(executor, str) else executor
     ctx = _Context(manifest, Build.open(build, force=force, progress=progress), runner)
+    ctx.remote = location.remote if runner.name == "ray" else None
     stages = {
         "harvest": _stage_harvest,
         "annotate": _stage_annotate,
@@ -358,101 +360,36 @@ def _stage_filter(ctx: _Context) -> None:
         ctx.run(SubsetStep(config, executor=ctx.executor))
 
 
-DATASET_DIR = "dataset"
-
-
-def dataset_dir(build: Path) -> Path:
-    """The build's dataset folder: every export is one config of it; it is what gets published."""
-    return build / DATASET_DIR
-
-
-def export_dir(build: Path, name: str) -> Path:
-    """The folder of export (config) ``name`` inside the dataset folder."""
-    from pmcurate.export.exporter import config_folder
-
-    return dataset_dir(build) / config_folder(name)
-
-
 def _stage_export(ctx: _Context) -> None:
-    for spec in ctx.manifest.exports:
-        inputs = (
-            ctx.store.folder_fingerprint(ctx.build / "subsets" / spec.subset)
-            if spec.subset
-            else ctx.store.tables_fingerprint(READS)
-        )
-        key = fingerprint(inputs, asdict(spec))
-        _step(
-            ctx,
-            f"export:{spec.name}",
-            key,
-            partial(_export, ctx, spec),
-            outputs=[export_dir(ctx.build, spec.name)],
-        )
+    from pmcurate.export.steps import ExportConfig, ExportStep
 
-
-def _export(ctx: _Context, spec: ExportSpec) -> StepReport:
-    """Adapter to ``export.exporter.export``: the preset's rows as Hub-ready shards, then the dataset
-    card with the manifest's name and description and the repository it is published to."""
-    from pmcurate.export.card import write_card
-    from pmcurate.export.exporter import ExportError, export
-
-    try:
-        result = export(
-            ctx.build,
-            dataset_dir(ctx.build),
+    manifest = ctx.manifest
+    for spec in manifest.exports:
+        config = ExportConfig(
+            name=spec.name,
             preset=spec.preset,
             subset=spec.subset,
-            config=spec.name,
-            format=spec.format,  # type: ignore[arg-type]
+            format=spec.format,
             split_by=spec.split_by,
-            shard_bytes=spec.shard_mb * 2**20,
-            write_card=False,
-            progress=ctx.progress,
+            shard_mb=spec.shard_mb,
+            title=manifest.name,
+            description=manifest.description,
+            repo=manifest.publish.repo if manifest.publish else None,
+            remote=ctx.remote,
+            tasks=ctx.executor.workers if ctx.executor else None,
         )
-        manifest = ctx.manifest
-        repo = manifest.publish.repo if manifest.publish else None
-        write_card(dataset_dir(ctx.build), repo, title=manifest.name, description=manifest.description)
-    except ExportError as exc:
-        raise BuildError(f"export:{spec.name}: {exc}") from None
-    counts = {f"{split} rows": summary.rows for split, summary in result.splits.items()}
-    return StepReport(
-        f"export:{spec.name}",
-        "ran",
-        counts=counts,
-        drops={"no image": result.skipped_rows} if result.skipped_rows else {},
-    )
+        if ctx.remote and ctx.plan is None:  # the tasks read the tables from the URL
+            push(BuildLocation(ctx.build, ctx.remote))
+        ctx.run(ExportStep(config))
 
 
 def _stage_publish(ctx: _Context) -> None:
+    from pmcurate.export.steps import PublishConfig, PublishStep
+
     spec = ctx.manifest.publish
     if spec is None:
         return
-    # the card is rewritten by publishing itself (with the repository id): not an input
-    dataset = ctx.store.folder_fingerprint(dataset_dir(ctx.build), exclude=("README.md",))
-    key = fingerprint(dataset, asdict(spec))
-    _step(ctx, "publish", key, lambda: _publish(ctx))
-
-
-def _publish(ctx: _Context) -> StepReport:
-    """Adapter to ``export.publish.publish``; the token comes from the variable the manifest names
-    (else the local ``hf auth login``) and is never logged."""
-    from pmcurate.export.publish import PublishError, publish
-
-    spec = ctx.manifest.publish
-    assert spec is not None
-    try:
-        result = publish(
-            dataset_dir(ctx.build),
-            spec.repo,
-            private=spec.private,
-            token=os.environ.get(spec.token_env) or None,
-            endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not when huggingface_hub was imported
-            progress=ctx.progress,
-        )
-    except PublishError as exc:
-        raise BuildError(f"publish: {exc} (token from ${spec.token_env})") from None
-    counts = {action: result.count(action) for action in ("add", "update", "delete", "unchanged")}
-    return StepReport("publish", "ran", counts=counts, note=result.url)
+    ctx.run(PublishStep(PublishConfig(repo=spec.repo, private=spec.private, token_env=spec.token_env)))
 
 
 # ---------------------------------------------------------------- checks and plan
