@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25])
     parser.add_argument("--students", nargs="+", choices=STUDENTS, default=list(STUDENTS))
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=encoder.TrainConfig.epochs)
     parser.add_argument("--out", type=Path, default=Path("bench-students.json"))
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument(

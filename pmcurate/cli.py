@@ -355,7 +355,7 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     )
     _add_encoder_options(train)
     train.add_argument(
-        "--epochs", type=_positive_int, default=8, help="encoder student: most epochs (early stopping; 8)"
+        "--epochs", type=_positive_int, default=12, help="encoder student: most epochs (early stopping; 12)"
     )
     train.add_argument(
         "--max-tokens", type=_positive_int, default=256, help="encoder student: word pieces read (256)"

