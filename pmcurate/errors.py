@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import errno
 import sys
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class Policy(enum.Enum):
@@ -39,6 +39,18 @@ class PmcurateError(Exception):
 
     policy: ClassVar[Policy]
     exit_status: ClassVar[int]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its args and attributes, whatever its ``__init__`` takes, so an error raised in a
+        worker process (the local pool, Ray) reaches the runner whole (its class, so its policy)."""
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[PmcurateError], args: tuple[Any, ...], state: dict[str, Any]) -> PmcurateError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class Fatal(PmcurateError):

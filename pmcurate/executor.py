@@ -45,6 +45,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 EXECUTORS = ("local", "ray")
+WORKER_ENV = {"POLARS_MAX_THREADS": "1"}
+"""Set in every worker process before it imports anything (the one place): a pool runs one
+process per core, so each uses one thread (Polars' pool would otherwise start one per core)."""
 
 
 class ExecutorError(Fatal):
@@ -94,13 +97,20 @@ class LocalExecutor:
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            # spawn, not fork: forking a process that has Polars' thread pool running can deadlock
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
         return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def _init_worker() -> None:
+    """First thing in each pool worker: ``WORKER_ENV``."""
+    os.environ.update(WORKER_ENV)
 
 
 class RayExecutor:
@@ -119,7 +129,11 @@ class RayExecutor:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = False
         if not ray.is_initialized():
-            options: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+            options: dict[str, Any] = {
+                "ignore_reinit_error": True,
+                "log_to_driver": False,
+                "runtime_env": {"env_vars": WORKER_ENV},
+            }
             if self.address is None:
                 options["num_cpus"] = max(1, workers or os.cpu_count() or 1)
                 options["include_dashboard"] = False

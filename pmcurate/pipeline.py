@@ -43,28 +43,31 @@ import platform
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.parquet as pq
 
 from pmcurate import __version__, schema
-from pmcurate.errors import Fatal, Retry
 from pmcurate.executor import Executor, locate_build, make_executor, pull, push
-from pmcurate.manifest import ExportSpec, Manifest, SourceSpec, SubsetSpec
+from pmcurate.http import public_url
+from pmcurate.manifest import ExportSpec, Manifest, SourceSpec
 from pmcurate.step import (
-    STATE_FILE,
-    ContentHashes,
+    Build,
     PlannedStep,
+    Step,
+    StepConfig,
+    StepFailed,
+    StepInterrupted,
     StepReport,
     fingerprint,
+    run_step,
     sha256_file,
 )
-from pmcurate.step import load_state as _load_state
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +79,11 @@ SHARD_TABLES = ("quarantine", "labels", "paragraphs", "figures", "tables", "arti
 PACKAGES = ("pyarrow", "polars", "duckdb", "lxml", "fasttext-community", "numpy", "huggingface_hub", "ray")
 
 
-class BuildError(Fatal):
+class BuildError(StepFailed):
     """A build that cannot go on for a reason the user can fix; the message says which step and why."""
 
 
-class BuildInterrupted(Retry):
+class BuildInterrupted(StepInterrupted):
     """A build stopped by its services (unreachable, failing): finished work is kept, a rerun resumes."""
 
 
@@ -106,33 +109,48 @@ class BuildResult:
 
 @dataclass
 class _Context:
-    manifest: Manifest
-    build: Path
-    executor: Executor | None
-    state: dict[str, Any]
-    force: bool
-    progress: bool
-    steps: list[StepReport] = field(default_factory=list)
-    plan: list[PlannedStep] | None = None
-    """Set by ``plan_build``: steps are decided and recorded here, never run."""
-    pending: str | None = None
-    """In a plan, the first step that would run: later steps may read what it changes."""
+    """A manifest being built: the manifest, the build (``step.Build``) and the executor."""
 
-    def __post_init__(self) -> None:
-        self.hashes = ContentHashes(self.state.setdefault("content_sha256", {}))
+    manifest: Manifest
+    store: Build
+    executor: Executor | None
+
+    @property
+    def build(self) -> Path:
+        return self.store.path
+
+    @property
+    def plan(self) -> list[PlannedStep] | None:
+        return self.store.plan
+
+    @property
+    def pending(self) -> str | None:
+        return self.store.pending
+
+    @property
+    def force(self) -> bool:
+        return self.store.force
+
+    @property
+    def progress(self) -> bool:
+        return self.store.progress
+
+    @property
+    def steps(self) -> list[StepReport]:
+        return self.store.reports
+
+    @property
+    def runner(self) -> Executor:
+        """The executor that runs a step's tasks (a plan has none: it runs nothing)."""
+        assert self.executor is not None, "a plan runs no tasks"
+        return self.executor
 
     def planned(self, step: str, action: str, reason: str) -> None:
-        assert self.plan is not None
-        self.plan.append(PlannedStep(step, action, reason))
-        if action == "run" and self.pending is None:
-            self.pending = step
+        self.store.planned(step, action, reason)
 
-    def save_state(self) -> None:
-        path = self.build / STATE_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+    def run(self, step: Step[Any, Any]) -> StepReport:
+        """``step`` through the one runner, on this build's executor."""
+        return run_step(step, self.store, self.executor)
 
 
 # ---------------------------------------------------------------- entry point
@@ -172,7 +190,7 @@ def run_build(
     if swept:
         log.info("%s: removed %d temporary files left by an interrupted run", build, swept)
     runner = make_executor(executor, workers) if isinstance(executor, str) else executor
-    ctx = _Context(manifest, build, runner, _load_state(build), force, progress)
+    ctx = _Context(manifest, Build.open(build, force=force, progress=progress), runner)
     stages = {
         "harvest": _stage_harvest,
         "annotate": _stage_annotate,
@@ -229,84 +247,27 @@ def _check_build_dir(build: Path) -> None:
 # ---------------------------------------------------------------- fingerprints
 
 
-def tables_fingerprint(ctx: _Context, names: Iterable[str]) -> str:
-    shards = {name: ctx.hashes.files_state(schema.shard_paths(ctx.build, name)) for name in sorted(names)}
-    return fingerprint(shards)
+class _Adapter(Step[StepConfig, Any]):
+    """A whole step whose work is a call into a stage module (until the stage owns its steps)."""
 
+    def __init__(self, name: str, key: str, work: Callable[[], StepReport], outputs: Iterable[Path] = ()):
+        super().__init__(StepConfig(), name=name)
+        self.key, self.work, self.paths = key, work, list(outputs)
 
-def folder_fingerprint(ctx: _Context, folder: Path, *, exclude: tuple[str, ...] = ()) -> str:
-    """Fingerprint of the files under ``folder`` (hidden files and names in ``exclude`` left out)."""
-    if not folder.is_dir():
-        return fingerprint([])
-    files = [
-        p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name not in exclude
-    ]
-    return fingerprint(ctx.hashes.files_state(files, folder))
+    def fingerprint(self, build: Build) -> str:
+        return self.key
+
+    def outputs(self, build: Build) -> list[Path]:
+        return self.paths
+
+    def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
+        return self.work()
 
 
 def _step(
-    ctx: _Context,
-    name: str,
-    key: str,
-    run: Callable[[], StepReport],
-    *,
-    outputs: Iterable[Path] = (),
+    ctx: _Context, name: str, key: str, run: Callable[[], StepReport], *, outputs: Iterable[Path] = ()
 ) -> StepReport:
-    """Run ``run`` unless ``key`` equals the fingerprint of the step's last successful run and
-    its ``outputs`` still exist; record the report either way."""
-    previous = ctx.state["steps"].get(name)
-    outputs = list(outputs)
-    unchanged = bool(
-        not ctx.force
-        and previous
-        and previous.get("fingerprint") == key
-        and all(path.exists() for path in outputs)
-    )
-    if ctx.plan is not None:
-        _plan_step(ctx, name, previous, key, outputs, unchanged)
-        status = "unchanged" if unchanged else "planned"
-        report = StepReport(name, status, counts=(previous or {}).get("counts", {}) if unchanged else {})
-        ctx.steps.append(report)
-        return report
-    if unchanged:
-        assert previous is not None
-        report = StepReport(
-            name, "unchanged", counts=previous.get("counts", {}), drops=previous.get("drops", {})
-        )
-    else:
-        started = time.perf_counter()
-        log.info("%s: running", name)
-        report = run()
-        report.seconds = time.perf_counter() - started
-        if report.status == "ran":
-            ctx.state["steps"][name] = {
-                "fingerprint": key,
-                "counts": report.counts,
-                "drops": report.drops,
-                "finished_at": datetime.now(UTC).isoformat(),
-            }
-            ctx.save_state()
-    ctx.steps.append(report)
-    return report
-
-
-def _plan_step(
-    ctx: _Context, name: str, previous: dict[str, Any] | None, key: str, outputs: list[Path], unchanged: bool
-) -> None:
-    """Record whether step ``name`` would run, and why."""
-    if ctx.force:
-        ctx.planned(name, "run", "--force")
-    elif not previous:
-        ctx.planned(name, "run", "never ran in this build")
-    elif previous.get("fingerprint") != key:
-        ctx.planned(name, "run", "its settings or the files it reads changed since its last run")
-    elif not unchanged:
-        missing = next(path for path in outputs if not path.exists())
-        ctx.planned(name, "run", f"its output {missing.relative_to(ctx.build)} is missing")
-    elif ctx.pending:
-        ctx.planned(name, "may run", f"if {ctx.pending} changes what it reads")
-    else:
-        ctx.planned(name, "unchanged", "same settings and inputs as its last run")
+    return ctx.run(_Adapter(name, key, run, outputs))
 
 
 # ---------------------------------------------------------------- harvest
@@ -365,7 +326,7 @@ def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
     }
     counts = local.Counts()
     work = [(task, str(ctx.build), options) for task in pending]
-    for result in ctx.executor.map(harvest_task, work, desc="harvest", progress=ctx.progress):
+    for result in ctx.runner.map(harvest_task, work, desc="harvest", progress=ctx.progress):
         counts.add(local.Counts(**result))
     # every run: a run killed while removing duplicates left no pending task behind it
     duplicates = local.drop_duplicates_across_shards(ctx.build, tasks)["articles"]
@@ -462,8 +423,8 @@ def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepRepor
     from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, HarvestInterrupted, read_id_file
 
     ids = tuple(read_id_file(source.ids)) if source.ids else ()
-    batch = {"batch_size": source.batch_size} if source.batch_size else {}
-    base = {"base_url": source.base_url} if source.base_url else {}
+    batch: dict[str, Any] = {"batch_size": source.batch_size} if source.batch_size else {}
+    base: dict[str, Any] = {"base_url": source.base_url} if source.base_url else {}
     try:
         if source.kind == "pmc":
             options: Any = pmc.PmcOptions(
@@ -519,214 +480,36 @@ def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepRepor
 
 
 def _stage_annotate(ctx: _Context) -> None:
-    teacher = ctx.manifest.teacher
-    if teacher is None:
+    if ctx.manifest.teacher is None:
         return
     if not schema.shard_paths(ctx.build, "paragraphs") and ctx.plan is None:
         raise BuildError(
             f"annotate: {schema.table_dir(ctx.build, 'paragraphs')} has no shards; harvest found nothing"
         )
-    content = tables_fingerprint(ctx, ("articles", "paragraphs"))
-    if teacher.kind == "labels":
-        assert teacher.labels is not None
-        teacher_key = fingerprint("labels-file", sha256_file(teacher.labels))
-    else:
-        settings = (teacher.sample_size, teacher.seed, teacher.min_tokens)
-        sample = _step(
-            ctx,
-            "annotate:sample",
-            fingerprint(content, settings),
-            lambda: _sample(ctx),
-            outputs=[ctx.build / "labels" / "sample.parquet"],
-        )
-        teacher_key = fingerprint(sample.counts, _teacher_settings(ctx))
-        _step(
-            ctx,
-            f"annotate:teacher-{teacher.kind}",
-            teacher_key,
-            lambda: _teach(ctx),
-            outputs=[ctx.build / "labels" / "teacher" / f"{teacher.kind}.parquet"],
-        )
-        answers = ctx.build / "labels" / "teacher" / f"{teacher.kind}.parquet"
-        teacher_key = fingerprint(teacher_key, sha256_file(answers) if answers.is_file() else None)
+    for step in annotate_steps(ctx.manifest):
+        ctx.run(step)
     student = ctx.manifest.student
     assert student is not None  # the manifest requires one with a teacher
-    fasttext_settings = {k: getattr(student, k) for k in ("dim", "pretrain", "search", "seed")}
-    train_inputs = [teacher_key, fasttext_settings]
-    if student.pretrain:
-        train_inputs.append(content)
-    _step(
-        ctx,
-        "annotate:train",
-        fingerprint(*train_inputs),
-        lambda: _train(ctx),
-        outputs=[ctx.build / "models" / "students.json"],
-    )
-    if student.kind != "fasttext":
-        _stage_encoder(ctx, teacher_key, content)
     ctx.steps.append(_apply_encoder(ctx) if student.kind == "encoder" else _apply(ctx))
 
 
-def _stage_encoder(ctx: _Context, teacher_key: str, content: str) -> None:
-    """The encoder student (``[student] kind = "encoder"|"distilled"``), then the distilled one."""
-    student = ctx.manifest.student
-    assert student is not None
-    encoder_settings = asdict(student) | {"encoder": str(student.encoder), "device": None}
-    for key in ("kind", "distill_sample", "dim", "pretrain", "search"):
-        encoder_settings.pop(key)
-    encoder_key = fingerprint(teacher_key, encoder_settings)
-    _step(
-        ctx,
-        "annotate:train-encoder",
-        encoder_key,
-        lambda: _train_encoder(ctx),
-        outputs=[ctx.build / "models" / "encoder" / "students.json"],
-    )
-    if student.kind == "distilled":
-        _step(
-            ctx,
-            "annotate:distill",
-            fingerprint(encoder_key, content, student.distill_sample, student.dim, student.seed),
-            lambda: _distill(ctx),
-            outputs=[ctx.build / "models" / "distilled" / "students.json"],
-        )
+def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
+    """The training steps of the manifest's ``[teacher]`` and ``[student]``, in order."""
+    from pmcurate.annotate import steps
 
-
-def _teacher_settings(ctx: _Context) -> dict[str, Any]:
-    from pmcurate.annotate import prompt
-
-    teacher = ctx.manifest.teacher
-    assert teacher is not None
-    settings = {"kind": teacher.kind}
-    if teacher.kind == "llm":
-        settings |= {
-            "endpoint": _public_url(teacher.endpoint or ""),
-            "model": teacher.model,
-            "prompt_hash": prompt.PROMPT_HASH,
-        }
-    return settings
-
-
-def _sample(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.sample``."""
-    from pmcurate.annotate import sample
-
-    teacher = ctx.manifest.teacher
-    assert teacher is not None
-    frame = sample.stratified_sample(
-        ctx.build, teacher.sample_size, seed=teacher.seed, min_tokens=teacher.min_tokens
-    )
-    path = sample.write_sample(ctx.build, frame)
-    return StepReport(
-        "annotate:sample", "ran", counts={"paragraphs": frame.height, "sha256": sha256_file(path)}
-    )  # type: ignore[dict-item]
-
-
-def _teach(ctx: _Context) -> StepReport:
-    """Adapter to the teachers: the JATS rules, or an LLM endpoint (answers cached in the build)."""
-    from pmcurate.annotate import labels_file, llm, rules, sample
-
-    teacher = ctx.manifest.teacher
-    assert teacher is not None
-    frame = sample.read_sample(ctx.build)
-    name = f"annotate:teacher-{teacher.kind}"
-    if teacher.kind == "rules":
-        rows = rules.rules_teacher_rows(frame)
-        labels_file.write_teacher_labels(ctx.build, "rules", rows)
-        return StepReport(name, "ran", counts={"labels": len(rows)})
-    config = llm.LlmConfig(
-        endpoint=teacher.endpoint or "",
-        model=teacher.model or "",
-        api_key=llm.api_key_from_env(teacher.api_key_env),
-        concurrency=teacher.concurrency,
-        max_tokens=teacher.max_tokens,
-        max_cost=teacher.max_cost,
-        price_in=teacher.price_in,
-        price_out=teacher.price_out,
-    )
-    try:
-        summary = llm.run_llm_teacher(ctx.build, config, sample=frame, progress=ctx.progress)
-    except llm.LlmError as exc:
-        raise BuildError(f"{name}: {exc}") from None
-    counts = {
-        "asked": summary.items,
-        "cached": summary.cached,
-        "answered": summary.answered,
-        "prompt_tokens": summary.prompt_tokens,
-        "completion_tokens": summary.completion_tokens,
-    }
-    drops = {"failed": summary.failed, "not asked (budget)": summary.skipped}
-    # an unfinished teacher is not recorded as done: the next build asks again (answers are cached)
-    status = "ran" if not summary.budget_exhausted and not summary.failed else "incomplete"
-    if not (labels_file.teacher_dir(ctx.build) / "llm.parquet").is_file():
-        raise BuildError(f"{name}: the endpoint answered no paragraph; nothing to train on")
-    return StepReport(name, status, counts=counts, drops={k: v for k, v in drops.items() if v})
-
-
-def _teacher_frame(ctx: _Context) -> tuple[Any, str]:
-    """The teacher labels the students learn, and their name in reports."""
-    from pmcurate.annotate import labels_file
-
-    teacher = ctx.manifest.teacher
-    assert teacher is not None
-    if teacher.kind == "labels":
-        assert teacher.labels is not None
-        return labels_file.load_teacher(ctx.build, path=str(teacher.labels)), f"file:{teacher.labels.name}"
-    return labels_file.load_teacher(ctx.build, name=teacher.kind), teacher.kind
-
-
-def _train_encoder(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.encoder.train_encoder_student``."""
-    from pmcurate.annotate import labels_file, student
-
-    spec = ctx.manifest.student
-    assert spec is not None
-    try:
-        from pmcurate.annotate import encoder
-
-        frame, name = _teacher_frame(ctx)
-        result = encoder.train_encoder_student(
-            ctx.build,
-            frame,
-            teacher_name=name,
-            config=encoder.TrainConfig(epochs=spec.epochs, max_tokens=spec.max_tokens),
-            encoder_path=spec.encoder,
-            device=spec.device,
-            seed=spec.seed,
-            progress=ctx.progress,
-        )
-    except (labels_file.LabelsError, student.StudentError) as exc:
-        raise BuildError(f"annotate:train-encoder: {exc}") from None
-    assert result.manifest is not None
-    counts = {"best_epoch": result.report["chosen"]["best_epoch"], "test_paragraphs": result.report["n_test"]}
-    return StepReport("annotate:train-encoder", "ran", counts=counts, note=result.manifest["annotator"])
-
-
-def _distill(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.distill.distill``."""
-    from pmcurate.annotate import labels_file, student
-
-    spec = ctx.manifest.student
-    assert spec is not None
-    try:
-        from pmcurate.annotate import distill
-
-        frame, name = _teacher_frame(ctx)
-        result = distill.distill(
-            ctx.build,
-            frame,
-            teacher_name=name,
-            sample_size=spec.distill_sample,
-            seed=spec.seed,
-            dim=spec.dim,
-            device=spec.device,
-            progress=ctx.progress,
-        )
-    except (labels_file.LabelsError, student.StudentError) as exc:
-        raise BuildError(f"annotate:distill: {exc}") from None
-    return StepReport(
-        "annotate:distill", "ran", counts={"paragraphs": result.sample}, note=result.manifest["annotator"]
-    )
+    teacher, student = manifest.teacher, manifest.student
+    if teacher is None or student is None:
+        return []
+    found: list[Step[Any, Any]] = []
+    if teacher.kind != "labels":
+        found.append(steps.SampleStep(teacher.sample))
+        found.append(steps.LlmTeacherStep(teacher.llm) if teacher.llm else steps.RulesTeacherStep())
+    found.append(steps.TrainStep(student.train))
+    if student.encoder is not None:
+        found.append(steps.TrainEncoderStep(student.encoder))
+    if student.distill is not None:
+        found.append(steps.DistillStep(student.distill))
+    return found
 
 
 def _apply_encoder(ctx: _Context) -> StepReport:
@@ -734,7 +517,7 @@ def _apply_encoder(ctx: _Context) -> StepReport:
     from pmcurate.annotate import encoder, student
 
     spec = ctx.manifest.student
-    assert spec is not None
+    assert spec is not None and spec.encoder is not None
     started = time.perf_counter()
     wanted = {path.name for path in schema.shard_paths(ctx.build, "paragraphs")}
     for orphan in schema.shard_paths(ctx.build, "labels"):  # labels of paragraphs shards now gone
@@ -742,7 +525,7 @@ def _apply_encoder(ctx: _Context) -> StepReport:
             orphan.unlink()
     try:
         result = encoder.apply_encoder_student(
-            ctx.build, device=spec.device, force=ctx.force, progress=ctx.progress
+            ctx.build, device=spec.encoder.device, force=ctx.force, progress=ctx.progress
         )
     except student.StudentError as exc:
         raise BuildError(f"annotate:apply: {exc}") from None
@@ -757,33 +540,6 @@ def _apply_encoder(ctx: _Context) -> StepReport:
         },
         note=encoder.load_manifest(ctx.build)["annotator"],
     )
-
-
-def _train(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.student.train_student``."""
-    from pmcurate.annotate import labels_file, student
-
-    spec = ctx.manifest.student
-    assert spec is not None
-    try:
-        frame, name = _teacher_frame(ctx)
-        result = student.train_student(
-            ctx.build,
-            frame,
-            teacher_name=name,
-            dim=spec.dim,
-            pretrain=spec.pretrain,
-            seed=spec.seed,
-            grid=student.GRID if spec.search else (student.Params(),),
-        )
-    except (labels_file.LabelsError, student.StudentError) as exc:
-        raise BuildError(f"annotate:train: {exc}") from None
-    report = result.report
-    counts = {
-        "teacher_labels": report["n_train"] + report["n_validation"] + report["n_test"],
-        "test_paragraphs": report["n_test"],
-    }
-    return StepReport("annotate:train", "ran", counts=counts, note=result.manifest["annotator"])
 
 
 _STUDENTS: dict[str, Any] = {}
@@ -825,7 +581,7 @@ def _apply(ctx: _Context) -> StepReport:
         for source in sources
         if ctx.force or not student.is_current(labels_dir / source.name, manifest["annotator"])
     ]
-    labelled = sum(ctx.executor.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
+    labelled = sum(ctx.runner.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
     return StepReport(
         "annotate:apply",
         "ran" if todo or orphans else "unchanged",
@@ -862,35 +618,12 @@ READS = ("articles", "paragraphs", "figures", "labels")
 
 
 def _stage_filter(ctx: _Context) -> None:
-    content = tables_fingerprint(ctx, READS)
+    from pmcurate.filters.steps import SubsetConfig, SubsetStep
+
     for subset in ctx.manifest.subsets:
-        key = fingerprint(content, dict(subset.config))
-        _step(
-            ctx,
-            f"filter:{subset.name}",
-            key,
-            lambda subset=subset: _subset(ctx, subset),
-            outputs=[ctx.build / "subsets" / subset.name / "subset.json"],
-        )
-
-
-def _subset(ctx: _Context, spec: SubsetSpec) -> StepReport:
-    """Adapter to ``filters.subset.make_subset_from_config``."""
-    from pmcurate.filters.rules import RuleError
-    from pmcurate.filters.subset import SubsetError, make_subset_from_config
-
-    try:
-        result = make_subset_from_config(
-            ctx.build, spec.name, spec.config, ctx.executor, progress=ctx.progress
-        )
-    except (SubsetError, RuleError) as exc:
-        raise BuildError(f"filter:{spec.name}: {exc}") from None
-    return StepReport(
-        f"filter:{spec.name}",
-        "ran",
-        counts={"input": result.input_rows, "kept": result.kept_rows, "written": result.output_rows},
-        drops=dict(result.dropped),
-    )
+        where = f"{ctx.manifest.path}: [subsets.{subset.name}]"
+        config = SubsetConfig.from_manifest(subset.name, subset.config, where=where)
+        ctx.run(SubsetStep(config, executor=ctx.executor))
 
 
 DATASET_DIR = "dataset"
@@ -911,16 +644,16 @@ def export_dir(build: Path, name: str) -> Path:
 def _stage_export(ctx: _Context) -> None:
     for spec in ctx.manifest.exports:
         inputs = (
-            folder_fingerprint(ctx, ctx.build / "subsets" / spec.subset)
+            ctx.store.folder_fingerprint(ctx.build / "subsets" / spec.subset)
             if spec.subset
-            else tables_fingerprint(ctx, READS)
+            else ctx.store.tables_fingerprint(READS)
         )
         key = fingerprint(inputs, asdict(spec))
         _step(
             ctx,
             f"export:{spec.name}",
             key,
-            lambda spec=spec: _export(ctx, spec),
+            partial(_export, ctx, spec),
             outputs=[export_dir(ctx.build, spec.name)],
         )
 
@@ -963,7 +696,8 @@ def _stage_publish(ctx: _Context) -> None:
     if spec is None:
         return
     # the card is rewritten by publishing itself (with the repository id): not an input
-    key = fingerprint(folder_fingerprint(ctx, dataset_dir(ctx.build), exclude=("README.md",)), asdict(spec))
+    dataset = ctx.store.folder_fingerprint(dataset_dir(ctx.build), exclude=("README.md",))
+    key = fingerprint(dataset, asdict(spec))
     _step(ctx, "publish", key, lambda: _publish(ctx))
 
 
@@ -1000,13 +734,14 @@ def preflight(manifest: Manifest, build: Path, until: str = "publish") -> list[s
     stages = STAGES[: STAGES.index(until) + 1]
     checked = []
     teacher = manifest.teacher
-    if "annotate" in stages and teacher is not None and teacher.kind == "llm" and teacher.api_key_env:
-        if not os.environ.get(teacher.api_key_env):
+    key_env = teacher.llm.api_key_env if teacher is not None and teacher.llm is not None else None
+    if "annotate" in stages and key_env:
+        if not os.environ.get(key_env):
             raise BuildError(
-                f"annotate: ${teacher.api_key_env} is not set ([teacher] api_key_env names it): "
+                f"annotate: ${key_env} is not set ([teacher] api_key_env names it): "
                 "set it, or drop api_key_env for an endpoint that needs no key"
             )
-        checked.append(f"LLM key in ${teacher.api_key_env}")
+        checked.append(f"LLM key in ${key_env}")
     if "export" in stages and manifest.exports:
         try:
             check_card_target(dataset_dir(build))
@@ -1051,8 +786,7 @@ def plan_build(
     build = location.local
     _check_build_dir(build)
     checks = preflight(manifest, build, until)
-    state = _load_state(build) if build.is_dir() else {"steps": {}}
-    ctx = _Context(manifest, build, None, state, force, progress=False, plan=[])
+    ctx = _Context(manifest, Build.open(build, force=force, progress=False, plan=True), None)
     stages = {
         "harvest": _stage_harvest,
         "annotate": _stage_annotate,
@@ -1079,14 +813,6 @@ def format_plan(plan: BuildPlan) -> str:
 
 
 # ---------------------------------------------------------------- provenance
-
-
-def _public_url(url: str) -> str:
-    """``url`` without user info or query string (where credentials hide)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _versions() -> dict[str, str]:
@@ -1119,8 +845,8 @@ def _input_files(ctx: _Context) -> list[dict[str, Any]]:
     paths = [p for s in ctx.manifest.sources if s.kind == "local" for p in s.paths]
     if not paths:
         return []
-    cache: dict[str, Any] = ctx.state.setdefault("checksums", {})
-    rows = []
+    cache: dict[str, Any] = ctx.store.state.setdefault("checksums", {})
+    rows: list[dict[str, Any]] = []
     for path in archive.discover_inputs(paths):
         stat = path.stat()
         key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -1151,11 +877,11 @@ def _network_inputs(ctx: _Context) -> list[dict[str, Any]]:
                 " ',' ORDER BY article_id), ''))"
                 f" FROM read_parquet([{files}])"
             ).fetchone()  # type: ignore[misc]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for source in sources:
         settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False)}
         if "base_url" in settings:
-            settings["base_url"] = _public_url(settings["base_url"])
+            settings["base_url"] = public_url(settings["base_url"])
         if source.ids:
             settings["ids_sha256"] = sha256_file(source.ids)
         rows.append({"source": source.kind, "settings": settings})
@@ -1174,9 +900,14 @@ def _teacher_provenance(ctx: _Context) -> dict[str, Any] | None:
     teacher = ctx.manifest.teacher
     if teacher is None:
         return None
-    info: dict[str, Any] = _teacher_settings(ctx)
+    info: dict[str, Any] = {"kind": teacher.kind}
+    if teacher.llm is not None:
+        from pmcurate.annotate import prompt
+
+        endpoint = public_url(teacher.llm.endpoint) if teacher.llm.endpoint else None
+        info |= teacher.llm.settings() | {"endpoint": endpoint, "prompt_hash": prompt.PROMPT_HASH}
     if teacher.kind != "labels":
-        info |= {"sample_size": teacher.sample_size, "seed": teacher.seed, "min_tokens": teacher.min_tokens}
+        info |= teacher.sample.settings()
     if teacher.labels:
         info["labels"] = {"path": str(teacher.labels), "sha256": sha256_file(teacher.labels)}
     for name in ("sample.parquet", f"teacher/{teacher.kind}.parquet"):
@@ -1258,8 +989,8 @@ def write_provenance(ctx: _Context, seconds: float) -> Path:
         },
         "seconds": round(seconds, 3),
     }
-    ctx.hashes.forget_unused()
-    ctx.save_state()
+    ctx.store.hashes.forget_unused()
+    ctx.store.save_state()
     path = ctx.build / PROVENANCE_FILE
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(_scrub(json.dumps(provenance, indent=2, default=str)) + "\n")

@@ -20,6 +20,8 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pmcurate import labels
+
 LICENSE_CODES = (
     "CC0",
     "CC BY",
@@ -46,8 +48,8 @@ SECTION_TYPES = (
     "case",
     "other",
 )
-DOCUMENT_TYPES = ("clinical_case", "study", "review", "other")
-DOMAINS = ("clinical", "biomedical", "other")
+DOCUMENT_TYPES = labels.get("document_type").classes
+DOMAINS = labels.get("domain").classes
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 STRINGS = pa.list_(pa.string())
@@ -163,21 +165,19 @@ TABLES = pa.schema(
 """``table-wrap`` objects: caption, cell text (cells tab-separated, rows newline-separated), footer."""
 
 
-def _scores(names: Iterable[str]) -> pa.DataType:
-    return pa.struct([(n, pa.float32()) for n in names])
-
-
 LABELS = pa.schema(
     [
         ("paragraph_id", pa.string(), False),
-        ("document_type", pa.string()),
-        ("document_type_scores", _scores(DOCUMENT_TYPES)),
-        ("domain", pa.string()),
-        ("domain_scores", _scores(DOMAINS)),
-        ("educational_score", pa.float32()),
+        *labels.fields(),
         ("annotator", pa.string()),
     ]
 )
+"""One row per paragraph: every registered label's columns (``pmcurate/labels/``, in name order; a
+taught class label with its ``NAME_scores`` struct, a score as the students' expected value) and
+the student that gave the taught ones."""
+
+TAUGHT_LABELS = pa.schema([f for f in LABELS if f.name not in {s.name for s in labels.computed()}])
+"""What a student gives (``LABELS`` without the computed labels, which ``labels.with_computed`` adds)."""
 
 QUARANTINE = pa.schema(
     [
@@ -202,9 +202,7 @@ TEACHER_LABELS = pa.schema(
         ("text_sha256", pa.string(), False),
         ("text", pa.string()),
         ("article_id", pa.string()),
-        ("document_type", pa.string()),
-        ("domain", pa.string()),
-        ("educational_score", pa.int8()),
+        *(spec.teacher_field for spec in labels.taught()),
         ("model", pa.string()),
         ("prompt_hash", pa.string()),
         ("annotator", pa.string()),
@@ -244,14 +242,26 @@ _ARTICLE_FIELDS = (
     "commercial_use",
     "retracted",
 )
-_LABEL_FIELDS = ("document_type", "document_type_scores", "domain", "domain_scores", "educational_score")
+ROW_COLUMNS = ("id", "labels", "repeat", "article_url", "license_type", "language_score", "mentions")
+ARTICLE_STATS = (
+    "article_paragraphs",
+    "article_words",
+    "article_clinical_paragraphs",
+    "article_clinical_fraction",
+    "article_educational_mean",
+)
+LABEL_COLUMNS: dict[str, str] = labels.flat_names(
+    [*PARAGRAPHS.names, *ARTICLES.names, *FIGURES.names, *TABLES.names, *ROW_COLUMNS, *ARTICLE_STATS]
+)
+"""Labels-table column → its name in flat rows (subsets, exports, stats), where labels sit beside
+article and paragraph columns: its own name, or ``labels_NAME`` when that is taken (``language``,
+``annotator``). ``ROW_COLUMNS`` and ``ARTICLE_STATS`` are the other names such rows use."""
 
 SUBSET_PARAGRAPHS = pa.schema(
     [
         *PARAGRAPHS,
         *(ARTICLES.field(name) for name in _ARTICLE_FIELDS),
-        *(LABELS.field(name) for name in _LABEL_FIELDS),
-        ("labels_annotator", pa.string()),
+        *(LABELS.field(name).with_name(flat) for name, flat in LABEL_COLUMNS.items()),
         ("repeat", pa.int32(), False),
     ]
 )

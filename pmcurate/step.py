@@ -33,23 +33,32 @@ import json
 import logging
 import os
 import pickle
+import re
 import time
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from pmcurate import schema
-from pmcurate.errors import Fatal
+from pmcurate.errors import Fatal, PmcurateError, Retry, one_line
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = Path(".pmcurate") / "state.json"
 
 # ---------------------------------------------------------------- configs
+
+
+class StepFailed(Fatal):
+    """A step stopped by an error the user must fix (its policy was fatal, or one item of a step
+    that has no quarantine was bad): the message names the step."""
+
+
+class StepInterrupted(Retry):
+    """A step stopped by its services (a transport failure): finished work is kept, a rerun resumes."""
 
 
 class ConfigError(Fatal):
@@ -70,6 +79,7 @@ def option(
     minimum: float | None = _LOWEST,
     metavar: str | None = None,
     manifest: bool = True,
+    group: str | None = None,
     default_factory: Any = _NO_DEFAULT,
 ) -> Any:
     """A field of a step config with what the manifest reader and the CLI need to know of it.
@@ -78,6 +88,7 @@ def option(
     (set by the command itself, e.g. a positional argument). ``choices``: the allowed values.
     ``minimum``: the smallest allowed number (default: integers ≥ 1, numbers ≥ 0; ``None``: any).
     ``manifest=False``: not a manifest key (set by the caller: the build folder, the executor).
+    ``group``: fields of one group are mutually exclusive CLI options.
     """
     metadata = {
         "help": help,
@@ -86,6 +97,7 @@ def option(
         "minimum": minimum,
         "metavar": metavar,
         "manifest": manifest,
+        "group": group,
     }
     if default_factory is not _NO_DEFAULT:
         return field(default_factory=default_factory, metadata=metadata)
@@ -107,6 +119,7 @@ class Option:
     minimum: float | None
     metavar: str | None
     manifest: bool
+    group: str | None
 
     @property
     def required(self) -> bool:
@@ -144,19 +157,26 @@ class StepConfig:
                     minimum=minimum,
                     metavar=meta.get("metavar"),
                     manifest=meta.get("manifest", True),
+                    group=meta.get("group"),
                 )
             )
         return found
 
     @classmethod
     def from_table(
-        cls, table: Mapping[str, Any], *, where: str = "", base: Path | None = None, **fixed: Any
+        cls,
+        table: Mapping[str, Any],
+        *,
+        where: str = "",
+        resolve: Callable[[str, str], Path] | None = None,
+        **fixed: Any,
     ) -> Self:
         """The config from a manifest table: every key checked against the fields (type, choices,
-        minimum), unknown keys refused. ``base``: the folder relative paths start from. ``fixed``:
-        values the caller sets (not manifest keys)."""
+        minimum), unknown keys refused. ``resolve(value, key)``: the path a path value names
+        (relative to the manifest; may raise when it does not exist). ``fixed``: values the caller
+        sets (not manifest keys)."""
         values = dict(fixed)
-        known = [o.name for o in cls.options() if o.manifest]
+        known = [o.name for o in cls.options() if o.manifest and o.name not in fixed]
         unknown = sorted(set(table) - set(known))
         if unknown:
             raise ConfigError(
@@ -164,26 +184,38 @@ class StepConfig:
                 f"(known here: {', '.join(sorted(known)) or 'none'})"
             )
         for opt in cls.options():
-            if not opt.manifest or opt.name in fixed:
+            if opt.name not in known:
                 continue
             if opt.name in table:
-                values[opt.name] = _check(opt, table[opt.name], _where(where, opt.name), base)
+                value = _check(opt, table[opt.name], _where(where, opt.name))
+                if resolve is not None and isinstance(value, Path):
+                    value = resolve(table[opt.name], opt.name)
+                values[opt.name] = value
             elif opt.required:
                 raise ConfigError(f"{_where(where, opt.name)}: required key is missing")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:  # a check across fields (``__post_init__``), worded with the keys
+            raise ConfigError(f"{_where(where, '')} {exc}" if where else str(exc)) from None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, *, skip: Iterable[str] = ()) -> None:
         """One CLI option per field that has a flag (``cli=""`` fields and ``skip`` left out)."""
+        groups: dict[str, Any] = {}
         for opt in cls.options():
             if opt.flag is None or opt.name in skip:
                 continue
+            target: Any = parser
+            if opt.group is not None:
+                target = groups.get(opt.group) or groups.setdefault(
+                    opt.group, parser.add_mutually_exclusive_group()
+                )
             default = None if opt.required else opt.default
-            shown = not opt.required and default not in (None, False, ())
+            shown = not opt.required and default is not None and default is not False and default != ()
             text = opt.help + (f" (default {default})" if shown and opt.type is not bool else "")
             if opt.type is bool:  # off by default: a switch; on by default: --x / --no-x
                 action = argparse.BooleanOptionalAction if default else "store_true"
-                parser.add_argument(opt.flag, dest=opt.name, action=action, default=default, help=text)
+                target.add_argument(opt.flag, dest=opt.name, action=action, default=default, help=text)
                 continue
             kwargs: dict[str, Any] = {"dest": opt.name, "default": default, "help": text}
             if opt.choices:
@@ -198,7 +230,7 @@ class StepConfig:
                 kwargs["type"] = date.fromisoformat
             if opt.required:
                 kwargs["required"] = True
-            parser.add_argument(opt.flag, **kwargs)
+            target.add_argument(opt.flag, **kwargs)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **fixed: Any) -> Self:
@@ -215,8 +247,12 @@ class StepConfig:
                 continue
             if opt.type is tuple and isinstance(value, list):
                 value = tuple(value)
-            values[opt.name] = _check(opt, value, opt.flag or opt.name, None)
-        return cls(**values)
+            values[opt.name] = _check(opt, value, opt.flag or opt.name)
+        try:
+            return cls(**values)
+        except ConfigError as exc:  # a check across fields, worded with the keys: name the flags
+            flags = {o.name: o.flag for o in cls.options() if o.flag}
+            raise ConfigError(re.sub(r"\b[a-z_]+\b", lambda m: flags.get(m[0], m[0]), str(exc))) from None
 
     def settings(self) -> dict[str, Any]:
         """The config as plain values (paths as strings): what fingerprints and provenance record."""
@@ -252,7 +288,7 @@ def _fail(where: str, expected: str, value: Any) -> typing.NoReturn:
     raise ConfigError(f"{where}: expected {expected}, got {_show(value)}")
 
 
-def _check(opt: Option, value: Any, where: str, base: Path | None) -> Any:
+def _check(opt: Option, value: Any, where: str) -> Any:
     """``value`` converted to the field's type, or ``ConfigError`` saying what was expected."""
     if value is None and opt.optional:
         return None
@@ -287,12 +323,11 @@ def _check(opt: Option, value: Any, where: str, base: Path | None) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
             _fail(where, "a list of non-empty strings", value)
         return tuple(value)
+    if kind is Path and isinstance(value, Path):  # from the CLI (``type=Path``)
+        return value
     if not isinstance(value, str) or not value.strip():
         _fail(where, "a non-empty string", value)
-    if kind is Path:
-        path = Path(value).expanduser()
-        return base / path if base is not None and not path.is_absolute() else path
-    return value
+    return Path(value).expanduser() if kind is Path else value
 
 
 # ---------------------------------------------------------------- reports and the build
@@ -409,6 +444,8 @@ class Build:
 
     def shards(self, table: str) -> list[Path]:
         """The shards of ``table`` (none when it has none yet)."""
+        from pmcurate import schema
+
         return schema.shard_paths(self.path, table)
 
     def tables_fingerprint(self, names: Iterable[str]) -> str:
@@ -468,6 +505,8 @@ class Step(Generic[C, T]):
     name: str = ""
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
+    result: Any = None
+    """What the step's last ``finish`` produced, in the driver (a command prints it)."""
 
     def __init__(self, config: C, *, name: str | None = None) -> None:
         self.config = config
@@ -546,9 +585,23 @@ def run_step(step: Step[Any, Any], build: Build, executor: Runner | None = None)
             step.name, "unchanged", counts=previous.get("counts", {}), drops=previous.get("drops", {})
         )
     else:
-        report = _run(step, build, key, executor)
+        try:
+            report = _run(step, build, key, executor)
+        except PmcurateError as exc:
+            raise _by_policy(step, exc) from exc
     build.reports.append(report)
     return report
+
+
+def _by_policy(step: Step[Any, Any], exc: PmcurateError) -> PmcurateError:
+    """The error a step's error becomes, named after the step: a transport failure stays
+    resumable; anything else stops the run (an item a step could skip was skipped inside it)."""
+    if isinstance(exc, StepFailed | StepInterrupted):  # already named after a step
+        return exc
+    message = one_line(exc)
+    if not message.startswith(f"{step.name}:"):
+        message = f"{step.name}: {message}"
+    return StepInterrupted(message) if isinstance(exc, Retry) else StepFailed(message)
 
 
 def _run(step: Step[Any, Any], build: Build, key: str | None, executor: Runner | None) -> StepReport:

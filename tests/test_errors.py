@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import importlib
 import inspect
+import pickle
 import pkgutil
 import socket
 from pathlib import Path
@@ -58,6 +59,17 @@ POLICIES = {
 def test_each_error_class_has_its_policy(cls: type[PmcurateError]) -> None:
     assert cls.policy is POLICIES[cls]
     assert sum(issubclass(cls, policy) for policy in (Fatal, SkipItem, Retry)) == 1
+
+
+def test_an_error_with_its_own_arguments_survives_pickling() -> None:
+    """What a worker process raises reaches the runner with its class, message and attributes."""
+    exc = pickle.loads(pickle.dumps(fetch.FetchError("https://h/a.xml", "http_404", "HTTP 404")))
+    assert type(exc) is fetch.FetchError and exc.policy is Policy.SKIP_ITEM
+    assert (str(exc), exc.url, exc.reason) == (
+        "https://h/a.xml: http_404 (HTTP 404)",
+        "https://h/a.xml",
+        "http_404",
+    )
 
 
 def _public_error_classes() -> list[type[BaseException]]:

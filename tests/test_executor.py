@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,3 +101,18 @@ def test_url_build_resumes_from_the_url_on_another_machine(
 def test_local_path_is_its_own_working_copy(tmp_path: Path) -> None:
     location = locate_build(tmp_path / "build")
     assert location == BuildLocation(tmp_path / "build", None)
+
+
+def _polars_threads(_: str) -> str:
+    import polars as pl
+
+    return f"{os.environ.get('POLARS_MAX_THREADS')}:{pl.thread_pool_size()}"
+
+
+def test_pool_workers_run_one_polars_thread_each() -> None:
+    executor = LocalExecutor(2)
+    try:
+        found = set(executor.map(_polars_threads, ["a", "b", "c"], desc="env", progress=False))
+    finally:
+        executor.close()
+    assert found == {"1:1"}

@@ -195,8 +195,9 @@ def test_student_kind_chooses_the_labelling_student(tmp_path: Path) -> None:
         "[student]", '[student]\nkind = "distilled"\ndevice = "cpu"\nepochs = 3\ndistill_sample = 5000'
     )
     spec = load_manifest(write(tmp_path, text)).student
-    assert spec is not None
-    assert (spec.kind, spec.device, spec.epochs, spec.distill_sample) == ("distilled", "cpu", 3, 5000)
+    assert spec is not None and spec.encoder is not None and spec.distill is not None
+    assert (spec.kind, spec.encoder.device, spec.encoder.epochs) == ("distilled", "cpu", 3)
+    assert (spec.distill.device, spec.distill.distill_sample) == ("cpu", 5000)
     default = load_manifest(write(tmp_path, VALID)).student
     assert default is not None and default.kind == "fasttext"
 
@@ -209,3 +210,38 @@ def test_student_kind_outside_the_choices_lists_them(tmp_path: Path) -> None:
 def test_encoder_settings_need_an_encoder_kind(tmp_path: Path) -> None:
     message = error(tmp_path, VALID.replace("[student]", "[student]\nepochs = 3"))
     assert "unknown key(s) 'epochs'" in message
+
+
+LLM_TEACHER = '[teacher]\nkind = "llm"\nmodel = "m"\n'
+
+
+def test_every_teacher_option_is_a_manifest_key(tmp_path: Path) -> None:
+    text = VALID.replace(
+        VALID[VALID.index("[teacher]") : VALID.index("[student]")],
+        LLM_TEACHER + 'backend = "vllm"\ntensor_parallel = 2\nretry_failed = true\n\n',
+    )
+    teacher = load_manifest(write(tmp_path, text)).teacher
+    assert teacher is not None and teacher.llm is not None
+    assert (teacher.llm.backend, teacher.llm.tensor_parallel, teacher.llm.retry_failed) == ("vllm", 2, True)
+
+
+def test_http_teacher_without_endpoint_names_the_key(tmp_path: Path) -> None:
+    text = VALID.replace(VALID[VALID.index("[teacher]") : VALID.index("[student]")], LLM_TEACHER + "\n")
+    assert "[teacher] endpoint: required with backend http" in error(tmp_path, text)
+
+
+def test_every_student_option_is_a_manifest_key(tmp_path: Path) -> None:
+    text = VALID.replace("[student]", "[student]\ntext_only = true\nseparate = true")
+    student = load_manifest(write(tmp_path, text)).student
+    assert student is not None and (student.train.text_only, student.train.separate) == (True, True)
+
+
+def test_students_learn_the_labels_file_of_the_teacher(tmp_path: Path) -> None:
+    student = load_manifest(write(tmp_path, VALID)).student
+    assert student is not None and student.train.labels is not None
+    assert student.train.labels.name == "sample-paragraph-labels.jsonl"
+
+
+def test_the_teacher_is_not_a_student_key(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID.replace("[student]", '[student]\nteacher = "rules"'))
+    assert "[student]: unknown key(s) 'teacher'" in message

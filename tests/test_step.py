@@ -10,8 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from pmcurate.errors import Fatal, Retry, SkipItem
 from pmcurate.executor import LocalExecutor
-from pmcurate.step import Build, ConfigError, Step, StepConfig, StepReport, option, run_step
+from pmcurate.step import (
+    Build,
+    ConfigError,
+    Step,
+    StepConfig,
+    StepFailed,
+    StepInterrupted,
+    StepReport,
+    option,
+    run_step,
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +36,8 @@ class CountConfig(StepConfig):
     limit: int | None = option(None, "at most this many")
     fast: bool = option(False, "go fast")
     check: bool = option(True, "check inputs")
-    labels: Path | None = option(None, "a labels file")
+    labels: Path | None = option(None, "a labels file", group="source")
+    teacher: str = option("llm", "a teacher", choices=("llm", "rules"), group="source")
 
 
 # ---------------------------------------------------------------- configs
@@ -33,7 +45,9 @@ class CountConfig(StepConfig):
 
 def test_table_values_are_checked_and_converted(tmp_path: Path) -> None:
     table = {"sizes": "3", "mode": "max", "ratio": 1, "limit": 4, "fast": True, "labels": "l.tsv"}
-    config = CountConfig.from_table(table, where="[count]", base=tmp_path, out=tmp_path)
+    config = CountConfig.from_table(
+        table, where="[count]", resolve=lambda value, key: tmp_path / value, out=tmp_path
+    )
     assert config == CountConfig(
         out=tmp_path, sizes=("3",), mode="max", ratio=1.0, limit=4, fast=True, labels=tmp_path / "l.tsv"
     )
@@ -84,9 +98,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_cli_flags_come_from_the_fields() -> None:
-    args = _parser().parse_args(["--batch-size", "3", "--fast", "--no-check", "--sizes", "1", "2"])
-    config = CountConfig.from_args(args, out=Path("o"))
-    assert config == CountConfig(out=Path("o"), batch_size=3, fast=True, check=False, sizes=("1", "2"))
+    argv = ["--batch-size", "3", "--fast", "--no-check", "--sizes", "1", "2", "--labels", "l.tsv"]
+    config = CountConfig.from_args(_parser().parse_args(argv), out=Path("o"))
+    assert config == CountConfig(
+        out=Path("o"), batch_size=3, fast=True, check=False, sizes=("1", "2"), labels=Path("l.tsv")
+    )
+
+
+def test_fields_of_a_group_are_exclusive_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--labels", "l.tsv", "--teacher", "rules"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_cli_defaults_equal_the_manifest_defaults() -> None:
@@ -101,7 +123,7 @@ def test_cli_values_are_checked_like_manifest_values() -> None:
 
 def test_cli_help_shows_help_and_default() -> None:
     text = _parser().format_help()
-    assert "rows per batch (default 8)" in text
+    assert "rows per batch (default 8)" in text and "random seed (default 0)" in text
     assert "--no-check" in text and "--out" not in text
 
 
@@ -296,3 +318,36 @@ def test_per_task_step_plan_explains_its_tasks(tmp_path: Path) -> None:
         ("run", "3 tasks to run"),
         ("unchanged", "every task done"),
     ]
+
+
+class Failing(CountStep):
+    error: Exception = Fatal("bad input")
+
+    def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        (Fatal("no table"), StepFailed),
+        (SkipItem("one bad article"), StepFailed),
+        (Retry("503"), StepInterrupted),
+    ],
+)
+def test_runner_decides_by_policy_and_names_the_step(
+    tmp_path: Path, error: Exception, raised: type[Exception]
+) -> None:
+    step = Failing(_step(tmp_path).config)
+    step.error = error
+    with pytest.raises(raised) as info:
+        run_step(step, Build(tmp_path))
+    assert str(info.value) == f"count: {error}"
+    assert Build.open(tmp_path).state["steps"] == {}  # a failed step is not recorded as done
+
+
+def test_a_bug_keeps_its_traceback(tmp_path: Path) -> None:
+    step = Failing(_step(tmp_path).config)
+    step.error = KeyError("bug")
+    with pytest.raises(KeyError):
+        run_step(step, Build(tmp_path))

@@ -1,16 +1,16 @@
-"""``pmcurate annotate sample|llm|train|apply``: argument handling around the stage functions."""
+"""``pmcurate annotate sample|llm|train|distill|apply``: each runs its steps (``annotate/steps.py``)
+through the one runner, ``step.run_step``, as ``pmcurate build`` does, and prints what they made."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-import polars as pl
-
-from pmcurate.annotate import labels_file, llm, rules, sample, student, vllm_backend
+from pmcurate.annotate import sample, steps, student
 from pmcurate.annotate.report import format_report, side_by_side
-from pmcurate.errors import UserError
+from pmcurate.step import Build, Step, run_step
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,9 +20,21 @@ def run(args: argparse.Namespace) -> int:
     return handler(args)
 
 
+def _run(build: Build, step: Step[Any, Any]) -> Any:
+    """``step`` through the one runner (always run: a command is asked to run); what it produced."""
+    run_step(step, build)
+    return step.result
+
+
+def _open(args: argparse.Namespace) -> Build:
+    from pmcurate import progress
+
+    return Build.open(Path(args.build), force=True, progress=progress.enabled())
+
+
 def _sample(args: argparse.Namespace) -> int:
-    frame = sample.stratified_sample(args.build, args.n, seed=args.seed, min_tokens=args.min_tokens)
-    path = sample.write_sample(args.build, frame)
+    frame = _run(_open(args), steps.SampleStep(steps.SampleConfig.from_args(args)))
+    path = Path(args.build) / sample.SAMPLE_FILE
     strata = frame.group_by("article_type", "section_type").len().sort("len", descending=True)
     print(f"sampled {frame.height} paragraphs from {frame['article_id'].n_unique()} articles → {path}")
     print(strata)
@@ -30,7 +42,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _llm(args: argparse.Namespace) -> int:
-    summary = _llm_vllm(args) if args.backend == "vllm" else _llm_http(args)
+    summary = _run(_open(args), steps.LlmTeacherStep(steps.LlmTeacherConfig.from_args(args)))
     print(
         f"{summary.items} paragraphs: {summary.cached} from cache, {summary.answered} answered, "
         f"{summary.failed} failed, {summary.skipped} not asked; tokens {summary.prompt_tokens:,} in, "
@@ -39,52 +51,6 @@ def _llm(args: argparse.Namespace) -> int:
     if summary.budget_exhausted:
         print("budget spent: rerun with a larger budget to label the rest (answers so far are cached)")
     return 0
-
-
-def _llm_vllm(args: argparse.Namespace) -> llm.RunSummary:
-    if args.max_tokens is not None or args.max_cost is not None:
-        raise UserError("--max-tokens and --max-cost apply to --backend http only")
-    if not 0 < args.gpu_memory_utilization <= 1:
-        raise UserError("--gpu-memory-utilization must be in (0, 1]")
-    config = vllm_backend.VllmConfig(
-        model=args.model,
-        tensor_parallel=args.tensor_parallel,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        retry_failed=args.retry_failed,
-    )
-    return vllm_backend.run_vllm_teacher(args.build, config, sample=sample.read_sample(args.build))
-
-
-def _llm_http(args: argparse.Namespace) -> llm.RunSummary:
-    if not args.endpoint:
-        raise UserError("--endpoint is needed with --backend http")
-    if args.max_cost is not None and not (args.price_in or args.price_out):
-        raise UserError("--max-cost needs --price-in and/or --price-out")
-    config = llm.LlmConfig(
-        endpoint=args.endpoint,
-        model=args.model,
-        api_key=llm.api_key_from_env(args.api_key_env),
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        max_tokens=args.max_tokens,
-        max_cost=args.max_cost,
-        price_in=args.price_in,
-        price_out=args.price_out,
-        retry_failed=args.retry_failed,
-    )
-    return llm.run_llm_teacher(args.build, config, sample=sample.read_sample(args.build))
-
-
-def _teacher(args: argparse.Namespace) -> tuple[pl.DataFrame, str]:
-    """The teacher labels ``--labels`` or ``--teacher`` name, and the name reports give them."""
-    if args.labels:
-        return labels_file.load_teacher(args.build, path=args.labels), f"file:{Path(args.labels).name}"
-    if args.teacher == "rules":
-        labels_file.write_teacher_labels(
-            args.build, "rules", rules.rules_teacher_rows(sample.read_sample(args.build))
-        )
-    return labels_file.load_teacher(args.build, name=args.teacher), args.teacher
 
 
 STUDENTS = {
@@ -97,14 +63,19 @@ STUDENTS = {
 
 
 def _train(args: argparse.Namespace) -> int:
-    teacher, name = _teacher(args)
+    build = _open(args)
+    if args.labels is None and args.teacher == "rules":
+        _run(build, steps.RulesTeacherStep())
     chosen = STUDENTS[args.student]
     if "fasttext" in chosen:
-        _train_fasttext(args, teacher, name)
+        result = _run(build, steps.TrainStep(steps.TrainConfig.from_args(args)))
+        print(format_report(result.report))
+        print(f"\nmodels: {Path(args.build) / 'models'} (annotator {result.manifest['annotator']})")
+        print(json.dumps(result.report["chosen"]))
     if "embedding" in chosen:
-        _train_embedding(args, teacher, name)
+        _print_embedding(args, _run(build, steps.TrainEmbeddingStep(steps.EmbeddingConfig.from_args(args))))
     if "encoder" in chosen:
-        _train_encoder(args, teacher, name)
+        _print_encoder(args, _run(build, steps.TrainEncoderStep(steps.EncoderConfig.from_args(args))))
     if len(chosen) > 1 or "encoder" in chosen:
         table = side_by_side(args.build)
         if table:
@@ -112,29 +83,9 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_fasttext(args: argparse.Namespace, teacher: pl.DataFrame, name: str) -> None:
-    result = student.train_student(
-        args.build,
-        teacher,
-        teacher_name=name,
-        dim=args.dim,
-        pretrain=not args.no_pretrain,
-        seed=args.seed,
-        context=not args.text_only,
-        joint=not args.separate,
-        grid=(student.Params(),) if args.no_search else student.GRID,
-    )
-    print(format_report(result.report))
-    print(f"\nmodels: {Path(args.build) / 'models'} (annotator {result.manifest['annotator']})")
-    print(json.dumps(result.report["chosen"]))
-
-
-def _train_embedding(args: argparse.Namespace, teacher: pl.DataFrame, name: str) -> None:
+def _print_embedding(args: argparse.Namespace, result: Any) -> None:
     from pmcurate.annotate import embedding
 
-    result = embedding.train_embedding_student(
-        args.build, teacher, teacher_name=name, seed=args.seed, context=not args.text_only
-    )
     print()
     print(format_report(result.report))
     print(f"\nreport: {Path(args.build) / 'models' / embedding.REPORT_DIR / 'report.json'}")
@@ -145,19 +96,9 @@ def _train_embedding(args: argparse.Namespace, teacher: pl.DataFrame, name: str)
         print(embedding.format_comparison(result.comparison))
 
 
-def _train_encoder(args: argparse.Namespace, teacher: pl.DataFrame, name: str) -> None:
+def _print_encoder(args: argparse.Namespace, result: Any) -> None:
     from pmcurate.annotate import encoder
 
-    config = encoder.TrainConfig(epochs=args.epochs, max_tokens=args.max_tokens, context=not args.text_only)
-    result = encoder.train_encoder_student(
-        args.build,
-        teacher,
-        teacher_name=name,
-        config=config,
-        encoder_path=args.encoder,
-        device=args.device,
-        seed=args.seed,
-    )
     print()
     print(format_report(result.report))
     assert result.manifest is not None
@@ -171,16 +112,7 @@ def _train_encoder(args: argparse.Namespace, teacher: pl.DataFrame, name: str) -
 def _distill(args: argparse.Namespace) -> int:
     from pmcurate.annotate import distill
 
-    teacher, name = _teacher(args)
-    result = distill.distill(
-        args.build,
-        teacher,
-        teacher_name=name,
-        sample_size=args.sample,
-        seed=args.seed,
-        dim=args.dim,
-        device=args.device,
-    )
+    result = _run(_open(args), steps.DistillStep(steps.DistillConfig.from_args(args)))
     if result.report is not None:
         print(format_report(result.report))
         table = side_by_side(args.build)

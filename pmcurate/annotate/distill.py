@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pmcurate import schema
+from pmcurate import labels, schema
 from pmcurate.annotate import encoder, student
 
 FOLDER = "distilled"
@@ -58,26 +58,22 @@ def sample_paragraphs(build: str | os.PathLike[str], size: int, seed: int = 0) -
 def label_sample(
     labeller: encoder.EncoderStudent, frame: pl.DataFrame, *, progress: bool = True
 ) -> pl.DataFrame:
-    """``frame`` with the encoder's three labels as teacher columns (the score rounded to a class)."""
-    parts = []
+    """``frame`` with the encoder's labels as teacher columns (a score rounded to a class)."""
+    parts = [pl.DataFrame(schema.TAUGHT_LABELS.empty_table())]
     for start in tqdm(
         range(0, frame.height, CHUNK), desc="distill: encoder labels", unit="chunk", disable=not progress
     ):
-        parts.append(pl.from_arrow(labeller.label(frame.slice(start, CHUNK))))
-    labels = (
-        pl.concat(parts) if parts else pl.DataFrame(schema=pl.from_arrow(schema.LABELS.empty_table()).schema)
-    )
-    assert isinstance(labels, pl.DataFrame)
-    return frame.with_columns(
-        labels["document_type"].alias("document_type"),
-        labels["domain"].alias("domain"),
-        labels["educational_score"]
-        .round()
-        .clip(1, 5)
-        .cast(pl.Int64)
-        .cast(pl.String)
-        .alias("educational_score"),
-    )
+        parts.append(pl.DataFrame(labeller.label(frame.slice(start, CHUNK))))
+    given = pl.concat(parts)
+    return frame.with_columns(_teacher_column(given, spec) for spec in labels.taught())
+
+
+def _teacher_column(given: pl.DataFrame, spec: labels.LabelSpec) -> pl.Series:
+    """The encoder's label as the teacher's: a class as it is, a score rounded to one of its classes."""
+    if spec.kind != "score":
+        return given[spec.name]
+    low, high = spec.range or (1, 5)
+    return given[spec.name].round().clip(low, high).cast(pl.Int64).cast(pl.String)
 
 
 @dataclass

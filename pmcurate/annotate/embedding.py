@@ -428,7 +428,7 @@ def compare(fasttext: Mapping[str, Any] | None, embedding: Mapping[str, Any]) ->
     }
     rows: dict[str, dict[str, float | None]] = {}
     for task in student.TASKS:
-        metrics = ("pearson", "mae") if task == "educational_score" else ("kappa", "macro_f1")
+        metrics = ("pearson", "mae") if task in student.SCORES else ("kappa", "macro_f1")
         for metric in metrics:
             rows[f"{task} {metric}"] = {
                 name: _metric(report["labels"][task], predictor, metric)

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pmcurate import schema
+from pmcurate import labels, schema
 from pmcurate.annotate import student
 
 try:
@@ -57,7 +57,9 @@ HELDOUT = "heldout"
 articles; ``annotate distill`` uses it to measure the distilled student honestly."""
 BACKBONE = "backbone"
 HEADS = "heads.safetensors"
-CLASS_TASKS = ("document_type", "domain")
+CLASS_TASKS = tuple(task for task in student.TASKS if task not in student.SCORES)
+SCORE_TASKS = student.SCORES
+"""Class labels get a softmax head; scores (the educational score) a regression head."""
 PAD_MULTIPLE = 8
 """Padded lengths rounded up to a multiple of 8: tensor cores (bf16) like those shapes."""
 
@@ -167,7 +169,7 @@ class MultiTask(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict(
             {task: nn.Linear(hidden, len(student.TASKS[task])) for task in CLASS_TASKS}
-            | {"educational_score": nn.Linear(hidden, 1)}
+            | {task: nn.Linear(hidden, 1) for task in SCORE_TASKS}
         )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -178,22 +180,36 @@ class MultiTask(nn.Module):
         return {task: head(pooled) for task, head in self.heads.items()}
 
 
-def score_to_target(score: np.ndarray) -> np.ndarray:
-    """The regression head learns (score − 3) / 2: the 1–5 scale centred on 0."""
-    return (score.astype(np.float32) - 3.0) / 2.0
+def _scale(task: str) -> tuple[float, float]:
+    """Centre and half-width of a score's range (3 and 2 for the educational score's 1–5)."""
+    low, high = labels.get(task).range or (1, 5)
+    return (low + high) / 2.0, (high - low) / 2.0
 
 
-def score_distribution(values: np.ndarray) -> np.ndarray:
-    """Five class weights whose expected value is ``values`` (clipped to 1–5): the mass split
-    between the two neighbouring scores, so the labels table and the metrics read the
-    regression head exactly as they read a fastText student's five classes."""
-    v = np.clip(np.asarray(values, dtype=np.float64), 1.0, 5.0)
-    low = np.clip(np.floor(v), 1, 4).astype(np.int64)
+def score_to_target(score: np.ndarray, task: str = "educational_score") -> np.ndarray:
+    """The regression head learns (score − centre) / half-width: the 1–5 scale centred on 0."""
+    centre, half = _scale(task)
+    return (score.astype(np.float32) - centre) / half
+
+
+def score_from_output(output: np.ndarray, task: str = "educational_score") -> np.ndarray:
+    centre, half = _scale(task)
+    return centre + half * output
+
+
+def score_distribution(values: np.ndarray, task: str = "educational_score") -> np.ndarray:
+    """Class weights (one per integer of the score's range) whose expected value is ``values``
+    (clipped to the range): the mass split between the two neighbouring scores, so the labels
+    table and the metrics read the regression head exactly as they read a fastText student's
+    classes."""
+    first, last = labels.get(task).range or (1, 5)
+    v = np.clip(np.asarray(values, dtype=np.float64), float(first), float(last))
+    low = np.clip(np.floor(v), first, last - 1).astype(np.int64)
     upper = v - low
-    out = np.zeros((len(v), 5), dtype=np.float32)
+    out = np.zeros((len(v), last - first + 1), dtype=np.float32)
     rows = np.arange(len(v))
-    out[rows, low - 1] = 1.0 - upper
-    out[rows, low] += upper
+    out[rows, low - first] = 1.0 - upper
+    out[rows, low - first + 1] += upper
     return out
 
 
@@ -231,12 +247,12 @@ def token_batches(lengths: Sequence[int], batch_tokens: int, max_rows: int) -> l
     """Row indices grouped longest first, so each batch's padded size (rows × longest, rounded up
     to ``PAD_MULTIPLE``) stays within ``batch_tokens``: short paragraphs travel many to a batch,
     and little of the compute goes to padding. A paragraph longer than the budget goes alone."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
+    sizes = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-sizes, kind="stable")
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):
-        longest = _padded(int(lengths[order[start]]))
+        longest = _padded(int(sizes[order[start]]))
         rows = max(1, min(max_rows, batch_tokens // max(longest, 1)))
         batches.append(order[start : start + rows])
         start += rows
@@ -283,7 +299,7 @@ def predict(
     the order of ``ids``."""
     model.eval()
     raw = {task: np.zeros((len(ids), len(student.TASKS[task])), np.float32) for task in CLASS_TASKS}
-    score = np.zeros(len(ids), np.float32)
+    score = {task: np.zeros(len(ids), np.float32) for task in SCORE_TASKS}
     pin = device.type == "cuda"
     with torch.inference_mode(), autocast(device, config.bf16):
         for rows in token_batches([len(r) for r in ids], config.batch_tokens, config.max_rows):
@@ -293,8 +309,10 @@ def predict(
             out = model(input_ids.to(device, non_blocking=True), mask.to(device, non_blocking=True))
             for task in CLASS_TASKS:
                 raw[task][rows] = torch.softmax(out[task].float(), dim=-1).cpu().numpy()
-            score[rows] = (3.0 + 2.0 * out["educational_score"].float().squeeze(-1)).cpu().numpy()
-    return raw | {"educational_score": score_distribution(score)}
+            for task in SCORE_TASKS:
+                output = out[task].float().squeeze(-1).cpu().numpy()
+                score[task][rows] = score_from_output(output, task)
+    return raw | {task: score_distribution(values, task) for task, values in score.items()}
 
 
 # ---------------------------------------------------------------- training
@@ -317,8 +335,10 @@ def _targets(frame: pl.DataFrame) -> dict[str, np.ndarray]:
         )
         for task in CLASS_TASKS
     }
-    scores = np.array([float(v) for v in student.task_labels(frame, "educational_score")], np.float32)
-    return out | {"educational_score": score_to_target(scores)}
+    for task in SCORE_TASKS:
+        scores = np.array([float(v) for v in student.task_labels(frame, task)], np.float32)
+        out[task] = score_to_target(scores, task)
+    return out
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -333,7 +353,7 @@ def _length_grouped(lengths: np.ndarray, batch_size: int, rng: np.random.Generat
     the batches. Less padding (faster on CPU) while each epoch still sees a new order."""
     order = rng.permutation(len(lengths))
     window = batch_size * 8
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(order), window):
         chunk = order[start : start + window]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
@@ -480,14 +500,21 @@ def _step_loss(
     input_ids, mask = pad(ids, tokenizer.pad_token_id)
     with autocast(device, bf16):
         out = model(input_ids.to(device), mask.to(device))
-    loss = sum(
+    losses = [
         nn.functional.cross_entropy(
             out[task].float(), torch.from_numpy(targets[task][rows]).to(device), weight=weights[task]
         )
         for task in CLASS_TASKS
-    )
-    score = torch.from_numpy(targets["educational_score"][rows]).to(device)
-    return loss + nn.functional.mse_loss(out["educational_score"].float().squeeze(-1), score)
+    ] + [
+        nn.functional.mse_loss(
+            out[task].float().squeeze(-1), torch.from_numpy(targets[task][rows]).to(device)
+        )
+        for task in SCORE_TASKS
+    ]
+    total = losses[0]
+    for loss in losses[1:]:
+        total = total + loss
+    return total
 
 
 # ---------------------------------------------------------------- the student
@@ -876,7 +903,8 @@ def apply_encoder_student(
         parts.append(labeller.label_ids(chunk.paragraph_ids, chunk.ids))
         bar.update(len(chunk.ids))
         if chunk.last:
-            table = pa.concat_tables(parts) if parts else schema.LABELS.empty_table()
+            table = pa.concat_tables(parts) if parts else schema.TAUGHT_LABELS.empty_table()
+            table = labels.with_computed(table, todo[chunk.shard][0])
             schema.write_shard(table, todo[chunk.shard][1])
             done += table.num_rows
             parts = []

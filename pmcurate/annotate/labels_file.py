@@ -20,11 +20,10 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from pmcurate import schema
+from pmcurate import labels, schema
 from pmcurate.errors import Fatal
 
 TEACHER_DIR = Path("labels") / "teacher"
-EDU_SCORES = (1, 2, 3, 4, 5)
 
 
 class LabelsError(Fatal):
@@ -40,22 +39,12 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def validate_labels(obj: Mapping[str, Any]) -> tuple[str, str, int]:
-    """The three labels of ``obj`` as (document_type, domain, educational_score), or LabelsError."""
-    document_type = obj.get("document_type")
-    if document_type not in schema.DOCUMENT_TYPES:
-        raise LabelsError(f"document_type {document_type!r} is not one of {', '.join(schema.DOCUMENT_TYPES)}")
-    domain = obj.get("domain")
-    if domain not in schema.DOMAINS:
-        raise LabelsError(f"domain {domain!r} is not one of {', '.join(schema.DOMAINS)}")
-    score = obj.get("educational_score")
-    if isinstance(score, str) and score.strip().isdigit():
-        score = int(score.strip())
-    if isinstance(score, float) and score.is_integer():
-        score = int(score)
-    if isinstance(score, bool) or score not in EDU_SCORES:
-        raise LabelsError(f"educational_score {score!r} is not an integer from 1 to 5")
-    return document_type, domain, int(score)
+def validate_labels(obj: Mapping[str, Any]) -> dict[str, str | int]:
+    """The taught labels of ``obj`` (``pmcurate/labels/``), checked, by name; or LabelsError."""
+    try:
+        return labels.check_answer(obj)
+    except labels.LabelSpecError as exc:
+        raise LabelsError(str(exc)) from None
 
 
 def teacher_row(
@@ -70,15 +59,13 @@ def teacher_row(
     at: datetime | None = None,
 ) -> dict[str, Any]:
     """One validated row of ``schema.TEACHER_LABELS``."""
-    document_type, domain, score = validate_labels(labels)
+    checked = validate_labels(labels)
     return {
         "paragraph_id": paragraph_id,
         "text_sha256": text_sha256(text) if text is not None else text_sha256(paragraph_id or ""),
         "text": text,
         "article_id": article_id,
-        "document_type": document_type,
-        "domain": domain,
-        "educational_score": score,
+        **checked,
         "model": model,
         "prompt_hash": prompt_hash,
         "annotator": annotator,
@@ -142,7 +129,7 @@ def _jsonl_row(path: Path, number: int, line: str) -> tuple[dict[str, Any], dict
 
 
 def teacher_frame(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
-    return pl.from_arrow(schema.to_table(rows, schema.TEACHER_LABELS))
+    return pl.DataFrame(schema.to_table(rows, schema.TEACHER_LABELS))
 
 
 def write_teacher_labels(build: str | os.PathLike[str], name: str, rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -158,7 +145,7 @@ def read_teacher_labels(build: str | os.PathLike[str], name: str) -> pl.DataFram
         raise LabelsError(
             f"{path}: no teacher labels named {name!r} in this build (run `annotate {name}` first)"
         )
-    return pl.from_arrow(pq.read_table(path, schema=schema.TEACHER_LABELS))
+    return pl.DataFrame(pq.read_table(path, schema=schema.TEACHER_LABELS))
 
 
 def load_teacher(

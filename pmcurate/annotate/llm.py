@@ -35,6 +35,7 @@ import httpx
 import polars as pl
 from tqdm import tqdm
 
+from pmcurate import labels
 from pmcurate.annotate import labels_file, prompt
 from pmcurate.errors import Fatal, SkipItem
 from pmcurate.http import parse_retry_after
@@ -115,15 +116,13 @@ def parse_answer(content: str | None) -> dict[str, Any]:
             continue
         if isinstance(obj, dict):
             obj = {str(k).strip().lower(): v for k, v in obj.items()}
-            if isinstance(obj.get("document_type"), str):
-                obj["document_type"] = obj["document_type"].strip().lower().replace(" ", "_")
-            if isinstance(obj.get("domain"), str):
-                obj["domain"] = obj["domain"].strip().lower()
+            for spec in labels.taught():
+                if spec.kind == "class" and isinstance(obj.get(spec.name), str):
+                    obj[spec.name] = obj[spec.name].strip().lower().replace(" ", "_")
             try:
-                document_type, domain, score = labels_file.validate_labels(obj)
+                return labels_file.validate_labels(obj)
             except labels_file.LabelsError as exc:
                 raise MalformedAnswer(str(exc)) from None
-            return {"document_type": document_type, "domain": domain, "educational_score": score}
     raise MalformedAnswer(f"no JSON object in the answer: {content[:80]!r}")
 
 

@@ -2,7 +2,10 @@
 
 Changing a word of the prompt changes ``PROMPT_HASH``; every answer is stored with the hash of
 the prompt that produced it, so answers of different prompts are never mixed up in the cache or
-in a training set. Bump ``PROMPT_VERSION`` with any change.
+in a training set. Bump ``PROMPT_VERSION`` with any change of the words here.
+
+The rubric of each label and the answer's JSON schema come from the taught labels' specs
+(``pmcurate/labels/``): a new taught label adds its section and its key, and so a new hash.
 """
 
 from __future__ import annotations
@@ -11,58 +14,38 @@ import hashlib
 import json
 from typing import Any
 
-from pmcurate import schema
+from pmcurate import labels
 
 PROMPT_VERSION = "paragraph-labels-v1"
 
-SYSTEM = """\
+NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _keys(names: list[str]) -> str:
+    count = NUMBERS[len(names)] if len(names) < len(NUMBERS) else str(len(names))
+    return f"exactly {count} key{'s' if len(names) != 1 else ''}: " + ", ".join(f'"{n}"' for n in names)
+
+
+TAUGHT = labels.taught()
+"""The labels the teacher gives (``pmcurate/labels/``): their rubrics make the prompt."""
+
+SYSTEM = (
+    """\
 You annotate single paragraphs taken from biomedical research articles (PubMed Central).
 Read the paragraph on its own; the section title is a hint only. Answer with one JSON object with
-exactly three keys: "document_type", "domain", "educational_score". No other text.
-
-document_type: what kind of writing the paragraph is.
-- "clinical_case": narrates one or a few specific, individual patients: presentation, history,
-  examination, test results, diagnosis, treatment, course or outcome ("A 54-year-old woman
-  presented with..."). Discussion mainly about the described patient also counts.
-- "study": reports or discusses original research done by the authors: aims, methods, materials,
-  experiments, cohorts, statistics, results and their interpretation.
-- "review": synthesises existing knowledge or literature: background, state of the art, narrative
-  overviews, general explanations of diseases, mechanisms or methods not tied to the authors' own
-  new data.
-- "other": anything else: acknowledgements, funding, competing interests, author contributions,
-  data availability, administrative or editorial notices, corrections, figure/legend-like fragments.
-
-domain: the subject area.
-- "clinical": human health care: patients, diagnosis, treatment, clinical practice, clinical
-  trials, nursing, public health practice with patients.
-- "biomedical": life-science research not about patient care: molecular and cell biology,
-  genetics, microbiology, biochemistry, animal models, neuroscience, bioinformatics, basic
-  epidemiology.
-- "other": not biomedical (pure statistics, computing or physics with no biomedical angle,
-  administrative text).
-
-educational_score: integer 1 to 5, how useful the paragraph is for teaching biomedicine at
-college level.
-- 1: no educational value (boilerplate, administrative, references, fragments).
-- 2: little value: narrow technical detail (reagent lists, protocol steps, raw numbers) with no
-  explanation.
-- 3: some value: relevant content with some context, but specialised or partly incoherent for a
-  learner.
-- 4: high value: clear, coherent and informative; explains findings, concepts or clinical
-  reasoning well.
-- 5: outstanding: textbook-like, thorough explanation of important concepts, very instructive.
 """
+    + _keys([spec.name for spec in TAUGHT])
+    + ". No other text.\n\n"
+    + "\n\n".join(spec.rubric for spec in TAUGHT)
+    + "\n"
+)
 
 USER = "Section title: {section}\n\nParagraph:\n{text}"
 
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {
-        "document_type": {"type": "string", "enum": list(schema.DOCUMENT_TYPES)},
-        "domain": {"type": "string", "enum": list(schema.DOMAINS)},
-        "educational_score": {"type": "integer", "minimum": 1, "maximum": 5},
-    },
-    "required": ["document_type", "domain", "educational_score"],
+    "properties": {spec.name: spec.answer_schema() for spec in TAUGHT},
+    "required": [spec.name for spec in TAUGHT],
     "additionalProperties": False,
 }
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from pmcurate import labels
 
 EDU_THRESHOLD = 3
 
@@ -65,7 +68,7 @@ def classification_metrics(
     }
 
 
-def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+def pearson(x: ArrayLike, y: ArrayLike) -> float | None:
     """Pearson r, or None when either side is constant (r is undefined there)."""
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(a) < 2 or a.std() == 0 or b.std() == 0:
@@ -136,10 +139,10 @@ STUDENT_REPORTS = {
 """Where each student's report lies under ``BUILD/models/``."""
 SPLIT_KEYS = ("teacher", "n_train", "n_validation", "n_test", "n_test_articles")
 COMPARED = {
-    "document_type": ("macro_f1", "kappa"),
-    "domain": ("macro_f1", "kappa"),
-    "educational_score": ("pearson", "mae"),
+    spec.name: ("pearson", "mae") if spec.kind == "score" else ("macro_f1", "kappa")
+    for spec in labels.taught()
 }
+"""The metrics compared per taught label (``pmcurate/labels/``)."""
 
 
 def comparison(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

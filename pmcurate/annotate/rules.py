@@ -82,6 +82,11 @@ def section_type_from_title(title: str | None) -> str:
     return "other"
 
 
+RULES_LABELS = ("document_type", "domain", "educational_score")
+"""The labels the rules teacher gives: a label added since (``pmcurate/labels/``) needs another
+teacher (an LLM or a labels file)."""
+
+
 def rules_label(
     article_type: str | None, section_type: str | None, section_title: str | None = None
 ) -> dict[str, Any]:

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pmcurate import schema
+from pmcurate import labels, schema
 from pmcurate.annotate import report as metrics
 from pmcurate.annotate import rules
 from pmcurate.errors import Fatal
@@ -45,11 +45,10 @@ from pmcurate.progress import Steps, interruptible
 
 log = logging.getLogger(__name__)
 
-TASKS: dict[str, tuple[str, ...]] = {
-    "document_type": schema.DOCUMENT_TYPES,
-    "domain": schema.DOMAINS,
-    "educational_score": ("1", "2", "3", "4", "5"),
-}
+TASKS: dict[str, tuple[str, ...]] = {spec.name: spec.student_classes for spec in labels.taught()}
+"""Each taught label (``pmcurate/labels/``) and the classes a student predicts for it (a score's
+integers as classes: the student's expected value over them is the score)."""
+SCORES = tuple(spec.name for spec in labels.taught() if spec.kind == "score")
 JOINT = "joint"
 """One model for the three labels (fastText one-vs-all loss): one prediction per paragraph
 instead of three, about three times the throughput of ``apply``."""
@@ -261,20 +260,21 @@ def predict_scores(model: Any, texts: list[str], classes: Sequence[str]) -> np.n
         return scores
     column = {f"__label__{c}": i for i, c in enumerate(classes)}
     all_labels, all_probs = model.f.multilinePredict([t + "\n" for t in texts], -1, 0.0, "strict")
-    for row, (labels, probs) in enumerate(zip(all_labels, all_probs, strict=True)):
-        scores[row, [column[label] for label in labels]] = probs
+    for row, (predicted, probs) in enumerate(zip(all_labels, all_probs, strict=True)):
+        scores[row, [column[label] for label in predicted]] = probs
     return scores
 
 
 def decide(task: str, scores: np.ndarray) -> tuple[list[str], np.ndarray | None]:
-    """Arg-max class per row; for the educational score also the expected value (1–5)."""
+    """Arg-max class per row; for a score (the educational score) also the expected value (1–5)."""
     classes = TASKS[task]
     top = [classes[i] for i in scores.argmax(axis=1)]
-    if task != "educational_score":
+    if task not in SCORES:
         return top, None
-    weights = np.arange(1, 6, dtype=np.float32)
+    weights = np.array([float(c) for c in classes], dtype=np.float32)
     total = scores.sum(axis=1)
-    expected = np.where(total > 0, (scores * weights).sum(axis=1) / np.maximum(total, 1e-9), 3.0)
+    middle = float(weights.mean())
+    expected = np.where(total > 0, (scores * weights).sum(axis=1) / np.maximum(total, 1e-9), middle)
     return top, expected.astype(np.float32)
 
 
@@ -307,7 +307,7 @@ def agreement(task: str, truth: list[str], scores: np.ndarray) -> dict[str, Any]
 
 
 def validation_metric(task: str, result: dict[str, Any]) -> float:
-    if task == "educational_score":
+    if task in SCORES:
         return result["pearson"] if result["pearson"] is not None else -1.0
     return result["macro_f1"]
 
@@ -326,7 +326,8 @@ def split_by_article(frame: pl.DataFrame, fraction: float, seed: int) -> tuple[p
         .alias("_key")
     ).sort("_key")
     target = fraction * frame.height
-    held, count = [], 0
+    held: list[object] = []
+    count = 0
     for group, size in order.select("_group", "len").iter_rows():
         if count >= target:
             break
@@ -359,7 +360,7 @@ def article_folds(frame: pl.DataFrame, k: int, seed: int) -> list[list[str]]:
 def prepared_teacher(teacher: pl.DataFrame) -> pl.DataFrame:
     """Teacher rows that have text, with their section type and the educational score as a class name."""
     teacher = _with_section_type(teacher.filter(pl.col("text").is_not_null()))
-    teacher = teacher.with_columns(pl.col("educational_score").cast(pl.String))
+    teacher = teacher.with_columns(pl.col(name).cast(pl.String) for name in SCORES)
     if teacher.height < 20:
         raise StudentError(f"only {teacher.height} teacher labels with text: need at least 20 to train")
     return teacher
@@ -596,8 +597,11 @@ def _choose(
 
 
 def rules_scores(frame: pl.DataFrame, task: str) -> np.ndarray:
-    """The rules teacher's answer for ``task`` as one-hot rows (from the frame's JATS context)."""
+    """The rules teacher's answer for ``task`` as one-hot rows (from the frame's JATS context);
+    uniform rows for a label the rules teacher does not give."""
     classes = TASKS[task]
+    if task not in rules.RULES_LABELS:
+        return np.full((frame.height, len(classes)), 1.0 / len(classes), dtype=np.float32)
     one_hot = np.zeros((frame.height, len(classes)), dtype=np.float32)
     contexts = zip(*(_column_or_nulls(frame, c) for c in CONTEXT_COLUMNS), strict=True)
     for row, (article_type, section_type, section_title) in enumerate(contexts):
@@ -626,7 +630,7 @@ def evaluate_task(
     constant = np.zeros((test.height, len(classes)), dtype=np.float32)
     constant[:, classes.index(majority)] = 1.0
     result["majority"] = agreement(task, truth, constant)
-    if "article_type" in test.columns:
+    if "article_type" in test.columns and task in rules.RULES_LABELS:
         guessed = rules.rules_labels(
             test["article_type"].to_list(),
             _column_or_nulls(test, "section_type"),
@@ -764,7 +768,8 @@ class Students:
 
 
 def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annotator: str) -> pa.Table:
-    """A LABELS table from each task's final class scores (columns in ``TASKS`` order)."""
+    """The taught labels' columns (``schema.TAUGHT_LABELS``) from each task's final class scores;
+    ``label_shard`` adds the computed ones."""
     columns: dict[str, Any] = {"paragraph_id": paragraph_ids.to_arrow()}
     for task, task_scores in scores.items():
         top, expected = decide(task, task_scores)
@@ -776,7 +781,7 @@ def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annota
             [pa.array(task_scores[:, i]) for i in range(len(TASKS[task]))], names=list(TASKS[task])
         )
     columns["annotator"] = pa.array([annotator] * len(paragraph_ids), pa.string())
-    return pa.table({name: columns[name] for name in schema.LABELS.names}).cast(schema.LABELS)
+    return pa.table({name: columns[name] for name in schema.TAUGHT_LABELS.names}).cast(schema.TAUGHT_LABELS)
 
 
 _WORKER: Students | None = None
@@ -812,8 +817,8 @@ def label_shard(source: Path, target: Path, students: Labeller | None = None) ->
         if types is not None:
             frame = frame.join(types, on="article_id", how="left", maintain_order="left")
         parts.append(students.label(frame))
-    table = pa.concat_tables(parts) if parts else schema.LABELS.empty_table()
-    schema.write_shard(table, target)
+    table = pa.concat_tables(parts) if parts else schema.TAUGHT_LABELS.empty_table()
+    schema.write_shard(labels.with_computed(table, source), target)
     return table.num_rows
 
 
@@ -839,12 +844,15 @@ def article_types(paragraphs_shard: Path) -> pl.DataFrame:
 
 
 def is_current(target: Path, annotator: str) -> bool:
-    """A finished labels shard made by these same models (its annotator column says so)."""
+    """A finished labels shard made by these same models (its annotator column says so), with
+    every label of today's ``schema.LABELS`` (a label added since is computed again)."""
     if not target.is_file():
         return False
     try:
         meta = pq.ParquetFile(target).metadata
     except (OSError, pa.ArrowInvalid):
+        return False
+    if not meta.schema.to_arrow_schema().remove_metadata().equals(schema.LABELS):
         return False
     leaves = [meta.schema.column(i).path for i in range(meta.num_columns)]
     if "annotator" not in leaves or meta.num_row_groups == 0:

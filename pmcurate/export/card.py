@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 
+from pmcurate import labels, schema
 from pmcurate.errors import Fatal
 from pmcurate.export.exporter import DEFAULT_CONFIG, PROVENANCE_DIR
 
@@ -39,14 +40,22 @@ _SETTINGS = re.compile(r"<!-- pmcurate-card (\{.*\}) -->")
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
 _CC_URL = re.compile(r"creativecommons\.org/licenses/(by(?:-nc)?(?:-sa|-nd)?)/(\d\.\d)", re.IGNORECASE)
 _CC0_URL = re.compile(r"creativecommons\.org/publicdomain/zero/1\.0", re.IGNORECASE)
-_SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
-_SIZES += ((10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+_SIZES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+)
 _DISTRIBUTIONS = (
     ("license", "License", "license"),
     ("license_type", "License", "license_type"),
-    ("document_type", "Document type", "document_type"),
-    ("domain", "Domain", "domain"),
-    ("educational_score", "Educational score (rounded)", "round(educational_score)::INTEGER"),
+    *(
+        (schema.LABEL_COLUMNS[spec.name], spec.title, spec.distribution_sql(schema.LABEL_COLUMNS[spec.name]))
+        for spec in labels.specs()
+    ),
     ("section_type", "Section type", "section_type"),
     ("format", "Image format", "format"),
 )

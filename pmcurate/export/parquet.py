@@ -251,7 +251,7 @@ def write_split(
     footer_per_group = FOOTER_BYTES_PER_COLUMN * len(arrow_schema.types)
     try:
         for group in read_ahead(row_groups(batches, group_bytes)):
-            if writer is None:
+            if writer is None or sink is None:  # opened and closed together
                 path = folder / f"{_TMP}{split}-{len(written):05d}"
                 sink = open(path, "wb")  # noqa: SIM115 - closed below, after the writer
                 writer = _writer(sink, arrow_schema, stored)
@@ -266,7 +266,7 @@ def write_split(
                 sink.close()
                 written[-1] = (written[-1][0], rows)
                 writer, sink, rows, groups = None, None, 0, 0
-        if writer is not None:
+        if writer is not None and sink is not None:
             writer.close()
             sink.close()
             written[-1] = (written[-1][0], rows)

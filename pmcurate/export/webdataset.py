@@ -35,8 +35,15 @@ from pmcurate.schema import TMP_PREFIX
 EXTENSIONS = {"jpg": "JPEG", "png": "PNG"}
 """The image extensions an export can use, with Pillow's name for the format."""
 
-_MAGIC = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF8", "gif"), (b"II*\x00", "tif"))
-_MAGIC += ((b"MM\x00*", "tif"), (b"RIFF", "webp"), (b"BM", "bmp"))
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF8", "gif"),
+    (b"II*\x00", "tif"),
+    (b"MM\x00*", "tif"),
+    (b"RIFF", "webp"),
+    (b"BM", "bmp"),
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _TMP = f"{TMP_PREFIX}export-"
 
@@ -71,10 +78,11 @@ def encode_image(data: bytes, extension: str) -> tuple[bytes, str | None]:
         return data, None
     from PIL import Image  # only needed when formats are mixed
 
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        if extension == "jpg" and image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        image: Image.Image = opened
+        if extension == "jpg" and opened.mode not in ("RGB", "L"):
+            image = opened.convert("RGB")
         out = io.BytesIO()
         options: dict[str, Any] = {"quality": 95} if extension == "jpg" else {"optimize": False}
         image.save(out, format=EXTENSIONS[extension], **options)

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -112,6 +113,9 @@ class Outcome:
     output_rows: int
     dropped: dict[str, int]
     dedup: dict[str, object] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each phase (``partition``, ``rules``, each dedup kind, ``write``): for the step's
+    report and logs, never written into the subset (its files do not depend on the machine)."""
 
 
 # ---------------------------------------------------------------- helpers
@@ -218,7 +222,8 @@ def boundaries(samples: Iterable[tuple[int, list[str | None]]], partition_rows: 
     if ranges == 1 or not weighted:
         return ()
     weighted.sort()
-    cuts, seen, target = [], 0.0, total / ranges
+    cuts: list[str] = []
+    seen, target = 0.0, total / ranges
     for article, weight in weighted:
         if seen >= target * (len(cuts) + 1) and (not cuts or article > cuts[-1]):
             cuts.append(article)
@@ -643,13 +648,16 @@ def run(
     """Run the subset's tasks on ``executor`` (this process when None) and write its shards into
     ``out``."""
     runner = executor or LocalExecutor(1)
+    clock = _Clock()
     source_shards = schema.shard_paths(job.build, job.source)
     samples = _map(
         runner, sample_task, [(p, SAMPLES_PER_SHARD) for p in source_shards], "subset: ranges", progress
     )
     job = replace(job, boundaries=boundaries(samples, partition_rows))
     _scatter(job, runner, progress)
+    clock.lap("partition")
     judged = _map(runner, judge_task, [(job, r) for r in range(job.ranges)], "subset: rules", progress)
+    clock.lap("rules")
     sizes = [n for _, n in sorted(judged)]  # tasks finish in any order
     job = replace(job, offsets=tuple(int(v) for v in np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))))
     summary: dict[str, object] = {"kinds": list(dedup)}
@@ -661,6 +669,7 @@ def run(
             _map(runner, exact_keys_task, items, f"subset: {kind} keys", progress)
             _map(runner, exact_bucket_task, items, f"subset: {kind} duplicates", progress)
         job = replace(job, dedup_done=(*job.dedup_done, kind))
+        clock.lap(f"dedup {kind}")
     finished = sorted(
         _map(runner, finish_task, [(job, r) for r in range(job.ranges)], "subset: write", progress),
         key=lambda result: result["range"],
@@ -673,9 +682,23 @@ def run(
         job, runner, finished, "out", "written", out, shard_rows, _out_schema(job), progress
     )
     _write_shards(job, runner, finished, "drops", "drops", out / "drops", shard_rows, schema.DROPS, False)
+    clock.lap("write")
     input_rows = sum(counts.values())
     kept = counts.pop("", 0)
-    return Outcome(input_rows, kept, written, dict(sorted(counts.items())), summary)
+    return Outcome(input_rows, kept, written, dict(sorted(counts.items())), summary, clock.seconds)
+
+
+class _Clock:
+    """Wall time of consecutive phases."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = now - self._last
+        self._last = now
 
 
 def _out_schema(job: Job) -> pa.Schema:

@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pmcurate import schema
+from pmcurate import labels, schema
 from pmcurate.build import open_build
 from pmcurate.errors import Fatal
 
@@ -90,10 +90,13 @@ def _bucket_order(label: str) -> int:
     return int(label.split("-")[0].rstrip("+")) if label[0].isdigit() else -1
 
 
+LABEL_DISTRIBUTIONS: dict[str, tuple[str, str]] = {
+    schema.LABEL_COLUMNS[spec.name]: (spec.title, spec.distribution_sql(schema.LABEL_COLUMNS[spec.name]))
+    for spec in labels.specs()
+}
+"""One distribution per label (``pmcurate/labels/``), by its column in flat rows."""
 DISTRIBUTIONS: dict[str, tuple[str, str]] = {
-    "document_type": ("Document types", "document_type"),
-    "domain": ("Domains", "domain"),
-    "educational_score": ("Educational scores (rounded)", "round(educational_score)::INTEGER::VARCHAR"),
+    **LABEL_DISTRIBUTIONS,
     "license": ("Licenses", "license"),
     "commercial_use": ("Commercial use allowed", "commercial_use::VARCHAR"),
     "pub_year": ("Publication years", "pub_year::VARCHAR"),
@@ -104,14 +107,19 @@ DISTRIBUTIONS: dict[str, tuple[str, str]] = {
     "format": ("Image formats", "lower(format)"),
     "width": ("Image widths (pixels)", _bucket("width", PIXEL_BINS)),
 }
-NUMERIC_ORDER = {"educational_score", "pub_year", "words", "width"}
+NUMERIC_ORDER = {
+    *(schema.LABEL_COLUMNS[spec.name] for spec in labels.specs() if spec.kind == "score"),
+    "pub_year",
+    "words",
+    "width",
+}
 """Distributions shown in value order; the others by decreasing count."""
 FIGURE_DISTRIBUTIONS = ("has_image", "format", "width")
 IMAGE_ONLY = {"format", "width"}
 """Counted over the figures that have an image."""
 """Over the figures table for a build; over the rows themselves for a figure subset."""
 SECTIONS = {
-    "Labels": ("document_type", "domain", "educational_score"),
+    "Labels": tuple(LABEL_DISTRIBUTIONS),
     "Articles": ("license", "commercial_use", "pub_year", "article_type"),
     "Text": ("section_type", "words"),
     "Figures and images": FIGURE_DISTRIBUTIONS,
@@ -119,9 +127,16 @@ SECTIONS = {
 
 
 def _paragraph_relation(con: duckdb.DuckDBPyConnection, tables: list[str]) -> str:
-    labels = "labels" in tables
-    label_columns = ", l.document_type, l.domain, l.educational_score" if labels else ""
-    label_join = "LEFT JOIN labels l ON l.paragraph_id = p.paragraph_id" if labels else ""
+    has_labels = "labels" in tables
+    label_columns, label_join = "", ""
+    if has_labels:
+        present = {row[0] for row in con.execute("DESCRIBE labels").fetchall()}
+        label_columns = "".join(
+            f", l.{spec.name} AS {schema.LABEL_COLUMNS[spec.name]}"
+            for spec in labels.specs()
+            if spec.name in present
+        )
+        label_join = "LEFT JOIN labels l ON l.paragraph_id = p.paragraph_id"
     articles = "articles" in tables
     article_columns = ", a.license, a.commercial_use, a.pub_year, a.article_type" if articles else ""
     article_join = "LEFT JOIN articles a ON a.article_id = p.article_id" if articles else ""

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 SOURCES = {"paragraphs": ("paragraph", "article"), "figures": ("figure",)}
 DEDUP_KINDS = {"paragraphs": ("exact", "near"), "figures": ("image", "caption")}
 SHARD_ROWS = 200_000
-LABEL_COLUMNS = frozenset({*schema.LABELS.names, "labels_annotator", "labels"}) - {"paragraph_id"}
+LABEL_COLUMNS = frozenset({*schema.LABELS.names, *schema.LABEL_COLUMNS.values(), "labels"}) - {"paragraph_id"}
 
 
 class SubsetError(Fatal):
@@ -65,6 +65,8 @@ class SubsetResult:
     kept_rows: int
     output_rows: int
     dropped: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each phase of the engine (``engine.Outcome.seconds``)."""
 
 
 def subset_dir(build: str | os.PathLike[str], name: str) -> Path:
@@ -240,7 +242,9 @@ def make_subset(
             "subset %s: %d rows in, %d kept, %d written, dropped %s",
             name, result.input_rows, result.kept_rows, result.output_rows, result.dropped,
         )  # fmt: skip
-        return SubsetResult(final, result.input_rows, result.kept_rows, result.output_rows, result.dropped)
+        return SubsetResult(
+            final, result.input_rows, result.kept_rows, result.output_rows, result.dropped, result.seconds
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -362,7 +366,9 @@ def _run(build: Path, plan: _Plan, folder: Path, executor: Executor | None) -> S
         },
     }
     (folder / "subset.json").write_text(engine.summary_json(summary))
-    return SubsetResult(folder, outcome.input_rows, outcome.kept_rows, outcome.output_rows, outcome.dropped)
+    return SubsetResult(
+        folder, outcome.input_rows, outcome.kept_rows, outcome.output_rows, outcome.dropped, outcome.seconds
+    )
 
 
 MANIFEST_KEYS = frozenset(
@@ -412,30 +418,3 @@ def make_subset_from_config(
         executor=executor,
         progress=progress,
     )
-
-
-def make_subsets_from_manifest(
-    build: str | os.PathLike[str],
-    manifest: str | os.PathLike[str],
-    names: Sequence[str] | None = None,
-    executor: Executor | None = None,
-    *,
-    progress: bool = False,
-) -> list[SubsetResult]:
-    """Make the subsets of a TOML manifest's ``[subsets.*]`` tables (all, or those in ``names``)."""
-    import tomllib
-
-    try:
-        with open(manifest, "rb") as handle:
-            tables = tomllib.load(handle).get("subsets", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SubsetError(f"{manifest}: {exc}") from None
-    missing = [n for n in names or () if n not in tables]
-    if missing or not tables:
-        raise SubsetError(
-            f"{manifest}: no [subsets.{(missing or ['NAME'])[0]}] table (has: {', '.join(tables) or 'none'})"
-        )
-    return [
-        make_subset_from_config(build, name, tables[name], executor, progress=progress)
-        for name in (names or list(tables))
-    ]

@@ -11,9 +11,10 @@ Row views, one per unit (every one has ``id``, ``text`` and ``n_words``):
   ``article_clinical_paragraphs``, ``article_clinical_fraction``, ``article_educational_mean``.
   Labels live in their own namespace: the struct column ``labels`` holds every column of the labels
   table (``labels.document_type``, ``labels.annotator``…), so a label named like a paragraph or
-  article column (a ``language`` label beside the article's ``language``) never renames or hides
-  either. A label column whose name no other column takes is also there under its own name
-  (``document_type``), and the label's annotator as ``labels_annotator``.
+  article column (the ``language`` label beside the article's ``language``) never renames or hides
+  either. Each label column is also there under its flat name (``schema.LABEL_COLUMNS``): its own
+  name when no other column takes it (``document_type``), else ``labels_NAME``
+  (``labels_language``, ``labels_annotator``).
 - ``article_rows``: the article's columns and the same statistics; ``text`` is title and abstract.
 - ``figure_rows``: the figure's columns and its article's; ``text`` is the caption.
 """
@@ -28,7 +29,7 @@ import pyarrow as pa
 from pmcurate import schema
 from pmcurate.filters.rules import Rule
 
-LABEL_STATS = ("article_clinical_paragraphs", "article_clinical_fraction", "article_educational_mean")
+LABEL_STATS = schema.ARTICLE_STATS[2:]
 ORDER = {
     "paragraph": ("article_id", "ordinal", "id"),
     "article": ("id",),
@@ -37,11 +38,7 @@ ORDER = {
 """The order of a unit's rows: ``seq``, what "first" means for duplicates, and the output order."""
 BASE_TABLES = {"paragraph": ("paragraphs", "paragraph_id"), "figure": ("figures", "figure_id")}
 """The table and key holding the texts that dedup reads, by unit."""
-LABEL_FIELDS = {
-    name: name
-    for name in schema.SUBSET_PARAGRAPHS.names
-    if name in schema.LABELS.names and name != "paragraph_id"
-} | {"labels_annotator": "annotator"}
+LABEL_FIELDS = {flat: name for name, flat in schema.LABEL_COLUMNS.items()}
 """Columns of a paragraph subset that come from the labels table, and their name there."""
 
 
@@ -122,9 +119,12 @@ def _label_columns(con: duckdb.DuckDBPyConnection) -> str:
         *LABEL_STATS,
     }
     struct = "{" + ", ".join(f"{quote(n)}: l.{ident(n)}" for n in names) + "} AS labels"
-    plain = [f"l.{ident(n)}" for n in names if n not in taken and n != "annotator"]
-    if "annotator" in names and "labels_annotator" not in taken:
-        plain.append("l.annotator AS labels_annotator")
+    flat = {n: schema.LABEL_COLUMNS.get(n, n) for n in names}
+    plain = [
+        f"l.{ident(n)}" + ("" if flat[n] == n else f" AS {ident(flat[n])}")
+        for n in names
+        if flat[n] not in taken
+    ]
     return ", " + ", ".join([struct, *plain])
 
 

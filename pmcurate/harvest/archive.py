@@ -33,10 +33,13 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from pmcurate.errors import SkipItem
 from pmcurate.harvest import HarvestInputError
+
+ByteStream = IO[bytes] | gzip.GzipFile
+"""A readable binary stream: a file, a tar member or a gzip stream."""
 
 DEFAULT_MAX_MEMBER_BYTES = 512 * 2**20
 """Largest document or image read (after decompression); larger ones are rejected."""
@@ -170,7 +173,7 @@ def iter_items(path: Path, *, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) 
             yield from _archive_items(path, max_member_bytes)
             return
         with open(path, "rb") as raw:
-            stream: BinaryIO = gzip.GzipFile(fileobj=raw) if name.endswith(GZIP_SUFFIXES) else raw
+            stream: ByteStream = gzip.GzipFile(fileobj=raw) if name.endswith(GZIP_SUFFIXES) else raw
             data = read_bounded(stream, max_member_bytes)
     except TooLarge as exc:
         yield Rejected(source, None, "TooLarge", f"{source}: {exc}")
@@ -184,7 +187,7 @@ def iter_items(path: Path, *, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) 
         yield Document(source, None, data)
 
 
-def read_bounded(stream: BinaryIO, limit: int) -> bytes:
+def read_bounded(stream: ByteStream, limit: int) -> bytes:
     """All of ``stream`` if it holds at most ``limit`` bytes, else ``TooLarge`` after reading limit+1."""
     chunks: list[bytes] = []
     total = 0
@@ -327,26 +330,27 @@ def image_key(name: str) -> str:
 def read_image(path: str, data: bytes) -> Image:
     """``data`` as an ``Image`` with format and size read from its header; ``NotAnImage`` otherwise,
     ``DecompressionBomb`` when the header declares more than ``MAX_IMAGE_PIXELS`` pixels."""
-    image = _read_image_header(path, data)
-    if image.width * image.height > MAX_IMAGE_PIXELS:
+    format, width, height = _read_image_header(data)
+    if width * height > MAX_IMAGE_PIXELS:
         raise DecompressionBomb(
-            f"declares {image.width:,}×{image.height:,} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel cap"
+            f"declares {width:,}×{height:,} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel cap"
             " (decompression bomb)"
         )
-    return image
+    return Image(path, data, format, width, height)
 
 
-def _read_image_header(path: str, data: bytes) -> Image:
+def _read_image_header(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) from the header of a PNG, GIF or JPEG image."""
     if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
         width, height = struct.unpack(">II", data[16:24])
-        return Image(path, data, "png", width, height)
+        return "png", width, height
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
         width, height = struct.unpack("<HH", data[6:10])
-        return Image(path, data, "gif", width, height)
+        return "gif", width, height
     if data.startswith(b"\xff\xd8"):
         size = _jpeg_size(data)
         if size:
-            return Image(path, data, "jpeg", *size)
+            return "jpeg", *size
     raise NotAnImage("not a PNG, JPEG or GIF image (header unrecognised)")
 
 

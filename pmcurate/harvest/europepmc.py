@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,11 @@ class EuropePmcHarvest:
             try:
                 data = await self.session.state.cached(
                     f"search-{page_no}.json",
-                    lambda p=params: self.session.fetcher.get(
-                        f"{self.base_url}/search", params=p, validate=_validate_search_page
+                    partial(
+                        self.session.fetcher.get,
+                        f"{self.base_url}/search",
+                        params=params,
+                        validate=_validate_search_page,
                     ),
                 )
                 page = parse_search_page(data)
@@ -168,7 +172,7 @@ class EuropePmcHarvest:
                 self.session.skip_shard(len(batch))
                 continue
             bodies = await gather_all(*(self.fetch_xml(h) for h in batch))
-            await self.session.writer.submit(shard, lambda b=batch, x=bodies: self.extract(b, x))
+            await self.session.writer.submit(shard, partial(self.extract, batch, bodies))
         return self.session.summary
 
     def extract(

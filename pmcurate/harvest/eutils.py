@@ -235,7 +235,7 @@ class EutilsHarvest:
                 continue
             body = await self.efetch({"id": ",".join(batch)}, key=f"efetch/{shard}.xml")
             self.session.advance(len(batch))
-            await self.session.writer.submit(shard, lambda b=batch, x=body: self.extract(b, x))
+            await self.session.writer.submit(shard, partial(self.extract, batch, body))
 
     async def esearch(self, query: str, *, fresh: bool = False) -> History:
         """The query on the history server; ``fresh`` replaces the run's cached answer (expired history)."""
@@ -285,7 +285,7 @@ class EutilsHarvest:
                 self.session.summary.shards_skipped += 1
                 continue
             ids = await self.window_ids(query, start, size) if isinstance(body, dict) else None
-            await self.session.writer.submit(shard, lambda x=body, i=ids: self.extract(i, x))
+            await self.session.writer.submit(shard, partial(self.extract, ids, body))
 
     async def fetch_window(
         self, query: str, history: History, start: int, size: int
@@ -308,7 +308,7 @@ class EutilsHarvest:
     ) -> tuple[list[ParsedArticle], list[dict[str, Any]]]:
         """Articles of one efetch answer, and quarantine records for the rest of the batch."""
         if isinstance(body, dict):
-            ids: list[str | None] = list(requested or [None])
+            ids: list[str | None] = [*requested] if requested else [None]
             return [], [{**body, "article_id": f"PMC{i}" if i else None} for i in ids]
         articles: list[ParsedArticle] = []
         problems: list[dict[str, Any]] = []

@@ -233,7 +233,7 @@ def _parse_xml(data: bytes, where: str) -> etree._Element:
         raise _entities_refused(where)
     data = drop_reference_lists(_without_default_namespaces(data))
     parser = _parser()
-    repairs = [_numeric_entities, _declare_known_prefixes]
+    repairs: list[Callable[[bytes], bytes]] = [_numeric_entities, _declare_known_prefixes]
     while True:
         try:
             root = etree.fromstring(data, parser)

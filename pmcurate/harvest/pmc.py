@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -306,7 +307,7 @@ class PmcHarvest:
                 params["continuation-token"] = token
             name = f"list-{sha256_hex(f'{prefix}|{delimiter}'.encode())[:16]}-{page_no}.xml"
             page = await self.session.state.cached(
-                name, lambda p=params: self.session.fetcher.get(self.bucket.list_url(), params=p)
+                name, partial(self.session.fetcher.get, self.bucket.list_url(), params=params)
             )
             page_contents, page_prefixes, token = parse_list_page(page)
             contents += page_contents

@@ -10,6 +10,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.annotate import student
+from pmcurate.filters import language
 from tests.annotate.conftest import SMALL_GRID
 
 
@@ -108,6 +109,9 @@ def test_apply_labels_every_paragraph_with_the_labels_schema(trained_build: Path
     assert sorted(labels["paragraph_id"]) == sorted(paragraphs["paragraph_id"])
     for path in schema.shard_paths(build, "labels"):
         assert pq.read_schema(path).equals(schema.LABELS)
+    texts = pl.read_parquet(schema.shard_paths(build, "paragraphs"), columns=["paragraph_id", "text"])
+    computed = labels.join(texts, on="paragraph_id")
+    assert computed["language"].to_list() == [language.detect(t) for t in computed["text"]]
     assert labels["educational_score"].is_between(1, 5).all()
     scores = labels.select(pl.sum_horizontal(pl.col("document_type_scores").struct.unnest()).alias("s"))["s"]
     assert ((scores - 1).abs() < 1e-3).all()

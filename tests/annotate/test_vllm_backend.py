@@ -265,3 +265,15 @@ def test_cli_vllm_backend_rejects_a_budget(
     argv = ["annotate", "llm", str(build), "--backend", "vllm", "--model", "m", "--max-tokens", "10"]
     assert cli.main(argv) == 2
     assert "--backend http only" in capsys.readouterr().err and fake.models == []
+
+
+def test_build_step_reaches_the_vllm_backend(tmp_path: Path, fake: FakeVllm) -> None:
+    from pmcurate.annotate.steps import LlmTeacherConfig, LlmTeacherStep
+    from pmcurate.step import Build, run_step
+
+    build = tmp_path / "build"
+    write_sample(build)
+    config = LlmTeacherConfig.from_table({"model": "m", "backend": "vllm", "tensor_parallel": 2})
+    report = run_step(LlmTeacherStep(config), Build(build, progress=False))
+    assert (report.status, report.counts["answered"]) == ("ran", len(TEXTS))
+    assert fake.models[0]["tensor_parallel_size"] == 2

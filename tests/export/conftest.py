@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from pmcurate import schema
+from pmcurate.filters import language
 from pmcurate.harvest.local import harvest_local
 
 JATS_DIR = Path(__file__).parent.parent / "data" / "jats"
@@ -51,10 +52,13 @@ def add_images(build: Path) -> None:
     )
 
 
-def add_labels(build: Path) -> None:
-    paragraphs = pq.read_table(schema.shard_paths(build, "paragraphs")[0], columns=["paragraph_id"])
+def add_labels(build: Path, *, computed: bool = False) -> None:
+    """Synthetic taught labels on every paragraph; with ``computed``, the computed labels (the
+    paragraph's language) as ``annotate apply`` gives them."""
+    paragraphs = pq.read_table(schema.shard_paths(build, "paragraphs")[0], columns=["paragraph_id", "text"])
+    texts = dict(zip(paragraphs["paragraph_id"].to_pylist(), paragraphs["text"].to_pylist(), strict=True))
     rows = []
-    for index, paragraph_id in enumerate(sorted(paragraphs["paragraph_id"].to_pylist())):
+    for index, paragraph_id in enumerate(sorted(texts)):
         kind = schema.DOCUMENT_TYPES[index % 4]
         domain = schema.DOMAINS[index % 3]
         rows.append(
@@ -65,6 +69,7 @@ def add_labels(build: Path) -> None:
                 "domain": domain,
                 "domain_scores": {k: 0.8 if k == domain else 0.1 for k in schema.DOMAINS},
                 "educational_score": 1.0 + index % 5,
+                "language": language.detect(texts[paragraph_id]) if computed else None,
                 "annotator": "fasttext:test-student",
             }
         )
@@ -77,7 +82,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("export") / "build"
     harvest_local([JATS_DIR], path, workers=1, progress=False)
     add_images(path)
-    add_labels(path)
+    add_labels(path, computed=True)
     return path
 
 

@@ -62,7 +62,8 @@ def test_license_task_and_size_metadata(exported: Path) -> None:
 def test_body_has_counts_distributions_provenance_and_duckdb(exported: Path) -> None:
     text = (exported / "README.md").read_text()
     assert "| default | paragraphs | parquet | commercial | 355 | 1 |" in text
-    assert "**Document type**" in text and "| clinical_case | 117 | 25.2% |" in text
+    assert "**Document types**" in text and "| clinical_case | 117 | 25.2% |" in text
+    assert "**Paragraph languages**" in text and "| en | 465 | 100.0% |" in text
     assert re.search(r"Input `paragraphs`: 465 rows in 1 shards, sha256 `[0-9a-f]{64}`", text)
     assert "`fasttext:test-student`" in text
     assert "read_parquet('hf://datasets/ORG/NAME/data/*.parquet')" in text

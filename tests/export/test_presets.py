@@ -12,7 +12,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.export.exporter import ExportError, export
-from pmcurate.export.presets import PresetError
+from pmcurate.export.presets import PresetError, Source, get_preset, preset_columns
 from pmcurate.filters.rules import where_rule
 from pmcurate.filters.subset import make_subset
 
@@ -120,3 +120,22 @@ def test_unknown_subset_lists_the_subsets(subset_build: Path, tmp_path: Path) ->
 def test_paragraph_preset_refuses_a_figure_subset(subset_build: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="no paragraph_id column"):
         export(subset_build, tmp_path, subset="figs", progress=False)
+
+
+def test_an_unknown_preset_is_refused_with_the_known_names() -> None:
+    with pytest.raises(
+        PresetError, match=r"unknown preset 'biomed'; known: paragraphs, biomed-enriched, image-text"
+    ):
+        get_preset("biomed")
+
+
+def test_the_paragraphs_preset_exports_every_label_under_its_flat_name() -> None:
+    columns = preset_columns("paragraphs", Source(has_labels=True, has_paragraphs=True, subset=None))
+    assert {
+        "document_type",
+        "domain_scores",
+        "educational_score",
+        "labels_language",
+        "labels_annotator",
+    } <= set(columns)
+    assert columns.count("language") == 1  # the article's

@@ -53,7 +53,7 @@ def test_filter_manifest_rejects_unknown_keys(
     manifest = tmp_path / "subsets.toml"
     manifest.write_text('[subsets.x]\nrule = ["min_words"]\n')
     assert cli.main(["filter", str(build), "--manifest", str(manifest)]) == 2
-    assert "unknown key(s) ['rule']" in capsys.readouterr().err
+    assert "[subsets.x]: unknown key(s) 'rule'" in capsys.readouterr().err
 
 
 def test_stats_prints_tables_and_writes_html(build: Path, capsys: pytest.CaptureFixture[str]) -> None:

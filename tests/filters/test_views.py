@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from pmcurate import schema
-from pmcurate.filters import views
+from pmcurate.filters import stats, views
+from pmcurate.filters.rules import RuleError, parse_rule
 from pmcurate.filters.subset import connect, make_subset
-from tests.filters.conftest import ARTICLES, label_rows, read_subset, write_build
-
-LABELS_WITH_LANGUAGE = schema.LABELS.append(pa.field("language", pa.string()))
+from tests.filters.conftest import ARTICLES, label_rows, read_drops, read_subset, write_build
 
 
 @pytest.fixture
 def build(tmp_path: Path) -> Path:
-    """The synthetic build with every article in English and a ``language`` label saying French for
-    the paragraphs of PMC2."""
+    """The synthetic build with every article in English and the ``language`` label saying French
+    for the paragraphs of PMC2."""
     root = write_build(tmp_path / "build")
     articles = [{**article, "language": "en"} for article in ARTICLES]
     schema.write_shard(
@@ -28,7 +26,7 @@ def build(tmp_path: Path) -> Path:
         {**row, "language": "fr" if row["paragraph_id"].startswith("PMC2/") else "en"} for row in label_rows()
     ]
     schema.write_shard(
-        schema.to_table(labels, LABELS_WITH_LANGUAGE), schema.table_dir(root, "labels") / "part-0.parquet"
+        schema.to_table(labels, schema.LABELS), schema.table_dir(root, "labels") / "part-0.parquet"
     )
     return root
 
@@ -74,3 +72,32 @@ def test_subset_label_columns_come_from_the_labels_table(build: Path) -> None:
         3.5,
         "synthetic",
     )
+
+
+def test_the_label_rule_keeps_paragraphs_by_their_language_label(build: Path) -> None:
+    make_subset(build, "english", rules=["label=language:en"])
+    kept, drops = read_subset(build, "english"), read_drops(build, "english")
+    assert set(kept["article_id"]) == {"PMC1", "PMC3"} and set(kept["labels_language"]) == {"en"}
+    assert {r["rule"] for r in drops.iter_rows(named=True)} == {"label:language"}
+    assert set(drops["reason"]) == {"language fr is not en"}
+
+
+def test_the_label_rule_refuses_a_value_a_class_label_lacks() -> None:
+    with pytest.raises(RuleError, match=r"unknown domain value\(s\) \['chemistry'\]; known: clinical"):
+        parse_rule("label=domain:chemistry")
+
+
+def test_the_label_rule_names_the_known_labels_for_an_unknown_one() -> None:
+    with pytest.raises(RuleError, match=r"unknown label 'lang'; known: .*language"):
+        parse_rule("label=lang:en")
+
+
+def test_stats_count_the_paragraphs_by_their_language_label(build: Path) -> None:
+    def languages(stats_: stats.Stats) -> dict[str, int]:
+        found = next(d for d in stats_.distributions if d.name == "labels_language")
+        assert found.title == "Paragraph languages"
+        return dict(found.counts.iter_rows())
+
+    assert languages(stats.compute_stats(build)) == {"en": 5, "fr": 5}
+    make_subset(build, "english", rules=["label=language:en"])
+    assert languages(stats.compute_stats(build, "english")) == {"en": 5}

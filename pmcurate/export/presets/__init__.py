@@ -18,6 +18,9 @@ Columns whose name starts with ``__`` are for ordering only and are not exported
 - ``image-text``: one row per figure that has an image: the image as the Hugging Face ``Image``
   struct, caption, label, the text of the paragraphs that cite the figure, image hash and size,
   article metadata and license.
+
+``PRESETS`` is the registry of presets by name: the three above, and every module of this package.
+A new preset is one new module here that calls ``register(Preset(...))``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Literal
 
 from pmcurate import schema
 from pmcurate.errors import Fatal
+from pmcurate.registry import Registry, UnknownNameError
 
 Unit = Literal["paragraph", "figure"]
 
@@ -92,11 +96,12 @@ def _rows_of(source: Source, unit: str, alias: str) -> str:
 
 
 def _label_columns(source: Source) -> str:
+    """Every column of the labels table under its flat name (``schema.LABEL_COLUMNS``)."""
     if not source.has_labels:
         return ""
-    return (
-        ", l.document_type, l.document_type_scores, l.domain, l.domain_scores, l.educational_score,"
-        " l.annotator AS labels_annotator"
+    return "".join(
+        f", l.{name}" if flat == name else f", l.{name} AS {flat}"
+        for name, flat in schema.LABEL_COLUMNS.items()
     )
 
 
@@ -161,8 +166,16 @@ def image_text_sql(source: Source) -> str:
         WHERE f.image.bytes IS NOT NULL"""
 
 
-PRESETS: dict[str, Preset] = {
-    "paragraphs": Preset(
+PRESETS: Registry[Preset] = Registry("preset", package=__name__)
+
+
+def register(preset: Preset) -> Preset:
+    """Register ``preset`` under its name (what each module of this package calls)."""
+    return PRESETS.register(preset.name, preset)
+
+
+register(
+    Preset(
         name="paragraphs",
         unit="paragraph",
         description="one row per paragraph: text, section, article metadata, license and labels",
@@ -171,8 +184,10 @@ PRESETS: dict[str, Preset] = {
         image_columns=(),
         order_by="article_id, ordinal, paragraph_id",
         rows_sql=paragraphs_sql,
-    ),
-    "biomed-enriched": Preset(
+    )
+)
+register(
+    Preset(
         name="biomed-enriched",
         unit="paragraph",
         description="Biomed-Enriched columns (paragraph text, type/domain/educational labels with "
@@ -183,8 +198,10 @@ PRESETS: dict[str, Preset] = {
         order_by="article_id, __ordinal, id",
         rows_sql=biomed_enriched_sql,
         requires_labels=True,
-    ),
-    "image-text": Preset(
+    )
+)
+register(
+    Preset(
         name="image-text",
         unit="figure",
         description="one row per figure image: image, caption, citing paragraphs, article metadata",
@@ -193,15 +210,15 @@ PRESETS: dict[str, Preset] = {
         image_columns=("image",),
         order_by="article_id, figure_id",
         rows_sql=image_text_sql,
-    ),
-}
+    )
+)
 
 
 def get_preset(name: str) -> Preset:
     try:
-        return PRESETS[name]
-    except KeyError:
-        raise PresetError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})") from None
+        return PRESETS.get(name)
+    except UnknownNameError as exc:
+        raise PresetError(str(exc)) from None
 
 
 def check_source(preset: Preset, tables: set[str], source: Source) -> None:

@@ -8,6 +8,10 @@ license is unknown does not pass ``license=commercial``.
 
 Rules are named on the command line or in a manifest as ``NAME`` or ``NAME=ARG``
 (``min_words=100``, ``license=commercial``, ``license=CC BY,CC0``, ``domain=clinical,biomedical``).
+
+``RULES`` is the registry of rules by name: the built-in ones below, and every module of this
+package (``label.py``…). A new rule is one new module here: a function from the argument after
+``=`` (None without one) to a ``Rule``, registered with ``@RULES.register("NAME")``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 
 from pmcurate import schema
 from pmcurate.errors import Fatal
+from pmcurate.registry import Registry, UnknownNameError
 
 UNITS = ("paragraph", "article", "figure")
 MIN_WORDS = 48
@@ -49,6 +54,10 @@ BOILERPLATE_PATHS = r"(^|/)(ack|fn-group|notes|glossary)(\[|/|$)"
 
 class RuleError(Fatal):
     """A rule that does not exist, has a bad argument, or does not apply to the unit asked."""
+
+
+RuleFactory = Callable[[str | None], "Rule"]
+RULES: Registry[RuleFactory] = Registry("rule", package=__name__)
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ def _format_number(value: float) -> str:
     return f"{value:g}"
 
 
+@RULES.register("min_words")
 def min_words(arg: str | None) -> Rule:
     n = int(_number("min_words", arg, MIN_WORDS))
     return Rule(
@@ -107,6 +117,7 @@ def min_words(arg: str | None) -> Rule:
     )
 
 
+@RULES.register("license")
 def license_rule(arg: str | None) -> Rule:
     """``commercial`` / ``noncommercial`` use the article's ``commercial_use``; otherwise a code list."""
     kind = (arg or "commercial").strip()
@@ -122,6 +133,7 @@ def license_rule(arg: str | None) -> Rule:
     return Rule("license", f"license IN {sql_list(codes)}", f"{shown} || ' is not one of {', '.join(codes)}'")
 
 
+@RULES.register("clinical_case")
 def clinical_case(arg: str | None) -> Rule:
     if arg is not None:
         raise RuleError("rule clinical_case takes no argument")
@@ -134,6 +146,7 @@ def clinical_case(arg: str | None) -> Rule:
     )
 
 
+@RULES.register("edu_min")
 def edu_min(arg: str | None) -> Rule:
     score = _number("edu_min", arg, 3.0)
     shown = _format_number(score)
@@ -147,6 +160,7 @@ def edu_min(arg: str | None) -> Rule:
     )
 
 
+@RULES.register("domain")
 def domain(arg: str | None) -> Rule:
     values = _values(arg, ("clinical",))
     unknown = [v for v in values if v not in schema.DOMAINS]
@@ -161,6 +175,7 @@ def domain(arg: str | None) -> Rule:
     )
 
 
+@RULES.register("not_retracted")
 def not_retracted(arg: str | None) -> Rule:
     if arg is not None:
         raise RuleError("rule not_retracted takes no argument")
@@ -172,6 +187,7 @@ def not_retracted(arg: str | None) -> Rule:
     )
 
 
+@RULES.register("language")
 def language(arg: str | None) -> Rule:
     """Language of the row's text by ``py3langid`` (model inside the package; nothing downloaded)."""
     codes = _values(arg, ("en",))
@@ -183,6 +199,7 @@ def language(arg: str | None) -> Rule:
     )
 
 
+@RULES.register("boilerplate")
 def boilerplate(arg: str | None) -> Rule:
     if arg is not None:
         raise RuleError("rule boilerplate takes no argument")
@@ -198,6 +215,7 @@ def boilerplate(arg: str | None) -> Rule:
     )
 
 
+@RULES.register("has_clinical_case")
 def has_clinical_case(arg: str | None) -> Rule:
     n = int(_number("has_clinical_case", arg, 1))
     return Rule(
@@ -209,6 +227,7 @@ def has_clinical_case(arg: str | None) -> Rule:
     )
 
 
+@RULES.register("mostly_clinical")
 def mostly_clinical(arg: str | None) -> Rule:
     share = _number("mostly_clinical", arg, 0.5)
     if not 0.0 <= share <= 1.0:
@@ -223,29 +242,16 @@ def mostly_clinical(arg: str | None) -> Rule:
     )
 
 
-BUILTIN: dict[str, Callable[[str | None], Rule]] = {
-    "min_words": min_words,
-    "license": license_rule,
-    "clinical_case": clinical_case,
-    "edu_min": edu_min,
-    "domain": domain,
-    "not_retracted": not_retracted,
-    "language": language,
-    "boilerplate": boilerplate,
-    "has_clinical_case": has_clinical_case,
-    "mostly_clinical": mostly_clinical,
-}
-
-
 def parse_rule(spec: str | Rule) -> Rule:
     """A rule from its spec ``NAME`` or ``NAME=ARG``; a ``Rule`` is returned as it is."""
     if isinstance(spec, Rule):
         return spec
     name, sep, arg = spec.partition("=")
-    name = name.strip()
-    if name not in BUILTIN:
-        raise RuleError(f"unknown rule {name!r}; built-in rules: {', '.join(BUILTIN)}")
-    return BUILTIN[name](arg.strip() if sep else None)
+    try:
+        factory = RULES.get(name.strip())
+    except UnknownNameError as exc:
+        raise RuleError(str(exc)) from None
+    return factory(arg.strip() if sep else None)
 
 
 def where_rule(sql: str, name: str = "where") -> Rule:
