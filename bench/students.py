@@ -173,6 +173,10 @@ def main() -> None:
     parser.add_argument("--students", nargs="+", choices=STUDENTS, default=list(STUDENTS))
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=encoder.TrainConfig.epochs)
+    parser.add_argument(
+        "--head-lr", type=float, default=encoder.TrainConfig.head_lr, help="encoder heads' lr"
+    )
+    parser.add_argument("--patience", type=int, default=encoder.TrainConfig.patience)
     parser.add_argument("--out", type=Path, default=Path("bench-students.json"))
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument(
@@ -186,7 +190,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     students = tuple(s for s in STUDENTS if s in args.students or s == "fasttext")
-    config = encoder.TrainConfig(epochs=args.epochs, max_tokens=args.max_tokens)
+    config = encoder.TrainConfig(
+        epochs=args.epochs, max_tokens=args.max_tokens, head_lr=args.head_lr, patience=args.patience
+    )
     teacher = labels_file.read_labels_jsonl(args.labels)
     st_encoder = embedding.load_encoder() if "embedding" in students else None
     results: dict[str, list[dict[str, Any]]] = {}
