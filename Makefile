@@ -10,7 +10,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+# the compiled JATS walk is rebuilt when its source or build script changes
+$(STAMP): $(BIN)/python pyproject.toml setup.py pmcurate/harvest/_jatswalk.pyx
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -31,4 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/parse.py
 
 clean:
-	rm -rf $(VENV) build out .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) build out .pytest_cache .ruff_cache .mypy_cache pmcurate/harvest/_jatswalk.c pmcurate/harvest/*.so

@@ -47,7 +47,8 @@ import polars as pl
 import torch
 
 from pmcurate import schema
-from pmcurate.annotate import labels_file, student
+from pmcurate.annotate import apply_steps, labels_file, student
+from pmcurate.annotate.apply_config import ApplyConfig
 from pmcurate.harvest.local import harvest_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,8 +97,8 @@ def measure(build: Path, teacher: pl.DataFrame, *, joint: bool, cores: int) -> d
     sample = pl.read_parquet(schema.shard_paths(build, "paragraphs")[0], columns=["text"])["text"].to_list()
     rates = {"raw": raw_predict_rate(build, sample)}
     for jobs in sorted({1, cores}):
-        result = student.apply_students(build, jobs=jobs, force=True, progress=False)
-        rates[f"apply{jobs}"] = result.paragraphs / result.seconds
+        result = apply_steps.apply(build, workers=jobs, force=True, progress=False)
+        rates[f"apply{jobs}"] = result.counts["paragraphs_labelled"] / result.seconds
     return rates
 
 
@@ -141,14 +142,14 @@ def measure_encoder(
             torch.cuda.synchronize()
     forward_rate = len(ids) / (time.perf_counter() - start)
     onnx_figures = onnx_rates(labeller, ids, batches) if onnx else {}
-    result = encoder.apply_encoder_student(
-        build, device=device, force=True, progress=False, labeller=labeller
+    result = apply_steps.apply(
+        build, ApplyConfig(student="encoder", device=device), force=True, progress=False
     )
     tokens = sum(len(r) for r in ids) / len(ids)
     return {
         "tokenize": tokenize_rate,
         "forward": forward_rate,
-        "apply": result.paragraphs / result.seconds,
+        "apply": result.counts["paragraphs_labelled"] / result.seconds,
         "tokens": tokens,
         "onnx": onnx_figures,
     }
@@ -245,8 +246,9 @@ def measure_distilled(
         "n_distilled": manifest["n_distilled"],
     }
     for jobs in sorted({1, cores}):
-        result = student.apply_students(build, jobs=jobs, force=True, progress=False, folder=distill.FOLDER)
-        out[f"apply{jobs}"] = result.paragraphs / result.seconds
+        config = ApplyConfig(student="distilled")
+        result = apply_steps.apply(build, config, workers=jobs, force=True, progress=False)
+        out[f"apply{jobs}"] = result.counts["paragraphs_labelled"] / result.seconds
     return out
 
 

@@ -11,11 +11,16 @@ that the load of a shared machine hits both alike):
 - ``harvest``: ``pmcurate build --until harvest --workers W`` in a subprocess (manifest of
   ``bench/build.py``): CPU seconds of the whole process tree (start-up, worker pool, reading,
   parsing, Parquet) per article vs ``parse``'s CPU seconds per article.
-- ``apply 1``: ``annotate apply --jobs 1`` over the whole build's paragraphs (read shards,
-  normalize, models, write labels) vs fastText ``predict(k=-1)`` of the same models on the same
-  lines already in memory; ``apply 2``: ``--jobs 2`` vs ``--jobs 1``.
+- ``apply 1``: the ``annotate:apply`` step on one process over the whole build's paragraphs
+  (read shards, normalize, models, write labels) vs fastText ``predict(k=-1)`` of the same models
+  on the same lines already in memory; ``apply 2``: on a pool of 2 workers started once (as in
+  ``pmcurate build``, whose executor starts its workers for the first step that needs them) vs
+  one process; and, for information, ``annotate apply --jobs 2`` as a command that starts its
+  own 2 workers each time.
 - ``export``: ``export --preset biomed-enriched`` of the whole build vs ``pq.write_table`` of the
-  very same rows, already in memory, with the export's writer settings (``bench/export.py``).
+  very same rows, already in memory, with the export's writer settings (``bench/export.py``): in
+  one process, and on W workers of a pool started beforehand (as in a build); each task writes
+  whole splits.
 - ``build``: the whole demo pipeline (``bench/build.py``: harvest, train, apply, filter with
   exact and near dedup, export) with W workers vs pubmed_parser → pyarrow Parquet with W
   processes (``parse_pubmed_xml``, ``parse_pubmed_paragraph(all_paragraph=True)``,
@@ -67,7 +72,8 @@ class Row:
     raw: str
     ratio: float
     target: str
-    met: bool
+    met: bool | None
+    """None: a figure shown for information, without a target."""
 
     def cells(self) -> list[str]:
         return [
@@ -76,7 +82,7 @@ class Row:
             self.raw,
             f"{self.ratio:.2f}",
             self.target,
-            "met" if self.met else "NOT met",
+            "" if self.met is None else "met" if self.met else "NOT met",
         ]
 
 
@@ -250,7 +256,8 @@ def annotate_rows(build: Path, runs: int) -> list[Row]:
     import polars as pl
 
     from pmcurate import schema
-    from pmcurate.annotate import student
+    from pmcurate.annotate import apply_steps, student
+    from pmcurate.executor import LocalExecutor
 
     manifest = student.load_manifest(build)
     models = [fasttext.load_model(str(build / "models" / e["file"])) for e in manifest["models"].values()]
@@ -261,10 +268,24 @@ def annotate_rows(build: Path, runs: int) -> list[Row]:
         for model in models:
             model.predict(lines, k=-1)
 
-    def apply(jobs: int) -> Callable[[], object]:
-        return lambda: student.apply_students(build, jobs=jobs, force=True, progress=False)
+    def apply_one() -> None:
+        apply_steps.apply(build, workers=1, force=True, progress=False)
 
-    raw, one, two = interleaved(runs, (predict, apply(1), apply(2)), time.perf_counter)
+    def apply_cold() -> None:  # `annotate apply --jobs 2`: the command starts its two workers
+        apply_steps.apply(build, workers=2, force=True, progress=False)
+
+    pool = LocalExecutor(2)  # inside `build`: workers started once, by the first step that needs them
+
+    def apply_two() -> None:
+        apply_steps.apply(build, executor=pool, force=True, progress=False)
+
+    try:
+        pool_started = best_of(1, apply_two)
+        raw, one, two, cold = interleaved(
+            runs, (predict, apply_one, apply_two, apply_cold), time.perf_counter
+        )
+    finally:
+        pool.close()
     n = len(lines)
     shards = len(schema.shard_paths(build, "paragraphs"))
     return [
@@ -277,39 +298,57 @@ def annotate_rows(build: Path, runs: int) -> list[Row]:
             raw / one >= 0.8,
         ),
         Row(
-            f"annotate apply, 2 jobs vs 1 job ({shards} shards)",
+            f"annotate apply, 2 jobs vs 1 job ({shards} shards; workers started, as in a build)",
             f"{n / two:,.0f} paragraphs/s",
             f"1 job: {n / one:,.0f}/s",
             one / two,
             "≥ 1.8",
             one / two >= 1.8,
         ),
+        Row(
+            f"annotate apply --jobs 2 vs --jobs 1, commands (starting 2 workers: {pool_started - two:.1f} s)",
+            f"{n / cold:,.0f} paragraphs/s",
+            f"1 job: {n / one:,.0f}/s",
+            one / cold,
+            "—",
+            None,
+        ),
     ]
 
 
-def export_row(build: Path, work: Path, runs: int, shard_mb: float) -> Row:
+def export_row(build: Path, work: Path, runs: int, shard_mb: float, workers: int) -> list[Row]:
+    """``export`` in one process, and on ``workers`` processes of a pool started beforehand (as in a
+    build, whose pool serves every step), beside ``pq.write_table`` of the same rows."""
+    from pmcurate.executor import LocalExecutor
     from pmcurate.export.exporter import export
 
     rows = preset_rows(build, "biomed-enriched")
     plain = work / "plain.parquet"
-    out = work / "export"
+    pool = LocalExecutor(workers)
+    list(pool.map(abs, list(range(workers)), desc="start the pool", progress=False))
 
     def write_table() -> None:
         pq.write_table(rows, plain, **SAME_SETTINGS)
 
-    def exported() -> None:
-        export(build, out, preset="biomed-enriched", shard_bytes=int(shard_mb * 1e6), progress=False)
+    def exported(executor: LocalExecutor | None) -> Callable[[], object]:
+        out = work / f"export-{executor.workers if executor else 1}"
+        return lambda: export(
+            build, out, preset="biomed-enriched", shard_bytes=int(shard_mb * 1e6), progress=False,
+            executor=executor,
+        )  # fmt: skip
 
-    raw, ours = interleaved(runs, (write_table, exported), time.perf_counter)
+    try:
+        raw, one, many = interleaved(runs, (write_table, exported(None), exported(pool)), time.perf_counter)
+    finally:
+        pool.close()
     n = rows.num_rows
-    return Row(
-        "export, biomed-enriched preset",
-        f"{n / ours:,.0f} rows/s",
-        f"pq.write_table, same rows and settings: {n / raw:,.0f}/s",
-        raw / ours,
-        "≥ 0.8",
-        raw / ours >= 0.8,
-    )
+    same = f"pq.write_table, same rows and settings: {n / raw:,.0f}/s"
+    return [
+        Row("export, biomed-enriched preset, 1 process", f"{n / one:,.0f} rows/s", same, raw / one, "≥ 0.8",
+            raw / one >= 0.8),
+        Row(f"export, biomed-enriched preset, {workers} workers", f"{n / many:,.0f} rows/s", same, raw / many,
+            "≥ 0.8", raw / many >= 0.8),
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- report
@@ -346,10 +385,13 @@ def measure(n: int, args: argparse.Namespace) -> list[Row]:
         run(manifest, build, args.workers)
     if "annotate" in args.only:
         rows += annotate_rows(build, args.runs)
-        print(f"  annotate: {rows[-2].ratio:.2f}, {rows[-1].ratio:.2f}", flush=True)
+        print(f"  annotate: {', '.join(f'{row.ratio:.2f}' for row in rows[-3:])}", flush=True)
     if "export" in args.only:
-        rows.append(export_row(build, work, args.runs, args.shard_mb))
-        print(f"  export: {rows[-1].ratio:.2f}", flush=True)
+        rows += export_row(build, work, args.runs, args.shard_mb, args.workers)
+        print(
+            f"  export: {rows[-2].ratio:.2f} (1 process), {rows[-1].ratio:.2f} ({args.workers} workers)",
+            flush=True,
+        )
     return rows
 
 

@@ -325,16 +325,9 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
         "--workers", "--jobs", dest="jobs", type=_positive_int, help="processes (default: CPU count)"
     )
     apply.add_argument("--force", action="store_true", help="relabel shards already labelled by these models")
-    apply.add_argument(
-        "--student",
-        choices=("fasttext", "embedding", "encoder", "distilled"),
-        default="fasttext",
-        help="which trained student labels the build (embedding: about 20 paragraphs/s per core; "
-        "encoder: a GPU for large builds; distilled: the fastText student of `annotate distill`)",
-    )
-    apply.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="encoder student: where it runs"
-    )
+    from pmcurate.annotate.apply_config import ApplyConfig
+
+    ApplyConfig.add_arguments(apply)
     distill = steps.add_parser(
         "distill", help="the encoder student labels a sample; a fastText student learns those labels"
     )
@@ -521,22 +514,32 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--image-format", choices=("jpg", "png"), help="webdataset image files (default: most common)"
     )
+    export.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local process pool, or Ray tasks (RAY_ADDRESS, else a local Ray)")  # fmt: skip
+    export.add_argument(
+        "--workers", type=_positive_int, default=None, help="processes writing splits (default: CPU count)"
+    )
     export.add_argument("--no-progress", action="store_true", help="no progress bars")
     export.set_defaults(func=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
     from pmcurate import progress
+    from pmcurate.executor import make_executor
     from pmcurate.export.card import check_card_target
     from pmcurate.export.exporter import export
 
     check_card_target(args.out)  # before the shards: a README.md that is not pmcurate's is kept
-    result = export(
-        args.build, args.out, preset=args.preset, subset=args.subset, config=args.config,
-        format=args.format, split_by=args.split_by, shard_bytes=args.shard_size,
-        row_group_bytes=args.row_group_size, image_extension=args.image_format,
-        progress=progress.enabled(not args.no_progress),
-    )  # fmt: skip
+    executor = make_executor(args.executor, args.workers)
+    try:
+        result = export(
+            args.build, args.out, preset=args.preset, subset=args.subset, config=args.config,
+            format=args.format, split_by=args.split_by, shard_bytes=args.shard_size,
+            row_group_bytes=args.row_group_size, image_extension=args.image_format,
+            progress=progress.enabled(not args.no_progress), executor=executor,
+        )  # fmt: skip
+    finally:
+        executor.close()
     for split, summary in result.splits.items():
         where = f"{result.out / result.folder}/{split}-*"
         print(f"{where}: {summary.rows:,} rows, {len(summary.shards)} shards, {summary.bytes:,} bytes")

@@ -10,8 +10,10 @@ executors run exactly those functions; nothing else differs between them:
 - ``RayExecutor(workers)``: ``ray.remote`` tasks. ``RAY_ADDRESS`` (the usual Ray variable)
   names the cluster to join; without it a local Ray instance is started with ``workers`` CPUs.
   ``ray`` is an optional extra (``pip install 'pmcurate[ray]'``), imported only here and only
-  when this executor is chosen. On a cluster every worker must see the build folder at the
-  same path (shared storage: NFS, or an object store mounted with s3fs/gcsfuse).
+  when this executor is chosen. On a cluster, a build behind a URL (below) needs no shared
+  disk for the steps whose tasks read and write through the URL (``fetch``/``upload``: export);
+  the other steps' tasks still need the build folder at the same path on every worker (NFS, or
+  an object store mounted with s3fs/gcsfuse).
 
 ``map`` yields results as tasks finish (not in submission order), with one progress bar per call.
 
@@ -118,7 +120,14 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, workers: int | None = None, *, address: str | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        address: str | None = None,
+        runtime_env: dict[str, Any] | None = None,
+    ) -> None:
+        """``runtime_env``: Ray's (``{"env_vars": {...}}``: what the workers' environment adds)."""
         try:
             import ray
         except ImportError:
@@ -129,10 +138,11 @@ class RayExecutor:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = False
         if not ray.is_initialized():
+            env = {**WORKER_ENV, **(runtime_env or {}).get("env_vars", {})}
             options: dict[str, Any] = {
                 "ignore_reinit_error": True,
                 "log_to_driver": False,
-                "runtime_env": {"env_vars": WORKER_ENV},
+                "runtime_env": {**(runtime_env or {}), "env_vars": env},
             }
             if self.address is None:
                 options["num_cpus"] = max(1, workers or os.cpu_count() or 1)
@@ -232,8 +242,7 @@ def _local_listing(folder: Path) -> dict[str, list[int]]:
     for path in folder.rglob("*"):
         name = path.relative_to(folder).as_posix()
         if path.is_file() and name != LISTING and ".tmp" not in path.name:
-            stat = path.stat()
-            listing[name] = [stat.st_size, stat.st_mtime_ns]
+            listing[name] = _stat_entry(path)
     return listing
 
 
@@ -246,26 +255,40 @@ def _read_listing(fs: Any, root: str) -> dict[str, list[int]]:
         return json.loads(source.read())
 
 
-def pull(location: BuildLocation) -> int:
+def pull(location: BuildLocation, prefixes: Sequence[str] | None = None) -> int:
     """Copy the files of a URL build that the working copy lacks or holds in another version,
-    restoring their mtimes; returns how many were copied (0 for a local build)."""
+    restoring their mtimes; returns how many were copied (0 for a local build). ``prefixes``:
+    only the files under these folders (``tables/articles``). Each file is written under a
+    temporary name and renamed, so processes pulling into one working copy never see half a file."""
     if location.remote is None:
         return 0
     fs, root = _filesystem(location.remote)
     remote = _read_listing(fs, root)
-    local = _local_listing(location.local) if location.local.is_dir() else {}
+    wanted = tuple(prefix.rstrip("/") + "/" for prefix in prefixes) if prefixes is not None else None
     copied = 0
     for name, (size, mtime) in sorted(remote.items()):
-        if local.get(name) == [size, mtime]:
+        if wanted is not None and not name.startswith(wanted):
             continue
         target = location.local / name
+        if target.is_file() and _stat_entry(target) == [size, mtime]:
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        with fs.open_input_stream(f"{root}/{name}") as source, open(target, "wb") as sink:
+        partial = target.with_name(f"{_PARTIAL}{os.getpid()}-{target.name}")
+        with fs.open_input_stream(f"{root}/{name}") as source, open(partial, "wb") as sink:
             while block := source.read(1 << 22):
                 sink.write(block)
-        os.utime(target, ns=(mtime, mtime))
+        os.utime(partial, ns=(mtime, mtime))
+        os.replace(partial, target)
         copied += 1
     return copied
+
+
+def _stat_entry(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+_PARTIAL = ".tmp-pull-"
 
 
 def push(location: BuildLocation) -> tuple[int, int]:
@@ -292,3 +315,57 @@ def push(location: BuildLocation) -> tuple[int, int]:
     with fs.open_output_stream(f"{root}/{LISTING}") as sink:
         sink.write(json.dumps(local, sort_keys=True).encode())
     return sent, len(gone)
+
+
+# ---------------------------------------------------------------- workers without a shared disk
+
+
+def fetch(url: str, prefixes: Sequence[str]) -> Path:
+    """On a worker: this machine's working copy of the build at ``url`` (``locate_build``, under
+    ``$PMCURATE_CACHE``), with the files under ``prefixes`` pulled from the URL when missing or
+    changed (the build's listing, written by ``push``, says what is there). Tasks on Ray read a URL
+    build this way: nothing is read from the driver's disk."""
+    location = locate_build(url)
+    pull(location, prefixes)
+    return location.local
+
+
+def upload(folder: Path, url: str) -> int:
+    """Send every file under ``folder`` to ``url`` (same relative names); returns how many."""
+    fs, root = _filesystem(url)
+    sent = 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        fs.create_dir(f"{root}/{name}".rsplit("/", 1)[0], recursive=True)
+        with open(path, "rb") as source, fs.open_output_stream(f"{root}/{name}") as sink:
+            while block := source.read(1 << 22):
+                sink.write(block)
+        sent += 1
+    return sent
+
+
+def download(url: str, folder: Path) -> int:
+    """Copy every file under ``url`` into ``folder`` (same relative names); returns how many."""
+    import pyarrow.fs as pafs
+
+    fs, root = _filesystem(url)
+    got = 0
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
+        if info.type != pafs.FileType.File:
+            continue
+        target = folder / info.path[len(root) :].lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(info.path) as source, open(target, "wb") as sink:
+            while block := source.read(1 << 22):
+                sink.write(block)
+        got += 1
+    return got
+
+
+def remove(url: str) -> None:
+    """Delete the folder ``url`` and everything under it (nothing there: nothing to do)."""
+    import pyarrow.fs as pafs
+
+    fs, root = _filesystem(url)
+    if fs.get_file_info(root).type != pafs.FileType.NotFound:
+        fs.delete_dir(root)

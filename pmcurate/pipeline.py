@@ -45,7 +45,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -53,9 +52,10 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pmcurate import __version__, schema
-from pmcurate.executor import Executor, locate_build, make_executor, pull, push
+from pmcurate.executor import BuildLocation, Executor, locate_build, make_executor, pull, push
+from pmcurate.export.steps import DATASET_DIR, dataset_dir, export_dir
 from pmcurate.http import public_url
-from pmcurate.manifest import ExportSpec, Manifest, SourceSpec
+from pmcurate.manifest import Manifest, SourceSpec
 from pmcurate.step import (
     Build,
     PlannedStep,
@@ -64,7 +64,6 @@ from pmcurate.step import (
     StepFailed,
     StepInterrupted,
     StepReport,
-    fingerprint,
     run_step,
     sha256_file,
 )
@@ -114,6 +113,8 @@ class _Context:
     manifest: Manifest
     store: Build
     executor: Executor | None
+    remote: str | None = None
+    """The build's URL when its tasks run on Ray: export tasks read and write through it."""
 
     @property
     def build(self) -> Path:
@@ -191,6 +192,7 @@ def run_build(
         log.info("%s: removed %d temporary files left by an interrupted run", build, swept)
     runner = make_executor(executor, workers) if isinstance(executor, str) else executor
     ctx = _Context(manifest, Build.open(build, force=force, progress=progress), runner)
+    ctx.remote = location.remote if runner.name == "ray" else None
     stages = {
         "harvest": _stage_harvest,
         "annotate": _stage_annotate,
@@ -488,9 +490,7 @@ def _stage_annotate(ctx: _Context) -> None:
         )
     for step in annotate_steps(ctx.manifest):
         ctx.run(step)
-    student = ctx.manifest.student
-    assert student is not None  # the manifest requires one with a teacher
-    ctx.steps.append(_apply_encoder(ctx) if student.kind == "encoder" else _apply(ctx))
+    _apply(ctx)
 
 
 def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
@@ -512,104 +512,18 @@ def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
     return found
 
 
-def _apply_encoder(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.encoder.apply_encoder_student``: one process (the GPU, or torch's threads)."""
-    from pmcurate.annotate import encoder, student
-
-    spec = ctx.manifest.student
-    assert spec is not None and spec.encoder is not None
-    started = time.perf_counter()
-    wanted = {path.name for path in schema.shard_paths(ctx.build, "paragraphs")}
-    for orphan in schema.shard_paths(ctx.build, "labels"):  # labels of paragraphs shards now gone
-        if orphan.name not in wanted:
-            orphan.unlink()
-    try:
-        result = encoder.apply_encoder_student(
-            ctx.build, device=spec.encoder.device, force=ctx.force, progress=ctx.progress
-        )
-    except student.StudentError as exc:
-        raise BuildError(f"annotate:apply: {exc}") from None
-    return StepReport(
-        "annotate:apply",
-        "ran" if result.shards else "unchanged",
-        seconds=time.perf_counter() - started,
-        counts={
-            "shards": result.shards + result.skipped,
-            "shards_labelled": result.shards,
-            "paragraphs_labelled": result.paragraphs,
-        },
-        note=encoder.load_manifest(ctx.build)["annotator"],
-    )
-
-
-_STUDENTS: dict[str, Any] = {}
-
-
-def label_task(args: tuple[str, str, str, str]) -> int:
-    """Shard function: label one paragraphs shard with the build's students (loaded once per worker);
-    ``folder``: the students' folder under ``BUILD/models/`` ('' for fastText, ``distilled``)."""
-    from pmcurate.annotate import student
-
-    build, source, target, folder = args
-    manifest = student.load_manifest(build, folder)
-    students = _STUDENTS.get(manifest["annotator"])
-    if students is None:
-        _STUDENTS.clear()
-        students = _STUDENTS[manifest["annotator"]] = student.Students(build, manifest)
-    return student.label_shard(Path(source), Path(target), students)
-
-
 def _apply(ctx: _Context) -> StepReport:
-    """Adapter to ``annotate.student``: label the paragraphs shards that are new or whose labels are stale."""
-    from pmcurate.annotate import student
+    """``annotate:apply`` (``annotate.apply_steps.ApplyStep``) with the manifest's student: a torch
+    student (the encoder) in this process, the others on the build's executor."""
+    from pmcurate.annotate import apply_steps
+    from pmcurate.annotate.apply_config import ApplyConfig
 
-    if ctx.plan is not None:
-        return _plan_apply(ctx)
-    started = time.perf_counter()
     spec = ctx.manifest.student
-    folder = "distilled" if spec is not None and spec.kind == "distilled" else ""
-    manifest = student.load_manifest(ctx.build, folder)
-    student.verify_models(ctx.build, manifest)
-    labels_dir = schema.table_dir(ctx.build, "labels")
-    sources = schema.shard_paths(ctx.build, "paragraphs")
-    wanted = {path.name for path in sources}
-    orphans = [path for path in schema.shard_paths(ctx.build, "labels") if path.name not in wanted]
-    for path in orphans:
-        path.unlink()
-    todo = [
-        (str(ctx.build), str(source), str(labels_dir / source.name), folder)
-        for source in sources
-        if ctx.force or not student.is_current(labels_dir / source.name, manifest["annotator"])
-    ]
-    labelled = sum(ctx.runner.map(label_task, todo, desc="annotate apply", progress=ctx.progress))
-    return StepReport(
-        "annotate:apply",
-        "ran" if todo or orphans else "unchanged",
-        seconds=time.perf_counter() - started,
-        counts={"shards": len(sources), "shards_labelled": len(todo), "paragraphs_labelled": labelled},
-        note=manifest["annotator"],
-    )
-
-
-def _plan_apply(ctx: _Context) -> StepReport:
-    from pmcurate.annotate import student
-
-    name = "annotate:apply"
-    models = ctx.build / "models" / "students.json"
-    if ctx.force or not models.is_file():
-        ctx.planned(name, "run", "--force" if ctx.force else "labels every paragraph once the students exist")
-    elif ctx.pending:
-        ctx.planned(name, "may run", f"labels the shards {ctx.pending} adds or changes")
-    else:
-        annotator = student.load_manifest(ctx.build)["annotator"]
-        labels = schema.table_dir(ctx.build, "labels")
-        sources = schema.shard_paths(ctx.build, "paragraphs")
-        todo = [p for p in sources if not student.is_current(labels / p.name, annotator)]
-        if todo:
-            ctx.planned(name, "run", f"{len(todo)} of {len(sources)} paragraphs shards lack current labels")
-        else:
-            ctx.planned(name, "unchanged", f"all {len(sources)} paragraphs shards labelled by these students")
-    return StepReport(name, "planned")
+    assert spec is not None  # the manifest requires one with a teacher
+    device = spec.encoder.device if spec.encoder is not None else "auto"
+    workers = ctx.executor.workers if ctx.executor is not None else 1
+    step = apply_steps.ApplyStep(ApplyConfig(student=spec.kind, device=device), workers=workers)
+    return run_step(step, ctx.store, None if step.in_process else ctx.executor)
 
 
 # ---------------------------------------------------------------- filter, export, publish
@@ -626,101 +540,36 @@ def _stage_filter(ctx: _Context) -> None:
         ctx.run(SubsetStep(config, executor=ctx.executor))
 
 
-DATASET_DIR = "dataset"
-
-
-def dataset_dir(build: Path) -> Path:
-    """The build's dataset folder: every export is one config of it; it is what gets published."""
-    return build / DATASET_DIR
-
-
-def export_dir(build: Path, name: str) -> Path:
-    """The folder of export (config) ``name`` inside the dataset folder."""
-    from pmcurate.export.exporter import config_folder
-
-    return dataset_dir(build) / config_folder(name)
-
-
 def _stage_export(ctx: _Context) -> None:
-    for spec in ctx.manifest.exports:
-        inputs = (
-            ctx.store.folder_fingerprint(ctx.build / "subsets" / spec.subset)
-            if spec.subset
-            else ctx.store.tables_fingerprint(READS)
-        )
-        key = fingerprint(inputs, asdict(spec))
-        _step(
-            ctx,
-            f"export:{spec.name}",
-            key,
-            partial(_export, ctx, spec),
-            outputs=[export_dir(ctx.build, spec.name)],
-        )
+    from pmcurate.export.steps import ExportConfig, ExportStep
 
-
-def _export(ctx: _Context, spec: ExportSpec) -> StepReport:
-    """Adapter to ``export.exporter.export``: the preset's rows as Hub-ready shards, then the dataset
-    card with the manifest's name and description and the repository it is published to."""
-    from pmcurate.export.card import write_card
-    from pmcurate.export.exporter import ExportError, export
-
-    try:
-        result = export(
-            ctx.build,
-            dataset_dir(ctx.build),
+    manifest = ctx.manifest
+    for spec in manifest.exports:
+        config = ExportConfig(
+            name=spec.name,
             preset=spec.preset,
             subset=spec.subset,
-            config=spec.name,
-            format=spec.format,  # type: ignore[arg-type]
+            format=spec.format,
             split_by=spec.split_by,
-            shard_bytes=spec.shard_mb * 2**20,
-            write_card=False,
-            progress=ctx.progress,
+            shard_mb=spec.shard_mb,
+            title=manifest.name,
+            description=manifest.description,
+            repo=manifest.publish.repo if manifest.publish else None,
+            remote=ctx.remote,
+            tasks=ctx.executor.workers if ctx.executor else None,
         )
-        manifest = ctx.manifest
-        repo = manifest.publish.repo if manifest.publish else None
-        write_card(dataset_dir(ctx.build), repo, title=manifest.name, description=manifest.description)
-    except ExportError as exc:
-        raise BuildError(f"export:{spec.name}: {exc}") from None
-    counts = {f"{split} rows": summary.rows for split, summary in result.splits.items()}
-    return StepReport(
-        f"export:{spec.name}",
-        "ran",
-        counts=counts,
-        drops={"no image": result.skipped_rows} if result.skipped_rows else {},
-    )
+        if ctx.remote and ctx.plan is None:  # the tasks read the tables from the URL
+            push(BuildLocation(ctx.build, ctx.remote))
+        ctx.run(ExportStep(config))
 
 
 def _stage_publish(ctx: _Context) -> None:
+    from pmcurate.export.steps import PublishConfig, PublishStep
+
     spec = ctx.manifest.publish
     if spec is None:
         return
-    # the card is rewritten by publishing itself (with the repository id): not an input
-    dataset = ctx.store.folder_fingerprint(dataset_dir(ctx.build), exclude=("README.md",))
-    key = fingerprint(dataset, asdict(spec))
-    _step(ctx, "publish", key, lambda: _publish(ctx))
-
-
-def _publish(ctx: _Context) -> StepReport:
-    """Adapter to ``export.publish.publish``; the token comes from the variable the manifest names
-    (else the local ``hf auth login``) and is never logged."""
-    from pmcurate.export.publish import PublishError, publish
-
-    spec = ctx.manifest.publish
-    assert spec is not None
-    try:
-        result = publish(
-            dataset_dir(ctx.build),
-            spec.repo,
-            private=spec.private,
-            token=os.environ.get(spec.token_env) or None,
-            endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not when huggingface_hub was imported
-            progress=ctx.progress,
-        )
-    except PublishError as exc:
-        raise BuildError(f"publish: {exc} (token from ${spec.token_env})") from None
-    counts = {action: result.count(action) for action in ("add", "update", "delete", "unchanged")}
-    return StepReport("publish", "ran", counts=counts, note=result.url)
+    ctx.run(PublishStep(PublishConfig(repo=spec.repo, private=spec.private, token_env=spec.token_env)))
 
 
 # ---------------------------------------------------------------- checks and plan

@@ -18,7 +18,8 @@ from pmcurate.executor import (
     make_executor,
 )
 from pmcurate.manifest import load_manifest
-from pmcurate.pipeline import fingerprint, run_build
+from pmcurate.pipeline import run_build
+from pmcurate.step import fingerprint
 from tests import builds
 
 ITEMS = [f"shard-{n}" for n in range(12)]

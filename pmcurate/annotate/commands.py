@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pmcurate.annotate import sample, steps, student
+from pmcurate.annotate import sample, steps
 from pmcurate.annotate.report import format_report, side_by_side
 from pmcurate.step import Build, Step, run_step
 
@@ -126,21 +126,20 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    if args.student == "embedding":
-        from pmcurate.annotate import embedding
+    from pmcurate import progress
+    from pmcurate.annotate import apply_steps
+    from pmcurate.annotate.apply_config import ApplyConfig
 
-        result = embedding.apply_embedding_student(args.build, force=args.force)
-    elif args.student == "encoder":
-        from pmcurate.annotate import encoder
-
-        result = encoder.apply_encoder_student(args.build, device=args.device, force=args.force)
-    elif args.student == "distilled":
-        result = student.apply_students(args.build, jobs=args.jobs, force=args.force, folder="distilled")
-    else:
-        result = student.apply_students(args.build, jobs=args.jobs, force=args.force)
-    rate = result.paragraphs / result.seconds if result.seconds else 0.0
+    config = ApplyConfig.from_args(args)
+    report = apply_steps.apply(
+        args.build, config, workers=args.jobs, force=args.force, progress=progress.enabled()
+    )
+    counts = report.counts
+    labelled = counts.get("paragraphs_labelled", 0)
+    rate = labelled / report.seconds if report.seconds else 0.0
     print(
-        f"labelled {result.paragraphs:,} paragraphs in {result.shards} shards "
-        f"({result.skipped} already done) in {result.seconds:.1f} s ({rate:,.0f} paragraphs/s)"
+        f"labelled {labelled:,} paragraphs in {counts.get('shards_labelled', 0)} shards "
+        f"({counts.get('shards', 0) - counts.get('shards_labelled', 0)} already done) in "
+        f"{report.seconds:.1f} s ({rate:,.0f} paragraphs/s)"
     )
     return 0

@@ -26,10 +26,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pmcurate import schema
 from pmcurate.annotate import student
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -360,49 +358,8 @@ class EmbeddingStudent:
     def label(self, paragraphs: pl.DataFrame) -> pa.Table:
         """Labels of ``paragraphs`` (paragraph_id, text, and the context columns when known)."""
         x = encode(self.encoder, encoder_input(paragraphs, context=self.context), progress=self.progress)
-        scores = {}
-        for task, head in self.heads.items():
-            weight = self.rules_weights[task]
-            raw = head.scores(x)
-            scores[task] = student.blend(
-                raw, student.rules_scores(paragraphs, task) if weight else raw, weight
-            )
-        return student.labels_table(paragraphs["paragraph_id"], scores, self.annotator)
-
-
-def apply_embedding_student(
-    build: str | os.PathLike[str], *, force: bool = False, progress: bool = True, encoder: Any = None
-) -> student.ApplyResult:
-    """Label every paragraph with the embedding student, into the same labels table as
-    ``student.apply_students`` (its ``annotator`` says which student). One process: torch uses
-    the cores. Shards already labelled by this student are skipped, so a killed run resumes."""
-    build = Path(build)
-    manifest = load_manifest(build)
-    sources = schema.shard_paths(build, "paragraphs")
-    if not sources:
-        raise student.StudentError(f"{schema.table_dir(build, 'paragraphs')}: no paragraph shards to label")
-    out_dir = schema.table_dir(build, "labels")
-    todo = [
-        (s, out_dir / s.name)
-        for s in sources
-        if force or not student.is_current(out_dir / s.name, manifest["annotator"])
-    ]
-    labeller = EmbeddingStudent(build, manifest, encoder, progress=progress) if todo else None
-    start = time.perf_counter()
-    total = sum(pq.ParquetFile(s).metadata.num_rows for s, _ in todo)
-    bar = tqdm(total=total, unit="par", desc="annotate apply (embedding)", disable=not progress)
-    done = 0
-    for source, target in todo:
-        count = student.label_shard(source, target, labeller)
-        done += count
-        bar.update(count)
-    bar.close()
-    return student.ApplyResult(
-        shards=len(todo),
-        skipped=len(sources) - len(todo),
-        paragraphs=done,
-        seconds=time.perf_counter() - start,
-    )
+        raw = {task: head.scores(x) for task, head in self.heads.items()}
+        return student.blended_labels(paragraphs, raw, self.rules_weights, self.annotator)
 
 
 # ---------------------------------------------------------------- side by side

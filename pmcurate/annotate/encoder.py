@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pmcurate import labels, schema
@@ -783,16 +782,6 @@ class EncoderStudent:
 # ---------------------------------------------------------------- applying at scale
 
 
-@dataclass
-class _Chunk:
-    """Paragraphs of one shard, read and tokenized ahead of the model."""
-
-    shard: int
-    paragraph_ids: pl.Series
-    ids: list[list[int]]
-    last: bool
-
-
 def prefetch(items: Iterable[Any], depth: int) -> Iterator[Any]:
     """Iterate ``items`` in a background thread, up to ``depth`` ahead: reading Parquet and the
     fast tokenizer (Rust, GIL released, all cores) overlap with the model. An exception in the
@@ -838,80 +827,3 @@ def prefetch(items: Iterable[Any], depth: int) -> Iterator[Any]:
 @dataclass
 class _Failure:
     error: BaseException
-
-
-def _chunks(labeller: EncoderStudent, todo: Sequence[tuple[Path, Path]], read_batch: int) -> Iterator[_Chunk]:
-    """Every paragraph of the shards to label, in bounded batches, tokenized."""
-    columns = ["paragraph_id", "article_id", "text", "section_type", "section_title"]
-    for index, (source, _) in enumerate(todo):
-        reader = pq.ParquetFile(source)
-        article_types = student.article_types(source) if labeller.context else None
-        batches = reader.iter_batches(batch_size=read_batch, columns=columns)
-        pending: _Chunk | None = None
-        for batch in batches:
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
-            if article_types is not None:
-                frame = frame.join(article_types, on="article_id", how="left", maintain_order="left")
-            if pending is not None:
-                yield pending
-            pending = _Chunk(index, frame["paragraph_id"], labeller.tokenize(frame), last=False)
-        if pending is None:
-            pending = _Chunk(index, pl.Series("paragraph_id", [], pl.String), [], last=False)
-        pending.last = True
-        yield pending
-
-
-def apply_encoder_student(
-    build: str | os.PathLike[str],
-    *,
-    device: str = "auto",
-    force: bool = False,
-    progress: bool = True,
-    config: ApplyConfig = ApplyConfig(),
-    labeller: EncoderStudent | None = None,
-) -> student.ApplyResult:
-    """Label every paragraph with the encoder student into ``tables/labels`` (same table as the
-    other students; its ``annotator`` says which). A background thread reads and tokenizes the
-    next batch while the model labels this one; batches are cut by padded tokens after sorting
-    by length. Each shard is written whole when its last batch is labelled, so a killed run
-    resumes at the first shard not written."""
-    build = Path(build)
-    manifest = load_manifest(build)
-    sources = schema.shard_paths(build, "paragraphs")
-    if not sources:
-        raise student.StudentError(f"{schema.table_dir(build, 'paragraphs')}: no paragraph shards to label")
-    out_dir = schema.table_dir(build, "labels")
-    schema.remove_temporaries(out_dir)
-    todo = [
-        (s, out_dir / s.name)
-        for s in sources
-        if force or not student.is_current(out_dir / s.name, manifest["annotator"])
-    ]
-    start = time.perf_counter()
-    if not todo:
-        return student.ApplyResult(shards=0, skipped=len(sources), paragraphs=0, seconds=0.0)
-    labeller = labeller or EncoderStudent.load(
-        build / "models" / FOLDER, manifest, device=device, config=config
-    )
-    total = sum(pq.ParquetFile(s).metadata.num_rows for s, _ in todo)
-    bar = tqdm(
-        total=total, unit="par", unit_scale=True, desc="annotate apply (encoder)", disable=not progress
-    )
-    done, parts = 0, []
-    for chunk in prefetch(_chunks(labeller, todo, config.read_batch), config.prefetch):
-        parts.append(labeller.label_ids(chunk.paragraph_ids, chunk.ids))
-        bar.update(len(chunk.ids))
-        if chunk.last:
-            table = pa.concat_tables(parts) if parts else schema.TAUGHT_LABELS.empty_table()
-            table = labels.with_computed(table, todo[chunk.shard][0])
-            schema.write_shard(table, todo[chunk.shard][1])
-            done += table.num_rows
-            parts = []
-    bar.close()
-    return student.ApplyResult(
-        shards=len(todo),
-        skipped=len(sources) - len(todo),
-        paragraphs=done,
-        seconds=time.perf_counter() - start,
-    )

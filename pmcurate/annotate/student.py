@@ -13,29 +13,26 @@ split. Evaluation holds out whole articles, never paragraphs of articles seen in
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import itertools
 import json
 import logging
-import multiprocessing
 import os
 import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import fasttext
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from pmcurate import labels, schema
 from pmcurate.annotate import report as metrics
@@ -117,17 +114,37 @@ def model_input(frame: pl.DataFrame, *, context: bool) -> pl.Series:
     them, and they carry what the text alone may not (a review article's paragraphs read like
     anyone's background section). Missing columns or values give ``__art_none``/``__sec_none``.
     """
+    lines = _lines(frame, context=context)
+    return lines.str.strip_chars() if context else lines
+
+
+def model_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
+    """``model_input`` as fastText reads it in ``apply``: each line ends in a newline (fastText's
+    end-of-sentence token), and whitespace at its ends is kept (fastText skips runs of whitespace:
+    the tokens, hence the predictions, are those of ``model_input``) — two passes over the text fewer."""
+    return _lines(frame, context=context, end="\n").to_list()
+
+
+def _lines(frame: pl.DataFrame, *, context: bool, end: str = "") -> pl.Series:
     text = normalize(frame["text"])
     if not context:
-        return text
+        return text + end if end else text
     columns = {
         c: frame[c] if c in frame.columns else pl.repeat(None, frame.height, dtype=pl.String, eager=True)
         for c in CONTEXT_COLUMNS
     }
     article = columns["article_type"].fill_null("none").str.to_lowercase().str.replace_all(r"[^\w]+", "_")
-    section = columns["section_type"].fill_null("none")
-    tokens = "__art_" + article + " __sec_" + section + " " + normalize(columns["section_title"])
-    return (pl.Series(tokens) + " " + text).str.strip_chars()
+    parts = [
+        pl.lit("__art_"),
+        article,
+        pl.lit(" __sec_"),
+        columns["section_type"].fill_null("none"),
+        pl.lit(" "),
+        normalize(columns["section_title"]),
+        pl.lit(" "),
+        text,
+    ]
+    return pl.select(pl.concat_str([*parts, pl.lit(end)])).to_series().rename(text.name)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -250,18 +267,28 @@ def _label_tokens(label: str) -> str:
     return " ".join(f"__label__{part}" for part in label.split(" "))
 
 
-def predict_scores(model: Any, texts: list[str], classes: Sequence[str]) -> np.ndarray:
-    """Per-class probabilities, shape (len(texts), len(classes)), columns in ``classes`` order.
+def predict_scores(
+    model: Any, texts: list[str], classes: Sequence[str], *, terminated: bool = False
+) -> np.ndarray:
+    """Per-class probabilities, shape (len(texts), len(classes)), columns in ``classes`` order
+    (``terminated``: each text already ends in a newline, as ``model_lines`` makes them).
 
-    Classes the model never saw in training score 0.
+    Classes the model never saw in training score 0. fastText returns each row's labels in its
+    own order (most probable first): they are mapped to columns in one C-level pass, not row by row.
     """
     scores = np.zeros((len(texts), len(classes)), dtype=np.float32)
     if not texts:
         return scores
     column = {f"__label__{c}": i for i, c in enumerate(classes)}
-    all_labels, all_probs = model.f.multilinePredict([t + "\n" for t in texts], -1, 0.0, "strict")
-    for row, (predicted, probs) in enumerate(zip(all_labels, all_probs, strict=True)):
-        scores[row, [column[label] for label in predicted]] = probs
+    lines = texts if terminated else [t + "\n" for t in texts]
+    all_labels, all_probs = model.f.multilinePredict(lines, -1, 0.0, "strict")
+    width = len(all_labels[0])
+    if any(len(labels) != width for labels in all_labels):  # k=-1 gives every label: never seen
+        raise StudentError("fastText returned a different number of labels for some paragraphs")
+    flat = itertools.chain.from_iterable(all_labels)
+    columns = np.fromiter(map(column.__getitem__, flat), np.intp, count=len(texts) * width)
+    rows = np.arange(len(texts))[:, None]
+    scores[rows, columns.reshape(len(texts), width)] = np.concatenate(all_probs).reshape(len(texts), width)
     return scores
 
 
@@ -286,11 +313,13 @@ def task_labels(frame: pl.DataFrame, name: str) -> list[str]:
     return [" ".join(parts) for parts in zip(*columns, strict=True)]
 
 
-def model_scores(model: Any, name: str, texts: list[str]) -> dict[str, np.ndarray]:
+def model_scores(
+    model: Any, name: str, texts: list[str], *, terminated: bool = False
+) -> dict[str, np.ndarray]:
     """Per-task class scores of one model (``name`` a task, or JOINT for all three at once)."""
     if name != JOINT:
-        return {name: predict_scores(model, texts, TASKS[name])}
-    scores = predict_scores(model, texts, JOINT_CLASSES)
+        return {name: predict_scores(model, texts, TASKS[name], terminated=terminated)}
+    scores = predict_scores(model, texts, JOINT_CLASSES, terminated=terminated)
     out, start = {}, 0
     for task, classes in TASKS.items():
         part = scores[:, start : start + len(classes)]
@@ -599,18 +628,34 @@ def _choose(
 def rules_scores(frame: pl.DataFrame, task: str) -> np.ndarray:
     """The rules teacher's answer for ``task`` as one-hot rows (from the frame's JATS context);
     uniform rows for a label the rules teacher does not give."""
-    classes = TASKS[task]
-    if task not in rules.RULES_LABELS:
-        return np.full((frame.height, len(classes)), 1.0 / len(classes), dtype=np.float32)
-    one_hot = np.zeros((frame.height, len(classes)), dtype=np.float32)
-    contexts = zip(*(_column_or_nulls(frame, c) for c in CONTEXT_COLUMNS), strict=True)
-    for row, (article_type, section_type, section_title) in enumerate(contexts):
-        labels = _rules_label(article_type, section_type, section_title)
-        one_hot[row, classes.index(str(labels[task]))] = 1.0
-    return one_hot
+    return rules_priors(frame, (task,))[task]
 
 
-_rules_label = functools.lru_cache(maxsize=1 << 16)(rules.rules_label)
+def rules_priors(frame: pl.DataFrame, tasks: Iterable[str]) -> dict[str, np.ndarray]:
+    """``rules_scores`` of several tasks; the rules run once per distinct JATS context, not per row.
+    A label the rules teacher does not give gets uniform rows."""
+    context = pl.DataFrame(
+        [
+            frame[c].cast(pl.String) if c in frame.columns else pl.Series(c, [None] * frame.height, pl.String)
+            for c in CONTEXT_COLUMNS
+        ]
+    )
+    distinct = context.unique(maintain_order=True).with_row_index("code")
+    codes = context.join(
+        distinct, on=list(CONTEXT_COLUMNS), how="left", nulls_equal=True, maintain_order="left"
+    )["code"].to_numpy()
+    answers = [rules.rules_label(*row) for row in distinct.drop("code").iter_rows()]
+    priors = {}
+    for task in tasks:
+        classes = TASKS[task]
+        if task not in rules.RULES_LABELS:
+            priors[task] = np.full((frame.height, len(classes)), 1.0 / len(classes), dtype=np.float32)
+            continue
+        chosen = np.array([classes.index(str(answer[task])) for answer in answers], np.intp)
+        one_hot = np.zeros((frame.height, len(classes)), dtype=np.float32)
+        one_hot[np.arange(frame.height), chosen[codes]] = 1.0
+        priors[task] = one_hot
+    return priors
 
 
 def blend(scores: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
@@ -758,18 +803,25 @@ class Students:
 
     def label(self, paragraphs: pl.DataFrame) -> pa.Table:
         """Labels of ``paragraphs`` (paragraph_id, text, and the CONTEXT_COLUMNS when known)."""
-        norm = model_input(paragraphs, context=self.context).to_list()
-        scores = {}
+        lines = model_lines(paragraphs, context=self.context)
+        raw: dict[str, np.ndarray] = {}
         for name, model in self.models.items():
-            for task, raw in model_scores(model, name, norm).items():
-                weight = self.rules_weights[task]
-                scores[task] = blend(raw, rules_scores(paragraphs, task) if weight else raw, weight)
-        return labels_table(paragraphs["paragraph_id"], scores, self.annotator)
+            raw |= model_scores(model, name, lines, terminated=True)
+        return blended_labels(paragraphs, raw, self.rules_weights, self.annotator)
+
+
+def blended_labels(
+    paragraphs: pl.DataFrame, raw: dict[str, np.ndarray], weights: dict[str, float], annotator: str
+) -> pa.Table:
+    """A LABELS table from a student's raw class scores, each task mixed with the rules prior."""
+    priors = rules_priors(paragraphs, [task for task in raw if weights[task]])
+    scores = {task: blend(raw[task], priors.get(task, raw[task]), weights[task]) for task in raw}
+    return labels_table(paragraphs["paragraph_id"], scores, annotator)
 
 
 def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annotator: str) -> pa.Table:
     """The taught labels' columns (``schema.TAUGHT_LABELS``) from each task's final class scores;
-    ``label_shard`` adds the computed ones."""
+    ``apply_steps.label_rows`` adds the computed ones."""
     columns: dict[str, Any] = {"paragraph_id": paragraph_ids.to_arrow()}
     for task, task_scores in scores.items():
         top, expected = decide(task, task_scores)
@@ -782,44 +834,6 @@ def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annota
         )
     columns["annotator"] = pa.array([annotator] * len(paragraph_ids), pa.string())
     return pa.table({name: columns[name] for name in schema.TAUGHT_LABELS.names}).cast(schema.TAUGHT_LABELS)
-
-
-_WORKER: Students | None = None
-
-
-def _init_worker(build: str, manifest: dict[str, Any]) -> None:
-    global _WORKER
-    _WORKER = Students(build, manifest)
-
-
-class Labeller(Protocol):
-    """What ``label_shard`` needs: the fastText ``Students`` or the embedding student."""
-
-    annotator: str
-    context: bool
-
-    def label(self, paragraphs: pl.DataFrame) -> pa.Table: ...
-
-
-def label_shard(source: Path, target: Path, students: Labeller | None = None) -> int:
-    """Label one paragraphs shard into one labels shard, reading in bounded batches."""
-    students = students or _WORKER
-    assert students is not None, "label_shard needs loaded students"
-    parts = []
-    reader = pq.ParquetFile(source)
-    columns = ["paragraph_id", "article_id", "text", "section_type", "section_title"]
-    types = article_types(source) if students.context else None
-    for batch in reader.iter_batches(
-        batch_size=READ_BATCH, columns=columns if students.context else columns[:3]
-    ):
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        if types is not None:
-            frame = frame.join(types, on="article_id", how="left", maintain_order="left")
-        parts.append(students.label(frame))
-    table = pa.concat_tables(parts) if parts else schema.TAUGHT_LABELS.empty_table()
-    schema.write_shard(labels.with_computed(table, source), target)
-    return table.num_rows
 
 
 def article_types(paragraphs_shard: Path) -> pl.DataFrame:
@@ -863,88 +877,3 @@ def is_current(target: Path, annotator: str) -> bool:
         if stats is None or not stats.has_min_max or stats.min != annotator or stats.max != annotator:
             return False
     return True
-
-
-@dataclass
-class ApplyResult:
-    shards: int
-    skipped: int
-    paragraphs: int
-    seconds: float
-
-
-def apply_students(
-    build: str | os.PathLike[str],
-    *,
-    jobs: int | None = None,
-    force: bool = False,
-    progress: bool = True,
-    folder: str = "",
-) -> ApplyResult:
-    """Label every paragraph: ``tables/paragraphs/X.parquet`` → ``tables/labels/X.parquet``.
-
-    Shards already labelled by the same models are skipped, so a killed run resumes where it
-    stopped; models that changed relabel everything. ``folder``: the students of
-    ``BUILD/models/<folder>/`` (``distilled``).
-    """
-    build = Path(build)
-    manifest = load_manifest(build, folder)
-    verify_models(build, manifest)
-    sources = schema.shard_paths(build, "paragraphs")
-    if not sources:
-        raise StudentError(f"{schema.table_dir(build, 'paragraphs')}: no paragraph shards to label")
-    out_dir = schema.table_dir(build, "labels")
-    schema.remove_temporaries(out_dir)  # left by a killed run
-    todo = [
-        (s, out_dir / s.name)
-        for s in sources
-        if force or not is_current(out_dir / s.name, manifest["annotator"])
-    ]
-    start = time.perf_counter()
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    total = sum(pq.ParquetFile(s).metadata.num_rows for s, _ in todo)
-    bar = tqdm(total=total, unit="par", unit_scale=True, desc="annotate apply", disable=not progress)
-    done = 0
-    for count in _run_shards(build, manifest, todo, jobs):
-        done += count
-        bar.update(count)
-    bar.close()
-    return ApplyResult(
-        shards=len(todo),
-        skipped=len(sources) - len(todo),
-        paragraphs=done,
-        seconds=time.perf_counter() - start,
-    )
-
-
-def _run_shards(
-    build: Path, manifest: dict[str, Any], todo: list[tuple[Path, Path]], jobs: int
-) -> Iterator[int]:
-    if jobs == 1:
-        students = Students(build, manifest)
-        for source, target in todo:
-            yield label_shard(source, target, students)
-        return
-    # spawn, not fork: forking a process that has Polars' thread pool running can deadlock
-    context = multiprocessing.get_context("spawn")
-    # one Polars thread per worker (read by Polars when a worker imports it): jobs use the cores
-    previous = os.environ.get("POLARS_MAX_THREADS")
-    os.environ["POLARS_MAX_THREADS"] = "1"
-    try:
-        yield from _pool_shards(build, manifest, todo, jobs, context)
-    finally:
-        if previous is None:
-            del os.environ["POLARS_MAX_THREADS"]
-        else:
-            os.environ["POLARS_MAX_THREADS"] = previous
-
-
-def _pool_shards(
-    build: Path, manifest: dict[str, Any], todo: list[tuple[Path, Path]], jobs: int, context: Any
-) -> Iterator[int]:
-    with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_init_worker, initargs=(str(build), manifest)
-    ) as pool:
-        futures = [pool.submit(label_shard, source, target) for source, target in todo]
-        for future in futures:
-            yield future.result()

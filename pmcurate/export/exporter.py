@@ -18,6 +18,7 @@ on the time or the machine, so exporting the same rows twice gives byte-identica
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -26,8 +27,10 @@ import operator
 import os
 import re
 import shutil
+import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,8 +42,9 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from pmcurate import __version__, schema
-from pmcurate.build import open_build
+from pmcurate.build import create_view, open_build
 from pmcurate.errors import Fatal
+from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
 from pmcurate.export import parquet, webdataset
 from pmcurate.export.presets import Preset, Source, check_source, get_preset, license_group_sql
 
@@ -109,67 +113,326 @@ def export(
     image_extension: str | None = None,
     write_card: bool = True,
     progress: bool = True,
+    executor: Executor | None = None,
+    workers: int | None = 1,
 ) -> ExportResult:
     """Export ``preset`` rows of ``build`` (or of its subset ``subset``) into ``out``.
 
     ``config`` defaults to ``default`` for Parquet and ``webdataset`` for tar shards.
-    ``image_extension`` (webdataset only) defaults to the most common image format.
+    ``image_extension`` (webdataset only) defaults to the most common image format. The splits are
+    written by one task per worker of ``executor`` (default: a local one with ``workers``
+    processes); the files do not depend on how many.
+    """
+    runner = executor or LocalExecutor(workers)
+    plan = make_plan(
+        build, out, preset=preset, subset=subset, config=config, format=format, split_by=split_by,
+        shard_bytes=shard_bytes, row_group_bytes=row_group_bytes, image_extension=image_extension,
+        progress=progress, tasks=runner.workers,
+    )  # fmt: skip
+    try:
+        plan.stage()
+        task = functools.partial(write_split_task, plan.job)
+        with ThreadPoolExecutor(1) as pool:  # the input checksums, while the workers write
+            inputs = pool.submit(input_checksums, plan)
+            list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
+            return finish(plan, write_card=write_card, inputs=inputs.result())
+    finally:
+        plan.discard()
+        if executor is None:
+            runner.close()
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What every split task of one export needs (picklable: it is sent to the workers).
+
+    ``build`` and ``staging`` are local folders, or URLs (``remote`` exports): a task then pulls
+    the folders ``reads`` of the build into its machine's working copy (``executor.fetch``) and
+    sends its shards to the staging URL, so workers share no disk with the driver.
+    """
+
+    build: str
+    staging: str
+    reads: tuple[str, ...]
+    preset: str
+    subset: str | None
+    source: Source
+    split_by: str
+    format: Format
+    config: str
+    shard_bytes: int
+    row_group_bytes: int
+    extension: str | None
+    progress: bool
+
+
+@dataclass(frozen=True)
+class SplitTask:
+    """Whole splits of an export, written one after the other by one task: each split's rows, in
+    order, become that split's shards. Splits share a task so that a task per worker, not per
+    split, scans the build (a column with hundreds of values makes hundreds of splits)."""
+
+    splits: tuple[str, ...]
+    rows: int
+
+    @property
+    def key(self) -> str:
+        return ",".join(self.splits)
+
+    @property
+    def size(self) -> int:
+        return self.rows
+
+
+def group_splits(counts: list[tuple[str, int]], tasks: int) -> list[SplitTask]:
+    """At most ``tasks`` tasks of whole splits, as even in rows as whole splits allow: each split,
+    largest first, goes to the task with the fewest rows so far."""
+    bins: list[list[str]] = [[] for _ in range(max(1, min(tasks, len(counts))))]
+    sizes = [0] * len(bins)
+    for split, rows in sorted(counts, key=lambda count: (-count[1], count[0])):
+        emptiest = sizes.index(min(sizes))
+        bins[emptiest].append(split)
+        sizes[emptiest] += rows
+    return [SplitTask(tuple(sorted(splits)), rows) for splits, rows in zip(bins, sizes, strict=True)]
+
+
+@dataclass
+class ExportPlan:
+    """An export checked and planned on the driver: its tasks, and what ``finish`` reports."""
+
+    job: ExportJob
+    build: Path
+    out: Path
+    tasks: list[SplitTask]
+    selected: int
+    subset_info: dict[str, Any] | None
+    arrow_schema: pa.Schema
+    tables: set[str]
+    started: float
+
+    @property
+    def staging(self) -> Path:
+        """The local staging folder (``finish`` installs the shards from it)."""
+        return self.out / f"{schema.TMP_PREFIX}export-{self.job.config}"
+
+    def stage(self) -> None:
+        """Create the (empty) staging folder the tasks write into."""
+        self.discard()
+        (self.staging / _SHARDS).mkdir(parents=True)
+
+    def discard(self) -> None:
+        """Remove the staging folder (after ``finish`` installed its shards, or after a failure)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if is_url(self.job.staging):
+            remove(self.job.staging)
+
+
+def make_plan(
+    build: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    preset: str = "paragraphs",
+    subset: str | None = None,
+    config: str | None = None,
+    format: Format = "parquet",
+    split_by: str = SPLIT_BY_LICENSE,
+    shard_bytes: int = parquet.DEFAULT_SHARD_BYTES,
+    row_group_bytes: int = parquet.DEFAULT_ROW_GROUP_BYTES,
+    image_extension: str | None = None,
+    progress: bool = True,
+    tasks: int | None = None,
+    remote: str | None = None,
+) -> ExportPlan:
+    """Check the options against the build and plan at most ``tasks`` tasks (default: one per
+    CPU) of whole splits (rows counted per split); writes nothing (``ExportPlan.stage`` creates the
+    staging folder).
+
+    Splits come first in the export's order (split, then the preset's key), so each split's rows
+    and shards are the same whether its task runs alone or beside the others: the output does not
+    depend on how many workers wrote it.
     """
     started = time.perf_counter()
     chosen, config = _check_options(preset, format, config, shard_bytes, row_group_bytes)
     opened = open_build(build)
     out = Path(out)
     _check_format(out, config, format)
-    con = opened.duckdb()
     tables = set(opened.tables)
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
+    con = _connect(opened.path, tables & _READS[chosen.unit])
     subset_info = _create_selection(con, opened.path, chosen, subset)
     columns = _create_rows(con, chosen, source, split_by)
-    result = ExportResult(out=out, config=config, preset=preset, format=format, folder=config_folder(config))
     selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
+    counts = con.sql("SELECT __split, count(*) FROM export_rows GROUP BY ALL ORDER BY 1").fetchall()
+    if not counts:
+        raise ExportError(_nothing_message(chosen, subset))
+    for split, _ in counts:
+        parquet.check_split_name(split)
+    arrow_schema = normalized_schema(
+        con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
+    )
     extension = None
     if format == "webdataset":
         extension = image_extension or webdataset.choose_extension(_image_formats(con))
-    writer = _SplitWriter(chosen, format, shard_bytes, row_group_bytes, extension)
-    staging = out / f"{schema.TMP_PREFIX}export-{config}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    con.close()
+    staging = str(out / f"{schema.TMP_PREFIX}export-{config}")
+    if remote is not None:  # ``build`` is the driver's working copy of the build at ``remote``
+        staging = f"{remote.rstrip('/')}/.pmcurate/{schema.TMP_PREFIX}export-{config}"
+    reads = [f"tables/{name}" for name in sorted(tables & _READS[chosen.unit])]
+    reads += [f"subsets/{subset}"] if subset else []
+    job = ExportJob(
+        build=remote or str(opened.path), staging=staging, reads=tuple(reads), preset=preset,
+        subset=subset, source=source, split_by=split_by, format=format, config=config,
+        shard_bytes=shard_bytes, row_group_bytes=row_group_bytes, extension=extension, progress=progress,
+    )  # fmt: skip
+    planned = group_splits(counts, tasks or os.cpu_count() or 1)
+    return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
+
+
+def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
+    """Write the shards of the task's splits into the job's staging folder (on a worker).
+
+    The rows come sorted (split, then the preset's key) from DuckDB in their own connection and
+    stream through the writer, so a task holds a few row groups in memory however large its
+    splits; what the driver needs of it (shard names and rows per split, the distinct license URLs
+    and languages) goes to a small JSON file.
+    """
+    if is_url(job.staging):
+        with tempfile.TemporaryDirectory(prefix=f"{schema.TMP_PREFIX}export-") as tmp:
+            counts = _write_splits(job, task, fetch(job.build, job.reads), Path(tmp))
+            upload(Path(tmp), job.staging)
+        return counts
+    return _write_splits(job, task, Path(job.build), Path(job.staging))
+
+
+def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -> dict[str, int]:
+    chosen = get_preset(job.preset)
+    con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
+    con.execute("SET enable_progress_bar = false")  # the task's own bar counts rows
+    splits: dict[str, dict[str, Any]] = {}
     try:
-        # One sorted pass: rows ordered by split, then by the preset's key; each run of a split
-        # is written as that split's shards.
-        order = chosen.order_by + (", repeat" if subset else "")
-        query = f"SELECT {columns}, __split FROM export_rows ORDER BY __split, {order}"
-        reader = con.sql(query).to_arrow_reader(IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS)
+        _create_selection(con, build, chosen, job.subset)
+        columns = _create_rows(con, chosen, job.source, job.split_by)
+        order = chosen.order_by + (", repeat" if job.subset else "")
+        query = (
+            f"SELECT {columns}, __split FROM export_rows WHERE list_contains($splits, __split) "
+            f"ORDER BY __split, {order}"
+        )
+        batch_rows = IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS
+        reader = con.sql(query, params={"splits": list(task.splits)}).to_arrow_reader(batch_rows)
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
         seen = _DistinctValues(("license_url", "language"))
-        runs = split_runs(seen.observe(_progress(reader, selected, f"export {config}", progress)))
+        desc = f"export {job.config} {task.key}"
+        runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
+        writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
         for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
-            shards = writer.write((batch for _, batch in group), arrow_schema, staging, split)
-            result.splits[split] = SplitSummary(
-                rows=sum(s.rows for s in shards),
-                bytes=sum(s.nbytes for s in shards),
-                shards=[f"{result.folder}/{s.path.name}" for s in shards],
-            )
-        if not result.splits:
-            raise ExportError(_nothing_message(chosen, subset))
-        _install(staging, out / result.folder)
+            shards = writer.write((batch for _, batch in group), arrow_schema, staging / _SHARDS, split)
+            splits[split] = {
+                "rows": sum(s.rows for s in shards),
+                "bytes": sum(s.nbytes for s in shards),
+                "shards": [s.path.name for s in shards],
+            }
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    result.skipped_rows = selected - result.rows
-    result.seconds = time.perf_counter() - started
-    info = _provenance(con, opened.path, result, chosen, split_by, subset, subset_info, arrow_schema, tables)
-    if extension is not None:
-        info["image_extension"] = extension
-    info["license_urls"], info["languages"] = seen.sorted("license_url"), seen.sorted("language")
-    provenance = out / PROVENANCE_DIR / f"{config}.json"
+        con.close()
+    summary = {
+        "splits": splits,
+        "license_url": sorted(seen.values["license_url"], key=_none_first),
+        "language": sorted(seen.values["language"], key=_none_first),
+    }
+    (staging / _summary_name(task)).write_text(json.dumps(summary, ensure_ascii=False))
+    return {
+        "rows": sum(s["rows"] for s in splits.values()),
+        "shards": sum(len(s["shards"]) for s in splits.values()),
+        "bytes": sum(s["bytes"] for s in splits.values()),
+    }
+
+
+def finish(
+    plan: ExportPlan, *, write_card: bool = True, inputs: dict[str, dict[str, Any]] | None = None
+) -> ExportResult:
+    """Install the staged shards of every split, then write the provenance (and the card).
+
+    ``inputs``: the checksums of the tables read (``input_checksums``), when already computed."""
+    job = plan.job
+    chosen = get_preset(job.preset)
+    result = ExportResult(
+        out=plan.out,
+        config=job.config,
+        preset=job.preset,
+        format=job.format,
+        folder=config_folder(job.config),
+    )
+    urls: set = set()
+    languages: set = set()
+    if is_url(job.staging):
+        download(job.staging, plan.staging)
+    found: dict[str, dict[str, Any]] = {}
+    for task in plan.tasks:
+        summary = json.loads((plan.staging / _summary_name(task)).read_text())
+        found.update(summary["splits"])
+        urls.update(summary["license_url"])
+        languages.update(summary["language"])
+    for split in sorted(found):
+        written = found[split]
+        result.splits[split] = SplitSummary(
+            rows=written["rows"],
+            bytes=written["bytes"],
+            shards=[f"{result.folder}/{name}" for name in written["shards"]],
+        )
+    if not result.splits:
+        raise ExportError(_nothing_message(chosen, job.subset))
+    _install(plan.staging / _SHARDS, plan.out / result.folder)
+    result.skipped_rows = plan.selected - result.rows
+    result.seconds = time.perf_counter() - plan.started
+    build = plan.build
+    with _connect(build, plan.tables & _READS[chosen.unit]) as con:
+        info = _provenance(
+            con,
+            build,
+            result,
+            chosen,
+            job.split_by,
+            job.subset,
+            plan.subset_info,
+            plan.arrow_schema,
+            inputs if inputs is not None else input_checksums(plan),
+        )
+    if job.extension is not None:
+        info["image_extension"] = job.extension
+    info["license_urls"] = sorted(urls, key=_none_first)
+    info["languages"] = sorted(languages, key=_none_first)
+    provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
     provenance.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
-        write_dataset_card(out)
+        write_dataset_card(plan.out)
     return result
+
+
+_SHARDS = "shards"
+
+
+def _connect(build: Path, tables: Iterable[str]) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with a view of each of ``tables``: those the export reads, not every
+    table and subset of the build (a view reads the footers of its shards when it is made)."""
+    con = duckdb.connect()
+    for name in sorted(tables):
+        create_view(con, name, schema.table_dir(build, name))
+    return con
+
+
+def _summary_name(task: SplitTask) -> str:
+    return f"{task.splits[0]}.json"
+
+
+_READS = {"paragraph": {"articles", "paragraphs", "labels"}, "figure": {"articles", "figures", "paragraphs"}}
+"""The tables a preset of each unit may read (those the build has are pulled by remote tasks)."""
+
+
+def _none_first(value: Any) -> tuple[bool, Any]:
+    return (value is not None, value)
 
 
 def _check_options(
@@ -321,9 +584,6 @@ class _DistinctValues:
                     values.update(pc.unique(batch.column(column)).to_pylist())
             yield batch
 
-    def sorted(self, column: str) -> list:
-        return sorted(self.values[column], key=lambda v: (v is not None, v))
-
 
 def split_runs(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[str, pa.RecordBatch]]:
     """``(split, rows)`` for each run of equal ``__split`` values in batches sorted by split."""
@@ -401,15 +661,9 @@ def _provenance(
     subset: str | None,
     subset_info: dict[str, Any] | None,
     arrow_schema: pa.Schema,
-    tables: set[str],
+    inputs: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """What this config is and what it was made from; no times or absolute paths (reproducible)."""
-    read = (
-        {"articles", "paragraphs", "labels"}
-        if preset.unit == "paragraph"
-        else {"articles", "figures", "paragraphs"}
-    )
-    used = sorted(tables & read)
     return {
         "config": result.config,
         "preset": preset.name,
@@ -427,10 +681,10 @@ def _provenance(
             "build": build.resolve().name,
             "subset": subset,
             "subset_parameters": subset_info,
-            "inputs": {name: _table_checksum(build, name) for name in used},
+            "inputs": inputs,
             "build_provenance": _read_json(build / "provenance.json"),
-            "annotators": _annotators(con) if "labels" in used else [],
-            "student": _read_json(build / "models" / "report.json") if "labels" in used else None,
+            "annotators": _annotators(con) if "labels" in inputs else [],
+            "student": _read_json(build / "models" / "report.json") if "labels" in inputs else None,
         },
     }
 
@@ -442,15 +696,28 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _table_checksum(build: Path, name: str) -> dict[str, Any]:
+def input_checksums(
+    plan: ExportPlan, file_sha256: Callable[[Path], str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The checksum of each table the export reads (``_table_checksum``); ``file_sha256``: a
+    cached sha256 of a file (the build's content hashes), else each file is read and hashed."""
+    used = sorted(plan.tables & _READS[get_preset(plan.job.preset).unit])
+    return {name: _table_checksum(plan.build, name, file_sha256 or _sha256) for name in used}
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _table_checksum(build: Path, name: str, file_sha256: Callable[[Path], str]) -> dict[str, Any]:
     """Shard count, rows and a sha256 over the table's shard files (name and content, sorted)."""
     digest = hashlib.sha256()
     rows = 0
     paths = schema.shard_paths(build, name)
     for path in paths:
         digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
+        digest.update(bytes.fromhex(file_sha256(path)))
         rows += pq.ParquetFile(path).metadata.num_rows
     return {"shards": len(paths), "rows": rows, "sha256": digest.hexdigest()}
 

@@ -25,13 +25,11 @@ the label's name, or ``labels_NAME`` when an article, paragraph or figure column
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pmcurate.errors import Fatal
 from pmcurate.registry import Registry
@@ -186,33 +184,23 @@ def check_answer(obj: Mapping[str, Any]) -> dict[str, str | int]:
     return {spec.name: spec.check(obj.get(spec.name)) for spec in taught()}
 
 
-READ_BATCH = 65_536
-
-
-def with_computed(taught_labels: pa.Table, paragraphs: str | os.PathLike[str]) -> pa.Table:
-    """The labels table of one paragraphs shard: ``taught_labels`` (the students' columns,
-    ``schema.TAUGHT_LABELS``, one row per paragraph of the shard in its order) with the computed
-    labels added, computed from the shard's columns in bounded batches."""
+def with_computed(taught_labels: pa.Table, paragraphs: pa.Table) -> pa.Table:
+    """The labels rows of ``paragraphs`` (rows of a paragraphs shard with ``paragraph_id`` and the
+    columns the computed labels read): ``taught_labels`` (the students' columns,
+    ``schema.TAUGHT_LABELS``, one row per paragraph, in the same order) with the computed labels
+    added, computed from the same rows."""
     from pmcurate import schema
 
-    ids = taught_labels.column("paragraph_id")
-    reader = pq.ParquetFile(paragraphs)
-    if reader.metadata.num_rows != taught_labels.num_rows:
-        rows = reader.metadata.num_rows
-        raise ValueError(f"{paragraphs}: {rows} paragraphs, {taught_labels.num_rows} labels")
-    specs = computed()
-    reads = sorted({"paragraph_id", *(c for spec in specs for c in spec.reads)})
-    parts: dict[str, list[pa.Array]] = {spec.name: [] for spec in specs}
-    start = 0
-    for batch in reader.iter_batches(batch_size=READ_BATCH, columns=reads) if specs else ():
-        table = pa.Table.from_batches([batch])
-        if not table.column("paragraph_id").equals(ids.slice(start, table.num_rows)):
-            raise ValueError(f"{paragraphs}: labels are not in the order of the paragraphs")
-        start += table.num_rows
-        for spec in specs:
-            assert spec.compute is not None
-            parts[spec.name].append(spec.compute(table.select(list(spec.reads))))
+    ids = taught_labels.column("paragraph_id").combine_chunks().cast(pa.string())
+    if not ids.equals(paragraphs.column("paragraph_id").combine_chunks().cast(pa.string())):
+        raise ValueError("labels are not in the order of the paragraphs")
     columns = {name: taught_labels.column(name) for name in taught_labels.column_names}
-    for spec in specs:
-        columns[spec.name] = pa.chunked_array(parts[spec.name], pa.string())
+    for spec in computed():
+        assert spec.compute is not None
+        columns[spec.name] = spec.compute(paragraphs.select(list(spec.reads)))
     return pa.table([columns[f.name] for f in schema.LABELS], schema=schema.LABELS)
+
+
+def computed_reads() -> tuple[str, ...]:
+    """The paragraph columns the computed labels read."""
+    return tuple(sorted({column for spec in computed() for column in spec.reads}))

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import cli, schema
-from pmcurate.annotate import distill, encoder, report, student
+from pmcurate.annotate import apply_steps, distill, encoder, report, student
+from pmcurate.annotate.apply_config import ApplyConfig
 from tests.annotate.conftest import DEV_LABELS
 
 
@@ -83,9 +84,9 @@ def test_apply_distilled_labels_every_paragraph(
 ) -> None:
     build = tmp_path / "build"
     shutil.copytree(distilled_build[0], build)
-    result = student.apply_students(build, jobs=1, progress=False, folder=distill.FOLDER)
+    result = apply_steps.apply(build, ApplyConfig(student="distilled"), workers=1, progress=False)
     labels = pl.read_parquet(schema.shard_paths(build, "labels"))
-    assert result.paragraphs == labels.height > 0
+    assert result.counts["paragraphs_labelled"] == labels.height > 0
     assert labels["annotator"].str.starts_with("distilled-").all()
 
 

@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import cli, schema
-from pmcurate.annotate import embedding, student
+from pmcurate.annotate import apply_steps, embedding, student
+from pmcurate.annotate.apply_config import ApplyConfig
+from pmcurate.step import StepFailed, StepReport
 from tests.annotate.conftest import DEV_LABELS
 
 
@@ -42,10 +44,17 @@ def embedding_build(
 @pytest.fixture(scope="module")
 def applied_build(
     embedding_build: Path, encoder: Any, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, student.ApplyResult]:
+) -> tuple[Path, StepReport]:
     build = tmp_path_factory.mktemp("embedding-applied") / "build"
     shutil.copytree(embedding_build, build)
-    return build, embedding.apply_embedding_student(build, progress=False, encoder=encoder)
+    return build, _apply(build, encoder)
+
+
+def _apply(build: Path, encoder: Any) -> StepReport:
+    """``annotate apply --student embedding`` with the encoder already loaded by the fixture."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(embedding, "load_encoder", lambda max_tokens: encoder)
+        return apply_steps.apply(build, ApplyConfig(student="embedding"), progress=False)
 
 
 def _report(build: Path) -> dict[str, Any]:
@@ -118,12 +127,12 @@ def test_comparison_puts_both_students_agreement_and_speed_side_by_side(embeddin
 
 
 def test_apply_labels_every_paragraph_with_the_labels_schema(
-    applied_build: tuple[Path, student.ApplyResult],
+    applied_build: tuple[Path, StepReport],
 ) -> None:
     build, result = applied_build
     paragraphs = pl.read_parquet(schema.shard_paths(build, "paragraphs"), columns=["paragraph_id"])
     labels = pl.read_parquet(schema.shard_paths(build, "labels"))
-    assert result.paragraphs == paragraphs.height
+    assert result.counts["paragraphs_labelled"] == paragraphs.height
     assert sorted(labels["paragraph_id"]) == sorted(paragraphs["paragraph_id"])
     assert labels["annotator"].str.starts_with("embedding-").all()
     assert labels["educational_score"].is_between(1.0, 5.0).all()
@@ -132,11 +141,13 @@ def test_apply_labels_every_paragraph_with_the_labels_schema(
 
 
 def test_apply_again_skips_shards_labelled_by_the_same_student(
-    applied_build: tuple[Path, student.ApplyResult], encoder: Any
+    applied_build: tuple[Path, StepReport], encoder: Any
 ) -> None:
     build, first = applied_build
-    again = embedding.apply_embedding_student(build, progress=False, encoder=encoder)
-    assert again.shards == 0 and again.skipped == first.shards > 0
+    again = _apply(build, encoder)
+    assert (
+        again.counts["shards_labelled"] == 0 and first.counts["shards_labelled"] == first.counts["shards"] > 0
+    )
 
 
 def test_apply_refuses_heads_whose_sha256_changed(embedding_build: Path, tmp_path: Path) -> None:
@@ -144,8 +155,8 @@ def test_apply_refuses_heads_whose_sha256_changed(embedding_build: Path, tmp_pat
     shutil.copytree(embedding_build, build)
     heads = build / "models" / embedding.REPORT_DIR / embedding.HEADS
     heads.write_bytes(heads.read_bytes() + b"x")
-    with pytest.raises(student.StudentError, match="sha256"):
-        embedding.apply_embedding_student(build, progress=False)
+    with pytest.raises(StepFailed, match=r"annotate:apply: .*sha256"):
+        apply_steps.apply(build, ApplyConfig(student="embedding"), progress=False)
 
 
 def test_no_comparison_with_a_fasttext_report_on_another_teacher() -> None:

@@ -17,17 +17,23 @@ import pytest
 import torch
 
 from pmcurate import cli, schema
-from pmcurate.annotate import encoder, report, student
+from pmcurate.annotate import apply_steps, encoder, report, student
+from pmcurate.annotate.apply_config import ApplyConfig
+from pmcurate.step import StepFailed, StepReport
 from tests.annotate.conftest import DEV_LABELS, TINY
 
 
 @pytest.fixture(scope="module")
 def applied_build(
     encoder_build: tuple[Path, encoder.EncoderResult], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, student.ApplyResult]:
+) -> tuple[Path, StepReport]:
     build = tmp_path_factory.mktemp("encoder-applied") / "build"
     shutil.copytree(encoder_build[0], build)
-    return build, encoder.apply_encoder_student(build, device="cpu", progress=False)
+    return build, _apply(build)
+
+
+def _apply(build: Path) -> StepReport:
+    return apply_steps.apply(build, ApplyConfig(student="encoder", device="cpu"), progress=False)
 
 
 def _model(build: Path) -> tuple[Any, encoder.MultiTask]:
@@ -275,12 +281,12 @@ def test_ctrl_c_during_training_leaves_no_model_behind(
 
 
 def test_apply_labels_every_paragraph_with_the_labels_schema(
-    applied_build: tuple[Path, student.ApplyResult],
+    applied_build: tuple[Path, StepReport],
 ) -> None:
     build, result = applied_build
     paragraphs = pl.read_parquet(schema.shard_paths(build, "paragraphs"), columns=["paragraph_id"])
     labels = pl.read_parquet(schema.shard_paths(build, "labels"))
-    assert result.paragraphs == paragraphs.height and result.shards == 3
+    assert result.counts["paragraphs_labelled"] == paragraphs.height and result.counts["shards_labelled"] == 3
     assert sorted(labels["paragraph_id"]) == sorted(paragraphs["paragraph_id"])
     assert labels["annotator"].str.starts_with("encoder-").all()
     assert labels["educational_score"].is_between(1.0, 5.0).all()
@@ -289,7 +295,7 @@ def test_apply_labels_every_paragraph_with_the_labels_schema(
 
 
 def test_apply_gives_the_labels_of_the_student_itself(
-    applied_build: tuple[Path, student.ApplyResult],
+    applied_build: tuple[Path, StepReport],
 ) -> None:
     """The pipelined apply (read, tokenize ahead, token batches, write per shard) labels each
     paragraph as ``EncoderStudent.label`` does on the same rows."""
@@ -309,40 +315,36 @@ def test_apply_gives_the_labels_of_the_student_itself(
 
 
 def test_apply_again_skips_shards_labelled_by_the_same_student(
-    applied_build: tuple[Path, student.ApplyResult],
+    applied_build: tuple[Path, StepReport],
 ) -> None:
     build, first = applied_build
-    again = encoder.apply_encoder_student(build, device="cpu", progress=False)
-    assert again.shards == 0 and again.skipped == first.shards
-
-
-class _Interrupting(encoder.EncoderStudent):
-    """Ctrl-C while the model labels its second batch (the second shard's)."""
-
-    calls = 0
-
-    def label_ids(self, paragraph_ids: pl.Series, ids: list[list[int]]) -> Any:
-        self.calls += 1
-        if self.calls == 2:
-            raise KeyboardInterrupt
-        return super().label_ids(paragraph_ids, ids)
+    again = _apply(build)
+    assert again.counts["shards_labelled"] == 0 and first.counts["shards_labelled"] == first.counts["shards"]
 
 
 def test_killed_apply_resumes_at_the_first_shard_not_written(
-    encoder_build: tuple[Path, encoder.EncoderResult], tmp_path: Path
+    encoder_build: tuple[Path, encoder.EncoderResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Ctrl-C while the model labels its second batch (the second shard's)."""
     build = tmp_path / "build"
     shutil.copytree(encoder_build[0], build)
-    manifest = encoder.load_manifest(build)
-    folder = build / "models" / encoder.FOLDER
-    with pytest.raises(KeyboardInterrupt):
-        encoder.apply_encoder_student(
-            build, progress=False, labeller=_Interrupting.load(folder, manifest, device="cpu")
-        )
+    calls = []
+    label_ids = encoder.EncoderStudent.label_ids
+
+    def interrupting(self: encoder.EncoderStudent, paragraph_ids: pl.Series, ids: list[list[int]]) -> Any:
+        calls.append(len(ids))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return label_ids(self, paragraph_ids, ids)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(encoder.EncoderStudent, "label_ids", interrupting)
+        with pytest.raises(KeyboardInterrupt):
+            _apply(build)
     assert len(schema.shard_paths(build, "labels")) == 1
     assert not list((build / "tables" / "labels").glob(".tmp-*"))
-    rest = encoder.apply_encoder_student(build, device="cpu", progress=False)
-    assert rest.skipped == 1 and rest.shards == 2
+    rest = _apply(build)
+    assert rest.counts["shards_labelled"] == 2 and rest.counts["shards"] == 3
     assert len(schema.shard_paths(build, "labels")) == 3
 
 
@@ -353,8 +355,8 @@ def test_apply_refuses_a_model_file_whose_sha256_changed(
     shutil.copytree(encoder_build[0], build)
     heads = build / "models" / encoder.FOLDER / encoder.HEADS
     heads.write_bytes(heads.read_bytes() + b"x")
-    with pytest.raises(student.StudentError, match="sha256"):
-        encoder.apply_encoder_student(build, device="cpu", progress=False)
+    with pytest.raises(StepFailed, match=r"annotate:apply: .*sha256"):
+        _apply(build)
 
 
 # ---------------------------------------------------------------- command line

@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
-from pmcurate.annotate import student
+from pmcurate.annotate import apply_steps, student
 from pmcurate.filters import language
+from pmcurate.step import StepFailed
 from tests.annotate.conftest import SMALL_GRID
 
 
@@ -102,10 +103,10 @@ def test_apply_labels_every_paragraph_with_the_labels_schema(trained_build: Path
     import shutil
 
     shutil.copytree(trained_build, build)
-    result = student.apply_students(build, jobs=1, progress=False)
+    result = apply_steps.apply(build, workers=1, progress=False)
     paragraphs = pl.scan_parquet(schema.shard_paths(build, "paragraphs")).select("paragraph_id").collect()
     labels = pl.read_parquet(schema.shard_paths(build, "labels"))
-    assert result.paragraphs == paragraphs.height
+    assert result.counts["paragraphs_labelled"] == paragraphs.height
     assert sorted(labels["paragraph_id"]) == sorted(paragraphs["paragraph_id"])
     for path in schema.shard_paths(build, "labels"):
         assert pq.read_schema(path).equals(schema.LABELS)
@@ -124,8 +125,8 @@ def test_apply_on_two_processes_matches_one(trained_build: Path, tmp_path: Path)
     one, two = tmp_path / "one", tmp_path / "two"
     shutil.copytree(trained_build, one)
     shutil.copytree(trained_build, two)
-    student.apply_students(one, jobs=1, progress=False)
-    student.apply_students(two, jobs=2, progress=False)
+    apply_steps.apply(one, workers=1, progress=False)
+    apply_steps.apply(two, workers=2, progress=False)
     read = lambda b: pl.read_parquet(schema.shard_paths(b, "labels")).sort("paragraph_id")  # noqa: E731
     assert read(one).equals(read(two))
 
@@ -135,9 +136,10 @@ def test_apply_rerun_skips_shards_labelled_by_the_same_models(trained_build: Pat
 
     build = tmp_path / "b"
     shutil.copytree(trained_build, build)
-    first = student.apply_students(build, jobs=1, progress=False)
-    again = student.apply_students(build, jobs=1, progress=False)
-    assert again.shards == 0 and again.skipped == first.shards
+    first = apply_steps.apply(build, workers=1, progress=False)
+    again = apply_steps.apply(build, workers=1, progress=False)
+    assert first.counts["shards_labelled"] == first.counts["shards"] > 0
+    assert again.status == "unchanged" and again.counts["shards_labelled"] == 0
 
 
 def test_apply_refuses_a_model_whose_hash_changed(trained_build: Path, tmp_path: Path) -> None:
@@ -147,8 +149,8 @@ def test_apply_refuses_a_model_whose_hash_changed(trained_build: Path, tmp_path:
     shutil.copytree(trained_build, build)
     with (build / "models" / "domain.bin").open("ab") as model:
         model.write(b"x")
-    with pytest.raises(student.StudentError, match="sha256"):
-        student.apply_students(build, jobs=1, progress=False)
+    with pytest.raises(StepFailed, match=r"annotate:apply: .*sha256"):
+        apply_steps.apply(build, workers=1, progress=False)
 
 
 def test_training_needs_enough_labels(build: Path, dev_labels: pl.DataFrame) -> None:
@@ -206,7 +208,7 @@ def test_default_student_is_one_joint_model_for_the_three_labels(
     result = student.train_student(build, dev_labels, teacher_name="dev", grid=SMALL_GRID, pretrain=False)
     assert list(result.manifest["models"]) == ["joint"]
     assert result.report["labels"]["document_type"]["student"]["kappa"] > 0.1
-    student.apply_students(build, jobs=1, progress=False)
+    apply_steps.apply(build, workers=1, progress=False)
     labels = pl.read_parquet(schema.shard_paths(build, "labels"))
     for column in ("document_type_scores", "domain_scores"):
         total = labels.select(pl.sum_horizontal(pl.col(column).struct.unnest()).alias("s"))["s"]

@@ -86,27 +86,24 @@ def test_a_spec_that_cannot_work_is_refused(fields: dict, message: str) -> None:
         LabelSpec(name="x", title="X", description="x", **fields)
 
 
-def test_the_computed_labels_are_added_from_the_paragraphs_shard(tmp_path: Path) -> None:
+def test_the_computed_labels_are_added_from_the_paragraphs_rows() -> None:
     texts = [
         "The patient was treated with antibiotics.",
         "Le patient a été traité par antibiotiques.",
         "12 34",
     ]
     paragraphs = pa.table({"paragraph_id": ["p1", "p2", "p3"], "text": texts})
-    shard = schema.write_shard(paragraphs, tmp_path / "p.parquet")
     taught = schema.to_table([{"paragraph_id": p} for p in ("p1", "p2", "p3")], schema.TAUGHT_LABELS)
-    table = labels.with_computed(taught, shard)
+    table = labels.with_computed(taught, paragraphs)
     assert table.schema == schema.LABELS
     assert table.column("language").to_pylist() == ["en", "fr", language.UNDETERMINED]
 
 
-def test_labels_out_of_the_paragraphs_order_are_refused(tmp_path: Path) -> None:
-    shard = schema.write_shard(
-        pa.table({"paragraph_id": ["p1", "p2"], "text": ["a", "b"]}), tmp_path / "p.parquet"
-    )
+def test_labels_out_of_the_paragraphs_order_are_refused() -> None:
+    paragraphs = pa.table({"paragraph_id": ["p1", "p2"], "text": ["a", "b"]})
     rows = [{"paragraph_id": "p2"}, {"paragraph_id": "p1"}]
     with pytest.raises(ValueError, match="not in the order of the paragraphs"):
-        labels.with_computed(schema.to_table(rows, schema.TAUGHT_LABELS), shard)
+        labels.with_computed(schema.to_table(rows, schema.TAUGHT_LABELS), paragraphs)
 
 
 def test_students_report_and_stats_follow_the_specs() -> None:
