@@ -346,7 +346,7 @@ class EncoderConfig(TeacherChoice):
         metavar="PATH",
     )
     device: str = option("auto", "where the encoder trains", choices=DEVICES)
-    epochs: int = option(8, "most epochs (early stopping)")
+    epochs: int = option(12, "most epochs (early stopping)")
     max_tokens: int = option(256, "word pieces read per paragraph")
     seed: int = option(0, "random seed of the splits and of training", minimum=None)
     text_only: bool = option(False, "the student reads the text alone, not its JATS context")
