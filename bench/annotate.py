@@ -167,6 +167,8 @@ def onnx_rates(labeller: Any, ids: list[list[int]], batches: list[tuple[Any, Any
         raise SystemExit("--onnx needs onnxruntime and onnx: pip install onnxruntime onnx") from None
     import numpy as np
 
+    from pmcurate.annotate import encoder
+
     class Outputs(torch.nn.Module):
         def __init__(self, model: Any) -> None:
             super().__init__()
@@ -177,7 +179,10 @@ def onnx_rates(labeller: Any, ids: list[list[int]], batches: list[tuple[Any, Any
             return out["document_type"], out["domain"], out["educational_score"]
 
     wrapped = Outputs(labeller.model.cpu().eval())
-    example = batches[-1]  # traced with padding in the mask, so the mask stays in the graph
+    # Traced on rows of two lengths: an all-ones mask lets transformers drop the mask from the
+    # traced graph, which would then ignore the padding of every later batch.
+    longest = max(ids, key=len)
+    example = encoder.pad([longest[:4], longest], labeller.tokenizer.pad_token_id)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

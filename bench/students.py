@@ -124,21 +124,28 @@ def metric(rep: dict[str, Any], task: str, name: str, predictor: str = "student"
     return float("nan") if value is None else float(value)
 
 
+ALONE = {"fasttext": "fasttext_alone", "embedding": "embedding_alone"}
+"""Students whose report also scores them without the rules prior."""
+
+
 def summary_table(points: list[dict[str, Any]], students: tuple[str, ...]) -> str:
-    """Markdown: one row per label and metric, ``mean ± sd (min–max)`` over seeds per student."""
-    columns = [*students, "rules", "majority"]
-    lines = ["| held-out agreement | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    """Markdown: one row per label and metric, ``mean ± sd (min–max)`` over the points (seeds,
+    folds) per student, each student without its rules prior ("alone") beside it, then the
+    rules teacher and the majority class."""
+    columns: list[tuple[str, str, str]] = []  # (header, report, predictor)
+    for s in students:
+        columns.append((s, s, "student"))
+        if s in ALONE:
+            columns.append((f"{s} alone", s, ALONE[s]))
+    columns += [("rules", "fasttext", "rules"), ("majority", "fasttext", "majority")]
+    header = [c[0] for c in columns]
+    lines = ["| held-out agreement | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for task, name in ROWS:
-        cells = []
-        for column in columns:
-            if column in ("rules", "majority"):
-                values = [metric(p["fasttext"], task, name, column) for p in points]
-            else:
-                values = [metric(p[column], task, name) for p in points]
-            cells.append(_cell(values))
+        cells = [_cell([metric(p[rep], task, name, pred) for p in points]) for _, rep, pred in columns]
         lines.append(f"| {task} {name} | " + " | ".join(cells) + " |")
     seconds = [
-        _cell([p[s]["seconds"] for p in points], digits=0) if s in points[0] else "—" for s in students
+        _cell([p[rep]["seconds"] for p in points], digits=0) if pred == "student" else ""
+        for _, rep, pred in columns[:-2]
     ]
     lines.append("| training seconds | " + " | ".join(seconds) + " | — | — |")
     return "\n".join(lines)
@@ -165,7 +172,11 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25])
     parser.add_argument("--students", nargs="+", choices=STUDENTS, default=list(STUDENTS))
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=encoder.TrainConfig.epochs)
+    parser.add_argument(
+        "--head-lr", type=float, default=encoder.TrainConfig.head_lr, help="encoder heads' lr"
+    )
+    parser.add_argument("--patience", type=int, default=encoder.TrainConfig.patience)
     parser.add_argument("--out", type=Path, default=Path("bench-students.json"))
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument(
@@ -179,7 +190,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     students = tuple(s for s in STUDENTS if s in args.students or s == "fasttext")
-    config = encoder.TrainConfig(epochs=args.epochs, max_tokens=args.max_tokens)
+    config = encoder.TrainConfig(
+        epochs=args.epochs, max_tokens=args.max_tokens, head_lr=args.head_lr, patience=args.patience
+    )
     teacher = labels_file.read_labels_jsonl(args.labels)
     st_encoder = embedding.load_encoder() if "embedding" in students else None
     results: dict[str, list[dict[str, Any]]] = {}

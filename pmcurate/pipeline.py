@@ -42,7 +42,6 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -55,12 +54,11 @@ from pmcurate import __version__, schema
 from pmcurate.executor import BuildLocation, Executor, locate_build, make_executor, pull, push
 from pmcurate.export.steps import DATASET_DIR, dataset_dir, export_dir
 from pmcurate.http import public_url
-from pmcurate.manifest import Manifest, SourceSpec
+from pmcurate.manifest import Manifest
 from pmcurate.step import (
     Build,
     PlannedStep,
     Step,
-    StepConfig,
     StepFailed,
     StepInterrupted,
     StepReport,
@@ -73,8 +71,6 @@ log = logging.getLogger(__name__)
 STAGES = ("harvest", "annotate", "filter", "export", "publish")
 PROVENANCE_FILE = "provenance.json"
 LOCAL_PREFIX = "local-"
-SHARD_TABLES = ("quarantine", "labels", "paragraphs", "figures", "tables", "articles")
-"""Tables holding per-harvest-shard files; ``articles`` (the completion marker) is removed first."""
 PACKAGES = ("pyarrow", "polars", "duckdb", "lxml", "fasttext-community", "numpy", "huggingface_hub", "ray")
 
 
@@ -246,236 +242,32 @@ def _check_build_dir(build: Path) -> None:
             raise BuildError(f"{build} exists and is not a pmcurate build; choose another --out")
 
 
-# ---------------------------------------------------------------- fingerprints
-
-
-class _Adapter(Step[StepConfig, Any]):
-    """A whole step whose work is a call into a stage module (until the stage owns its steps)."""
-
-    def __init__(self, name: str, key: str, work: Callable[[], StepReport], outputs: Iterable[Path] = ()):
-        super().__init__(StepConfig(), name=name)
-        self.key, self.work, self.paths = key, work, list(outputs)
-
-    def fingerprint(self, build: Build) -> str:
-        return self.key
-
-    def outputs(self, build: Build) -> list[Path]:
-        return self.paths
-
-    def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
-        return self.work()
-
-
-def _step(
-    ctx: _Context, name: str, key: str, run: Callable[[], StepReport], *, outputs: Iterable[Path] = ()
-) -> StepReport:
-    return ctx.run(_Adapter(name, key, run, outputs))
-
-
 # ---------------------------------------------------------------- harvest
 
 
 def _stage_harvest(ctx: _Context) -> None:
+    """The harvest steps (``harvest.steps``): local files first, then each network source."""
+    from pmcurate.harvest import steps
+
     local_sources = [s for s in ctx.manifest.sources if s.kind == "local"]
     if local_sources:
-        ctx.steps.append(_harvest_local(ctx, local_sources))
+        modes = {s.citations for s in local_sources if s.citations}
+        if len(modes) > 1:
+            raise BuildError(
+                f"harvest: local sources disagree on citations ({', '.join(sorted(modes))}); give one"
+            )
+        config = steps.LocalConfig(
+            paths=tuple(path for source in local_sources for path in source.paths),
+            batch_size=next(
+                (s.batch_size for s in local_sources if s.batch_size), steps.LocalConfig.batch_size
+            ),
+            citations=modes.pop() if modes else steps.LocalConfig.citations,
+        )
+        ctx.run(steps.LocalHarvest(config))
     for index, source in enumerate(ctx.manifest.sources, 1):
         if source.kind != "local":
-            ctx.steps.append(_harvest_network(ctx, index, source))
-
-
-def harvest_task(args: tuple[Any, str, dict[str, Any]]) -> dict[str, int]:
-    """Shard function: parse and write one harvest task (``harvest.local.Task``) of the build."""
-    from pmcurate.harvest import local
-
-    task, build, options = args
-    counts = local.run_task(task, Path(build), report=lambda *progress: None, **options)
-    return asdict(counts)
-
-
-def _harvest_local(ctx: _Context, sources: list[SourceSpec]) -> StepReport:
-    """Adapter to ``harvest.local``: plan tasks, prune stale shards, run pending tasks on the executor."""
-    from pmcurate.harvest import archive, local, store
-
-    started = time.perf_counter()
-    paths = [path for source in sources for path in source.paths]
-    batch_size = next((s.batch_size for s in sources if s.batch_size), local.DEFAULT_BATCH_SIZE)
-    modes = {s.citations for s in sources if s.citations}
-    if len(modes) > 1:
-        raise BuildError(
-            f"harvest: local sources disagree on citations ({', '.join(sorted(modes))}); give one"
-        )
-    citations = modes.pop() if modes else "marker"
-    files = archive.discover_inputs(paths)
-    if not files:
-        raise BuildError(
-            f"harvest: no input files ({', '.join(archive.INPUT_SUFFIXES)}) under "
-            f"{', '.join(map(str, paths))}"
-        )
-    tasks = local.plan_tasks(
-        files, batch_size=batch_size, shard_bytes=local.DEFAULT_SHARD_BYTES, citations=citations
-    )
-    if ctx.plan is not None:
-        return _plan_harvest_local(ctx, files, tasks)
-    removed = prune_stale_shards(ctx.build, {task.key for task in tasks})
-    completed = store.completed_shards(ctx.build)
-    pending = [task for task in tasks if not task.is_complete(completed)]
-    options = {
-        "batch_size": batch_size,
-        "shard_bytes": local.DEFAULT_SHARD_BYTES,
-        "max_member_bytes": archive.DEFAULT_MAX_MEMBER_BYTES,
-        "citations": citations,
-    }
-    counts = local.Counts()
-    work = [(task, str(ctx.build), options) for task in pending]
-    for result in ctx.runner.map(harvest_task, work, desc="harvest", progress=ctx.progress):
-        counts.add(local.Counts(**result))
-    # every run: a run killed while removing duplicates left no pending task behind it
-    duplicates = local.drop_duplicates_across_shards(ctx.build, tasks)["articles"]
-    counts.duplicates += duplicates
-    totals = {name: _rows(ctx.build, name) for name in ("articles", "paragraphs", "figures")}
-    totals["figures without image"] = _figures_without_image(ctx.build)
-    report = StepReport(
-        "harvest:local",
-        "ran" if pending or removed or duplicates else "unchanged",
-        counts={
-            "files": len(files),
-            "tasks run": len(pending),
-            "of": len(tasks),
-            "stale shards removed": removed,
-            "articles parsed": counts.articles,
-            **totals,
-        },
-        drops={k: v for k, v in (("quarantined", counts.quarantined), ("duplicate", counts.duplicates)) if v},
-    )
-    report.seconds = time.perf_counter() - started
-    return report
-
-
-def _plan_harvest_local(ctx: _Context, files: list[Path], tasks: list[Any]) -> StepReport:
-    from pmcurate.harvest import store
-
-    completed = store.completed_shards(ctx.build)
-    pending = [task for task in tasks if not task.is_complete(completed)]
-    keys = {task.key for task in tasks}
-    stale = {
-        _task_key(path.stem)
-        for path in schema.shard_paths(ctx.build, "articles")
-        if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys
-    }
-    if pending or stale:  # --force does not parse finished shards again: they are the inputs' rows
-        parts = [f"{len(pending)} of {len(tasks)} tasks ({len(files)} input files) to parse"]
-        if stale:
-            parts.append(f"shards of {len(stale)} changed or removed tasks to remove")
-        ctx.planned("harvest:local", "run", "; ".join(parts))
-    else:
-        ctx.planned("harvest:local", "unchanged", f"all {len(tasks)} tasks done ({len(files)} input files)")
-    return StepReport("harvest:local", "planned")
-
-
-def _figures_without_image(build: Path) -> int:
-    """Figures of the build that have no image (only the ``image_sha256`` column is read)."""
-    import duckdb
-
-    shards = schema.shard_paths(build, "figures")
-    if not shards:
-        return 0
-    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in shards)
-    with duckdb.connect() as con:
-        query = f"SELECT count(*) FROM read_parquet([{files}]) WHERE image_sha256 IS NULL"
-        return int(con.execute(query).fetchone()[0])  # type: ignore[index]
-
-
-def _rows(build: Path, table: str) -> int:
-    """Rows of a table, from the shards' Parquet footers."""
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in schema.shard_paths(build, table))
-
-
-def prune_stale_shards(build: Path, keys: set[str]) -> int:
-    """Remove local-harvest shards (every table) whose task is not in ``keys``; return how many.
-
-    A task key hashes its files' paths, sizes and mtimes: a shard of an old key holds articles of
-    files since changed or removed, which the current plan harvests again (or no longer wants).
-    """
-    stale = {
-        path.stem
-        for path in schema.shard_paths(build, "articles")
-        if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys
-    }
-    for table in ("articles", *SHARD_TABLES[:-1]):
-        for path in schema.shard_paths(build, table):
-            if path.stem.startswith(LOCAL_PREFIX) and _task_key(path.stem) not in keys:
-                stale.add(path.stem)
-                path.unlink()
-    return len(stale)
-
-
-def _task_key(shard: str) -> str:
-    """``local-<hash>`` of a shard named ``local-<hash>-NNNNN[-end]``."""
-    return "-".join(shard.split("-")[:2])
-
-
-def _harvest_network(ctx: _Context, index: int, source: SourceSpec) -> StepReport:
-    """Adapter to the network harvesters; they skip finished shards themselves, so it always runs."""
-    name = f"harvest:{source.kind}#{index}"
-    if ctx.plan is not None:
-        ctx.planned(name, "run", f"asks {source.kind} for new or changed articles (finished shards are kept)")
-        return StepReport(name, "planned")
-    from pmcurate.harvest import europepmc, eutils, pmc
-    from pmcurate.harvest.fetch import FetchConfig, HarvestInputError, HarvestInterrupted, read_id_file
-
-    ids = tuple(read_id_file(source.ids)) if source.ids else ()
-    batch: dict[str, Any] = {"batch_size": source.batch_size} if source.batch_size else {}
-    base: dict[str, Any] = {"base_url": source.base_url} if source.base_url else {}
-    try:
-        if source.kind == "pmc":
-            options: Any = pmc.PmcOptions(
-                out=ctx.build,
-                ids=ids,
-                since=source.since,
-                all=source.all,
-                license=source.license,
-                limit=source.limit,
-                media=source.media,
-                skip_retracted=source.skip_retracted,
-                include_manuscripts=source.include_manuscripts,
-                **batch,
-                **base,
-            )
-            summary = pmc.harvest(options)
-        elif source.kind == "europepmc":
-            options = europepmc.EuropePmcOptions(
-                out=ctx.build, query=source.query or "", limit=source.limit, **batch, **base
-            )
-            summary = europepmc.harvest(options)
-        else:
-            api_key = os.environ.get("NCBI_API_KEY") or None
-            options = eutils.EutilsOptions(
-                out=ctx.build,
-                ids=ids,
-                query=source.query,
-                limit=source.limit,
-                api_key=api_key,
-                fetch=FetchConfig(rate=eutils.RATE_WITH_KEY if api_key else eutils.RATE_WITHOUT_KEY),
-                **batch,
-                **base,
-            )
-            summary = eutils.harvest(options)
-    except HarvestInputError as exc:
-        raise BuildError(f"harvest {source.kind} (sources #{index}): {exc}") from None
-    except HarvestInterrupted as exc:
-        raise BuildInterrupted(f"harvest {source.kind} (sources #{index}): {exc}") from None
-    return StepReport(
-        f"harvest:{source.kind}#{index}",
-        "ran",
-        seconds=summary.seconds,
-        counts={
-            "articles": summary.articles,
-            "shards_written": summary.shards_written,
-            "shards_skipped": summary.shards_skipped,
-        },
-        drops={"quarantined": summary.quarantined, **dict(summary.skipped), **dict(summary.failures)},
-    )
+            settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False) and k != "kind"}
+            ctx.run(steps.NetworkHarvest(source.kind, index, settings))
 
 
 # ---------------------------------------------------------------- annotate
@@ -505,6 +297,8 @@ def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
         found.append(steps.SampleStep(teacher.sample))
         found.append(steps.LlmTeacherStep(teacher.llm) if teacher.llm else steps.RulesTeacherStep())
     found.append(steps.TrainStep(student.train))
+    if student.embedding is not None:
+        found.append(steps.TrainEmbeddingStep(student.embedding))
     if student.encoder is not None:
         found.append(steps.TrainEncoderStep(student.encoder))
     if student.distill is not None:
@@ -576,8 +370,6 @@ def _stage_publish(ctx: _Context) -> None:
 def preflight(manifest: Manifest, build: Path, until: str = "publish") -> list[str]:
     """Check what the stages up to ``until`` need and can be checked now, before hours of work:
     ``BuildError`` for the first missing thing, else the list of what was checked."""
-    from pmcurate.export.card import CardError, check_card_target
-
     stages = STAGES[: STAGES.index(until) + 1]
     checked = []
     teacher = manifest.teacher
@@ -590,6 +382,8 @@ def preflight(manifest: Manifest, build: Path, until: str = "publish") -> list[s
             )
         checked.append(f"LLM key in ${key_env}")
     if "export" in stages and manifest.exports:
+        from pmcurate.export.card import CardError, check_card_target  # Polars, DuckDB: only to export
+
         try:
             check_card_target(dataset_dir(build))
         except CardError as exc:
@@ -686,23 +480,19 @@ def _table_counts(build: Path) -> dict[str, dict[str, int]]:
 
 
 def _input_files(ctx: _Context) -> list[dict[str, Any]]:
-    """Every local input file with its sha256 (cached in the build state by path, size and mtime)."""
+    """Every local input file with its sha256 (``ContentHashes``: cached in the build state by path,
+    size and mtime, the cache every fingerprint uses)."""
     from pmcurate.harvest import archive
 
     paths = [p for s in ctx.manifest.sources if s.kind == "local" for p in s.paths]
     if not paths:
         return []
-    cache: dict[str, Any] = ctx.store.state.setdefault("checksums", {})
     rows: list[dict[str, Any]] = []
     for path in archive.discover_inputs(paths):
-        stat = path.stat()
-        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        digest = cache.get(key) or sha256_file(path)
-        cache[key] = digest
-        rows.append({"source": "local", "path": str(path.resolve()), "bytes": stat.st_size, "sha256": digest})
-    live = {f"{r['path']}|{r['bytes']}|{Path(r['path']).stat().st_mtime_ns}" for r in rows}
-    for key in set(cache) - live:
-        del cache[key]
+        digest = ctx.store.hashes.digest(path)
+        rows.append(
+            {"source": "local", "path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest}
+        )
     return rows
 
 

@@ -245,3 +245,12 @@ def test_students_learn_the_labels_file_of_the_teacher(tmp_path: Path) -> None:
 def test_the_teacher_is_not_a_student_key(tmp_path: Path) -> None:
     message = error(tmp_path, VALID.replace("[student]", '[student]\nteacher = "rules"'))
     assert "[student]: unknown key(s) 'teacher'" in message
+
+
+def test_student_kind_embedding_trains_the_embedding_student(tmp_path: Path) -> None:
+    from pmcurate.pipeline import annotate_steps
+
+    manifest = load_manifest(write(tmp_path, VALID.replace("[student]", '[student]\nkind = "embedding"')))
+    assert manifest.student is not None and manifest.student.embedding is not None
+    names = [step.name for step in annotate_steps(manifest)]
+    assert names == ["annotate:train", "annotate:train-embedding"]

@@ -315,6 +315,11 @@ class TrainEmbeddingStep(Step[EmbeddingConfig, Any]):
     def fingerprint(self, build: Build) -> str:
         return fingerprint(self.name, self.config.settings(), self.config.digest(build))
 
+    def outputs(self, build: Build) -> list[Path]:
+        from pmcurate.annotate import embedding, student
+
+        return [build.path / "models" / embedding.REPORT_DIR / student.MANIFEST]
+
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
         from pmcurate.annotate import embedding
 
@@ -341,7 +346,7 @@ class EncoderConfig(TeacherChoice):
         metavar="PATH",
     )
     device: str = option("auto", "where the encoder trains", choices=DEVICES)
-    epochs: int = option(8, "most epochs (early stopping)")
+    epochs: int = option(12, "most epochs (early stopping)")
     max_tokens: int = option(256, "word pieces read per paragraph")
     seed: int = option(0, "random seed of the splits and of training", minimum=None)
     text_only: bool = option(False, "the student reads the text alone, not its JATS context")

@@ -24,6 +24,7 @@ package, which has no images) they are released at once and later documents stre
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -109,7 +110,7 @@ class Document:
     @property
     def uri(self) -> str:
         """``file://`` URI of the input, with ``#member`` for an archive member."""
-        uri = Path(self.source).resolve().as_uri()
+        uri = _resolved(self.source).as_uri()
         return f"{uri}#{self.member}" if self.member else uri
 
     @property
@@ -317,9 +318,26 @@ def _rank(image: Image) -> int:
     return IMAGE_PREFERENCE.index(image.format)
 
 
+def _resolved(source: str) -> Path:
+    """``Path(source).resolve()``, resolving each folder once: the documents of a harvest sit by
+    the thousand in few folders, and ``resolve`` walks every component of the path."""
+    path = Path(source)
+    if not path.is_absolute() or path.is_symlink():  # a relative folder depends on the working directory
+        return path.resolve()
+    return _resolved_folder(str(path.parent)) / path.name
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved_folder(folder: str) -> Path:
+    return Path(folder).resolve()
+
+
 def image_key(name: str) -> str:
     """The matching key of an image file name or a ``graphic/@xlink:href``: base name, no image suffix."""
-    base = PurePosixPath(name.replace("\\", "/")).name
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        base = PurePosixPath(name.replace("\\", "/")).name
+    else:  # a bare name is its own base name
+        base = name
     lower = base.lower()
     for suffix in IMAGE_SUFFIXES:
         if lower.endswith(suffix):

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pmcurate.harvest.fetch import (
     FetchConfig,
@@ -38,6 +39,7 @@ from pmcurate.harvest.fetch import (
     shard_name,
 )
 from pmcurate.harvest.jats import ParsedArticle
+from pmcurate.harvest.source import register
 
 SOURCE = "europepmc"
 DEFAULT_BASE_URL = "https://www.ebi.ac.uk/europepmc/webservices/rest"
@@ -212,3 +214,17 @@ async def harvest_async(options: EuropePmcOptions) -> HarvestSummary:
 def harvest(options: EuropePmcOptions) -> HarvestSummary:
     """Harvest the open-access full texts matching ``options.query`` into ``options.out``."""
     return asyncio.run(harvest_async(options))
+
+
+@register
+class EuropePmcSource:
+    """The ``europepmc`` source in the registry: a manifest's ``[[sources]]`` settings → ``harvest``."""
+
+    kind: ClassVar[str] = SOURCE
+    harvest = staticmethod(harvest)
+
+    @staticmethod
+    def options(build: Path, settings: Mapping[str, Any]) -> EuropePmcOptions:
+        """``settings``: the keys of ``[[sources]]`` that were given."""
+        given = {k: settings[k] for k in ("limit", "batch_size", "base_url") if k in settings}
+        return EuropePmcOptions(out=build, query=settings.get("query") or "", **given)

@@ -25,12 +25,13 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from lxml import etree
 
@@ -47,6 +48,7 @@ from pmcurate.harvest.fetch import (
     shard_name,
 )
 from pmcurate.harvest.jats import ParsedArticle
+from pmcurate.harvest.source import register
 
 log = logging.getLogger(__name__)
 
@@ -371,3 +373,21 @@ async def harvest_async(options: EutilsOptions) -> HarvestSummary:
 def harvest(options: EutilsOptions) -> HarvestSummary:
     """Harvest PMC articles through E-utilities into ``options.out``; see the module docstring."""
     return asyncio.run(harvest_async(options))
+
+
+@register
+class EutilsSource:
+    """The ``eutils`` source in the registry: a manifest's ``[[sources]]`` settings → ``harvest``.
+
+    The API key comes from ``NCBI_API_KEY`` only, and sets the rate to NCBI's ceiling for it."""
+
+    kind: ClassVar[str] = SOURCE
+    harvest = staticmethod(harvest)
+
+    @staticmethod
+    def options(build: Path, settings: Mapping[str, Any]) -> EutilsOptions:
+        """``settings``: the keys of ``[[sources]]`` that were given (``ids``: the ids, already read)."""
+        api_key = os.environ.get("NCBI_API_KEY") or None
+        given = {k: settings[k] for k in ("ids", "query", "limit", "batch_size", "base_url") if k in settings}
+        rate = RATE_WITH_KEY if api_key else RATE_WITHOUT_KEY
+        return EutilsOptions(out=build, api_key=api_key, fetch=FetchConfig(rate=rate), **given)

@@ -65,23 +65,18 @@ from pmcurate import __version__, schema
 from pmcurate.errors import Retry, SkipItem
 from pmcurate.harvest import HarvestInputError, licenses, store
 from pmcurate.harvest.jats import ParsedArticle, parse
+from pmcurate.harvest.source import Rejection, redact
 from pmcurate.http import parse_retry_after
 from pmcurate.progress import enabled as progress_enabled
 from pmcurate.schema import atomic_write
 
 log = logging.getLogger(__name__)
 
-_API_KEY = re.compile(r"(api_key=)[^&\s#\"']+", re.IGNORECASE)
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 CONTENT_REASONS = frozenset({"checksum_mismatch", "service_error"})
 """Retried reasons that, when every attempt failed, belong to the object (quarantined), not to
 the connection (which stops the run)."""
 _MD5 = re.compile(r"[0-9a-f]{32}")
-
-
-def redact(text: str) -> str:
-    """``text`` with every ``api_key=…`` value replaced by ``***``."""
-    return _API_KEY.sub(r"\1***", text)
 
 
 class _RedactFilter(logging.Filter):
@@ -596,14 +591,8 @@ class HarvestSummary:
 def quarantine_record(
     source: str, member: str, reason: str, error: str, *, article_id: str | None = None, stage: str = "fetch"
 ) -> dict[str, Any]:
-    return {
-        "source": source,
-        "member": redact(member),
-        "article_id": article_id,
-        "stage": stage,
-        "error": redact(error),
-        "reason": reason,
-    }
+    """The quarantine row of an object a network source could not use (``source.Rejection``)."""
+    return Rejection(source, member, stage, reason, error, article_id).record()
 
 
 def apply_source_license(article: dict[str, Any], value: str | None) -> bool:
@@ -688,8 +677,11 @@ class ShardWriter:
 
     def _write(self, shard: str, job: Callable[[], tuple[list[ParsedArticle], list[dict[str, Any]]]]) -> None:
         parsed, quarantine = job()
-        self.summary.quarantined += store.write_quarantine(self.build, shard, quarantine)
-        counts = store.write_parsed(self.build, shard, parsed, source=self.source)
+        rows = store.ShardRows(source=self.source)
+        for article in parsed:
+            rows.add(article)
+        counts = store.write_harvest_shard(self.build, shard, rows, quarantine)
+        self.summary.quarantined += counts["quarantined"]
         self.summary.articles += counts["articles"]
         self.summary.shards_written += 1
 

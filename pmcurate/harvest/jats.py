@@ -8,9 +8,9 @@ Text follows the fidelity rules of DESIGN.md: the XML's own characters, whitespa
 block element starts or ends, no ``<p>`` emitted twice, floats (figures, tables, footnotes) kept out
 of the running text, formulas as TeX when the XML has it.
 
-Speed matters (PMC-OA is ~7M articles): structure is walked only through container elements, and a
-paragraph without block, float or formula descendants (most of them) takes its text from
-``itertext()``, in C.
+Speed matters (PMC-OA is ~7M articles): what visits many elements (the paragraph walk, every text,
+the figure and table rows, the authors) is compiled, in ``_jatswalk.pyx`` (docs/jats.md, "Speed,
+and the compiled walk"); this module parses safely, reads the metadata and orders the work.
 
 Safety: DTDs and external entities are never loaded and no network is used; a document that
 declares entities in an internal DTD subset (XXE, billion laughs, quadratic blowup) is refused.

@@ -36,17 +36,19 @@ import hashlib
 import multiprocessing
 import os
 import queue
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 from tqdm import tqdm
 
+from pmcurate import schema
 from pmcurate.harvest import HarvestInputError, archive, jats, store
+from pmcurate.harvest.jats import ParsedArticle
+from pmcurate.harvest.source import Rejection, reason_code, register
 
 SOURCE = "local"
 DEFAULT_BATCH_SIZE = 1000
@@ -59,10 +61,11 @@ Report = Callable[[int, int, int], None]
 
 @dataclass(frozen=True)
 class Task:
-    """Consecutive input files processed together by one worker."""
+    """Consecutive input files processed together by one worker; ``size``: their bytes on disk."""
 
     key: str
     files: tuple[Path, ...]
+    size: int = 0
 
     def shard(self, index: int, *, last: bool) -> str:
         return f"{self.key}-{index:05d}{END if last else ''}"
@@ -145,7 +148,8 @@ def _task(files: list[tuple[Path, os.stat_result]], citations: str) -> Task:
         digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     if citations != "marker":
         digest.update(f"citations={citations}\n".encode())
-    return Task(f"local-{digest.hexdigest()[:16]}", tuple(path for path, _ in files))
+    size = sum(stat.st_size for _, stat in files)
+    return Task(f"local-{digest.hexdigest()[:16]}", tuple(path for path, _ in files), size)
 
 
 def harvest_local(
@@ -166,18 +170,16 @@ def harvest_local(
     or an unsupported file given explicitly, an unknown ``citations`` mode, or when nothing to
     harvest is found.
     """
-    if citations not in jats.CITATION_MODES:
-        modes = ", ".join(jats.CITATION_MODES)
-        raise HarvestInputError(f"citations must be one of {modes}, not {citations!r}")
     started = time.perf_counter()
-    inputs = [Path(p) for p in paths]
-    files = archive.discover_inputs(inputs)
-    if not files:
-        raise HarvestInputError(
-            f"no input files ({', '.join(archive.INPUT_SUFFIXES)}) under {', '.join(map(str, inputs))}"
-        )
+    source = LocalSource(
+        [Path(p) for p in paths],
+        batch_size=batch_size,
+        shard_bytes=shard_bytes,
+        max_member_bytes=max_member_bytes,
+        citations=citations,
+    )
     out = Path(out)
-    tasks = plan_tasks(files, batch_size=batch_size, shard_bytes=shard_bytes, citations=citations)
+    tasks = source.plan()
     store.remove_unfinished(out, prefix="local-")
     completed = store.completed_shards(out)
     pending = [task for task in tasks if not task.is_complete(completed)]
@@ -196,7 +198,7 @@ def harvest_local(
         progress_bar = _Progress(bar)
         for counts in _run_tasks(pending, out, options, workers or os.cpu_count() or 1, progress_bar.update):
             summary.add(counts)
-    removed = drop_duplicates_across_shards(out, tasks)
+    removed = source.settle(out, tasks)
     summary.duplicates += removed["articles"]
     for table, rows in removed.items():
         # rows removed from shards of an earlier, interrupted run were never counted in this one
@@ -274,6 +276,109 @@ def _drain(messages: multiprocessing.Queue[tuple[int, int, int]], report: Report
         report(*progress)
 
 
+class ParsedDocument(NamedTuple):
+    """What ``LocalSource.parse`` made of one document."""
+
+    articles: list[ParsedArticle]
+    rejections: list[Rejection]
+    images: int = 0
+    """Figures that got an image."""
+
+
+@register
+class LocalSource:
+    """JATS files, gzipped files and tar archives on disk (``archive``): the ``local`` source.
+
+    ``plan`` cuts the sorted input files into ``Task``\\ s; ``read`` yields a task's documents (or a
+    ``Rejection`` for each file or member that could not be read) in input order; ``parse`` turns a
+    document into articles, attaching images beside a plain file, or a ``Rejection``.
+    """
+
+    kind: ClassVar[str] = SOURCE
+
+    def __init__(
+        self,
+        paths: Iterable[Path],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        shard_bytes: int = DEFAULT_SHARD_BYTES,
+        max_member_bytes: int = archive.DEFAULT_MAX_MEMBER_BYTES,
+        citations: str = "marker",
+    ) -> None:
+        if citations not in jats.CITATION_MODES:
+            raise HarvestInputError(
+                f"citations must be one of {', '.join(jats.CITATION_MODES)}, not {citations!r}"
+            )
+        self.paths = [Path(p) for p in paths]
+        self.batch_size = batch_size
+        self.shard_bytes = shard_bytes
+        self.max_member_bytes = max_member_bytes
+        self.citations = citations
+
+    def files(self) -> list[Path]:
+        """The input files under ``paths``, sorted; ``HarvestInputError`` when there are none."""
+        files = archive.discover_inputs(self.paths)
+        if not files:
+            where = ", ".join(map(str, self.paths))
+            raise HarvestInputError(f"no input files ({', '.join(archive.INPUT_SUFFIXES)}) under {where}")
+        return files
+
+    def plan(self, files: list[Path] | None = None) -> list[Task]:
+        """The tasks of the input files (``files``, default: ``self.files()``), in input order."""
+        return plan_tasks(
+            self.files() if files is None else files,
+            batch_size=self.batch_size,
+            shard_bytes=self.shard_bytes,
+            citations=self.citations,
+        )
+
+    def read(self, task: Task) -> Iterator[archive.Document | Rejection]:
+        """The documents of ``task``'s files in order; each unreadable file or member a ``Rejection``."""
+        for path in task.files:
+            yield from self.read_file(path)
+
+    def read_file(self, path: Path) -> Iterator[archive.Document | Rejection]:
+        for item in archive.iter_items(path, max_member_bytes=self.max_member_bytes):
+            if isinstance(item, archive.Rejected):
+                yield Rejection(item.source, item.member, "read", reason_code(item.error), item.reason)
+            else:
+                yield item
+
+    def parse(self, document: archive.Document, beside: FolderImages | None = None) -> ParsedDocument:
+        """The articles of ``document`` with their images attached, and the inputs rejected: the
+        document itself when it cannot be parsed, an unreadable image beside a plain file."""
+        try:
+            parsed = jats.parse(document.data, source_uri=document.uri, citations=self.citations)
+        except Exception as exc:  # JatsError, or any parser failure: this document only
+            message = str(exc)
+            where = "" if document.uri in message else f"{document.where}: "
+            error = f"{where}{type(exc).__name__}: {message}"
+            return ParsedDocument(
+                [], [Rejection(document.source, document.member, "parse", "parse_error", error)]
+            )
+        problems: list[Rejection] = []
+        attached = 0
+        for article in parsed:
+            images = document.images
+            if document.member is None and not images and beside is not None:  # images beside the file
+                images, found = beside.for_figures(document.source, article.figures)
+                problems += found
+            attached += archive.attach_images(article.figures, images)
+        return ParsedDocument(parsed, problems, attached)
+
+    def recency(self, tasks: list[Task], shards: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """Copies of equal version: the one read later wins, i.e. the later task in input order,
+        then the later shard of the task."""
+        order = {task.key: position for position, task in enumerate(tasks)}
+        return {name: (order[task_key(name)], name) for name in shards if task_key(name) in order}
+
+    def settle(self, build: Path, tasks: list[Task]) -> dict[str, int]:
+        """Remove, from the losing shards, articles that a later shard of ``tasks`` also holds
+        (``store.settle_versions``); the rows removed per table."""
+        order = self.recency(tasks, store.completed_shards(build))
+        return store.settle_versions(build, shards=order, order=order)
+
+
 @dataclass
 class _Shard:
     """The shard being filled: its articles (deduplicated, as Arrow) and quarantine records."""
@@ -281,7 +386,7 @@ class _Shard:
     index: int
     skip: bool
     rows: store.ShardRows = field(default_factory=lambda: store.ShardRows(source=SOURCE))
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[Rejection] = field(default_factory=list)
     documents: int = 0
     nbytes: int = 0
 
@@ -297,16 +402,15 @@ def run_task(
     citations: str = "marker",
 ) -> Counts:
     """Read, parse and write one task's shards, skipping the complete ones; return its counts."""
+    source = LocalSource((), max_member_bytes=max_member_bytes, citations=citations)
     completed = store.completed_shards(build)
     counts = Counts()
     shard = _Shard(0, skip=task.shard(0, last=False) in completed)
     beside = FolderImages(max_member_bytes)
     for path in task.files:
-        for item in archive.iter_items(path, max_member_bytes=max_member_bytes):
-            if isinstance(item, archive.Rejected):
-                shard.quarantine.append(
-                    _quarantine_record(item.source, item.member, "read", reason_code(item.error), item.reason)
-                )
+        for item in source.read_file(path):
+            if isinstance(item, Rejection):
+                shard.quarantine.append(item)
                 continue
             if shard.documents >= batch_size or shard.nbytes >= shard_bytes:
                 _finish(task, shard, build, counts, last=False)
@@ -316,7 +420,7 @@ def run_task(
             shard.documents += 1
             shard.nbytes += nbytes
             counts.bytes_read += nbytes
-            articles = 0 if shard.skip else _parse_into(shard, item, counts, citations, beside)
+            articles = 0 if shard.skip else _parse_into(source, shard, item, counts, beside)
             report(articles, nbytes, 0)
         report(0, 0, path.stat().st_size)
     _finish(task, shard, build, counts, last=True)
@@ -324,32 +428,15 @@ def run_task(
 
 
 def _parse_into(
-    shard: _Shard, document: archive.Document, counts: Counts, citations: str, beside: FolderImages
+    source: LocalSource, shard: _Shard, document: archive.Document, counts: Counts, beside: FolderImages
 ) -> int:
-    """Parse ``document`` into ``shard``; quarantine it when it fails. Returns articles parsed."""
-    try:
-        parsed = jats.parse(document.data, source_uri=document.uri, citations=citations)
-    except Exception as exc:  # JatsError, or any parser failure: this document only
-        message = str(exc)
-        where = "" if document.uri in message else f"{document.where}: "
-        shard.quarantine.append(
-            _quarantine_record(
-                document.source,
-                document.member,
-                "parse",
-                "parse_error",
-                f"{where}{type(exc).__name__}: {message}",
-            )
-        )
-        return 0
-    for article in parsed:
-        images = document.images
-        if document.member is None and not images:  # a plain file: its images are beside it
-            images, problems = beside.for_figures(document.source, article.figures)
-            shard.quarantine += problems
-        counts.images += archive.attach_images(article.figures, images)
+    """Parse ``document`` into ``shard``; quarantine what fails. Returns articles parsed."""
+    parsed = source.parse(document, beside)
+    shard.quarantine += parsed.rejections
+    counts.images += parsed.images
+    for article in parsed.articles:
         shard.rows.add(article)
-    return len(parsed)
+    return len(parsed.articles)
 
 
 class FolderImages:
@@ -383,14 +470,14 @@ class FolderImages:
 
     def for_figures(
         self, source: str, figures: Iterable[dict[str, Any]]
-    ) -> tuple[dict[str, archive.Image], list[dict[str, Any]]]:
-        """(image key → image, quarantine rows) for the graphics of ``figures``."""
+    ) -> tuple[dict[str, archive.Image], list[Rejection]]:
+        """(image key → image, rejections of unreadable images) for the graphics of ``figures``."""
         wanted = {archive.image_key(href) for figure in figures for href in figure.get("graphics") or ()}
         if not wanted:
             return {}, []
         listing = self._listing(Path(source).parent)
         images: dict[str, archive.Image] = {}
-        problems: list[dict[str, Any]] = []
+        problems: list[Rejection] = []
         for key in sorted(wanted & listing.keys()):
             for path in sorted(listing[key]):
                 try:
@@ -398,7 +485,7 @@ class FolderImages:
                         image = archive.read_image(path.name, archive.read_bounded(stream, self.max_bytes))
                 except (OSError, archive.TooLarge, archive.NotAnImage, archive.DecompressionBomb) as exc:
                     code = reason_code(type(exc).__name__)
-                    problems.append(_quarantine_record(str(path), None, "read", code, f"{path}: {exc}"))
+                    problems.append(Rejection(str(path), None, "read", code, f"{path}: {exc}"))
                     continue
                 current = images.get(key)
                 if current is None or _preference(image) < _preference(current):
@@ -416,42 +503,45 @@ def _finish(task: Task, shard: _Shard, build: Path, counts: Counts, *, last: boo
     if shard.skip:
         counts.shards_skipped += 1
         return
-    counts.quarantined += store.write_quarantine(build, name, shard.quarantine)
-    written = shard.rows.write(build, name)
+    quarantine = [rejection.record() for rejection in shard.quarantine]
+    written = store.write_harvest_shard(build, name, shard.rows, quarantine)
     counts.shards_written += 1
-    counts.duplicates += shard.rows.duplicates
-    counts.articles += written["articles"]
-    counts.paragraphs += written["paragraphs"]
-    counts.figures += written["figures"]
-    counts.tables += written["tables"]
+    for name in ("quarantined", "duplicates", "articles", "paragraphs", "figures", "tables"):
+        setattr(counts, name, getattr(counts, name) + written[name])
 
 
-def _quarantine_record(
-    source: str, member: str | None, stage: str, reason: str, error: str
-) -> dict[str, Any]:
-    return {"source": source, "member": member, "stage": stage, "reason": reason, "error": error}
+def stale_shards(build: Path, tasks: Iterable[Task]) -> set[str]:
+    """Names of the ``local-`` shards, in any table of the build, of no task in ``tasks``.
 
-
-def reason_code(error_type: str) -> str:
-    """``TooLarge`` → ``too_large``, ``EOFError`` → ``eof_error``: the short quarantine reason of an
-    error class name."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", error_type).lower()
-
-
-def drop_duplicates_across_shards(build: Path, tasks: list[Task]) -> dict[str, int]:
-    """Remove, from the losing shards, articles that a later shard of this run also holds.
-
-    The version rule of ``store.settle_versions``, with input order as recency. Returns the rows
-    removed per table."""
-    order = {task.key: position for position, task in enumerate(tasks)}
-    shards = {
-        name: (order[_task_key(name)], name)
-        for name in store.completed_shards(build)
-        if _task_key(name) in order
+    A task key hashes its files' paths, sizes and mtimes: a shard of another key holds articles of
+    files since changed or removed, which the current plan harvests again (or no longer wants)."""
+    keys = {task.key for task in tasks}
+    return {
+        path.stem
+        for table in _shard_tables(build)
+        for path in schema.shard_paths(build, table)
+        if path.stem.startswith(f"{SOURCE}-") and task_key(path.stem) not in keys
     }
-    return store.settle_versions(build, shards=shards, order=shards)
 
 
-def _task_key(shard: str) -> str:
+def prune_stale_shards(build: Path, tasks: Iterable[Task]) -> int:
+    """Remove the files of ``stale_shards`` from every table (``articles``, the completion marker,
+    first; labels made from their paragraphs too); return how many shards."""
+    stale = stale_shards(build, tasks)
+    for table in _shard_tables(build):
+        for path in schema.shard_paths(build, table):
+            if path.stem in stale:
+                path.unlink()
+    return len(stale)
+
+
+def _shard_tables(build: Path) -> list[str]:
+    """The tables of the build, ``articles`` first."""
+    root = Path(build) / "tables"
+    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return sorted(names, key=lambda name: name != "articles")
+
+
+def task_key(shard: str) -> str:
     """The task key of a shard name ``<key>-NNNNN[-end]``."""
     return shard.removesuffix(END).rsplit("-", 1)[0]

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 from lxml import etree
@@ -72,6 +72,7 @@ from pmcurate.harvest.fetch import (
     shard_name,
 )
 from pmcurate.harvest.jats import ParsedArticle
+from pmcurate.harvest.source import register
 from pmcurate.schema import COMMERCIAL_LICENSES, NONCOMMERCIAL_LICENSES
 
 log = logging.getLogger(__name__)
@@ -594,3 +595,18 @@ async def harvest_async(options: PmcOptions) -> HarvestSummary:
 def harvest(options: PmcOptions) -> HarvestSummary:
     """Harvest from the PMC Cloud Service into ``options.out``; see the module docstring."""
     return asyncio.run(harvest_async(options))
+
+
+@register
+class PmcSource:
+    """The ``pmc`` source in the registry: a manifest's ``[[sources]]`` settings → ``harvest``."""
+
+    kind: ClassVar[str] = SOURCE
+    harvest = staticmethod(harvest)
+
+    @staticmethod
+    def options(build: Path, settings: Mapping[str, Any]) -> PmcOptions:
+        """``settings``: the keys of ``[[sources]]`` that were given (``ids``: the ids, already read)."""
+        keys = {"ids", "since", "all", "license", "limit", "media", "skip_retracted"}
+        keys |= {"include_manuscripts", "batch_size", "base_url"}
+        return PmcOptions(out=build, **{k: v for k, v in settings.items() if k in keys})

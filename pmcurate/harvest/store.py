@@ -25,8 +25,9 @@ when the inputs changed so that no task produces that name any more, removed by
 Version rule, the same for every source: of several rows of one ``article_id``, the highest
 ``version`` wins (a missing version counts lowest); between equal versions, the most recent copy
 (the later ``harvested_at``, or for ``harvest local`` the file read later in input order), then
-the later shard name and row. A shard never holds one ``article_id`` twice (``write_parsed``
-keeps the winner); ``settle_versions`` applies the rule across shards.
+the later shard name and row. A shard never holds one ``article_id`` twice (``ShardRows`` keeps
+the winner); ``settle_versions`` applies the rule across shards. Every source writes its shards
+through ``write_harvest_shard`` and settles through ``settle_versions``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pmcurate import schema
@@ -79,45 +79,41 @@ def write_parsed(
 ) -> dict[str, int]:
     """Write the rows of ``parsed`` as shard ``shard`` of the base tables; return rows per table.
 
-    Article rows get ``source`` (e.g. ``local``, ``pmc-cloud``) and ``harvested_at`` (now, UTC,
-    unless given); ``n_paragraphs``/``n_figures``/``n_tables`` are filled from the rows when the
-    parser left them empty. Several copies of one article keep only the winner of the version
-    rule. ``articles`` is written last: see the module docstring.
+    Article rows get ``source`` (e.g. ``local``, ``pmc``) and ``harvested_at`` (now, UTC, unless
+    given); ``n_paragraphs``/``n_figures``/``n_tables`` are filled from the rows when the parser
+    left them empty. Several copies of one article keep only the winner of the version rule
+    (``ShardRows``). ``articles`` is written last: see the module docstring.
     """
-    parsed, duplicates = keep_latest(parsed)
-    if duplicates:
-        log.info("shard %s: %d older or repeated copies of an article left out", shard, duplicates)
-    tables = _tables(parsed, source=source, harvested_at=harvested_at or datetime.now(UTC))
-    for table in (*CONTENT_TABLES, "articles"):
-        schema.write_shard(tables[table], shard_path(build, table, shard))
-    return {table: rows.num_rows for table, rows in tables.items()}
+    rows = ShardRows(source=source)
+    for article in parsed:
+        rows.add(article)
+    return rows.write(build, shard, harvested_at=harvested_at)
+
+
+def write_harvest_shard(
+    build: str | Path,
+    shard: str,
+    rows: ShardRows,
+    quarantine: Iterable[Mapping[str, Any]],
+    *,
+    harvested_at: datetime | None = None,
+) -> dict[str, int]:
+    """Write one finished shard of any source: its quarantine rows, then its tables, ``articles`` last.
+
+    The one writer every harvest source uses, so that a shard is complete exactly when its articles
+    shard exists whatever wrote it. Returns rows per table, ``quarantined`` and ``duplicates``
+    (copies of an article left out by the version rule inside the shard)."""
+    quarantined = write_quarantine(build, shard, quarantine)
+    written = rows.write(build, shard, harvested_at=harvested_at)
+    if rows.duplicates:
+        log.info("shard %s: %d older or repeated copies of an article left out", shard, rows.duplicates)
+    return {**written, "quarantined": quarantined, "duplicates": rows.duplicates}
 
 
 def version_rank(parsed: ParsedArticle) -> int:
     """The version of a parsed article for the version rule (a missing version counts lowest)."""
     version = parsed.article.get("version")
     return -1 if version is None else int(version)
-
-
-def add_latest(articles: dict[str, ParsedArticle], article: ParsedArticle) -> bool:
-    """Put ``article`` into ``articles`` (by ``article_id``, in reading order) by the version rule.
-
-    The later copy replaces an earlier one unless the earlier has a higher version; either way
-    the article moves to the end (it was read last). Returns True when a copy was already there.
-    """
-    article_id = article.article["article_id"]
-    previous = articles.pop(article_id, None)
-    if previous is not None and version_rank(previous) > version_rank(article):
-        article = previous
-    articles[article_id] = article
-    return previous is not None
-
-
-def keep_latest(parsed: Iterable[ParsedArticle]) -> tuple[list[ParsedArticle], int]:
-    """One parsed article per ``article_id`` by the version rule, and how many copies were left out."""
-    articles: dict[str, ParsedArticle] = {}
-    duplicates = sum(add_latest(articles, article) for article in parsed)
-    return list(articles.values()), duplicates
 
 
 class ShardRows:
@@ -127,11 +123,10 @@ class ShardRows:
     their millions of objects make every garbage collection walk them and push the parser's data
     out of the CPU caches: parsing inside a harvest ran ~20% slower than parsing alone. Here every
     ``CHUNK_ARTICLES`` articles become Arrow tables (the same rows, a fraction of the memory, no
-    objects to walk). ``write`` writes the very tables ``write_parsed`` would write for the
-    articles kept.
+    objects to walk); how many articles a chunk holds does not change the bytes written.
 
-    Copies of one ``article_id`` follow the version rule as ``add_latest`` applies it to Python
-    rows: one is kept, the highest version or else the later, and it takes the later one's place.
+    Copies of one ``article_id`` follow the version rule: one is kept, the highest version or else
+    the one added later, and it takes the later one's place (it was read last).
     """
 
     def __init__(self, *, source: str) -> None:
@@ -172,7 +167,7 @@ class ShardRows:
             self._flush()
 
     def write(self, build: str | Path, shard: str, *, harvested_at: datetime | None = None) -> dict[str, int]:
-        """Write the shard (``articles`` last, as ``write_parsed``); return rows per table."""
+        """Write the shard (``articles`` last); return rows per table."""
         self._flush()
         at = harvested_at or datetime.now(UTC)
         written = {}
@@ -205,6 +200,8 @@ class ShardRows:
         for chunk, dropped in zip(self._chunks, self._dropped, strict=True):
             table = chunk[name]
             if dropped:
+                import pyarrow.compute as pc  # only with duplicates: its import costs each worker ~60 ms
+
                 keep = pc.invert(
                     pc.is_in(table["article_id"], value_set=pa.array(sorted(dropped), pa.string()))
                 )
@@ -216,6 +213,8 @@ class ShardRows:
 
 
 def _rows_of(table: pa.Table, article_id: str) -> pa.Table:
+    import pyarrow.compute as pc
+
     return table.filter(pc.equal(table["article_id"], article_id))
 
 
@@ -248,8 +247,8 @@ def settle_versions(
     holders: dict[str, set[str]] = {}
     copies: Counter[tuple[str, str]] = Counter()
     for name in names:
-        rows = pq.read_table(
-            shard_path(build, "articles", name), columns=["article_id", "version", "harvested_at"]
+        rows = pq.ParquetFile(shard_path(build, "articles", name)).read(  # not read_table: no pyarrow.dataset
+            columns=["article_id", "version", "harvested_at"]
         )
         for index, row in enumerate(rows.to_pylist()):
             recency = order[name] if order is not None else _timestamp(row["harvested_at"])
@@ -261,7 +260,7 @@ def settle_versions(
             if article_id not in winners or rank > winners[article_id]:
                 winners[article_id] = rank
     for (article_id, name), count in copies.items():
-        if count > 1:  # only shards written before write_parsed kept one copy: rows cannot be told apart
+        if count > 1:  # only shards of older pmcurate versions hold two: rows cannot be told apart
             log.warning("shard %s holds %d copies of %s; left as they are", name, count, article_id)
     losers: dict[str, set[str]] = {}
     for article_id, shard_names in holders.items():
@@ -287,6 +286,8 @@ def _rewrite_without(build: str | Path, shard: str, article_ids: set[str]) -> di
         path = shard_path(build, table, shard)
         if not path.is_file():
             continue
+        import pyarrow.compute as pc
+
         data = pq.read_table(path, schema=schema.SCHEMAS[table])
         kept = data.filter(pc.invert(pc.is_in(data["article_id"], value_set=value_set)))
         schema.write_shard(kept, path)

@@ -1,5 +1,6 @@
 """Writing parsed articles as shards: exact schemas, articles last, completion, quarantine, and
-``ShardRows`` (rows kept as Arrow while a shard fills) writing the very bytes ``write_parsed`` writes."""
+``ShardRows`` (rows kept as Arrow while a shard fills): the same bytes however the rows are chunked,
+the copy the version rule keeps."""
 
 from __future__ import annotations
 
@@ -133,18 +134,40 @@ def test_invalid_shard_names_are_refused(tmp_path: Path, name: str) -> None:
         store.write_parsed(tmp_path, name, [], source="local")
 
 
-def test_shard_rows_write_the_bytes_write_parsed_writes(
+def write_in_one_chunk(
+    build: Path, shard: str, articles: list[jats.ParsedArticle], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, int]:
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "CHUNK_ARTICLES", 10_000)
+        return store.write_parsed(build, shard, articles, source="local", harvested_at=AT)
+
+
+def test_shard_rows_write_the_same_bytes_however_chunked(
     tmp_path: Path, parsed_fixture: Parsed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "CHUNK_ARTICLES", 4)  # several chunks from the fixtures' 25 articles
     articles = [article for name in FIXTURES for article in parsed_fixture(name)]
+    expected = write_in_one_chunk(tmp_path, "plain", articles, monkeypatch)
+    monkeypatch.setattr(store, "CHUNK_ARTICLES", 4)  # several chunks from the fixtures' 25 articles
     rows = store.ShardRows(source="local")
     for article in articles:
         rows.add(article)
     counts = rows.write(tmp_path, "chunked", harvested_at=AT)
-    assert counts == store.write_parsed(tmp_path, "plain", articles, source="local", harvested_at=AT)
+    assert counts == expected
     assert counts["articles"] == len(articles) > 8
     assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "plain")
+
+
+def by_version_rule(added: list[jats.ParsedArticle]) -> tuple[list[jats.ParsedArticle], int]:
+    """The rule spelt out: one copy per article, the highest version or else the later one, placed
+    where the later copy was read; and the number of copies left out."""
+    kept: dict[str, jats.ParsedArticle] = {}
+    for article in added:
+        article_id = article.article["article_id"]
+        previous = kept.pop(article_id, None)
+        if previous is not None and store.version_rank(previous) > store.version_rank(article):
+            article = previous
+        kept[article_id] = article
+    return list(kept.values()), len(added) - len(kept)
 
 
 # Versions of one article added in turn, with other articles in between (``x``): which copy is kept
@@ -170,13 +193,14 @@ def test_shard_rows_keep_the_copy_the_version_rule_keeps(
         next(others) if version == "x" else version_of(base, version, f"copy{index}")
         for index, version in enumerate(versions)
     ]
+    kept, left_out = by_version_rule(added)
+    write_in_one_chunk(tmp_path, "expected", kept, monkeypatch)
     rows = store.ShardRows(source="local")
     for article in added:
         rows.add(article)
     rows.write(tmp_path, "chunked", harvested_at=AT)
-    store.write_parsed(tmp_path, "python", added, source="local", harvested_at=AT)  # keeps one copy itself
-    assert rows.duplicates == store.keep_latest(added)[1] > 0
-    assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "python")
+    assert rows.duplicates == left_out > 0
+    assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "expected")
 
 
 def _version(version: int, text: str, article_id: str = "PMC1") -> jats.ParsedArticle:

@@ -51,7 +51,7 @@ CALL_POINTS = (
     KillPoint(call=f"{LOCAL}:_parse_into", nth=8),
     KillPoint(call=f"{LOCAL}:_parse_into", nth=3),
     KillPoint(call=f"{LOCAL}:_parse_into", nth=7),
-    KillPoint(call=f"{LOCAL}:drop_duplicates_across_shards"),
+    KillPoint(call=f"{LOCAL}:LocalSource.settle"),
 )
 """Kills at calls: before any shard is written (finding the input, sweeping what a killed run left),
 then while documents are parsed (a resumed run parses only the shards still to write: the N-th

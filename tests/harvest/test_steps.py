@@ -1,0 +1,92 @@
+"""The harvest steps through the one runner (``step.run_step``) and the source registry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pmcurate.harvest import source, steps
+from pmcurate.harvest.local import LocalSource, harvest_local
+from pmcurate.step import Build, StepFailed, run_step
+
+JATS_DIR = Path(__file__).parents[1] / "data" / "jats"
+FIXTURE_ARTICLES = 15
+
+
+def read(build: Path, table: str) -> pl.DataFrame:
+    return pl.read_parquet(build / "tables" / table / "*.parquet")
+
+
+def harvest_step(paths: list[Path], build: Path, **config: int | str) -> tuple[Build, steps.LocalHarvest]:
+    return Build.open(build, progress=False), steps.LocalHarvest(
+        steps.LocalConfig(paths=tuple(paths), **config)  # type: ignore[arg-type]
+    )
+
+
+def test_local_step_writes_the_rows_harvest_local_writes(tmp_path: Path) -> None:
+    build, step = harvest_step([JATS_DIR], tmp_path / "step", batch_size=4)
+    report = run_step(step, build)
+    harvest_local([JATS_DIR], tmp_path / "cli", batch_size=4, workers=1, progress=False)
+    assert report.status == "ran" and report.counts["articles"] == FIXTURE_ARTICLES
+    for table in ("articles", "paragraphs", "figures"):
+        ours = read(tmp_path / "step", table).drop("harvested_at", strict=False)
+        theirs = read(tmp_path / "cli", table).drop("harvested_at", strict=False)
+        assert ours.equals(theirs), table
+
+
+def test_local_step_with_every_task_done_is_unchanged(tmp_path: Path) -> None:
+    run_step(*reversed(harvest_step([JATS_DIR], tmp_path / "build")))
+    build, step = harvest_step([JATS_DIR], tmp_path / "build")
+    report = run_step(step, build)
+    assert (report.status, report.counts["tasks run"]) == ("unchanged", 0)
+
+
+def test_shards_of_a_removed_input_are_pruned_from_every_table(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    shutil.copytree(JATS_DIR, inputs)
+    run_step(*reversed(harvest_step([inputs], tmp_path / "build", batch_size=4)))
+    (inputs / "mds526.nxml").unlink()
+    build, step = harvest_step([inputs], tmp_path / "build", batch_size=4)
+    report = run_step(step, build)
+    assert report.counts["stale shards removed"] > 0
+    assert "PMC3574550" not in read(tmp_path / "build", "articles")["article_id"].to_list()
+    assert read(tmp_path / "build", "articles").height == FIXTURE_ARTICLES - 1
+
+
+def test_plan_says_what_would_run_and_writes_nothing(tmp_path: Path) -> None:
+    build = Build.open(tmp_path / "build", progress=False, plan=True)
+    step = steps.LocalHarvest(steps.LocalConfig(paths=(JATS_DIR,), batch_size=4))
+    run_step(step, build)
+    assert build.plan is not None
+    [planned] = build.plan
+    assert (planned.action, planned.reason.split(" (")[0]) == ("run", "3 of 3 tasks")  # 12 files, 4 a task
+    assert not (tmp_path / "build").exists()
+
+
+def test_no_input_files_stops_the_step_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    build, step = harvest_step([tmp_path / "empty"], tmp_path / "build")
+    with pytest.raises(StepFailed, match=r"^harvest:local: no input files"):
+        run_step(step, build)
+
+
+def test_every_kind_resolves_to_its_registered_source() -> None:
+    assert source.get("local") is LocalSource
+    assert [source.get(kind).kind for kind in source.kinds()] == ["local", "pmc", "europepmc", "eutils"]
+
+
+def test_an_unknown_source_kind_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="one of local, pmc, europepmc, eutils"):
+        source.get("arxiv")
+
+
+def test_a_rejection_becomes_a_quarantine_row_without_the_api_key() -> None:
+    rejection = source.Rejection(
+        "eutils", "https://x/efetch.fcgi?api_key=SECRET&id=1", "fetch", "http_404", "x?api_key=SECRET: 404"
+    )
+    row = rejection.record()
+    assert "SECRET" not in str(row)
+    assert (row["stage"], row["reason"], row["article_id"]) == ("fetch", "http_404", None)
