@@ -24,6 +24,37 @@ SMALL_GRID = (student.Params(epoch=30, lr=0.5, word_ngrams=1, balance=0.5),)
 TINY = encoder.TrainConfig(epochs=2, max_tokens=32, head_lr=2e-3)
 
 
+PLAIN_SENTENCES = {
+    "clinical_case": "A {n}-year-old patient presented to our clinic with fever and a rash.",
+    "study": "We measured gene expression in {n} mice after the treatment.",
+    "review": "This review summarizes {n} published studies of the literature.",
+    "other": "Funding: grant {n} from the national institute. The authors declare no conflicts.",
+}
+"""Each document type a sentence of its own: a student that learns anything gets them right."""
+
+
+def plain_rows(articles: int, *, rotate: bool = False) -> list[dict[str, object]]:
+    """Teacher rows of ``articles`` articles, one ``PLAIN_SENTENCES`` row per class each, scored
+    1–4 by position; ``rotate``: each article lists its classes in another order, so rows paired
+    with the wrong labels or embeddings disagree with them."""
+    items = list(PLAIN_SENTENCES.items())
+    rows = []
+    for article in range(articles):
+        shift = article % len(items) if rotate else 0
+        for i, (label, sentence) in enumerate(items[shift:] + items[:shift]):
+            rows.append(
+                {
+                    "text": sentence.format(n=article * 4 + i),
+                    "article_id": f"PMC{article}",
+                    "text_sha256": f"{article}-{i}",
+                    "document_type": label,
+                    "domain": "biomedical",
+                    "educational_score": 1 + i,
+                }
+            )
+    return rows
+
+
 @pytest.fixture(scope="session")
 def fixture_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A build of the JATS fixtures (tables/articles, tables/paragraphs…); do not modify it."""

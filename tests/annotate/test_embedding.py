@@ -18,7 +18,7 @@ from pmcurate import cli, schema
 from pmcurate.annotate import apply_steps, embedding, student
 from pmcurate.annotate.apply_config import ApplyConfig
 from pmcurate.step import StepFailed, StepReport
-from tests.annotate.conftest import DEV_LABELS
+from tests.annotate.conftest import DEV_LABELS, plain_rows
 
 
 @pytest.fixture(scope="module")
@@ -78,34 +78,12 @@ def test_embedding_student_beats_majority_class_on_held_out_articles(embedding_b
 def test_embedding_student_learns_labels_its_texts_state_plainly(encoder: Any, tmp_path: Path) -> None:
     """Each class a sentence of its own: held-out agreement near perfect, unless training rows
     and their embeddings were paired wrongly."""
-    sentences = {
-        "clinical_case": "A {n}-year-old patient presented to our clinic with fever and a rash.",
-        "study": "We measured gene expression in {n} mice after the treatment.",
-        "review": "This review summarizes {n} published studies of the literature.",
-        "other": "Funding: grant {n} from the national institute. The authors declare no conflicts.",
-    }
-    rows = [
-        {
-            "text": sentence.format(n=article * 4 + i),
-            "article_id": f"PMC{article}",
-            "text_sha256": f"{article}-{i}",
-            "document_type": label,
-            "domain": "biomedical",
-            "educational_score": 1 + i % 5,
-        }
-        for article in range(40)
-        for i, (label, sentence) in enumerate(_rotated(list(sentences.items()), article))
-    ]
+    rows = plain_rows(40, rotate=True)
     result = embedding.train_embedding_student(
         tmp_path, pl.DataFrame(rows), teacher_name="plain", encoder=encoder, speed_texts=4, progress=False
     )
     block = result.report["labels"]["document_type"]
     assert block.get("embedding_alone", block["student"])["accuracy"] > 0.95
-
-
-def _rotated(items: list[Any], by: int) -> list[Any]:
-    """Articles list their classes in different orders, so rows out of place get other labels."""
-    return items[by % len(items) :] + items[: by % len(items)]
 
 
 def test_embedding_student_holds_out_the_fasttext_students_rows(embedding_build: Path) -> None:

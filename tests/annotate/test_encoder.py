@@ -20,7 +20,7 @@ from pmcurate import cli, schema
 from pmcurate.annotate import apply_steps, encoder, report, student
 from pmcurate.annotate.apply_config import ApplyConfig
 from pmcurate.step import StepFailed, StepReport
-from tests.annotate.conftest import DEV_LABELS, TINY
+from tests.annotate.conftest import DEV_LABELS, TINY, plain_rows
 
 
 @pytest.fixture(scope="module")
@@ -221,24 +221,7 @@ def test_model_and_manifest_are_written_with_each_files_sha256(
 def test_fine_tuning_learns_labels_its_texts_state_plainly(tmp_path: Path) -> None:
     """Each class a sentence of its own: held-out agreement near perfect, unless rows, targets
     and heads were paired wrongly or the loss does not reach the encoder."""
-    sentences = {
-        "clinical_case": "A {n}-year-old patient presented to our clinic with fever and a rash.",
-        "study": "We measured gene expression in {n} mice after the treatment.",
-        "review": "This review summarizes {n} published studies of the literature.",
-        "other": "Funding: grant {n} from the national institute. The authors declare no conflicts.",
-    }
-    rows = [
-        {
-            "text": sentence.format(n=article * 4 + i),
-            "article_id": f"PMC{article}",
-            "text_sha256": f"{article}-{i}",
-            "document_type": label,
-            "domain": "biomedical",
-            "educational_score": 1 + i,
-        }
-        for article in range(24)
-        for i, (label, sentence) in enumerate(sentences.items())
-    ]
+    rows = plain_rows(24)
     result = encoder.train_encoder_student(
         tmp_path,
         pl.DataFrame(rows),
