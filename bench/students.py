@@ -124,7 +124,12 @@ def metric(rep: dict[str, Any], task: str, name: str, predictor: str = "student"
     return float("nan") if value is None else float(value)
 
 
-ALONE = {"fasttext": "fasttext_alone", "embedding": "embedding_alone"}
+ALONE = {
+    "fasttext": "fasttext_alone",
+    "embedding": "embedding_alone",
+    "encoder": "encoder_alone",
+    "distilled": "fasttext_alone",
+}
 """Students whose report also scores them without the rules prior."""
 
 

@@ -262,7 +262,9 @@ def load_labeller(build: Path, config: ApplyConfig) -> Any:
 def label_rows(labeller: Any, source: Path, start: int, stop: int) -> pa.Table:
     """The LABELS rows of rows ``start``–``stop`` of ``source``, in their order."""
     frame = read_rows(source, start, stop, context=labeller.context)
-    taught = _label_overlapped(labeller, frame) if hasattr(labeller, "label_ids") else labeller.label(frame)
+    taught = (
+        _label_overlapped(labeller, frame) if hasattr(labeller, "label_tokens") else labeller.label(frame)
+    )
     computed = frame.select("paragraph_id", *labels.computed_reads())
     return labels.with_computed(taught, computed.to_arrow(compat_level=pl.CompatLevel.oldest()))
 
@@ -273,10 +275,10 @@ def _label_overlapped(labeller: Any, frame: pl.DataFrame) -> pa.Table:
     from pmcurate.annotate import encoder
 
     batches = frame.iter_slices(labeller.config.read_batch)
-    tokenized = ((batch["paragraph_id"], labeller.tokenize(batch)) for batch in batches)
+    tokenized = ((batch, labeller.tokenize(batch)) for batch in batches)
     parts = [
-        labeller.label_ids(ids, tokens)
-        for ids, tokens in encoder.prefetch(tokenized, labeller.config.prefetch)
+        labeller.label_tokens(batch, tokens)
+        for batch, tokens in encoder.prefetch(tokenized, labeller.config.prefetch)
     ]
     return pa.concat_tables(parts) if parts else schema.TAUGHT_LABELS.empty_table()
 

@@ -296,9 +296,7 @@ def _choose(
     best, best_scores = max(fitted, key=lambda pair: score(pair[1]))
     if not context:
         return best, 0.0
-    prior = student.rules_scores(validation, task)
-    by_weight = {w: score(student.blend(best_scores, prior, w)) for w in student.RULES_WEIGHTS}
-    return best, max(by_weight, key=lambda w: (by_weight[w], -w))
+    return best, student.rules_weight(task, validation, best_scores)
 
 
 def predict_rate(

@@ -565,10 +565,16 @@ def train_encoder_student(
         path, train, validation, config, device=torch_device, seed=seed, progress=progress, on_step=on_step
     )
     tokenizer = fitted.tokenizer
-    test_ids = tokenize(tokenizer, encoder_input(test, context=config.context), config.max_tokens)
-    scores = predict(
-        fitted.model, test_ids, torch_device, tokenizer.pad_token_id, ApplyConfig(bf16=config.bf16)
-    )
+
+    def scores_of(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+        ids = tokenize(tokenizer, encoder_input(frame, context=config.context), config.max_tokens)
+        return predict(fitted.model, ids, torch_device, tokenizer.pad_token_id, ApplyConfig(bf16=config.bf16))
+
+    weights = dict.fromkeys(student.TASKS, 0.0)
+    if config.context and validation.height:
+        validation_scores = scores_of(validation)
+        weights = {task: student.rules_weight(task, validation, validation_scores[task]) for task in weights}
+    scores = scores_of(test)
     report: dict[str, Any] = {
         "student": "encoder",
         "encoder": _encoder_name(path),
@@ -580,8 +586,11 @@ def train_encoder_student(
         "history": fitted.history,
     }
     for task in student.TASKS:
-        report["labels"][task] = student.evaluate_task(task, scores[task], 0.0, rest, test)
-    report["chosen"] = {"best_epoch": fitted.best_epoch, **asdict(config)}
+        result = student.evaluate_task(task, scores[task], weights[task], rest, test)
+        report["labels"][task] = {
+            ("encoder_alone" if k == "fasttext_alone" else k): v for k, v in result.items()
+        }
+    report["chosen"] = {"best_epoch": fitted.best_epoch, "rules_weights": weights, **asdict(config)}
     if speed_texts:
         report["speed"] = {
             "encoder": predict_rate(fitted.model, tokenizer, test, config, torch_device, speed_texts)
@@ -591,6 +600,7 @@ def train_encoder_student(
         fitted.model,
         annotator="encoder-heldout",
         context=config.context,
+        rules_weights=weights,
         max_tokens=config.max_tokens,
         device=torch_device,
         config=ApplyConfig(bf16=config.bf16),
@@ -617,6 +627,7 @@ def train_encoder_student(
         encoder=_encoder_name(path),
         config=config,
         epochs=fitted.best_epoch,
+        rules_weights=weights,
     )
     student.write_json(folder / "report.json", report)
     return EncoderResult(report=report, manifest=manifest, heldout=heldout)
@@ -682,7 +693,13 @@ def _model_files(folder: Path) -> list[Path]:
 
 
 def _write_manifest(
-    folder: Path, *, teacher_name: str, encoder: str, config: TrainConfig, epochs: int
+    folder: Path,
+    *,
+    teacher_name: str,
+    encoder: str,
+    config: TrainConfig,
+    epochs: int,
+    rules_weights: Mapping[str, float],
 ) -> dict[str, Any]:
     """``students.json``: the sha256 of every file of the model, the settings ``apply`` needs,
     and the annotator id ``encoder-<hash>``."""
@@ -692,6 +709,7 @@ def _write_manifest(
         "max_tokens": config.max_tokens,
         "context": config.context,
         "epochs": epochs,
+        "rules_weights": dict(rules_weights),
         "files": files,
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -728,7 +746,8 @@ def load_model(folder: Path, device: torch.device) -> tuple[Any, MultiTask]:
 
 
 class EncoderStudent:
-    """A fine-tuned encoder; ``label`` turns paragraphs into a LABELS table."""
+    """A fine-tuned encoder; ``label`` turns paragraphs into a LABELS table, each label's scores
+    mixed with the rules prior by the weight chosen on validation (as the fastText students do)."""
 
     def __init__(
         self,
@@ -737,12 +756,14 @@ class EncoderStudent:
         *,
         annotator: str,
         context: bool,
+        rules_weights: Mapping[str, float],
         max_tokens: int,
         device: torch.device,
         config: ApplyConfig = ApplyConfig(),
     ) -> None:
         self.tokenizer, self.model = tokenizer, model
         self.annotator, self.context, self.max_tokens = annotator, context, max_tokens
+        self.rules_weights = dict(rules_weights)
         self.device, self.config = device, config
 
     @classmethod
@@ -762,6 +783,7 @@ class EncoderStudent:
             model,
             annotator=manifest["annotator"],
             context=manifest["context"],
+            rules_weights=manifest["rules_weights"],
             max_tokens=manifest["max_tokens"],
             device=torch_device,
             config=config,
@@ -770,13 +792,14 @@ class EncoderStudent:
     def tokenize(self, paragraphs: pl.DataFrame) -> list[list[int]]:
         return tokenize(self.tokenizer, encoder_input(paragraphs, context=self.context), self.max_tokens)
 
-    def label_ids(self, paragraph_ids: pl.Series, ids: list[list[int]]) -> pa.Table:
+    def label_tokens(self, paragraphs: pl.DataFrame, ids: list[list[int]]) -> pa.Table:
+        """Labels of ``paragraphs`` from their token ids (``tokenize``, perhaps in another thread)."""
         scores = predict(self.model, ids, self.device, self.tokenizer.pad_token_id, self.config)
-        return student.labels_table(paragraph_ids, scores, self.annotator)
+        return student.blended_labels(paragraphs, scores, self.rules_weights, self.annotator)
 
     def label(self, paragraphs: pl.DataFrame) -> pa.Table:
         """Labels of ``paragraphs`` (paragraph_id, text, and the context columns when known)."""
-        return self.label_ids(paragraphs["paragraph_id"], self.tokenize(paragraphs))
+        return self.label_tokens(paragraphs, self.tokenize(paragraphs))
 
 
 # ---------------------------------------------------------------- applying at scale

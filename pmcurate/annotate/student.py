@@ -614,15 +614,18 @@ def _choose(
             best, best_score, best_scores = params, score, scores
     if not context:
         return best, no_prior
-    weights = {}
-    for task in tasks:
-        prior = rules_scores(validation, task)
-        by_weight = {
-            w: validation_metric(task, agreement(task, truth[task], blend(best_scores[task], prior, w)))
-            for w in RULES_WEIGHTS
-        }
-        weights[task] = max(by_weight, key=lambda w: (by_weight[w], -w))
-    return best, weights
+    return best, {task: rules_weight(task, validation, best_scores[task]) for task in tasks}
+
+
+def rules_weight(task: str, validation: pl.DataFrame, scores: np.ndarray) -> float:
+    """The weight of the rules prior (``RULES_WEIGHTS``) that agrees best with the teacher on the
+    validation rows, given a student's ``scores`` of them; the smallest weight on a tie."""
+    truth = task_labels(validation, task)
+    prior = rules_scores(validation, task)
+    by_weight = {
+        w: validation_metric(task, agreement(task, truth, blend(scores, prior, w))) for w in RULES_WEIGHTS
+    }
+    return max(by_weight, key=lambda w: (by_weight[w], -w))
 
 
 def rules_scores(frame: pl.DataFrame, task: str) -> np.ndarray:

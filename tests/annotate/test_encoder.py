@@ -297,6 +297,28 @@ def test_apply_gives_the_labels_of_the_student_itself(
     assert (joined["educational_score"] - joined["educational_score_w"]).abs().max() < 1e-4
 
 
+def test_apply_mixes_the_rules_prior_by_the_weights_chosen_on_validation(
+    encoder_build: tuple[Path, encoder.EncoderResult],
+) -> None:
+    build, _ = encoder_build
+    manifest = encoder.load_manifest(build)
+    assert set(manifest["rules_weights"]) == set(student.TASKS)
+    assert set(manifest["rules_weights"].values()) <= set(student.RULES_WEIGHTS)
+    source = schema.shard_paths(build, "paragraphs")[0]
+    frame = pl.read_parquet(source).join(student.article_types(source), on="article_id", how="left")
+    labeller = encoder.EncoderStudent.load(build / "models" / encoder.FOLDER, manifest, device="cpu")
+    labeller.rules_weights = dict.fromkeys(student.TASKS, 0.0)
+    alone = labeller.label(frame).column("document_type_scores").to_pylist()
+    labeller.rules_weights["document_type"] = 0.45
+    mixed = labeller.label(frame).column("document_type_scores").to_pylist()
+    prior = student.rules_scores(frame, "document_type")
+    classes = student.TASKS["document_type"]
+    plain = np.array([[row[c] for c in classes] for row in alone])
+    got = np.array([[row[c] for c in classes] for row in mixed])
+    assert np.allclose(got, student.blend(plain, prior, 0.45), atol=1e-6)
+    assert not np.allclose(got, plain)
+
+
 def test_apply_again_skips_shards_labelled_by_the_same_student(
     applied_build: tuple[Path, StepReport],
 ) -> None:
@@ -312,16 +334,16 @@ def test_killed_apply_resumes_at_the_first_shard_not_written(
     build = tmp_path / "build"
     shutil.copytree(encoder_build[0], build)
     calls = []
-    label_ids = encoder.EncoderStudent.label_ids
+    label_tokens = encoder.EncoderStudent.label_tokens
 
-    def interrupting(self: encoder.EncoderStudent, paragraph_ids: pl.Series, ids: list[list[int]]) -> Any:
+    def interrupting(self: encoder.EncoderStudent, paragraphs: pl.DataFrame, ids: list[list[int]]) -> Any:
         calls.append(len(ids))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return label_ids(self, paragraph_ids, ids)
+        return label_tokens(self, paragraphs, ids)
 
     with monkeypatch.context() as patch:
-        patch.setattr(encoder.EncoderStudent, "label_ids", interrupting)
+        patch.setattr(encoder.EncoderStudent, "label_tokens", interrupting)
         with pytest.raises(KeyboardInterrupt):
             _apply(build)
     assert len(schema.shard_paths(build, "labels")) == 1
