@@ -287,7 +287,7 @@ def _stage_annotate(ctx: _Context) -> None:
 
 def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
     """The training steps of the manifest's ``[teacher]`` and ``[student]``, in order."""
-    from pmcurate.annotate import steps
+    from pmcurate.annotate import steps, students
 
     teacher, student = manifest.teacher, manifest.student
     if teacher is None or student is None:
@@ -296,13 +296,8 @@ def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
     if teacher.kind != "labels":
         found.append(steps.SampleStep(teacher.sample))
         found.append(steps.LlmTeacherStep(teacher.llm) if teacher.llm else steps.RulesTeacherStep())
-    found.append(steps.TrainStep(student.train))
-    if student.embedding is not None:
-        found.append(steps.TrainEmbeddingStep(student.embedding))
-    if student.encoder is not None:
-        found.append(steps.TrainEncoderStep(student.encoder))
-    if student.distill is not None:
-        found.append(steps.DistillStep(student.distill))
+    trains = students.trains(student.kind)
+    found.extend(train.step(config) for train, config in zip(trains, student.configs, strict=True))
     return found
 
 
@@ -314,9 +309,8 @@ def _apply(ctx: _Context) -> StepReport:
 
     spec = ctx.manifest.student
     assert spec is not None  # the manifest requires one with a teacher
-    device = spec.encoder.device if spec.encoder is not None else "auto"
     workers = ctx.executor.workers if ctx.executor is not None else 1
-    step = apply_steps.ApplyStep(ApplyConfig(student=spec.kind, device=device), workers=workers)
+    step = apply_steps.ApplyStep(ApplyConfig(student=spec.kind, device=spec.device), workers=workers)
     return run_step(step, ctx.store, None if step.in_process else ctx.executor)
 
 
