@@ -633,7 +633,8 @@ def add_build(sub: argparse._SubParsersAction) -> None:
 def _build(args: argparse.Namespace) -> int:
     from pmcurate import progress
     from pmcurate.manifest import load_manifest
-    from pmcurate.pipeline import format_plan, format_summary, plan_build, print_dataset, run_build
+    from pmcurate.pipeline import format_plan, plan_build, run_build
+    from pmcurate.provenance import format_summary, print_dataset
 
     manifest = load_manifest(args.manifest)
     if args.plan:
