@@ -59,7 +59,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.labels is None and args.teacher == "rules":
         _run(build, steps.RulesTeacherStep())
     chosen = tuple(dict.fromkeys(args.student))
-    for train in (t for name in chosen for t in students.get(name).trains):
+    for train in dict.fromkeys(t for name in chosen for t in students.get(name).trains):  # encoder once
         print(train.show(Path(args.build), _run(build, train.step(train.config.from_args(args)))))
     if chosen != (students.BASELINE,):
         _print_side_by_side(args.build)
