@@ -289,13 +289,8 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     """``annotate sample|llm|train|distill|apply``: the options of sample, llm, train and distill are
     the fields of their steps' configs (``annotate/steps.py``), the keys of a manifest's
     ``[teacher]`` and ``[student]``."""
-    from pmcurate.annotate.steps import (
-        DistillConfig,
-        EncoderConfig,
-        LlmTeacherConfig,
-        SampleConfig,
-        TrainConfig,
-    )
+    from pmcurate.annotate import students
+    from pmcurate.annotate.steps import DistillConfig, LlmTeacherConfig, SampleConfig
 
     annotate = sub.add_parser(
         "annotate", help="label paragraphs: LLM teacher on a sample, fastText students on all"
@@ -307,18 +302,17 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     llm = steps.add_parser("llm", help="label the sample with an OpenAI-compatible chat-completions endpoint")
     llm.add_argument("build", help="build folder")
     LlmTeacherConfig.add_arguments(llm)
-    train = steps.add_parser("train", help="train and evaluate the students (fastText, embedding, encoder)")
+    train = steps.add_parser("train", help="train and evaluate the students (--student)")
     train.add_argument("build", help="build folder")
-    TrainConfig.add_arguments(train)
     train.add_argument(
         "--student",
-        choices=("fasttext", "embedding", "both", "encoder", "all"),
-        default="fasttext",
-        help="fastText students (default); the embedding student (extra `embedding`: all-MiniLM-L6-v2 "
-        "+ logistic regression, BUILD/models/embedding/); both of those; the fine-tuned encoder student "
-        "(extra `encoder`, BUILD/models/encoder/); or all three, compared side by side",
+        nargs="+",
+        choices=students.kinds(),
+        default=[students.BASELINE],
+        metavar="STUDENT",
+        help=f"the students to train, compared side by side when several ({students.help_text()})",
     )
-    EncoderConfig.add_arguments(train, skip=[o.name for o in TrainConfig.options()])
+    _add_train_options(train)
     apply = steps.add_parser("apply", help="label every paragraph with the trained students")
     apply.add_argument("build", help="build folder")
     apply.add_argument(
@@ -335,6 +329,17 @@ def add_annotate(sub: argparse._SubParsersAction) -> None:
     DistillConfig.add_arguments(distill)
     for parser in (sample, llm, train, apply, distill):
         parser.set_defaults(func=_annotate)
+
+
+def _add_train_options(train: argparse.ArgumentParser) -> None:
+    """The options of every student's training configs, each once (the students share the teacher's
+    options, the seed...)."""
+    from pmcurate.annotate import students
+
+    added: set[str] = set()
+    for train_step in (t for name in students.kinds() for t in students.get(name).trains):
+        train_step.config.add_arguments(train, skip=added)
+        added |= {o.name for o in train_step.config.options()}
 
 
 def _annotate(args: argparse.Namespace) -> int:
@@ -628,7 +633,8 @@ def add_build(sub: argparse._SubParsersAction) -> None:
 def _build(args: argparse.Namespace) -> int:
     from pmcurate import progress
     from pmcurate.manifest import load_manifest
-    from pmcurate.pipeline import format_plan, format_summary, plan_build, print_dataset, run_build
+    from pmcurate.pipeline import format_plan, plan_build, run_build
+    from pmcurate.provenance import format_summary, print_dataset
 
     manifest = load_manifest(args.manifest)
     if args.plan:

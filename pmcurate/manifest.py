@@ -30,14 +30,7 @@ from pmcurate.export import presets
 from pmcurate.step import ConfigError, StepConfig
 
 if TYPE_CHECKING:  # the step configs are imported where a manifest uses them (they import polars)
-    from pmcurate.annotate.steps import (
-        DistillConfig,
-        EmbeddingConfig,
-        EncoderConfig,
-        LlmTeacherConfig,
-        SampleConfig,
-        TrainConfig,
-    )
+    from pmcurate.annotate.steps import LlmTeacherConfig, SampleConfig
     from pmcurate.filters.steps import SubsetConfig
 
 C = TypeVar("C", bound=StepConfig)
@@ -91,26 +84,32 @@ class TeacherSpec:
     llm: LlmTeacherConfig | None = None
 
 
-STUDENT_KINDS = ("fasttext", "encoder", "distilled", "embedding")
-
-
 @dataclass(frozen=True)
 class StudentSpec:
     """``[student]``: the students trained on the teacher's labels, and which one labels the build.
 
-    ``kind``: ``fasttext`` (CPU, fastest), ``embedding`` (all-MiniLM-L6-v2 + logistic regression,
-    about 20 paragraphs/s per core), ``encoder`` (the fine-tuned encoder labels every
-    paragraph: a GPU for large builds) or ``distilled`` (the encoder labels ``distill_sample``
-    paragraphs, a fastText student learns them and labels the build). The fastText students are
-    trained in every case (the report compares them). Keys: those of ``annotate.steps.TrainConfig``,
-    with ``EncoderConfig``'s for the encoder kinds and ``DistillConfig``'s for ``distilled``.
+    ``kind``: the name of a student of ``annotate/students/`` (default ``fasttext``; docs/annotate.md
+    says which to pick). ``configs``: the configs of
+    the steps that train it (``students.trains``), in their order: the fastText students' first,
+    trained in every case (the report compares them), then the kind's own. The keys are the
+    fields of those configs (``annotate.steps.TrainConfig``'s, ``EncoderConfig``'s...).
     """
 
     kind: str
-    train: TrainConfig
-    embedding: EmbeddingConfig | None = None
-    encoder: EncoderConfig | None = None
-    distill: DistillConfig | None = None
+    configs: tuple[StepConfig, ...]
+
+    def config(self, cls: type[C]) -> C | None:
+        """The config of class ``cls`` among ``configs``, if the student has one."""
+        for config in self.configs:
+            if isinstance(config, cls):
+                return config
+        return None
+
+    @property
+    def device(self) -> str:
+        """Where the student's torch models run: its ``device`` key (auto for a student without one)."""
+        devices = (getattr(config, "device", None) for config in self.configs)
+        return next((device for device in devices if device is not None), "auto")
 
 
 @dataclass(frozen=True)
@@ -441,9 +440,9 @@ def _teacher(t: _Table) -> TeacherSpec:
 
 
 def _student(t: _Table, teacher: TeacherSpec | None) -> StudentSpec:
-    from pmcurate.annotate.steps import DistillConfig, EmbeddingConfig, EncoderConfig, TrainConfig
+    from pmcurate.annotate import students
 
-    kind = t.choice("kind", STUDENT_KINDS, "fasttext")
+    kind = t.choice("kind", students.kinds(), students.BASELINE)
     source: dict[str, Any] = {"teacher": "llm", "labels": None}
     if teacher is not None:
         source = (
@@ -451,13 +450,7 @@ def _student(t: _Table, teacher: TeacherSpec | None) -> StudentSpec:
             if teacher.kind == "labels"
             else {"teacher": teacher.kind, "labels": None}
         )
-    spec = StudentSpec(
-        kind=kind,
-        train=_config(t, TrainConfig, **source),
-        embedding=_config(t, EmbeddingConfig, **source) if kind == "embedding" else None,
-        encoder=_config(t, EncoderConfig, **source) if kind in ("encoder", "distilled") else None,
-        distill=_config(t, DistillConfig, **source) if kind == "distilled" else None,
-    )
+    spec = StudentSpec(kind, tuple(_config(t, train.config, **source) for train in students.trains(kind)))
     t.finish()
     return spec
 

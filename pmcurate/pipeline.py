@@ -30,48 +30,29 @@ run and why (``pmcurate build --plan``); ``preflight`` checks, before any step r
 otherwise fail late (the Hub token, the LLM key, a README.md in the dataset folder that pmcurate
 did not write).
 
-At the end ``BUILD/provenance.json`` records what is needed to reproduce the build (see
-``write_provenance``) and the summary lists counts, drops by reason and time per step.
+At the end ``BUILD/provenance.json`` records what is needed to reproduce the build, and the summary
+lists counts, drops by reason and time per step (``provenance.py``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import platform
-import re
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from pmcurate import __version__, schema
+from pmcurate import schema
 from pmcurate.executor import BuildLocation, Executor, locate_build, make_executor, pull, push
-from pmcurate.export.steps import DATASET_DIR, dataset_dir, export_dir
-from pmcurate.http import public_url
+from pmcurate.export.steps import DATASET_DIR, dataset_dir
 from pmcurate.manifest import Manifest
-from pmcurate.step import (
-    Build,
-    PlannedStep,
-    Step,
-    StepFailed,
-    StepInterrupted,
-    StepReport,
-    run_step,
-    sha256_file,
-)
+from pmcurate.provenance import PROVENANCE_FILE, write_provenance
+from pmcurate.step import Build, PlannedStep, Step, StepFailed, StepInterrupted, StepReport, run_step
 
 log = logging.getLogger(__name__)
 
 STAGES = ("harvest", "annotate", "filter", "export", "publish")
-PROVENANCE_FILE = "provenance.json"
-LOCAL_PREFIX = "local-"
-PACKAGES = ("pyarrow", "polars", "duckdb", "lxml", "fasttext-community", "numpy", "huggingface_hub", "ray")
 
 
 class BuildError(StepFailed):
@@ -203,7 +184,7 @@ def run_build(
         if isinstance(executor, str):
             runner.close()
     seconds = time.perf_counter() - started
-    provenance = write_provenance(ctx, seconds)
+    provenance = write_provenance(manifest, ctx.store, seconds)
     if location.remote:
         sent, deleted = push(location)
         log.info("%s: %d files sent, %d deleted", location.remote, sent, deleted)
@@ -287,7 +268,7 @@ def _stage_annotate(ctx: _Context) -> None:
 
 def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
     """The training steps of the manifest's ``[teacher]`` and ``[student]``, in order."""
-    from pmcurate.annotate import steps
+    from pmcurate.annotate import steps, students
 
     teacher, student = manifest.teacher, manifest.student
     if teacher is None or student is None:
@@ -296,13 +277,8 @@ def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:
     if teacher.kind != "labels":
         found.append(steps.SampleStep(teacher.sample))
         found.append(steps.LlmTeacherStep(teacher.llm) if teacher.llm else steps.RulesTeacherStep())
-    found.append(steps.TrainStep(student.train))
-    if student.embedding is not None:
-        found.append(steps.TrainEmbeddingStep(student.embedding))
-    if student.encoder is not None:
-        found.append(steps.TrainEncoderStep(student.encoder))
-    if student.distill is not None:
-        found.append(steps.DistillStep(student.distill))
+    trains = students.trains(student.kind)
+    found.extend(train.step(config) for train, config in zip(trains, student.configs, strict=True))
     return found
 
 
@@ -314,9 +290,8 @@ def _apply(ctx: _Context) -> StepReport:
 
     spec = ctx.manifest.student
     assert spec is not None  # the manifest requires one with a teacher
-    device = spec.encoder.device if spec.encoder is not None else "auto"
     workers = ctx.executor.workers if ctx.executor is not None else 1
-    step = apply_steps.ApplyStep(ApplyConfig(student=spec.kind, device=device), workers=workers)
+    step = apply_steps.ApplyStep(ApplyConfig(student=spec.kind, device=spec.device), workers=workers)
     return run_step(step, ctx.store, None if step.in_process else ctx.executor)
 
 
@@ -451,252 +426,3 @@ def format_plan(plan: BuildPlan) -> str:
     if plan.checks:
         lines.append("checked: " + "; ".join(plan.checks))
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- provenance
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _table_counts(build: Path) -> dict[str, dict[str, int]]:
-    root = build / "tables"
-    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    counts = {}
-    for name in names:
-        shards = schema.shard_paths(build, name)
-        counts[name] = {
-            "rows": sum(pq.ParquetFile(p).metadata.num_rows for p in shards),
-            "shards": len(shards),
-        }
-    return counts
-
-
-def _input_files(ctx: _Context) -> list[dict[str, Any]]:
-    """Every local input file with its sha256 (``ContentHashes``: cached in the build state by path,
-    size and mtime, the cache every fingerprint uses)."""
-    from pmcurate.harvest import archive
-
-    paths = [p for s in ctx.manifest.sources if s.kind == "local" for p in s.paths]
-    if not paths:
-        return []
-    rows: list[dict[str, Any]] = []
-    for path in archive.discover_inputs(paths):
-        digest = ctx.store.hashes.digest(path)
-        rows.append(
-            {"source": "local", "path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest}
-        )
-    return rows
-
-
-def _network_inputs(ctx: _Context) -> list[dict[str, Any]]:
-    """Network sources: their settings, and a digest of the article versions they gave."""
-    sources = [s for s in ctx.manifest.sources if s.kind != "local"]
-    if not sources:
-        return []
-    import duckdb
-
-    shards = [p for p in schema.shard_paths(ctx.build, "articles") if not p.stem.startswith(LOCAL_PREFIX)]
-    digest, count = "", 0
-    if shards:
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in shards)
-        with duckdb.connect() as con:  # a relation has no fetchone() since duckdb 2: execute a statement
-            count, digest = con.execute(
-                "SELECT count(*), sha256(coalesce(string_agg(article_id || ':'"
-                " || coalesce(version::VARCHAR, '') || ':' || coalesce(content_sha256, ''),"
-                " ',' ORDER BY article_id), ''))"
-                f" FROM read_parquet([{files}])"
-            ).fetchone()  # type: ignore[misc]
-    rows: list[dict[str, Any]] = []
-    for source in sources:
-        settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False)}
-        if "base_url" in settings:
-            settings["base_url"] = public_url(settings["base_url"])
-        if source.ids:
-            settings["ids_sha256"] = sha256_file(source.ids)
-        rows.append({"source": source.kind, "settings": settings})
-    rows.append(
-        {
-            "source": "network articles",
-            "articles": count,
-            "articles_sha256": digest,
-            "detail": "tables/articles: article_id, version, source_uri, content_sha256 of each",
-        }
-    )
-    return rows
-
-
-def _teacher_provenance(ctx: _Context) -> dict[str, Any] | None:
-    teacher = ctx.manifest.teacher
-    if teacher is None:
-        return None
-    info: dict[str, Any] = {"kind": teacher.kind}
-    if teacher.llm is not None:
-        from pmcurate.annotate import prompt
-
-        endpoint = public_url(teacher.llm.endpoint) if teacher.llm.endpoint else None
-        info |= teacher.llm.settings() | {"endpoint": endpoint, "prompt_hash": prompt.PROMPT_HASH}
-    if teacher.kind != "labels":
-        info |= teacher.sample.settings()
-    if teacher.labels:
-        info["labels"] = {"path": str(teacher.labels), "sha256": sha256_file(teacher.labels)}
-    for name in ("sample.parquet", f"teacher/{teacher.kind}.parquet"):
-        path = ctx.build / "labels" / name
-        if teacher.kind != "labels" and path.is_file():
-            info[name] = {"sha256": sha256_file(path), "rows": pq.ParquetFile(path).metadata.num_rows}
-    return info
-
-
-def _models_provenance(build: Path) -> dict[str, Any] | None:
-    path = build / "models" / "students.json"
-    if not path.is_file():
-        return None
-    students = json.loads(path.read_text())
-    students.pop("report", None)
-    report = build / "models" / "report.json"
-    if report.is_file():
-        students["report_sha256"] = sha256_file(report)
-    for folder in ("encoder", "distilled"):  # the student kinds beside fastText, when trained
-        manifest = build / "models" / folder / "students.json"
-        if manifest.is_file():
-            students[folder] = json.loads(manifest.read_text())
-    return students
-
-
-def _exports_provenance(ctx: _Context) -> dict[str, Any]:
-    exports = {}
-    for spec in ctx.manifest.exports:
-        folder = export_dir(ctx.build, spec.name)
-        if folder.is_dir():
-            exports[spec.name] = [
-                {
-                    "file": str(p.relative_to(folder)),
-                    "bytes": p.stat().st_size,
-                    "sha256": sha256_file(p),
-                    **({"rows": pq.ParquetFile(p).metadata.num_rows} if p.suffix == ".parquet" else {}),
-                }
-                for p in sorted(folder.rglob("*"))
-                if p.is_file() and not p.name.startswith(".")
-            ]
-    return exports
-
-
-def write_provenance(ctx: _Context, seconds: float) -> Path:
-    """``BUILD/provenance.json``: tool and library versions, the manifest (text and sha256), every
-    input with its checksum and source, teacher (model, prompt hash, labels checksums), student
-    models with their sha256, row counts per table and subset, export files with checksums, and
-    what each step did. Secrets are never written: only the names of the variables holding them."""
-    manifest = ctx.manifest
-    subsets = {}
-    for spec in manifest.subsets:
-        summary = ctx.build / "subsets" / spec.name / "subset.json"
-        if summary.is_file():
-            subsets[spec.name] = json.loads(summary.read_text()).get("counts", {})
-    provenance = {
-        "tool": {
-            "name": "pmcurate",
-            "version": __version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "packages": _versions(),
-        },
-        "built_at": datetime.now(UTC).isoformat(),
-        "manifest": {
-            "name": manifest.name,
-            "path": str(manifest.path),
-            "sha256": manifest.sha256,
-            "text": manifest.path.read_text(encoding="utf-8"),
-        },
-        "inputs": _input_files(ctx) + _network_inputs(ctx),
-        "teacher": _teacher_provenance(ctx),
-        "models": _models_provenance(ctx.build),
-        "tables": _table_counts(ctx.build),
-        "subsets": subsets,
-        "exports": _exports_provenance(ctx),
-        "steps": {
-            s.step: {"status": s.status, "seconds": round(s.seconds, 3), "counts": s.counts, "drops": s.drops}
-            for s in ctx.steps
-        },
-        "seconds": round(seconds, 3),
-    }
-    ctx.store.hashes.forget_unused()
-    ctx.store.save_state()
-    path = ctx.build / PROVENANCE_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(_scrub(json.dumps(provenance, indent=2, default=str)) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def _scrub(text: str) -> str:
-    """Replace the value of any secret environment variable that appears in ``text``."""
-    for name, value in os.environ.items():
-        if re.search(r"TOKEN|KEY|SECRET|PASSWORD", name) and len(value) >= 8 and value in text:
-            text = text.replace(value, f"<${name}>")
-    return text
-
-
-# ---------------------------------------------------------------- summary
-
-
-def format_summary(result: BuildResult) -> str:
-    """Per step: status, seconds, counts and drops by reason; then the total."""
-    where = f"{result.remote} (working copy {result.build})" if result.remote else str(result.build)
-    lines = [f"build {result.manifest.name} → {where}  ({result.executor}, {result.workers} workers)"]
-    width = max(len(s.step) for s in result.steps) if result.steps else 10
-    for step in result.steps:
-        counts = ", ".join(
-            f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
-            for k, v in step.counts.items()
-            if k != "sha256"
-        )
-        lines.append(f"  {step.step:<{width}}  {step.status:<9} {step.seconds:7.1f} s  {counts}")
-        if step.drops:
-            drops = ", ".join(f"{k} {v:,}" for k, v in sorted(step.drops.items(), key=lambda kv: -kv[1]))
-            lines.append(f"  {'':<{width}}  {'':<9} {'':>9}  dropped: {drops}")
-    ran = len(result.ran)
-    lines.append(
-        f"{ran} of {len(result.steps)} steps ran, {result.seconds:.1f} s; provenance: {result.provenance}"
-    )
-    return "\n".join(lines)
-
-
-def example_query(result: BuildResult) -> tuple[Path, str] | None:
-    """(dataset folder, SQL over its first Parquet config's view), for the end of a build."""
-    from pmcurate.export.exporter import config_folder
-
-    for spec in result.manifest.exports:
-        if spec.format != "parquet" or not any(export_dir(result.build, spec.name).glob("*.parquet")):
-            continue
-        view = config_folder(spec.name)
-        if spec.preset == "image-text":
-            sql = f"SELECT license, count(*) AS figures, round(avg(width)) AS width FROM {view} GROUP BY ALL"
-        elif spec.preset == "biomed-enriched" or result.manifest.student:
-            sql = (
-                "SELECT document_type, count(*) AS paragraphs, round(avg(educational_score), 2) AS edu, "
-                f"round(avg(length(text))) AS chars FROM {view} GROUP BY ALL ORDER BY paragraphs DESC"
-            )
-        else:
-            sql = f"SELECT license, count(*) AS paragraphs FROM {view} GROUP BY ALL ORDER BY 2 DESC"
-        return dataset_dir(result.build), sql
-    return None
-
-
-def print_dataset(result: BuildResult) -> None:
-    """Where the dataset is, and a ``pmcurate query`` over it with its result."""
-    from pmcurate.export.query import run_query
-
-    found = example_query(result)
-    if found is None:
-        return
-    folder, sql = found
-    print(f"\nDataset: {folder}  (card: {folder / 'README.md'})")
-    print(f'\n$ pmcurate query {folder} "{sql}"')
-    run_query(folder, sql)

@@ -5,6 +5,7 @@ ask many small questions of the same articles, stay fast. ``source_articles`` gi
 articles as plain lxml elements, read independently of the parser, and ``resolve_path`` walks a
 paragraph/figure ``path`` (``body/sec[2]/p[3]``: steps by local name, 1-based among same-named
 siblings, ``p`` meaning ``p[1]``) from an article element back to the element it names.
+``built`` is one clean build of ``tests/builds.py``'s manifest, shared by the build tests.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from lxml import etree
 
 from pmcurate.harvest import jats
+
+if TYPE_CHECKING:
+    from pmcurate.pipeline import BuildResult
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -99,3 +104,16 @@ def source_articles() -> Callable[[str], tuple[etree._Element, ...]]:
 def resolve_path() -> Callable[[etree._Element, str], etree._Element]:
     """``resolve_path(article_el, "body/sec[2]/p[3]")``: the element a row's path names."""
     return resolve
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, BuildResult]:
+    """(manifest, build, result) of one clean build; tests that change inputs use their own copy."""
+    from pmcurate.manifest import load_manifest
+    from pmcurate.pipeline import run_build
+    from tests import builds
+
+    root = tmp_path_factory.mktemp("pipeline")
+    manifest = builds.write_manifest(root / "test.toml", builds.make_inputs(root / "inputs"))
+    build = root / "build"
+    return manifest, build, run_build(load_manifest(manifest), build, workers=1, progress=False)

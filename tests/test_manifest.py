@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pmcurate.annotate.steps import DistillConfig, EmbeddingConfig, EncoderConfig, TrainConfig
 from pmcurate.harvest import jats
 from pmcurate.manifest import CITATION_MODES, ManifestError, load_manifest
 
@@ -195,16 +196,18 @@ def test_student_kind_chooses_the_labelling_student(tmp_path: Path) -> None:
         "[student]", '[student]\nkind = "distilled"\ndevice = "cpu"\nepochs = 3\ndistill_sample = 5000'
     )
     spec = load_manifest(write(tmp_path, text)).student
-    assert spec is not None and spec.encoder is not None and spec.distill is not None
-    assert (spec.kind, spec.encoder.device, spec.encoder.epochs) == ("distilled", "cpu", 3)
-    assert (spec.distill.device, spec.distill.distill_sample) == ("cpu", 5000)
+    assert spec is not None
+    encoder, distill = spec.config(EncoderConfig), spec.config(DistillConfig)
+    assert encoder is not None and distill is not None
+    assert (spec.kind, encoder.device, encoder.epochs) == ("distilled", "cpu", 3)
+    assert (distill.device, distill.distill_sample, spec.device) == ("cpu", 5000, "cpu")
     default = load_manifest(write(tmp_path, VALID)).student
     assert default is not None and default.kind == "fasttext"
 
 
 def test_student_kind_outside_the_choices_lists_them(tmp_path: Path) -> None:
     message = error(tmp_path, VALID.replace("[student]", '[student]\nkind = "bert"'))
-    assert "[student] kind: expected one of 'fasttext', 'encoder', 'distilled'" in message
+    assert "[student] kind: expected one of 'fasttext', 'distilled', 'embedding', 'encoder'" in message
 
 
 def test_encoder_settings_need_an_encoder_kind(tmp_path: Path) -> None:
@@ -233,13 +236,15 @@ def test_http_teacher_without_endpoint_names_the_key(tmp_path: Path) -> None:
 def test_every_student_option_is_a_manifest_key(tmp_path: Path) -> None:
     text = VALID.replace("[student]", "[student]\ntext_only = true\nseparate = true")
     student = load_manifest(write(tmp_path, text)).student
-    assert student is not None and (student.train.text_only, student.train.separate) == (True, True)
+    train = student.config(TrainConfig) if student is not None else None
+    assert train is not None and (train.text_only, train.separate) == (True, True)
 
 
 def test_students_learn_the_labels_file_of_the_teacher(tmp_path: Path) -> None:
     student = load_manifest(write(tmp_path, VALID)).student
-    assert student is not None and student.train.labels is not None
-    assert student.train.labels.name == "sample-paragraph-labels.jsonl"
+    train = student.config(TrainConfig) if student is not None else None
+    assert train is not None and train.labels is not None
+    assert train.labels.name == "sample-paragraph-labels.jsonl"
 
 
 def test_the_teacher_is_not_a_student_key(tmp_path: Path) -> None:
@@ -251,6 +256,6 @@ def test_student_kind_embedding_trains_the_embedding_student(tmp_path: Path) -> 
     from pmcurate.pipeline import annotate_steps
 
     manifest = load_manifest(write(tmp_path, VALID.replace("[student]", '[student]\nkind = "embedding"')))
-    assert manifest.student is not None and manifest.student.embedding is not None
+    assert manifest.student is not None and manifest.student.config(EmbeddingConfig) is not None
     names = [step.name for step in annotate_steps(manifest)]
     assert names == ["annotate:train", "annotate:train-embedding"]

@@ -1,8 +1,8 @@
-"""``pipeline.run_build``: a manifest built end to end offline, incrementally, with its provenance."""
+"""``pipeline.run_build``: a manifest built end to end offline, incrementally (its provenance:
+``test_provenance.py``)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,15 +16,6 @@ from pmcurate.manifest import load_manifest
 from pmcurate.pipeline import BuildError, BuildResult, plan_build, run_build
 from tests import builds
 from tests.servers.openai_server import openai_server
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, BuildResult]:
-    """(manifest, build, result) of one clean build; tests that change inputs use their own copy."""
-    root = tmp_path_factory.mktemp("pipeline")
-    manifest = builds.write_manifest(root / "test.toml", builds.make_inputs(root / "inputs"))
-    build = root / "build"
-    return manifest, build, run_build(load_manifest(manifest), build, workers=1, progress=False)
 
 
 def _mtimes(build: Path) -> dict[str, int]:
@@ -112,37 +103,6 @@ def test_removed_input_file_leaves_the_build(tmp_path: Path) -> None:
         builds.read_table(tmp_path / "build", "labels").height
         == builds.read_table(tmp_path / "build", "paragraphs").height
     )
-
-
-def test_provenance_lists_what_reproduces_the_build(built: tuple[Path, Path, BuildResult]) -> None:
-    manifest, build, result = built
-    provenance = json.loads(result.provenance.read_text())  # type: ignore[union-attr]
-    assert provenance["manifest"]["sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
-    assert provenance["manifest"]["text"] == manifest.read_text()
-    assert provenance["tool"]["version"] and "pyarrow" in provenance["tool"]["packages"]
-    inputs = {Path(i["path"]).name: i["sha256"] for i in provenance["inputs"]}
-    expected = {n: hashlib.sha256((builds.SAMPLE / n).read_bytes()).hexdigest() for n in builds.ARTICLES}
-    assert inputs == expected
-    assert provenance["teacher"]["labels"]["sha256"] == hashlib.sha256(builds.LABELS.read_bytes()).hexdigest()
-    for entry in provenance["models"]["models"].values():
-        assert entry["sha256"] == hashlib.sha256((build / "models" / entry["file"]).read_bytes()).hexdigest()
-    for table in ("articles", "paragraphs", "labels"):
-        assert provenance["tables"][table]["rows"] == builds.read_table(build, table).height
-    exported = provenance["exports"]["default"]
-    for entry in exported:
-        data = (build / "dataset" / "data" / entry["file"]).read_bytes()
-        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
-
-
-def test_provenance_holds_no_secret(
-    built: tuple[Path, Path, BuildResult], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    manifest, build, _ = built
-    monkeypatch.setenv("HF_TOKEN", "hf_not-a-real-token-123456")
-    monkeypatch.setenv("PMCURATE_LLM_API_KEY", "sk-not-a-real-key-abcdef")
-    result = run_build(load_manifest(manifest), build, workers=1, progress=False)
-    text = result.provenance.read_text()  # type: ignore[union-attr]
-    assert "hf_not-a-real-token" not in text and "sk-not-a-real-key" not in text
 
 
 def test_until_stops_after_the_stage(tmp_path: Path) -> None:

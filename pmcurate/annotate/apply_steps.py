@@ -30,13 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pmcurate import labels, schema
-from pmcurate.annotate import student
+from pmcurate.annotate import student, students
 from pmcurate.annotate.apply_config import ApplyConfig
 from pmcurate.executor import LocalExecutor
 from pmcurate.step import Build, Runner, Step, StepReport, run_step
 
-IN_PROCESS = frozenset({"embedding", "encoder"})
-"""Students run by torch, which uses every core (or the GPU) from one process."""
 MIN_TASKS = 16
 """A build is cut into at least this many tasks (when it is large enough): workers stay busy to the end."""
 MIN_TASK_ROWS = 2_048
@@ -124,7 +122,7 @@ class ApplyStep(Step[ApplyConfig, LabelTask]):
     @property
     def in_process(self) -> bool:
         """Run the tasks in this process (a torch student uses every core, or the GPU, itself)."""
-        return self.config.student in IN_PROCESS
+        return students.get(self.config.student).in_process
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "labeller": None}  # each worker loads the student itself
@@ -135,13 +133,14 @@ class ApplyStep(Step[ApplyConfig, LabelTask]):
     def plan(self, build: Build) -> list[LabelTask]:
         sources = build.shards("paragraphs")
         self.annotator = None
-        if build.plan is not None and not (sources and _trained(build.path, self.config.student)):
+        chosen = students.get(self.config.student)
+        if build.plan is not None and not (sources and chosen.trained(build.path)):
             return []  # in a plan, before harvest or training: explain() says so
         if not sources:
             raise student.StudentError(
                 f"{schema.table_dir(build.path, 'paragraphs')}: no paragraph shards to label"
             )
-        manifest = load_manifest(build.path, self.config.student)
+        manifest = chosen.manifest(build.path)
         self.build, self.annotator = build.path, manifest["annotator"]
         out = schema.table_dir(build.path, "labels")
         todo = [s for s in sources if build.force or not student.is_current(out / s.name, self.annotator)]
@@ -181,7 +180,7 @@ class ApplyStep(Step[ApplyConfig, LabelTask]):
 
     def setup(self) -> None:
         assert self.build is not None, "plan() sets the build before the tasks are shipped"
-        self.labeller = load_labeller(self.build, self.config)
+        self.labeller = students.get(self.config.student).load(self.build, self.config)
 
     def run(self, task: LabelTask) -> dict[str, int]:
         table = label_rows(self.labeller, Path(task.source), task.start, task.stop)
@@ -224,41 +223,6 @@ def join_parts(out: Path) -> int:
     return len(folders)
 
 
-def _trained(build: Path, kind: str) -> bool:
-    folder = {"fasttext": "", "distilled": "distilled", "embedding": "embedding", "encoder": "encoder"}[kind]
-    return (build / "models" / folder / student.MANIFEST).is_file()
-
-
-def load_manifest(build: Path, kind: str) -> dict[str, Any]:
-    """The manifest of the student ``kind``, its model files checked against their sha256."""
-    if kind == "embedding":
-        from pmcurate.annotate import embedding
-
-        return embedding.load_manifest(build)
-    if kind == "encoder":
-        from pmcurate.annotate import encoder
-
-        return encoder.load_manifest(build)
-    manifest = student.load_manifest(build, "distilled" if kind == "distilled" else "")
-    student.verify_models(build, manifest)
-    return manifest
-
-
-def load_labeller(build: Path, config: ApplyConfig) -> Any:
-    """The student ``config.student`` names, loaded (in a worker: once, by ``setup``)."""
-    if config.student == "embedding":
-        from pmcurate.annotate import embedding
-
-        return embedding.EmbeddingStudent(build, embedding.load_manifest(build))
-    if config.student == "encoder":
-        from pmcurate.annotate import encoder
-
-        manifest = encoder.load_manifest(build)
-        return encoder.EncoderStudent.load(build / "models" / encoder.FOLDER, manifest, device=config.device)
-    folder = "distilled" if config.student == "distilled" else ""
-    return student.Students(build, student.load_manifest(build, folder))
-
-
 def label_rows(labeller: Any, source: Path, start: int, stop: int) -> pa.Table:
     """The LABELS rows of rows ``start``–``stop`` of ``source``, in their order."""
     frame = read_rows(source, start, stop, context=labeller.context)
@@ -296,7 +260,7 @@ def apply(
     (default: one per core; a torch student runs in this process)."""
     config = config or ApplyConfig()
     opened = Build.open(Path(build), force=force, progress=progress)
-    if config.student in IN_PROCESS:
+    if students.get(config.student).in_process:
         return run_step(ApplyStep(config), opened)
     if executor is not None:
         return run_step(ApplyStep(config, workers=executor.workers), opened, executor)

@@ -4,12 +4,11 @@ through the one runner, ``step.run_step``, as ``pmcurate build`` does, and print
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from pmcurate.annotate import sample, steps
-from pmcurate.annotate.report import format_report, side_by_side
+from pmcurate.annotate import sample, steps, students
+from pmcurate.annotate.report import side_by_side
 from pmcurate.step import Build, Step, run_step
 
 
@@ -53,76 +52,33 @@ def _llm(args: argparse.Namespace) -> int:
     return 0
 
 
-STUDENTS = {
-    "fasttext": ("fasttext",),
-    "embedding": ("embedding",),
-    "both": ("fasttext", "embedding"),
-    "encoder": ("encoder",),
-    "all": ("fasttext", "embedding", "encoder"),
-}
-
-
 def _train(args: argparse.Namespace) -> int:
+    """Each student ``--student`` names trained by its steps (``annotate/students/``); when they
+    are not the fastText students alone, every student of the build side by side."""
     build = _open(args)
     if args.labels is None and args.teacher == "rules":
         _run(build, steps.RulesTeacherStep())
-    chosen = STUDENTS[args.student]
-    if "fasttext" in chosen:
-        result = _run(build, steps.TrainStep(steps.TrainConfig.from_args(args)))
-        print(format_report(result.report))
-        print(f"\nmodels: {Path(args.build) / 'models'} (annotator {result.manifest['annotator']})")
-        print(json.dumps(result.report["chosen"]))
-    if "embedding" in chosen:
-        _print_embedding(args, _run(build, steps.TrainEmbeddingStep(steps.EmbeddingConfig.from_args(args))))
-    if "encoder" in chosen:
-        _print_encoder(args, _run(build, steps.TrainEncoderStep(steps.EncoderConfig.from_args(args))))
-    if len(chosen) > 1 or "encoder" in chosen:
-        table = side_by_side(args.build)
-        if table:
-            print("\nevery student on the same held-out rows\n" + table)
+    chosen = tuple(dict.fromkeys(args.student))
+    for train in dict.fromkeys(t for name in chosen for t in students.get(name).trains):  # encoder once
+        print(train.show(Path(args.build), _run(build, train.step(train.config.from_args(args)))))
+    if chosen != (students.BASELINE,):
+        _print_side_by_side(args.build)
     return 0
-
-
-def _print_embedding(args: argparse.Namespace, result: Any) -> None:
-    from pmcurate.annotate import embedding
-
-    print()
-    print(format_report(result.report))
-    print(f"\nreport: {Path(args.build) / 'models' / embedding.REPORT_DIR / 'report.json'}")
-    if result.comparison is None:
-        print("no fastText report on the same teacher and split to compare with (train with --student both)")
-    else:
-        print()
-        print(embedding.format_comparison(result.comparison))
-
-
-def _print_encoder(args: argparse.Namespace, result: Any) -> None:
-    from pmcurate.annotate import encoder
-
-    print()
-    print(format_report(result.report))
-    assert result.manifest is not None
-    print(
-        f"\nencoder student: {Path(args.build) / 'models' / encoder.FOLDER} "
-        f"(annotator {result.manifest['annotator']}; best epoch {result.report['chosen']['best_epoch']}, "
-        f"{result.report['train_seconds']:.0f} s on {result.report['device']})"
-    )
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from pmcurate.annotate import distill
+    from pmcurate.annotate.students import distilled
 
     result = _run(_open(args), steps.DistillStep(steps.DistillConfig.from_args(args)))
-    if result.report is not None:
-        print(format_report(result.report))
-        table = side_by_side(args.build)
-        if table:
-            print("\nevery student on the same held-out rows\n" + table)
-    print(
-        f"\ndistilled student: {Path(args.build) / 'models' / distill.FOLDER} (annotator "
-        f"{result.manifest['annotator']}, learnt from {result.sample:,} paragraphs labelled by the encoder)"
-    )
+    print(distilled.show(Path(args.build), result))
+    _print_side_by_side(args.build)
     return 0
+
+
+def _print_side_by_side(build: str) -> None:
+    table = side_by_side(build)
+    if table:
+        print("\nevery student on the same held-out rows\n" + table)
 
 
 def _apply(args: argparse.Namespace) -> int:

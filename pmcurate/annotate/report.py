@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from pmcurate import labels
+from pmcurate.annotate import students
 
 EDU_THRESHOLD = 3
 
@@ -130,13 +131,6 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}"
 
 
-STUDENT_REPORTS = {
-    "fasttext": "report.json",
-    "embedding": "embedding/report.json",
-    "encoder": "encoder/report.json",
-    "distilled": "distilled/report.json",
-}
-"""Where each student's report lies under ``BUILD/models/``."""
 SPLIT_KEYS = ("teacher", "n_train", "n_validation", "n_test", "n_test_articles")
 COMPARED = {
     spec.name: ("pearson", "mae") if spec.kind == "score" else ("macro_f1", "kappa")
@@ -169,11 +163,8 @@ def side_by_side(build: str | os.PathLike[str]) -> str:
     """The comparison of the students whose reports are in ``BUILD/models/``, as text ('' when
     fewer than two students were trained)."""
     folder = Path(build) / "models"
-    reports = {
-        name: json.loads((folder / path).read_text())
-        for name, path in STUDENT_REPORTS.items()
-        if (folder / path).is_file()
-    }
+    paths = {name: folder / students.get(name).report for name in students.kinds()}
+    reports = {name: json.loads(path.read_text()) for name, path in paths.items() if path.is_file()}
     if len(reports) < 2:
         return ""
     table = comparison(reports)
