@@ -130,15 +130,15 @@ def detect_many(texts: Sequence[str | None]) -> list[str]:
     """``detect`` of each text, in batches: py3langid's answer on each text's first ``MAX_CHARS``
     characters, ``und`` for a text without letters in them."""
     answers = [UNDETERMINED] * len(texts)
-    judged = [(row, text[:MAX_CHARS]) for row, text in enumerate(texts) if _has_letter(text)]
+    judged = [
+        (row, text[:MAX_CHARS])
+        for row, text in enumerate(texts)
+        if text and _langid.has_letter(text, MAX_CHARS)
+    ]
     for batch in _batches(judged, BATCH_ROWS):
         for (row, _), language in zip(batch, _classify([head for _, head in batch]), strict=True):
             answers[row] = language
     return answers
-
-
-def _has_letter(text: str | None) -> bool:
-    return bool(text) and _langid.has_letter(text, MAX_CHARS)
 
 
 def _batches(items: list[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
@@ -170,14 +170,18 @@ def _decide(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's language (column index) and whether py3langid's float32 computation surely agrees.
 
-    py3langid (``_decide``): ``s = log1p(counts) @ ptc[features] + pc`` in float32,
-    ``t = s / sqrt(bytes)``, ``p = softmax(t)``, an aliased label's two columns summed into the
-    first, argmax. In float32 with any summation order, ``s`` is within ``(k + 1) u`` times the
-    sum of the absolute terms of the exact sum (``k`` features, ``u`` = 2^-24); ``bound`` is an upper
-    bound of that sum of absolute terms (each feature's largest ``|ptc|``). Allowing twice that
-    plus a few roundings of ``log1p``, the scaling and ``exp``, a row is settled when its best
-    probability exceeds the second best by more than the ratio those errors could make. A row
-    without features (py3langid then scores every language 0) is never settled here.
+    py3langid (``_decide``) computes ``s = log1p(counts) @ ptc[features] + pc`` in float32 (in an
+    order its BLAS picks), ``t = s / sqrt(bytes)``, ``p = softmax(t)``, adds an aliased label's
+    second column into its first, and takes the argmax. A float32 sum of ``n`` terms, in any order
+    and with or without FMA, is within ``n u`` times the sum of the terms' absolute values of the
+    exact sum (``u`` = 2^-24); ``bound`` + ``max |pc|`` bounds that sum of absolute values (each
+    feature's largest ``|ptc|``). py3langid's ``s`` and the compiled one (also float32, ``k``
+    features) each err by at most about ``(k + 4) u`` times it, including the rounding of
+    ``log1p``; ``sum_error`` allows twice both. The scaling, the subtraction of the maximum,
+    ``exp`` and the normalization add a few roundings more (``t_error``, ``ratio_error``). A row is
+    settled when its best probability exceeds the second best by more than the ratio those errors
+    could make, so py3langid's float32 argmax is the same language. A row without features
+    (py3langid then scores every language 0) is never settled here.
     """
     scale = 1.0 / np.sqrt(np.maximum(lengths, 1.0))
     t = (raw + model.pc) * scale[:, None]
@@ -188,7 +192,7 @@ def _decide(
         p[:, duplicate] = 0.0
     best = p.argmax(axis=1)
     top_two = -np.partition(-p, 1, axis=1)[:, :2]
-    sum_error = 2.0 * (features + 8) * FLOAT32_UNIT * (bound + np.abs(model.pc).max())
+    sum_error = 4.0 * (features + 8) * FLOAT32_UNIT * (bound + np.abs(model.pc).max())
     t_error = scale * sum_error + 4.0 * FLOAT32_UNIT * np.abs(t).max(axis=1)
     ratio_error = np.exp(4.0 * t_error + 2.0 * (len(model.classes) + 16) * FLOAT32_UNIT)
     settled = (features > 0) & (top_two[:, 0] > top_two[:, 1] * ratio_error)

@@ -75,7 +75,7 @@ __all__ = [
 
 
 def check_build(source: Path) -> None:
-    """Refuse a compiled walk built from another version of its source ``source`` (``compiled.check_build``)."""
+    """Refuse a compiled walk built from another version of ``source`` (``compiled.check_build``)."""
     compiled.check_build(_jatswalk, source)
 
 
