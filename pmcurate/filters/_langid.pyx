@@ -35,27 +35,29 @@ cdef extern from *:
                             int32_t *const *found, Py_ssize_t *n_found)
     {
         uint64_t entry[LANGID_LANES];
+        Py_ssize_t n[LANGID_LANES];
         Py_ssize_t shortest = length[0];
         for (int lane = 0; lane < LANGID_LANES; lane++) {
             entry[lane] = start;
-            n_found[lane] = 0;
+            n[lane] = 0;
             if (length[lane] < shortest) shortest = length[lane];
         }
         for (Py_ssize_t i = 0; i < shortest; i++) {
             for (int lane = 0; lane < LANGID_LANES; lane++) {
                 entry[lane] = transitions[(entry[lane] & 0xFFFFFFFFu) + data[lane][i]];
                 int32_t f = (int32_t) (entry[lane] >> 32) - 1;
-                found[lane][n_found[lane]] = f;
-                n_found[lane] += f >= 0;
+                found[lane][n[lane]] = f;
+                n[lane] += f >= 0;
             }
         }
         for (int lane = 0; lane < LANGID_LANES; lane++) {
             for (Py_ssize_t i = shortest; i < length[lane]; i++) {
                 entry[lane] = transitions[(entry[lane] & 0xFFFFFFFFu) + data[lane][i]];
                 int32_t f = (int32_t) (entry[lane] >> 32) - 1;
-                found[lane][n_found[lane]] = f;
-                n_found[lane] += f >= 0;
+                found[lane][n[lane]] = f;
+                n[lane] += f >= 0;
             }
+            n_found[lane] = n[lane];
         }
     }
 
