@@ -3,7 +3,8 @@ apply``, side by side in one run (issue 15).
 
 The paragraphs are the fixtures' (``tests/data/jats``, harvested with ``harvest local``), repeated
 to ``--paragraphs`` in ``--shards`` shards (``bench/annotate.py``'s ``make_build``); fastText
-students are trained on ``tests/data/labels`` (one setting, seconds). Everything runs on one core
+students are trained on ``tests/data/labels`` (one setting, seconds): the joint model, or with
+``--separate`` one model per label. Everything runs on one core
 and is timed in CPU seconds (``time.process_time``, which a busy machine inflates less than wall
 time), best of ``--runs``, the contenders of each line run in turn in every round:
 
@@ -16,7 +17,7 @@ time), best of ``--runs``, the contenders of each line run in turn in every roun
   ``predict(k=-1)`` of the same models on the same lines already in memory. Target: apply at
   ≥ 0.8 of predict's speed.
 
-    nice .venv/bin/python bench/language.py [--paragraphs 100000] [--shards 2] [--runs 3]
+    nice .venv/bin/python bench/language.py [--paragraphs 100000] [--shards 2] [--runs 3] [--separate]
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--reference-paragraphs", type=int, default=5_000, help="for py3langid one by one")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--separate", action="store_true", help="one fastText model per label, not the joint one"
+    )
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,7 +142,14 @@ def main() -> None:
         texts = pl.read_parquet(schema.shard_paths(build, "paragraphs"), columns=["text"])["text"].to_list()
         identifier_lines(texts, args.reference_paragraphs, args.runs)
         teacher = labels_file.read_labels_jsonl(LABELS)
-        student.train_student(build, teacher, teacher_name="dev", grid=(student.Params(),), pretrain=False)
+        student.train_student(
+            build,
+            teacher,
+            teacher_name="dev",
+            grid=(student.Params(),),
+            pretrain=False,
+            joint=not args.separate,
+        )
         apply_lines(build, args.runs)
     print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
 
