@@ -16,7 +16,7 @@ chooses, so a row whose two best languages are closer than the rounding error of
 (bounded per row, ``_decide``) is not decided here: it goes to py3langid's ``classify`` itself.
 That is no fixture paragraph and under 1% of short, mixed-language texts, and it makes the answers
 identical by construction rather than almost always. The packed DFA takes 78 MB per process,
-besides py3langid's own model (~70 MB), which the fallback needs.
+besides py3langid's own model (~100 MB resident), which the fallback needs.
 """
 
 from __future__ import annotations
