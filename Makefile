@@ -10,8 +10,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# the compiled JATS walk is rebuilt when its source or build script changes
-$(STAMP): $(BIN)/python pyproject.toml setup.py pmcurate/harvest/_jatswalk.pyx
+# the compiled modules (JATS walk, language DFA walk) are rebuilt when a source or the build script changes
+$(STAMP): $(BIN)/python pyproject.toml setup.py pmcurate/harvest/_jatswalk.pyx pmcurate/filters/_langid.pyx
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -32,4 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/parse.py
 
 clean:
-	rm -rf $(VENV) build out .pytest_cache .ruff_cache .mypy_cache pmcurate/harvest/_jatswalk.c pmcurate/harvest/*.so
+	rm -rf $(VENV) build out .pytest_cache .ruff_cache .mypy_cache pmcurate/harvest/_jatswalk.c pmcurate/filters/_langid.c pmcurate/harvest/*.so pmcurate/filters/*.so

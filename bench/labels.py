@@ -71,7 +71,7 @@ def main() -> None:
     print(f"{args.rows:,} paragraphs, one core")
     print(f"  taught labels (fastText students)      {rate(taught_s, args.rows)}")
     print(f"  taught + computed labels (apply)       {rate(both_s, args.rows)}")
-    print(f"  the language label alone (py3langid)   {rate(language_s, args.rows)}")
+    print(f"  the language label alone               {rate(language_s, args.rows)}")
     print(f"  apply with the computed label takes {both_s / taught_s:.1f}x the time without it")
 
 

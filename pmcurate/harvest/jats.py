@@ -31,6 +31,7 @@ from typing import Any
 
 from lxml import etree
 
+from pmcurate import compiled
 from pmcurate.errors import SkipItem
 from pmcurate.harvest.licenses import commercial_use, normalize_license, states_a_license
 
@@ -74,14 +75,8 @@ __all__ = [
 
 
 def check_build(source: Path) -> None:
-    """Refuse a compiled walk built from another version of its source ``source`` (when present, as in
-    a source checkout): after ``_jatswalk.pyx`` is edited or changed by a merge, the old build would
-    otherwise run the old rules without a word."""
-    if source.is_file() and hashlib.sha256(source.read_bytes()).hexdigest() != _jatswalk.BUILT_FROM_SHA256:
-        raise ImportError(
-            f"{_jatswalk.__file__} was built from another version of {source}: rebuild it "
-            "(`make .venv/.installed`, or `pip install -e .`)"
-        )
+    """Refuse a compiled walk built from another version of ``source`` (``compiled.check_build``)."""
+    compiled.check_build(_jatswalk, source)
 
 
 check_build(Path(__file__).with_name("_jatswalk.pyx"))

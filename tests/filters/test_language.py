@@ -1,13 +1,82 @@
-"""Language identification works offline with the model shipped inside py3langid."""
+"""Language identification works offline with the model shipped inside py3langid, and the batched,
+compiled identifier gives py3langid's own answers (``classify`` on the text's first ``MAX_CHARS``
+characters, ``und`` without letters) on real paragraphs, many languages, and texts short enough to
+be near ties."""
 
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pmcurate.filters import language
+from pmcurate import compiled, schema
+from pmcurate.filters import _langid, language
+
+SAMPLES = {
+    "fr": "Les patients atteints d'une infection bactérienne ont été traités par antibiotiques pendant dix "
+    "jours; la fièvre a disparu chez la plupart d'entre eux.",
+    "de": "Die Patienten mit einer bakteriellen Infektion wurden zehn Tage lang mit Antibiotika behandelt; "
+    "bei den meisten verschwand das Fieber.",
+    "es": "Los pacientes con una infección bacteriana fueron tratados con antibióticos durante diez días; "
+    "la fiebre desapareció en la mayoría de ellos.",
+    "pt": "Os pacientes com infecção bacteriana foram tratados com antibióticos durante dez dias; a febre "
+    "desapareceu na maioria deles.",
+    "it": "I pazienti con infezione batterica sono stati trattati con antibiotici per dieci giorni; la "
+    "febbre è scomparsa nella maggior parte di loro.",
+    "zh": "细菌感染的患者接受了十天的抗生素治疗，大多数患者的发烧已经消退。",
+    "ja": "細菌感染症の患者は十日間抗生物質で治療され、ほとんどの患者で発熱が消失しました。",
+    "ru": "Пациенты с бактериальной инфекцией получали антибиотики в течение десяти дней; у большинства "
+    "из них лихорадка исчезла.",
+    "sr": "Пацијенти са бактеријском инфекцијом лечени су антибиотицима десет дана; код већине је "
+    "грозница нестала.",
+    "el": "Οι ασθενείς με βακτηριακή λοίμωξη έλαβαν αντιβιοτικά για δέκα ημέρες· ο πυρετός υποχώρησε "
+    "στους περισσότερους.",
+    "ar": "عولج المرضى المصابون بعدوى بكتيرية بالمضادات الحيوية لمدة عشرة أيام، واختفت الحمى لدى معظمهم.",
+    "ko": "세균 감염 환자들은 열흘 동안 항생제 치료를 받았고 대부분의 환자에서 열이 사라졌다.",
+    "en": "Patients with a bacterial infection were treated with antibiotics for ten days; the fever "
+    "resolved in most of them.",
+}
+ODD_TEXTS = [
+    "",
+    "12.5 ± 3",
+    "p < 0.05 (n = 12)",
+    "Ⅻ ½ ²",  # numeric characters that are not letters
+    "IL-6, TNF-α",
+    "ÉTUDE CLINIQUE RANDOMISÉE",  # all capitals: py3langid lowercases
+    "İSTANBUL",  # lowercases to more characters
+    "ﬁnal ligature",  # NFC keeps it; NFKC would not
+    "e\u0301te\u0301",  # combining accents: NFC composes them
+    "lone \ud800 surrogate",  # encoded with surrogatepass
+    "🙂 ok",
+    "x",
+    "DNA",
+    "mixed English et français und Deutsch",
+    "e" * 5000,  # longer than MAX_CHARS
+    "1234 " * 300 + "word",  # the only letters lie past MAX_CHARS: und
+]
+
+
+def py3langid_answer(text: str | None) -> str:
+    """What the language rule answered before it was batched: py3langid, one text at a time."""
+    head = (text or "")[: language.MAX_CHARS]
+    if not any(c.isalpha() for c in head):
+        return language.UNDETERMINED
+    return language._identifier().classify(head)[0]
+
+
+def assert_same_as_py3langid(texts: list[str | None]) -> None:
+    got = language.detect_many(texts)
+    different = [
+        (t, g, py3langid_answer(t)) for t, g in zip(texts, got, strict=True) if g != py3langid_answer(t)
+    ]
+    assert not different
 
 
 def test_detects_common_languages() -> None:
@@ -16,8 +85,135 @@ def test_detects_common_languages() -> None:
     assert language.detect("Der Patient wurde mit Fieber und Husten aufgenommen.") == "de"
 
 
+def test_detects_each_sample_language() -> None:
+    assert language.detect_many(list(SAMPLES.values())) == list(SAMPLES)
+
+
 def test_text_without_letters_is_undetermined() -> None:
     assert language.detect("") == language.detect("12.5 ± 3") == language.detect(None) == "und"
+
+
+def test_letters_only_past_max_chars_are_undetermined() -> None:
+    assert language.detect("1234 " * 300 + "word") == "und"
+
+
+def test_every_fixture_text_gets_py3langids_answer(real_build_without_labels: Path) -> None:
+    build = real_build_without_labels
+    paragraphs = pl.read_parquet(schema.shard_paths(build, "paragraphs"))["text"].to_list()
+    captions = pl.read_parquet(schema.shard_paths(build, "figures"))["caption"].to_list()
+    articles = pl.read_parquet(schema.shard_paths(build, "articles"))
+    texts = [*paragraphs, *captions, *articles["title"].to_list(), *articles["abstract"].to_list()]
+    assert len(paragraphs) > 400
+    assert_same_as_py3langid(texts)
+
+
+def test_odd_texts_get_py3langids_answer() -> None:
+    assert_same_as_py3langid(ODD_TEXTS)
+
+
+def test_every_prefix_of_each_sample_gets_py3langids_answer() -> None:
+    """Short prefixes are near ties between languages: the rows the compiled scores may not settle."""
+    assert_same_as_py3langid([text[:n] for text in SAMPLES.values() for n in range(1, len(text) + 1)])
+
+
+def test_mixtures_of_languages_get_py3langids_answer() -> None:
+    rng = random.Random(15)
+    samples = list(SAMPLES.values())
+    texts = []
+    for _ in range(500):
+        text = " ".join(s[rng.randrange(len(s)) :] for s in rng.sample(samples, rng.randint(1, 3)))
+        texts.append(text.upper() if rng.random() < 0.1 else text)
+    assert_same_as_py3langid(texts)
+
+
+ALPHABET = st.sampled_from(list("aeiou tnsrlhdcmpbgkwyzxqjvf.,;:()-0123456789éèàüöäßçñøåœжяα中の"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=ALPHABET, max_size=60), min_size=1, max_size=12))
+def test_random_texts_get_py3langids_answer(texts: list[str]) -> None:
+    assert_same_as_py3langid(list(texts))
+
+
+def test_rows_the_scores_do_not_settle_get_classifys_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    decide = language._decide
+
+    def settle_nothing(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        best, settled = decide(*args, **kwargs)  # type: ignore[arg-type]
+        return best, np.zeros_like(settled)
+
+    monkeypatch.setattr(language, "_decide", settle_nothing)
+    assert language.detect_many(list(SAMPLES.values())) == list(SAMPLES)
+
+
+def test_a_text_without_features_is_left_to_classify() -> None:
+    model = language._model()
+    raw = np.zeros((1, len(model.classes)))
+    _, settled = language._decide(raw, np.zeros(1), np.zeros(1, dtype=np.int64), np.ones(1), model)
+    assert not settled[0]
+
+
+def test_batches_split_anywhere_give_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [*SAMPLES.values(), None, "", *SAMPLES.values()]
+    whole = language.detect_many(texts)
+    monkeypatch.setattr(language, "BATCH_ROWS", 3)
+    assert language.detect_many(texts) == whole
+
+
+def scores(texts: list[bytes], simd: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    model = language._model()
+    raw = np.zeros((len(texts), len(model.classes)))
+    bound = np.zeros(len(texts))
+    features = np.zeros(len(texts), dtype=np.int64)
+    _langid.feature_scores(
+        texts, model.transitions, model.start, model.ptc, model.feature_bound, raw, bound, features, simd=simd
+    )
+    return raw, bound, features
+
+
+def test_portable_sum_equals_the_simd_one() -> None:
+    texts = [text.encode() for text in [*SAMPLES.values(), "x", "e" * 3000]]
+    portable, simd = scores(texts, simd=False), scores(texts, simd=True)
+    np.testing.assert_allclose(portable[0], simd[0], rtol=1e-5)
+    np.testing.assert_array_equal(portable[1], simd[1])
+    np.testing.assert_array_equal(portable[2], simd[2])
+
+
+def test_compiled_scores_are_py3langids_within_float32_rounding() -> None:
+    model = language._model()
+    texts = [model.identifier._encode(text) for text in SAMPLES.values()]
+    raw, _, _ = scores(texts, simd=_langid.SIMD)
+    for text, row in zip(texts, raw, strict=True):
+        np.testing.assert_allclose(row + model.pc, model.identifier._raw_score(text), rtol=1e-4)
+
+
+def test_a_model_the_walk_would_read_out_of_bounds_is_refused() -> None:
+    identifier = language._identifier()
+    nextmove = np.asarray(identifier.tk_nextmove)
+    rowbase = np.asarray(identifier.tk_row).astype(np.uint64) << 8
+    output = np.asarray(identifier.tk_output, dtype=np.int64)
+    ptc = identifier.nb_ptc
+    language.check_layout(nextmove, rowbase, output, ptc)
+    with pytest.raises(ValueError, match="not the layout"):
+        language.check_layout(nextmove, rowbase, output, ptc[:-1])
+    with pytest.raises(ValueError, match="not the layout"):
+        language.check_layout(nextmove, rowbase[:-1], output[:-1], ptc)
+
+
+def test_detect_arrow_reads_chunks_and_nulls() -> None:
+    texts = pa.chunked_array([[SAMPLES["fr"], None], ["", SAMPLES["de"]]])
+    assert language.detect_arrow(texts).to_pylist() == ["fr", "und", "und", "de"]
+
+
+def test_the_extension_is_built_from_its_source() -> None:
+    compiled.check_build(_langid, Path(_langid.__file__).with_name("_langid.pyx"))
+
+
+def test_a_build_older_than_its_source_is_refused(tmp_path: Path) -> None:
+    changed = tmp_path / "_langid.pyx"
+    changed.write_text("# another version\n")
+    with pytest.raises(ImportError, match="was built from another version"):
+        compiled.check_build(_langid, changed)
 
 
 def test_model_ships_inside_the_package() -> None:
@@ -34,4 +230,5 @@ def test_loads_and_runs_with_the_network_disabled(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     language._identifier.cache_clear()
+    language._model.cache_clear()
     assert language.detect("Ceci est un texte en français sur une infection bactérienne.") == "fr"
