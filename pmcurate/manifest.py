@@ -291,8 +291,10 @@ def _check_local_sources(path: Path, sources: tuple[SourceConfig, ...]) -> None:
     """Local sources are harvested as one step: they must agree on how (``LocalConfig.merge``)."""
     from pmcurate.harvest.steps import LocalConfig
 
+    local = [s for s in sources if isinstance(s, LocalConfig)]
     try:
-        LocalConfig.merge([s for s in sources if isinstance(s, LocalConfig)])
+        if local:
+            LocalConfig.merge(local)
     except ConfigError as exc:
         raise ManifestError(f"{path}: [[sources]]: {exc}") from None
 

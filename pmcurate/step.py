@@ -274,7 +274,9 @@ class StepConfig:
             if opt.name in fixed or not hasattr(args, opt.name):
                 continue
             value = getattr(args, opt.name)
-            if value is None and (opt.optional or not opt.required):
+            if (value is None and (opt.optional or not opt.required)) or (
+                not opt.required and value == opt.default  # not given: its default (``""`` too)
+            ):
                 if opt.default is not _NO_DEFAULT:
                     values[opt.name] = opt.default
                 continue

@@ -28,7 +28,7 @@ def test_harvest_local_of_a_missing_path_is_a_one_line_error(
 ) -> None:
     assert main(["harvest", "local", str(tmp_path / "nope"), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert err == f"pmcurate: error: {tmp_path / 'nope'}: no such file or folder\n"
+    assert err == f"pmcurate: error: harvest:local: {tmp_path / 'nope'}: no such file or folder\n"
 
 
 def test_workers_must_be_positive(tmp_path: Path) -> None:

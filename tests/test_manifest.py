@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pmcurate.harvest import jats
-from pmcurate.manifest import CITATION_MODES, ManifestError, load_manifest
+from pmcurate.manifest import ManifestError, load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,7 +100,7 @@ def test_a_local_source_may_drop_citations(tmp_path: Path) -> None:
         'paths = ["package:data/sample"]', 'paths = ["package:data/sample"]\ncitations = "drop"'
     )
     assert load_manifest(write(tmp_path, text)).sources[0].citations == "drop"
-    assert load_manifest(write(tmp_path, VALID)).sources[0].citations is None
+    assert load_manifest(write(tmp_path, VALID)).sources[0].citations == "marker"
 
 
 def test_an_unknown_citation_mode_lists_the_modes(tmp_path: Path) -> None:
@@ -109,10 +108,6 @@ def test_an_unknown_citation_mode_lists_the_modes(tmp_path: Path) -> None:
         'paths = ["package:data/sample"]', 'paths = ["package:data/sample"]\ncitations = "keep"'
     )
     assert "citations: expected one of 'marker', 'drop'" in error(tmp_path, text)
-
-
-def test_manifest_citation_modes_are_the_parsers() -> None:
-    assert CITATION_MODES == jats.CITATION_MODES
 
 
 def test_not_toml(tmp_path: Path) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 from huggingface_hub import constants
 
-from pmcurate.cli import main, parse_size
+from pmcurate.cli import main
+from pmcurate.step import parse_size
 from tests.servers.hub_server import running_hub
 
 
@@ -51,7 +51,7 @@ def test_sizes_parse_with_units() -> None:
         2**26,
         1000,
     ]
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(ValueError, match="invalid size 'big'"):
         parse_size("big")
 
 
