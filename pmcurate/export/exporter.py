@@ -235,10 +235,10 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         config.preset, config.subset, config.format, config.split_by, config.remote
     )  # fmt: skip
     chosen = get_preset(preset)
-    name = config.name
+    config_name = config.name
     opened = open_build(build)
     out = Path(config.out) if config.out is not None else opened.path / DATASET_DIR
-    _check_format(out, name, format)
+    _check_format(out, config_name, format)
     tables = set(opened.tables)
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
@@ -258,14 +258,14 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     if format == "webdataset":
         extension = config.image_format or webdataset.choose_extension(_image_formats(con))
     con.close()
-    staging = str(out / f"{schema.TMP_PREFIX}export-{name}")
+    staging = str(out / f"{schema.TMP_PREFIX}export-{config_name}")
     if remote is not None:  # ``build`` is the driver's working copy of the build at ``remote``
-        staging = f"{remote.rstrip('/')}/.pmcurate/{schema.TMP_PREFIX}export-{name}"
+        staging = f"{remote.rstrip('/')}/.pmcurate/{schema.TMP_PREFIX}export-{config_name}"
     reads = [f"tables/{name}" for name in sorted(tables & _READS[chosen.unit])]
     reads += [f"subsets/{subset}"] if subset else []
     job = ExportJob(
         build=remote or str(opened.path), staging=staging, reads=tuple(reads), preset=preset,
-        subset=subset, source=source, split_by=split_by, format=format, config=name,
+        subset=subset, source=source, split_by=split_by, format=format, config=config_name,
         shard_bytes=config.shard_size, row_group_bytes=config.row_group_size, extension=extension,
         progress=progress,
     )  # fmt: skip

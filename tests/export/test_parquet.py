@@ -23,7 +23,7 @@ from pmcurate.export.steps import ExportConfig
 
 SHARD_NAME = r"^(commercial|noncommercial|other|train)-\d{5}-of-\d{5}\.parquet$"
 RECORDED = json.loads((Path(__file__).parent.parent / "data" / "export" / "fixture-digests.json").read_text())
-SMALL = {"shard_bytes": 100_000, "row_group_bytes": 20_000}
+SMALL = {"shard_size": 100_000, "row_group_size": 20_000}
 
 
 def digests(folder: Path) -> dict[str, str]:
