@@ -1,10 +1,12 @@
 """Build manifests: a dataset described as a TOML file, loaded into typed, validated settings.
 
 A manifest names its sources, its teacher and student, its subsets, its exports and where it is
-published (``docs/build.md`` has every key). ``load_manifest`` reads it with ``tomllib`` and checks
-every key against the dataclasses below; any mistake raises ``ManifestError`` naming the file, the
-key (``[teacher] sample_size``) and what was expected, and unknown keys are errors too, so a typo
-never silently falls back to a default.
+published (``docs/build.md`` has every key). ``load_manifest`` reads it with ``tomllib`` and reads
+each table with the config of the step it sets (``StepConfig.from_table``: ``[[sources]]`` with
+``harvest.steps.CONFIGS``, ``[subsets.NAME]``, ``[exports.NAME]``, ``[publish]``, and the parts of
+``[teacher]`` and ``[student]``), whose fields are also the options of the matching command; any
+mistake raises ``ManifestError`` naming the file, the key (``[teacher] sample_size``) and what was
+expected, and unknown keys are errors too, so a typo never silently falls back to a default.
 
 Paths are relative to the manifest's folder; ``package:data/sample`` names a folder inside the
 installed ``pmcurate`` package (the bundled sample and labels), so a manifest works from any
