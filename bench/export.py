@@ -40,6 +40,7 @@ from pmcurate import schema
 from pmcurate.executor import LocalExecutor
 from pmcurate.export.exporter import export, normalized_schema
 from pmcurate.export.presets import Source, get_preset
+from pmcurate.export.steps import ExportConfig
 from pmcurate.harvest.local import harvest_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,9 +180,11 @@ def compare(
     def exported(executor: LocalExecutor | None) -> Callable[[], object]:
         target = outs[executor.workers if executor else 1]
         return lambda: export(
-            build, target, preset=preset, format=fmt, shard_bytes=shard_bytes, progress=False,
+            build,
+            ExportConfig(out=target, preset=preset, format=fmt, shard_size=shard_bytes),
+            progress=False,
             executor=executor,
-        )  # fmt: skip
+        )
 
     contenders = [
         lambda: pq.write_table(rows, plain, compression="zstd"),
@@ -195,7 +198,10 @@ def compare(
     pq.write_table(rows, plain, **SAME_SETTINGS)
     same_bytes = plain.stat().st_size
     result = export(
-        build, out, preset=preset, format=fmt, shard_bytes=shard_bytes, progress=False, executor=pool
+        build,
+        ExportConfig(out=out, preset=preset, format=fmt, shard_size=shard_bytes),
+        progress=False,
+        executor=pool,
     )
     size = folder_bytes(out / result.folder)
     raw = rows.nbytes

@@ -321,6 +321,7 @@ def export_row(build: Path, work: Path, runs: int, shard_mb: float, workers: int
     build, whose pool serves every step), beside ``pq.write_table`` of the same rows."""
     from pmcurate.executor import LocalExecutor
     from pmcurate.export.exporter import export
+    from pmcurate.export.steps import ExportConfig
 
     rows = preset_rows(build, "biomed-enriched")
     plain = work / "plain.parquet"
@@ -333,9 +334,11 @@ def export_row(build: Path, work: Path, runs: int, shard_mb: float, workers: int
     def exported(executor: LocalExecutor | None) -> Callable[[], object]:
         out = work / f"export-{executor.workers if executor else 1}"
         return lambda: export(
-            build, out, preset="biomed-enriched", shard_bytes=int(shard_mb * 1e6), progress=False,
+            build,
+            ExportConfig(out=out, preset="biomed-enriched", shard_size=int(shard_mb * 1e6)),
+            progress=False,
             executor=executor,
-        )  # fmt: skip
+        )
 
     try:
         raw, one, many = interleaved(runs, (write_table, exported(None), exported(pool)), time.perf_counter)

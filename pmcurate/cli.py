@@ -9,18 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
-from collections.abc import Callable, Sequence
-from datetime import date
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pmcurate import __version__, errors
 from pmcurate.errors import UserError
-
-if TYPE_CHECKING:
-    from pmcurate.harvest.fetch import FetchConfig
 
 log = logging.getLogger("pmcurate")
 
@@ -33,6 +28,9 @@ def add_harvest(sub: argparse._SubParsersAction) -> None:
 
 
 def add_harvest_local(sources: argparse._SubParsersAction) -> None:
+    """``harvest local``: the options of ``harvest.steps.LocalConfig`` (``[[sources]] kind = "local"``)."""
+    from pmcurate.harvest.steps import LocalConfig
+
     local = sources.add_parser(
         "local",
         help="read .xml/.nxml/.xml.gz files and .tar.gz packages (per-article or bulk) from disk",
@@ -43,195 +41,76 @@ def add_harvest_local(sources: argparse._SubParsersAction) -> None:
         "paths", nargs="+", type=Path, metavar="PATH", help="file or folder (searched recursively)"
     )
     local.add_argument("--out", required=True, type=Path, metavar="BUILD", help="build folder to write")
-    local.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
-    local.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=1000,
-        metavar="N",
-        help="documents per shard (default 1000)",
-    )
-    local.add_argument(
-        "--citations",
-        choices=("marker", "drop"),
-        default="marker",
-        help="bibliography citations in the text: a marker such as ' [1]' where a number would glue "
-        "to a word (default), or dropped with their brackets (docs/jats.md)",
-    )
+    LocalConfig.add_arguments(local)
+    _executor_options(local)
     local.set_defaults(func=_harvest_local)
 
 
-def _harvest_local(args: argparse.Namespace) -> int:
-    from pmcurate import progress
-    from pmcurate.harvest.local import harvest_local
+def _executor_options(parser: argparse.ArgumentParser) -> None:
+    """``--executor`` and ``--workers``: where a command's tasks run (not manifest keys: a build's
+    are ``pmcurate build``'s options)."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local process pool, or Ray tasks (RAY_ADDRESS, else a local Ray)")  # fmt: skip
+    parser.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
 
-    summary = harvest_local(
-        args.paths,
-        args.out,
-        workers=args.workers,
-        batch_size=args.batch_size,
-        citations=args.citations,
-        progress=progress.enabled(),
-    )
-    print(summary)
+
+def _harvest_local(args: argparse.Namespace) -> int:
+    """The ``harvest:local`` step through the one runner, as ``pmcurate build`` runs it."""
+    from pmcurate import progress
+    from pmcurate.executor import make_executor
+    from pmcurate.harvest.steps import LocalConfig, LocalHarvest
+    from pmcurate.step import Build, run_step
+
+    step = LocalHarvest(LocalConfig.from_args(args, paths=tuple(args.paths)))
+    build = Build.open(args.out, force=True, progress=progress.enabled())
+    executor = make_executor(args.executor, args.workers)
+    try:
+        run_step(step, build, executor)
+    finally:
+        executor.close()
+    print(step.result)
     return 0
+
+
+NETWORK_SOURCES = {
+    "pmc": (
+        "PMC Cloud Service: the public S3 bucket pmc-oa-opendata (anonymous HTTPS)",
+        "Harvest article versions from the PMC Cloud Service (latest version of each article; "
+        "metadata JSON overrides the XML for license, version and retraction). Resumable.",
+    ),
+    "europepmc": (
+        "Europe PMC REST: search (cursorMark paging) then fullTextXML",
+        "Harvest the full texts of a Europe PMC search. Resumable.",
+    ),
+    "eutils": (
+        "NCBI E-utilities: efetch db=pmc in batches (NCBI_API_KEY from the environment)",
+        "Harvest PMC articles through efetch, by ids or an esearch query (history server). "
+        "3 requests/s without NCBI_API_KEY, 10 with it. Resumable.",
+    ),
+}
 
 
 def add_harvest_network(sources: argparse._SubParsersAction) -> None:
-    """``harvest pmc|europepmc|eutils``: the network sources (docs/harvest-network.md)."""
-    pmc = sources.add_parser(
-        "pmc",
-        help="PMC Cloud Service: the public S3 bucket pmc-oa-opendata (anonymous HTTPS)",
-        description="Harvest article versions from the PMC Cloud Service (latest version of each article; "
-        "metadata JSON overrides the XML for license, version and retraction). Resumable.",
-    )
-    selection = pmc.add_mutually_exclusive_group(required=True)
-    selection.add_argument(
-        "--ids", type=Path, metavar="FILE", help="PMCIDs, one per line (PMC123 or PMC123.2)"
-    )
-    selection.add_argument(
-        "--since", type=_iso_date, metavar="DATE", help="versions new or changed since DATE"
-    )
-    selection.add_argument("--all", action="store_true", help="every article in the bucket")
-    pmc.add_argument("--license", metavar="SEL", help="commercial, noncommercial or codes (CC BY,CC0…)")
-    pmc.add_argument("--media", action="store_true", help="also fetch figure images (MD5-verified)")
-    pmc.add_argument("--skip-retracted", action="store_true", help="do not harvest retracted articles")
-    pmc.add_argument(
-        "--include-manuscripts",
-        action="store_true",
-        help="also harvest author manuscripts (is_pmc_openaccess false, license TDM), left out by default",
-    )
-    _network_options(pmc, "https://pmc-oa-opendata.s3.amazonaws.com", rate=10.0)
-    pmc.set_defaults(func=_harvest_pmc)
+    """``harvest pmc|europepmc|eutils`` (docs/harvest-network.md): the options of each source's config
+    in ``harvest.steps`` (the keys of its ``[[sources]]`` entry)."""
+    from pmcurate.harvest.steps import CONFIGS
 
-    epmc = sources.add_parser(
-        "europepmc",
-        help="Europe PMC REST: search (cursorMark paging) then fullTextXML",
-        description="Harvest the full texts of a Europe PMC search. Resumable.",
-    )
-    epmc.add_argument("--query", required=True, help="e.g. 'OPEN_ACCESS:Y AND LICENSE:\"cc by\"'")
-    _network_options(epmc, "https://www.ebi.ac.uk/europepmc/webservices/rest", rate=10.0)
-    epmc.set_defaults(func=_harvest_europepmc)
-
-    eutils = sources.add_parser(
-        "eutils",
-        help="NCBI E-utilities: efetch db=pmc in batches (NCBI_API_KEY from the environment)",
-        description="Harvest PMC articles through efetch, by ids or an esearch query (history server). "
-        "3 requests/s without NCBI_API_KEY, 10 with it. Resumable.",
-    )
-    ids = eutils.add_mutually_exclusive_group(required=True)
-    ids.add_argument("--ids", type=Path, metavar="FILE", help="PMC ids, one per line (PMC123 or 123)")
-    ids.add_argument("--query", help="an esearch term, e.g. 'cc_by_license[Filter] AND malaria'")
-    eutils.add_argument("--email", help="contact address sent to NCBI with every request")
-    eutils.add_argument("--tool", default="pmcurate", help="tool name sent to NCBI (default pmcurate)")
-    _network_options(eutils, "https://eutils.ncbi.nlm.nih.gov/entrez/eutils", rate=None)
-    eutils.set_defaults(func=_harvest_eutils)
+    for kind, (help, description) in NETWORK_SOURCES.items():
+        parser = sources.add_parser(kind, help=help, description=description)
+        parser.add_argument("--out", required=True, type=Path, metavar="BUILD", help="build folder to write")
+        CONFIGS[kind].add_arguments(parser)
+        parser.set_defaults(func=_harvest_network, kind=kind)
 
 
-def _network_options(parser: argparse.ArgumentParser, base_url: str, rate: float | None) -> None:
-    parser.add_argument("--out", required=True, type=Path, metavar="BUILD", help="build folder to write")
-    parser.add_argument("--base-url", default=base_url, help=f"service root (default {base_url})")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="harvest at most N articles")
-    parser.add_argument(
-        "--batch-size", type=_positive_int, default=100, metavar="N", help="articles per shard"
-    )
-    parser.add_argument("--concurrency", type=_positive_int, default=8, help="requests in flight (default 8)")
-    default = f"{rate:g}" if rate else "3, or 10 with NCBI_API_KEY"
-    parser.add_argument("--rate", type=float, default=rate, help=f"requests/s per host (default {default})")
-    parser.add_argument("--retries", type=int, default=5, help="attempts after the first (default 5)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per connect/read (default 30)")
-    parser.add_argument(
-        "--max-bytes", type=_positive_int, default=1 << 30, help="byte cap per object (1 GiB)"
-    )
+def _harvest_network(args: argparse.Namespace) -> int:
+    from pmcurate.harvest import source
+    from pmcurate.harvest.steps import CONFIGS, NetworkConfig
 
-
-def _fetch_config(args: argparse.Namespace, default_rate: float) -> FetchConfig:
-    from pmcurate.harvest.fetch import FetchConfig
-
-    return FetchConfig(
-        concurrency=args.concurrency,
-        rate=args.rate or default_rate,
-        retries=args.retries,
-        timeout=args.timeout,
-        max_bytes=args.max_bytes,
-    )
-
-
-def _run_harvest(harvest: Callable[[Any], Any], options: Any) -> int:
-    summary = harvest(options)
+    config = CONFIGS[args.kind].from_args(args)
+    assert isinstance(config, NetworkConfig)
+    summary = source.get(args.kind).harvest(config.harvest_options(args.out))
     print(summary.line())
     return 0
-
-
-def _read_ids(path: Path | None) -> tuple[str, ...]:
-    from pmcurate.harvest.fetch import read_id_file
-
-    return tuple(read_id_file(path)) if path is not None else ()
-
-
-def _harvest_pmc(args: argparse.Namespace) -> int:
-    from pmcurate.harvest import pmc
-
-    options = pmc.PmcOptions(
-        out=args.out,
-        base_url=args.base_url,
-        ids=_read_ids(args.ids),
-        since=args.since,
-        all=args.all,
-        license=args.license,
-        limit=args.limit,
-        media=args.media,
-        skip_retracted=args.skip_retracted,
-        include_manuscripts=args.include_manuscripts,
-        batch_size=args.batch_size,
-        fetch=_fetch_config(args, 10.0),
-    )
-    if args.ids is not None and not options.ids:
-        raise UserError(f"no PMCIDs in {args.ids}")
-    return _run_harvest(pmc.harvest, options)
-
-
-def _harvest_europepmc(args: argparse.Namespace) -> int:
-    from pmcurate.harvest import europepmc
-
-    options = europepmc.EuropePmcOptions(
-        out=args.out,
-        query=args.query,
-        base_url=args.base_url,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        fetch=_fetch_config(args, 10.0),
-    )
-    return _run_harvest(europepmc.harvest, options)
-
-
-def _harvest_eutils(args: argparse.Namespace) -> int:
-    from pmcurate.harvest import eutils
-
-    api_key = os.environ.get("NCBI_API_KEY") or None
-    ceiling = eutils.RATE_WITH_KEY if api_key else eutils.RATE_WITHOUT_KEY
-    options = eutils.EutilsOptions(
-        out=args.out,
-        ids=_read_ids(args.ids),
-        query=args.query,
-        base_url=args.base_url,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        tool=args.tool,
-        email=args.email,
-        api_key=api_key,
-        fetch=_fetch_config(args, ceiling),
-    )
-    if args.ids is not None and not options.ids:
-        raise UserError(f"no PMC ids in {args.ids}")
-    return _run_harvest(eutils.harvest, options)
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def add_query(sub: argparse._SubParsersAction) -> None:
@@ -349,7 +228,8 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def add_filter(sub: argparse._SubParsersAction) -> None:
-    from pmcurate.filters.rules import RULES
+    """``filter``: the options of ``filters.steps.SubsetConfig`` (the keys of ``[subsets.NAME]``)."""
+    from pmcurate.filters.steps import SubsetConfig
 
     filt = sub.add_parser(
         "filter",
@@ -362,36 +242,8 @@ def add_filter(sub: argparse._SubParsersAction) -> None:
     filt.add_argument(
         "--manifest", type=Path, metavar="TOML", help="make the [subsets.NAME] tables of this file instead"
     )
-    filt.add_argument(
-        "--rule",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help="filter rule NAME or NAME=ARG, in order (repeatable; docs/filters.md): "
-        + ", ".join(RULES.names()),
-    )
-    filt.add_argument("--where", metavar="SQL", help="one more condition, DuckDB SQL over the row view")
-    filt.add_argument("--from", dest="source", choices=("paragraphs", "figures"), default="paragraphs")
-    filt.add_argument("--unit", choices=("paragraph", "article", "figure"), help="what rules keep or drop")
-    filt.add_argument(
-        "--dedup",
-        action="append",
-        default=[],
-        metavar="KIND",
-        help="exact, near (paragraphs); image, caption (figures); repeatable or comma-separated",
-    )
-    filt.add_argument("--near-threshold", type=float, default=0.8, help="MinHash Jaccard threshold (0.8)")
-    filt.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (128)")
-    filt.add_argument(
-        "--upsample",
-        action="append",
-        default=[],
-        metavar="RULE=FACTOR",
-        help="write rows matching RULE FACTOR times (repeatable), e.g. mostly_clinical=10",
-    )
-    filt.add_argument("--executor", choices=("local", "ray"), default="local",
-                      help="local process pool, or Ray tasks (RAY_ADDRESS, else a local Ray)")  # fmt: skip
-    filt.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
+    SubsetConfig.add_arguments(filt)
+    _executor_options(filt)
     filt.set_defaults(func=_filter)
 
 
@@ -408,20 +260,7 @@ def _filter(args: argparse.Namespace) -> int:
     if args.manifest:
         configs = manifest_subsets(args.manifest, [args.subset] if args.subset else None)
     else:
-        dedup = [kind.strip() for spec in args.dedup for kind in spec.split(",") if kind.strip()]
-        configs = [
-            SubsetConfig(
-                name=args.subset,
-                rules=tuple(args.rule),
-                where=args.where,
-                source=args.source,
-                unit=args.unit,
-                dedup=tuple(dedup),
-                near_threshold=args.near_threshold,
-                num_perm=args.num_perm,
-                upsample=tuple(args.upsample),
-            )
-        ]
+        configs = [SubsetConfig.from_args(args, name=args.subset)]
     build = Build.open(Path(args.build), force=True, progress=progress.enabled())
     executor = make_executor(args.executor, args.workers)
     try:
@@ -463,17 +302,9 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_size(text: str) -> int:
-    """``500MB``, ``1.5GB``, ``64KiB``, ``1000`` → bytes (decimal units; ``KiB``/``MiB``/``GiB`` binary)."""
-    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
-    if not match or match[2].lower() not in units or float(match[1]) <= 0:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 500MB, 1GB, 64MiB)")
-    return int(float(match[1]) * units[match[2].lower()])
-
-
 def add_export(sub: argparse._SubParsersAction) -> None:
-    from pmcurate.export.presets import PRESETS
+    """``export``: the options of ``export.steps.ExportConfig`` (the keys of ``[exports.NAME]``)."""
+    from pmcurate.export.steps import ExportConfig
 
     export = sub.add_parser(
         "export",
@@ -483,47 +314,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     )
     export.add_argument("build", metavar="BUILD", help="build folder")
     export.add_argument("--out", "-o", required=True, type=Path, metavar="DIR", help="export folder")
-    export.add_argument(
-        "--subset", metavar="NAME", help="export this subset (BUILD/subsets/NAME) instead of a whole table"
-    )
-    export.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default="paragraphs",
-        help="rows and columns (default paragraphs)",
-    )
-    export.add_argument("--format", choices=("parquet", "webdataset"), default="parquet")
-    export.add_argument(
-        "--config", metavar="NAME", help="config name (default: 'default' for parquet, 'webdataset')"
-    )
-    export.add_argument(
-        "--split-by",
-        default="license",
-        metavar="COLUMN",
-        help="'license' (commercial/noncommercial/other, default), 'none' (one train split) or any column",
-    )
-    export.add_argument(
-        "--shard-size",
-        type=parse_size,
-        default="500MB",
-        metavar="SIZE",
-        help="target shard size (default 500MB)",
-    )
-    export.add_argument(
-        "--row-group-size",
-        type=parse_size,
-        default="64MiB",
-        metavar="SIZE",
-        help="uncompressed data per Parquet row group, the unit streaming readers fetch (default 64MiB)",
-    )
-    export.add_argument(
-        "--image-format", choices=("jpg", "png"), help="webdataset image files (default: most common)"
-    )
-    export.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="local process pool, or Ray tasks (RAY_ADDRESS, else a local Ray)")  # fmt: skip
-    export.add_argument(
-        "--workers", type=_positive_int, default=None, help="processes writing splits (default: CPU count)"
-    )
+    ExportConfig.add_arguments(export)
+    _executor_options(export)
     export.add_argument("--no-progress", action="store_true", help="no progress bars")
     export.set_defaults(func=_export)
 
@@ -533,16 +325,15 @@ def _export(args: argparse.Namespace) -> int:
     from pmcurate.executor import make_executor
     from pmcurate.export.card import check_card_target
     from pmcurate.export.exporter import export
+    from pmcurate.export.steps import ExportConfig
 
+    config = ExportConfig.from_args(args, out=args.out)
     check_card_target(args.out)  # before the shards: a README.md that is not pmcurate's is kept
     executor = make_executor(args.executor, args.workers)
     try:
         result = export(
-            args.build, args.out, preset=args.preset, subset=args.subset, config=args.config,
-            format=args.format, split_by=args.split_by, shard_bytes=args.shard_size,
-            row_group_bytes=args.row_group_size, image_extension=args.image_format,
-            progress=progress.enabled(not args.no_progress), executor=executor,
-        )  # fmt: skip
+            args.build, config, progress=progress.enabled(not args.no_progress), executor=executor
+        )
     finally:
         executor.close()
     for split, summary in result.splits.items():
@@ -555,6 +346,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def add_publish(sub: argparse._SubParsersAction) -> None:
+    """``publish``: the options of ``export.steps.PublishConfig`` (the keys of ``[publish]``)."""
+    from pmcurate.export.steps import PublishConfig
+
     publish = sub.add_parser(
         "publish",
         help="upload an export folder to a Hugging Face dataset repository",
@@ -562,33 +356,15 @@ def add_publish(sub: argparse._SubParsersAction) -> None:
         "are not sent again, and a failed run resumes when run again. Token: HF_TOKEN or `hf auth login`.",
     )
     publish.add_argument("folder", metavar="DIR", type=Path, help="export folder")
-    publish.add_argument("--repo", required=True, metavar="ORG/NAME", help="dataset repository")
-    publish.add_argument("--private", action="store_true", help="create the repository private")
-    publish.add_argument(
-        "--revision", metavar="BRANCH", help="branch to commit to (created from main if new)"
-    )
-    publish.add_argument(
-        "--dry-run", action="store_true", help="print the planned operations, upload nothing"
-    )
-    publish.add_argument(
-        "--endpoint", metavar="URL", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)"
-    )
-    publish.add_argument(
-        "--batch-files", type=int, default=50, metavar="N", help="files per commit (default 50)"
-    )
-    publish.add_argument("--message", metavar="TEXT", help="commit message")
+    PublishConfig.add_arguments(publish)
     publish.set_defaults(func=_publish)
 
 
 def _publish(args: argparse.Namespace) -> int:
     from pmcurate import progress
-    from pmcurate.export.publish import publish
+    from pmcurate.export.steps import PublishConfig
 
-    result = publish(
-        args.folder, args.repo, private=args.private, revision=args.revision, endpoint=args.endpoint,
-        dry_run=args.dry_run, batch_files=args.batch_files, commit_message=args.message,
-        progress=progress.enabled(),
-    )  # fmt: skip
+    result = PublishConfig.from_args(args).publish(args.folder, progress=progress.enabled())
     if result.dry_run:
         for item in result.plan:
             print(f"{item.action:9} {item.path} ({item.size:,} bytes)")
@@ -616,9 +392,7 @@ def add_build(sub: argparse._SubParsersAction) -> None:
         metavar="BUILD",
         help="build folder or URL (s3://, gs://…); default: manifest's out, else build/NAME",
     )
-    build.add_argument("--executor", choices=("local", "ray"), default="local",
-                       help="local process pool, or Ray tasks (RAY_ADDRESS, else a local Ray)")  # fmt: skip
-    build.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
+    _executor_options(build)
     build.add_argument("--until", choices=stages, default="publish", metavar="STAGE",
                        help=f"stop after this stage: {', '.join(stages)}")  # fmt: skip
     build.add_argument("--force", action="store_true", help="redo every step, changed or not")

@@ -1,10 +1,12 @@
 """Build manifests: a dataset described as a TOML file, loaded into typed, validated settings.
 
 A manifest names its sources, its teacher and student, its subsets, its exports and where it is
-published (``docs/build.md`` has every key). ``load_manifest`` reads it with ``tomllib`` and checks
-every key against the dataclasses below; any mistake raises ``ManifestError`` naming the file, the
-key (``[teacher] sample_size``) and what was expected, and unknown keys are errors too, so a typo
-never silently falls back to a default.
+published (``docs/build.md`` has every key). ``load_manifest`` reads it with ``tomllib`` and reads
+each table with the config of the step it sets (``StepConfig.from_table``: ``[[sources]]`` with
+``harvest.steps.CONFIGS``, ``[subsets.NAME]``, ``[exports.NAME]``, ``[publish]``, and the parts of
+``[teacher]`` and ``[student]``), whose fields are also the options of the matching command; any
+mistake raises ``ManifestError`` naming the file, the key (``[teacher] sample_size``) and what was
+expected, and unknown keys are errors too, so a typo never silently falls back to a default.
 
 Paths are relative to the manifest's folder; ``package:data/sample`` names a folder inside the
 installed ``pmcurate`` package (the bundled sample and labels), so a manifest works from any
@@ -19,56 +21,30 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pmcurate.errors import Fatal
 from pmcurate.executor import is_url
-from pmcurate.export import presets
 from pmcurate.step import ConfigError, StepConfig
 
 if TYPE_CHECKING:  # the step configs are imported where a manifest uses them (they import polars)
     from pmcurate.annotate.steps import LlmTeacherConfig, SampleConfig
+    from pmcurate.export.steps import ExportConfig, PublishConfig
     from pmcurate.filters.steps import SubsetConfig
+    from pmcurate.harvest.steps import SourceConfig
 
 C = TypeVar("C", bound=StepConfig)
 
-SOURCE_KINDS = ("local", "pmc", "europepmc", "eutils")
-CITATION_MODES = ("marker", "drop")  # jats.CITATION_MODES, without importing the parser to read a manifest
 TEACHER_KINDS = ("labels", "llm", "rules")
 PACKAGE_PREFIX = "package:"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-FORMATS = ("parquet", "webdataset")
-CONFIG = re.compile(r"^[A-Za-z0-9][\w-]*$")
-COLUMN = re.compile(r"^[A-Za-z_]\w*$")
-REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SECRET_KEYS = re.compile(r"(^|_)(api_key|token|password|secret)$")
 
 
 class ManifestError(Fatal):
     """A manifest that cannot be used; the message names the file, the key and what was expected."""
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """One ``[[sources]]`` entry: where articles come from and which ones."""
-
-    kind: str
-    paths: tuple[Path, ...] = ()
-    ids: Path | None = None
-    since: date | None = None
-    all: bool = False
-    query: str | None = None
-    license: str | None = None
-    media: bool = False
-    skip_retracted: bool = False
-    include_manuscripts: bool = False
-    limit: int | None = None
-    base_url: str | None = None
-    batch_size: int | None = None
-    citations: str | None = None  # local sources: the parser's citation mode, "marker" or "drop"
 
 
 @dataclass(frozen=True)
@@ -121,29 +97,6 @@ class SubsetSpec:
 
 
 @dataclass(frozen=True)
-class ExportSpec:
-    """``[exports.NAME]``: one config of the build's dataset (``default`` is the one under ``data/``):
-    a preset over a subset (or a whole table), cut into splits and shards."""
-
-    name: str
-    preset: str
-    subset: str | None = None
-    format: str = "parquet"
-    split_by: str = "license"
-    """``license`` (commercial / noncommercial / other), ``none`` (one ``train`` split) or a column."""
-    shard_mb: int = 500
-
-
-@dataclass(frozen=True)
-class PublishSpec:
-    """``[publish]``: the Hugging Face dataset repository the dataset folder (every export) goes to."""
-
-    repo: str
-    private: bool = False
-    token_env: str = "HF_TOKEN"
-
-
-@dataclass(frozen=True)
 class Manifest:
     name: str
     path: Path
@@ -151,12 +104,14 @@ class Manifest:
     description: str = ""
     out: Path | str | None = None
     """Default build folder: a path (relative to the manifest) or a URL (``s3://…``)."""
-    sources: tuple[SourceSpec, ...] = ()
+    sources: tuple[SourceConfig, ...] = ()
+    """Each ``[[sources]]`` entry: the config of its kind (``harvest.steps.CONFIGS``)."""
     teacher: TeacherSpec | None = None
     student: StudentSpec | None = None
     subsets: tuple[SubsetSpec, ...] = ()
-    exports: tuple[ExportSpec, ...] = ()
-    publish: PublishSpec | None = None
+    exports: tuple[ExportConfig, ...] = ()
+    """Each ``[exports.NAME]``: one config of the build's dataset folder (``name`` is NAME)."""
+    publish: PublishConfig | None = None
 
 
 _MISSING = object()
@@ -209,38 +164,6 @@ class _Table:
         if value not in choices:
             self.fail(key, f"one of {', '.join(map(repr, choices))}", value)
         return value
-
-    def integer(self, key: str, default: Any = _MISSING, *, minimum: int | None = 1) -> Any:
-        value = self.raw(key, default)
-        if value is default and default is not _MISSING:
-            return value
-        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-            self.fail(key, "an integer" + (f" ≥ {minimum}" if minimum is not None else ""), value)
-        return value
-
-    def number(self, key: str, default: Any = _MISSING) -> Any:
-        value = self.raw(key, default)
-        if value is default and default is not _MISSING:
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            self.fail(key, "a number ≥ 0", value)
-        return float(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.raw(key, default)
-        if not isinstance(value, bool):
-            self.fail(key, "true or false", value)
-        return value
-
-    def strings(self, key: str, default: Any = _MISSING) -> Any:
-        value = self.raw(key, default)
-        if value is default and default is not _MISSING:
-            return value
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            self.fail(key, "a list of non-empty strings", value)
-        return tuple(value)
 
     def path(self, key: str, default: Any = _MISSING, *, must_exist: bool = True) -> Any:
         value = self.string(key, default)
@@ -306,6 +229,7 @@ def load_manifest(path: str | Path) -> Manifest:
     sources = tuple(_source(path, i, raw) for i, raw in enumerate(_array(top, "sources"), 1))
     if not sources:
         raise top.error("sources", "a manifest needs at least one [[sources]] entry")
+    _check_local_sources(path, sources)
     teacher = _teacher(_Table(path, "teacher", top.raw("teacher"))) if "teacher" in document else None
     student = (
         _student(_Table(path, "student", top.raw("student")), teacher) if "student" in document else None
@@ -353,61 +277,27 @@ def _array(top: _Table, key: str) -> list[Any]:
     return value
 
 
-def _source(path: Path, index: int, raw: Any) -> SourceSpec:
+def _source(path: Path, index: int, raw: Any) -> SourceConfig:
+    """The ``[[sources]]`` entry read by the config of its kind (``harvest.steps``)."""
+    from pmcurate.harvest.steps import CONFIGS
+
     t = _Table(path, f"sources #{index}", raw)
-    kind = t.choice("kind", SOURCE_KINDS)
-    common = {
-        "license": t.string("license", None),
-        "limit": t.integer("limit", None),
-        "base_url": t.string("base_url", None),
-        "batch_size": t.integer("batch_size", None),
-    }
-    if kind == "local":
-        paths = t.strings("paths")
-        spec = SourceSpec(
-            kind,
-            paths=tuple(
-                resolve_path(p, path, lambda p=p: t.error("paths", f"{p!r} does not exist")) for p in paths
-            ),
-            batch_size=common["batch_size"],
-            citations=t.choice("citations", CITATION_MODES, None),
-        )
-        if common["license"] or common["limit"] or common["base_url"]:
-            raise t.error("", "license, limit and base_url apply to network sources, not local files")
-    elif kind == "pmc":
-        spec = SourceSpec(
-            kind,
-            ids=t.path("ids", None),
-            since=_date(t, "since"),
-            all=t.boolean("all", False),
-            media=t.boolean("media", False),
-            skip_retracted=t.boolean("skip_retracted", False),
-            include_manuscripts=t.boolean("include_manuscripts", False),
-            **common,
-        )
-        chosen = [k for k, v in (("ids", spec.ids), ("since", spec.since), ("all", spec.all)) if v]
-        if len(chosen) != 1:
-            raise t.error("", f"give exactly one of ids, since, all (got {', '.join(chosen) or 'none'})")
-    elif kind == "europepmc":
-        spec = SourceSpec(kind, query=t.string("query"), **common)
-    else:
-        spec = SourceSpec(kind, ids=t.path("ids", None), query=t.string("query", None), **common)
-        if (spec.ids is None) == (spec.query is None):
-            raise t.error("", "give exactly one of ids, query")
+    kind = t.choice("kind", tuple(CONFIGS))
+    config = _config(t, CONFIGS[kind])
     t.finish()
-    return spec
+    return config
 
 
-def _date(t: _Table, key: str) -> date | None:
-    value = t.raw(key, None)
-    if value is None or isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    t.fail(key, "a date (2026-01-31)", value)
+def _check_local_sources(path: Path, sources: tuple[SourceConfig, ...]) -> None:
+    """Local sources are harvested as one step: they must agree on how (``LocalConfig.merge``)."""
+    from pmcurate.harvest.steps import LocalConfig
+
+    local = [s for s in sources if isinstance(s, LocalConfig)]
+    try:
+        if local:
+            LocalConfig.merge(local)
+    except ConfigError as exc:
+        raise ManifestError(f"{path}: [[sources]]: {exc}") from None
 
 
 def _config(t: _Table, cls: type[C], **fixed: Any) -> C:
@@ -470,32 +360,23 @@ def _subset(path: Path, name: str, raw: Any) -> SubsetSpec:
         raise ManifestError(f"{path}: {exc}") from None
 
 
-def _export(path: Path, name: str, raw: Any) -> ExportSpec:
+def _export(path: Path, name: str, raw: Any) -> ExportConfig:
+    """The ``[exports.NAME]`` table read by the export step's config."""
+    from pmcurate.export.steps import ExportConfig
+
     t = _Table(path, f"exports.{name}", raw)
-    if not CONFIG.match(name) or name == "provenance":
-        raise t.error("", "an export name (its dataset config) uses letters, digits, '-' and '_'")
-    spec = ExportSpec(
-        name,
-        preset=t.choice("preset", presets.PRESETS.names()),
-        subset=t.string("subset", None),
-        format=t.choice("format", FORMATS, "parquet"),
-        split_by=t.string("split_by", "license", pattern=COLUMN),
-        shard_mb=t.integer("shard_mb", 500),
-    )
-    if spec.format == "webdataset" and spec.preset != "image-text":
-        raise t.error("format", "webdataset shards need the image-text preset")
-    t.finish()
-    return spec
+    try:
+        return ExportConfig.from_manifest(name, t.data, where=f"[exports.{name}]")
+    except ConfigError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
 
 
-def _publish(t: _Table) -> PublishSpec:
-    spec = PublishSpec(
-        repo=t.string("repo", pattern=REPO),
-        private=t.boolean("private", False),
-        token_env=t.string("token_env", "HF_TOKEN"),
-    )
+def _publish(t: _Table) -> PublishConfig:
+    from pmcurate.export.steps import PublishConfig
+
+    config = _config(t, PublishConfig)
     t.finish()
-    return spec
+    return config
 
 
 def _check_references(manifest: Manifest) -> None:
@@ -506,8 +387,8 @@ def _check_references(manifest: Manifest) -> None:
     for export in manifest.exports:
         if export.subset is not None and export.subset not in subsets:
             raise ManifestError(
-                f"{where}: [exports.{export.name}] subset: no [subsets.{export.subset}] in this manifest "
-                f"(subsets: {', '.join(subsets) or 'none'})"
+                f"{where}: [exports.{export.name}] subset: no [subsets.{export.subset}] in this "
+                f"manifest (subsets: {', '.join(subsets) or 'none'})"
             )
         if export.preset == "biomed-enriched" and manifest.student is None:
             raise ManifestError(
@@ -549,14 +430,14 @@ def _check_dataset_folder(manifest: Manifest) -> None:
     for export in manifest.exports[1:]:
         if first is not None and export.format != first.format:
             raise ManifestError(
-                f"{manifest.path}: [exports.{export.name}] format: {export.format} cannot share the "
-                f"build's dataset folder with the {first.format} export [exports.{first.name}] (a dataset "
-                f"repository is read with one loader); keep one format, and write the other with "
+                f"{manifest.path}: [exports.{export.name}] format: {export.format} cannot share "
+                f"the build's dataset folder with the {first.format} export [exports.{first.name}] "
+                f"(a dataset repository is read with one loader); keep one format, and write the other with "
                 f"`pmcurate export BUILD --subset NAME --format {export.format} --out DIR` after the build"
             )
 
 
-def _check_split_by(manifest: Manifest, export: ExportSpec) -> None:
+def _check_split_by(manifest: Manifest, export: ExportConfig) -> None:
     """``split_by`` must be ``license``, ``none`` or a column the preset exports."""
     from pmcurate.export.presets import Source, preset_columns
 
@@ -566,6 +447,6 @@ def _check_split_by(manifest: Manifest, export: ExportSpec) -> None:
     columns = preset_columns(export.preset, source)
     if export.split_by not in columns:
         raise ManifestError(
-            f"{manifest.path}: [exports.{export.name}] split_by: {export.split_by!r} is not a column of "
-            f"preset {export.preset} (license, none or one of: {', '.join(columns)})"
+            f"{manifest.path}: [exports.{export.name}] split_by: {export.split_by!r} is not a "
+            f"column of preset {export.preset} (license, none or one of: {', '.join(columns)})"
         )

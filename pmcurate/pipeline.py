@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -228,27 +228,10 @@ def _check_build_dir(build: Path) -> None:
 
 def _stage_harvest(ctx: _Context) -> None:
     """The harvest steps (``harvest.steps``): local files first, then each network source."""
-    from pmcurate.harvest import steps
+    from pmcurate.harvest.steps import harvest_steps
 
-    local_sources = [s for s in ctx.manifest.sources if s.kind == "local"]
-    if local_sources:
-        modes = {s.citations for s in local_sources if s.citations}
-        if len(modes) > 1:
-            raise BuildError(
-                f"harvest: local sources disagree on citations ({', '.join(sorted(modes))}); give one"
-            )
-        config = steps.LocalConfig(
-            paths=tuple(path for source in local_sources for path in source.paths),
-            batch_size=next(
-                (s.batch_size for s in local_sources if s.batch_size), steps.LocalConfig.batch_size
-            ),
-            citations=modes.pop() if modes else steps.LocalConfig.citations,
-        )
-        ctx.run(steps.LocalHarvest(config))
-    for index, source in enumerate(ctx.manifest.sources, 1):
-        if source.kind != "local":
-            settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False) and k != "kind"}
-            ctx.run(steps.NetworkHarvest(source.kind, index, settings))
+    for step in harvest_steps(ctx.manifest.sources):
+        ctx.run(step)
 
 
 # ---------------------------------------------------------------- annotate
@@ -308,17 +291,12 @@ def _stage_filter(ctx: _Context) -> None:
 
 
 def _stage_export(ctx: _Context) -> None:
-    from pmcurate.export.steps import ExportConfig, ExportStep
+    from pmcurate.export.steps import ExportStep
 
     manifest = ctx.manifest
     for spec in manifest.exports:
-        config = ExportConfig(
-            name=spec.name,
-            preset=spec.preset,
-            subset=spec.subset,
-            format=spec.format,
-            split_by=spec.split_by,
-            shard_mb=spec.shard_mb,
+        config = replace(
+            spec,
             title=manifest.name,
             description=manifest.description,
             repo=manifest.publish.repo if manifest.publish else None,
@@ -331,12 +309,10 @@ def _stage_export(ctx: _Context) -> None:
 
 
 def _stage_publish(ctx: _Context) -> None:
-    from pmcurate.export.steps import PublishConfig, PublishStep
+    from pmcurate.export.steps import PublishStep
 
-    spec = ctx.manifest.publish
-    if spec is None:
-        return
-    ctx.run(PublishStep(PublishConfig(repo=spec.repo, private=spec.private, token_env=spec.token_env)))
+    if ctx.manifest.publish is not None:
+        ctx.run(PublishStep(ctx.manifest.publish))
 
 
 # ---------------------------------------------------------------- checks and plan

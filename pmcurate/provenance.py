@@ -62,8 +62,9 @@ def _input_files(manifest: Manifest, store: Build) -> list[dict[str, Any]]:
     """Every local input file with its sha256 (``ContentHashes``: cached in the build state by path,
     size and mtime, the cache every fingerprint uses)."""
     from pmcurate.harvest import archive
+    from pmcurate.harvest.steps import LocalConfig
 
-    paths = [p for s in manifest.sources if s.kind == "local" for p in s.paths]
+    paths = [p for s in manifest.sources if isinstance(s, LocalConfig) for p in s.paths]
     if not paths:
         return []
     rows: list[dict[str, Any]] = []
@@ -77,7 +78,9 @@ def _input_files(manifest: Manifest, store: Build) -> list[dict[str, Any]]:
 
 def _network_inputs(manifest: Manifest, build: Path) -> list[dict[str, Any]]:
     """Network sources: their settings, and a digest of the article versions they gave."""
-    sources = [s for s in manifest.sources if s.kind != "local"]
+    from pmcurate.harvest.steps import NetworkConfig
+
+    sources = [s for s in manifest.sources if isinstance(s, NetworkConfig)]
     if not sources:
         return []
     import duckdb
@@ -98,8 +101,9 @@ def _network_inputs(manifest: Manifest, build: Path) -> list[dict[str, Any]]:
         settings = {k: v for k, v in asdict(source).items() if v not in (None, (), False)}
         if "base_url" in settings:
             settings["base_url"] = public_url(settings["base_url"])
-        if source.ids:
-            settings["ids_sha256"] = sha256_file(source.ids)
+        ids = getattr(source, "ids", None)
+        if ids:
+            settings["ids_sha256"] = sha256_file(ids)
         rows.append({"source": source.kind, "settings": settings})
     rows.append(
         {

@@ -65,6 +65,29 @@ class ConfigError(Fatal):
     """A config value that cannot be used: the message names the key and what was expected."""
 
 
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_size(text: str) -> Size:
+    """``500MB``, ``1.5GB``, ``64KiB``, ``1000`` → bytes (decimal units; ``KiB``/``MiB``/``GiB`` binary);
+    ``ValueError`` for anything else."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match[2].lower() not in _UNITS or float(match[1]) <= 0:
+        raise ValueError(f"invalid size {text!r} (e.g. 500MB, 1GB, 64MiB)")
+    return Size(float(match[1]) * _UNITS[match[2].lower()])
+
+
+class Size(int):
+    """A number of bytes: an option of this type takes an integer or a size with a unit (``500MB``,
+    ``64MiB``) in a manifest and on the command line, and shows in binary units."""
+
+    def __str__(self) -> str:
+        for unit in ("GiB", "MiB", "KiB"):
+            if self and self % _UNITS[unit.lower()] == 0:
+                return f"{self // _UNITS[unit.lower()]}{unit}"
+        return str(int(self))
+
+
 _NO_DEFAULT: Any = dataclasses.MISSING
 _LOWEST: Any = object()
 """``option(minimum=...)`` not given: integers ≥ 1, numbers ≥ 0."""
@@ -110,7 +133,9 @@ class Option:
 
     name: str
     type: Any
-    """The annotation with ``| None`` removed."""
+    """The annotation with ``| None`` removed (``tuple`` for ``tuple[str, ...]``)."""
+    item: Any
+    """A tuple's item type (``str`` or ``Path``); None for any other type."""
     optional: bool
     default: Any
     help: str
@@ -136,7 +161,7 @@ class StepConfig:
         hints = typing.get_type_hints(cls)
         found = []
         for f in dataclasses.fields(cls):
-            kind, optional = _unwrap(hints[f.name])
+            kind, optional, item = _unwrap(hints[f.name])
             meta = f.metadata
             default = f.default
             if f.default_factory is not dataclasses.MISSING:
@@ -149,6 +174,7 @@ class StepConfig:
                 Option(
                     name=f.name,
                     type=kind,
+                    item=item,
                     optional=optional,
                     default=default,
                     help=meta.get("help", ""),
@@ -190,6 +216,8 @@ class StepConfig:
                 value = _check(opt, table[opt.name], _where(where, opt.name))
                 if resolve is not None and isinstance(value, Path):
                     value = resolve(table[opt.name], opt.name)
+                elif resolve is not None and opt.item is Path:
+                    value = tuple(resolve(str(item), opt.name) for item in _strings(table[opt.name]))
                 values[opt.name] = value
             elif opt.required:
                 raise ConfigError(f"{_where(where, opt.name)}: required key is missing")
@@ -211,7 +239,8 @@ class StepConfig:
                     opt.group, parser.add_mutually_exclusive_group()
                 )
             default = None if opt.required else opt.default
-            shown = not opt.required and default is not None and default is not False and default != ()
+            shown = not opt.required and default is not None and default is not False
+            shown = shown and default != () and default != ""
             text = opt.help + (f" (default {default})" if shown and opt.type is not bool else "")
             if opt.type is bool:  # off by default: a switch; on by default: --x / --no-x
                 action = argparse.BooleanOptionalAction if default else "store_true"
@@ -222,8 +251,12 @@ class StepConfig:
                 kwargs["choices"] = opt.choices
             if opt.metavar:
                 kwargs["metavar"] = opt.metavar
-            if opt.type is tuple:
-                kwargs["nargs"] = "+"
+            if opt.type is tuple:  # repeatable, each with one or more values
+                kwargs.update(action="extend", nargs="+", default=None)
+                if opt.item is Path:
+                    kwargs["type"] = Path
+            elif opt.type is Size:
+                kwargs["type"] = parse_size
             elif opt.type in (int, float, Path):
                 kwargs["type"] = opt.type
             elif opt.type is date:
@@ -241,7 +274,9 @@ class StepConfig:
             if opt.name in fixed or not hasattr(args, opt.name):
                 continue
             value = getattr(args, opt.name)
-            if value is None and (opt.optional or not opt.required):
+            if (value is None and (opt.optional or not opt.required)) or (
+                not opt.required and value == opt.default  # not given: its default (``""`` too)
+            ):
                 if opt.default is not _NO_DEFAULT:
                     values[opt.name] = opt.default
                 continue
@@ -259,15 +294,17 @@ class StepConfig:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
 
-def _unwrap(hint: Any) -> tuple[Any, bool]:
-    """(type without ``None``, whether ``None`` is allowed); ``tuple[str, ...]`` → ``tuple``."""
+def _unwrap(hint: Any) -> tuple[Any, bool, Any]:
+    """(type without ``None``, whether ``None`` is allowed, a tuple's item type);
+    ``tuple[Path, ...]`` → ``(tuple, False, Path)``."""
     optional = False
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         optional = len(args) < len(typing.get_args(hint))
         hint = args[0] if len(args) == 1 else hint
     origin = typing.get_origin(hint)
-    return (origin if origin is not None else hint), optional
+    item = typing.get_args(hint)[0] if origin is tuple else None
+    return (origin if origin is not None else hint), optional, item
 
 
 def _where(where: str, key: str) -> str:
@@ -288,6 +325,11 @@ def _fail(where: str, expected: str, value: Any) -> typing.NoReturn:
     raise ConfigError(f"{where}: expected {expected}, got {_show(value)}")
 
 
+def _strings(value: Any) -> Any:
+    """A manifest's list, or one string as a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
 def _check(opt: Option, value: Any, where: str) -> Any:
     """``value`` converted to the field's type, or ``ConfigError`` saying what was expected."""
     if value is None and opt.optional:
@@ -302,6 +344,14 @@ def _check(opt: Option, value: Any, where: str) -> Any:
             _fail(where, "true or false", value)
         return value
     low = opt.minimum
+    if kind is Size:
+        try:
+            size = parse_size(value) if isinstance(value, str) else Size(value)
+        except (TypeError, ValueError):
+            size = Size(0)
+        if isinstance(value, bool) or not isinstance(value, int | str) or size < 1:
+            _fail(where, "a size in bytes, or with a unit (500MB, 64MiB)", value)
+        return size
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
             _fail(where, "an integer" + (f" ≥ {low:g}" if low is not None else ""), value)
@@ -318,11 +368,12 @@ def _check(opt: Option, value: Any, where: str) -> Any:
         except (TypeError, ValueError):
             _fail(where, "a date (2026-01-31)", value)
     if kind is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        items = _strings(value)
+        if not isinstance(items, list | tuple) or not all(
+            isinstance(v, str | Path) and str(v) for v in items
+        ):
             _fail(where, "a list of non-empty strings", value)
-        return tuple(value)
+        return tuple(Path(v).expanduser() for v in items) if opt.item is Path else tuple(items)
     if kind is Path and isinstance(value, Path):  # from the CLI (``type=Path``)
         return value
     if not isinstance(value, str) or not value.strip():

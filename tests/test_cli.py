@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from pmcurate.cli import main
+from pmcurate.cli import build_parser, main
+from pmcurate.step import StepConfig
 
 JATS_DIR = Path(__file__).parent / "data" / "jats"
 
@@ -28,7 +32,7 @@ def test_harvest_local_of_a_missing_path_is_a_one_line_error(
 ) -> None:
     assert main(["harvest", "local", str(tmp_path / "nope"), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert err == f"pmcurate: error: {tmp_path / 'nope'}: no such file or folder\n"
+    assert err == f"pmcurate: error: harvest:local: {tmp_path / 'nope'}: no such file or folder\n"
 
 
 def test_workers_must_be_positive(tmp_path: Path) -> None:
@@ -230,3 +234,115 @@ def test_student_training_shows_a_bar_over_its_training_runs(
     run_build(load_manifest(manifest), tmp_path / "b", workers=1, until="annotate", progress=True)
     err = capsys.readouterr().err
     assert "annotate train: 100%" in err and "3/3" in err  # one setting tried, the test model, the final
+
+
+# ---------------------------------------------------------------- one front door: configs → flags and keys
+
+RUNS = {"executor", "workers"}
+COMMANDS = {
+    # command: (argv with its required arguments, its config, the manifest table of that same config,
+    #           the options that are the invocation's own, not settings of the step)
+    "harvest local": (["in", "--out", "b"], "harvest.steps.LocalConfig", {"paths": ["in"]}, {"out", *RUNS}),
+    "harvest pmc": (["--all", "--out", "b"], "harvest.steps.PmcConfig", {"all": True}, {"out"}),
+    "harvest europepmc": (
+        ["--query", "q", "--out", "b"],
+        "harvest.steps.EuropePmcConfig",
+        {"query": "q"},
+        {"out"},
+    ),
+    "harvest eutils": (["--query", "q", "--out", "b"], "harvest.steps.EutilsConfig", {"query": "q"}, {"out"}),
+    "filter": (
+        ["b", "--subset", "s"],
+        "filters.steps.SubsetConfig",
+        {},
+        {"build", "subset", "manifest", *RUNS},
+    ),
+    "export": (["b", "--out", "o"], "export.steps.ExportConfig", {}, {"build", "out", "no_progress", *RUNS}),
+    "publish": (["d", "--repo", "o/n"], "export.steps.PublishConfig", {"repo": "o/n"}, {"folder"}),
+}
+OUTPUT = {"help", "verbose", "quiet"}
+
+
+def command_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``argv`` starts with."""
+    parser = build_parser()
+    for word in argv:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subparsers or word not in subparsers[0].choices:
+            break
+        parser = subparsers[0].choices[word]
+    return parser
+
+
+def config_class(path: str) -> type[StepConfig]:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(f"pmcurate.{module}"), name)
+
+
+def from_cli(argv: list[str], cls: type[StepConfig]) -> StepConfig:
+    """The config a command builds from ``argv`` (with the values the command sets itself)."""
+    args = build_parser().parse_args(argv)
+    fixed = {"paths": tuple(args.paths)} if argv[:2] == ["harvest", "local"] else {}
+    return cls.from_args(args, **fixed | ({"name": args.subset} if argv[0] == "filter" else {}))
+
+
+def manifest_keys(config: StepConfig) -> dict[str, object]:
+    return {option.name: getattr(config, option.name) for option in config.options() if option.manifest}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_manifest_key_is_an_option_of_the_command(command: str) -> None:
+    path = COMMANDS[command][1]
+    dests = {action.dest for action in command_parser(command.split())._actions}
+    assert {option.name for option in config_class(path).options() if option.manifest} <= dests
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_of_the_command_is_a_config_field(command: str) -> None:
+    _, path, _, own = COMMANDS[command]
+    dests = {action.dest for action in command_parser(command.split())._actions} - own - OUTPUT
+    assert dests <= {option.name for option in config_class(path).options()}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_command_and_the_manifest_table_give_the_same_defaults(command: str) -> None:
+    required, path, table, _ = COMMANDS[command]
+    cls = config_class(path)
+    fixed = {"name": "s"} if command == "filter" else {}
+    assert manifest_keys(from_cli([*command.split(), *required], cls)) == manifest_keys(
+        cls.from_table(table, **fixed)
+    )
+
+
+def test_harvest_local_runs_its_step_through_the_runner_and_records_it(tmp_path: Path) -> None:
+    main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"])
+    state = json.loads((tmp_path / ".pmcurate" / "state.json").read_text())
+    assert state["steps"]["harvest:local"]["counts"]["articles"] == 1
+
+
+def test_harvest_pmc_without_a_selection_is_one_line_naming_the_flags(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["harvest", "pmc", "--out", "b"]) == 2
+    assert (
+        capsys.readouterr().err == "pmcurate: error: give exactly one of --ids, --since, --all (got none)\n"
+    )
+
+
+def test_filter_dedup_kinds_may_be_comma_separated_or_repeated() -> None:
+    from pmcurate.filters.steps import SubsetConfig
+
+    argv = [
+        "filter",
+        "b",
+        "--subset",
+        "s",
+        "--dedup",
+        "exact,near",
+        "--rule",
+        "min_words",
+        "--rule",
+        "license=commercial",
+    ]
+    config = from_cli(argv, SubsetConfig)
+    assert (config.dedup, config.rules) == (("exact", "near"), ("min_words", "license=commercial"))

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from pmcurate.annotate.steps import DistillConfig, EmbeddingConfig, EncoderConfig, TrainConfig
-from pmcurate.harvest import jats
-from pmcurate.manifest import CITATION_MODES, ManifestError, load_manifest
+from pmcurate.manifest import ManifestError, load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,7 +101,7 @@ def test_a_local_source_may_drop_citations(tmp_path: Path) -> None:
         'paths = ["package:data/sample"]', 'paths = ["package:data/sample"]\ncitations = "drop"'
     )
     assert load_manifest(write(tmp_path, text)).sources[0].citations == "drop"
-    assert load_manifest(write(tmp_path, VALID)).sources[0].citations is None
+    assert load_manifest(write(tmp_path, VALID)).sources[0].citations == "marker"
 
 
 def test_an_unknown_citation_mode_lists_the_modes(tmp_path: Path) -> None:
@@ -110,10 +109,6 @@ def test_an_unknown_citation_mode_lists_the_modes(tmp_path: Path) -> None:
         'paths = ["package:data/sample"]', 'paths = ["package:data/sample"]\ncitations = "keep"'
     )
     assert "citations: expected one of 'marker', 'drop'" in error(tmp_path, text)
-
-
-def test_manifest_citation_modes_are_the_parsers() -> None:
-    assert CITATION_MODES == jats.CITATION_MODES
 
 
 def test_not_toml(tmp_path: Path) -> None:
@@ -259,3 +254,47 @@ def test_student_kind_embedding_trains_the_embedding_student(tmp_path: Path) -> 
     assert manifest.student is not None and manifest.student.config(EmbeddingConfig) is not None
     names = [step.name for step in annotate_steps(manifest)]
     assert names == ["annotate:train", "annotate:train-embedding"]
+
+
+def pmc_source(keys: str) -> str:
+    return VALID.replace(
+        'kind = "local"\npaths = ["package:data/sample"]', f'kind = "pmc"\nall = true\n{keys}'
+    )
+
+
+def test_a_network_source_takes_every_option_of_its_command(tmp_path: Path) -> None:
+    text = pmc_source('concurrency = 2\nrate = 4\nmax_bytes = "1MiB"\nbatch_size = 10')
+    [source] = load_manifest(write(tmp_path, text)).sources
+    fetch = source.fetch_config()  # type: ignore[union-attr]
+    assert (fetch.concurrency, fetch.rate, fetch.max_bytes, source.batch_size) == (2, 4.0, 2**20, 10)
+
+
+def test_a_key_of_another_source_kind_is_unknown(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'kind = "local"\npaths = ["package:data/sample"]', 'kind = "europepmc"\nquery = "q"\nmedia = true'
+    )
+    message = error(tmp_path, text)
+    assert "[sources #1]: unknown key(s) 'media'" in message and "query" in message
+
+
+def test_local_sources_that_disagree_on_citations_are_refused(tmp_path: Path) -> None:
+    second = '\n[[sources]]\nkind = "local"\npaths = ["package:data/sample"]\ncitations = "drop"\n'
+    text = VALID.replace("\n[teacher]", second + "\n[teacher]")
+    assert "[[sources]]: local sources disagree on citations (drop, marker)" in error(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("keys", "size"), [("shard_mb = 64", 64 * 2**20), ('shard_size = "64MB"', 64 * 10**6)]
+)
+def test_an_export_shard_size_in_mib_or_with_a_unit(tmp_path: Path, keys: str, size: int) -> None:
+    assert load_manifest(write(tmp_path, VALID + keys + "\n")).exports[0].shard_size == size
+
+
+def test_an_export_with_shard_mb_and_shard_size_is_refused(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID + 'shard_mb = 64\nshard_size = "1GB"\n')
+    assert "[exports.default] shard_mb: give shard_size or shard_mb, not both" in message
+
+
+def test_a_publish_repo_must_be_org_slash_name(tmp_path: Path) -> None:
+    message = error(tmp_path, VALID + '\n[publish]\nrepo = "just-a-name"\n')
+    assert "[publish] repo: expected ORG/NAME, got 'just-a-name'" in message

@@ -15,12 +15,14 @@ from pmcurate.executor import LocalExecutor
 from pmcurate.step import (
     Build,
     ConfigError,
+    Size,
     Step,
     StepConfig,
     StepFailed,
     StepInterrupted,
     StepReport,
     option,
+    parse_size,
     run_step,
 )
 
@@ -125,6 +127,53 @@ def test_cli_help_shows_help_and_default() -> None:
     text = _parser().format_help()
     assert "rows per batch (default 8)" in text and "random seed (default 0)" in text
     assert "--no-check" in text and "--out" not in text
+
+
+@dataclass(frozen=True)
+class FilesConfig(StepConfig):
+    paths: tuple[Path, ...] = option((), "input files")
+    shard_size: Size = option(Size(500 * 2**20), "target shard size", metavar="SIZE")
+
+
+@pytest.mark.parametrize("given", [1_000_000, "1MB", "1000KB", " 1 mb "])
+def test_a_size_takes_bytes_or_a_unit(given: object) -> None:
+    assert FilesConfig.from_table({"shard_size": given}).shard_size == 1_000_000
+
+
+@pytest.mark.parametrize("given", [0, "big", True, 1.5, "-1MB"])
+def test_a_bad_size_names_the_key(given: object) -> None:
+    with pytest.raises(ConfigError, match=r"^key 'shard_size': expected a size in bytes, or with a unit"):
+        FilesConfig.from_table({"shard_size": given})
+
+
+def test_a_size_flag_takes_a_unit_and_shows_its_default_in_binary_units() -> None:
+    parser = argparse.ArgumentParser()
+    FilesConfig.add_arguments(parser)
+    assert FilesConfig.from_args(parser.parse_args(["--shard-size", "64MiB"])).shard_size == 2**26
+    assert "target shard size (default 500MiB)" in " ".join(parser.format_help().split())
+
+
+def test_sizes_parse_with_units() -> None:
+    assert [parse_size(s) for s in ("500MB", "1.5GB", "64MiB", "1000")] == [
+        500 * 10**6,
+        1_500_000_000,
+        2**26,
+        1000,
+    ]
+    with pytest.raises(ValueError, match="invalid size 'big'"):
+        parse_size("big")
+
+
+def test_a_tuple_of_paths_is_resolved_item_by_item() -> None:
+    config = FilesConfig.from_table({"paths": ["a", "b"]}, resolve=lambda value, key: Path("/in") / value)
+    assert config.paths == (Path("/in/a"), Path("/in/b"))
+
+
+def test_a_tuple_flag_is_repeatable_and_takes_several_values() -> None:
+    parser = argparse.ArgumentParser()
+    FilesConfig.add_arguments(parser)
+    args = parser.parse_args(["--paths", "a", "b", "--paths", "c"])
+    assert FilesConfig.from_args(args).paths == (Path("a"), Path("b"), Path("c"))
 
 
 # ---------------------------------------------------------------- the runner

@@ -31,9 +31,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -48,11 +48,16 @@ from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, 
 from pmcurate.export import parquet, webdataset
 from pmcurate.export.presets import Preset, Source, check_source, get_preset, license_group_sql
 
+if TYPE_CHECKING:
+    from pmcurate.export.steps import ExportConfig
+
 log = logging.getLogger(__name__)
 
 Format = Literal["parquet", "webdataset"]
 FORMATS: tuple[Format, ...] = ("parquet", "webdataset")
 DEFAULT_CONFIG = "default"
+DATASET_DIR = "dataset"
+"""A build's dataset folder (``BUILD/dataset``): every export of a manifest is one config of it."""
 PROVENANCE_DIR = "provenance"
 SPLIT_BY_LICENSE = "license"
 SPLIT_NONE = "none"
@@ -60,7 +65,9 @@ BATCH_ROWS = 16_384
 IMAGE_BATCH_ROWS = 64
 """Rows fetched from DuckDB at a time: figures carry their images, so fewer of them."""
 SHARD_FILE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.(parquet|tar)$")
-_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][\w-]*$")
+CONFIG_NAME = re.compile(r"^[A-Za-z0-9][\w-]*$")
+"""A config name: its folder name inside the dataset folder."""
+COLUMN = re.compile(r"^[A-Za-z_]\w*$")
 
 
 class ExportError(Fatal):
@@ -101,34 +108,21 @@ def config_folder(config: str) -> str:
 
 def export(
     build: str | os.PathLike[str],
-    out: str | os.PathLike[str],
+    config: ExportConfig,
     *,
-    preset: str = "paragraphs",
-    subset: str | None = None,
-    config: str | None = None,
-    format: Format = "parquet",
-    split_by: str = SPLIT_BY_LICENSE,
-    shard_bytes: int = parquet.DEFAULT_SHARD_BYTES,
-    row_group_bytes: int = parquet.DEFAULT_ROW_GROUP_BYTES,
-    image_extension: str | None = None,
     write_card: bool = True,
     progress: bool = True,
     executor: Executor | None = None,
     workers: int | None = 1,
 ) -> ExportResult:
-    """Export ``preset`` rows of ``build`` (or of its subset ``subset``) into ``out``.
+    """Export ``build`` (or one of its subsets) as ``config`` says, into ``config.out`` (default
+    ``BUILD/dataset``).
 
-    ``config`` defaults to ``default`` for Parquet and ``webdataset`` for tar shards.
-    ``image_extension`` (webdataset only) defaults to the most common image format. The splits are
-    written by one task per worker of ``executor`` (default: a local one with ``workers``
-    processes); the files do not depend on how many.
+    The splits are written by one task per worker of ``executor`` (default: a local one with
+    ``workers`` processes); the files do not depend on how many.
     """
     runner = executor or LocalExecutor(workers)
-    plan = make_plan(
-        build, out, preset=preset, subset=subset, config=config, format=format, split_by=split_by,
-        shard_bytes=shard_bytes, row_group_bytes=row_group_bytes, image_extension=image_extension,
-        progress=progress, tasks=runner.workers,
-    )  # fmt: skip
+    plan = make_plan(build, replace(config, tasks=runner.workers), progress=progress)
     try:
         plan.stage()
         task = functools.partial(write_split_task, plan.job)
@@ -227,23 +221,8 @@ class ExportPlan:
             remove(self.job.staging)
 
 
-def make_plan(
-    build: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    preset: str = "paragraphs",
-    subset: str | None = None,
-    config: str | None = None,
-    format: Format = "parquet",
-    split_by: str = SPLIT_BY_LICENSE,
-    shard_bytes: int = parquet.DEFAULT_SHARD_BYTES,
-    row_group_bytes: int = parquet.DEFAULT_ROW_GROUP_BYTES,
-    image_extension: str | None = None,
-    progress: bool = True,
-    tasks: int | None = None,
-    remote: str | None = None,
-) -> ExportPlan:
-    """Check the options against the build and plan at most ``tasks`` tasks (default: one per
+def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: bool = True) -> ExportPlan:
+    """Check ``config`` against the build and plan at most ``config.tasks`` tasks (default: one per
     CPU) of whole splits (rows counted per split); writes nothing (``ExportPlan.stage`` creates the
     staging folder).
 
@@ -252,10 +231,14 @@ def make_plan(
     depend on how many workers wrote it.
     """
     started = time.perf_counter()
-    chosen, config = _check_options(preset, format, config, shard_bytes, row_group_bytes)
+    preset, subset, format, split_by, remote = (
+        config.preset, config.subset, config.format, config.split_by, config.remote
+    )  # fmt: skip
+    chosen = get_preset(preset)
+    config_name = config.name
     opened = open_build(build)
-    out = Path(out)
-    _check_format(out, config, format)
+    out = Path(config.out) if config.out is not None else opened.path / DATASET_DIR
+    _check_format(out, config_name, format)
     tables = set(opened.tables)
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
@@ -273,19 +256,20 @@ def make_plan(
     )
     extension = None
     if format == "webdataset":
-        extension = image_extension or webdataset.choose_extension(_image_formats(con))
+        extension = config.image_format or webdataset.choose_extension(_image_formats(con))
     con.close()
-    staging = str(out / f"{schema.TMP_PREFIX}export-{config}")
+    staging = str(out / f"{schema.TMP_PREFIX}export-{config_name}")
     if remote is not None:  # ``build`` is the driver's working copy of the build at ``remote``
-        staging = f"{remote.rstrip('/')}/.pmcurate/{schema.TMP_PREFIX}export-{config}"
+        staging = f"{remote.rstrip('/')}/.pmcurate/{schema.TMP_PREFIX}export-{config_name}"
     reads = [f"tables/{name}" for name in sorted(tables & _READS[chosen.unit])]
     reads += [f"subsets/{subset}"] if subset else []
     job = ExportJob(
         build=remote or str(opened.path), staging=staging, reads=tuple(reads), preset=preset,
-        subset=subset, source=source, split_by=split_by, format=format, config=config,
-        shard_bytes=shard_bytes, row_group_bytes=row_group_bytes, extension=extension, progress=progress,
+        subset=subset, source=source, split_by=split_by, format=format, config=config_name,
+        shard_bytes=config.shard_size, row_group_bytes=config.row_group_size, extension=extension,
+        progress=progress,
     )  # fmt: skip
-    planned = group_splits(counts, tasks or os.cpu_count() or 1)
+    planned = group_splits(counts, config.tasks or os.cpu_count() or 1)
     return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
 
 
@@ -433,25 +417,6 @@ _READS = {"paragraph": {"articles", "paragraphs", "labels"}, "figure": {"article
 
 def _none_first(value: Any) -> tuple[bool, Any]:
     return (value is not None, value)
-
-
-def _check_options(
-    preset: str, format: str, config: str | None, shard_bytes: int, row_group_bytes: int
-) -> tuple[Preset, str]:
-    """The preset and the config name, or ``ExportError`` for options that do not go together."""
-    if format not in FORMATS:
-        raise ExportError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
-    chosen = get_preset(preset)
-    if format == "webdataset" and not chosen.image_columns:
-        raise ExportError(f"--format webdataset needs an image preset (image-text), not {preset}")
-    config = config or (DEFAULT_CONFIG if format == "parquet" else "webdataset")
-    if not _CONFIG_NAME.match(config) or config == PROVENANCE_DIR:
-        raise ExportError(
-            f"invalid config name {config!r}: letters, digits, '-' and '_' (not {PROVENANCE_DIR!r})"
-        )
-    if shard_bytes <= 0 or row_group_bytes <= 0:
-        raise ExportError("shard and row group sizes must be positive")
-    return chosen, config
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_FILES = 50
 DEFAULT_BATCH_BYTES = 10 * 2**30
 CARD = "README.md"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 Action = Literal["add", "update", "unchanged", "delete"]
 
@@ -234,7 +234,7 @@ def _hub_progress_bars(enabled: bool) -> Iterator[None]:
 
 
 def _check_inputs(folder: Path, repo_id: str) -> None:
-    if not _REPO_ID.match(repo_id):
+    if not REPO_ID.match(repo_id):
         raise PublishError(f"invalid repository id {repo_id!r}: expected ORG/NAME")
     if not any((folder / PROVENANCE_DIR).glob("*.json")):
         raise PublishError(

@@ -14,14 +14,16 @@ depends on the compressed size of the shards before it.)
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Self
 
 from pmcurate.export import exporter, parquet
-from pmcurate.export.presets import PRESETS
-from pmcurate.step import Build, Step, StepConfig, StepReport, fingerprint, option
-
-DATASET_DIR = "dataset"
+from pmcurate.export import publish as hub
+from pmcurate.export.exporter import DATASET_DIR
+from pmcurate.export.presets import PRESETS, get_preset
+from pmcurate.step import Build, ConfigError, Size, Step, StepConfig, StepReport, fingerprint, option
 
 
 def dataset_dir(build: Path) -> Path:
@@ -36,23 +38,37 @@ def export_dir(build: Path, name: str) -> Path:
 
 @dataclass(frozen=True)
 class ExportConfig(StepConfig):
-    """``[exports.NAME]``: one config of the build's dataset (``default`` is the one under ``data/``)."""
+    """One config of a dataset folder: a manifest's ``[exports.NAME]`` (the build's ``dataset/``,
+    where ``default`` is the config under ``data/``) or ``pmcurate export``'s options."""
 
-    name: str = option("default", "config name (the manifest's [exports.NAME])", cli="", manifest=False)
-    preset: str = option("paragraphs", "rows and columns", choices=sorted(PRESETS))
-    subset: str | None = option(None, "export this subset (BUILD/subsets/NAME) instead of a whole table")
-    format: str = option("parquet", "shard format", choices=exporter.FORMATS)
+    name: str = option(
+        "",
+        "config name (default: 'default' for parquet, 'webdataset' for tar shards)",
+        cli="--config",
+        metavar="NAME",
+        manifest=False,
+    )
+    preset: str = option("paragraphs", "rows and columns", choices=PRESETS.names())
+    subset: str | None = option(
+        None, "export this subset (BUILD/subsets/NAME) instead of a whole table", metavar="NAME"
+    )
+    format: exporter.Format = option("parquet", "shard format", choices=exporter.FORMATS)
     split_by: str = option(
         exporter.SPLIT_BY_LICENSE,
         "'license' (commercial/noncommercial/other), 'none' (one train split) or any column",
+        metavar="COLUMN",
     )
-    shard_mb: int = option(parquet.DEFAULT_SHARD_BYTES // 2**20, "target shard size in MiB")
-    row_group_mb: int = option(
-        parquet.DEFAULT_ROW_GROUP_BYTES // 2**20, "uncompressed MiB per Parquet row group"
+    shard_size: Size = option(Size(parquet.DEFAULT_SHARD_BYTES), "target shard size", metavar="SIZE")
+    row_group_size: Size = option(
+        Size(parquet.DEFAULT_ROW_GROUP_BYTES),
+        "uncompressed data per Parquet row group, the unit streaming readers fetch",
+        metavar="SIZE",
     )
-    tasks: int | None = option(None, "tasks the splits are shared among (default: CPU count)")
     image_format: str | None = option(
-        None, "webdataset image files (default: most common)", choices=("jpg", "png")
+        None, "webdataset image files (default: the most common)", choices=("jpg", "png")
+    )
+    tasks: int | None = option(
+        None, "tasks the splits are shared among (default: CPU count)", cli="", manifest=False
     )
     out: Path | None = option(None, "dataset folder (default BUILD/dataset)", cli="", manifest=False)
     title: str | None = option(None, "dataset card title", cli="", manifest=False)
@@ -61,6 +77,37 @@ class ExportConfig(StepConfig):
     remote: str | None = option(
         None, "URL the build was pushed to: tasks read and write through it", cli="", manifest=False
     )
+
+    def __post_init__(self) -> None:
+        """Options that do not go together, worded with their keys; no ``name``: the format's."""
+        name = self.name or (exporter.DEFAULT_CONFIG if self.format == "parquet" else "webdataset")
+        object.__setattr__(self, "name", name)
+        if not exporter.CONFIG_NAME.match(name) or name == exporter.PROVENANCE_DIR:
+            raise ConfigError(
+                f"name: {name!r} is not a config name: letters, digits, '-' and '_' "
+                f"(not {exporter.PROVENANCE_DIR!r})"
+            )
+        if not exporter.COLUMN.match(self.split_by):
+            raise ConfigError(f"split_by: expected 'license', 'none' or a column, got {self.split_by!r}")
+        if (
+            self.format == "webdataset"
+            and self.preset in PRESETS
+            and not get_preset(self.preset).image_columns
+        ):
+            raise ConfigError(f"format: webdataset holds images: give it an image export, not {self.preset}")
+
+    @classmethod
+    def from_manifest(cls, name: str, table: Mapping[str, Any], *, where: str = "", **fixed: Any) -> Self:
+        """The config of ``[exports.NAME]``; ``shard_mb`` (MiB) is the older name of ``shard_size``."""
+        values = dict(table)
+        if "shard_mb" in values:
+            if "shard_size" in values:
+                raise ConfigError(f"{where} shard_mb: give shard_size or shard_mb, not both")
+            mb = values.pop("shard_mb")
+            if isinstance(mb, bool) or not isinstance(mb, int) or mb < 1:
+                raise ConfigError(f"{where} shard_mb: expected an integer ≥ 1, got {mb!r}")
+            values["shard_size"] = mb * 2**20
+        return cls.from_table(values, where=where, name=name, **fixed)
 
 
 _SAME_FILES = ("tasks", "remote")
@@ -99,22 +146,8 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
 
     def plan(self, build: Build) -> list[exporter.SplitTask]:
         """Tasks of whole splits, rows counted by DuckDB (nothing is written until ``prepare``)."""
-        config = self.config
-        self._plan = exporter.make_plan(
-            build.path,
-            self.out(build),
-            preset=config.preset,
-            subset=config.subset,
-            config=config.name,
-            format=config.format,  # type: ignore[arg-type]
-            split_by=config.split_by,
-            shard_bytes=config.shard_mb * 2**20,
-            row_group_bytes=config.row_group_mb * 2**20,
-            image_extension=config.image_format,
-            progress=build.progress,
-            tasks=config.tasks,
-            remote=config.remote,
-        )
+        config = replace(self.config, out=self.out(build))
+        self._plan = exporter.make_plan(build.path, config, progress=build.progress)
         return list(self._plan.tasks)
 
     def prepare(self, build: Build) -> None:
@@ -131,7 +164,7 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
         assert self._plan is not None
         try:
             inputs = exporter.input_checksums(self._plan, build.hashes.digest)  # hashed by fingerprint
-            result = exporter.finish(self._plan, write_card=False, inputs=inputs)
+            result = self.result = exporter.finish(self._plan, write_card=False, inputs=inputs)
             write_card(
                 self.out(build),
                 self.config.repo,
@@ -150,12 +183,41 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
 
 @dataclass(frozen=True)
 class PublishConfig(StepConfig):
-    """``[publish]``: the Hugging Face dataset repository the dataset folder (every export) goes to."""
+    """The Hugging Face dataset repository a dataset folder goes to: a manifest's ``[publish]`` (the
+    build's dataset folder, every export) or ``pmcurate publish``'s options."""
 
-    repo: str = option(help="dataset repository ORG/NAME")
+    repo: str = option(help="dataset repository", metavar="ORG/NAME")
     private: bool = option(False, "create the repository private")
-    token_env: str = option("HF_TOKEN", "the environment variable holding the Hugging Face token")
+    token_env: str = option("HF_TOKEN", "the environment variable holding the token (else `hf auth login`)")
+    revision: str | None = option(None, "branch to commit to (created from main if new)", metavar="BRANCH")
+    endpoint: str | None = option(None, "Hub endpoint (default HF_ENDPOINT or huggingface.co)", metavar="URL")
+    batch_files: int = option(hub.DEFAULT_BATCH_FILES, "files per commit", metavar="N")
+    message: str | None = option(None, "commit message", metavar="TEXT")
+    dry_run: bool = option(False, "print the planned operations, upload nothing", manifest=False)
     folder: Path | None = option(None, "dataset folder (default BUILD/dataset)", cli="", manifest=False)
+
+    def __post_init__(self) -> None:
+        if not hub.REPO_ID.match(self.repo):
+            raise ConfigError(f"repo: expected ORG/NAME, got {self.repo!r}")
+
+    def publish(self, folder: Path, *, progress: bool = True) -> hub.PublishResult:
+        """Upload ``folder``; the token comes from the variable ``token_env`` names (else the local
+        ``hf auth login``) and is never logged; the endpoint, else ``HF_ENDPOINT``, read now."""
+        try:
+            return hub.publish(
+                folder,
+                self.repo,
+                private=self.private,
+                revision=self.revision,
+                token=os.environ.get(self.token_env) or None,
+                endpoint=self.endpoint or os.environ.get("HF_ENDPOINT") or None,
+                dry_run=self.dry_run,
+                batch_files=self.batch_files,
+                commit_message=self.message,
+                progress=progress,
+            )
+        except hub.PublishError as exc:
+            raise hub.PublishError(f"publish: {exc} (token from ${self.token_env})") from None
 
 
 class PublishStep(Step[PublishConfig, None]):
@@ -173,21 +235,6 @@ class PublishStep(Step[PublishConfig, None]):
         return fingerprint(self.name, self.config.settings(), content)
 
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
-        """The token comes from the variable the config names (else the local ``hf auth login``) and
-        is never logged."""
-        from pmcurate.export.publish import PublishError, publish
-
-        config = self.config
-        try:
-            result = publish(
-                self.folder(build),
-                config.repo,
-                private=config.private,
-                token=os.environ.get(config.token_env) or None,
-                endpoint=os.environ.get("HF_ENDPOINT") or None,  # read now, not at import
-                progress=build.progress,
-            )
-        except PublishError as exc:
-            raise PublishError(f"publish: {exc} (token from ${config.token_env})") from None
+        result = self.result = self.config.publish(self.folder(build), progress=build.progress)
         counts_ = {action: result.count(action) for action in ("add", "update", "delete", "unchanged")}
         return StepReport(self.name, "ran", counts=counts_, note=result.url)

@@ -45,19 +45,41 @@ class SubsetConfig(StepConfig):
     ``source``, ``upsample`` a table of RULE = FACTOR) or ``pmcurate filter``'s options."""
 
     name: str = option(help="subset name: BUILD/subsets/NAME", manifest=False, cli="")
-    rules: tuple[str, ...] = option((), "filter rules in order, NAME or NAME=ARG (docs/filters.md)")
-    where: str | None = option(None, "one more condition, DuckDB SQL over the row view, applied last")
+    rules: tuple[str, ...] = option(
+        (),
+        "filter rules in order, NAME or NAME=ARG (repeatable; docs/filters.md)",
+        cli="--rule",
+        metavar="SPEC",
+    )
+    where: str | None = option(
+        None, "one more condition, DuckDB SQL over the row view, applied last", metavar="SQL"
+    )
     source: str = option("paragraphs", "rows to filter", choices=tuple(SOURCES), cli="--from")
     unit: str | None = option(None, "what rules keep or drop (default: the source's row)", choices=UNITS)
-    dedup: tuple[str, ...] = option((), "deduplication kinds, in order: exact, near; image, caption")
+    dedup: tuple[str, ...] = option(
+        (),
+        "deduplication kinds, in order: exact, near (paragraphs); image, caption (figures); repeatable "
+        "or comma-separated",
+        metavar="KIND",
+    )
     near_threshold: float = option(0.8, "near dedup: MinHash Jaccard threshold")
     num_perm: int = option(128, "near dedup: MinHash permutations")
-    upsample: tuple[str, ...] = option((), "RULE=FACTOR: write kept rows matching RULE FACTOR times")
-    shard_rows: int = option(SHARD_ROWS, "rows per output shard", manifest=False)
-    partition_rows: int = option(engine.PARTITION_ROWS, "rows per partition (bounds memory)", manifest=False)
+    upsample: tuple[str, ...] = option(
+        (),
+        "write kept rows matching RULE FACTOR times (repeatable), e.g. mostly_clinical=10",
+        metavar="RULE=FACTOR",
+    )
+    shard_rows: int = option(SHARD_ROWS, "rows per output shard", cli="", manifest=False)
+    partition_rows: int = option(
+        engine.PARTITION_ROWS, "rows per partition (bounds memory)", cli="", manifest=False
+    )
 
     def __post_init__(self) -> None:
-        """Every rule and upsampling spec parses, every dedup kind applies to the source."""
+        """Every rule and upsampling spec parses, every dedup kind applies to the source; dedup kinds
+        may be given comma-separated (``exact,near``)."""
+        object.__setattr__(
+            self, "dedup", tuple(k.strip() for spec in self.dedup for k in spec.split(",") if k.strip())
+        )
         unknown = [d for d in self.dedup if d not in DEDUP_KINDS[self.source]]
         if unknown:
             known = ", ".join(DEDUP_KINDS[self.source])

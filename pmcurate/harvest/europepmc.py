@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -218,13 +217,7 @@ def harvest(options: EuropePmcOptions) -> HarvestSummary:
 
 @register
 class EuropePmcSource:
-    """The ``europepmc`` source in the registry: a manifest's ``[[sources]]`` settings → ``harvest``."""
+    """The ``europepmc`` source in the registry: its ``harvest`` (the options come from ``harvest.steps``)."""
 
     kind: ClassVar[str] = SOURCE
     harvest = staticmethod(harvest)
-
-    @staticmethod
-    def options(build: Path, settings: Mapping[str, Any]) -> EuropePmcOptions:
-        """``settings``: the keys of ``[[sources]]`` that were given."""
-        given = {k: settings[k] for k in ("limit", "batch_size", "base_url") if k in settings}
-        return EuropePmcOptions(out=build, query=settings.get("query") or "", **given)

@@ -25,9 +25,8 @@ import asyncio
 import io
 import json
 import logging
-import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -377,17 +376,9 @@ def harvest(options: EutilsOptions) -> HarvestSummary:
 
 @register
 class EutilsSource:
-    """The ``eutils`` source in the registry: a manifest's ``[[sources]]`` settings → ``harvest``.
+    """The ``eutils`` source in the registry: its ``harvest`` (the options come from ``harvest.steps``).
 
     The API key comes from ``NCBI_API_KEY`` only, and sets the rate to NCBI's ceiling for it."""
 
     kind: ClassVar[str] = SOURCE
     harvest = staticmethod(harvest)
-
-    @staticmethod
-    def options(build: Path, settings: Mapping[str, Any]) -> EutilsOptions:
-        """``settings``: the keys of ``[[sources]]`` that were given (``ids``: the ids, already read)."""
-        api_key = os.environ.get("NCBI_API_KEY") or None
-        given = {k: settings[k] for k in ("ids", "query", "limit", "batch_size", "base_url") if k in settings}
-        rate = RATE_WITH_KEY if api_key else RATE_WITHOUT_KEY
-        return EutilsOptions(out=build, api_key=api_key, fetch=FetchConfig(rate=rate), **given)

@@ -599,14 +599,7 @@ def harvest(options: PmcOptions) -> HarvestSummary:
 
 @register
 class PmcSource:
-    """The ``pmc`` source in the registry: a manifest's ``[[sources]]`` settings → ``harvest``."""
+    """The ``pmc`` source in the registry: its ``harvest`` (the options come from ``harvest.steps``)."""
 
     kind: ClassVar[str] = SOURCE
     harvest = staticmethod(harvest)
-
-    @staticmethod
-    def options(build: Path, settings: Mapping[str, Any]) -> PmcOptions:
-        """``settings``: the keys of ``[[sources]]`` that were given (``ids``: the ids, already read)."""
-        keys = {"ids", "since", "all", "license", "limit", "media", "skip_retracted"}
-        keys |= {"include_manuscripts", "batch_size", "base_url"}
-        return PmcOptions(out=build, **{k: v for k, v in settings.items() if k in keys})

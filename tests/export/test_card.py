@@ -12,6 +12,7 @@ import yaml
 
 from pmcurate.export import card
 from pmcurate.export.exporter import ExportError, export
+from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
 from pmcurate.filters.subset import make_subset
 
@@ -19,8 +20,8 @@ from pmcurate.filters.subset import make_subset
 @pytest.fixture(scope="module")
 def exported(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("card") / "pmc-demo"
-    export(build, out, progress=False)
-    export(build, out, preset="image-text", config="figures", split_by="none", progress=False)
+    export(build, ExportConfig(out=out), progress=False)
+    export(build, ExportConfig(out=out, preset="image-text", name="figures", split_by="none"), progress=False)
     return out
 
 
@@ -91,7 +92,7 @@ def test_license_urls_map_to_hub_ids() -> None:
 
 def test_one_format_per_folder(build: Path, exported: Path) -> None:
     with pytest.raises(ExportError, match="one loader"):
-        export(build, exported, preset="image-text", format="webdataset", progress=False)
+        export(build, ExportConfig(out=exported, preset="image-text", format="webdataset"), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def subset_export(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     (copy / "models").mkdir()
     (copy / "models" / "report.json").write_text(json.dumps(report))
     out = root / "dataset"
-    export(copy, out, subset="long", progress=False)
+    export(copy, ExportConfig(out=out, subset="long"), progress=False)
     return out
 
 

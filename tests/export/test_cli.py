@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 from huggingface_hub import constants
 
-from pmcurate.cli import main, parse_size
+from pmcurate.cli import main
 from tests.servers.hub_server import running_hub
 
 
@@ -42,17 +41,6 @@ def test_publish_dry_run_prints_the_plan(build: Path, tmp_path: Path, capsys, mo
     assert "add       data/commercial-00000-of-00001.parquet" in printed
     assert "0 update" in printed and "would send" in printed
     assert "hf_w" not in printed and state.repos == {}
-
-
-def test_sizes_parse_with_units() -> None:
-    assert [parse_size(s) for s in ("500MB", "1.5GB", "64MiB", "1000")] == [
-        500 * 10**6,
-        1_500_000_000,
-        2**26,
-        1000,
-    ]
-    with pytest.raises(argparse.ArgumentTypeError):
-        parse_size("big")
 
 
 def test_export_into_a_folder_with_someone_elses_readme_stops_before_writing(

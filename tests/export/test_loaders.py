@@ -13,21 +13,26 @@ datasets = pytest.importorskip("datasets", reason="the datasets extra is part of
 wds = pytest.importorskip("webdataset", reason="the webdataset extra is part of the dev extra")
 
 from pmcurate.export.exporter import export  # noqa: E402
+from pmcurate.export.steps import ExportConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def exported(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder with the default paragraphs config and an image-text config."""
     out = tmp_path_factory.mktemp("loaders") / "dataset"
-    export(build, out, progress=False)
-    export(build, out, preset="image-text", config="figures", split_by="none", progress=False)
+    export(build, ExportConfig(out=out), progress=False)
+    export(build, ExportConfig(out=out, preset="image-text", name="figures", split_by="none"), progress=False)
     return out
 
 
 @pytest.fixture(scope="module")
 def tar_export(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wds") / "dataset"
-    export(build, out, preset="image-text", format="webdataset", shard_bytes=60_000, progress=False)
+    export(
+        build,
+        ExportConfig(out=out, preset="image-text", format="webdataset", shard_size=60_000),
+        progress=False,
+    )
     return out
 
 
@@ -102,7 +107,11 @@ def test_webdataset_loads_with_datasets(tar_export: Path) -> None:
 
 def test_webdataset_export_is_byte_identical(build: Path, tar_export: Path, tmp_path: Path) -> None:
     again = tmp_path / "dataset"
-    export(build, again, preset="image-text", format="webdataset", shard_bytes=60_000, progress=False)
+    export(
+        build,
+        ExportConfig(out=again, preset="image-text", format="webdataset", shard_size=60_000),
+        progress=False,
+    )
     first = {p.name: p.read_bytes() for p in (tar_export / "webdataset").iterdir()}
     second = {p.name: p.read_bytes() for p in (again / "webdataset").iterdir()}
     assert first == second

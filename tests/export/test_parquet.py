@@ -19,10 +19,11 @@ from pmcurate import schema
 from pmcurate.build import NotABuild
 from pmcurate.export import parquet
 from pmcurate.export.exporter import ExportError, export
+from pmcurate.export.steps import ExportConfig
 
 SHARD_NAME = r"^(commercial|noncommercial|other|train)-\d{5}-of-\d{5}\.parquet$"
 RECORDED = json.loads((Path(__file__).parent.parent / "data" / "export" / "fixture-digests.json").read_text())
-SMALL = {"shard_bytes": 100_000, "row_group_bytes": 20_000}
+SMALL = {"shard_size": 100_000, "row_group_size": 20_000}
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -30,7 +31,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def test_shards_are_named_the_hub_way(build: Path, tmp_path: Path) -> None:
-    export(build, tmp_path, progress=False)
+    export(build, ExportConfig(out=tmp_path), progress=False)
     names = sorted(p.name for p in (tmp_path / "data").iterdir())
     assert names and all(pl.Series(names).str.contains(SHARD_NAME))
     for split in ("commercial", "noncommercial", "other"):
@@ -41,8 +42,8 @@ def test_shards_are_named_the_hub_way(build: Path, tmp_path: Path) -> None:
 
 def test_second_export_is_byte_identical(synthetic_build: Path, tmp_path: Path) -> None:
     one, two = tmp_path / "1" / "dataset", tmp_path / "2" / "dataset"
-    export(synthetic_build, one, shard_bytes=400_000, progress=False)
-    export(synthetic_build, two, shard_bytes=400_000, progress=False)
+    export(synthetic_build, ExportConfig(out=one, shard_size=400_000), progress=False)
+    export(synthetic_build, ExportConfig(out=two, shard_size=400_000), progress=False)
     first, second = digests(one / "data"), digests(two / "data")
     assert len(first) > 3
     assert first == second
@@ -67,13 +68,17 @@ def combined_digest(folder: Path) -> dict[str, object]:
 def test_export_bytes_match_the_recorded_digests(name: str, labelled_build: Path, tmp_path: Path) -> None:
     """The shards are the very bytes the export wrote before it was pipelined (one thread, a self-join)."""
     preset, _, size = name.partition(" ")
-    export(labelled_build, tmp_path, preset=preset, progress=False, **(SMALL if size == "small" else {}))
+    export(
+        labelled_build,
+        ExportConfig(out=tmp_path, preset=preset, **SMALL if size == "small" else {}),
+        progress=False,
+    )
     assert combined_digest(tmp_path / "data") == RECORDED["exports"][name]
 
 
 def test_shard_sizes_are_near_the_target(synthetic_build: Path, tmp_path: Path) -> None:
     target = 256_000
-    export(synthetic_build, tmp_path, shard_bytes=target, split_by="none", progress=False)
+    export(synthetic_build, ExportConfig(out=tmp_path, shard_size=target, split_by="none"), progress=False)
     sizes = [p.stat().st_size for p in sorted((tmp_path / "data").iterdir())]
     assert len(sizes) >= 10
     for size in sizes[:-1]:
@@ -83,7 +88,9 @@ def test_shard_sizes_are_near_the_target(synthetic_build: Path, tmp_path: Path) 
 
 def test_row_groups_are_cut_by_size_for_streaming(synthetic_build: Path, tmp_path: Path) -> None:
     export(
-        synthetic_build, tmp_path, shard_bytes=10**9, row_group_bytes=500_000, split_by="none", progress=False
+        synthetic_build,
+        ExportConfig(out=tmp_path, shard_size=10**9, row_group_size=500_000, split_by="none"),
+        progress=False,
     )
     (shard,) = (tmp_path / "data").iterdir()
     meta = pq.ParquetFile(shard).metadata
@@ -134,7 +141,7 @@ def test_row_sizes_count_nested_values() -> None:
 
 
 def test_license_splits_hold_the_right_licenses(build: Path, tmp_path: Path) -> None:
-    export(build, tmp_path, progress=False)
+    export(build, ExportConfig(out=tmp_path), progress=False)
     con = duckdb.connect()
     groups = con.sql(
         "SELECT split_part(parse_filename(filename), '-', 1) AS split,"
@@ -149,7 +156,7 @@ def test_license_splits_hold_the_right_licenses(build: Path, tmp_path: Path) -> 
 
 
 def test_split_by_any_column_sanitizes_values(build: Path, tmp_path: Path) -> None:
-    result = export(build, tmp_path, split_by="section_type", progress=False)
+    result = export(build, ExportConfig(out=tmp_path, split_by="section_type"), progress=False)
     assert set(result.splits) <= {*schema.SECTION_TYPES, "unknown"}
     assert (
         result.splits["methods"].rows
@@ -162,13 +169,13 @@ def test_split_by_any_column_sanitizes_values(build: Path, tmp_path: Path) -> No
 
 def test_split_by_an_unknown_column_names_the_columns(build: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"cannot split by 'colour'.*section_type"):
-        export(build, tmp_path, split_by="colour", progress=False)
+        export(build, ExportConfig(out=tmp_path, split_by="colour"), progress=False)
 
 
 def test_reexport_replaces_stale_shards(synthetic_build: Path, tmp_path: Path) -> None:
-    export(synthetic_build, tmp_path, shard_bytes=300_000, split_by="none", progress=False)
+    export(synthetic_build, ExportConfig(out=tmp_path, shard_size=300_000, split_by="none"), progress=False)
     many = len(list((tmp_path / "data").iterdir()))
-    export(synthetic_build, tmp_path, shard_bytes=3_000_000, split_by="none", progress=False)
+    export(synthetic_build, ExportConfig(out=tmp_path, shard_size=3_000_000, split_by="none"), progress=False)
     names = sorted(p.name for p in (tmp_path / "data").iterdir())
     assert many > len(names) >= 1
     assert all(n.endswith(f"-of-{len(names):05d}.parquet") for n in names)
@@ -176,7 +183,7 @@ def test_reexport_replaces_stale_shards(synthetic_build: Path, tmp_path: Path) -
 
 
 def test_duckdb_and_polars_read_every_row(synthetic_build: Path, tmp_path: Path) -> None:
-    export(synthetic_build, tmp_path, shard_bytes=500_000, progress=False)
+    export(synthetic_build, ExportConfig(out=tmp_path, shard_size=500_000), progress=False)
     pattern = str(tmp_path / "data" / "*.parquet")
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchall()[0][0] == 10_000
     frame = pl.scan_parquet(pattern).select(pl.len(), pl.col("paragraph_id").n_unique()).collect()
@@ -184,18 +191,18 @@ def test_duckdb_and_polars_read_every_row(synthetic_build: Path, tmp_path: Path)
 
 
 def test_rows_are_in_reading_order_within_a_split(build: Path, tmp_path: Path) -> None:
-    export(build, tmp_path, split_by="none", progress=False)
+    export(build, ExportConfig(out=tmp_path, split_by="none"), progress=False)
     frame = pl.read_parquet(tmp_path / "data" / "*.parquet").select("article_id", "ordinal")
     assert frame.equals(frame.sort("article_id", "ordinal"))
 
 
 def test_missing_build_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(NotABuild, match="not a pmcurate build"):
-        export(tmp_path / "nope", tmp_path / "out", progress=False)
+        export(tmp_path / "nope", ExportConfig(out=tmp_path / "out"), progress=False)
 
 
 def test_image_bytes_are_stored_uncompressed_and_text_zstd(build: Path, tmp_path: Path) -> None:
-    export(build, tmp_path, preset="image-text", split_by="none", progress=False)
+    export(build, ExportConfig(out=tmp_path, preset="image-text", split_by="none"), progress=False)
     (shard,) = (tmp_path / "data").iterdir()
     group = pq.ParquetFile(shard).metadata.row_group(0)
     codecs = {group.column(i).path_in_schema: group.column(i).compression for i in range(group.num_columns)}

@@ -13,6 +13,7 @@ import pytest
 from pmcurate import schema
 from pmcurate.export.exporter import ExportError, export
 from pmcurate.export.presets import PresetError, Source, get_preset, preset_columns
+from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
 from pmcurate.filters.subset import make_subset
 
@@ -43,13 +44,13 @@ def subset_build(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_biomed_enriched_has_the_dataset_columns_first(build: Path, tmp_path: Path) -> None:
-    export(build, tmp_path, preset="biomed-enriched", progress=False)
+    export(build, ExportConfig(out=tmp_path, preset="biomed-enriched"), progress=False)
     names = pq.read_schema(next((tmp_path / "data").iterdir())).names
     assert names[: len(BIOMED_ENRICHED_COLUMNS)] == BIOMED_ENRICHED_COLUMNS
 
 
 def test_biomed_enriched_scores_are_lists_in_label_order(build: Path, tmp_path: Path) -> None:
-    export(build, tmp_path, preset="biomed-enriched", split_by="none", progress=False)
+    export(build, ExportConfig(out=tmp_path, preset="biomed-enriched", split_by="none"), progress=False)
     frame = read(tmp_path / "data")
     row = frame.filter(pl.col("document_type") == "review").row(0, named=True)
     assert row["document_type_scores"] == pytest.approx(
@@ -60,7 +61,7 @@ def test_biomed_enriched_scores_are_lists_in_label_order(build: Path, tmp_path: 
 
 
 def test_biomed_enriched_authors_are_names(build: Path, tmp_path: Path) -> None:
-    export(build, tmp_path, preset="biomed-enriched", split_by="none", progress=False)
+    export(build, ExportConfig(out=tmp_path, preset="biomed-enriched", split_by="none"), progress=False)
     authors = read(tmp_path / "data").filter(pl.col("article_id") == "PMC3460867")["authors"][0].to_list()
     articles = duckdb.sql(f"SELECT authors FROM read_parquet('{build}/tables/articles/*.parquet') "
                           "WHERE article_id = 'PMC3460867'").fetchall()[0][0]  # fmt: skip
@@ -69,18 +70,18 @@ def test_biomed_enriched_authors_are_names(build: Path, tmp_path: Path) -> None:
 
 def test_biomed_enriched_without_labels_says_to_annotate(synthetic_build: Path, tmp_path: Path) -> None:
     with pytest.raises(PresetError, match="pmcurate annotate"):
-        export(synthetic_build, tmp_path, preset="biomed-enriched", progress=False)
+        export(synthetic_build, ExportConfig(out=tmp_path, preset="biomed-enriched"), progress=False)
 
 
 def test_paragraphs_preset_carries_labels_and_license(build: Path, tmp_path: Path) -> None:
-    export(build, tmp_path, split_by="none", progress=False)
+    export(build, ExportConfig(out=tmp_path, split_by="none"), progress=False)
     frame = read(tmp_path / "data")
     assert frame["document_type"].null_count() == 0
     assert {"license", "license_url", "article_url", "section_path"} <= set(frame.columns)
 
 
 def test_image_text_has_one_row_per_figure_with_an_image(build: Path, tmp_path: Path) -> None:
-    result = export(build, tmp_path, preset="image-text", split_by="none", progress=False)
+    result = export(build, ExportConfig(out=tmp_path, preset="image-text", split_by="none"), progress=False)
     frame = read(tmp_path / "data")
     figures = pl.read_parquet(schema.shard_paths(build, "figures"))
     assert frame.height == figures.filter(pl.col("image").is_not_null()).height == 46
@@ -89,7 +90,7 @@ def test_image_text_has_one_row_per_figure_with_an_image(build: Path, tmp_path: 
 
 
 def test_image_text_mentions_are_the_citing_paragraphs(build: Path, tmp_path: Path) -> None:
-    export(build, tmp_path, preset="image-text", split_by="none", progress=False)
+    export(build, ExportConfig(out=tmp_path, preset="image-text", split_by="none"), progress=False)
     row = read(tmp_path / "data").filter(pl.col("mention_ids").list.len() >= 2).row(0, named=True)
     paragraphs = pl.read_parquet(schema.shard_paths(build, "paragraphs"))
     expected = [paragraphs.filter(pl.col("paragraph_id") == pid)["text"][0] for pid in row["mention_ids"]]
@@ -97,7 +98,7 @@ def test_image_text_mentions_are_the_citing_paragraphs(build: Path, tmp_path: Pa
 
 
 def test_subset_export_keeps_only_its_rows_and_repeats(subset_build: Path, tmp_path: Path) -> None:
-    export(subset_build, tmp_path, subset="results", split_by="none", progress=False)
+    export(subset_build, ExportConfig(out=tmp_path, subset="results", split_by="none"), progress=False)
     frame = read(tmp_path / "data")
     assert set(frame["section_type"]) == {"results"}
     reviews = frame.filter(pl.col("document_type") == "review")
@@ -106,7 +107,11 @@ def test_subset_export_keeps_only_its_rows_and_repeats(subset_build: Path, tmp_p
 
 
 def test_figure_subset_exports_as_image_text(subset_build: Path, tmp_path: Path) -> None:
-    export(subset_build, tmp_path, subset="figs", preset="image-text", split_by="none", progress=False)
+    export(
+        subset_build,
+        ExportConfig(out=tmp_path, subset="figs", preset="image-text", split_by="none"),
+        progress=False,
+    )
     frame = read(tmp_path / "data")
     assert frame.height > 0
     assert frame["caption"].str.to_lowercase().str.contains("cell").all()
@@ -114,12 +119,12 @@ def test_figure_subset_exports_as_image_text(subset_build: Path, tmp_path: Path)
 
 def test_unknown_subset_lists_the_subsets(subset_build: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"no subset 'nope' \(subsets: figs, results\)"):
-        export(subset_build, tmp_path, subset="nope", progress=False)
+        export(subset_build, ExportConfig(out=tmp_path, subset="nope"), progress=False)
 
 
 def test_paragraph_preset_refuses_a_figure_subset(subset_build: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="no paragraph_id column"):
-        export(subset_build, tmp_path, subset="figs", progress=False)
+        export(subset_build, ExportConfig(out=tmp_path, subset="figs"), progress=False)
 
 
 def test_an_unknown_preset_is_refused_with_the_known_names() -> None:

@@ -17,6 +17,7 @@ from huggingface_hub import constants
 
 from pmcurate.export.exporter import export
 from pmcurate.export.publish import HubUnreachable, PublishError, publish
+from pmcurate.export.steps import ExportConfig
 from tests.servers.hub_server import HubState, running_hub
 
 WRITE, READ = "hf_write_secret_token", "hf_read_secret_token"
@@ -40,7 +41,7 @@ def hub() -> Iterator[tuple[str, HubState]]:
 @pytest.fixture(scope="module")
 def exported_once(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("publish") / "pmc-paragraphs"
-    export(build, out, preset="biomed-enriched", shard_bytes=40_000, progress=False)
+    export(build, ExportConfig(out=out, preset="biomed-enriched", shard_size=40_000), progress=False)
     return out
 
 
@@ -138,7 +139,7 @@ def test_stale_shards_are_deleted_on_republish(
 ) -> None:
     url, state = hub
     publish(exported, REPO, token=WRITE, endpoint=url, progress=False)
-    export(build, exported, preset="biomed-enriched", shard_bytes=10**9, progress=False)
+    export(build, ExportConfig(out=exported, preset="biomed-enriched", shard_size=10**9), progress=False)
     result = publish(exported, REPO, token=WRITE, endpoint=url, progress=False)
     assert result.count("delete") > 0
     assert state.files(REPO) == sorted(local_files(exported))

@@ -22,13 +22,14 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def test_two_workers_write_the_bytes_one_writes(synthetic_build: Path, tmp_path: Path) -> None:
-    export(synthetic_build, tmp_path / "one" / "dataset", shard_bytes=400_000, progress=False)
+    export(
+        synthetic_build, ExportConfig(out=tmp_path / "one" / "dataset", shard_size=400_000), progress=False
+    )
     executor = LocalExecutor(2)
     try:
         export(
             synthetic_build,
-            tmp_path / "two" / "dataset",
-            shard_bytes=400_000,
+            ExportConfig(out=tmp_path / "two" / "dataset", shard_size=400_000),
             progress=False,
             executor=executor,
         )
@@ -76,4 +77,4 @@ def test_task_count_and_url_are_not_part_of_the_fingerprint(synthetic_build: Pat
     build = Build(synthetic_build)
     one = ExportStep(ExportConfig(out=tmp_path, tasks=1)).fingerprint(build)
     assert one == ExportStep(ExportConfig(out=tmp_path, tasks=4, remote="s3://b/x")).fingerprint(build)
-    assert one != ExportStep(ExportConfig(out=tmp_path, tasks=1, shard_mb=64)).fingerprint(build)
+    assert one != ExportStep(ExportConfig(out=tmp_path, tasks=1, shard_size=64 * 2**20)).fingerprint(build)

@@ -13,13 +13,14 @@ import pytest
 from pmcurate.export import targets
 from pmcurate.export.exporter import export
 from pmcurate.export.query import connect
+from pmcurate.export.steps import ExportConfig
 
 
 @pytest.fixture(scope="module")
 def exported(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("targets") / "dataset"
-    export(build, out, progress=False)
-    export(build, out, preset="image-text", config="figures", split_by="none", progress=False)
+    export(build, ExportConfig(out=out), progress=False)
+    export(build, ExportConfig(out=out, preset="image-text", name="figures", split_by="none"), progress=False)
     return out
 
 

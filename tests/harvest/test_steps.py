@@ -10,7 +10,7 @@ import pytest
 
 from pmcurate.harvest import source, steps
 from pmcurate.harvest.local import LocalSource, harvest_local
-from pmcurate.step import Build, StepFailed, run_step
+from pmcurate.step import Build, ConfigError, StepFailed, run_step
 
 JATS_DIR = Path(__file__).parents[1] / "data" / "jats"
 FIXTURE_ARTICLES = 15
@@ -90,3 +90,34 @@ def test_a_rejection_becomes_a_quarantine_row_without_the_api_key() -> None:
     row = rejection.record()
     assert "SECRET" not in str(row)
     assert (row["stage"], row["reason"], row["article_id"]) == ("fetch", "http_404", None)
+
+
+def test_a_network_config_fetches_with_the_fetch_defaults() -> None:
+    from pmcurate.harvest.fetch import FetchConfig
+
+    assert steps.PmcConfig(all=True).fetch_config() == FetchConfig()
+
+
+def test_eutils_without_a_rate_fetches_at_the_ceiling_it_is_given() -> None:
+    assert steps.EutilsConfig(query="q").fetch_config(3.0).rate == 3.0
+    assert steps.EutilsConfig(query="q", rate=1.0).fetch_config(3.0).rate == 1.0
+
+
+@pytest.mark.parametrize("selection", [{}, {"all": True, "ids": Path("ids.txt")}])
+def test_a_pmc_source_needs_exactly_one_selection(selection: dict) -> None:
+    with pytest.raises(ConfigError, match=r"^give exactly one of ids, since, all \(got"):
+        steps.PmcConfig(**selection)
+
+
+def test_an_empty_id_file_stops_the_network_step_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "ids.txt").write_text("# none\n")
+    step = steps.NetworkHarvest(steps.PmcConfig(ids=tmp_path / "ids.txt", base_url="http://127.0.0.1:9"), 1)
+    with pytest.raises(StepFailed, match=r"^harvest pmc \(sources #1\): no PMCIDs in .*ids.txt$"):
+        run_step(step, Build.open(tmp_path / "build", progress=False))
+
+
+def test_local_sources_are_one_step_and_each_network_source_its_own() -> None:
+    local = [steps.LocalConfig(paths=(Path("a"),)), steps.LocalConfig(paths=(Path("b"),))]
+    found = steps.harvest_steps([local[0], steps.EuropePmcConfig(query="q"), local[1]])
+    assert [step.name for step in found] == ["harvest:local", "harvest:europepmc#2"]
+    assert found[0].config.paths == (Path("a"), Path("b"))
