@@ -1,19 +1,17 @@
 """Where shard functions run: a local process pool, or Ray tasks on a cluster.
 
 A build's heavy work is a list of independent *shard tasks* (parse one batch of input files,
-label one paragraphs shard), each a plain module-level function called with picklable
-arguments that reads and writes the build folder itself and returns a small result. Both
-executors run exactly those functions; nothing else differs between them:
+label one paragraphs shard, one phase of a subset over one range), each a plain module-level
+function called with picklable arguments that reads and writes the build folder itself and
+returns a small result. Both executors run exactly those functions; nothing else differs between
+them:
 
 - ``LocalExecutor(workers)``: in this process when ``workers == 1`` (no pickling, easy to
   debug), else a ``spawn`` process pool created on first use and kept for the whole build.
 - ``RayExecutor(workers)``: ``ray.remote`` tasks. ``RAY_ADDRESS`` (the usual Ray variable)
   names the cluster to join; without it a local Ray instance is started with ``workers`` CPUs.
   ``ray`` is an optional extra (``pip install 'pmcurate[ray]'``), imported only here and only
-  when this executor is chosen. On a cluster, a build behind a URL (below) needs no shared
-  disk for the steps whose tasks read and write through the URL (``fetch``/``upload``: export);
-  the other steps' tasks still need the build folder at the same path on every worker (NFS, or
-  an object store mounted with s3fs/gcsfuse).
+  when this executor is chosen.
 
 ``map`` yields results as tasks finish (not in submission order), with one progress bar per call.
 
@@ -24,6 +22,15 @@ from the URL before the build (``pull``) and synchronised back after it (``push`
 (``.pmcurate/files.json``, written last) lets ``push`` send only changed files and delete the ones
 gone, and lets ``pull`` restore mtimes, on which the build's fingerprints rely: a build resumed
 on another machine from the same URL redoes nothing that was finished.
+
+On Ray, the tasks of a URL build share no disk with the driver (``UrlBuildExecutor``, around the
+Ray executor): before each map the driver pushes its changes; each task runs against its worker
+process's own working copy (``own_copy``), pulls what the map says its tasks read, reads every
+path of the build it was given as a path of that copy (``pack``), and sends what it wrote back
+through the URL; the driver copies those files into its working copy as tasks finish. Inputs
+outside the build (a local source's JATS files) are read at the driver's paths. The export's
+tasks use their own route through the URL (``fetch``/``upload``). The local executor is not
+wrapped: its workers share the driver's disk.
 """
 
 from __future__ import annotations

@@ -16,7 +16,11 @@ reads and writes, carries one frozen config dataclass (``StepConfig``), and spli
 
 ``run_step`` runs them in that order on an executor (``executor.py``: a local process pool or
 Ray), tasks largest first, records the fingerprint, counts and drops in the build state, and in a
-plan (``Build.plan``) says instead whether the step would run and why.
+plan (``Build.plan``) says instead whether the step would run and why. ``task_reads(build)``
+names what the tasks read of the build: on Ray with a build behind a URL, workers that share no
+disk with the driver pull it before a task and send back what the task wrote
+(``executor.UrlBuildExecutor``); the step itself is shipped with its paths of the build relative
+to it (``executor.pack``), so a worker reads them in its own copy.
 
 A config's fields are declared with ``option``: its default, help text, choices and CLI flag. The
 manifest reader (``StepConfig.from_table``) and the CLI options (``add_arguments`` /
