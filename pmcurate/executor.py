@@ -44,7 +44,9 @@ import multiprocessing
 import os
 import pickle
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,13 +294,15 @@ def _read_listing(fs: Any, root: str) -> dict[str, list[int]]:
         return json.loads(source.read())
 
 
-def pull(location: BuildLocation, prefixes: Sequence[str] | None = None, *, exact: bool = False) -> int:
+def pull(
+    location: BuildLocation, prefixes: Sequence[str] | None = None, *, keep: AbstractSet[str] | None = None
+) -> int:
     """Copy the files of a URL build that the working copy lacks or holds in another version,
     restoring their mtimes; returns how many were copied (0 for a local build). ``prefixes``:
-    only the files under these folders (``tables/articles``). ``exact``: also delete the working
-    copy's files there that the build lacks (a worker's copy, whose tasks list folders). Each file is
-    written under a temporary name and renamed, so processes pulling into one working copy never
-    see half a file."""
+    only the files under these folders (``tables/articles``). ``keep``: when given, also delete
+    every file of the working copy that the build lacks, but these (a worker's copy, whose tasks
+    list folders: the files its last tasks wrote, not listed yet). Each file is written under a
+    temporary name and renamed, so processes pulling into one working copy never see half a file."""
     if location.remote is None:
         return 0
     fs, root = _filesystem(location.remote)
@@ -312,9 +316,9 @@ def pull(location: BuildLocation, prefixes: Sequence[str] | None = None, *, exac
             continue
         _receive_file(fs, f"{root}/{name}", target, entry[1])
         copied += 1
-    if exact and location.local.is_dir():
+    if keep is not None and location.local.is_dir():
         for name in _local_listing(location.local):
-            if name not in remote and _under(name, prefixes):
+            if name not in remote and name not in keep:
                 (location.local / name).unlink()
     return copied
 
@@ -492,11 +496,15 @@ class _OnOwnCopy:
     fn: Callable[[Any], Any]
     url: str
     reads: tuple[str, ...] | None
+    token: str
+    """Names the map: what this process wrote in it is not listed before the map's end."""
 
     def __call__(self, parcel: bytes) -> _Reply:
-        global _here
+        global _here, _sent
         location = BuildLocation(own_copy(self.url), self.url)
-        pull(location, self.reads, exact=True)
+        if _sent[0] != self.token:
+            _sent = (self.token, set())
+        pull(location, self.reads, keep=_sent[1])
         before = _local_listing(location.local)
         _here = location.local
         try:
@@ -508,7 +516,12 @@ class _OnOwnCopy:
         fs, root = _filesystem(self.url)
         for name in sorted(written):
             _send_file(fs, location.local / name, f"{root}/{name}")
+        _sent[1].update(written)
         return _Reply(result, written, sorted(set(before) - set(after)))
+
+
+_sent: tuple[str, set[str]] = ("", set())
+"""The map this process last ran a task of, and the files its tasks wrote in it."""
 
 
 _copies: dict[str, tuple[Path, int]] = {}
@@ -543,7 +556,8 @@ class UrlBuildExecutor:
     Each ``map`` first sends what the driver changed in its working copy to the URL (``push``).
     Each task then runs on ``inner``'s workers against the worker process's own working copy
     (``own_copy``): it pulls the files the build holds under the map's ``reads`` (all of them when
-    None; copies that did not change since its last task stay), runs with every path of the build
+    None; copies that did not change since its last task stay) and deletes those the build no
+    longer holds (a task lists folders; stale work folders do not pile up), runs with every path of the build
     it was given read as a path of that copy (``pack``), and sends the files it wrote to the URL.
     The driver copies them into its working copy as tasks finish, so ``finish`` and the next map
     see what a local run would, and adds them to the build's listing."""
@@ -572,7 +586,7 @@ class UrlBuildExecutor:
         names = None if reads is None else tuple(_names_in(root, reads))
         if names is not None and "." in names:  # the build folder itself
             names = None
-        task = _OnOwnCopy(fn, url, names)
+        task = _OnOwnCopy(fn, url, names, uuid.uuid4().hex)
         parcels = [pack(item, root) for item in items]
         fs, remote_root = _filesystem(url)
         written: dict[str, list[int]] = {}

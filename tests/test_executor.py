@@ -172,3 +172,10 @@ def test_url_build_tasks_run_on_their_own_copy_and_send_back_what_they_wrote(
     listing = json.loads((tmp_path / "bucket" / "b" / LISTING).read_text())
     assert sorted(listing) == ["other/skip.txt", "out/b.txt", "tables/x/a.txt"]
     assert not (tmp_path / "bucket" / "b" / "gone" / "old.txt").exists()
+
+    (driver.local / "out" / "b.txt").unlink()  # gone from the build: gone from the worker's copy
+    assert list(executor.map(_exists, [driver.local / "out" / "b.txt"], desc="t", progress=False)) == [False]
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
