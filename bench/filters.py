@@ -159,17 +159,15 @@ def write_shard(build: Path, shard: int, rows: range, recipe: Recipe, pool: np.n
         schema=schema.PARAGRAPHS,
     )
     schema.write_shard(paragraphs, schema.table_dir(build, "paragraphs") / f"part-{shard:05d}.parquet")
-    labels = pa.table(
-        {
-            "paragraph_id": ids,
-            "document_type": np.array(schema.DOCUMENT_TYPES)[rng.integers(0, 4, size=len(rows))],
-            "document_type_scores": pa.nulls(len(rows), schema.LABELS.field("document_type_scores").type),
-            "domain": ["biomedical"] * len(rows),
-            "domain_scores": pa.nulls(len(rows), schema.LABELS.field("domain_scores").type),
-            "educational_score": rng.integers(1, 6, size=len(rows)).astype(np.float32),
-            "annotator": ["bench"] * len(rows),
-        },
-        schema=schema.LABELS,
+    given = {
+        "paragraph_id": ids,
+        "document_type": np.array(schema.DOCUMENT_TYPES)[rng.integers(0, 4, size=len(rows))],
+        "domain": ["biomedical"] * len(rows),
+        "educational_score": rng.integers(1, 6, size=len(rows)).astype(np.float32),
+        "annotator": ["bench"] * len(rows),
+    }
+    labels = pa.table(  # the other labels (scores, computed ones) null
+        {f.name: given.get(f.name, pa.nulls(len(rows), f.type)) for f in schema.LABELS}, schema=schema.LABELS
     )
     schema.write_shard(labels, schema.table_dir(build, "labels") / f"part-{shard:05d}.parquet")
 
