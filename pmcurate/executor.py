@@ -486,6 +486,7 @@ class _Reply:
     written: dict[str, list[int]]
     """Name in the build → [size, mtime_ns] of each file the task wrote (sent to the URL)."""
     deleted: list[str]
+    """Names of the files of the copy the task deleted."""
 
 
 @dataclass(frozen=True)
@@ -555,10 +556,10 @@ class UrlBuildExecutor:
 
     Each ``map`` first sends what the driver changed in its working copy to the URL (``push``).
     Each task then runs on ``inner``'s workers against the worker process's own working copy
-    (``own_copy``): it pulls the files the build holds under the map's ``reads`` (all of them when
-    None; copies that did not change since its last task stay) and deletes those the build no
-    longer holds (a task lists folders; stale work folders do not pile up), runs with every path of the build
-    it was given read as a path of that copy (``pack``), and sends the files it wrote to the URL.
+    (``own_copy``). It pulls the files the build holds under the map's ``reads`` (all of them when
+    None; files unchanged since its last task stay) and deletes those the build no longer holds
+    (tasks list folders; stale work folders do not pile up); it runs with every path of the build
+    it was given read as a path of that copy (``pack``); it sends the files it wrote to the URL.
     The driver copies them into its working copy as tasks finish, so ``finish`` and the next map
     see what a local run would, and adds them to the build's listing."""
 
