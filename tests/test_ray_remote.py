@@ -124,7 +124,7 @@ def test_ray_workers_through_s3_make_the_local_subsets_and_exports(
     executor = HiddenDriverCopy(ray, locate_build(URL).local)
     executor.copy.mkdir(parents=True)
     try:
-        remote = run_build(manifest, URL, executor=executor, progress=False)  # type: ignore[arg-type]
+        remote = run_build(manifest, URL, executor=executor, progress=False)
     finally:
         ray.close()
 
