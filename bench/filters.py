@@ -223,7 +223,7 @@ def make_runner(build: Path, executor: str, workers: int) -> Any:
     return UrlBuildExecutor(ray, location)
 
 
-def run_stage(build: Path, stage: str, workers: int, executor: str) -> dict[str, object]:
+def run_stage(build: Path, stage: str, workers: int, executor: str, partition_rows: int) -> dict[str, object]:
     """One make_subset run (called in a child process): timing and counts."""
     from pmcurate.filters.subset import make_subset
 
@@ -231,7 +231,9 @@ def run_stage(build: Path, stage: str, workers: int, executor: str) -> dict[str,
     runner = make_runner(build, executor, workers)
     started = time.perf_counter()
     try:
-        result = make_subset(build, name, rules=RULES, dedup=STAGES[stage], executor=runner)
+        result = make_subset(
+            build, name, rules=RULES, dedup=STAGES[stage], executor=runner, partition_rows=partition_rows
+        )
     finally:
         runner.close()
     return {
@@ -244,12 +246,12 @@ def run_stage(build: Path, stage: str, workers: int, executor: str) -> dict[str,
     }
 
 
-def measured(build: Path, stage: str, workers: int, executor: str) -> dict[str, object]:
+def measured(build: Path, stage: str, workers: int, executor: str, partition_rows: int) -> dict[str, object]:
     """Run one stage in a child process, sampling the memory of its process tree."""
     from build import run_measuring_memory  # bench/build.py: resident memory of a process tree, from /proc
 
     command = [sys.executable, __file__, "--stage", stage, "--build", str(build), "--workers", str(workers),
-               "--executor", executor]  # fmt: skip
+               "--executor", executor, "--partition-rows", str(partition_rows)]  # fmt: skip
     process, output, errors, peak, largest = run_measuring_memory(command, stderr=subprocess.PIPE)
     if process.returncode:
         raise SystemExit(f"{stage} failed ({process.returncode}):\n{errors[-4000:]}")
@@ -324,6 +326,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
+        "--partition-rows", type=int, default=100_000, help="rows a range holds (memory follows it)"
+    )
+    parser.add_argument(
         "--executors", nargs="+", choices=EXECUTORS, default=["local"], help="each run once on each"
     )
     parser.add_argument("--executor", choices=EXECUTORS, help=argparse.SUPPRESS)
@@ -331,11 +336,14 @@ def main() -> None:
     parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:  # child process
-        print(json.dumps(run_stage(args.build, args.stage, args.workers, args.executor)))
+        print(json.dumps(run_stage(args.build, args.stage, args.workers, args.executor, args.partition_rows)))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     builds = {size: generate(args.workdir, size) for size in args.sizes}
-    print(f"executors {', '.join(args.executors)}, {args.workers} workers")
+    print(
+        f"executors {', '.join(args.executors)}, {args.workers} workers, "
+        f"ranges of {args.partition_rows:,} rows"
+    )
     print(
         f"{'paragraphs':>10} {'stage':<22} {'executor':<8} {'seconds':>8} {'rows/s':>8} {'largest':>9} "
         f"{'tree':>9} {'kept':>10}  duplicates"
@@ -344,7 +352,7 @@ def main() -> None:
     for stage in args.stages:
         for size, build in builds.items():
             for executor in args.executors:
-                out = measured(build, stage, args.workers, executor)
+                out = measured(build, stage, args.workers, executor, args.partition_rows)
                 rate = float(out["rows"]) / float(out["seconds"])
                 dups = describe_quality(build, stage, str(out["subset"]))
                 first = args.executors[0]
