@@ -136,8 +136,11 @@ def test_ray_workers_through_s3_make_the_local_subsets_and_exports(
     stored = tmp_path / "stored"
     download(f"{URL}/subsets/edu", stored / "edu")
     download(f"{URL}/dataset", stored / "dataset")
-    assert files(stored / "edu") == files(local.build / "subsets" / "edu")
-    assert files(stored / "edu" / "drops") == files(local.build / "subsets" / "edu" / "drops")
-    assert files(stored / "dataset" / "data") == files(local.build / "dataset" / "data")
+    subset = local.build / "subsets" / "edu"
+    assert files(stored / "edu") == files(subset) and files(stored / "edu", "*.json") == files(
+        subset, "*.json"
+    )
+    assert files(stored / "edu" / "drops") == files(subset / "drops") != {}
+    assert files(stored / "dataset" / "data") == files(local.build / "dataset" / "data") != {}
     copies = sorted((workers / "workers").glob("*/[0-9]*/tables/labels"))
     assert copies  # the labels were written on a worker's own copy, then sent through S3
