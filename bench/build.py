@@ -11,12 +11,18 @@ peak memory: the peak sum of resident memory over the build's whole process tree
 largest resident set of any one of its processes (both sampled from /proc every 0.1 s). Running
 two sizes (``--sizes``) shows whether memory stays flat as the number of articles grows.
 
+With several ``--executors`` (``local``; ``ray``: a local Ray instance with ``--workers`` worker
+processes; ``ray-url``: the same, the build behind a ``file://`` URL, each worker process on its
+own working copy), each run after the first says whether its subset and exported shards are
+byte-identical to the first executor's.
+
 The manifest is ``manifests/demo.toml`` with two changes: its source is the generated folder, and
 ``pretrain = false``: with pretraining the word vectors are learnt from every paragraph of the
 build, a cost that grows with the corpus and, on copies of eight articles, learns nothing more.
 
     .venv/bin/python bench/build.py                              # 20,000 articles, 1 and 2 workers
     .venv/bin/python bench/build.py --sizes 5000 20000 --workers 2
+    .venv/bin/python bench/build.py --sizes 2000 --workers 2 --executors local ray ray-url
 """
 
 from __future__ import annotations
@@ -98,11 +104,12 @@ def tree_rss(root: int) -> tuple[int, int]:
 
 
 def run_measuring_memory(
-    command: list[str], *, stderr: int
+    command: list[str], *, stderr: int, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], str, str, int, int]:
-    """Run ``command`` with progress bars off, sampling its process tree's resident memory every
-    0.1 s: (the finished process, stdout, stderr, peak of the tree, peak of its largest process)."""
-    env = {**os.environ, "TQDM_DISABLE": "1"}
+    """Run ``command`` with progress bars off (and ``env`` added), sampling its process tree's
+    resident memory every 0.1 s: (the finished process, stdout, stderr, peak of the tree, peak of
+    its largest process)."""
+    env = {**os.environ, "TQDM_DISABLE": "1", **(env or {})}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     peak = largest = 0
     done = threading.Event()
@@ -121,12 +128,18 @@ def run_measuring_memory(
     return process, output, errors or "", peak, largest
 
 
-def run(manifest: Path, build: Path, workers: int) -> dict[str, object]:
-    shutil.rmtree(build, ignore_errors=True)
-    command = [sys.executable, "-m", "pmcurate.cli", "build", str(manifest), "--out", str(build),
-               "--workers", str(workers)]  # fmt: skip
+def run(manifest: Path, build: Path, workers: int, executor: str = "local") -> dict[str, object]:
+    """One build into ``build`` (for ``ray-url``: the folder behind the ``file://`` URL)."""
+    cache = build.with_name(build.name + "-cache")  # ray-url: the working copies
+    for folder in (build, cache):
+        shutil.rmtree(folder, ignore_errors=True)
+    out = build.as_uri() if executor == "ray-url" else str(build)
+    command = [sys.executable, "-m", "pmcurate.cli", "build", str(manifest), "--out", out,
+               "--workers", str(workers), "--executor", executor.removesuffix("-url")]  # fmt: skip
     started = time.perf_counter()
-    process, output, _, peak, largest = run_measuring_memory(command, stderr=subprocess.STDOUT)
+    process, output, _, peak, largest = run_measuring_memory(
+        command, stderr=subprocess.STDOUT, env={"PMCURATE_CACHE": str(cache)}
+    )
     seconds = time.perf_counter() - started
     if process.returncode:
         raise SystemExit(f"build failed ({process.returncode}):\n{output[-4000:]}")
@@ -143,8 +156,8 @@ def run(manifest: Path, build: Path, workers: int) -> dict[str, object]:
 
 
 HEADER = (
-    f"{'articles':>8} {'workers':>7} {'seconds':>8} {'articles/s':>10} {'tree MB':>8} {'proc MB':>8}"
-    "  steps (s)"
+    f"{'articles':>8} {'workers':>7} {'executor':>8} {'seconds':>8} {'articles/s':>10} {'tree MB':>8} "
+    f"{'proc MB':>8}  steps (s)"
 )
 
 
@@ -153,20 +166,42 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000], help="articles per run")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench-build", help="scratch folder")
+    parser.add_argument(
+        "--executors",
+        nargs="+",
+        choices=("local", "ray", "ray-url"),
+        default=["local"],
+        help="each run on each",
+    )
     args = parser.parse_args()
     print(HEADER)
     for size in args.sizes:
         corpus = make_corpus(args.work / f"corpus-{size}", size)
         manifest = write_manifest(args.work / f"bench-{size}.toml", corpus)
         for workers in args.workers:
-            r = run(manifest, args.work / f"build-{size}-{workers}", workers)
-            steps = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items())  # type: ignore[union-attr]
-            rate = r["articles"] / r["seconds"]  # type: ignore[operator]
-            print(
-                f"{r['articles']:>8,} {workers:>7} {r['seconds']:>8.1f} {rate:>10.1f} "
-                f"{r['peak_tree_mb']:>8.0f} {r['peak_process_mb']:>8.0f}  {steps}",
-                flush=True,
-            )
+            first = args.work / f"build-{size}-{workers}-{args.executors[0]}"
+            for executor in args.executors:
+                build = args.work / f"build-{size}-{workers}-{executor}"
+                r = run(manifest, build, workers, executor)
+                steps = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items())  # type: ignore[union-attr]
+                rate = r["articles"] / r["seconds"]  # type: ignore[operator]
+                same = ""
+                if build != first:
+                    identical = outputs(build) == outputs(first)
+                    same = f"; subset and export byte-identical to {args.executors[0]}'s: " + (
+                        "yes" if identical else "NO"
+                    )
+                print(
+                    f"{r['articles']:>8,} {workers:>7} {executor:>8} {r['seconds']:>8.1f} {rate:>10.1f} "
+                    f"{r['peak_tree_mb']:>8.0f} {r['peak_process_mb']:>8.0f}  {steps}{same}",
+                    flush=True,
+                )
+
+
+def outputs(build: Path) -> dict[str, bytes]:
+    """The files of the build's subsets and exported shards, by their name in the build."""
+    found = [p for folder in ("subsets", "dataset/data") for p in sorted((build / folder).rglob("*"))]
+    return {str(p.relative_to(build)): p.read_bytes() for p in found if p.is_file()}
 
 
 if __name__ == "__main__":

@@ -8,11 +8,16 @@ and 2% near copies (three words replaced). Articles hold 100 paragraphs each, wi
 synthetic labels.
 
 Each run is one ``make_subset`` over a whole build, in its own process, its tasks on the local
-executor (``--workers``, default 2) or Ray (``--executor ray``): ``min_words``, ``boilerplate``,
+executor (``--workers``, default 2), on a local Ray instance with as many worker processes
+(``--executors ray``), or on Ray through a ``file://`` URL, each worker process on its own working
+copy of the build (``ray-url``: ``executor.UrlBuildExecutor``, the workers' ``PMCURATE_CACHE``
+another folder): ``min_words``, ``boilerplate``,
 ``not_retracted``, ``edu_min=2`` (they keep ~78% of rows), then exact and near dedup. Its memory is
 sampled from /proc every 0.1 s over the whole process tree (the subset's process and its workers):
 the largest single process and the sum. The same runs at each size of ``--sizes`` (default 200,000
 and 1,000,000 paragraphs: 5× apart), then the ratio of the peaks, which bounded memory keeps near 1.
+With several ``--executors``, each run after the first says whether its subset (shards, drops,
+``subset.json``) is byte-identical to the first executor's.
 
 Printed per run: seconds, input rows per second, peak RSS, rows kept; the share of planted exact
 copies found, the share of planted near copies found among those whose true Jaccard similarity
@@ -21,6 +26,7 @@ drops: the share whose true similarity to the row kept in their place is at leas
 
     .venv/bin/python bench/filters.py                                 # 200k and 1M paragraphs
     .venv/bin/python bench/filters.py --sizes 20000 100000 --stages rules "rules + exact + near"
+    .venv/bin/python bench/filters.py --sizes 20000 100000 --executors local ray ray-url
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -152,17 +159,15 @@ def write_shard(build: Path, shard: int, rows: range, recipe: Recipe, pool: np.n
         schema=schema.PARAGRAPHS,
     )
     schema.write_shard(paragraphs, schema.table_dir(build, "paragraphs") / f"part-{shard:05d}.parquet")
-    labels = pa.table(
-        {
-            "paragraph_id": ids,
-            "document_type": np.array(schema.DOCUMENT_TYPES)[rng.integers(0, 4, size=len(rows))],
-            "document_type_scores": pa.nulls(len(rows), schema.LABELS.field("document_type_scores").type),
-            "domain": ["biomedical"] * len(rows),
-            "domain_scores": pa.nulls(len(rows), schema.LABELS.field("domain_scores").type),
-            "educational_score": rng.integers(1, 6, size=len(rows)).astype(np.float32),
-            "annotator": ["bench"] * len(rows),
-        },
-        schema=schema.LABELS,
+    given = {
+        "paragraph_id": ids,
+        "document_type": np.array(schema.DOCUMENT_TYPES)[rng.integers(0, 4, size=len(rows))],
+        "domain": ["biomedical"] * len(rows),
+        "educational_score": rng.integers(1, 6, size=len(rows)).astype(np.float32),
+        "annotator": ["bench"] * len(rows),
+    }
+    labels = pa.table(  # the other labels (scores, computed ones) null
+        {f.name: given.get(f.name, pa.nulls(len(rows), f.type)) for f in schema.LABELS}, schema=schema.LABELS
     )
     schema.write_shard(labels, schema.table_dir(build, "labels") / f"part-{shard:05d}.parquet")
 
@@ -196,16 +201,39 @@ def generate(workdir: Path, n: int, seed: int = 7) -> Path:
     return build
 
 
-def run_stage(build: Path, stage: str, workers: int, executor: str) -> dict[str, object]:
+EXECUTORS = ("local", "ray", "ray-url")
+
+
+def subset_name(stage: str) -> str:
+    """One name for every executor's run: the name is in the subset's files (subset.json, drops)."""
+    return "bench-" + re.sub(r"\W+", "-", stage)
+
+
+def make_runner(build: Path, executor: str, workers: int) -> Any:
+    """The executor named ``executor``; ``ray-url``: Ray on the build pushed to a ``file://`` URL,
+    every worker process on its own working copy (under ``WORKDIR/ray-workers``)."""
+    from pmcurate.executor import BuildLocation, RayExecutor, UrlBuildExecutor, make_executor, push
+
+    if executor != "ray-url":
+        return make_executor(executor, workers)
+    cache = build.parent / "ray-workers"
+    ray = RayExecutor(workers, runtime_env={"env_vars": {"PMCURATE_CACHE": str(cache)}})
+    location = BuildLocation(build, (build.parent / "url" / build.name).as_uri())
+    push(location)
+    return UrlBuildExecutor(ray, location)
+
+
+def run_stage(build: Path, stage: str, workers: int, executor: str, partition_rows: int) -> dict[str, object]:
     """One make_subset run (called in a child process): timing and counts."""
-    from pmcurate.executor import make_executor
     from pmcurate.filters.subset import make_subset
 
-    name = "bench-" + re.sub(r"\W+", "-", stage)
-    runner = make_executor(executor, workers)
+    name = subset_name(stage)
+    runner = make_runner(build, executor, workers)
     started = time.perf_counter()
     try:
-        result = make_subset(build, name, rules=RULES, dedup=STAGES[stage], executor=runner)
+        result = make_subset(
+            build, name, rules=RULES, dedup=STAGES[stage], executor=runner, partition_rows=partition_rows
+        )
     finally:
         runner.close()
     return {
@@ -218,12 +246,12 @@ def run_stage(build: Path, stage: str, workers: int, executor: str) -> dict[str,
     }
 
 
-def measured(build: Path, stage: str, workers: int, executor: str) -> dict[str, object]:
+def measured(build: Path, stage: str, workers: int, executor: str, partition_rows: int) -> dict[str, object]:
     """Run one stage in a child process, sampling the memory of its process tree."""
     from build import run_measuring_memory  # bench/build.py: resident memory of a process tree, from /proc
 
     command = [sys.executable, __file__, "--stage", stage, "--build", str(build), "--workers", str(workers),
-               "--executor", executor]  # fmt: skip
+               "--executor", executor, "--partition-rows", str(partition_rows)]  # fmt: skip
     process, output, errors, peak, largest = run_measuring_memory(command, stderr=subprocess.PIPE)
     if process.returncode:
         raise SystemExit(f"{stage} failed ({process.returncode}):\n{errors[-4000:]}")
@@ -297,39 +325,69 @@ def main() -> None:
         "--stages", nargs="+", choices=list(STAGES), default=["rules + exact + near"], help="runs to make"
     )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--partition-rows", type=int, default=100_000, help="rows a range holds (memory follows it)"
+    )
+    parser.add_argument(
+        "--executors", nargs="+", choices=EXECUTORS, default=["local"], help="each run once on each"
+    )
+    parser.add_argument("--executor", choices=EXECUTORS, help=argparse.SUPPRESS)
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:  # child process
-        print(json.dumps(run_stage(args.build, args.stage, args.workers, args.executor)))
+        print(json.dumps(run_stage(args.build, args.stage, args.workers, args.executor, args.partition_rows)))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     builds = {size: generate(args.workdir, size) for size in args.sizes}
-    print(f"executor {args.executor}, {args.workers} workers")
     print(
-        f"{'paragraphs':>10} {'stage':<22} {'seconds':>8} {'rows/s':>8} {'largest':>9} {'tree':>9} "
-        f"{'kept':>10}  duplicates"
+        f"executors {', '.join(args.executors)}, {args.workers} workers, "
+        f"ranges of {args.partition_rows:,} rows"
     )
-    peaks: dict[str, list[tuple[int, float, float]]] = {}
+    print(
+        f"{'paragraphs':>10} {'stage':<22} {'executor':<8} {'seconds':>8} {'rows/s':>8} {'largest':>9} "
+        f"{'tree':>9} {'kept':>10}  duplicates"
+    )
+    peaks: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
     for stage in args.stages:
         for size, build in builds.items():
-            out = measured(build, stage, args.workers, args.executor)
-            rate = float(out["rows"]) / float(out["seconds"])
-            dups = describe_quality(build, stage, str(out["subset"]))
-            print(
-                f"{size:>10,} {stage:<22} {out['seconds']:>8.1f} {rate:>8,.0f} {out['process_mb']:>6,.0f} MB "
-                f"{out['tree_mb']:>6,.0f} MB {out['kept']:>10,}  {dups}",
-                flush=True,
-            )
-            peaks.setdefault(stage, []).append((size, float(out["process_mb"]), float(out["tree_mb"])))
-    for stage, runs in peaks.items():
+            for executor in args.executors:
+                out = measured(build, stage, args.workers, executor, args.partition_rows)
+                rate = float(out["rows"]) / float(out["seconds"])
+                dups = describe_quality(build, stage, str(out["subset"]))
+                first = args.executors[0]
+                made = keep_subset(build, str(out["subset"]), args.workdir / "subsets" / f"{size}" / executor)
+                if executor != first:
+                    same = subset_files(made) == subset_files(made.parent.parent / first / made.name)
+                    dups += f"; subset byte-identical to {first}'s: {'yes' if same else 'NO'}"
+                print(
+                    f"{size:>10,} {stage:<22} {executor:<8} {out['seconds']:>8.1f} {rate:>8,.0f} "
+                    f"{out['process_mb']:>6,.0f} MB {out['tree_mb']:>6,.0f} MB {out['kept']:>10,}  {dups}",
+                    flush=True,
+                )
+                peaks.setdefault((stage, executor), []).append(
+                    (size, float(out["process_mb"]), float(out["tree_mb"]))
+                )
+    for (stage, executor), runs in peaks.items():
         (small, p0, t0), (large, p1, t1) = min(runs), max(runs)
         if large > small:
             print(
-                f"{stage}: {large / small:g}x the paragraphs, peak of the largest process x{p1 / p0:.2f}, "
-                f"of the process tree x{t1 / t0:.2f}"
+                f"{stage} ({executor}): {large / small:g}x the paragraphs, peak of the largest process "
+                f"x{p1 / p0:.2f}, of the process tree x{t1 / t0:.2f}"
             )
+
+
+def keep_subset(build: Path, name: str, folder: Path) -> Path:
+    """A copy of subset ``name`` under ``folder`` (the next executor's run replaces it in the build)."""
+    target = folder / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(build / "subsets" / name, target)
+    return target
+
+
+def subset_files(folder: Path) -> dict[str, bytes]:
+    """Every file of a subset (shards, drops, subset.json) by its name in the subset."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 if __name__ == "__main__":

@@ -1,19 +1,17 @@
 """Where shard functions run: a local process pool, or Ray tasks on a cluster.
 
 A build's heavy work is a list of independent *shard tasks* (parse one batch of input files,
-label one paragraphs shard), each a plain module-level function called with picklable
-arguments that reads and writes the build folder itself and returns a small result. Both
-executors run exactly those functions; nothing else differs between them:
+label one paragraphs shard, one phase of a subset over one range), each a plain module-level
+function called with picklable arguments that reads and writes the build folder itself and
+returns a small result. Both executors run exactly those functions; nothing else differs between
+them:
 
 - ``LocalExecutor(workers)``: in this process when ``workers == 1`` (no pickling, easy to
   debug), else a ``spawn`` process pool created on first use and kept for the whole build.
 - ``RayExecutor(workers)``: ``ray.remote`` tasks. ``RAY_ADDRESS`` (the usual Ray variable)
   names the cluster to join; without it a local Ray instance is started with ``workers`` CPUs.
   ``ray`` is an optional extra (``pip install 'pmcurate[ray]'``), imported only here and only
-  when this executor is chosen. On a cluster, a build behind a URL (below) needs no shared
-  disk for the steps whose tasks read and write through the URL (``fetch``/``upload``: export);
-  the other steps' tasks still need the build folder at the same path on every worker (NFS, or
-  an object store mounted with s3fs/gcsfuse).
+  when this executor is chosen.
 
 ``map`` yields results as tasks finish (not in submission order), with one progress bar per call.
 
@@ -24,18 +22,33 @@ from the URL before the build (``pull``) and synchronised back after it (``push`
 (``.pmcurate/files.json``, written last) lets ``push`` send only changed files and delete the ones
 gone, and lets ``pull`` restore mtimes, on which the build's fingerprints rely: a build resumed
 on another machine from the same URL redoes nothing that was finished.
+
+On Ray, the tasks of a URL build share no disk with the driver (``UrlBuildExecutor``, around the
+Ray executor): before each map the driver pushes its changes; each task runs against its worker
+process's own working copy (``own_copy``), pulls what the map says its tasks read, reads every
+path of the build it was given as a path of that copy (``pack``), and sends what it wrote back
+through the URL; the driver copies those files into its working copy as tasks finish. Inputs
+outside the build (a local source's JATS files) are read at the driver's paths. The export's
+tasks use their own route through the URL (``fetch``/``upload``). The local executor is not
+wrapped: its workers share the driver's disk.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
+import itertools
 import json
 import multiprocessing
 import os
+import pickle
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -61,8 +74,17 @@ class Executor(Protocol):
     workers: int
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str, progress: bool = True
-    ) -> Iterator[R]: ...
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        desc: str,
+        progress: bool = True,
+        reads: Sequence[Path] | None = None,
+    ) -> Iterator[R]:
+        """``fn`` of every item, as tasks finish. ``reads``: the files and folders of the build the
+        tasks read (None: any), which a URL build's workers pull first (``UrlBuildExecutor``)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -77,7 +99,13 @@ class LocalExecutor:
         self._pool: ProcessPoolExecutor | None = None
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str, progress: bool = True
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        desc: str,
+        progress: bool = True,
+        reads: Sequence[Path] | None = None,
     ) -> Iterator[R]:
         with tqdm(total=len(items), desc=desc, unit=" shards", disable=not progress or not items) as bar:
             if self.workers == 1 or len(items) <= 1:
@@ -154,16 +182,22 @@ class RayExecutor:
                 raise ExecutorError(f"cannot start Ray ({where}): {exc}") from None
             self._started = True
         self.workers = int(ray.cluster_resources().get("CPU", 1))
-        self._remote: dict[Callable[..., Any], Any] = {}
+        self._apply: Any = None
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], *, desc: str, progress: bool = True
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        desc: str,
+        progress: bool = True,
+        reads: Sequence[Path] | None = None,
     ) -> Iterator[R]:
         ray = self._ray
-        remote = self._remote.get(fn)
-        if remote is None:
-            remote = self._remote[fn] = ray.remote(max_retries=2)(fn)
-        pending = [remote.remote(item) for item in items]
+        if self._apply is None:
+            self._apply = ray.remote(max_retries=2)(_apply)
+        shipped = ray.put(fn)  # a callable object too (a URL build's task), sent once per map
+        pending = [self._apply.remote(shipped, item) for item in items]
         with tqdm(total=len(items), desc=desc, unit=" shards", disable=not progress or not items) as bar:
             try:
                 while pending:
@@ -180,6 +214,11 @@ class RayExecutor:
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
             self._started = False
+
+
+def _apply(fn: Callable[[T], R], item: T) -> R:
+    """A Ray task: ``fn(item)``."""
+    return fn(item)
 
 
 def make_executor(kind: str, workers: int | None = None) -> LocalExecutor | RayExecutor:
@@ -255,32 +294,64 @@ def _read_listing(fs: Any, root: str) -> dict[str, list[int]]:
         return json.loads(source.read())
 
 
-def pull(location: BuildLocation, prefixes: Sequence[str] | None = None) -> int:
+def pull(
+    location: BuildLocation, prefixes: Sequence[str] | None = None, *, keep: AbstractSet[str] | None = None
+) -> int:
     """Copy the files of a URL build that the working copy lacks or holds in another version,
     restoring their mtimes; returns how many were copied (0 for a local build). ``prefixes``:
-    only the files under these folders (``tables/articles``). Each file is written under a
+    only the files under these folders (``tables/articles``). ``keep``: when given, also delete
+    every file of the working copy that the build lacks, but these (a worker's copy, whose tasks
+    list folders: the files its last tasks wrote, not listed yet). Each file is written under a
     temporary name and renamed, so processes pulling into one working copy never see half a file."""
     if location.remote is None:
         return 0
     fs, root = _filesystem(location.remote)
     remote = _read_listing(fs, root)
-    wanted = tuple(prefix.rstrip("/") + "/" for prefix in prefixes) if prefixes is not None else None
     copied = 0
-    for name, (size, mtime) in sorted(remote.items()):
-        if wanted is not None and not name.startswith(wanted):
+    for name, entry in sorted(remote.items()):
+        if not _under(name, prefixes):
             continue
         target = location.local / name
-        if target.is_file() and _stat_entry(target) == [size, mtime]:
+        if target.is_file() and _stat_entry(target) == entry:
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f"{_PARTIAL}{os.getpid()}-{target.name}")
-        with fs.open_input_stream(f"{root}/{name}") as source, open(partial, "wb") as sink:
-            while block := source.read(1 << 22):
-                sink.write(block)
-        os.utime(partial, ns=(mtime, mtime))
-        os.replace(partial, target)
+        _receive_file(fs, f"{root}/{name}", target, entry[1])
         copied += 1
+    if keep is not None and location.local.is_dir():
+        for name in _local_listing(location.local):
+            if name not in remote and name not in keep:
+                (location.local / name).unlink()
     return copied
+
+
+def _under(name: str, prefixes: Sequence[str] | None) -> bool:
+    """Whether the file ``name`` is one of ``prefixes`` or under one of them (None: the whole build)."""
+    if prefixes is None:
+        return True
+    return any(name == prefix or name.startswith(prefix.rstrip("/") + "/") for prefix in prefixes)
+
+
+def _receive_file(fs: Any, source_path: str, target: Path, mtime: int) -> None:
+    """Copy one file of the URL's file system to ``target`` (atomically), with mtime ``mtime``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{_PARTIAL}{os.getpid()}-{target.name}")
+    with fs.open_input_stream(source_path) as source, open(partial, "wb") as sink:
+        while block := source.read(1 << 22):
+            sink.write(block)
+    os.utime(partial, ns=(mtime, mtime))
+    os.replace(partial, target)
+
+
+def _send_file(fs: Any, source: Path, target_path: str) -> None:
+    fs.create_dir(target_path.rsplit("/", 1)[0], recursive=True)
+    with open(source, "rb") as reader, fs.open_output_stream(target_path) as sink:
+        while block := reader.read(1 << 22):
+            sink.write(block)
+
+
+def _write_listing(fs: Any, root: str, listing: dict[str, list[int]]) -> None:
+    fs.create_dir(f"{root}/.pmcurate", recursive=True)
+    with fs.open_output_stream(f"{root}/{LISTING}") as sink:
+        sink.write(json.dumps(listing, sort_keys=True).encode())
 
 
 def _stat_entry(path: Path) -> list[int]:
@@ -303,17 +374,12 @@ def push(location: BuildLocation) -> tuple[int, int]:
     for name, entry in sorted(local.items()):
         if remote.get(name) == entry:
             continue
-        fs.create_dir(f"{root}/{name}".rsplit("/", 1)[0], recursive=True)
-        with open(location.local / name, "rb") as source, fs.open_output_stream(f"{root}/{name}") as sink:
-            while block := source.read(1 << 22):
-                sink.write(block)
+        _send_file(fs, location.local / name, f"{root}/{name}")
         sent += 1
     gone = sorted(set(remote) - set(local))
     for name in gone:
         fs.delete_file(f"{root}/{name}")
-    fs.create_dir(f"{root}/.pmcurate", recursive=True)
-    with fs.open_output_stream(f"{root}/{LISTING}") as sink:
-        sink.write(json.dumps(local, sort_keys=True).encode())
+    _write_listing(fs, root, local)
     return sent, len(gone)
 
 
@@ -335,11 +401,7 @@ def upload(folder: Path, url: str) -> int:
     fs, root = _filesystem(url)
     sent = 0
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        name = path.relative_to(folder).as_posix()
-        fs.create_dir(f"{root}/{name}".rsplit("/", 1)[0], recursive=True)
-        with open(path, "rb") as source, fs.open_output_stream(f"{root}/{name}") as sink:
-            while block := source.read(1 << 22):
-                sink.write(block)
+        _send_file(fs, path, f"{root}/{path.relative_to(folder).as_posix()}")
         sent += 1
     return sent
 
@@ -369,3 +431,199 @@ def remove(url: str) -> None:
     fs, root = _filesystem(url)
     if fs.get_file_info(root).type != pafs.FileType.NotFound:
         fs.delete_dir(root)
+
+
+# ---------------------------------------------------------------- every step's tasks on a URL build
+
+_here: Path | None = None
+"""In a worker of a URL build, while a task runs: the working copy it runs against. The paths of
+the build a task was given (the driver's) are read as paths of this folder."""
+
+
+class _BuildPickler(pickle.Pickler):
+    """Pickles a path under ``root`` as its name in the build, read back under ``_here``."""
+
+    def __init__(self, file: io.BytesIO, root: Path) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.root = root
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, Path) and obj.is_relative_to(self.root):
+            return _in_build, (str(self.root), obj.relative_to(self.root).as_posix())
+        return NotImplemented
+
+
+def _in_build(root: str, name: str) -> Path:
+    return (_here or Path(root)) / name
+
+
+def pack(obj: Any, root: Path) -> bytes:
+    """``obj`` pickled with its paths under the build ``root`` recorded as names in the build:
+    unpickled in a URL build's task, they are paths of the worker's own working copy; anywhere
+    else, the paths they were."""
+    buffer = io.BytesIO()
+    _BuildPickler(buffer, root).dump(obj)
+    return buffer.getvalue()
+
+
+def unpack(data: bytes, root: Path | None = None) -> Any:
+    """``pack``'s object, its paths of the build under ``root`` (default: as the process reads them)."""
+    global _here
+    if root is None:
+        return pickle.loads(data)
+    before, _here = _here, root
+    try:
+        return pickle.loads(data)
+    finally:
+        _here = before
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What a task on a URL build returns: its packed result and the files it changed there."""
+
+    result: bytes
+    written: dict[str, list[int]]
+    """Name in the build → [size, mtime_ns] of each file the task wrote (sent to the URL)."""
+    deleted: list[str]
+    """Names of the files of the copy the task deleted."""
+
+
+@dataclass(frozen=True)
+class _OnOwnCopy:
+    """A task function run against this worker's own working copy of the build at ``url``: pull
+    what it reads, run it, send what it wrote."""
+
+    fn: Callable[[Any], Any]
+    url: str
+    reads: tuple[str, ...] | None
+    token: str
+    """Names the map: what this process wrote in it is not listed before the map's end."""
+
+    def __call__(self, parcel: bytes) -> _Reply:
+        global _here, _sent
+        location = BuildLocation(own_copy(self.url), self.url)
+        if _sent[0] != self.token:
+            _sent = (self.token, set())
+        pull(location, self.reads, keep=_sent[1])
+        before = _local_listing(location.local)
+        _here = location.local
+        try:
+            result = pack(self.fn(pickle.loads(parcel)), location.local)
+        finally:
+            _here = None
+        after = _local_listing(location.local)
+        written = {name: entry for name, entry in after.items() if before.get(name) != entry}
+        fs, root = _filesystem(self.url)
+        for name in sorted(written):
+            _send_file(fs, location.local / name, f"{root}/{name}")
+        _sent[1].update(written)
+        return _Reply(result, written, sorted(set(before) - set(after)))
+
+
+_sent: tuple[str, set[str]] = ("", set())
+"""The map this process last ran a task of, and the files its tasks wrote in it."""
+
+
+_copies: dict[str, tuple[Path, int]] = {}
+"""URL → this process's working copy of it and the descriptor holding its lock."""
+
+
+def own_copy(url: str) -> Path:
+    """This worker process's working copy of the build at ``url``: a folder
+    ``$PMCURATE_CACHE/workers/<key>/<n>`` that one process at a time holds (a lock for the
+    process's life), so what a task wrote is told apart from the writes of its neighbours."""
+    if url in _copies:
+        return _copies[url][0]
+    shared = locate_build(url).local
+    base = shared.parent.parent / "workers" / shared.name
+    base.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        handle = os.open(base / f"{n}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            continue
+        _copies[url] = (base / str(n), handle)
+        break
+    return _copies[url][0]
+
+
+@dataclass
+class UrlBuildExecutor:
+    """The executor of a URL build whose workers share no disk with the driver (Ray on a cluster).
+
+    Each ``map`` first sends what the driver changed in its working copy to the URL (``push``).
+    Each task then runs on ``inner``'s workers against the worker process's own working copy
+    (``own_copy``). It pulls the files the build holds under the map's ``reads`` (all of them when
+    None; files unchanged since its last task stay) and deletes those the build no longer holds
+    (tasks list folders; stale work folders do not pile up); it runs with every path of the build
+    it was given read as a path of that copy (``pack``); it sends the files it wrote to the URL.
+    The driver copies them into its working copy as tasks finish, so ``finish`` and the next map
+    see what a local run would, and adds them to the build's listing."""
+
+    inner: Executor
+    location: BuildLocation
+    name: str = field(init=False)
+    workers: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        assert self.location.remote is not None, "a build behind a URL"
+        self.name, self.workers = self.inner.name, self.inner.workers
+
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        desc: str,
+        progress: bool = True,
+        reads: Sequence[Path] | None = None,
+    ) -> Iterator[R]:
+        url, root = self.location.remote, self.location.local
+        assert url is not None
+        push(self.location)
+        names = None if reads is None else tuple(_names_in(root, reads))
+        if names is not None and "." in names:  # the build folder itself
+            names = None
+        task = _OnOwnCopy(fn, url, names, uuid.uuid4().hex)
+        parcels = [pack(item, root) for item in items]
+        fs, remote_root = _filesystem(url)
+        written: dict[str, list[int]] = {}
+        deleted: set[str] = set()
+        try:
+            for reply in self.inner.map(task, parcels, desc=desc, progress=progress):
+                for name, entry in reply.written.items():
+                    _receive_file(fs, f"{remote_root}/{name}", root / name, entry[1])
+                for name in reply.deleted:
+                    (root / name).unlink(missing_ok=True)
+                written.update(reply.written)
+                deleted.update(reply.deleted)
+                yield unpack(reply.result, root)
+        finally:
+            self._record(written, deleted)
+
+    def _record(self, written: dict[str, list[int]], deleted: set[str]) -> None:
+        """Add what the tasks wrote to the build's listing (so that ``push`` does not send it
+        again) and take out what they deleted."""
+        if not written and not deleted:
+            return
+        assert self.location.remote is not None
+        fs, root = _filesystem(self.location.remote)
+        listing = _read_listing(fs, root)
+        listing.update(written)
+        for name in deleted - set(written):
+            if listing.pop(name, None) is not None:
+                fs.delete_file(f"{root}/{name}")
+        _write_listing(fs, root, listing)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _names_in(root: Path, paths: Sequence[Path]) -> Iterator[str]:
+    """The names in the build of those ``paths`` under ``root`` (others are not the build's)."""
+    for path in paths:
+        if path.is_relative_to(root):
+            yield path.relative_to(root).as_posix()

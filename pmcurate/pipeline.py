@@ -44,7 +44,14 @@ from pathlib import Path
 from typing import Any
 
 from pmcurate import schema
-from pmcurate.executor import BuildLocation, Executor, locate_build, make_executor, pull, push
+from pmcurate.executor import (
+    Executor,
+    UrlBuildExecutor,
+    locate_build,
+    make_executor,
+    pull,
+    push,
+)
 from pmcurate.export.steps import DATASET_DIR, dataset_dir
 from pmcurate.manifest import Manifest
 from pmcurate.provenance import PROVENANCE_FILE, write_provenance
@@ -168,7 +175,10 @@ def run_build(
     if swept:
         log.info("%s: removed %d temporary files left by an interrupted run", build, swept)
     runner = make_executor(executor, workers) if isinstance(executor, str) else executor
-    ctx = _Context(manifest, Build.open(build, force=force, progress=progress), runner)
+    tasks: Executor = runner
+    if location.remote and runner.name == "ray":  # workers that may not share this disk
+        tasks = UrlBuildExecutor(runner, location)
+    ctx = _Context(manifest, Build.open(build, force=force, progress=progress), tasks)
     ctx.remote = location.remote if runner.name == "ray" else None
     stages = {
         "harvest": _stage_harvest,
@@ -303,8 +313,6 @@ def _stage_export(ctx: _Context) -> None:
             remote=ctx.remote,
             tasks=ctx.executor.workers if ctx.executor else None,
         )
-        if ctx.remote and ctx.plan is None:  # the tasks read the tables from the URL
-            push(BuildLocation(ctx.build, ctx.remote))
         ctx.run(ExportStep(config))
 
 

@@ -16,7 +16,11 @@ reads and writes, carries one frozen config dataclass (``StepConfig``), and spli
 
 ``run_step`` runs them in that order on an executor (``executor.py``: a local process pool or
 Ray), tasks largest first, records the fingerprint, counts and drops in the build state, and in a
-plan (``Build.plan``) says instead whether the step would run and why.
+plan (``Build.plan``) says instead whether the step would run and why. ``task_reads(build)``
+names what the tasks read of the build: on Ray with a build behind a URL, workers that share no
+disk with the driver pull it before a task and send back what the task wrote
+(``executor.UrlBuildExecutor``); the step itself is shipped with its paths of the build relative
+to it (``executor.pack``), so a worker reads them in its own copy.
 
 A config's fields are declared with ``option``: its default, help text, choices and CLI flag. The
 manifest reader (``StepConfig.from_table``) and the CLI options (``add_arguments`` /
@@ -44,6 +48,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from pmcurate.errors import Fatal, PmcurateError, Retry, one_line
+from pmcurate.executor import pack
 
 log = logging.getLogger(__name__)
 
@@ -582,6 +587,13 @@ class Step(Generic[C, T]):
             return "run", f"{len(tasks)} tasks to run"
         return "unchanged", "every task done"
 
+    def task_reads(self, build: Build) -> list[Path] | None:
+        """The files and folders of the build its tasks read (None: any of them). A worker that
+        does not share the driver's disk (Ray on a URL build: ``executor.UrlBuildExecutor``)
+        pulls them from the build's URL before a task; what a task writes anywhere in the build
+        goes back without being declared."""
+        return None
+
     def prepare(self, build: Build) -> None:
         """In the driver, before the tasks run (and not in a plan): remove what is stale."""
 
@@ -610,7 +622,15 @@ class Runner(Protocol):
     name: str
     workers: int
 
-    def map(self, fn: Any, items: Sequence[Any], *, desc: str, progress: bool = True) -> Iterable[Any]: ...
+    def map(
+        self,
+        fn: Any,
+        items: Sequence[Any],
+        *,
+        desc: str,
+        progress: bool = True,
+        reads: Sequence[Path] | None = None,
+    ) -> Iterable[Any]: ...
 
 
 def run_step(step: Step[Any, Any], build: Build, executor: Runner | None = None) -> StepReport:
@@ -663,13 +683,16 @@ def _run(step: Step[Any, Any], build: Build, key: str | None, executor: Runner |
     counts: list[dict[str, int]] = []
     if tasks:
         token = f"{step.name}:{os.getpid()}:{time.monotonic_ns()}"
-        blob = pickle.dumps(step)
+        blob = pack(step, build.path)  # a worker with its own copy of a URL build reads its paths there
         work = [(token, blob, task) for task in tasks]
         try:
             if executor is None:
                 counts = [_run_task(item) for item in work]
             else:
-                counts = list(executor.map(_run_task, work, desc=step.name, progress=build.progress))
+                reads = step.task_reads(build)
+                counts = list(
+                    executor.map(_run_task, work, desc=step.name, progress=build.progress, reads=reads)
+                )
         finally:
             _release()  # tasks run in this process (one worker, or one task): tear the step down here
     report = step.finish(build, counts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -10,12 +11,17 @@ from pathlib import Path
 import pytest
 
 from pmcurate.executor import (
+    LISTING,
     BuildLocation,
     ExecutorError,
     LocalExecutor,
     RayExecutor,
+    UrlBuildExecutor,
     locate_build,
     make_executor,
+    own_copy,
+    pack,
+    unpack,
 )
 from pmcurate.manifest import load_manifest
 from pmcurate.pipeline import run_build
@@ -117,3 +123,59 @@ def test_pool_workers_run_one_polars_thread_each() -> None:
     finally:
         executor.close()
     assert found == {"1:1"}
+
+
+def test_packed_paths_of_the_build_are_read_under_the_receiving_copy(tmp_path: Path) -> None:
+    data = pack(
+        {"shard": tmp_path / "driver" / "tables" / "a.parquet", "input": Path("/in/x.xml")},
+        tmp_path / "driver",
+    )
+    assert unpack(data)["shard"] == tmp_path / "driver" / "tables" / "a.parquet"
+    assert unpack(data, tmp_path / "worker") == {
+        "shard": tmp_path / "worker" / "tables" / "a.parquet",
+        "input": Path("/in/x.xml"),
+    }
+
+
+def _shout(path: Path) -> Path:
+    """A task: writes its input upper-cased to ``out/``, deletes ``gone/old.txt``; returns the file."""
+    build = path.parents[2]
+    target = build / "out" / "b.txt"
+    target.parent.mkdir(parents=True)
+    target.write_text(path.read_text().upper())
+    (build / "gone" / "old.txt").unlink()
+    return target
+
+
+def test_url_build_tasks_run_on_their_own_copy_and_send_back_what_they_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = (tmp_path / "bucket" / "b").as_uri()
+    driver = BuildLocation(tmp_path / "driver", url)
+    for name, text in {"tables/x/a.txt": "hello", "other/skip.txt": "-", "gone/old.txt": "-"}.items():
+        (driver.local / name).parent.mkdir(parents=True, exist_ok=True)
+        (driver.local / name).write_text(text)
+    monkeypatch.setenv("PMCURATE_CACHE", str(tmp_path / "worker"))
+    executor = UrlBuildExecutor(LocalExecutor(1), driver)
+    reads = [driver.local / "tables" / "x", driver.local / "gone"]
+
+    results = list(
+        executor.map(_shout, [driver.local / "tables/x/a.txt"], desc="t", progress=False, reads=reads)
+    )
+
+    assert results == [driver.local / "out" / "b.txt"]
+    assert (driver.local / "out" / "b.txt").read_text() == "HELLO"
+    assert not (driver.local / "gone" / "old.txt").exists()
+    worker = own_copy(url)
+    assert worker.is_relative_to(tmp_path / "worker")
+    assert (worker / "out" / "b.txt").is_file() and not (worker / "other").exists()
+    listing = json.loads((tmp_path / "bucket" / "b" / LISTING).read_text())
+    assert sorted(listing) == ["other/skip.txt", "out/b.txt", "tables/x/a.txt"]
+    assert not (tmp_path / "bucket" / "b" / "gone" / "old.txt").exists()
+
+    (driver.local / "out" / "b.txt").unlink()  # gone from the build: gone from the worker's copy
+    assert list(executor.map(_exists, [driver.local / "out" / "b.txt"], desc="t", progress=False)) == [False]
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()

@@ -49,15 +49,15 @@ class LabelTask:
     """Rows ``start``–``stop`` of one paragraphs shard; ``part``: the file they go to when the
     shard is cut into several tasks (None: the labels shard itself)."""
 
-    source: str
-    target: str
+    source: Path
+    target: Path
     start: int
     stop: int
-    part: str | None = None
+    part: Path | None = None
 
     @property
     def key(self) -> str:
-        return f"{Path(self.source).name}:{self.start}-{self.stop}"
+        return f"{self.source.name}:{self.start}-{self.stop}"
 
     @property
     def size(self) -> int:
@@ -83,14 +83,14 @@ def split_shard(source: Path, target: Path, rows: int, size: int, annotator: str
     """Tasks of about ``size`` rows covering the ``rows`` of ``source`` (parts already written: none)."""
     count = max(1, math.ceil(rows / size))
     if count == 1:
-        return [LabelTask(str(source), str(target), 0, rows)]
+        return [LabelTask(source, target, 0, rows)]
     folder = parts_dir(target, source, annotator)
     bounds = [rows * i // count for i in range(count + 1)]
     tasks = []
     for start, stop in itertools.pairwise(bounds):
         part = folder / f"{start:012d}-{stop:012d}.parquet"
         if not student.is_current(part, annotator):
-            tasks.append(LabelTask(str(source), str(target), start, stop, str(part)))
+            tasks.append(LabelTask(source, target, start, stop, part))
     return tasks
 
 
@@ -161,6 +161,10 @@ class ApplyStep(Step[ApplyConfig, LabelTask]):
             return "may run", f"labels the shards {build.pending} adds or changes"
         return "unchanged", f"all {len(sources)} paragraphs shards labelled by this student"
 
+    def task_reads(self, build: Build) -> list[Path]:
+        """The paragraphs shards, the articles (their types) and the student's files."""
+        return [schema.table_dir(build.path, name) for name in self.reads] + [build.path / "models"]
+
     def prepare(self, build: Build) -> None:
         """Remove what a killed run left half-written, labels of paragraphs shards now gone, and
         parts of older students or older paragraphs shards."""
@@ -183,8 +187,8 @@ class ApplyStep(Step[ApplyConfig, LabelTask]):
         self.labeller = students.get(self.config.student).load(self.build, self.config)
 
     def run(self, task: LabelTask) -> dict[str, int]:
-        table = label_rows(self.labeller, Path(task.source), task.start, task.stop)
-        path = Path(task.part or task.target)
+        table = label_rows(self.labeller, task.source, task.start, task.stop)
+        path = task.part or task.target
         path.parent.mkdir(parents=True, exist_ok=True)
         schema.write_shard(table, path)
         return {"paragraphs_labelled": table.num_rows, "shards_labelled": int(task.part is None)}

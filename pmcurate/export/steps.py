@@ -150,6 +150,11 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
         self._plan = exporter.make_plan(build.path, config, progress=build.progress)
         return list(self._plan.tasks)
 
+    def task_reads(self, build: Build) -> list[Path] | None:
+        """None; nothing when the build is behind a URL: the tasks then read and write through it
+        themselves (``exporter.ExportJob``)."""
+        return [] if self.config.remote else None
+
     def prepare(self, build: Build) -> None:
         assert self._plan is not None
         self._plan.stage()

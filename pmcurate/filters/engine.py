@@ -631,9 +631,12 @@ def _read_piece(piece: Piece) -> pa.Table:
 
 
 def _map(
-    executor: Executor, fn: Callable[[Any], Any], items: Sequence[Any], desc: str, progress: bool
+    runner: Executor, job: Job, fn: Callable[[Any], Any], items: Sequence[Any], desc: str, progress: bool
 ) -> list[Any]:
-    return list(executor.map(fn, items, desc=desc, progress=progress))
+    """``fn`` of every item on ``runner``. The tasks read the tables of ``job`` and its work folder
+    (the workers of a URL build pull them: ``executor.UrlBuildExecutor``)."""
+    reads = [*(schema.table_dir(job.build, table) for table in job.tables), job.work]
+    return list(runner.map(fn, items, desc=desc, progress=progress, reads=reads))
 
 
 def run(
@@ -651,12 +654,12 @@ def run(
     clock = _Clock()
     source_shards = schema.shard_paths(job.build, job.source)
     samples = _map(
-        runner, sample_task, [(p, SAMPLES_PER_SHARD) for p in source_shards], "subset: ranges", progress
+        runner, job, sample_task, [(p, SAMPLES_PER_SHARD) for p in source_shards], "subset: ranges", progress
     )
     job = replace(job, boundaries=boundaries(samples, partition_rows))
     _scatter(job, runner, progress)
     clock.lap("partition")
-    judged = _map(runner, judge_task, [(job, r) for r in range(job.ranges)], "subset: rules", progress)
+    judged = _map(runner, job, judge_task, [(job, r) for r in range(job.ranges)], "subset: rules", progress)
     clock.lap("rules")
     sizes = [n for _, n in sorted(judged)]  # tasks finish in any order
     job = replace(job, offsets=tuple(int(v) for v in np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))))
@@ -666,12 +669,12 @@ def run(
             summary["near"] = _near(job, runner, progress)
         else:
             items = [(job, kind, r) for r in range(job.ranges)]
-            _map(runner, exact_keys_task, items, f"subset: {kind} keys", progress)
-            _map(runner, exact_bucket_task, items, f"subset: {kind} duplicates", progress)
+            _map(runner, job, exact_keys_task, items, f"subset: {kind} keys", progress)
+            _map(runner, job, exact_bucket_task, items, f"subset: {kind} duplicates", progress)
         job = replace(job, dedup_done=(*job.dedup_done, kind))
         clock.lap(f"dedup {kind}")
     finished = sorted(
-        _map(runner, finish_task, [(job, r) for r in range(job.ranges)], "subset: write", progress),
+        _map(runner, job, finish_task, [(job, r) for r in range(job.ranges)], "subset: write", progress),
         key=lambda result: result["range"],
     )
     counts: dict[str, int] = {}
@@ -712,19 +715,26 @@ def _scatter(job: Job, runner: Executor, progress: bool) -> None:
         if table != "labels"
         for s, path in enumerate(schema.shard_paths(job.build, table))
     ]
-    _map(runner, scatter_task, items, "subset: partition", progress)
+    _map(runner, job, scatter_task, items, "subset: partition", progress)
     if "labels" in job.tables:
         shards = [(job, t, path) for t, path in enumerate(schema.shard_paths(job.build, "labels"))]
-        _map(runner, label_hash_task, shards, "subset: partition labels", progress)
-        _map(runner, label_join_task, [(job, b) for b in range(job.ranges)], "subset: join labels", progress)
+        _map(runner, job, label_hash_task, shards, "subset: partition labels", progress)
+        _map(
+            runner,
+            job,
+            label_join_task,
+            [(job, b) for b in range(job.ranges)],
+            "subset: join labels",
+            progress,
+        )
 
 
 def _near(job: Job, runner: Executor, progress: bool) -> dict[str, object]:
     """Near dedup's tasks; what ``subset.json`` records about it."""
     ranges = [(job, r) for r in range(job.ranges)]
-    _map(runner, signatures_task, ranges, "subset: near signatures", progress)
-    _map(runner, bucket_task, ranges, "subset: near buckets", progress)
-    verified = _map(runner, verify_task, ranges, "subset: near pairs", progress)
+    _map(runner, job, signatures_task, ranges, "subset: near signatures", progress)
+    _map(runner, job, bucket_task, ranges, "subset: near buckets", progress)
+    verified = _map(runner, job, verify_task, ranges, "subset: near pairs", progress)
     union(job)
     return {
         **asdict(job.near),
@@ -749,7 +759,7 @@ def _write_shards(
     sizes = [int(result[count]) for result in finished]
     shards = shard_pieces(paths, sizes, shard_rows)
     items = [(pieces, out_schema, folder / f"part-{k:05d}.parquet") for k, pieces in enumerate(shards)]
-    _map(runner, write_shard_task, items, f"subset: {what} shards", progress)
+    _map(runner, job, write_shard_task, items, f"subset: {what} shards", progress)
     return sum(sizes)
 
 

@@ -102,7 +102,7 @@ class LocalTask:
     """One ``local.Task`` of a build: what a worker needs to parse and write it."""
 
     task: local.Task
-    build: str
+    build: Path
 
     @property
     def key(self) -> str:
@@ -143,9 +143,7 @@ class LocalHarvest(Step[LocalConfig, LocalTask]):
 
     def plan(self, build: Build) -> list[LocalTask]:
         completed = store.completed_shards(build.path)
-        return [
-            LocalTask(task, str(build.path)) for task in self.all_tasks() if not task.is_complete(completed)
-        ]
+        return [LocalTask(task, build.path) for task in self.all_tasks() if not task.is_complete(completed)]
 
     def explain(self, build: Build, tasks: list[LocalTask]) -> tuple[str, str]:
         every = self.all_tasks()
@@ -158,6 +156,11 @@ class LocalHarvest(Step[LocalConfig, LocalTask]):
             parts.append(f"shards of {len(stale)} changed or removed tasks to remove")
         return "run", "; ".join(parts)
 
+    def task_reads(self, build: Build) -> list[Path]:
+        """A task skips its shards already written: it lists the articles table (its input files
+        are outside the build: a worker reads them at the driver's paths)."""
+        return [schema.table_dir(build.path, "articles")]
+
     def setup(self) -> None:
         gc.freeze()  # the imports' objects: never garbage, never walked again by the collector
 
@@ -165,7 +168,7 @@ class LocalHarvest(Step[LocalConfig, LocalTask]):
         config = self.config
         counts = local.run_task(
             task.task,
-            Path(task.build),
+            task.build,
             batch_size=config.batch_size,
             shard_bytes=config.shard_bytes,
             max_member_bytes=config.max_member_bytes,
