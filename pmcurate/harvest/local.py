@@ -177,7 +177,7 @@ def harvest_local(
         max_member_bytes=max_member_bytes,
     )
     step = LocalHarvest(config)
-    step.all_tasks()
+    step.all_tasks()  # the inputs checked here: a HarvestInputError stays one
     executor = LocalExecutor(workers)
     try:
         run_step(step, Build.open(Path(out), progress=progress), executor)
