@@ -103,13 +103,17 @@ def add_harvest_network(sources: argparse._SubParsersAction) -> None:
 
 
 def _harvest_network(args: argparse.Namespace) -> int:
-    from pmcurate.harvest import source
-    from pmcurate.harvest.steps import CONFIGS, NetworkConfig
+    """The ``harvest:<kind>`` step through the one runner, as ``pmcurate build`` runs a network
+    source (in this process: its fetcher bounds the requests in flight)."""
+    from pmcurate import progress
+    from pmcurate.harvest.steps import CONFIGS, NetworkConfig, NetworkHarvest
+    from pmcurate.step import Build, run_step
 
     config = CONFIGS[args.kind].from_args(args)
     assert isinstance(config, NetworkConfig)
-    summary = source.get(args.kind).harvest(config.harvest_options(args.out))
-    print(summary.line())
+    step = NetworkHarvest(config)
+    run_step(step, Build.open(args.out, force=True, progress=progress.enabled()))
+    print(step.result.line())
     return 0
 
 

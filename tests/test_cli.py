@@ -118,7 +118,7 @@ def test_unreachable_host_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.
     argv = ["harvest", "europepmc", "--query", "malaria", "--out", str(tmp_path / "b")]
     assert main([*argv, "--base-url", closed_port_url(), "--retries", "0"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("pmcurate: error: http://127.0.0.1:")
+    assert err.startswith("pmcurate: error: harvest:europepmc: http://127.0.0.1:")
     assert "run the same command again to resume" in err and err.count("\n") == 1
 
 
@@ -130,7 +130,7 @@ def test_build_without_network_is_one_line(tmp_path: Path, capsys: pytest.Captur
     )
     assert main(["build", str(manifest), "--out", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("pmcurate: error: harvest europepmc (sources #1): http://127.0.0.1:")
+    assert err.startswith("pmcurate: error: harvest:europepmc#1: http://127.0.0.1:")
     assert "run the same command again to resume" in err and err.count("\n") == 1
 
 

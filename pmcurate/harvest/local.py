@@ -12,7 +12,8 @@ Work plan, deterministic from the inputs so that a rerun finds its earlier outpu
   ``<key>-NNNNN-end``. A shard whose articles file exists is complete (``store`` module) and is
   not parsed again; a task whose ``-end`` shard exists is not even read. Files of unfinished
   ``local-`` shards (a killed run) are deleted first, so none is left orphaned when inputs change.
-- Tasks run on a process pool when ``workers > 1``.
+- Tasks are the ``harvest:local`` step's (``steps.LocalHarvest``), run by the one runner
+  (``step.run_step``) on its executor: a local process pool or Ray.
 
 Images: a package read from a ``.tar.gz`` attaches the images of the XML's archive folder; a plain
 XML file on disk (an extracted package: the XML with its images beside it) attaches the images of
@@ -33,17 +34,11 @@ run by rewriting the losing shards without the article's rows.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import queue
-import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
-
-from tqdm import tqdm
 
 from pmcurate import schema
 from pmcurate.harvest import HarvestInputError, archive, jats, store
@@ -54,9 +49,6 @@ SOURCE = "local"
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_SHARD_BYTES = 256 * 2**20
 END = "-end"
-
-Report = Callable[[int, int, int], None]
-"""Progress callback: (articles, bytes) just processed, and the on-disk bytes of input files finished."""
 
 
 @dataclass(frozen=True)
@@ -165,115 +157,34 @@ def harvest_local(
 ) -> HarvestSummary:
     """Harvest JATS files, folders and archives under ``paths`` into the build ``out``.
 
-    ``workers`` defaults to the number of CPUs; ``citations`` is the parser's mode for bibliography
-    citations (``jats.parse``: ``"marker"`` or ``"drop"``). Raises ``HarvestInputError`` for a missing path
-    or an unsupported file given explicitly, an unknown ``citations`` mode, or when nothing to
-    harvest is found.
+    The ``harvest:local`` step (``steps.LocalHarvest``) through the one runner (``step.run_step``)
+    on a ``LocalExecutor`` of ``workers`` processes (default: the number of CPUs), as ``pmcurate
+    harvest local`` runs it; the build's state records it. ``citations`` is the parser's mode for
+    bibliography citations (``jats.parse``: ``"marker"`` or ``"drop"``). Raises
+    ``HarvestInputError`` for a missing path or an unsupported file given explicitly, an unknown
+    ``citations`` mode, or when nothing to harvest is found: the inputs are planned before the
+    runner starts, which would name such an error after the step (``StepFailed``).
     """
-    started = time.perf_counter()
-    source = LocalSource(
-        [Path(p) for p in paths],
+    from pmcurate.executor import LocalExecutor
+    from pmcurate.harvest.steps import LocalConfig, LocalHarvest  # the steps build on this module
+    from pmcurate.step import Build, run_step
+
+    config = LocalConfig(
+        paths=tuple(Path(p) for p in paths),
         batch_size=batch_size,
+        citations=citations,
         shard_bytes=shard_bytes,
         max_member_bytes=max_member_bytes,
-        citations=citations,
     )
-    out = Path(out)
-    tasks = source.plan()
-    store.remove_unfinished(out, prefix="local-")
-    completed = store.completed_shards(out)
-    pending = [task for task in tasks if not task.is_complete(completed)]
-    summary = HarvestSummary(build=out, tasks=len(tasks), tasks_skipped=len(tasks) - len(pending))
-    options: dict[str, Any] = {
-        "batch_size": batch_size,
-        "shard_bytes": shard_bytes,
-        "max_member_bytes": max_member_bytes,
-        "citations": citations,
-    }
-    total = sum(path.stat().st_size for task in pending for path in task.files)
-    bar = tqdm(
-        total=total, unit="B", unit_scale=True, disable=not progress, desc="harvest local", dynamic_ncols=True
-    )
-    with bar:
-        progress_bar = _Progress(bar)
-        for counts in _run_tasks(pending, out, options, workers or os.cpu_count() or 1, progress_bar.update):
-            summary.add(counts)
-    removed = source.settle(out, tasks)
-    summary.duplicates += removed["articles"]
-    for table, rows in removed.items():
-        # rows removed from shards of an earlier, interrupted run were never counted in this one
-        setattr(summary, table, max(0, getattr(summary, table) - rows))
-    summary.seconds = time.perf_counter() - started
+    step = LocalHarvest(config)
+    step.all_tasks()  # the inputs checked here: a HarvestInputError stays one
+    executor = LocalExecutor(workers)
+    try:
+        run_step(step, Build.open(Path(out), progress=progress), executor)
+    finally:
+        executor.close()
+    summary: HarvestSummary = step.result
     return summary
-
-
-class _Progress:
-    """The bar counts the on-disk bytes of the input files finished, so it has a total and an ETA;
-    articles parsed and the rate of bytes read (XML and images, uncompressed) are shown beside it."""
-
-    def __init__(self, bar: tqdm) -> None:
-        self.bar = bar
-        self.articles = 0
-        self.bytes = 0
-        self.started = time.perf_counter()
-
-    def update(self, articles: int, nbytes: int, done_bytes: int) -> None:
-        self.articles += articles
-        self.bytes += nbytes
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix_str(
-            f"{self.articles:,} articles, {self.bytes / 1e6 / elapsed:,.1f} MB/s read", refresh=False
-        )
-        self.bar.update(done_bytes)
-
-
-def _run_tasks(
-    tasks: list[Task], build: Path, options: dict[str, Any], workers: int, report: Report
-) -> Iterator[Counts]:
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield run_task(task, build, report=report, **options)
-        return
-    context = multiprocessing.get_context("spawn")
-    messages: multiprocessing.Queue[tuple[int, int, int]] = context.Queue()
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)),
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(messages,),
-    ) as pool:
-        futures: set[Future[Counts]] = {
-            pool.submit(_run_task_in_worker, task, build, options) for task in tasks
-        }
-        while futures:
-            done, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(messages, report)
-            for future in done:
-                yield future.result()
-        _drain(messages, report)
-
-
-_worker_queue: multiprocessing.Queue[tuple[int, int, int]] | None = None
-
-
-def _init_worker(messages: multiprocessing.Queue[tuple[int, int, int]]) -> None:
-    global _worker_queue
-    _worker_queue = messages
-
-
-def _run_task_in_worker(task: Task, build: Path, options: dict[str, Any]) -> Counts:
-    messages = _worker_queue
-    assert messages is not None  # set by _init_worker
-    return run_task(task, build, report=lambda *progress: messages.put(progress), **options)
-
-
-def _drain(messages: multiprocessing.Queue[tuple[int, int, int]], report: Report) -> None:
-    while True:
-        try:
-            progress = messages.get_nowait()
-        except queue.Empty:
-            return
-        report(*progress)
 
 
 class ParsedDocument(NamedTuple):
@@ -398,7 +309,6 @@ def run_task(
     batch_size: int,
     shard_bytes: int,
     max_member_bytes: int,
-    report: Report,
     citations: str = "marker",
 ) -> Counts:
     """Read, parse and write one task's shards, skipping the complete ones; return its counts."""
@@ -420,23 +330,21 @@ def run_task(
             shard.documents += 1
             shard.nbytes += nbytes
             counts.bytes_read += nbytes
-            articles = 0 if shard.skip else _parse_into(source, shard, item, counts, beside)
-            report(articles, nbytes, 0)
-        report(0, 0, path.stat().st_size)
+            if not shard.skip:
+                _parse_into(source, shard, item, counts, beside)
     _finish(task, shard, build, counts, last=True)
     return counts
 
 
 def _parse_into(
     source: LocalSource, shard: _Shard, document: archive.Document, counts: Counts, beside: FolderImages
-) -> int:
-    """Parse ``document`` into ``shard``; quarantine what fails. Returns articles parsed."""
+) -> None:
+    """Parse ``document`` into ``shard``; quarantine what fails."""
     parsed = source.parse(document, beside)
     shard.quarantine += parsed.rejections
     counts.images += parsed.images
     for article in parsed.articles:
         shard.rows.add(article)
-    return len(parsed.articles)
 
 
 class FolderImages:

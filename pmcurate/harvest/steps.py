@@ -34,8 +34,6 @@ from pmcurate.step import (
     Size,
     Step,
     StepConfig,
-    StepFailed,
-    StepInterrupted,
     StepReport,
     option,
 )
@@ -173,7 +171,6 @@ class LocalHarvest(Step[LocalConfig, LocalTask]):
             shard_bytes=config.shard_bytes,
             max_member_bytes=config.max_member_bytes,
             citations=config.citations,
-            report=lambda *progress: None,
         )
         return asdict(counts)
 
@@ -398,15 +395,17 @@ def harvest_steps(sources: Sequence[SourceConfig]) -> list[Step[Any, Any]]:
 
 
 class NetworkHarvest(Step[NetworkConfig, Any]):
-    """``harvest:<kind>#<n>``: the harvest of network source ``n`` of a manifest, run in the driver,
-    where its fetcher bounds its concurrency and rate."""
+    """``harvest:<kind>#<n>``: the harvest of network source ``n`` of a manifest (``harvest:<kind>``
+    for the ``pmcurate harvest`` command, ``index`` None), run in the driver, where its fetcher
+    bounds its concurrency and rate. An error names the step (``step.run_step``): a transport
+    failure (``fetch.HarvestInterrupted``) stops it resumably, a bad input stops it for good."""
 
     writes = CONTENT
 
-    def __init__(self, config: NetworkConfig, index: int) -> None:
-        super().__init__(config, name=f"harvest:{config.kind}#{index}")
+    def __init__(self, config: NetworkConfig, index: int | None = None) -> None:
+        suffix = "" if index is None else f"#{index}"
+        super().__init__(config, name=f"harvest:{config.kind}{suffix}")
         self.kind = config.kind
-        self.index = index
 
     def fingerprint(self, build: Build) -> None:
         return None
@@ -415,15 +414,9 @@ class NetworkHarvest(Step[NetworkConfig, Any]):
         return "run", f"asks {self.kind} for new or changed articles (finished shards are kept)"
 
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
-        from pmcurate.harvest.fetch import HarvestInterrupted
-
-        where = f"harvest {self.kind} (sources #{self.index})"
-        try:
-            summary = source.get(self.kind).harvest(self.config.harvest_options(build.path))
-        except HarvestInputError as exc:
-            raise StepFailed(f"{where}: {exc}") from None
-        except HarvestInterrupted as exc:
-            raise StepInterrupted(f"{where}: {exc}") from None
+        """The harvest; ``result``: its summary, which ``pmcurate harvest <kind>`` prints."""
+        summary = source.get(self.kind).harvest(self.config.harvest_options(build.path))
+        self.result = summary
         return StepReport(
             self.name,
             "ran",

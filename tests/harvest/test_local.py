@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -162,7 +163,7 @@ def test_rerun_redoes_only_the_unfinished_shard(tmp_path: Path) -> None:
     summary = harvest([JATS_DIR], build, batch_size=4)
     after = files_state(build)
     changed = sorted(name for name in after if before.get(name) != after[name])
-    assert changed == [
+    assert changed == [".pmcurate/state.json"] + [
         f"tables/{table}/{unfinished.name}" for table in ("articles", "figures", "paragraphs", "tables")
     ]
     assert summary.shards_written == 1
@@ -428,10 +429,16 @@ def test_images_beside_the_xml_are_not_read_through_links(tmp_path: Path) -> Non
     assert summary.images == 1
 
 
-def test_progress_has_a_total_and_an_eta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    total = sum((JATS_DIR / name).stat().st_size for name in JATS_FILES)
-    harvest_local([JATS_DIR], tmp_path / "build", workers=1, progress=True)
+def test_progress_is_the_runners_bar_of_the_step_counting_tasks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = len(plan_tasks([JATS_DIR / name for name in JATS_FILES], batch_size=4, shard_bytes=2**30))
+    harvest([JATS_DIR], tmp_path / "build", batch_size=4, progress=True)
     bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
-    assert bar.startswith("harvest local: 100%")
-    assert f"/{total / 1000:.0f}k" in bar or f"/{total / 1e6:.2f}M" in bar  # the input's bytes
-    assert f"{FIXTURE_ARTICLES} articles" in bar
+    assert bar.startswith("harvest:local: 100%") and f"| {tasks}/{tasks} [" in bar
+
+
+def test_the_step_is_recorded_in_the_build_state(tmp_path: Path) -> None:
+    harvest([JATS_DIR], tmp_path / "build")
+    state = json.loads((tmp_path / "build" / ".pmcurate" / "state.json").read_text())
+    assert state["steps"]["harvest:local"]["counts"]["articles"] == FIXTURE_ARTICLES

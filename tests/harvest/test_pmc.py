@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import date
 from pathlib import Path
@@ -72,6 +73,15 @@ def test_cli_selects_by_ids_with_and_without_version(bucket, tmp_path: Path) -> 
     assert [(q["article_id"], q["reason"]) for q in rows(tmp_path / "b", "quarantine")] == [
         ("PMC999", "not_found")
     ]
+
+
+def test_cli_runs_its_step_through_the_runner_and_records_it(bucket, tmp_path: Path) -> None:
+    base_url, _ = bucket
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{CHANGED}\nPMC999\n")
+    cli.main(["harvest", "pmc", "--ids", str(ids), "--out", str(tmp_path / "b"), "--base-url", base_url])
+    recorded = json.loads((tmp_path / "b" / ".pmcurate" / "state.json").read_text())["steps"]["harvest:pmc"]
+    assert (recorded["counts"]["articles"], recorded["drops"]["quarantined"]) == (1, 1)
 
 
 def test_since_takes_the_latest_inventory_and_latest_versions(bucket, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from pmcurate.harvest import source, steps
-from pmcurate.harvest.local import LocalSource, harvest_local
+from pmcurate.harvest.local import LocalSource
 from pmcurate.step import Build, ConfigError, StepFailed, run_step
 
 JATS_DIR = Path(__file__).parents[1] / "data" / "jats"
@@ -24,17 +24,6 @@ def harvest_step(paths: list[Path], build: Path, **config: int | str) -> tuple[B
     return Build.open(build, progress=False), steps.LocalHarvest(
         steps.LocalConfig(paths=tuple(paths), **config)  # type: ignore[arg-type]
     )
-
-
-def test_local_step_writes_the_rows_harvest_local_writes(tmp_path: Path) -> None:
-    build, step = harvest_step([JATS_DIR], tmp_path / "step", batch_size=4)
-    report = run_step(step, build)
-    harvest_local([JATS_DIR], tmp_path / "cli", batch_size=4, workers=1, progress=False)
-    assert report.status == "ran" and report.counts["articles"] == FIXTURE_ARTICLES
-    for table in ("articles", "paragraphs", "figures"):
-        ours = read(tmp_path / "step", table).drop("harvested_at", strict=False)
-        theirs = read(tmp_path / "cli", table).drop("harvested_at", strict=False)
-        assert ours.equals(theirs), table
 
 
 def test_local_step_with_every_task_done_is_unchanged(tmp_path: Path) -> None:
@@ -112,7 +101,7 @@ def test_a_pmc_source_needs_exactly_one_selection(selection: dict) -> None:
 def test_an_empty_id_file_stops_the_network_step_naming_it(tmp_path: Path) -> None:
     (tmp_path / "ids.txt").write_text("# none\n")
     step = steps.NetworkHarvest(steps.PmcConfig(ids=tmp_path / "ids.txt", base_url="http://127.0.0.1:9"), 1)
-    with pytest.raises(StepFailed, match=r"^harvest pmc \(sources #1\): no PMCIDs in .*ids.txt$"):
+    with pytest.raises(StepFailed, match=r"^harvest:pmc#1: no PMCIDs in .*ids.txt$"):
         run_step(step, Build.open(tmp_path / "build", progress=False))
 
 
