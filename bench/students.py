@@ -120,7 +120,10 @@ def run_point(
 
 
 def metric(rep: dict[str, Any], task: str, name: str, predictor: str = "student") -> float:
-    value = rep["labels"][task][predictor].get(name)
+    """One figure of a report; a student "alone" whose rules weight was 0 is the student itself
+    (``evaluate_task`` then scores it once)."""
+    scored = rep["labels"][task]
+    value = scored.get(predictor, scored["student"] if predictor.endswith("_alone") else {}).get(name)
     return float("nan") if value is None else float(value)
 
 
