@@ -42,9 +42,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import fasttext
 import polars as pl
 import torch
+from predict import fasttext_predict
 
 from pmcurate import schema
 from pmcurate.annotate import apply_steps, labels_file, student
@@ -79,13 +79,10 @@ def make_build(folder: Path, paragraphs: int, shards: int) -> Path:
 def raw_predict_rate(build: Path, texts: list[str], folder: str = "") -> float:
     """fastText ``predict(texts, k=-1)`` of every model of the build's students (those of
     ``BUILD/models/<folder>/``), texts in memory."""
-    manifest = student.load_manifest(build, folder)
-    models = [fasttext.load_model(str(build / "models" / e["file"])) for e in manifest["models"].values()]
-    lines = [t.replace("\n", " ") for t in texts]
+    predict, _ = fasttext_predict(build, texts, folder)
     start = time.perf_counter()
-    for model in models:
-        model.predict(lines, k=-1)
-    return len(lines) / (time.perf_counter() - start)
+    predict()
+    return len(texts) / (time.perf_counter() - start)
 
 
 def measure(build: Path, teacher: pl.DataFrame, *, joint: bool, cores: int) -> dict[str, float]:

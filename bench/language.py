@@ -33,10 +33,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import fasttext
 import numpy as np
 import polars as pl
 from annotate import LABELS, make_build
+from predict import fasttext_predict
 
 from pmcurate import schema
 from pmcurate.annotate import apply_steps, labels_file, student
@@ -101,14 +101,8 @@ def identifier_lines(texts: list[str], reference: int, runs: int) -> None:
 
 
 def apply_lines(build: Path, runs: int) -> None:
-    manifest = student.load_manifest(build)
-    models = [fasttext.load_model(str(build / "models" / e["file"])) for e in manifest["models"].values()]
     texts = pl.read_parquet(schema.shard_paths(build, "paragraphs"), columns=["text"])["text"].to_list()
-    lines = [text.replace("\n", " ") for text in texts]
-
-    def predict() -> None:
-        for model in models:
-            model.predict(lines, k=-1)
+    predict, models = fasttext_predict(build, texts)
 
     def apply() -> None:
         apply_steps.apply(build, workers=1, force=True, progress=False)
@@ -117,8 +111,8 @@ def apply_lines(build: Path, runs: int) -> None:
         language.detect_many(texts)
 
     raw, ours, label = best_cpu_seconds(runs, (predict, apply, language_label))
-    n = len(lines)
-    print(f"annotate apply, one process, {len(models)} fastText model(s) (CPU time, best of {runs}):")
+    n = len(texts)
+    print(f"annotate apply, one process, {models} fastText model(s) (CPU time, best of {runs}):")
     print(f"  fastText predict, same lines and models {n / raw:>10,.0f} paragraphs/s")
     print(f"  annotate apply with the language label  {n / ours:>10,.0f} paragraphs/s")
     print(f"  the language label alone                {n / label:>10,.0f} paragraphs/s")

@@ -252,21 +252,15 @@ def build_rows(
 
 
 def annotate_rows(build: Path, runs: int) -> list[Row]:
-    import fasttext
     import polars as pl
+    from predict import fasttext_predict
 
     from pmcurate import schema
-    from pmcurate.annotate import apply_steps, student
+    from pmcurate.annotate import apply_steps
     from pmcurate.executor import LocalExecutor
 
-    manifest = student.load_manifest(build)
-    models = [fasttext.load_model(str(build / "models" / e["file"])) for e in manifest["models"].values()]
     texts = pl.read_parquet(schema.shard_paths(build, "paragraphs"), columns=["text"])["text"].to_list()
-    lines = [text.replace("\n", " ") for text in texts]
-
-    def predict() -> None:
-        for model in models:
-            model.predict(lines, k=-1)
+    predict, _ = fasttext_predict(build, texts)
 
     def apply_one() -> None:
         apply_steps.apply(build, workers=1, force=True, progress=False)
@@ -286,7 +280,7 @@ def annotate_rows(build: Path, runs: int) -> list[Row]:
         )
     finally:
         pool.close()
-    n = len(lines)
+    n = len(texts)
     shards = len(schema.shard_paths(build, "paragraphs"))
     return [
         Row(
