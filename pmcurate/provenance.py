@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from pmcurate import __version__, schema
 from pmcurate.export.steps import dataset_dir, export_dir
 from pmcurate.http import public_url
-from pmcurate.step import Build, sha256_file
+from pmcurate.step import Build, resolved, sha256_file
 
 if TYPE_CHECKING:
     from pmcurate.manifest import Manifest
@@ -71,7 +71,7 @@ def _input_files(manifest: Manifest, store: Build) -> list[dict[str, Any]]:
     for path in archive.discover_inputs(paths):
         digest = store.hashes.digest(path)
         rows.append(
-            {"source": "local", "path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest}
+            {"source": "local", "path": str(resolved(path)), "bytes": path.stat().st_size, "sha256": digest}
         )
     return rows
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -438,12 +439,21 @@ class ContentHashes:
 
     def digest(self, path: Path) -> str:
         stat = path.stat()
-        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        key = self._key(path, stat.st_size, stat.st_mtime_ns)
         digest = self.cache.get(key)
         if digest is None:
             digest = self.cache[key] = sha256_file(path)
         self.used.add(key)
         return digest
+
+    def record(self, path: Path, size: int, mtime_ns: int, digest: str) -> None:
+        """Take the sha256 of ``path`` (of that size and mtime) from a step that read the file
+        anyway (``harvest:local`` hashes each XML it parses): it is not read again to be hashed."""
+        self.cache[self._key(path, size, mtime_ns)] = digest
+
+    @staticmethod
+    def _key(path: Path, size: int, mtime_ns: int) -> str:
+        return f"{resolved(path)}|{size}|{mtime_ns}"
 
     def files_state(self, paths: Iterable[Path], root: Path | None = None) -> list[tuple[str, int, str]]:
         """(name, size, sha256) of each file, sorted."""
@@ -458,6 +468,20 @@ class ContentHashes:
         if self.used:
             for key in set(self.cache) - self.used:
                 del self.cache[key]
+
+
+def resolved(path: str | os.PathLike[str]) -> Path:
+    """``Path(path).resolve()``, resolving each folder once: input files sit by the thousand in few
+    folders, and ``resolve`` walks every component of the path."""
+    path = Path(path)
+    if not path.is_absolute() or path.is_symlink():  # a relative folder depends on the working directory
+        return path.resolve()
+    return _resolved_folder(str(path.parent)) / path.name
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved_folder(folder: str) -> Path:
+    return Path(folder).resolve()
 
 
 @dataclass

@@ -24,7 +24,6 @@ package, which has no images) they are released at once and later documents stre
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import os
@@ -38,6 +37,7 @@ from typing import IO, Any
 
 from pmcurate.errors import SkipItem
 from pmcurate.harvest import HarvestInputError
+from pmcurate.step import resolved
 
 ByteStream = IO[bytes] | gzip.GzipFile
 """A readable binary stream: a file, a tar member or a gzip stream."""
@@ -110,7 +110,7 @@ class Document:
     @property
     def uri(self) -> str:
         """``file://`` URI of the input, with ``#member`` for an archive member."""
-        uri = _resolved(self.source).as_uri()
+        uri = resolved(self.source).as_uri()
         return f"{uri}#{self.member}" if self.member else uri
 
     @property
@@ -316,20 +316,6 @@ class _DirectoryGroup:
 
 def _rank(image: Image) -> int:
     return IMAGE_PREFERENCE.index(image.format)
-
-
-def _resolved(source: str) -> Path:
-    """``Path(source).resolve()``, resolving each folder once: the documents of a harvest sit by
-    the thousand in few folders, and ``resolve`` walks every component of the path."""
-    path = Path(source)
-    if not path.is_absolute() or path.is_symlink():  # a relative folder depends on the working directory
-        return path.resolve()
-    return _resolved_folder(str(path.parent)) / path.name
-
-
-@functools.lru_cache(maxsize=1024)
-def _resolved_folder(folder: str) -> Path:
-    return Path(folder).resolve()
 
 
 def image_key(name: str) -> str:

@@ -137,7 +137,12 @@ _MAIN_ABSTRACT_EXCLUDED = {
 
 
 def parse(
-    data: bytes, *, source_uri: str = "", include_sub_articles: bool = False, citations: str = "marker"
+    data: bytes,
+    *,
+    source_uri: str = "",
+    include_sub_articles: bool = False,
+    citations: str = "marker",
+    sha256: str | None = None,
 ) -> list[ParsedArticle]:
     """Extract every article of one JATS document.
 
@@ -147,6 +152,7 @@ def parse(
     whose body has no paragraph while its sub-articles have some (meeting-abstract collections):
     its sub-articles are its text. ``citations`` is ``"marker"`` (a citation that would glue to a
     word reads `` [1]``) or ``"drop"`` (bibliography citations and their brackets are left out).
+    ``sha256``: the hex sha256 of ``data`` when the caller has it (the rows' ``content_sha256``).
     Raises ``JatsError`` when the document is not well-formed, declares entities, or holds no article.
     """
     extraction = Extraction(citations)
@@ -155,7 +161,7 @@ def parse(
     articles = _find_articles(root)
     if not articles:
         raise JatsError(f"{where}: no <article> element (root is <{_local(root.tag)}>)")
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256 or hashlib.sha256(data).hexdigest()
     return [_extract_article(a, source_uri, sha, include_sub_articles, extraction) for a in articles]
 
 

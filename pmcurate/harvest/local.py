@@ -44,6 +44,7 @@ from pmcurate import schema
 from pmcurate.harvest import HarvestInputError, archive, jats, store
 from pmcurate.harvest.jats import ParsedArticle
 from pmcurate.harvest.source import Rejection, reason_code, register
+from pmcurate.step import resolved
 
 SOURCE = "local"
 DEFAULT_BATCH_SIZE = 1000
@@ -137,7 +138,7 @@ def plan_tasks(
 def _task(files: list[tuple[Path, os.stat_result]], citations: str) -> Task:
     digest = hashlib.sha256()
     for path, stat in files:
-        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{resolved(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     if citations != "marker":
         digest.update(f"citations={citations}\n".encode())
     size = sum(stat.st_size for _, stat in files)
@@ -255,11 +256,16 @@ class LocalSource:
             else:
                 yield item
 
-    def parse(self, document: archive.Document, beside: FolderImages | None = None) -> ParsedDocument:
+    def parse(
+        self, document: archive.Document, beside: FolderImages | None = None, *, sha256: str | None = None
+    ) -> ParsedDocument:
         """The articles of ``document`` with their images attached, and the inputs rejected: the
-        document itself when it cannot be parsed, an unreadable image beside a plain file."""
+        document itself when it cannot be parsed, an unreadable image beside a plain file.
+        ``sha256``: the document's, when the caller hashed it (``jats.parse``)."""
         try:
-            parsed = jats.parse(document.data, source_uri=document.uri, citations=self.citations)
+            parsed = jats.parse(
+                document.data, source_uri=document.uri, citations=self.citations, sha256=sha256
+            )
         except Exception as exc:  # JatsError, or any parser failure: this document only
             message = str(exc)
             where = "" if document.uri in message else f"{document.where}: "
@@ -302,6 +308,10 @@ class _Shard:
     nbytes: int = 0
 
 
+FileHash = tuple[int, int, str]
+"""A plain XML input file's size, mtime (ns, read before the file) and sha256."""
+
+
 def run_task(
     task: Task,
     build: Path,
@@ -310,14 +320,18 @@ def run_task(
     shard_bytes: int,
     max_member_bytes: int,
     citations: str = "marker",
-) -> Counts:
-    """Read, parse and write one task's shards, skipping the complete ones; return its counts."""
+) -> tuple[Counts, dict[str, FileHash]]:
+    """Read, parse and write one task's shards, skipping the complete ones; return its counts and
+    the ``FileHash`` of each plain XML file it parsed: a file is read and hashed once, its hash both
+    the articles' ``content_sha256`` and the build's (``step.ContentHashes.record``)."""
     source = LocalSource((), max_member_bytes=max_member_bytes, citations=citations)
     completed = store.completed_shards(build)
     counts = Counts()
+    hashes: dict[str, FileHash] = {}
     shard = _Shard(0, skip=task.shard(0, last=False) in completed)
     beside = FolderImages(max_member_bytes)
     for path in task.files:
+        stat = path.stat() if _plain_xml(path) else None
         for item in source.read_file(path):
             if isinstance(item, Rejection):
                 shard.quarantine.append(item)
@@ -331,16 +345,30 @@ def run_task(
             shard.nbytes += nbytes
             counts.bytes_read += nbytes
             if not shard.skip:
-                _parse_into(source, shard, item, counts, beside)
+                sha = None
+                if stat is not None:
+                    sha = hashlib.sha256(item.data).hexdigest()
+                    hashes[str(path)] = (stat.st_size, stat.st_mtime_ns, sha)
+                _parse_into(source, shard, item, counts, beside, sha)
     _finish(task, shard, build, counts, last=True)
-    return counts
+    return counts, hashes
+
+
+def _plain_xml(path: Path) -> bool:
+    """Whether the one document of input ``path`` is the file's bytes (not an archive, not gzipped)."""
+    return not path.name.lower().endswith((*archive.ARCHIVE_SUFFIXES, *archive.GZIP_SUFFIXES))
 
 
 def _parse_into(
-    source: LocalSource, shard: _Shard, document: archive.Document, counts: Counts, beside: FolderImages
+    source: LocalSource,
+    shard: _Shard,
+    document: archive.Document,
+    counts: Counts,
+    beside: FolderImages,
+    sha256: str | None = None,
 ) -> None:
-    """Parse ``document`` into ``shard``; quarantine what fails."""
-    parsed = source.parse(document, beside)
+    """Parse ``document`` (of sha256 ``sha256`` when known) into ``shard``; quarantine what fails."""
+    parsed = source.parse(document, beside, sha256=sha256)
     shard.quarantine += parsed.rejections
     counts.images += parsed.images
     for article in parsed.articles:

@@ -162,9 +162,10 @@ class LocalHarvest(Step[LocalConfig, LocalTask]):
     def setup(self) -> None:
         gc.freeze()  # the imports' objects: never garbage, never walked again by the collector
 
-    def run(self, task: LocalTask) -> dict[str, int]:
+    def run(self, task: LocalTask) -> dict[str, Any]:
+        """The task's counts, and under ``hashes`` the ``local.FileHash`` of its plain XML files."""
         config = self.config
-        counts = local.run_task(
+        counts, hashes = local.run_task(
             task.task,
             task.build,
             batch_size=config.batch_size,
@@ -172,21 +173,25 @@ class LocalHarvest(Step[LocalConfig, LocalTask]):
             max_member_bytes=config.max_member_bytes,
             citations=config.citations,
         )
-        return asdict(counts)
+        return {**asdict(counts), "hashes": hashes}
 
     def prepare(self, build: Build) -> None:
         self._started = time.perf_counter()
         store.remove_unfinished(build.path, prefix=f"{local.SOURCE}-")
         self._removed = local.prune_stale_shards(build.path, self.all_tasks())
 
-    def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
+    def finish(self, build: Build, counts: list[dict[str, Any]]) -> StepReport:
         """Settle copies of an article across shards, count the tables; ``result``: the
-        ``local.HarvestSummary`` that ``pmcurate harvest local`` prints."""
+        ``local.HarvestSummary`` that ``pmcurate harvest local`` prints. The hashes of the files
+        the tasks read go to the build's content hashes (provenance does not read them again)."""
         every = self.all_tasks()
         total = local.HarvestSummary(
             build=build.path, tasks=len(every), tasks_skipped=len(every) - len(counts)
         )
         for part in counts:
+            part = dict(part)
+            for name, (size, mtime_ns, digest) in part.pop("hashes", {}).items():
+                build.hashes.record(Path(name), size, mtime_ns, digest)
             total.add(local.Counts(**part))
         # every run: a run killed while settling left no pending task behind it
         parsed = total.articles

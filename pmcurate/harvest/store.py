@@ -243,6 +243,8 @@ def settle_versions(
     so a run killed half-way is finished by the next call.
     """
     names = sorted(completed_shards(build) if shards is None else set(shards) & completed_shards(build))
+    if not _has_copies(build, names):
+        return dict.fromkeys((*CONTENT_TABLES, "articles"), 0)
     winners: dict[str, tuple[Any, ...]] = {}
     holders: dict[str, set[str]] = {}
     copies: Counter[tuple[str, str]] = Counter()
@@ -272,6 +274,18 @@ def settle_versions(
             removed[table] += count
         log.info("shard %s: replaced older copies of %s", name, ", ".join(sorted(article_ids)))
     return removed
+
+
+def _has_copies(build: str | Path, names: list[str]) -> bool:
+    """Whether an ``article_id`` has several rows in the articles shards ``names`` (usually not: the
+    rule then has nothing to do, and only this column is read)."""
+    seen: set[str] = set()
+    rows = 0
+    for name in names:
+        ids = pq.ParquetFile(shard_path(build, "articles", name)).read(columns=["article_id"]).column(0)
+        seen.update(ids.to_pylist())
+        rows += len(ids)
+    return len(seen) < rows
 
 
 def _timestamp(value: datetime | None) -> float:

@@ -10,7 +10,7 @@ import pytest
 
 from pmcurate.harvest import source, steps
 from pmcurate.harvest.local import LocalSource
-from pmcurate.step import Build, ConfigError, StepFailed, run_step
+from pmcurate.step import Build, ConfigError, StepFailed, run_step, sha256_file
 
 JATS_DIR = Path(__file__).parents[1] / "data" / "jats"
 FIXTURE_ARTICLES = 15
@@ -31,6 +31,15 @@ def test_local_step_with_every_task_done_is_unchanged(tmp_path: Path) -> None:
     build, step = harvest_step([JATS_DIR], tmp_path / "build")
     report = run_step(step, build)
     assert (report.status, report.counts["tasks run"]) == ("unchanged", 0)
+
+
+def test_local_step_gives_the_build_the_hash_of_each_file_it_parsed(tmp_path: Path) -> None:
+    build, step = harvest_step([JATS_DIR], tmp_path / "build")
+    run_step(step, build)
+    path = JATS_DIR / "mds526.nxml"
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    assert build.hashes.cache[key] == sha256_file(path)
 
 
 def test_shards_of_a_removed_input_are_pruned_from_every_table(tmp_path: Path) -> None:
