@@ -453,7 +453,7 @@ class ContentHashes:
 
     @staticmethod
     def _key(path: Path, size: int, mtime_ns: int) -> str:
-        return f"{resolved(path)}|{size}|{mtime_ns}"
+        return f"{resolved_text(os.fspath(path))}|{size}|{mtime_ns}"
 
     def files_state(self, paths: Iterable[Path], root: Path | None = None) -> list[tuple[str, int, str]]:
         """(name, size, sha256) of each file, sorted."""
@@ -473,15 +473,20 @@ class ContentHashes:
 def resolved(path: str | os.PathLike[str]) -> Path:
     """``Path(path).resolve()``, resolving each folder once: input files sit by the thousand in few
     folders, and ``resolve`` walks every component of the path."""
-    path = Path(path)
-    if not path.is_absolute() or path.is_symlink():  # a relative folder depends on the working directory
-        return path.resolve()
-    return _resolved_folder(str(path.parent)) / path.name
+    return Path(resolved_text(os.fspath(path)))
+
+
+def resolved_text(text: str) -> str:
+    """``resolved`` of the path ``text``, as text."""
+    if not os.path.isabs(text) or os.path.islink(text):  # a relative folder depends on the working directory
+        return str(Path(text).resolve())
+    folder, name = os.path.split(text)
+    return os.path.join(_resolved_folder(folder), name)
 
 
 @functools.lru_cache(maxsize=1024)
-def _resolved_folder(folder: str) -> Path:
-    return Path(folder).resolve()
+def _resolved_folder(folder: str) -> str:
+    return str(Path(folder).resolve())
 
 
 @dataclass

@@ -34,10 +34,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
+from urllib.parse import quote_from_bytes
 
 from pmcurate.errors import SkipItem
 from pmcurate.harvest import HarvestInputError
-from pmcurate.step import resolved
+from pmcurate.step import resolved_text
 
 ByteStream = IO[bytes] | gzip.GzipFile
 """A readable binary stream: a file, a tar member or a gzip stream."""
@@ -110,7 +111,7 @@ class Document:
     @property
     def uri(self) -> str:
         """``file://`` URI of the input, with ``#member`` for an archive member."""
-        uri = resolved(self.source).as_uri()
+        uri = "file://" + quote_from_bytes(os.fsencode(resolved_text(self.source)))  # Path.as_uri()
         return f"{uri}#{self.member}" if self.member else uri
 
     @property
@@ -174,8 +175,10 @@ def iter_items(path: Path, *, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) 
             yield from _archive_items(path, max_member_bytes)
             return
         with open(path, "rb") as raw:
-            stream: ByteStream = gzip.GzipFile(fileobj=raw) if name.endswith(GZIP_SUFFIXES) else raw
-            data = read_bounded(stream, max_member_bytes)
+            if name.endswith(GZIP_SUFFIXES):
+                data = read_bounded(gzip.GzipFile(fileobj=raw), max_member_bytes)
+            else:  # one read of the file's size, not of CHUNK bytes then shrunk to it
+                data = read_bounded(raw, max_member_bytes, first=os.fstat(raw.fileno()).st_size + 1)
     except TooLarge as exc:
         yield Rejected(source, None, "TooLarge", f"{source}: {exc}")
         return
@@ -188,11 +191,12 @@ def iter_items(path: Path, *, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) 
         yield Document(source, None, data)
 
 
-def read_bounded(stream: ByteStream, limit: int) -> bytes:
-    """All of ``stream`` if it holds at most ``limit`` bytes, else ``TooLarge`` after reading limit+1."""
+def read_bounded(stream: ByteStream, limit: int, *, first: int = CHUNK) -> bytes:
+    """All of ``stream`` if it holds at most ``limit`` bytes, else ``TooLarge`` after reading limit+1.
+    ``first``: the bytes asked for by the first read (``CHUNK`` by the next ones)."""
     chunks: list[bytes] = []
     total = 0
-    while chunk := stream.read(min(CHUNK, limit + 1 - total)):
+    while chunk := stream.read(min(first if not chunks else CHUNK, limit + 1 - total)):
         total += len(chunk)
         if total > limit:
             raise TooLarge(f"larger than the {limit:,}-byte cap")
