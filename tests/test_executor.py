@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from pmcurate.executor import (
     LISTING,
+    WORKER_PRELOAD,
     BuildLocation,
     ExecutorError,
     LocalExecutor,
@@ -35,6 +37,22 @@ EXPECTED = sorted(fingerprint(item) for item in ITEMS)
 def test_one_local_worker_maps_in_order() -> None:
     results = list(LocalExecutor(1).map(fingerprint, ITEMS, desc="one", progress=False))
     assert results == [fingerprint(item) for item in ITEMS]
+
+
+def test_the_worker_preload_never_imports_polars() -> None:
+    """The forkserver imports ``WORKER_PRELOAD`` and forks: Polars' thread pool must not run there."""
+    code = f"import sys; import {', '.join(WORKER_PRELOAD)}; print('polars' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_closing_the_last_pool_stops_the_forkserver() -> None:
+    from multiprocessing import forkserver
+
+    executor = LocalExecutor(2)
+    assert sorted(executor.map(abs, [-1, -2], desc="abs", progress=False)) == [1, 2]
+    executor.close()
+    assert forkserver._forkserver._forkserver_pid is None
 
 
 def test_local_pool_returns_every_result() -> None:
