@@ -436,23 +436,26 @@ class ContentHashes:
     def __init__(self, cache: dict[str, str]) -> None:
         self.cache = cache
         self.used: set[str] = set()
+        self.seen: dict[str, str] = {}
+        """Hashes a step of this run made of files it read anyway (``record``); cached once asked for."""
 
     def digest(self, path: Path) -> str:
         stat = path.stat()
         key = self._key(path, stat.st_size, stat.st_mtime_ns)
-        digest = self.cache.get(key)
+        digest = self.cache.get(key) or self.seen.pop(key, None)
         if digest is None:
-            digest = self.cache[key] = sha256_file(path)
+            digest = sha256_file(path)
+        self.cache[key] = digest
         self.used.add(key)
         return digest
 
-    def record(self, path: Path, size: int, mtime_ns: int, digest: str) -> None:
+    def record(self, path: str | os.PathLike[str], size: int, mtime_ns: int, digest: str) -> None:
         """Take the sha256 of ``path`` (of that size and mtime) from a step that read the file
-        anyway (``harvest:local`` hashes each XML it parses): it is not read again to be hashed."""
-        self.cache[self._key(path, size, mtime_ns)] = digest
+        anyway (``harvest:local`` hashes each XML it parses): ``digest`` does not read it again."""
+        self.seen[self._key(path, size, mtime_ns)] = digest
 
     @staticmethod
-    def _key(path: Path, size: int, mtime_ns: int) -> str:
+    def _key(path: str | os.PathLike[str], size: int, mtime_ns: int) -> str:
         return f"{resolved_text(os.fspath(path))}|{size}|{mtime_ns}"
 
     def files_state(self, paths: Iterable[Path], root: Path | None = None) -> list[tuple[str, int, str]]:

@@ -154,16 +154,20 @@ def discover_inputs(paths: Iterable[Path]) -> list[Path]:
             found.add(path)
         else:
             raise HarvestInputError(f"{path}: no such file or folder")
-    return sorted(found)
+    return sorted(found, key=_parts)  # Path's order, without a Path comparison per step of the sort
+
+
+def _parts(path: Path) -> tuple[str, ...]:
+    return path.parts
 
 
 def _inputs_under(folder: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        base = Path(root)
         for name in files:
-            path = Path(root) / name
-            if not name.startswith(".") and is_input(path):
-                yield path
+            if not name.startswith(".") and name.lower().endswith(INPUT_SUFFIXES):  # is_input
+                yield base / name
 
 
 def iter_items(path: Path, *, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Iterator[Item]:

@@ -44,7 +44,7 @@ from pmcurate import schema
 from pmcurate.harvest import HarvestInputError, archive, jats, store
 from pmcurate.harvest.jats import ParsedArticle
 from pmcurate.harvest.source import Rejection, reason_code, register
-from pmcurate.step import resolved
+from pmcurate.step import resolved_text
 
 SOURCE = "local"
 DEFAULT_BATCH_SIZE = 1000
@@ -138,7 +138,7 @@ def plan_tasks(
 def _task(files: list[tuple[Path, os.stat_result]], citations: str) -> Task:
     digest = hashlib.sha256()
     for path, stat in files:
-        digest.update(f"{resolved(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{resolved_text(os.fspath(path))}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     if citations != "marker":
         digest.update(f"citations={citations}\n".encode())
     size = sum(stat.st_size for _, stat in files)

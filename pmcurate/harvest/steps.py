@@ -191,7 +191,7 @@ class LocalHarvest(Step[LocalConfig, LocalTask]):
         for part in counts:
             part = dict(part)
             for name, (size, mtime_ns, digest) in part.pop("hashes", {}).items():
-                build.hashes.record(Path(name), size, mtime_ns, digest)
+                build.hashes.record(name, size, mtime_ns, digest)
             total.add(local.Counts(**part))
         # every run: a run killed while settling left no pending task behind it
         parsed = total.articles
