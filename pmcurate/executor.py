@@ -136,7 +136,9 @@ class LocalExecutor:
             # a forkserver, not fork: forking a process that has Polars' thread pool running can deadlock
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(list(WORKER_PRELOAD))
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_init_worker, initargs=(dict(os.environ),)
+            )
             _pools.add(id(self))
         return self._pool
 
@@ -164,8 +166,11 @@ def _stop_forkserver() -> None:
         stop()
 
 
-def _init_worker() -> None:
-    """First thing in each pool worker: ``WORKER_ENV``."""
+def _init_worker(environ: dict[str, str]) -> None:
+    """First thing in each pool worker: the environment of the process that made the pool (the
+    forkserver's is that of the process when it started, maybe an earlier pool's), and ``WORKER_ENV``."""
+    os.environ.clear()
+    os.environ.update(environ)
     os.environ.update(WORKER_ENV)
 
 

@@ -46,6 +46,26 @@ def test_the_worker_preload_never_imports_polars() -> None:
     assert done.stdout.strip() == "False"
 
 
+def _variable(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_workers_see_the_environment_of_their_pool_not_the_forkservers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = LocalExecutor(2)
+    got = list(first.map(_variable, ["PMCURATE_TEST_VARIABLE"] * 2, desc="env", progress=False))
+    assert got == [None, None]
+    monkeypatch.setenv("PMCURATE_TEST_VARIABLE", "set")
+    second = LocalExecutor(2)  # the forkserver, started before the variable was set, still runs
+    try:
+        got = list(second.map(_variable, ["PMCURATE_TEST_VARIABLE"] * 2, desc="env", progress=False))
+        assert got == ["set", "set"]
+    finally:
+        second.close()
+        first.close()
+
+
 def test_closing_the_last_pool_stops_the_forkserver() -> None:
     from multiprocessing import forkserver
 
