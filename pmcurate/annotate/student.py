@@ -226,6 +226,11 @@ def _oversample(rows: list[tuple[str, str]], balance: float, rng: random.Random)
     return out
 
 
+MAX_FIT_THREADS = 4
+"""Fits side by side at most: each holds its model and its training text (a bigram model's
+hashed buckets alone are 200,000 × ``dim`` floats)."""
+
+
 class FitJob(NamedTuple):
     """What one supervised model learns: normalized ``texts`` and their ``labels``, with ``params``."""
 
@@ -263,12 +268,13 @@ def fit_many(
     threads: int | None = None,
 ) -> list[R]:
     """``then(model)`` of each job's ``fit``, ``threads`` jobs at once (default: the CPUs this
-    process may use); a model is dropped once ``then`` returns, so at most ``threads`` are held.
+    process may use, at most ``MAX_FIT_THREADS``); a model is dropped once ``then`` returns, so at
+    most ``threads`` models and training files are held.
 
     Each model is still trained on one thread from its own seeded file: the same model, byte for
     byte, as one fitted alone (fastText releases the GIL while it trains).
     """
-    threads = threads or len(os.sched_getaffinity(0))
+    threads = threads or min(MAX_FIT_THREADS, len(os.sched_getaffinity(0)))
     calls = [
         functools.partial(_fit_one, job, then, dim=dim, vectors=vectors, workdir=workdir, seed=seed)
         for job in jobs
