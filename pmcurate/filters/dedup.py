@@ -123,6 +123,24 @@ def mix64(values: np.ndarray, k: np.uint64 = _MIX[0]) -> np.ndarray:
         return x ^ (x >> np.uint64(29))
 
 
+def _combined_shingles(flat: np.ndarray, shingle: int) -> np.ndarray:
+    """``combined[i]``: the hash of the shingle starting at flat word ``i`` (words past the end of
+    the array counting 0): ``mix64`` of each of its words, combined. In place, and the mixer's first
+    xor-shift shared by the shingle's positions: the values ``mix64`` gives, a third of the passes."""
+    total = len(flat)
+    shifted = np.concatenate([flat, np.zeros(shingle, dtype=np.uint64)])
+    shifted ^= shifted >> np.uint64(31)
+    combined = np.zeros(total, dtype=np.uint64)
+    part = np.empty(total, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(shingle):
+            np.multiply(shifted[j : j + total], _MIX[j % len(_MIX)], out=part)
+            part ^= part >> np.uint64(29)
+            combined *= np.uint64(31)
+            combined += part
+    return combined
+
+
 def shingle_hashes(
     texts: pa.Array | list[str | None], shingle: int, row_ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -134,15 +152,10 @@ def shingle_hashes(
     """
     series = pl.Series("text", texts, dtype=pl.String).fill_null("")
     words = series.str.to_lowercase().str.extract_all(r"[[:alnum:]]+")
-    lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = words.explode().drop_nulls().hash(seed=0x5EED).to_numpy().astype(np.uint64)
+    lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64, copy=False)
+    flat = words.explode().drop_nulls().hash(seed=0x5EED).to_numpy().astype(np.uint64, copy=False)
     total = len(flat)
-    # combined[i]: the shingle starting at flat word i, words past the end of the array counting 0
-    combined = np.zeros(total, dtype=np.uint64)
-    padded = np.concatenate([flat, np.zeros(shingle, dtype=np.uint64)])
-    with np.errstate(over="ignore"):
-        for j in range(shingle):
-            combined = combined * np.uint64(31) + mix64(padded[j : j + total], _MIX[j % len(_MIX)])
+    combined = _combined_shingles(flat, shingle)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     position = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
     full = lengths >= shingle
