@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -38,22 +38,46 @@ def interruptible(call: Callable[[], T]) -> T:
     between bytecodes of the main thread, so a main thread blocked in the call would hear it when
     the call returns, minutes later. Waiting in 0.2 s joins, it raises ``KeyboardInterrupt`` at
     once; the abandoned thread ends with the process."""
-    result: list[T] = []
-    failure: list[BaseException] = []
+    return interruptible_map([call], threads=1)[0]
 
-    def run() -> None:
-        try:
-            result.append(call())
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
 
-    thread = threading.Thread(target=run, daemon=True, name="pmcurate-native-call")
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.2)
-    if failure:
-        raise failure[0]
-    return result[0]
+def interruptible_map(calls: Sequence[Callable[[], T]], *, threads: int) -> list[T]:
+    """Each of ``calls`` in ``threads`` daemon threads (each takes the next call when it is done),
+    their results in the order of ``calls``; the caller waits as in ``interruptible``.
+
+    Native calls that release the GIL run side by side (fastText trainings: one core each). The
+    first failure, in the order of ``calls``, is raised once every thread stopped; after a failure
+    the threads start no further call."""
+    failures: dict[int, BaseException] = {}
+    slots: dict[int, T] = {}
+    pending = iter(enumerate(calls))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                item = None if failures else next(pending, None)
+            if item is None:
+                return
+            index, call = item
+            try:
+                slots[index] = call()
+            except BaseException as exc:  # handed to the caller's thread
+                with lock:
+                    failures[index] = exc
+
+    workers = [
+        threading.Thread(target=work, daemon=True, name="pmcurate-native-call")
+        for _ in range(max(1, min(threads, len(calls))))
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        while worker.is_alive():
+            worker.join(0.2)
+    if failures:
+        raise failures[min(failures)]
+    return [slots[i] for i in range(len(calls))]
 
 
 class Steps:
@@ -61,6 +85,8 @@ class Steps:
     (``annotate.student.fit``): ``start`` it with the number of steps, ``advance`` after each."""
 
     current: tqdm | None = None
+    _lock = threading.Lock()
+    """``advance`` is called from the threads of ``interruptible_map``."""
 
     @classmethod
     def start(cls, total: int, desc: str) -> None:
@@ -69,8 +95,9 @@ class Steps:
 
     @classmethod
     def advance(cls) -> None:
-        if cls.current is not None:
-            cls.current.update(1)
+        with cls._lock:
+            if cls.current is not None:
+                cls.current.update(1)
 
     @classmethod
     def close(cls) -> None:

@@ -13,6 +13,7 @@ split. Evaluation holds out whole articles, never paragraphs of articles seen in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import fasttext
 import numpy as np
@@ -38,7 +39,7 @@ from pmcurate import labels, schema
 from pmcurate.annotate import report as metrics
 from pmcurate.annotate import rules
 from pmcurate.errors import Fatal
-from pmcurate.progress import Steps, interruptible
+from pmcurate.progress import Steps, interruptible, interruptible_map
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ MAX_CHARS = 4000
 """Students read a paragraph's first MAX_CHARS characters: a fixed cost per paragraph, whatever
 a table flattened into one paragraph may hold."""
 READ_BATCH = 65_536
+R = TypeVar("R")
 
 
 class StudentError(Fatal):
@@ -224,6 +226,19 @@ def _oversample(rows: list[tuple[str, str]], balance: float, rng: random.Random)
     return out
 
 
+MAX_FIT_THREADS = 4
+"""Fits side by side at most: each holds its model and its training text (a bigram model's
+hashed buckets alone are 200,000 × ``dim`` floats)."""
+
+
+class FitJob(NamedTuple):
+    """What one supervised model learns: normalized ``texts`` and their ``labels``, with ``params``."""
+
+    texts: Sequence[str]
+    labels: Sequence[str]
+    params: Params
+
+
 def fit(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -238,13 +253,52 @@ def fit(
 
     A label holding spaces is several labels (the joint model), trained one-vs-all.
     """
+    jobs = [FitJob(texts, labels, params)]
+    return fit_many(jobs, then=lambda model: model, dim=dim, vectors=vectors, workdir=workdir, seed=seed)[0]
+
+
+def fit_many(
+    jobs: Sequence[FitJob],
+    *,
+    then: Callable[[fasttext.FastText._FastText], R],
+    dim: int,
+    vectors: Path | None,
+    workdir: Path,
+    seed: int = 0,
+    threads: int | None = None,
+) -> list[R]:
+    """``then(model)`` of each job's ``fit``, ``threads`` jobs at once (default: the CPUs this
+    process may use, at most ``MAX_FIT_THREADS``); a model is dropped once ``then`` returns, so at
+    most ``threads`` models and training files are held.
+
+    Each model is still trained on one thread from its own seeded file: the same model, byte for
+    byte, as one fitted alone (fastText releases the GIL while it trains).
+    """
+    threads = threads or min(MAX_FIT_THREADS, len(os.sched_getaffinity(0)))
+    calls = [
+        functools.partial(_fit_one, job, then, dim=dim, vectors=vectors, workdir=workdir, seed=seed)
+        for job in jobs
+    ]
+    return interruptible_map(calls, threads=threads)
+
+
+def _fit_one(
+    job: FitJob,
+    then: Callable[[fasttext.FastText._FastText], R],
+    *,
+    dim: int,
+    vectors: Path | None,
+    workdir: Path,
+    seed: int,
+) -> R:
+    texts, labels, params = job
     rng = random.Random(seed)
     rows = _oversample(list(zip(labels, texts, strict=True)), params.balance, rng)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=workdir, delete=False) as train:
         train.write("".join(_label_tokens(label) + f" {text}\n" for label, text in rows))
     joint = any(" " in label for label in labels[:1])
     try:
-        model = interruptible(lambda: fasttext.train_supervised(
+        model = fasttext.train_supervised(
             train.name,
             loss="ova" if joint else "softmax",
             dim=dim,
@@ -256,11 +310,12 @@ def fit(
             pretrainedVectors=str(vectors) if vectors else "",
             thread=1,
             verbose=0,
-        ))  # fmt: skip
+        )
     finally:
         os.unlink(train.name)
+    result = then(model)
     Steps.advance()
-    return model
+    return result
 
 
 def _label_tokens(label: str) -> str:
@@ -511,13 +566,22 @@ def train_student(
     report: dict[str, Any] = split_summary(teacher_name, train, validation, test) | {"speed": {}}
     chosen: dict[str, tuple[Params, dict[str, float]]] = {}
     fit_args: dict[str, Any] = {"dim": dim, "vectors": vectors, "seed": seed}
+    names = (JOINT,) if joint else tuple(TASKS)
     with tempfile.TemporaryDirectory(dir=models_dir) as work:
         fit_args["workdir"] = Path(work)
-        for name in (JOINT,) if joint else tuple(TASKS):
-            chosen[name] = fit_and_evaluate(
-                name, train, validation, rest, test, rest, grid, context=context, report=report, **fit_args
-            )
-        manifest = write_models(models_dir, teacher, chosen, **fit_args)
+        for name in names:
+            chosen[name] = _choose(name, train, validation, grid, context=context, **fit_args)
+        jobs = [
+            FitJob(frame["_norm"].to_list(), task_labels(frame, name), chosen[name][0])
+            for name in names
+            for frame in (rest, teacher)
+        ]
+        learnt = iter(fit_many(jobs, then=lambda model: model, **fit_args))
+        final = {}
+        for name in names:
+            evaluate(name, next(learnt), chosen[name], test, rest, report=report)
+            final[name] = next(learnt)
+        manifest = write_models(models_dir, teacher, chosen, fitted=final, **fit_args)
     manifest["teacher"] = teacher_name
     manifest["context"] = context
     manifest["joint"] = joint
@@ -554,11 +618,25 @@ def fit_and_evaluate(
     carry ``_norm``. Returns the settings and the rules-prior weights chosen."""
     params, weights = _choose(name, choose_on, validation, grid, context=context, **fit_args)
     model = fit(fit_on["_norm"].to_list(), task_labels(fit_on, name), params, **fit_args)
+    evaluate(name, model, (params, weights), test, baseline, report=report)
+    return params, weights
+
+
+def evaluate(
+    name: str,
+    model: Any,
+    chosen: tuple[Params, dict[str, float]],
+    test: pl.DataFrame,
+    baseline: pl.DataFrame,
+    *,
+    report: dict[str, Any],
+) -> None:
+    """Score ``test`` with ``model`` (learnt with the ``chosen`` settings) into ``report``."""
+    params, weights = chosen
     for task, scores in model_scores(model, name, test["_norm"].to_list()).items():
         report["labels"][task] = evaluate_task(task, scores, weights[task], baseline, test)
     report["speed"][name] = _predict_rate(model, name, test["_norm"].to_list())
     report["chosen"][name] = asdict(params) | {"rules_weights": weights}
-    return params, weights
 
 
 def _with_section_type(frame: pl.DataFrame) -> pl.DataFrame:
@@ -603,10 +681,15 @@ def _choose(
     if validation.height == 0:
         return grid[0], no_prior
     truth = {task: task_labels(validation, task) for task in tasks}
+    texts, labels_ = train["_norm"].to_list(), task_labels(train, name)
+    validation_texts = validation["_norm"].to_list()
+    all_scores = fit_many(
+        [FitJob(texts, labels_, params) for params in grid],
+        then=lambda model: model_scores(model, name, validation_texts),
+        **fit_args,
+    )
     best, best_score, best_scores = grid[0], -np.inf, {}
-    for params in grid:
-        model = fit(train["_norm"].to_list(), task_labels(train, name), params, **fit_args)
-        scores = model_scores(model, name, validation["_norm"].to_list())
+    for params, scores in zip(grid, all_scores, strict=True):
         score = float(np.mean([validation_metric(t, agreement(t, truth[t], scores[t])) for t in tasks]))
         score -= NGRAM_PENALTY * (params.word_ngrams - 1)
         log.debug("%s %s: validation %.3f", name, params, score)
@@ -712,20 +795,18 @@ def write_models(
     workdir: Path,
     seed: int,
     prefix: str = "",
+    fitted: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Learn every teacher row with the chosen settings; write the models and return their
-    manifest entries (file names relative to ``BUILD/models/``: ``prefix`` is the subfolder)."""
+    """Learn every teacher row with the chosen settings (or take the ``fitted`` models, learnt so
+    already); write the models and return their manifest entries (file names relative to
+    ``BUILD/models/``: ``prefix`` is the subfolder)."""
     entries = {}
     for name, (params, weights) in chosen.items():
-        model = fit(
-            teacher["_norm"].to_list(),
-            task_labels(teacher, name),
-            params,
-            dim=dim,
-            vectors=vectors,
-            workdir=workdir,
-            seed=seed,
-        )
+        if fitted and name in fitted:
+            model = fitted[name]
+        else:
+            texts, labels_ = teacher["_norm"].to_list(), task_labels(teacher, name)
+            model = fit(texts, labels_, params, dim=dim, vectors=vectors, workdir=workdir, seed=seed)
         path = models_dir / f"{name}.bin"
         tmp = workdir / path.name
         model.save_model(str(tmp))

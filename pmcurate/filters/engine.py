@@ -7,7 +7,8 @@ memory is bounded by its partition, not by the build:
 1. **Ranges.** Each shard of the rows' table samples its ``article_id`` values; the driver cuts the
    article ids into ranges of about ``partition_rows`` rows. The subset's order (article, then
    paragraph ordinal) is the order of the ranges, then the order inside each range.
-2. **Scatter.** Each shard of articles, paragraphs (or figures) writes its rows split by range.
+2. **Scatter.** Each shard of articles, paragraphs (or figures) writes its rows split by range
+   (a build of one range skips this: its range reads the build's shards).
    Labels have no article id: their shards and a (paragraph id → range) map from the paragraph
    shards are shuffled by hash of the paragraph id, joined bucket by bucket, and scattered by range.
    A range holds whole articles, so article statistics are exact within it.
@@ -165,7 +166,7 @@ def connect_range(job: Job, r: int) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET threads = {job.threads}")
     con.execute("SET preserve_insertion_order = false")
     for table in job.tables:
-        files = _files(_range_dir(job, f"scatter/{table}", r))
+        files = _table_files(job, table, r)
         if files:
             listing = ", ".join(views.quote(str(p)) for p in files)
             con.execute(
@@ -178,6 +179,14 @@ def connect_range(job: Job, r: int) -> duckdb.DuckDBPyConnection:
     if any("detect_language" in rule.functions for rule in [*job.rules, *(u for u, _ in job.upsample)]):
         language.register(con)
     return con
+
+
+def _table_files(job: Job, table: str, r: int) -> list[Path]:
+    """The files of ``table`` that range ``r`` reads: the build's own shards when the build is one
+    range (nothing is scattered: the range is every row, in the same order), else its part of them."""
+    if job.ranges == 1:
+        return schema.shard_paths(job.build, table)
+    return _files(_range_dir(job, f"scatter/{table}", r))
 
 
 def _load_judged(con: duckdb.DuckDBPyConnection, job: Job, r: int) -> None:
@@ -657,7 +666,8 @@ def run(
         runner, job, sample_task, [(p, SAMPLES_PER_SHARD) for p in source_shards], "subset: ranges", progress
     )
     job = replace(job, boundaries=boundaries(samples, partition_rows))
-    _scatter(job, runner, progress)
+    if job.ranges > 1:
+        _scatter(job, runner, progress)
     clock.lap("partition")
     judged = _map(runner, job, judge_task, [(job, r) for r in range(job.ranges)], "subset: rules", progress)
     clock.lap("rules")

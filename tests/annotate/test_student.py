@@ -214,3 +214,22 @@ def test_default_student_is_one_joint_model_for_the_three_labels(
         total = labels.select(pl.sum_horizontal(pl.col(column).struct.unnest()).alias("s"))["s"]
         assert ((total - 1).abs() < 1e-3).all(), column
     assert labels["educational_score"].is_between(1, 5).all()
+
+
+def test_models_fitted_side_by_side_are_the_models_fitted_one_by_one(
+    dev_labels: pl.DataFrame, tmp_path: Path
+) -> None:
+    teacher = student.prepared_teacher(dev_labels)
+    texts = student.model_input(teacher, context=True).to_list()
+    labels = student.task_labels(teacher, student.JOINT)
+    grid = (student.Params(epoch=5, word_ngrams=2), student.Params(epoch=5, balance=0.0), SMALL_GRID[0])
+    fit_args = {"dim": 10, "vectors": None, "workdir": tmp_path, "seed": 3}
+
+    def saved(model: fasttext.FastText._FastText, name: str) -> bytes:
+        model.save_model(str(tmp_path / name))
+        return (tmp_path / name).read_bytes()
+
+    jobs = [student.FitJob(texts, labels, params) for params in grid]
+    together = student.fit_many(jobs, then=lambda m: saved(m, f"{id(m)}.bin"), threads=2, **fit_args)
+    alone = [saved(student.fit(texts, labels, params, **fit_args), "alone.bin") for params in grid]
+    assert together == alone

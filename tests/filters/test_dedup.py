@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from pmcurate.filters import dedup
 from pmcurate.filters.subset import make_subset
@@ -107,3 +108,16 @@ def test_exact_key_ignores_case_spacing_and_punctuation() -> None:
 
 def test_texts_without_letters_have_no_exact_key() -> None:
     assert dedup.exact_keys(["", None, " -- ", "ok"])["k1"].null_count == 3
+
+
+def test_normalized_text_turns_each_run_of_other_characters_into_one_space() -> None:
+    texts: list[str | None] = ["İstanbul ΣΑΣ", "x\u00a0\u00a0y", "a\t \tb", " lead, ", "1,000.5"]
+    texts += ["a\u0307b", "__a__", "ǅ ǈ", None]
+    one_pass = pl.Series(texts, dtype=pl.String).str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]+", " ")
+    assert dedup.normalized_text(texts).to_list() == one_pass.str.strip_chars().to_list()
+
+
+def test_a_repeated_text_gets_the_key_of_its_first_copy() -> None:
+    keys = dedup.exact_keys(["a b", "c", "a b", None, "c", "a, b"])
+    assert keys["k1"].to_pylist()[2] == keys["k1"].to_pylist()[0] == keys["k1"].to_pylist()[5]
+    assert keys["k2"].to_pylist()[4] == keys["k2"].to_pylist()[1] and keys["k1"].to_pylist()[3] is None
