@@ -18,6 +18,7 @@ on the time or the machine, so exporting the same rows twice gives byte-identica
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -29,11 +30,11 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import duckdb
 import pyarrow as pa
@@ -62,6 +63,9 @@ PROVENANCE_DIR = "provenance"
 SPLIT_BY_LICENSE = "license"
 SPLIT_NONE = "none"
 BATCH_ROWS = 16_384
+ARROW_ROWS_MAX_BYTES = 2 * 2**30
+"""Above this much uncompressed data in the tables read, rows stream sorted from DuckDB instead of
+being computed in memory with Arrow (``ArrowRows``)."""
 IMAGE_BATCH_ROWS = 64
 """Rows fetched from DuckDB at a time: figures carry their images, so fewer of them."""
 SHARD_FILE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.(parquet|tar)$")
@@ -211,11 +215,16 @@ class ExportPlan:
 
     def stage(self) -> None:
         """Create the (empty) staging folder the tasks write into."""
-        self.discard()
+        self._remove_staging()
         (self.staging / _SHARDS).mkdir(parents=True)
 
     def discard(self) -> None:
-        """Remove the staging folder (after ``finish`` installed its shards, or after a failure)."""
+        """Remove the staging folder (after ``finish`` installed its shards, or after a failure) and
+        the rows the plan kept for a task that did not take them."""
+        self._remove_staging()
+        ArrowRows.forget()
+
+    def _remove_staging(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
         if is_url(self.job.staging):
             remove(self.job.staging)
@@ -242,22 +251,28 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     tables = set(opened.tables)
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
-    con = _connect(opened.path, tables & _READS[chosen.unit])
-    subset_info = _create_selection(con, opened.path, chosen, subset)
-    columns = _create_rows(con, chosen, source, split_by)
-    selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
-    counts = con.sql("SELECT __split, count(*) FROM export_rows GROUP BY ALL ORDER BY 1").fetchall()
+    extension = None
+    rows = None
+    if _arrow_path(opened.path, chosen, source, split_by):
+        subset_info = None
+        rows = ArrowRows.load(opened.path, chosen, source, split_by)
+        selected, counts, arrow_schema = rows.selected, rows.counts(), rows.arrow_schema
+    else:
+        con = _connect(opened.path, tables & _READS[chosen.unit])
+        subset_info = _create_selection(con, opened.path, chosen, subset)
+        columns = _create_rows(con, chosen, source, split_by)
+        selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
+        counts = con.sql("SELECT __split, count(*) FROM export_rows GROUP BY ALL ORDER BY 1").fetchall()
+        arrow_schema = normalized_schema(
+            con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
+        )
+        if format == "webdataset" and counts:
+            extension = config.image_format or webdataset.choose_extension(_image_formats(con))
+        con.close()
     if not counts:
         raise ExportError(_nothing_message(chosen, subset))
     for split, _ in counts:
         parquet.check_split_name(split)
-    arrow_schema = normalized_schema(
-        con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
-    )
-    extension = None
-    if format == "webdataset":
-        extension = config.image_format or webdataset.choose_extension(_image_formats(con))
-    con.close()
     staging = str(out / f"{schema.TMP_PREFIX}export-{config_name}")
     if remote is not None:  # ``build`` is the driver's working copy of the build at ``remote``
         staging = f"{remote.rstrip('/')}/.pmcurate/{schema.TMP_PREFIX}export-{config_name}"
@@ -270,6 +285,8 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         progress=progress,
     )  # fmt: skip
     planned = group_splits(counts, config.tasks or os.cpu_count() or 1)
+    if rows is not None and len(planned) == 1 and remote is None:
+        rows.keep()  # for the one task, which a local executor runs in this process
     return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
 
 
@@ -291,19 +308,8 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
 
 def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -> dict[str, int]:
     chosen = get_preset(job.preset)
-    con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
-    con.execute("SET enable_progress_bar = false")  # the task's own bar counts rows
     splits: dict[str, dict[str, Any]] = {}
-    try:
-        _create_selection(con, build, chosen, job.subset)
-        columns = _create_rows(con, chosen, job.source, job.split_by)
-        order = chosen.order_by + (", repeat" if job.subset else "")
-        query = (
-            f"SELECT {columns}, __split FROM export_rows WHERE list_contains($splits, __split) "
-            f"ORDER BY __split, {order}"
-        )
-        batch_rows = IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS
-        reader = con.sql(query, params={"splits": list(task.splits)}).to_arrow_reader(batch_rows)
+    with _sorted_rows(job, task, build) as reader:
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
         seen = _DistinctValues(("license_url", "language"))
         desc = f"export {job.config} {task.key}"
@@ -316,8 +322,6 @@ def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -
                 "bytes": sum(s.nbytes for s in shards),
                 "shards": [s.path.name for s in shards],
             }
-    finally:
-        con.close()
     summary = {
         "splits": splits,
         "license_url": sorted(seen.values["license_url"], key=_none_first),
@@ -329,6 +333,153 @@ def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -
         "shards": sum(len(s["shards"]) for s in splits.values()),
         "bytes": sum(s["bytes"] for s in splits.values()),
     }
+
+
+@contextlib.contextmanager
+def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.RecordBatchReader]:
+    """The rows of the task's splits with their ``__split``, sorted (split, then the preset's key):
+    from Arrow when the preset computes its rows so (``ArrowRows``), else from DuckDB."""
+    chosen = get_preset(job.preset)
+    batch_rows = IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS
+    if _arrow_path(build, chosen, job.source, job.split_by):
+        rows = ArrowRows.load(build, chosen, job.source, job.split_by)
+        yield rows.sorted_reader(task.splits, batch_rows)
+        return
+    con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
+    con.execute("SET enable_progress_bar = false")  # the task's own bar counts rows
+    try:
+        _create_selection(con, build, chosen, job.subset)
+        columns = _create_rows(con, chosen, job.source, job.split_by)
+        order = chosen.order_by + (", repeat" if job.subset else "")
+        query = (
+            f"SELECT {columns}, __split FROM export_rows WHERE list_contains($splits, __split) "
+            f"ORDER BY __split, {order}"
+        )
+        yield con.sql(query, params={"splits": list(task.splits)}).to_arrow_reader(batch_rows)
+    finally:
+        con.close()
+
+
+def _arrow_path(build: Path, preset: Preset, source: Source, split_by: str) -> bool:
+    """Whether the rows come from the preset's ``rows_arrow``: whole tables, splits by license or
+    none, and tables small enough to hold in memory (else DuckDB sorts them, spilling to disk)."""
+    return (
+        preset.rows_arrow is not None
+        and source.subset is None
+        and split_by in (SPLIT_BY_LICENSE, SPLIT_NONE)
+        and sum(_data_bytes(build, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
+    )
+
+
+def _data_bytes(build: Path, name: str) -> int:
+    """Uncompressed bytes of a table's shards (their footers say)."""
+    total = 0
+    for path in schema.shard_paths(build, name):
+        metadata = pq.ParquetFile(path).metadata
+        total += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    return total
+
+
+@dataclass
+class ArrowRows:
+    """A preset's rows computed with Arrow (``Preset.rows_arrow``), unsorted, with their ``__split``.
+
+    A plan of one task keeps them (``keep``) for that task, which a local executor runs in the
+    same process: such an export reads the build once. A task elsewhere computes them again.
+    """
+
+    table: pa.Table
+    selected: int
+    preset: Preset
+    key: tuple[Any, ...]
+
+    _kept: ClassVar[dict[tuple[Any, ...], ArrowRows]] = {}
+
+    @classmethod
+    def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
+        """The rows kept for this build's shards as they are now (taken), else computed."""
+        reads = sorted(name for name in _READS[preset.unit] if schema.table_dir(build, name).is_dir())
+        key = (str(build), preset.name, source, split_by, tuple(_stamp(build, name) for name in reads))
+        kept = cls._kept.pop(key, None)
+        cls.forget()
+        if kept is not None:
+            return kept
+        reader = _ColumnReader(build)
+        table = preset.rows_arrow(reader.read, source)  # type: ignore[misc]
+        split = (
+            license_group(table.column(preset.license_column))
+            if split_by == SPLIT_BY_LICENSE
+            else pa.repeat("train", table.num_rows)
+        )
+        return cls(table.append_column("__split", split), reader.rows(f"{preset.unit}s"), preset, key)
+
+    def keep(self) -> None:
+        cls = type(self)
+        cls.forget()
+        cls._kept[self.key] = self
+
+    @classmethod
+    def forget(cls) -> None:
+        """Drop the rows kept by a plan (its task took them, or never ran)."""
+        cls._kept.clear()
+
+    def counts(self) -> list[tuple[str, int]]:
+        """Rows per split, by split."""
+        counted = pc.value_counts(self.table.column("__split")).to_pylist()
+        return sorted((item["values"], item["counts"]) for item in counted)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The exported columns' schema (what DuckDB's rows would have)."""
+        return normalized_schema(self.table.select(self._visible()).schema)
+
+    def _visible(self) -> list[str]:
+        return [n for n in self.table.column_names if not n.startswith("__")]
+
+    def sorted_reader(self, splits: tuple[str, ...], batch_rows: int) -> pa.RecordBatchReader:
+        """The rows of ``splits`` sorted by split, then the preset's key, in batches of ``batch_rows``.
+
+        Only the sort keys are sorted; each batch is gathered from the unsorted rows when it is read
+        (the writer's read-ahead thread gathers one while the writer writes the last)."""
+        table = self.table
+        if {s for s, _ in self.counts()} - set(splits):
+            table = table.filter(pc.is_in(table.column("__split"), pa.array(splits, pa.string())))
+        keys = ["__split", *(key.strip() for key in self.preset.order_by.split(","))]
+        order = pc.sort_indices(table.select(keys), [(key, "ascending") for key in keys])
+        table = table.select([*self._visible(), "__split"])
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for start in range(0, len(order), batch_rows):
+                yield from table.take(order.slice(start, batch_rows)).to_batches()
+
+        return pa.RecordBatchReader.from_batches(table.schema, batches())
+
+
+def license_group(licenses: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``license_group_sql`` with Arrow: ``commercial``, ``noncommercial`` or ``other``."""
+    commercial = pc.is_in(licenses, pa.array(sorted(schema.COMMERCIAL_LICENSES), pa.string()))
+    noncommercial = pc.is_in(licenses, pa.array(sorted(schema.NONCOMMERCIAL_LICENSES), pa.string()))
+    return pc.if_else(commercial, "commercial", pc.if_else(noncommercial, "noncommercial", "other"))
+
+
+class _ColumnReader:
+    """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order."""
+
+    def __init__(self, build: Path) -> None:
+        self.build = build
+
+    def read(self, name: str, columns: Sequence[str]) -> pa.Table:
+        paths = schema.shard_paths(self.build, name)
+        return pa.concat_tables([pq.read_table(path, columns=list(columns)) for path in paths])
+
+    def rows(self, name: str) -> int:
+        return sum(pq.ParquetFile(path).metadata.num_rows for path in schema.shard_paths(self.build, name))
+
+
+def _stamp(build: Path, name: str) -> tuple[tuple[str, int, int], ...]:
+    """What tells a table's shards apart from another version of them: names, sizes, mtimes."""
+    stats = [(p.name, p.stat()) for p in schema.shard_paths(build, name)]
+    return tuple((n, st.st_size, st.st_mtime_ns) for n, st in stats)
 
 
 def finish(

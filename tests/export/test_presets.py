@@ -7,11 +7,14 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
-from pmcurate.export.exporter import ExportError, export
+from pmcurate.build import create_view
+from pmcurate.export.exporter import ExportError, export, normalized_schema
 from pmcurate.export.presets import PresetError, Source, get_preset, preset_columns
 from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
@@ -144,3 +147,48 @@ def test_the_paragraphs_preset_exports_every_label_under_its_flat_name() -> None
         "labels_annotator",
     } <= set(columns)
     assert columns.count("language") == 1  # the article's
+
+
+def sql_rows(build: Path, name: str, source: Source) -> pa.Table:
+    """A preset's rows from its SQL over views of ``build``, sorted by the preset's key."""
+    preset = get_preset(name)
+    con = duckdb.connect()
+    for table in ("articles", "paragraphs", "labels"):
+        create_view(con, table, schema.table_dir(build, table))
+    con.execute(f"CREATE VIEW selection AS SELECT {preset.unit}_id, 0 AS repeat FROM {preset.unit}s")
+    rows = con.sql(f"SELECT * FROM ({preset.rows_sql(source)}) ORDER BY {preset.order_by}").to_arrow_table()
+    return rows.cast(normalized_schema(rows.schema))
+
+
+def arrow_rows(build: Path, name: str, source: Source) -> pa.Table:
+    preset = get_preset(name)
+    assert preset.rows_arrow is not None
+    rows = preset.rows_arrow(lambda table, columns: pq.read_table(schema.table_dir(build, table),
+                                                                  columns=list(columns)), source)  # fmt: skip
+    keys = [key.strip() for key in preset.order_by.split(",")]
+    return rows.take(pc.sort_indices(rows, [(key, "ascending") for key in keys]))
+
+
+def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    assert arrow_rows(build, "biomed-enriched", source).equals(sql_rows(build, "biomed-enriched", source))
+
+
+def test_biomed_enriched_arrow_rows_are_the_sql_rows_where_labels_and_articles_lack(
+    build: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "build"
+    shutil.copytree(build, path)
+    labels = pq.read_table(schema.table_dir(path, "labels"))
+    scores = labels["domain_scores"].combine_chunks()
+    mask = pa.array([i % 3 == 0 for i in range(len(scores))])
+    nulls = pa.StructArray.from_arrays(scores.flatten(), fields=list(scores.type), mask=mask)
+    labels = labels.set_column(labels.schema.get_field_index("domain_scores"), "domain_scores", nulls)
+    articles = pq.read_table(schema.table_dir(path, "articles"))
+    for name, table in (("labels", labels.slice(0, labels.num_rows // 2)), ("articles", articles.slice(1))):
+        shutil.rmtree(schema.table_dir(path, name))
+        schema.write_shard(table, schema.table_dir(path, name) / "000000000.parquet")
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    rows = arrow_rows(path, "biomed-enriched", source)
+    assert rows["domain_scores"].null_count > rows["domain"].null_count > 0 and rows["authors"].null_count > 0
+    assert rows.equals(sql_rows(path, "biomed-enriched", source))
