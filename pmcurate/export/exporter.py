@@ -48,6 +48,7 @@ from pmcurate.errors import Fatal
 from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
 from pmcurate.export import parquet, webdataset
 from pmcurate.export.presets import Preset, Source, check_source, get_preset, license_group_sql
+from pmcurate.export.stats import CardStats
 
 if TYPE_CHECKING:
     from pmcurate.export.steps import ExportConfig
@@ -95,6 +96,8 @@ class ExportResult:
     splits: dict[str, SplitSummary] = field(default_factory=dict)
     skipped_rows: int = 0
     seconds: float = 0.0
+    card_stats: CardStats = field(default_factory=CardStats)
+    """What the dataset card counts in the rows written (``export.stats``)."""
 
     @property
     def rows(self) -> int:
@@ -309,6 +312,7 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
 def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -> dict[str, int]:
     chosen = get_preset(job.preset)
     splits: dict[str, dict[str, Any]] = {}
+    card = CardStats()
     with _sorted_rows(job, task, build) as reader:
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
         seen = _DistinctValues(("license_url", "language"))
@@ -316,7 +320,8 @@ def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -
         runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
         writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
         for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
-            shards = writer.write((batch for _, batch in group), arrow_schema, staging / _SHARDS, split)
+            batches = _counted(card, split, (batch for _, batch in group))
+            shards = writer.write(batches, arrow_schema, staging / _SHARDS, split)
             splits[split] = {
                 "rows": sum(s.rows for s in shards),
                 "bytes": sum(s.nbytes for s in shards),
@@ -326,6 +331,7 @@ def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -
         "splits": splits,
         "license_url": sorted(seen.values["license_url"], key=_none_first),
         "language": sorted(seen.values["language"], key=_none_first),
+        "card": card.to_json(),
     }
     (staging / _summary_name(task)).write_text(json.dumps(summary, ensure_ascii=False))
     return {
@@ -333,6 +339,13 @@ def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -
         "shards": sum(len(s["shards"]) for s in splits.values()),
         "bytes": sum(s["bytes"] for s in splits.values()),
     }
+
+
+def _counted(stats: CardStats, split: str, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``batches``, counted into ``stats`` (the card's figures) as they go by."""
+    for batch in batches:
+        stats.observe(split, batch)
+        yield batch
 
 
 @contextlib.contextmanager
@@ -505,6 +518,7 @@ def finish(
     for task in plan.tasks:
         summary = json.loads((plan.staging / _summary_name(task)).read_text())
         found.update(summary["splits"])
+        result.card_stats.update(CardStats.from_json(summary["card"]))
         urls.update(summary["license_url"])
         languages.update(summary["language"])
     for split in sorted(found):
@@ -542,7 +556,7 @@ def finish(
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
-        write_dataset_card(plan.out)
+        write_dataset_card(plan.out, stats={job.config: result.card_stats})
     return result
 
 

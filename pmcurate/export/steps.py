@@ -175,6 +175,7 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
                 self.config.repo,
                 title=self.config.title,
                 description=self.config.description,
+                stats={result.config: result.card_stats},
             )
         finally:
             self._plan.discard()
