@@ -353,10 +353,8 @@ def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.Re
     """The rows of the task's splits with their ``__split``, sorted (split, then the preset's key):
     from Arrow when the preset computes its rows so (``ArrowRows``), else from DuckDB."""
     chosen = get_preset(job.preset)
-    batch_rows = IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS
     if _arrow_path(build, chosen, job.source, job.split_by):
-        rows = ArrowRows.load(build, chosen, job.source, job.split_by)
-        yield rows.sorted_reader(task.splits, batch_rows)
+        yield ArrowRows.load(build, chosen, job.source, job.split_by).sorted_reader(task.splits)
         return
     con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
     con.execute("SET enable_progress_bar = false")  # the task's own bar counts rows
@@ -368,6 +366,7 @@ def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.Re
             f"SELECT {columns}, __split FROM export_rows WHERE list_contains($splits, __split) "
             f"ORDER BY __split, {order}"
         )
+        batch_rows = IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS
         yield con.sql(query, params={"splits": list(task.splits)}).to_arrow_reader(batch_rows)
     finally:
         con.close()
@@ -449,23 +448,25 @@ class ArrowRows:
     def _visible(self) -> list[str]:
         return [n for n in self.table.column_names if not n.startswith("__")]
 
-    def sorted_reader(self, splits: tuple[str, ...], batch_rows: int) -> pa.RecordBatchReader:
-        """The rows of ``splits`` sorted by split, then the preset's key, in batches of ``batch_rows``.
+    def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
+        """The rows of ``splits`` sorted by split, then the preset's key: one batch per split.
 
-        Only the sort keys are sorted; each batch is gathered from the unsorted rows when it is read
-        (the writer's read-ahead thread gathers one while the writer writes the last)."""
+        The sort keys are sorted, then every column gathered in that order at once (a gather per
+        batch would concatenate the chunks of each column again); the writer cuts each split's
+        batch into row groups by slicing it, without copying."""
         table = self.table
         if {s for s, _ in self.counts()} - set(splits):
             table = table.filter(pc.is_in(table.column("__split"), pa.array(splits, pa.string())))
         keys = ["__split", *(key.strip() for key in self.preset.order_by.split(","))]
         order = pc.sort_indices(table.select(keys), [(key, "ascending") for key in keys])
-        table = table.select([*self._visible(), "__split"])
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for start in range(0, len(order), batch_rows):
-                yield from table.take(order.slice(start, batch_rows)).to_batches()
-
-        return pa.RecordBatchReader.from_batches(table.schema, batches())
+        table = table.select([*self._visible(), "__split"]).take(order)
+        counted = pc.value_counts(table.column("__split")).to_pylist()
+        sizes = [item["counts"] for item in sorted(counted, key=lambda item: item["values"])]
+        starts = itertools.accumulate(sizes, initial=0)
+        batches = (
+            b for start, n in zip(starts, sizes, strict=False) for b in table.slice(start, n).to_batches()
+        )
+        return pa.RecordBatchReader.from_batches(table.schema, batches)
 
 
 def license_group(licenses: pa.ChunkedArray) -> pa.ChunkedArray:
