@@ -535,10 +535,8 @@ def finish(
     result.skipped_rows = plan.selected - result.rows
     result.seconds = time.perf_counter() - plan.started
     build = plan.build
-    build_text = _read_text(build / "provenance.json")
     info = _provenance(
         build,
-        build_text,
         result,
         chosen,
         job.split_by,
@@ -553,7 +551,7 @@ def finish(
     info["languages"] = sorted(languages, key=_none_first)
     provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
-    provenance.write_text(provenance_json(info, build_text) + "\n")
+    provenance.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
@@ -785,7 +783,6 @@ def _feature(kind: pa.DataType) -> dict[str, Any]:
 
 def _provenance(
     build: Path,
-    build_text: str | None,
     result: ExportResult,
     preset: Preset,
     split_by: str,
@@ -813,7 +810,7 @@ def _provenance(
             "subset": subset,
             "subset_parameters": subset_info,
             "inputs": inputs,
-            "build_provenance": _parse_json(build_text),
+            "build_provenance": _read_json(build / "provenance.json"),
             "annotators": _annotators(build) if "labels" in inputs else [],
             "student": _read_json(build / "models" / "report.json") if "labels" in inputs else None,
         },
@@ -821,69 +818,10 @@ def _provenance(
 
 
 def _read_json(path: Path) -> Any:
-    return _parse_json(_read_text(path))
-
-
-def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text()
-    except OSError:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-
-
-def _parse_json(text: str | None) -> Any:
-    try:
-        return json.loads(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-_BUILD_PROVENANCE = "\0build_provenance\0"
-_ESCAPE = re.compile(r"(\\+)u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|(\\+)u([0-9a-f]{4})")
-"""A ``\\uXXXX`` escape (a surrogate pair, or one code unit) after a run of backslashes."""
-
-
-def provenance_json(info: dict[str, Any], build_text: str | None) -> str:
-    """``json.dumps(info, indent=2, ensure_ascii=False)``, where ``info["source"]["build_provenance"]``
-    was read from ``build_text`` (the build's ``provenance.json``, which lists every input file).
-
-    When that file is the rendering json gives (as the build writes it: indented by two, non-ASCII
-    escaped, which is undone here), it is pasted in, re-indented, rather than going through json's
-    indenting encoder, which is pure Python and slow on thousands of inputs; anything else is
-    encoded as usual.
-    """
-    value = info["source"]["build_provenance"]
-    pasted = _indented_json(build_text, value) if build_text is not None else None
-    if pasted is None:
-        return json.dumps(info, indent=2, ensure_ascii=False)
-    source = {**info["source"], "build_provenance": _BUILD_PROVENANCE}
-    text = json.dumps({**info, "source": source}, indent=2, ensure_ascii=False)
-    return text.replace(json.dumps(_BUILD_PROVENANCE), pasted.replace("\n", "\n    "), 1)  # two levels deep
-
-
-def _indented_json(text: str, value: Any) -> str | None:
-    """``text`` as ``json.dumps(value, indent=2, ensure_ascii=False)`` when it is that rendering up to
-    its non-ASCII escapes and the newlines around it, else None. Checked against the compact
-    rendering (C-fast): JSON text holds no raw newline inside a string, so dropping each newline and
-    its indent leaves the tokens; and two spaces a level."""
-    body = _ESCAPE.sub(_unescape, text.strip("\n"))
-    lines = body.split("\n", 2)
-    if len(lines) > 1 and not (lines[1].startswith("  ") and lines[1][2:3] not in (" ", "")):
-        return None
-    compact = json.dumps(value, ensure_ascii=False, separators=(",", ": "))
-    return body if re.sub(r"\n *", "", body) == compact else None
-
-
-def _unescape(match: re.Match[str]) -> str:
-    """A ``\\uXXXX`` escape that ``ensure_ascii=False`` would not write, as its character."""
-    slashes = match[1] or match[4]
-    if len(slashes) % 2 == 0:  # an escaped backslash, then a plain "u"
-        return match[0]
-    if match[2]:
-        high, low = int(match[2], 16), int(match[3], 16)
-        return slashes[:-1] + chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
-    code = int(match[5], 16)
-    return slashes[:-1] + chr(code) if code >= 0x7F else match[0]
 
 
 def input_checksums(
