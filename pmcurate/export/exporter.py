@@ -394,7 +394,7 @@ def _data_bytes(build: Path, name: str) -> int:
 
 @dataclass
 class ArrowRows:
-    """A preset's rows computed with Arrow (``Preset.rows_arrow``), unsorted, with their ``__split``.
+    """A preset's rows computed with Arrow (``Preset.rows_arrow``), in its order, with their ``__split``.
 
     A plan of one task keeps them (``keep``) for that task, which a local executor runs in the
     same process: such an export reads the build once. A task elsewhere computes them again.
@@ -451,17 +451,17 @@ class ArrowRows:
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
         """The rows of ``splits`` sorted by split, then the preset's key: one batch per split.
 
-        The sort keys are sorted, then every column gathered in that order at once (a gather per
-        batch would concatenate the chunks of each column again); the writer cuts each split's
-        batch into row groups by slicing it, without copying."""
+        The rows come in the preset's order, so a stable sort by split is all that is left, and
+        with a single split nothing at all; the writer cuts each split's batch into row groups by
+        slicing it, without copying."""
         table = self.table
         if {s for s, _ in self.counts()} - set(splits):
             table = table.filter(pc.is_in(table.column("__split"), pa.array(splits, pa.string())))
-        keys = ["__split", *(key.strip() for key in self.preset.order_by.split(","))]
-        order = pc.sort_indices(table.select(keys), [(key, "ascending") for key in keys])
-        table = table.select([*self._visible(), "__split"]).take(order)
-        counted = pc.value_counts(table.column("__split")).to_pylist()
-        sizes = [item["counts"] for item in sorted(counted, key=lambda item: item["values"])]
+        counted = sorted(pc.value_counts(table.column("__split")).to_pylist(), key=lambda c: c["values"])
+        if len(counted) > 1:
+            table = table.take(pc.sort_indices(table.select(["__split"]), [("__split", "ascending")]))
+        table = table.select([*self._visible(), "__split"])
+        sizes = [item["counts"] for item in counted]
         starts = itertools.accumulate(sizes, initial=0)
         batches = (
             b for start, n in zip(starts, sizes, strict=False) for b in table.slice(start, n).to_batches()

@@ -8,7 +8,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -165,8 +164,7 @@ def arrow_rows(build: Path, name: str, source: Source) -> pa.Table:
     assert preset.rows_arrow is not None
     rows = preset.rows_arrow(lambda table, columns: pq.read_table(schema.table_dir(build, table),
                                                                   columns=list(columns)), source)  # fmt: skip
-    keys = [key.strip() for key in preset.order_by.split(",")]
-    return rows.take(pc.sort_indices(rows, [(key, "ascending") for key in keys]))
+    return rows
 
 
 def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:

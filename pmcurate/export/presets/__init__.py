@@ -85,7 +85,7 @@ class Preset:
     rows_sql: Callable[[Source], str]
     requires_labels: bool = False
     rows_arrow: Callable[[Read, Source], pa.Table] | None = None
-    """The rows of ``rows_sql`` over whole tables (no subset) with Arrow, in any order."""
+    """The rows of ``rows_sql`` over whole tables (no subset) with Arrow, sorted by ``order_by``."""
 
 
 def license_group_sql(column: str) -> str:
@@ -217,10 +217,13 @@ def author_names(authors: pa.ChunkedArray) -> pa.Array:
 
 
 def biomed_enriched_arrow(read: Read, source: Source) -> pa.Table:
-    """``biomed_enriched_sql`` over whole tables, with Arrow: article and label columns are derived
-    on their own (small) tables, then joined to the paragraphs."""
+    """``biomed_enriched_sql`` over whole tables, with Arrow: the paragraphs sorted first, so that
+    every column is gathered once, in order; article and label columns are derived on their own
+    (small) tables, then joined to the paragraphs."""
     p = read("paragraphs", ("paragraph_id", "article_id", "path", "section_title", "text",
                             "section_type", "n_words", "ordinal"))  # fmt: skip
+    keys = [("article_id", "ascending"), ("ordinal", "ascending"), ("paragraph_id", "ascending")]
+    p = p.take(pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
     articles = read("articles", ("article_id", "authors", "pmcid", "doi", "license", "license_url",
                                  "language", "source", "journal", "pub_year", "commercial_use"))  # fmt: skip
     articles = articles.combine_chunks()
