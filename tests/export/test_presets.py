@@ -14,7 +14,7 @@ import pytest
 from pmcurate import schema
 from pmcurate.build import create_view
 from pmcurate.export.exporter import ExportError, export, normalized_schema
-from pmcurate.export.presets import PresetError, Source, get_preset, preset_columns
+from pmcurate.export.presets import PresetError, Source, gather, get_preset, preset_columns
 from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
 from pmcurate.filters.subset import make_subset
@@ -190,3 +190,10 @@ def test_biomed_enriched_arrow_rows_are_the_sql_rows_where_labels_and_articles_l
     rows = arrow_rows(path, "biomed-enriched", source)
     assert rows["domain_scores"].null_count > rows["domain"].null_count > 0 and rows["authors"].null_count > 0
     assert rows.equals(sql_rows(path, "biomed-enriched", source))
+
+
+@pytest.mark.parametrize("order", [[3000, *range(3000)], list(range(2999, -1, -1)), []])
+def test_gather_is_take_whether_it_slices_or_copies(order: list[int]) -> None:
+    table = pa.concat_tables([pa.table({"n": range(i, i + 1001)}) for i in range(0, 3003, 1001)])
+    indices = pa.array(order, pa.int64())
+    assert gather(table, indices).equals(table.take(indices))

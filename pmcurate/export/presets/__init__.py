@@ -181,6 +181,21 @@ def image_text_sql(source: Source) -> str:
         WHERE f.image.bytes IS NOT NULL"""
 
 
+def gather(table: pa.Table, indices: pa.Array) -> pa.Table:
+    """``table.take(indices)``; where the indices run on in order for long stretches (shards each
+    sorted already), the stretches are sliced out of ``table`` instead of copied."""
+    order = indices.to_numpy()
+    breaks = np.flatnonzero(np.diff(order) != 1) + 1
+    if not len(order) or len(breaks) >= len(order) // GATHER_RUN_ROWS:
+        return table.take(indices)
+    bounds = zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [len(order)]]), strict=True)
+    return pa.concat_tables([table.slice(order[start], end - start) for start, end in bounds])
+
+
+GATHER_RUN_ROWS = 1024
+"""``gather`` slices when its stretches average at least this many rows."""
+
+
 def left_join(keys: pa.ChunkedArray | pa.Array, table: pa.Table, key: str) -> pa.Table:
     """The rows of ``table`` whose ``key`` equals each of ``keys``, null rows where none (a LEFT
     JOIN on a unique key, as the SQL's joins with articles and labels)."""
@@ -223,7 +238,7 @@ def biomed_enriched_arrow(read: Read, source: Source) -> pa.Table:
     p = read("paragraphs", ("paragraph_id", "article_id", "path", "section_title", "text",
                             "section_type", "n_words", "ordinal"))  # fmt: skip
     keys = [("article_id", "ascending"), ("ordinal", "ascending"), ("paragraph_id", "ascending")]
-    p = p.take(pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
+    p = gather(p, pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
     articles = read("articles", ("article_id", "authors", "pmcid", "doi", "license", "license_url",
                                  "language", "source", "journal", "pub_year", "commercial_use"))  # fmt: skip
     articles = articles.combine_chunks()
