@@ -298,8 +298,9 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
 
     The rows come sorted (split, then the preset's key) from DuckDB in their own connection and
     stream through the writer, so a task holds a few row groups in memory however large its
-    splits; what the driver needs of it (shard names and rows per split, the distinct license URLs
-    and languages) goes to a small JSON file.
+    splits; or, for tables small enough (``_arrow_path``), from Arrow in memory. What the driver
+    needs of it (shard names and rows per split, the distinct license URLs and languages, the
+    card's counts) goes to a small JSON file.
     """
     if is_url(job.staging):
         with tempfile.TemporaryDirectory(prefix=f"{schema.TMP_PREFIX}export-") as tmp:
