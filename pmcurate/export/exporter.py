@@ -417,8 +417,9 @@ class ArrowRows:
         cls.forget()
         if kept is not None:
             return kept
+        assert preset.rows_arrow is not None  # _arrow_path
         reader = _ColumnReader(build)
-        table = preset.rows_arrow(reader.read, source)  # type: ignore[misc]
+        table = preset.rows_arrow(reader.read, source)
         split = (
             license_group(table.column(preset.license_column))
             if split_by == SPLIT_BY_LICENSE
@@ -478,14 +479,18 @@ def license_group(licenses: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 class _ColumnReader:
-    """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order."""
+    """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
+    null where a shard lacks a column (an older shard), as DuckDB's views read them by name."""
 
     def __init__(self, build: Path) -> None:
         self.build = build
 
     def read(self, name: str, columns: Sequence[str]) -> pa.Table:
-        paths = schema.shard_paths(self.build, name)
-        return pa.concat_tables([pq.read_table(path, columns=list(columns)) for path in paths])
+        tables = []
+        for path in schema.shard_paths(self.build, name):
+            names = set(pq.read_schema(path).names)
+            tables.append(pq.read_table(path, columns=[c for c in columns if c in names]))
+        return pa.concat_tables(tables, promote_options="default").select(list(columns))
 
     def rows(self, name: str) -> int:
         return sum(pq.ParquetFile(path).metadata.num_rows for path in schema.shard_paths(self.build, name))

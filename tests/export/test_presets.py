@@ -13,7 +13,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.build import create_view
-from pmcurate.export.exporter import ExportError, export, normalized_schema
+from pmcurate.export.exporter import ExportError, _ColumnReader, export, normalized_schema
 from pmcurate.export.presets import PresetError, Source, gather, get_preset, preset_columns
 from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
@@ -197,3 +197,14 @@ def test_gather_is_take_whether_it_slices_or_copies(order: list[int]) -> None:
     table = pa.concat_tables([pa.table({"n": range(i, i + 1001)}) for i in range(0, 3003, 1001)])
     indices = pa.array(order, pa.int64())
     assert gather(table, indices).equals(table.take(indices))
+
+
+def test_arrow_reader_gives_nulls_where_an_older_shard_lacks_a_column(tmp_path: Path) -> None:
+    folder = schema.table_dir(tmp_path, "labels")
+    schema.write_shard(pa.table({"paragraph_id": ["a"], "annotator": ["x"]}), folder / "000000001.parquet")
+    schema.write_shard(pa.table({"paragraph_id": ["b"]}), folder / "000000000.parquet")
+    table = _ColumnReader(tmp_path).read("labels", ["paragraph_id", "annotator"])
+    assert table.to_pylist() == [
+        {"paragraph_id": "b", "annotator": None},
+        {"paragraph_id": "a", "annotator": "x"},
+    ]
