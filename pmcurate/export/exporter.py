@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -47,7 +48,7 @@ from pmcurate.build import create_view, open_build
 from pmcurate.errors import Fatal
 from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
 from pmcurate.export import parquet, webdataset
-from pmcurate.export.presets import Preset, Source, check_source, get_preset, license_group_sql
+from pmcurate.export.presets import SELECTION, Preset, Source, check_source, get_preset, license_group_sql
 from pmcurate.export.stats import CardStats
 
 if TYPE_CHECKING:
@@ -257,8 +258,8 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     extension = None
     rows = None
     if _arrow_path(opened.path, chosen, source, split_by):
-        subset_info = None
         rows = ArrowRows.load(opened.path, chosen, source, split_by)
+        subset_info = _subset_info(opened.path, subset) if subset else None
         selected, counts, arrow_schema = rows.selected, rows.counts(), rows.arrow_schema
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
@@ -374,11 +375,10 @@ def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.Re
 
 
 def _arrow_path(build: Path, preset: Preset, source: Source, split_by: str) -> bool:
-    """Whether the rows come from the preset's ``rows_arrow``: whole tables, splits by license or
-    none, and tables small enough to hold in memory (else DuckDB sorts them, spilling to disk)."""
+    """Whether the rows come from the preset's ``rows_arrow``: splits by license or none, and tables
+    small enough to hold in memory (else DuckDB sorts them, spilling to disk)."""
     return (
         preset.rows_arrow is not None
-        and source.subset is None
         and split_by in (SPLIT_BY_LICENSE, SPLIT_NONE)
         and sum(_data_bytes(build, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
     )
@@ -411,21 +411,24 @@ class ArrowRows:
     @classmethod
     def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
         """The rows kept for this build's shards as they are now (taken), else computed."""
+        selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
         reads = sorted(name for name in _READS[preset.unit] if schema.table_dir(build, name).is_dir())
-        key = (str(build), preset.name, source, split_by, tuple(_stamp(build, name) for name in reads))
+        stamps = [_stamp(schema.shard_paths(build, name)) for name in reads] + [_stamp(selection or [])]
+        key = (str(build), preset.name, source, split_by, tuple(stamps))
         kept = cls._kept.pop(key, None)
         cls.forget()
         if kept is not None:
             return kept
         assert preset.rows_arrow is not None  # _arrow_path
-        reader = _ColumnReader(build)
+        reader = _ColumnReader(build, selection)
         table = preset.rows_arrow(reader.read, source)
         split = (
             license_group(table.column(preset.license_column))
             if split_by == SPLIT_BY_LICENSE
             else pa.repeat("train", table.num_rows)
         )
-        return cls(table.append_column("__split", split), reader.rows(f"{preset.unit}s"), preset, key)
+        selected = reader.rows(SELECTION if selection else f"{preset.unit}s")
+        return cls(table.append_column("__split", split), selected, preset, key)
 
     def keep(self) -> None:
         cls = type(self)
@@ -480,25 +483,34 @@ def license_group(licenses: pa.ChunkedArray) -> pa.ChunkedArray:
 
 class _ColumnReader:
     """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
-    null where a shard lacks a column (an older shard), as DuckDB's views read them by name."""
+    null where a shard lacks a column (an older shard), as DuckDB's views read them by name.
+    ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
+    none."""
 
-    def __init__(self, build: Path) -> None:
+    def __init__(self, build: Path, selection: list[Path] | None = None) -> None:
         self.build = build
+        self.selection = selection
 
     def read(self, name: str, columns: Sequence[str]) -> pa.Table:
         tables = []
-        for path in schema.shard_paths(self.build, name):
+        for path in self._paths(name):
             names = set(pq.read_schema(path).names)
-            tables.append(pq.read_table(path, columns=[c for c in columns if c in names]))
+            table = pq.read_table(path, columns=[c for c in columns if c in names])
+            if name == SELECTION and "repeat" in columns and "repeat" not in names:
+                table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
+            tables.append(table)
         return pa.concat_tables(tables, promote_options="default").select(list(columns))
 
     def rows(self, name: str) -> int:
-        return sum(pq.ParquetFile(path).metadata.num_rows for path in schema.shard_paths(self.build, name))
+        return sum(pq.ParquetFile(path).metadata.num_rows for path in self._paths(name))
+
+    def _paths(self, name: str) -> list[Path]:
+        return (self.selection or []) if name == SELECTION else schema.shard_paths(self.build, name)
 
 
-def _stamp(build: Path, name: str) -> tuple[tuple[str, int, int], ...]:
-    """What tells a table's shards apart from another version of them: names, sizes, mtimes."""
-    stats = [(p.name, p.stat()) for p in schema.shard_paths(build, name)]
+def _stamp(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    """What tells shards apart from another version of them: names, sizes, mtimes."""
+    stats = [(p.name, p.stat()) for p in paths]
     return tuple((n, st.st_size, st.st_mtime_ns) for n, st in stats)
 
 
@@ -646,6 +658,16 @@ def _create_selection(
     if subset is None:
         con.execute(f"CREATE VIEW selection AS SELECT {key}, 0 AS repeat FROM {table}")
         return None
+    files, names = _subset_files(build, preset, subset)
+    paths = ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in files)
+    repeat = "repeat" if "repeat" in names else "0 AS repeat"
+    con.execute(f"CREATE VIEW selection AS SELECT {key}, {repeat} FROM read_parquet([{paths}])")
+    return _subset_info(build, subset)
+
+
+def _subset_files(build: Path, preset: Preset, subset: str) -> tuple[list[Path], set[str]]:
+    """The shards of ``subset`` and their columns; ``ExportError`` when it has none, or no key of
+    the preset's unit."""
     folder = build / "subsets" / subset
     files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not files:
@@ -656,16 +678,19 @@ def _create_selection(
             f"{build}: no subset {subset!r} (subsets: {', '.join(known) or 'none'}); "
             "make it with `pmcurate filter`"
         )
-    paths = ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in files)
-    names = {d[0] for d in con.sql(f"DESCRIBE SELECT * FROM read_parquet([{paths}])").fetchall()}
+    names = {name for path in files for name in pq.read_schema(path).names}
+    key = f"{preset.unit}_id"
     if key not in names:
         raise ExportError(
             f"subset {subset!r} holds no {key} column: preset {preset.name} exports {preset.unit}s "
             f"(make a {preset.unit} subset)"
         )
-    repeat = "repeat" if "repeat" in names else "0 AS repeat"
-    con.execute(f"CREATE VIEW selection AS SELECT {key}, {repeat} FROM read_parquet([{paths}])")
-    meta = folder / "subset.json"
+    return files, names
+
+
+def _subset_info(build: Path, subset: str) -> dict[str, Any] | None:
+    """The subset's parameters (``subset.json``), as its provenance records them."""
+    meta = build / "subsets" / subset / "subset.json"
     return json.loads(meta.read_text()) if meta.is_file() else None
 
 

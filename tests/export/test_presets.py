@@ -13,7 +13,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.build import create_view
-from pmcurate.export.exporter import ExportError, _ColumnReader, export, normalized_schema
+from pmcurate.export.exporter import ExportError, _ColumnReader, _create_selection, export, normalized_schema
 from pmcurate.export.presets import PresetError, Source, gather, get_preset, preset_columns
 from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
@@ -154,17 +154,17 @@ def sql_rows(build: Path, name: str, source: Source) -> pa.Table:
     con = duckdb.connect()
     for table in ("articles", "paragraphs", "labels"):
         create_view(con, table, schema.table_dir(build, table))
-    con.execute(f"CREATE VIEW selection AS SELECT {preset.unit}_id, 0 AS repeat FROM {preset.unit}s")
-    rows = con.sql(f"SELECT * FROM ({preset.rows_sql(source)}) ORDER BY {preset.order_by}").to_arrow_table()
+    _create_selection(con, build, preset, source.subset)
+    order = preset.order_by + (", repeat" if source.subset else "")
+    rows = con.sql(f"SELECT * FROM ({preset.rows_sql(source)}) ORDER BY {order}").to_arrow_table()
     return rows.cast(normalized_schema(rows.schema))
 
 
 def arrow_rows(build: Path, name: str, source: Source) -> pa.Table:
     preset = get_preset(name)
     assert preset.rows_arrow is not None
-    rows = preset.rows_arrow(lambda table, columns: pq.read_table(schema.table_dir(build, table),
-                                                                  columns=list(columns)), source)  # fmt: skip
-    return rows
+    selection = sorted((build / "subsets" / source.subset).glob("*.parquet")) if source.subset else None
+    return preset.rows_arrow(_ColumnReader(build, selection).read, source)
 
 
 def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:
@@ -208,3 +208,10 @@ def test_arrow_reader_gives_nulls_where_an_older_shard_lacks_a_column(tmp_path: 
         {"paragraph_id": "b", "annotator": None},
         {"paragraph_id": "a", "annotator": "x"},
     ]
+
+
+def test_biomed_enriched_arrow_rows_of_a_subset_are_the_sql_rows(subset_build: Path) -> None:
+    source = Source(has_labels=True, has_paragraphs=True, subset="results")
+    rows = arrow_rows(subset_build, "biomed-enriched", source)
+    assert max(rows["repeat"].to_pylist()) == 2  # reviews upsampled ×3
+    assert rows.equals(sql_rows(subset_build, "biomed-enriched", source))

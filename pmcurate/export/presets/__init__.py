@@ -19,10 +19,9 @@ Columns whose name starts with ``__`` are for ordering only and are not exported
   struct, caption, label, the text of the paragraphs that cite the figure, image hash and size,
   article metadata and license.
 
-A preset may also give ``rows_arrow``: the same rows as its SQL over whole tables (no subset),
-computed with Arrow from the columns it reads — no copy of the text before the final sort, no
-round trip of every string through DuckDB. ``tests/export/test_presets.py`` checks that both give the
-same table.
+A preset may also give ``rows_arrow``: the same rows as its SQL, in its order, computed with Arrow
+from the columns it reads — each column gathered once, no round trip of every string through
+DuckDB. ``tests/export/test_presets.py`` checks that both give the same table.
 
 ``PRESETS`` is the registry of presets by name: the three above, and every module of this package.
 A new preset is one new module here that calls ``register(Preset(...))``.
@@ -70,7 +69,9 @@ class Source:
 
 
 Read = Callable[[str, Sequence[str]], pa.Table]
-"""``read(table, columns)``: those columns of a build table, every row (the exporter's reader)."""
+"""``read(table, columns)``: those columns of a build table, every row (the exporter's reader);
+``read(SELECTION, (key, "repeat"))``: the subset's keys and repeat index, when there is a subset."""
+SELECTION = "selection"
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class Preset:
     rows_sql: Callable[[Source], str]
     requires_labels: bool = False
     rows_arrow: Callable[[Read, Source], pa.Table] | None = None
-    """The rows of ``rows_sql`` over whole tables (no subset) with Arrow, sorted by ``order_by``."""
+    """The rows of ``rows_sql`` with Arrow, sorted by ``order_by`` (then ``repeat``, for a subset)."""
 
 
 def license_group_sql(column: str) -> str:
@@ -196,6 +197,14 @@ GATHER_RUN_ROWS = 1024
 """``gather`` slices when its stretches average at least this many rows."""
 
 
+def select(table: pa.Table, selection: pa.Table, key: str) -> pa.Table:
+    """``FROM selection s JOIN table ON key``: a row of ``table`` per selected key (upsampled
+    copies included) with its ``repeat``; keys without a row are left out."""
+    found = pc.index_in(selection.column(key), value_set=table.column(key))
+    kept = pc.is_valid(found)
+    return table.take(found.filter(kept)).append_column("repeat", selection.column("repeat").filter(kept))
+
+
 def left_join(keys: pa.ChunkedArray | pa.Array, table: pa.Table, key: str) -> pa.Table:
     """The rows of ``table`` whose ``key`` equals each of ``keys``, null rows where none (a LEFT
     JOIN on a unique key, as the SQL's joins with articles and labels)."""
@@ -238,6 +247,9 @@ def biomed_enriched_arrow(read: Read, source: Source) -> pa.Table:
     p = read("paragraphs", ("paragraph_id", "article_id", "path", "section_title", "text",
                             "section_type", "n_words", "ordinal"))  # fmt: skip
     keys = [("article_id", "ascending"), ("ordinal", "ascending"), ("paragraph_id", "ascending")]
+    if source.subset:
+        p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
+        keys.append(("repeat", "ascending"))
     p = gather(p, pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
     articles = read("articles", ("article_id", "authors", "pmcid", "doi", "license", "license_url",
                                  "language", "source", "journal", "pub_year", "commercial_use"))  # fmt: skip
@@ -264,7 +276,7 @@ def biomed_enriched_arrow(read: Read, source: Source) -> pa.Table:
         "pmcid": a["pmcid"], "doi": a["doi"], "journal": a["journal"], "pub_year": a["pub_year"],
         "section_type": p["section_type"], "n_words": p["n_words"],
         "commercial_use": a["commercial_use"], "labels_annotator": lab["annotator"],
-        "__ordinal": p["ordinal"],
+        "__ordinal": p["ordinal"], **({"repeat": p["repeat"]} if source.subset else {}),
     })  # fmt: skip
 
 
