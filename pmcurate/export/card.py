@@ -22,15 +22,17 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from pmcurate import labels, schema
 from pmcurate.errors import Fatal
 from pmcurate.export.exporter import DEFAULT_CONFIG, PROVENANCE_DIR
+from pmcurate.export.stats import DISTRIBUTIONS, LICENSE_COLUMNS, UNKNOWN_LICENSE, CardStats
 
 REPO_PLACEHOLDER = "ORG/NAME"
 CARD = "README.md"
@@ -48,16 +50,6 @@ _SIZES = (
     (10_000_000, "1M<n<10M"),
     (100_000_000, "10M<n<100M"),
     (1_000_000_000, "100M<n<1B"),
-)
-_DISTRIBUTIONS = (
-    ("license", "License", "license"),
-    ("license_type", "License", "license_type"),
-    *(
-        (schema.LABEL_COLUMNS[spec.name], spec.title, spec.distribution_sql(schema.LABEL_COLUMNS[spec.name]))
-        for spec in labels.specs()
-    ),
-    ("section_type", "Section type", "section_type"),
-    ("format", "Image format", "format"),
 )
 
 
@@ -222,17 +214,35 @@ def _human(nbytes: int) -> str:
     return f"{size:.1f} TB"
 
 
-def _distributions(out: Path, config: dict[str, Any]) -> list[str]:
+def shard_stats(out: Path, config: dict[str, Any]) -> CardStats:
+    """What the card counts in ``config``'s shards (DuckDB over them): for a config exported earlier."""
     con = duckdb.connect()
-    source = f"read_parquet('{_parquet_glob(out, config)}')"
+    source = f"read_parquet('{_parquet_glob(out, config)}', filename = true)"
+    names = set(config["features"])
+    stats = CardStats()
+    for column, _, expression, _ in DISTRIBUTIONS:
+        if column in names:
+            rows = con.sql(f"SELECT {expression}, count(*) FROM {source} GROUP BY 1").fetchall()
+            stats.values[column] = Counter(dict(rows))
+    if "n_words" in names:
+        words = f"SELECT n_words, count(*) FROM {source} WHERE n_words IS NOT NULL GROUP BY 1"
+        stats.words = Counter(dict(con.sql(words).fetchall()))
+    license = next((c for c in LICENSE_COLUMNS if c in names), None)
+    if license is not None:
+        split = "regexp_extract(parse_filename(filename), '^(.*)-[0-9]{5}-of-[0-9]{5}', 1)"
+        value = f"coalesce({license}, '{UNKNOWN_LICENSE}')"
+        query = f"SELECT {split}, {value}, count(*) FROM {source} GROUP BY ALL"
+        stats.licenses = Counter({(s, lic): n for s, lic, n in con.sql(query).fetchall()})
+    return stats
+
+
+def _distributions(config: dict[str, Any], stats: CardStats) -> list[str]:
     names = set(config["features"])
     parts = []
-    for column, title, expression in _DISTRIBUTIONS:
+    for column, title, _, _ in DISTRIBUTIONS:
         if column not in names:
             continue
-        query = f"SELECT {expression} AS value, count(*) AS n FROM {source} GROUP BY 1 ORDER BY n DESC, 1"
-        query += " LIMIT 12"
-        rows = con.sql(query).fetchall()
+        rows = stats.top(column)
         total = sum(n for _, n in rows) or 1
         table = _table(
             (title, "rows", "share"),
@@ -240,10 +250,9 @@ def _distributions(out: Path, config: dict[str, Any]) -> list[str]:
         )
         parts.append(f"**{title}**\n\n{table}")
     if "n_words" in names:
-        q = f"SELECT sum(n_words), avg(n_words), median(n_words) FROM {source}"
-        total, mean, median = con.sql(q).fetchall()[0]
+        words, mean, median = stats.word_summary()
         parts.append(
-            f"**Words**: {total or 0:,} in all; {mean or 0:.1f} per row on average, median {median or 0}."
+            f"**Words**: {words or 0:,} in all; {mean or 0:.1f} per row on average, median {median or 0}."
         )
     return parts
 
@@ -347,8 +356,13 @@ def _usage(config: dict[str, Any], repo_id: str) -> str:
     )
 
 
-def render(out: Path, settings: CardSettings | None = None) -> str:
-    """The card's text: YAML header (``DatasetCardData``), then the template's sections."""
+def render(
+    out: Path, settings: CardSettings | None = None, stats: Mapping[str, CardStats] | None = None
+) -> str:
+    """The card's text: YAML header (``DatasetCardData``), then the template's sections.
+
+    ``stats``: what the card counts in the rows of configs just exported (by config name); any
+    other Parquet config is counted in its shards."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     configs = read_configs(out)
@@ -356,6 +370,11 @@ def render(out: Path, settings: CardSettings | None = None) -> str:
         raise FileNotFoundError(
             f"{out}: no exported config (no {PROVENANCE_DIR}/*.json): run `pmcurate export`"
         )
+    counted = {
+        c["config"]: (stats or {}).get(c["config"]) or shard_stats(out, c)
+        for c in configs
+        if c["format"] == "parquet"
+    }
     settings = settings or CardSettings()
     repo = settings.repo_id or REPO_PLACEHOLDER
     title = settings.title or out.resolve().name
@@ -378,11 +397,11 @@ def render(out: Path, settings: CardSettings | None = None) -> str:
         body += ["", f"### Config `{config['config']}`", "", config["description"] + ".", ""]
         if config["format"] == "parquet":
             body += ["#### Distributions", ""]
-            for part in _distributions(out, config):
+            for part in _distributions(config, counted[config["config"]]):
                 body += [part, ""]
         body += ["#### Provenance", "", *_provenance_section(config), ""]
         body += ["#### Usage", "", _usage(config, repo), ""]
-    body += ["## Licensing Information", "", *_licensing(out, configs), ""]
+    body += ["## Licensing Information", "", *_licensing(configs, counted), ""]
     body += ["## Personal and Sensitive Information", "", PERSONAL, ""]
     body += ["## Bias, Risks, and Limitations", "", *_limitations(configs), ""]
     body += ["## Citation", "", *_citation(title, repo), ""]
@@ -398,8 +417,8 @@ PERSONAL = (
 )
 
 
-def _licensing(out: Path, configs: list[dict[str, Any]]) -> list[str]:
-    """Licenses per config and split, counted in the shards: each article keeps its own license."""
+def _licensing(configs: list[dict[str, Any]], stats: Mapping[str, CardStats]) -> list[str]:
+    """Licenses per config and split, counted in the rows: each article keeps its own license."""
     lines = [
         "Each row carries its article's license (`license`/`license_type` and `license_url`); the "
         "dataset has no single license. Use only the rows whose license fits your use (for example "
@@ -407,18 +426,11 @@ def _licensing(out: Path, configs: list[dict[str, Any]]) -> list[str]:
         "",
     ]
     rows = []
-    con = duckdb.connect()
     for config in configs:
-        column = next((c for c in ("license", "license_type") if c in config["features"]), None)
-        if config["format"] != "parquet" or column is None:
+        if config["format"] != "parquet" or not any(c in config["features"] for c in LICENSE_COLUMNS):
             continue
-        source = f"read_parquet('{_parquet_glob(out, config)}', filename = true)"
-        split = "regexp_extract(parse_filename(filename), '^(.*)-[0-9]{5}-of-[0-9]{5}', 1)"
-        query = (
-            f"SELECT {split} AS split, coalesce({column}, '(unknown)') AS license, count(*) AS n "
-            f"FROM {source} GROUP BY ALL ORDER BY split, n DESC, license"
-        )
-        rows += [(config["config"], s, lic, f"{n:,}") for s, lic, n in con.sql(query).fetchall()]
+        counted = stats[config["config"]].license_rows()
+        rows += [(config["config"], split, license, f"{n:,}") for split, license, n in counted]
     if rows:
         lines.append(_table(("config", "split", "license", "rows"), rows))
     return lines
@@ -463,11 +475,13 @@ def write_card(
     *,
     title: str | None = None,
     description: str | None = None,
+    stats: Mapping[str, CardStats] | None = None,
 ) -> Path:
     """Write ``out/README.md`` for every config exported into ``out``.
 
     ``repo_id``, ``title`` and ``description`` not given are those of the folder's previous card
     (kept in the card). A ``README.md`` not written by pmcurate is refused (``CardError``).
+    ``stats``: the counts of configs just exported, gathered as they were written (``render``).
     """
     out = Path(out)
     check_card_target(out)
@@ -476,5 +490,5 @@ def write_card(
         title or previous.title, description or previous.description, repo_id or previous.repo_id
     )
     path = out / CARD
-    path.write_text(render(out, settings), encoding="utf-8")
+    path.write_text(render(out, settings, stats), encoding="utf-8")
     return path

@@ -18,6 +18,7 @@ on the time or the machine, so exporting the same rows twice gives byte-identica
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -29,13 +30,14 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -46,7 +48,8 @@ from pmcurate.build import create_view, open_build
 from pmcurate.errors import Fatal
 from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
 from pmcurate.export import parquet, webdataset
-from pmcurate.export.presets import Preset, Source, check_source, get_preset, license_group_sql
+from pmcurate.export.presets import SELECTION, Preset, Source, check_source, get_preset, license_group_sql
+from pmcurate.export.stats import CardStats
 
 if TYPE_CHECKING:
     from pmcurate.export.steps import ExportConfig
@@ -62,6 +65,9 @@ PROVENANCE_DIR = "provenance"
 SPLIT_BY_LICENSE = "license"
 SPLIT_NONE = "none"
 BATCH_ROWS = 16_384
+ARROW_ROWS_MAX_BYTES = 2 * 2**30
+"""Above this much uncompressed data in the tables read, rows stream sorted from DuckDB instead of
+being computed in memory with Arrow (``ArrowRows``)."""
 IMAGE_BATCH_ROWS = 64
 """Rows fetched from DuckDB at a time: figures carry their images, so fewer of them."""
 SHARD_FILE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.(parquet|tar)$")
@@ -91,6 +97,8 @@ class ExportResult:
     splits: dict[str, SplitSummary] = field(default_factory=dict)
     skipped_rows: int = 0
     seconds: float = 0.0
+    card_stats: CardStats = field(default_factory=CardStats)
+    """What the dataset card counts in the rows written (``export.stats``)."""
 
     @property
     def rows(self) -> int:
@@ -211,11 +219,16 @@ class ExportPlan:
 
     def stage(self) -> None:
         """Create the (empty) staging folder the tasks write into."""
-        self.discard()
+        self._remove_staging()
         (self.staging / _SHARDS).mkdir(parents=True)
 
     def discard(self) -> None:
-        """Remove the staging folder (after ``finish`` installed its shards, or after a failure)."""
+        """Remove the staging folder (after ``finish`` installed its shards, or after a failure) and
+        the rows the plan kept for a task that did not take them."""
+        self._remove_staging()
+        ArrowRows.forget()
+
+    def _remove_staging(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
         if is_url(self.job.staging):
             remove(self.job.staging)
@@ -242,22 +255,28 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     tables = set(opened.tables)
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
-    con = _connect(opened.path, tables & _READS[chosen.unit])
-    subset_info = _create_selection(con, opened.path, chosen, subset)
-    columns = _create_rows(con, chosen, source, split_by)
-    selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
-    counts = con.sql("SELECT __split, count(*) FROM export_rows GROUP BY ALL ORDER BY 1").fetchall()
+    extension = None
+    rows = None
+    if _arrow_path(opened.path, chosen, source, split_by):
+        rows = ArrowRows.load(opened.path, chosen, source, split_by)
+        subset_info = _subset_info(opened.path, subset) if subset else None
+        selected, counts, arrow_schema = rows.selected, rows.counts(), rows.arrow_schema
+    else:
+        con = _connect(opened.path, tables & _READS[chosen.unit])
+        subset_info = _create_selection(con, opened.path, chosen, subset)
+        columns = _create_rows(con, chosen, source, split_by)
+        selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
+        counts = con.sql("SELECT __split, count(*) FROM export_rows GROUP BY ALL ORDER BY 1").fetchall()
+        arrow_schema = normalized_schema(
+            con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
+        )
+        if format == "webdataset" and counts:
+            extension = config.image_format or webdataset.choose_extension(_image_formats(con))
+        con.close()
     if not counts:
         raise ExportError(_nothing_message(chosen, subset))
     for split, _ in counts:
         parquet.check_split_name(split)
-    arrow_schema = normalized_schema(
-        con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
-    )
-    extension = None
-    if format == "webdataset":
-        extension = config.image_format or webdataset.choose_extension(_image_formats(con))
-    con.close()
     staging = str(out / f"{schema.TMP_PREFIX}export-{config_name}")
     if remote is not None:  # ``build`` is the driver's working copy of the build at ``remote``
         staging = f"{remote.rstrip('/')}/.pmcurate/{schema.TMP_PREFIX}export-{config_name}"
@@ -270,6 +289,8 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         progress=progress,
     )  # fmt: skip
     planned = group_splits(counts, config.tasks or os.cpu_count() or 1)
+    if rows is not None and len(planned) == 1 and remote is None:
+        rows.keep()  # for the one task, which a local executor runs in this process
     return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
 
 
@@ -278,8 +299,9 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
 
     The rows come sorted (split, then the preset's key) from DuckDB in their own connection and
     stream through the writer, so a task holds a few row groups in memory however large its
-    splits; what the driver needs of it (shard names and rows per split, the distinct license URLs
-    and languages) goes to a small JSON file.
+    splits; or, for tables small enough (``_arrow_path``), from Arrow in memory. What the driver
+    needs of it (shard names and rows per split, the distinct license URLs and languages, the
+    card's counts) goes to a small JSON file.
     """
     if is_url(job.staging):
         with tempfile.TemporaryDirectory(prefix=f"{schema.TMP_PREFIX}export-") as tmp:
@@ -291,9 +313,53 @@ def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
 
 def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -> dict[str, int]:
     chosen = get_preset(job.preset)
+    splits: dict[str, dict[str, Any]] = {}
+    card = CardStats()
+    with _sorted_rows(job, task, build) as reader:
+        arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
+        seen = _DistinctValues(("license_url", "language"))
+        desc = f"export {job.config} {task.key}"
+        runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
+        writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
+        for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
+            batches = _counted(card, split, (batch for _, batch in group))
+            shards = writer.write(batches, arrow_schema, staging / _SHARDS, split)
+            splits[split] = {
+                "rows": sum(s.rows for s in shards),
+                "bytes": sum(s.nbytes for s in shards),
+                "shards": [s.path.name for s in shards],
+            }
+    summary = {
+        "splits": splits,
+        "license_url": sorted(seen.values["license_url"], key=_none_first),
+        "language": sorted(seen.values["language"], key=_none_first),
+        "card": card.to_json(),
+    }
+    (staging / _summary_name(task)).write_text(json.dumps(summary, ensure_ascii=False))
+    return {
+        "rows": sum(s["rows"] for s in splits.values()),
+        "shards": sum(len(s["shards"]) for s in splits.values()),
+        "bytes": sum(s["bytes"] for s in splits.values()),
+    }
+
+
+def _counted(stats: CardStats, split: str, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``batches``, counted into ``stats`` (the card's figures) as they go by."""
+    for batch in batches:
+        stats.observe(split, batch)
+        yield batch
+
+
+@contextlib.contextmanager
+def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.RecordBatchReader]:
+    """The rows of the task's splits with their ``__split``, sorted (split, then the preset's key):
+    from Arrow when the preset computes its rows so (``ArrowRows``), else from DuckDB."""
+    chosen = get_preset(job.preset)
+    if _arrow_path(build, chosen, job.source, job.split_by):
+        yield ArrowRows.load(build, chosen, job.source, job.split_by).sorted_reader(task.splits)
+        return
     con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
     con.execute("SET enable_progress_bar = false")  # the task's own bar counts rows
-    splits: dict[str, dict[str, Any]] = {}
     try:
         _create_selection(con, build, chosen, job.subset)
         columns = _create_rows(con, chosen, job.source, job.split_by)
@@ -303,32 +369,149 @@ def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -
             f"ORDER BY __split, {order}"
         )
         batch_rows = IMAGE_BATCH_ROWS if chosen.image_columns else BATCH_ROWS
-        reader = con.sql(query, params={"splits": list(task.splits)}).to_arrow_reader(batch_rows)
-        arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
-        seen = _DistinctValues(("license_url", "language"))
-        desc = f"export {job.config} {task.key}"
-        runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
-        writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
-        for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
-            shards = writer.write((batch for _, batch in group), arrow_schema, staging / _SHARDS, split)
-            splits[split] = {
-                "rows": sum(s.rows for s in shards),
-                "bytes": sum(s.nbytes for s in shards),
-                "shards": [s.path.name for s in shards],
-            }
+        yield con.sql(query, params={"splits": list(task.splits)}).to_arrow_reader(batch_rows)
     finally:
         con.close()
-    summary = {
-        "splits": splits,
-        "license_url": sorted(seen.values["license_url"], key=_none_first),
-        "language": sorted(seen.values["language"], key=_none_first),
-    }
-    (staging / _summary_name(task)).write_text(json.dumps(summary, ensure_ascii=False))
-    return {
-        "rows": sum(s["rows"] for s in splits.values()),
-        "shards": sum(len(s["shards"]) for s in splits.values()),
-        "bytes": sum(s["bytes"] for s in splits.values()),
-    }
+
+
+def _arrow_path(build: Path, preset: Preset, source: Source, split_by: str) -> bool:
+    """Whether the rows come from the preset's ``rows_arrow``: splits by license or none, and tables
+    small enough to hold in memory (else DuckDB sorts them, spilling to disk)."""
+    return (
+        preset.rows_arrow is not None
+        and split_by in (SPLIT_BY_LICENSE, SPLIT_NONE)
+        and sum(_data_bytes(build, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
+    )
+
+
+def _data_bytes(build: Path, name: str) -> int:
+    """Uncompressed bytes of a table's shards (their footers say)."""
+    total = 0
+    for path in schema.shard_paths(build, name):
+        metadata = pq.ParquetFile(path).metadata
+        total += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    return total
+
+
+@dataclass
+class ArrowRows:
+    """A preset's rows computed with Arrow (``Preset.rows_arrow``), in its order, with their ``__split``.
+
+    A plan of one task keeps them (``keep``) for that task, which a local executor runs in the
+    same process: such an export reads the build once. A task elsewhere computes them again.
+    """
+
+    table: pa.Table
+    selected: int
+    preset: Preset
+    key: tuple[Any, ...]
+
+    _kept: ClassVar[dict[tuple[Any, ...], ArrowRows]] = {}
+
+    @classmethod
+    def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
+        """The rows kept for this build's shards as they are now (taken), else computed."""
+        selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
+        reads = sorted(name for name in _READS[preset.unit] if schema.table_dir(build, name).is_dir())
+        stamps = [_stamp(schema.shard_paths(build, name)) for name in reads] + [_stamp(selection or [])]
+        key = (str(build), preset.name, source, split_by, tuple(stamps))
+        kept = cls._kept.pop(key, None)
+        cls.forget()
+        if kept is not None:
+            return kept
+        assert preset.rows_arrow is not None  # _arrow_path
+        reader = _ColumnReader(build, selection)
+        table = preset.rows_arrow(reader.read, source)
+        split = (
+            license_group(table.column(preset.license_column))
+            if split_by == SPLIT_BY_LICENSE
+            else pa.repeat("train", table.num_rows)
+        )
+        selected = reader.rows(SELECTION if selection else f"{preset.unit}s")
+        return cls(table.append_column("__split", split), selected, preset, key)
+
+    def keep(self) -> None:
+        cls = type(self)
+        cls.forget()
+        cls._kept[self.key] = self
+
+    @classmethod
+    def forget(cls) -> None:
+        """Drop the rows kept by a plan (its task took them, or never ran)."""
+        cls._kept.clear()
+
+    def counts(self) -> list[tuple[str, int]]:
+        """Rows per split, by split."""
+        counted = pc.value_counts(self.table.column("__split")).to_pylist()
+        return sorted((item["values"], item["counts"]) for item in counted)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The exported columns' schema (what DuckDB's rows would have)."""
+        return normalized_schema(self.table.select(self._visible()).schema)
+
+    def _visible(self) -> list[str]:
+        return [n for n in self.table.column_names if not n.startswith("__")]
+
+    def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
+        """The rows of ``splits`` sorted by split, then the preset's key: one batch per split.
+
+        The rows come in the preset's order, so a stable sort by split is all that is left, and
+        with a single split nothing at all; the writer cuts each split's batch into row groups by
+        slicing it, without copying."""
+        table = self.table
+        if {s for s, _ in self.counts()} - set(splits):
+            table = table.filter(pc.is_in(table.column("__split"), pa.array(splits, pa.string())))
+        counted = sorted(pc.value_counts(table.column("__split")).to_pylist(), key=lambda c: c["values"])
+        if len(counted) > 1:
+            table = table.take(pc.sort_indices(table.select(["__split"]), [("__split", "ascending")]))
+        table = table.select([*self._visible(), "__split"])
+        sizes = [item["counts"] for item in counted]
+        starts = itertools.accumulate(sizes, initial=0)
+        batches = (
+            b for start, n in zip(starts, sizes, strict=False) for b in table.slice(start, n).to_batches()
+        )
+        return pa.RecordBatchReader.from_batches(table.schema, batches)
+
+
+def license_group(licenses: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``license_group_sql`` with Arrow: ``commercial``, ``noncommercial`` or ``other``."""
+    commercial = pc.is_in(licenses, pa.array(sorted(schema.COMMERCIAL_LICENSES), pa.string()))
+    noncommercial = pc.is_in(licenses, pa.array(sorted(schema.NONCOMMERCIAL_LICENSES), pa.string()))
+    return pc.if_else(commercial, "commercial", pc.if_else(noncommercial, "noncommercial", "other"))
+
+
+class _ColumnReader:
+    """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
+    null where a shard lacks a column (an older shard), as DuckDB's views read them by name.
+    ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
+    none."""
+
+    def __init__(self, build: Path, selection: list[Path] | None = None) -> None:
+        self.build = build
+        self.selection = selection
+
+    def read(self, name: str, columns: Sequence[str]) -> pa.Table:
+        tables = []
+        for path in self._paths(name):
+            names = set(pq.read_schema(path).names)
+            table = pq.read_table(path, columns=[c for c in columns if c in names])
+            if name == SELECTION and "repeat" in columns and "repeat" not in names:
+                table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
+            tables.append(table)
+        return pa.concat_tables(tables, promote_options="default").select(list(columns))
+
+    def rows(self, name: str) -> int:
+        return sum(pq.ParquetFile(path).metadata.num_rows for path in self._paths(name))
+
+    def _paths(self, name: str) -> list[Path]:
+        return (self.selection or []) if name == SELECTION else schema.shard_paths(self.build, name)
+
+
+def _stamp(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    """What tells shards apart from another version of them: names, sizes, mtimes."""
+    stats = [(p.name, p.stat()) for p in paths]
+    return tuple((n, st.st_size, st.st_mtime_ns) for n, st in stats)
 
 
 def finish(
@@ -354,6 +537,7 @@ def finish(
     for task in plan.tasks:
         summary = json.loads((plan.staging / _summary_name(task)).read_text())
         found.update(summary["splits"])
+        result.card_stats.update(CardStats.from_json(summary["card"]))
         urls.update(summary["license_url"])
         languages.update(summary["language"])
     for split in sorted(found):
@@ -369,18 +553,16 @@ def finish(
     result.skipped_rows = plan.selected - result.rows
     result.seconds = time.perf_counter() - plan.started
     build = plan.build
-    with _connect(build, plan.tables & _READS[chosen.unit]) as con:
-        info = _provenance(
-            con,
-            build,
-            result,
-            chosen,
-            job.split_by,
-            job.subset,
-            plan.subset_info,
-            plan.arrow_schema,
-            inputs if inputs is not None else input_checksums(plan),
-        )
+    info = _provenance(
+        build,
+        result,
+        chosen,
+        job.split_by,
+        job.subset,
+        plan.subset_info,
+        plan.arrow_schema,
+        inputs if inputs is not None else input_checksums(plan),
+    )
     if job.extension is not None:
         info["image_extension"] = job.extension
     info["license_urls"] = sorted(urls, key=_none_first)
@@ -391,7 +573,7 @@ def finish(
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
-        write_dataset_card(plan.out)
+        write_dataset_card(plan.out, stats={job.config: result.card_stats})
     return result
 
 
@@ -476,6 +658,16 @@ def _create_selection(
     if subset is None:
         con.execute(f"CREATE VIEW selection AS SELECT {key}, 0 AS repeat FROM {table}")
         return None
+    files, names = _subset_files(build, preset, subset)
+    paths = ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in files)
+    repeat = "repeat" if "repeat" in names else "0 AS repeat"
+    con.execute(f"CREATE VIEW selection AS SELECT {key}, {repeat} FROM read_parquet([{paths}])")
+    return _subset_info(build, subset)
+
+
+def _subset_files(build: Path, preset: Preset, subset: str) -> tuple[list[Path], set[str]]:
+    """The shards of ``subset`` and their columns; ``ExportError`` when it has none, or no key of
+    the preset's unit."""
     folder = build / "subsets" / subset
     files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not files:
@@ -486,16 +678,19 @@ def _create_selection(
             f"{build}: no subset {subset!r} (subsets: {', '.join(known) or 'none'}); "
             "make it with `pmcurate filter`"
         )
-    paths = ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in files)
-    names = {d[0] for d in con.sql(f"DESCRIBE SELECT * FROM read_parquet([{paths}])").fetchall()}
+    names = {name for path in files for name in pq.read_schema(path).names}
+    key = f"{preset.unit}_id"
     if key not in names:
         raise ExportError(
             f"subset {subset!r} holds no {key} column: preset {preset.name} exports {preset.unit}s "
             f"(make a {preset.unit} subset)"
         )
-    repeat = "repeat" if "repeat" in names else "0 AS repeat"
-    con.execute(f"CREATE VIEW selection AS SELECT {key}, {repeat} FROM read_parquet([{paths}])")
-    meta = folder / "subset.json"
+    return files, names
+
+
+def _subset_info(build: Path, subset: str) -> dict[str, Any] | None:
+    """The subset's parameters (``subset.json``), as its provenance records them."""
+    meta = build / "subsets" / subset / "subset.json"
     return json.loads(meta.read_text()) if meta.is_file() else None
 
 
@@ -618,7 +813,6 @@ def _feature(kind: pa.DataType) -> dict[str, Any]:
 
 
 def _provenance(
-    con: duckdb.DuckDBPyConnection,
     build: Path,
     result: ExportResult,
     preset: Preset,
@@ -648,7 +842,7 @@ def _provenance(
             "subset_parameters": subset_info,
             "inputs": inputs,
             "build_provenance": _read_json(build / "provenance.json"),
-            "annotators": _annotators(con) if "labels" in inputs else [],
+            "annotators": _annotators(build) if "labels" in inputs else [],
             "student": _read_json(build / "models" / "report.json") if "labels" in inputs else None,
         },
     }
@@ -687,7 +881,10 @@ def _table_checksum(build: Path, name: str, file_sha256: Callable[[Path], str]) 
     return {"shards": len(paths), "rows": rows, "sha256": digest.hexdigest()}
 
 
-def _annotators(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The annotators of the build's labels, through the export's own connection (views of the build)."""
-    query = "SELECT DISTINCT annotator FROM labels WHERE annotator IS NOT NULL ORDER BY 1"
-    return [row[0] for row in con.sql(query).fetchall()]
+def _annotators(build: Path) -> list[str]:
+    """The distinct annotators of the build's labels, sorted."""
+    paths = schema.shard_paths(build, "labels")
+    if not paths:
+        return []
+    values = pa.concat_tables([pq.read_table(path, columns=["annotator"]) for path in paths])
+    return sorted(pc.unique(values.column("annotator").drop_null()).to_pylist())

@@ -3,9 +3,10 @@
 ``ExportStep`` plans tasks of whole splits (``exporter.make_plan``: options checked, rows counted
 per split, splits shared among ``tasks`` tasks); each task streams its splits' rows, sorted, from
 DuckDB into their shards in a staging folder (``exporter.write_split_task``), in bounded memory, on
-any worker; ``finish`` installs the shards, writes the provenance and the dataset card. Splits come
-first in the export's order and a split's shards are cut by its rows alone, so the files are the
-same bytes however many workers wrote them. (A split is not cut among tasks: where a shard ends
+any worker (or, for whole tables small enough, from Arrow: ``exporter.ArrowRows``); ``finish``
+installs the shards, writes the provenance and the dataset card. Splits come first in the export's
+order and a split's shards are cut by its rows alone, so the files are the same bytes however many
+workers wrote them. (A split is not cut among tasks: where a shard ends
 depends on the compressed size of the shards before it.)
 
 ``PublishStep`` uploads the dataset folder to the Hub in ``finish`` (a whole step: no tasks).
@@ -175,6 +176,7 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
                 self.config.repo,
                 title=self.config.title,
                 description=self.config.description,
+                stats={result.config: result.card_stats},
             )
         finally:
             self._plan.discard()

@@ -184,3 +184,13 @@ def test_counts_of_the_student_report_print_as_integers() -> None:
         {"teacher": "t", "labels": {"domain": {"student": {"n": 128000, "macro_f1": 0.9251}}}}
     )
     assert lines[1] == "  - domain: student: macro_f1 0.925, n 128,000"
+
+
+@pytest.mark.parametrize("preset", ["paragraphs", "biomed-enriched"])
+def test_card_from_the_rows_written_is_the_card_from_the_shards(
+    build: Path, tmp_path: Path, preset: str
+) -> None:
+    export(build, ExportConfig(out=tmp_path, preset=preset, shard_size=40_000), progress=False)
+    written = (tmp_path / "README.md").read_text()
+    card.write_card(tmp_path)
+    assert written == (tmp_path / "README.md").read_text()

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
-from pmcurate.export.exporter import ExportError, export
-from pmcurate.export.presets import PresetError, Source, get_preset, preset_columns
+from pmcurate.build import create_view
+from pmcurate.export.exporter import ExportError, _ColumnReader, _create_selection, export, normalized_schema
+from pmcurate.export.presets import PresetError, Source, gather, get_preset, preset_columns
 from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
 from pmcurate.filters.subset import make_subset
@@ -144,3 +146,72 @@ def test_the_paragraphs_preset_exports_every_label_under_its_flat_name() -> None
         "labels_annotator",
     } <= set(columns)
     assert columns.count("language") == 1  # the article's
+
+
+def sql_rows(build: Path, name: str, source: Source) -> pa.Table:
+    """A preset's rows from its SQL over views of ``build``, sorted by the preset's key."""
+    preset = get_preset(name)
+    con = duckdb.connect()
+    for table in ("articles", "paragraphs", "labels"):
+        create_view(con, table, schema.table_dir(build, table))
+    _create_selection(con, build, preset, source.subset)
+    order = preset.order_by + (", repeat" if source.subset else "")
+    rows = con.sql(f"SELECT * FROM ({preset.rows_sql(source)}) ORDER BY {order}").to_arrow_table()
+    return rows.cast(normalized_schema(rows.schema))
+
+
+def arrow_rows(build: Path, name: str, source: Source) -> pa.Table:
+    preset = get_preset(name)
+    assert preset.rows_arrow is not None
+    selection = sorted((build / "subsets" / source.subset).glob("*.parquet")) if source.subset else None
+    return preset.rows_arrow(_ColumnReader(build, selection).read, source)
+
+
+def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    assert arrow_rows(build, "biomed-enriched", source).equals(sql_rows(build, "biomed-enriched", source))
+
+
+def test_biomed_enriched_arrow_rows_are_the_sql_rows_where_labels_and_articles_lack(
+    build: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "build"
+    shutil.copytree(build, path)
+    labels = pq.read_table(schema.table_dir(path, "labels"))
+    scores = labels["domain_scores"].combine_chunks()
+    mask = pa.array([i % 3 == 0 for i in range(len(scores))])
+    nulls = pa.StructArray.from_arrays(scores.flatten(), fields=list(scores.type), mask=mask)
+    labels = labels.set_column(labels.schema.get_field_index("domain_scores"), "domain_scores", nulls)
+    articles = pq.read_table(schema.table_dir(path, "articles"))
+    for name, table in (("labels", labels.slice(0, labels.num_rows // 2)), ("articles", articles.slice(1))):
+        shutil.rmtree(schema.table_dir(path, name))
+        schema.write_shard(table, schema.table_dir(path, name) / "000000000.parquet")
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    rows = arrow_rows(path, "biomed-enriched", source)
+    assert rows["domain_scores"].null_count > rows["domain"].null_count > 0 and rows["authors"].null_count > 0
+    assert rows.equals(sql_rows(path, "biomed-enriched", source))
+
+
+@pytest.mark.parametrize("order", [[3000, *range(3000)], list(range(2999, -1, -1)), []])
+def test_gather_is_take_whether_it_slices_or_copies(order: list[int]) -> None:
+    table = pa.concat_tables([pa.table({"n": range(i, i + 1001)}) for i in range(0, 3003, 1001)])
+    indices = pa.array(order, pa.int64())
+    assert gather(table, indices).equals(table.take(indices))
+
+
+def test_arrow_reader_gives_nulls_where_an_older_shard_lacks_a_column(tmp_path: Path) -> None:
+    folder = schema.table_dir(tmp_path, "labels")
+    schema.write_shard(pa.table({"paragraph_id": ["a"], "annotator": ["x"]}), folder / "000000001.parquet")
+    schema.write_shard(pa.table({"paragraph_id": ["b"]}), folder / "000000000.parquet")
+    table = _ColumnReader(tmp_path).read("labels", ["paragraph_id", "annotator"])
+    assert table.to_pylist() == [
+        {"paragraph_id": "b", "annotator": None},
+        {"paragraph_id": "a", "annotator": "x"},
+    ]
+
+
+def test_biomed_enriched_arrow_rows_of_a_subset_are_the_sql_rows(subset_build: Path) -> None:
+    source = Source(has_labels=True, has_paragraphs=True, subset="results")
+    rows = arrow_rows(subset_build, "biomed-enriched", source)
+    assert max(rows["repeat"].to_pylist()) == 2  # reviews upsampled ×3
+    assert rows.equals(sql_rows(subset_build, "biomed-enriched", source))
