@@ -27,6 +27,14 @@ def heads(
     lengths: np.ndarray,
     kinds: np.ndarray,
 ) -> None: ...
+def blank_characters(
+    data: np.ndarray,
+    offsets: np.ndarray,
+    first: int,
+    blank: np.ndarray,
+    out: np.ndarray,
+    out_offsets: np.ndarray,
+) -> None: ...
 
 class Walker:
     classes: int

@@ -21,7 +21,7 @@ scores surely give py3langid's answer. The error argument is in ``pmcurate.filte
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.math cimport exp, fabs, log1p, sqrt
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
@@ -306,6 +306,61 @@ def heads(
                 continue
             kinds[r] = langid_head(&data[begin], end - begin, limit, &stable[0], &head)
             lengths[r] = head
+    return None
+
+
+def blank_characters(
+    const uint8_t[::1] data,
+    const int64_t[::1] offsets,
+    Py_ssize_t first,
+    const uint8_t[::1] blank,
+    uint8_t[::1] out,
+    int64_t[::1] out_offsets,
+):
+    """Texts ``first`` to ``first + len(out_offsets) - 2`` of an Arrow (large) string array's
+    buffers with every character whose bit is set in ``blank`` (a bitmap of the BMP, like
+    ``language.nfc_stable``) turned into one ASCII space, the others kept: into ``out`` (as many
+    bytes as the texts at most) and ``out_offsets`` (from 0). What ``str.replace_many`` of those
+    characters with a space gives, in one pass (``student.normalize``). UTF-8 is trusted (Arrow's)."""
+    cdef Py_ssize_t rows = out_offsets.shape[0] - 1, r, i, j, end, size
+    cdef int64_t written = 0
+    cdef uint8_t b
+    cdef uint32_t cp
+    if rows < 0 or offsets.shape[0] < first + rows + 1 or blank.shape[0] != 0x10000 // 8:
+        raise ValueError("offsets, out_offsets or blank do not fit")
+    if rows and (offsets[first] < 0 or offsets[first + rows] > data.shape[0]):
+        raise ValueError("offsets point outside the data")
+    if rows and out.shape[0] < offsets[first + rows] - offsets[first]:
+        raise ValueError("out is shorter than the texts")
+    out_offsets[0] = 0
+    with nogil:
+        for r in range(rows):
+            i = offsets[first + r]
+            end = max(i, offsets[first + r + 1])
+            while i < end:
+                b = data[i]
+                if b < 0x80:
+                    out[written] = 0x20 if (blank[b >> 3] >> (b & 7)) & 1 else b
+                    written += 1
+                    i += 1
+                    continue
+                size = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+                if i + size > end:
+                    size = end - i
+                cp = 0x10000  # outside the BMP (or not UTF-8): kept
+                if size == 2:
+                    cp = ((b & 0x1F) << 6) | (data[i + 1] & 0x3F)
+                elif size == 3:
+                    cp = ((b & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F)
+                if cp < 0x10000 and (blank[cp >> 3] >> (cp & 7)) & 1:
+                    out[written] = 0x20
+                    written += 1
+                else:
+                    for j in range(size):
+                        out[written + j] = data[i + j]
+                    written += size
+                i += size
+            out_offsets[r + 1] = written
     return None
 
 
