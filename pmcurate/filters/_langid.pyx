@@ -173,6 +173,12 @@ cdef extern from *:
         }
     }
 
+    /* wide[c] += weight * narrow[c] for c < LANGID_WIDTH. */
+    static void langid_flush_portable(double *wide, const uint16_t *narrow, double weight)
+    {
+        for (int c = 0; c < LANGID_WIDTH; c++) wide[c] += weight * narrow[c];
+    }
+
     #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     #include <immintrin.h>
     /* The same sum eight languages at a time, float16 converted by F16C: about 8 times the
@@ -208,6 +214,17 @@ cdef extern from *:
         for (int b = 0; b < 9; b++) _mm256_storeu_si256((__m256i *) (sum + 16 * b), s[b]);
     }
 
+    /* wide[c] += weight * narrow[c], four languages at a time. */
+    __attribute__((target("avx2,fma")))
+    static void langid_flush_avx2(double *wide, const uint16_t *narrow, double weight)
+    {
+        __m256d w = _mm256_set1_pd(weight);
+        for (int c = 0; c < LANGID_WIDTH; c += 4) {
+            __m256d x = _mm256_cvtepi32_pd(_mm_cvtepu16_epi32(_mm_loadl_epi64((const __m128i *) (narrow + c))));
+            _mm256_storeu_pd(wide + c, _mm256_fmadd_pd(w, x, _mm256_loadu_pd(wide + c)));
+        }
+    }
+
     static int langid_has_avx2(void) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
@@ -215,6 +232,18 @@ cdef extern from *:
     #else
     #define langid_score_avx2 langid_score_portable
     #define langid_add_avx2 langid_add_portable
+    #define langid_flush_avx2 langid_flush_portable
+    /* wide[c] += weight * narrow[c], four languages at a time. */
+    __attribute__((target("avx2,fma")))
+    static void langid_flush_avx2(double *wide, const uint16_t *narrow, double weight)
+    {
+        __m256d w = _mm256_set1_pd(weight);
+        for (int c = 0; c < LANGID_WIDTH; c += 4) {
+            __m256d x = _mm256_cvtepi32_pd(_mm_cvtepu16_epi32(_mm_loadl_epi64((const __m128i *) (narrow + c))));
+            _mm256_storeu_pd(wide + c, _mm256_fmadd_pd(w, x, _mm256_loadu_pd(wide + c)));
+        }
+    }
+
     static int langid_has_avx2(void) { return 0; }
     #endif
 
@@ -227,6 +256,12 @@ cdef extern from *:
 
     static langid_adder langid_pick_adder(int fast) {
         return fast ? langid_add_avx2 : langid_add_portable;
+    }
+
+    typedef void (*langid_flusher)(double *, const uint16_t *, double);
+
+    static langid_flusher langid_pick_flusher(int fast) {
+        return fast ? langid_flush_avx2 : langid_flush_portable;
     }
     """
     void langid_walk(
@@ -242,6 +277,8 @@ cdef extern from *:
     int langid_has_avx2()
     langid_scorer langid_pick_scorer(int fast)
     langid_adder langid_pick_adder(int fast)
+    ctypedef void (*langid_flusher)(double* wide, const uint16_t* narrow, double weight) noexcept nogil
+    langid_flusher langid_pick_flusher(int fast) nogil
 
 SIMD = bool(langid_has_avx2())
 """Whether this CPU sums with AVX2, F16C and FMA (x86-64 since about 2013) rather than the portable loop."""
@@ -365,7 +402,7 @@ def blank_characters(
 
 
 cdef Py_ssize_t distinct(
-    const int32_t* found, Py_ssize_t n, int32_t* counts, const float* log1p_of,
+    const int32_t* found, Py_ssize_t n, uint16_t* counts, const float* log1p_of,
     const double* feature_bound, const double* feature_error, const void* rows, Py_ssize_t row_bytes,
     int32_t* row, float* weight, int32_t* count, double* bound, double* error, double* total,
 ) noexcept nogil:
@@ -399,7 +436,7 @@ cdef Py_ssize_t distinct(
 cdef class Scratch:
     """The working memory of one batch: per-lane feature lists, counts, weights, the sums."""
 
-    cdef int32_t* counts
+    cdef uint16_t* counts
     cdef int32_t* found
     cdef int32_t* row
     cdef int32_t* ordered
@@ -415,7 +452,7 @@ cdef class Scratch:
     def __cinit__(self, Py_ssize_t n_features, Py_ssize_t longest, Py_ssize_t classes):
         cdef Py_ssize_t i, size = longest + 2
         self.size = size
-        self.counts = <int32_t*> calloc(n_features, sizeof(int32_t))
+        self.counts = <uint16_t*> calloc(n_features, sizeof(uint16_t))
         self.found = <int32_t*> malloc(LANES * size * sizeof(int32_t))
         self.row = <int32_t*> malloc(size * sizeof(int32_t))
         self.ordered = <int32_t*> malloc(4 * size * sizeof(int32_t))
@@ -582,6 +619,8 @@ cdef class Walker:
             if starts[r] < 0 or lengths[r] < 0 or starts[r] + lengths[r] > data.shape[0]:
                 raise ValueError("a text lies outside the data")
             longest = max(longest, lengths[r])
+        if longest > 65535:
+            raise ValueError("a text is longer than 65,535 bytes (its counts are uint16)")
         if rows == 0:
             return
         cdef const void* row_data = <const void*> &self.quantized[0, 0] if quantized else <const void*> &self.ptc[0, 0]
@@ -681,13 +720,12 @@ cdef class Walker:
     ) noexcept nogil:
         """``scratch.wide`` += weight × the sum of the quantized rows of ``features[:n]``, summed in
         uint16 ``GROUP`` rows at a time."""
-        cdef Py_ssize_t j = 0, done, c
+        cdef Py_ssize_t j = 0, done
         while j < n:
             done = min(n - j, GROUP)
             memset(scratch.narrow, 0, ROW * sizeof(uint16_t))
             add(scratch.narrow, &self.quantized[0, 0], features + j, done)
-            for c in range(ROW):
-                scratch.wide[c] += weight * scratch.narrow[c]
+            langid_pick_flusher(self.simd)(scratch.wide, scratch.narrow, weight)
             j += done
 
     cdef bint _decide_row(
