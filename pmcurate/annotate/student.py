@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -39,6 +40,7 @@ from pmcurate import labels, schema
 from pmcurate.annotate import report as metrics
 from pmcurate.annotate import rules
 from pmcurate.errors import Fatal
+from pmcurate.filters import _langid
 from pmcurate.progress import Steps, interruptible, interruptible_map
 
 log = logging.getLogger(__name__)
@@ -93,16 +95,44 @@ PUNCTUATION = (*".,;:!?()[]{}\"'/\\-–—‐%=+<>*&#@~|^`$_’‘“”±×·�
 def normalize(texts: pl.Series) -> pl.Series:
     """Lower-case, punctuation to spaces, first MAX_CHARS characters.
 
-    The same function prepares training lines and apply inputs, in Polars (vectorized; a literal
-    multi-pattern replace is twice as fast as a regular expression here), so the per-paragraph
-    Python cost of ``apply`` stays in fastText. fastText itself splits on runs of whitespace.
+    The same function prepares training lines and apply inputs, vectorized (Polars, then one
+    compiled pass for the punctuation: ``blank_punctuation``), so the per-paragraph Python cost of
+    ``apply`` stays in fastText. fastText itself splits on runs of whitespace.
     """
-    return (
-        texts.fill_null("")
-        .str.slice(0, MAX_CHARS)
-        .str.to_lowercase()
-        .str.replace_many(list(PUNCTUATION), [" "] * len(PUNCTUATION))
+    return blank_punctuation(texts.fill_null("").str.slice(0, MAX_CHARS).str.to_lowercase())
+
+
+@lru_cache(maxsize=1)
+def _punctuation_bitmap() -> np.ndarray:
+    points = np.zeros(0x10000, dtype=bool)
+    points[[ord(c) for c in PUNCTUATION]] = True
+    return np.packbits(points, bitorder="little")
+
+
+def blank_punctuation(texts: pl.Series) -> pl.Series:
+    """``texts`` (no nulls) with each of ``PUNCTUATION`` turned into a space: what
+    ``str.replace_many(PUNCTUATION, " ")`` gives, in one compiled pass over the Arrow bytes
+    (``_langid.blank_characters``; the characters are single ones of the BMP), at twice its speed."""
+    array = texts.to_arrow(compat_level=pl.CompatLevel.oldest())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    _, offsets, data = array.buffers()
+    offsets_array = np.frombuffer(offsets, dtype=np.int64)
+    size = int(offsets_array[array.offset + len(array)] - offsets_array[array.offset])
+    blanked = np.empty(max(size, 1), dtype=np.uint8)
+    blanked_offsets = np.empty(len(array) + 1, dtype=np.int64)
+    _langid.blank_characters(
+        np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8),
+        offsets_array,
+        array.offset,
+        _punctuation_bitmap(),
+        blanked,
+        blanked_offsets,
     )
+    buffers = [None, pa.py_buffer(blanked_offsets), pa.py_buffer(blanked)]
+    return pl.Series(texts.name, pa.Array.from_buffers(pa.large_string(), len(array), buffers))
 
 
 CONTEXT_COLUMNS = ("article_type", "section_type", "section_title")

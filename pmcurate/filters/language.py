@@ -6,22 +6,45 @@ rule reads only the first ``MAX_CHARS`` characters of a text, which is plenty to
 and keeps long paragraphs cheap.
 
 The answers are py3langid's own (``LanguageIdentifier.classify`` with ``norm_probs=True``, same
-model file), at over 10 times its speed: py3langid walks its byte-level DFA in a Python loop, one
-text at a time (~5,000 fixture paragraphs a second on one core); here the compiled
-``_langid.feature_scores`` walks a packed copy of the DFA over a batch of texts, four at a time,
-and sums the naive-Bayes scores in C (AVX2 and F16C where the CPU has them), then numpy normalizes
-and picks each row's language: ~67,000 paragraphs a second on the same core (``bench/language.py``,
-13× in one side-by-side run on a busy machine). py3langid sums in float32 in an order its BLAS
-chooses, so a row whose two best languages are closer than the rounding error of either sum
-(bounded per row, ``_decide``) is not decided here: it goes to py3langid's ``classify`` itself.
-That is no fixture paragraph and under 1% of short, mixed-language texts, and it makes the answers
-identical by construction rather than almost always. The packed DFA takes 78 MB per process,
-besides py3langid's own model (~100 MB resident), which the fallback needs.
+model file), many times faster: py3langid walks its byte-level DFA in a Python loop, one text at a
+time (~5,000 fixture paragraphs a second on one core); here ``_langid.Walker`` walks a packed copy
+of the DFA over an Arrow array's UTF-8 bytes, four texts at a time, sums the naive-Bayes scores and
+decides each text in C (``bench/language.py``). A head that py3langid's ``_encode`` (lowercase if
+all capitals, NFC, UTF-8) would leave as it is (a lowercase ASCII letter, nothing above U+02FF:
+nearly every paragraph) is walked where it lies; the others are prepared in Python.
+
+Each text is decided in up to three passes, each exact about when it may answer:
+
+1. quantized sums (``Model.quantized``: each ``ptc`` value as its column's smallest value plus a
+   whole number of ``step``, one byte, with each row's rounding error ``feature_error``), summed
+   as integers: each language's score comes with a bound ``spread`` on its distance to the exact sum;
+2. for the texts the first pass leaves open, the model's float16 values summed in float32;
+3. for the few still open, py3langid's ``classify`` itself.
+
+A pass answers when the best language's score exceeds the second's by more than the errors
+could make up (``Walker._decide_row``). py3langid computes ``s = log1p(counts) @ ptc[features] +
+pc`` in float32 (in an order its BLAS picks), ``t = s / sqrt(bytes)``, ``p = softmax(t)``, adds an
+aliased label's second column into its first, and takes the argmax. A float32 sum of ``n`` terms,
+in any order and with or without FMA, is within ``n u`` times the sum of the terms' absolute values
+of the exact sum (``u`` = 2^-24); ``bound`` + ``max |pc|`` bounds that sum of absolute values (each
+feature's largest ``|ptc|``, ``feature_bound``). py3langid's ``s`` and the float32 one here
+(``k`` features) each err by at most about ``(k + 4) u`` times it, including the rounding of
+``log1p``; ``sum_error`` allows twice both. The scaling, the subtraction of the maximum, ``exp`` and
+the normalization add a few roundings more (``t_error``, and ``classes + 16`` roundings of the
+probabilities' ratio). A quantized score is off the exact one by at most ``spread``, which moves
+each label's log-probability by at most ``spread / sqrt(bytes)`` and the log-ratio of two labels
+by twice that. So when the log-ratio of the best label to the second exceeds ``4 t_error + 2 (classes
++ 16) u + 2 spread / sqrt(bytes)``, py3langid's float32 argmax is the same language. A text without
+features (py3langid then scores every language 0) is never settled here. Under 1% of short,
+mixed-language texts and no fixture paragraph reach ``classify``: the answers are identical by
+construction rather than almost always. The packed DFA and the two copies of the scores take
+about 120 MB per process, besides py3langid's own model (~100 MB resident), which ``classify`` needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,10 +68,8 @@ compiled.check_build(_langid, Path(__file__).with_name("_langid.pyx"))
 MAX_CHARS = 1000
 UNDETERMINED = "und"
 """The answer for a text without letters to judge (empty, numbers only)."""
-BATCH_ROWS = 4096
-"""Texts scored per call of the compiled walk (a batch's score matrix is ``BATCH_ROWS`` × 142 doubles)."""
-FLOAT32_UNIT = 2.0**-24
-"""Unit roundoff of float32, the precision py3langid scores in."""
+LEVELS = 255
+"""Steps of a quantized score: one byte a language."""
 
 
 @lru_cache(maxsize=1)
@@ -60,43 +81,59 @@ def _identifier() -> Any:
 
 @dataclass(frozen=True)
 class Model:
-    """py3langid's model as the compiled walk reads it, plus what ``_decide`` needs."""
+    """py3langid's model as the compiled walk reads it (``walker``), and what answers the rest."""
 
     identifier: Any
-    transitions: np.ndarray
-    """The DFA packed for the walk (``_langid.feature_scores``): what each byte leads to, one load a step."""
-    start: int
-    """The first state, packed like ``transitions``'s entries."""
-    ptc: np.ndarray
-    """log P(feature | language), features × languages: the model's float16 values, as their bits (uint16)."""
-    feature_bound: np.ndarray
-    """Largest ``|ptc|`` of each feature: a row's error bound sums it."""
-    pc: np.ndarray
-    """log P(language), float64."""
+    walker: _langid.Walker
     classes: list[str]
-    aliases: list[tuple[int, int]]
-    """(first, duplicate) columns of a label that has two (``sr``, ``uz``: two scripts each)."""
+    labels: pa.Array
+    """``classes`` then ``UNDETERMINED``, as Arrow strings: an answer's code indexes them."""
 
     @classmethod
-    def load(cls, identifier: Any) -> Model:
+    def load(cls, identifier: Any, *, simd: bool = _langid.SIMD) -> Model:
         """Pack py3langid's DFA (``nextmove[rowbase[state] + byte]`` is the next state, ``output[state]``
-        its feature or -1) so that an entry holds the next state's row offset and feature."""
+        its feature or -1) so that an entry holds the next state's row offset and feature, and
+        quantize its scores (``quantize``)."""
         nextmove = np.asarray(identifier.tk_nextmove)
         rowbase = np.asarray(identifier.tk_row).astype(np.uint64) << 8
         output = np.asarray(identifier.tk_output, dtype=np.int64)
         ptc = np.ascontiguousarray(identifier.nb_ptc, dtype=np.float16)
         check_layout(nextmove, rowbase, output, ptc)
         described = rowbase | ((output + 1).astype(np.uint64) << 32)
-        return cls(
-            identifier=identifier,
-            transitions=described[nextmove],
-            start=int(described[0]),
-            ptc=ptc.view(np.uint16),
-            feature_bound=np.abs(ptc).max(axis=1).astype(np.float64),
-            pc=np.asarray(identifier.nb_pc, dtype=np.float64),
-            classes=list(identifier.nb_classes),
-            aliases=list(identifier._alias_pairs),
+        quantized, step, floor, feature_error = quantize(ptc)
+        classes = list(identifier.nb_classes)
+        walker = _langid.Walker(
+            described[nextmove],
+            int(described[0]),
+            ptc.view(np.uint16),
+            quantized,
+            step,
+            floor,
+            np.abs(ptc).max(axis=1).astype(np.float64),
+            feature_error,
+            np.asarray(identifier.nb_pc, dtype=np.float64),
+            np.array(identifier._alias_pairs, dtype=np.int32).reshape(-1, 2),
+            simd=simd,
         )
+        return cls(identifier, walker, classes, pa.array([*classes, UNDETERMINED], pa.string()))
+
+
+def quantize(ptc: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """``ptc`` (features × languages) as ``floor[c] + quantized[f, c] * step``: ``floor`` each
+    column's smallest value (most of a column: a feature never seen with that language), the byte
+    ``quantized`` (``_langid.WIDTH`` wide, padded with 0) the excess in ``LEVELS`` steps, and
+    ``feature_error[f]`` the most a value of row ``f`` is off (half a step at most; a little more
+    for the float64 rounding of this very computation). ``rows`` at a time: the temporaries stay small."""
+    floor = ptc.min(axis=0).astype(np.float64)
+    step = float((ptc.max(axis=0).astype(np.float64) - floor).max()) / LEVELS
+    quantized = np.zeros((ptc.shape[0], _langid.WIDTH), dtype=np.uint8)
+    feature_error = np.empty(ptc.shape[0])
+    for start in range(0, ptc.shape[0], rows):
+        excess = ptc[start : start + rows].astype(np.float64) - floor
+        levels = np.clip(np.rint(excess / step), 0, LEVELS)
+        quantized[start : start + rows, : ptc.shape[1]] = levels
+        feature_error[start : start + rows] = np.abs(excess - levels * step).max(axis=1)
+    return quantized, step, floor, feature_error + 2048 * np.finfo(np.float64).eps
 
 
 def check_layout(nextmove: np.ndarray, rowbase: np.ndarray, output: np.ndarray, ptc: np.ndarray) -> None:
@@ -107,6 +144,7 @@ def check_layout(nextmove: np.ndarray, rowbase: np.ndarray, output: np.ndarray, 
         and int(nextmove.max()) < states
         and int(rowbase.max()) + 256 <= len(nextmove) < 2**32
         and int(output.max()) < ptc.shape[0]
+        and ptc.shape[1] <= _langid.WIDTH
         and bool(np.all(np.abs(ptc) >= np.finfo(np.float16).smallest_normal))
         and bool(np.all(np.isfinite(ptc)))
     )
@@ -119,87 +157,135 @@ def _model() -> Model:
     return Model.load(_identifier())
 
 
+@lru_cache(maxsize=1)
+def nfc_stable() -> np.ndarray:
+    """A bitmap of the BMP (``np.packbits``, little bit order): the characters NFC leaves as they
+    are wherever they stand. A character is such when it is NFC alone, has combining class 0 (no
+    reordering around it) and is the second of no canonical pair (nothing composes with what comes
+    before it: no combining mark, Hangul vowel or final jamo, Indic length mark). A text made of
+    them is its own NFC (``test_language`` checks samples); surrogates are left out."""
+    seconds = set()
+    for point in range(0x110000):
+        parts = unicodedata.decomposition(chr(point)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            seconds.add(int(parts[1], 16))
+    hangul = {*range(0x1161, 0x1176), *range(0x11A8, 0x11C3)}  # composed by rule, not by the table
+    stable = [
+        not 0xD800 <= point < 0xE000
+        and point not in seconds
+        and point not in hangul
+        and unicodedata.combining(chr(point)) == 0
+        and unicodedata.is_normalized("NFC", chr(point))
+        for point in range(0x10000)
+    ]
+    return np.packbits(np.array(stable, dtype=bool), bitorder="little")
+
+
 def detect(text: str | None) -> str:
     """ISO 639-1 code of the text's language (``und`` when the text has no letters)."""
     return detect_many([text])[0]
 
 
-def detect_arrow(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """``detect`` over an Arrow string array: the vectorized form DuckDB calls as a SQL function."""
-    return pa.array(detect_many(texts.to_pylist()), type=pa.string())
-
-
 def detect_many(texts: Sequence[str | None]) -> list[str]:
-    """``detect`` of each text, in batches: py3langid's answer on each text's first ``MAX_CHARS``
-    characters, ``und`` for a text without letters in them."""
-    answers = [UNDETERMINED] * len(texts)
-    judged = [
-        (row, text[:MAX_CHARS])
-        for row, text in enumerate(texts)
-        if text and _langid.has_letter(text, MAX_CHARS)
-    ]
-    for batch in _batches(judged, BATCH_ROWS):
-        for (row, _), language in zip(batch, _classify([head for _, head in batch]), strict=True):
-            answers[row] = language
-    return answers
+    """``detect`` of each text: py3langid's answer on each text's first ``MAX_CHARS`` characters,
+    ``und`` for a text without letters in them."""
+    try:
+        array = pa.array(texts, pa.large_string())
+    except (pa.ArrowException, UnicodeError):  # a lone surrogate has no UTF-8: py3langid alone
+        utf8 = [text is None or _has_utf8(text) for text in texts]
+        array = pa.array([t if ok else None for t, ok in zip(texts, utf8, strict=True)], pa.large_string())
+        answers = detect_arrow(array).to_pylist()
+        return [a if ok else _classify(t) for a, t, ok in zip(answers, texts, utf8, strict=True)]
+    return detect_arrow(array).to_pylist()
 
 
-def _batches(items: list[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _classify(heads: list[str]) -> list[str]:
-    """py3langid's ``classify(head)[0]`` of each head: decided from the compiled scores where they
-    settle it, by ``classify`` itself where they do not."""
+def detect_arrow(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``detect`` over an Arrow string array: the vectorized form DuckDB calls as a SQL function,
+    and the computed ``language`` label."""
+    chunks = texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]
     model = _model()
-    encoded = [model.identifier._encode(head) for head in heads]  # lowercase if all caps, NFC, UTF-8
-    raw = np.zeros((len(encoded), len(model.classes)))
-    bound = np.zeros(len(encoded))
-    features = np.zeros(len(encoded), dtype=np.int64)
-    _langid.feature_scores(
-        encoded, model.transitions, model.start, model.ptc, model.feature_bound, raw, bound, features
+    answers = [model.labels.take(_codes(chunk, model)) for chunk in chunks]
+    return pa.concat_arrays(answers) if answers else pa.array([], pa.string())
+
+
+def _codes(array: pa.Array, model: Model) -> np.ndarray:
+    """Each text's answer as an index of ``model.labels``."""
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    rows = len(array)
+    codes = np.full(rows, len(model.classes), dtype=np.int16)  # UNDETERMINED
+    if rows == 0:
+        return codes
+    valid, offsets, data = array.buffers()
+    offsets_array = np.frombuffer(offsets, dtype=np.int64)
+    data_array = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    valid_array = np.frombuffer(valid, dtype=np.uint8) if valid is not None else np.zeros(0, np.uint8)
+    starts, lengths = np.empty(rows, np.int64), np.empty(rows, np.int64)
+    kinds = np.empty(rows, np.int8)
+    _langid.heads(
+        data_array, offsets_array, valid_array, array.offset, MAX_CHARS, nfc_stable(), starts, lengths, kinds
     )
-    lengths = np.fromiter((len(data) for data in encoded), dtype=np.float64, count=len(encoded))
-    best, settled = _decide(raw, bound, features, lengths, model)
-    return [
-        model.classes[index] if sure else model.identifier.classify(head)[0]
-        for head, index, sure in zip(heads, best.tolist(), settled.tolist(), strict=True)
-    ]
+    fast = np.flatnonzero(kinds == _langid.FAST)
+    if fast.size:
+        codes[fast] = _decided(model, data_array, starts[fast], lengths[fast], bytes.decode)
+    slow = np.flatnonzero(kinds == _langid.IN_PYTHON)
+    if slow.size:
+        heads = [text[:MAX_CHARS] for text in array.take(slow).to_pylist()]
+        lettered = [i for i, head in enumerate(heads) if _langid.has_letter(head, MAX_CHARS)]
+        if lettered:
+            # lowercase if all capitals, NFC, UTF-8
+            encoded = [model.identifier._encode(heads[i]) for i in lettered]
+            size = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+            by_bytes = {data: heads[i] for data, i in zip(encoded, lettered, strict=True)}
+            codes[slow[lettered]] = _decided(model, blob, np.cumsum(size) - size, size, by_bytes.__getitem__)
+    return codes
 
 
-def _decide(
-    raw: np.ndarray, bound: np.ndarray, features: np.ndarray, lengths: np.ndarray, model: Model
+def _decided(
+    model: Model, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, head: Callable[[bytes], str]
+) -> np.ndarray:
+    """The answer (an index of ``model.labels``) for each text ``data[starts[r]:starts[r] + lengths[r]]``
+    (``_encode``'s bytes of a head, which ``head`` gives back): from the quantized sums, the exact
+    sums for the texts those leave open, and ``classify`` of the head for the rest."""
+    best, settled = _identify(model, data, starts, lengths, quantized=True)
+    open_rows = np.flatnonzero(~settled)
+    if open_rows.size:
+        exact, sure = _identify(model, data, starts[open_rows], lengths[open_rows], quantized=False)
+        best[open_rows] = exact
+        for row in open_rows[~sure].tolist():
+            text = head(data[starts[row] : starts[row] + lengths[row]].tobytes())
+            best[row] = model.classes.index(model.identifier.classify(text)[0])
+    return best
+
+
+def _identify(
+    model: Model, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *, quantized: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's language (column index) and whether py3langid's float32 computation surely agrees.
+    """``Walker.identify``: each text's best language and whether py3langid surely answers it."""
+    order = np.argsort(lengths, kind="stable")  # texts of a length side by side: the lanes end together
+    best = np.empty(len(starts), dtype=np.int16)
+    settled = np.empty(len(starts), dtype=np.uint8)
+    model.walker.identify(data, starts[order], lengths[order], quantized, best, settled)
+    unsorted_best, unsorted_settled = np.empty_like(best), np.empty_like(settled)
+    unsorted_best[order], unsorted_settled[order] = best, settled
+    return unsorted_best, unsorted_settled.view(np.bool_)
 
-    py3langid (``_decide``) computes ``s = log1p(counts) @ ptc[features] + pc`` in float32 (in an
-    order its BLAS picks), ``t = s / sqrt(bytes)``, ``p = softmax(t)``, adds an aliased label's
-    second column into its first, and takes the argmax. A float32 sum of ``n`` terms, in any order
-    and with or without FMA, is within ``n u`` times the sum of the terms' absolute values of the
-    exact sum (``u`` = 2^-24); ``bound`` + ``max |pc|`` bounds that sum of absolute values (each
-    feature's largest ``|ptc|``). py3langid's ``s`` and the compiled one (also float32, ``k``
-    features) each err by at most about ``(k + 4) u`` times it, including the rounding of
-    ``log1p``; ``sum_error`` allows twice both. The scaling, the subtraction of the maximum,
-    ``exp`` and the normalization add a few roundings more (``t_error``, ``ratio_error``). A row is
-    settled when its best probability exceeds the second best by more than the ratio those errors
-    could make, so py3langid's float32 argmax is the same language. A row without features
-    (py3langid then scores every language 0) is never settled here.
-    """
-    scale = 1.0 / np.sqrt(np.maximum(lengths, 1.0))
-    t = (raw + model.pc) * scale[:, None]
-    p = np.exp(t - t.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    for first, duplicate in model.aliases:
-        p[:, first] += p[:, duplicate]
-        p[:, duplicate] = 0.0
-    best = p.argmax(axis=1)
-    top_two = -np.partition(-p, 1, axis=1)[:, :2]
-    sum_error = 4.0 * (features + 8) * FLOAT32_UNIT * (bound + np.abs(model.pc).max())
-    t_error = scale * sum_error + 4.0 * FLOAT32_UNIT * np.abs(t).max(axis=1)
-    ratio_error = np.exp(4.0 * t_error + 2.0 * (len(model.classes) + 16) * FLOAT32_UNIT)
-    settled = (features > 0) & (top_two[:, 0] > top_two[:, 1] * ratio_error)
-    return best, settled
+
+def _has_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _classify(text: str | None) -> str:
+    """py3langid's answer for one text, without the compiled walk (a text Arrow cannot hold)."""
+    head = (text or "")[:MAX_CHARS]
+    if not _langid.has_letter(head, MAX_CHARS):
+        return UNDETERMINED
+    return str(_identifier().classify(head)[0])
 
 
 def register(connection: Any) -> None:

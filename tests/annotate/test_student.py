@@ -190,6 +190,30 @@ def test_model_input_puts_jats_context_before_the_text() -> None:
     ]
 
 
+def replace_many_normalize(texts: pl.Series) -> pl.Series:
+    """``student.normalize`` as it was written in Polars alone."""
+    punctuation = list(student.PUNCTUATION)
+    lowered = texts.fill_null("").str.slice(0, student.MAX_CHARS).str.to_lowercase()
+    return lowered.str.replace_many(punctuation, [" "] * len(punctuation))
+
+
+NORMALIZE_TEXTS = [
+    "Hello, World! – “quoted” (p < 0.05) x\u00a0y\tz\r\n",
+    None,
+    "",
+    "ÀB(c) 🙂;ok ΣΑΣ İ ½",
+    "x" * (student.MAX_CHARS + 5) + "!",
+    "".join(student.PUNCTUATION),
+]
+
+
+def test_normalize_blanks_what_replace_many_blanked() -> None:
+    texts = pl.Series("text", NORMALIZE_TEXTS)
+    assert student.normalize(texts).equals(replace_many_normalize(texts))
+    assert student.normalize(texts.slice(3)).equals(replace_many_normalize(texts.slice(3)))
+    assert student.normalize(texts.clear()).to_list() == []
+
+
 def test_rules_prior_is_mixed_by_its_weight() -> None:
     import numpy as np
 

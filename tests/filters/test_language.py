@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import socket
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -136,55 +137,163 @@ def test_random_texts_get_py3langids_answer(texts: list[str]) -> None:
 
 
 def test_rows_the_scores_do_not_settle_get_classifys_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    decide = language._decide
+    identify = language._identify
 
     def settle_nothing(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
-        best, settled = decide(*args, **kwargs)  # type: ignore[arg-type]
+        best, settled = identify(*args, **kwargs)  # type: ignore[arg-type]
         return best, np.zeros_like(settled)
 
-    monkeypatch.setattr(language, "_decide", settle_nothing)
+    monkeypatch.setattr(language, "_identify", settle_nothing)
+    texts = [*SAMPLES.values(), *ODD_TEXTS]
+    assert language.detect_many(texts) == [py3langid_answer(text) for text in texts]
+
+
+def test_rows_the_quantized_sums_do_not_settle_get_the_exact_sums_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    identify = language._identify
+
+    def settle_only_exact(*args: object, quantized: bool) -> tuple[np.ndarray, np.ndarray]:
+        best, settled = identify(*args, quantized=quantized)  # type: ignore[arg-type]
+        return (np.zeros_like(best), np.zeros_like(settled)) if quantized else (best, settled)
+
+    monkeypatch.setattr(language, "_identify", settle_only_exact)
     assert language.detect_many(list(SAMPLES.values())) == list(SAMPLES)
+
+
+def walk_input(texts: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lengths = np.array([len(t) for t in texts], dtype=np.int64)
+    return np.frombuffer(b"".join(texts), dtype=np.uint8), np.cumsum(lengths) - lengths, lengths
+
+
+def scores(
+    texts: list[bytes], *, quantized: bool, simd: bool = _langid.SIMD
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``Walker.scores``: the sums, their float32 bound, the number of features and the spread."""
+    model = language.Model.load(language._identifier(), simd=simd)
+    raw = np.zeros((len(texts), len(model.classes)))
+    bound, spread = np.zeros(len(texts)), np.zeros(len(texts))
+    features = np.zeros(len(texts), dtype=np.int64)
+    model.walker.scores(*walk_input(texts), quantized, raw, bound, features, spread)
+    return raw, bound, features, spread
+
+
+def encoded_samples() -> list[bytes]:
+    identifier = language._identifier()
+    return [identifier._encode(text) for text in [*SAMPLES.values(), "x", "e" * 3000, "", "1234"]]
 
 
 def test_a_text_without_features_is_left_to_classify() -> None:
     model = language._model()
-    raw = np.zeros((1, len(model.classes)))
-    _, settled = language._decide(raw, np.zeros(1), np.zeros(1, dtype=np.int64), np.ones(1), model)
-    assert not settled[0]
+    data, starts, lengths = walk_input([b"", b"1234"])
+    for quantized in (True, False):
+        best, settled = np.zeros(2, dtype=np.int16), np.ones(2, dtype=np.uint8)
+        model.walker.identify(data, starts, lengths, quantized, best, settled)
+        assert not settled.any()
 
 
-def test_batches_split_anywhere_give_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    texts = [*SAMPLES.values(), None, "", *SAMPLES.values()]
-    whole = language.detect_many(texts)
-    monkeypatch.setattr(language, "BATCH_ROWS", 3)
-    assert language.detect_many(texts) == whole
-
-
-def scores(texts: list[bytes], simd: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    model = language._model()
-    raw = np.zeros((len(texts), len(model.classes)))
-    bound = np.zeros(len(texts))
-    features = np.zeros(len(texts), dtype=np.int64)
-    _langid.feature_scores(
-        texts, model.transitions, model.start, model.ptc, model.feature_bound, raw, bound, features, simd=simd
-    )
-    return raw, bound, features
-
-
-def test_portable_sum_equals_the_simd_one() -> None:
-    texts = [text.encode() for text in [*SAMPLES.values(), "x", "e" * 3000]]
-    portable, simd = scores(texts, simd=False), scores(texts, simd=True)
-    np.testing.assert_allclose(portable[0], simd[0], rtol=1e-5)
-    np.testing.assert_array_equal(portable[1], simd[1])
-    np.testing.assert_array_equal(portable[2], simd[2])
+def test_portable_sums_equal_the_simd_ones() -> None:
+    texts = encoded_samples()
+    for quantized in (True, False):
+        portable = scores(texts, quantized=quantized, simd=False)
+        simd = scores(texts, quantized=quantized, simd=True)
+        np.testing.assert_allclose(portable[0], simd[0], rtol=1e-5)
+        for mine, theirs in zip(portable[1:], simd[1:], strict=True):
+            np.testing.assert_array_equal(mine, theirs)
 
 
 def test_compiled_scores_are_py3langids_within_float32_rounding() -> None:
-    model = language._model()
-    texts = [model.identifier._encode(text) for text in SAMPLES.values()]
-    raw, _, _ = scores(texts, simd=_langid.SIMD)
-    for text, row in zip(texts, raw, strict=True):
-        np.testing.assert_allclose(row + model.pc, model.identifier._raw_score(text), rtol=1e-4)
+    identifier = language._identifier()
+    texts = encoded_samples()[: len(SAMPLES)]
+    for quantized in (False, True):
+        raw, _, _, spread = scores(texts, quantized=quantized)
+        for text, row, off in zip(texts, raw, spread, strict=True):
+            expected = identifier._raw_score(text) - identifier.nb_pc
+            np.testing.assert_allclose(row, expected, rtol=1e-4, atol=off)
+
+
+def test_quantized_sums_are_the_exact_ones_within_their_spread() -> None:
+    texts = encoded_samples()
+    exact, bound, features, none = scores(texts, quantized=False)
+    quantized, same_bound, same_features, spread = scores(texts, quantized=True)
+    assert not none.any()
+    np.testing.assert_array_equal(bound, same_bound)
+    np.testing.assert_array_equal(features, same_features)
+    float32_error = 2 * (features + 4) * 2.0**-24 * bound
+    assert np.all(np.abs(quantized - exact) <= (spread + float32_error)[:, None])
+    assert np.all(spread[features > 0] > 0)
+
+
+def test_quantized_rows_give_back_ptc_within_each_rows_error() -> None:
+    ptc = np.asarray(language._identifier().nb_ptc, dtype=np.float16)[:5000]
+    quantized, step, floor, feature_error = language.quantize(ptc)
+    rebuilt = floor + quantized[:, : ptc.shape[1]] * step
+    assert np.all(np.abs(rebuilt - ptc.astype(np.float64)) <= feature_error[:, None])
+    assert np.all(feature_error <= step)
+    assert not quantized[:, ptc.shape[1] :].any()
+
+
+def test_characters_marked_nfc_stable_stay_as_they_are_side_by_side() -> None:
+    bits = np.unpackbits(language.nfc_stable(), bitorder="little").astype(bool)
+    stable = [chr(point) for point in np.flatnonzero(bits)]
+    assert {"a", "é", "–", "α", "µ", "±", "中"} <= set(stable)
+    assert not {"\u0301", "\u1161", "\u0b3e", "\ud800", "\u0344", "\u212b"} & set(stable)
+    rng = random.Random(15)
+    for _ in range(100_000):
+        text = "".join(rng.choice(stable) for _ in range(rng.randint(2, 4)))
+        assert unicodedata.is_normalized("NFC", text), repr(text)
+
+
+def heads(texts: pa.Array) -> tuple[list[int], list[int]]:
+    """``_langid.heads`` of an Arrow string array: each text's kind and head length in bytes."""
+    texts = texts.cast(pa.large_string())
+    valid, offsets, data = texts.buffers()
+    rows = len(texts)
+    starts, lengths, kinds = np.empty(rows, np.int64), np.empty(rows, np.int64), np.empty(rows, np.int8)
+    _langid.heads(
+        np.frombuffer(data, np.uint8) if data else np.zeros(0, np.uint8),
+        np.frombuffer(offsets, np.int64),
+        np.frombuffer(valid, np.uint8) if valid else np.zeros(0, np.uint8),
+        texts.offset,
+        language.MAX_CHARS,
+        language.nfc_stable(),
+        starts,
+        lengths,
+        kinds,
+    )
+    return kinds.tolist(), lengths.tolist()
+
+
+def test_heads_walked_as_they_stand_have_a_lowercase_letter_and_are_nfc() -> None:
+    texts = [
+        "Fever fell – in 3 days (α ≥ 0.5).",
+        "DNA",
+        "ÉTUDE",
+        "e\u0301te\u0301",
+        "🙂 ok",
+        "12.5",
+        None,
+        "",
+    ]
+    kinds, _ = heads(pa.array(texts))
+    fast, none, python = _langid.FAST, _langid.NO_LETTER, _langid.IN_PYTHON
+    assert kinds == [fast, python, python, python, python, none, none, none]
+
+
+def test_a_head_ends_after_max_chars_characters() -> None:
+    text = "é" * 5 + "a" * (language.MAX_CHARS + 10)
+    kinds, lengths = heads(pa.array(["x", text, "ab"]).slice(1))
+    assert kinds == [_langid.FAST, _langid.FAST]
+    assert lengths == [len(text[: language.MAX_CHARS].encode()), 2]
+
+
+def test_detect_arrow_reads_slices_and_both_string_types() -> None:
+    texts = [SAMPLES["fr"], None, SAMPLES["de"], "", SAMPLES["en"], "ÉTUDE CLINIQUE"]
+    expected = [py3langid_answer(t) for t in texts]
+    for kind in (pa.string(), pa.large_string()):
+        array = pa.array(texts, kind)
+        assert language.detect_arrow(array).to_pylist() == expected
+        assert language.detect_arrow(array.slice(2)).to_pylist() == expected[2:]
 
 
 def test_a_model_the_walk_would_read_out_of_bounds_is_refused() -> None:
