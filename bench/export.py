@@ -113,7 +113,7 @@ def make_build(folder: Path, paragraphs: int, figures: int) -> Path:
             "educational_score": rng.uniform(1, 5, para.height).astype(np.float32),
             "annotator": "bench",
         }
-    )
+    ).with_columns(pl.lit(None, dtype=pl.String).alias("language"))  # no paragraph language label
     for name, frame, arrow_schema in (
         ("articles", articles, schema.ARTICLES),
         ("paragraphs", para, schema.PARAGRAPHS),
