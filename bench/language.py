@@ -11,7 +11,8 @@ time), best of ``--runs``, the contenders of each line run in turn in every roun
 - identifier: py3langid's ``classify`` one text at a time on each text's first ``MAX_CHARS``
   characters (what ``language.detect`` did before, on ``--reference-paragraphs`` of them: it is
   slow) vs ``language.detect_many`` on all of them; the answers are compared on every text both saw,
-  and the share of texts the compiled scores settled (the rest go to ``classify``) is printed;
+  and the shares of texts the quantized and the exact compiled sums settle (the rest go to
+  ``classify``) are printed;
 - apply: the ``annotate:apply`` step on one process over the whole build (read the shards,
   normalize, the students, the computed ``language`` label, write the labels shards) vs fastText
   ``predict(k=-1)`` of the same models on the same lines already in memory. Target: apply at

@@ -99,7 +99,11 @@ def normalize(texts: pl.Series) -> pl.Series:
     compiled pass for the punctuation: ``blank_punctuation``), so the per-paragraph Python cost of
     ``apply`` stays in fastText. fastText itself splits on runs of whitespace.
     """
-    return blank_punctuation(texts.fill_null("").str.slice(0, MAX_CHARS).str.to_lowercase())
+    return blank_punctuation(_lowercase_head(texts))
+
+
+def _lowercase_head(texts: pl.Series) -> pl.Series:
+    return texts.fill_null("").str.slice(0, MAX_CHARS).str.to_lowercase()
 
 
 @lru_cache(maxsize=1)
@@ -113,26 +117,25 @@ def blank_punctuation(texts: pl.Series) -> pl.Series:
     """``texts`` (no nulls) with each of ``PUNCTUATION`` turned into a space: what
     ``str.replace_many(PUNCTUATION, " ")`` gives, in one compiled pass over the Arrow bytes
     (``_langid.blank_characters``; the characters are single ones of the BMP), at twice its speed."""
+    data, offsets, first = _arrow_strings(texts)
+    size = int(offsets[first + len(texts)] - offsets[first])
+    blanked = np.empty(max(size, 1), dtype=np.uint8)
+    blanked_offsets = np.empty(len(texts) + 1, dtype=np.int64)
+    _langid.blank_characters(data, offsets, first, _punctuation_bitmap(), blanked, blanked_offsets)
+    buffers = [None, pa.py_buffer(blanked_offsets), pa.py_buffer(blanked)]
+    return pl.Series(texts.name, pa.Array.from_buffers(pa.large_string(), len(texts), buffers))
+
+
+def _arrow_strings(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, int]:
+    """The UTF-8 bytes, offsets and first row of ``texts`` (no nulls) as an Arrow large string array."""
     array = texts.to_arrow(compat_level=pl.CompatLevel.oldest())
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if not pa.types.is_large_string(array.type):
         array = array.cast(pa.large_string())
     _, offsets, data = array.buffers()
-    offsets_array = np.frombuffer(offsets, dtype=np.int64)
-    size = int(offsets_array[array.offset + len(array)] - offsets_array[array.offset])
-    blanked = np.empty(max(size, 1), dtype=np.uint8)
-    blanked_offsets = np.empty(len(array) + 1, dtype=np.int64)
-    _langid.blank_characters(
-        np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8),
-        offsets_array,
-        array.offset,
-        _punctuation_bitmap(),
-        blanked,
-        blanked_offsets,
-    )
-    buffers = [None, pa.py_buffer(blanked_offsets), pa.py_buffer(blanked)]
-    return pl.Series(texts.name, pa.Array.from_buffers(pa.large_string(), len(array), buffers))
+    data_array = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return data_array, np.frombuffer(offsets, dtype=np.int64), array.offset
 
 
 CONTEXT_COLUMNS = ("article_type", "section_type", "section_title")
@@ -154,13 +157,25 @@ def model_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
     """``model_input`` as fastText reads it in ``apply``: each line ends in a newline (fastText's
     end-of-sentence token), and whitespace at its ends is kept (fastText skips runs of whitespace:
     the tokens, hence the predictions, are those of ``model_input``) — two passes over the text fewer."""
-    return _lines(frame, context=context, end="\n").to_list()
+    data, offsets, first_text = _arrow_strings(_lowercase_head(frame["text"]))
+    prefix, prefix_offsets, first_prefix = (
+        _arrow_strings(_context(frame)) if context else (np.zeros(0, np.uint8), np.zeros(0, np.int64), 0)
+    )
+    return _langid.blanked_lines(  # normalize's punctuation blanking, the prefix and the end at once
+        data,
+        offsets,
+        first_text,
+        frame.height,
+        _punctuation_bitmap(),
+        prefix,
+        prefix_offsets,
+        first_prefix,
+        b"\n",
+    )
 
 
-def _lines(frame: pl.DataFrame, *, context: bool, end: str = "") -> pl.Series:
-    text = normalize(frame["text"])
-    if not context:
-        return text + end if end else text
+def _context(frame: pl.DataFrame) -> pl.Series:
+    """What comes before the normalized text in a line with context (``model_input``)."""
     columns = {
         c: frame[c] if c in frame.columns else pl.repeat(None, frame.height, dtype=pl.String, eager=True)
         for c in CONTEXT_COLUMNS
@@ -174,9 +189,15 @@ def _lines(frame: pl.DataFrame, *, context: bool, end: str = "") -> pl.Series:
         pl.lit(" "),
         normalize(columns["section_title"]),
         pl.lit(" "),
-        text,
     ]
-    return pl.select(pl.concat_str([*parts, pl.lit(end)])).to_series().rename(text.name)
+    return pl.select(pl.concat_str(parts)).to_series()
+
+
+def _lines(frame: pl.DataFrame, *, context: bool) -> pl.Series:
+    text = normalize(frame["text"])
+    if not context:
+        return text
+    return pl.select(pl.concat_str([_context(frame), text])).to_series().rename(text.name)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -368,7 +389,7 @@ def predict_scores(
     lines = texts if terminated else [t + "\n" for t in texts]
     all_labels, all_probs = model.f.multilinePredict(lines, -1, 0.0, "strict")
     width = len(all_labels[0])
-    if any(len(labels) != width for labels in all_labels):  # k=-1 gives every label: never seen
+    if set(map(len, all_labels)) != {width}:  # k=-1 gives every label: never seen
         raise StudentError("fastText returned a different number of labels for some paragraphs")
     flat = itertools.chain.from_iterable(all_labels)
     columns = np.fromiter(map(column.__getitem__, flat), np.intp, count=len(texts) * width)

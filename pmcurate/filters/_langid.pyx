@@ -23,7 +23,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.math cimport exp, fabs, log1p, sqrt
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memset
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memcpy, memset
 
 BUILT_FROM_SHA256 = PYX_SHA256  # this file's SHA-256, given by setup.py at build time (compiled.check_build)
 
@@ -346,6 +347,41 @@ def heads(
     return None
 
 
+cdef Py_ssize_t blank_text(const uint8_t* text, Py_ssize_t n, const uint8_t* blank, uint8_t* out) noexcept nogil:
+    """``text[:n]`` (UTF-8) into ``out`` with every character whose bit is set in ``blank`` (a bitmap
+    of the BMP) turned into one ASCII space; returns the bytes written (``n`` at most)."""
+    cdef Py_ssize_t i = 0, j, size, written = 0
+    cdef uint8_t b
+    cdef uint32_t cp
+    cdef uint8_t ascii[128]
+    for j in range(128):
+        ascii[j] = 0x20 if (blank[j >> 3] >> (j & 7)) & 1 else j
+    while i < n:
+        b = text[i]
+        if b < 0x80:
+            out[written] = ascii[b]
+            written += 1
+            i += 1
+            continue
+        size = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+        if i + size > n:
+            size = n - i
+        cp = 0x10000  # outside the BMP (or not UTF-8): kept
+        if size == 2:
+            cp = ((b & 0x1F) << 6) | (text[i + 1] & 0x3F)
+        elif size == 3:
+            cp = ((b & 0x0F) << 12) | ((text[i + 1] & 0x3F) << 6) | (text[i + 2] & 0x3F)
+        if cp < 0x10000 and (blank[cp >> 3] >> (cp & 7)) & 1:
+            out[written] = 0x20
+            written += 1
+        else:
+            for j in range(size):
+                out[written + j] = text[i + j]
+            written += size
+        i += size
+    return written
+
+
 def blank_characters(
     const uint8_t[::1] data,
     const int64_t[::1] offsets,
@@ -359,46 +395,77 @@ def blank_characters(
     ``language.nfc_stable``) turned into one ASCII space, the others kept: into ``out`` (as many
     bytes as the texts at most) and ``out_offsets`` (from 0). What ``str.replace_many`` of those
     characters with a space gives, in one pass (``student.normalize``). UTF-8 is trusted (Arrow's)."""
-    cdef Py_ssize_t rows = out_offsets.shape[0] - 1, r, i, j, end, size
+    cdef Py_ssize_t rows = out_offsets.shape[0] - 1, r, begin, end
     cdef int64_t written = 0
-    cdef uint8_t b
-    cdef uint32_t cp
-    if rows < 0 or offsets.shape[0] < first + rows + 1 or blank.shape[0] != 0x10000 // 8:
-        raise ValueError("offsets, out_offsets or blank do not fit")
-    if rows and (offsets[first] < 0 or offsets[first + rows] > data.shape[0]):
-        raise ValueError("offsets point outside the data")
+    _check_texts(data, offsets, first, rows, blank)
     if rows and out.shape[0] < offsets[first + rows] - offsets[first]:
         raise ValueError("out is shorter than the texts")
     out_offsets[0] = 0
     with nogil:
         for r in range(rows):
-            i = offsets[first + r]
-            end = max(i, offsets[first + r + 1])
-            while i < end:
-                b = data[i]
-                if b < 0x80:
-                    out[written] = 0x20 if (blank[b >> 3] >> (b & 7)) & 1 else b
-                    written += 1
-                    i += 1
-                    continue
-                size = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
-                if i + size > end:
-                    size = end - i
-                cp = 0x10000  # outside the BMP (or not UTF-8): kept
-                if size == 2:
-                    cp = ((b & 0x1F) << 6) | (data[i + 1] & 0x3F)
-                elif size == 3:
-                    cp = ((b & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F)
-                if cp < 0x10000 and (blank[cp >> 3] >> (cp & 7)) & 1:
-                    out[written] = 0x20
-                    written += 1
-                else:
-                    for j in range(size):
-                        out[written + j] = data[i + j]
-                    written += size
-                i += size
+            begin = offsets[first + r]
+            end = max(begin, offsets[first + r + 1])
+            written += blank_text(&data[0] + begin, end - begin, &blank[0], &out[0] + written)
             out_offsets[r + 1] = written
     return None
+
+
+def blanked_lines(
+    const uint8_t[::1] data,
+    const int64_t[::1] offsets,
+    Py_ssize_t first,
+    Py_ssize_t rows,
+    const uint8_t[::1] blank,
+    const uint8_t[::1] prefix,
+    const int64_t[::1] prefix_offsets,
+    Py_ssize_t prefix_first,
+    bytes end,
+):
+    """``[prefix[r] + blanked text[r] + end for each row]`` as ``str``: the texts as in
+    ``blank_characters``, after each its prefix (another Arrow string array's buffers, taken as
+    they are; ``prefix_offsets`` empty: none): fastText's lines in one pass, without the
+    intermediate columns."""
+    cdef Py_ssize_t r, begin, stop, size, longest = 0, head
+    cdef Py_ssize_t tail = PyBytes_GET_SIZE(end)
+    cdef const char* end_data = PyBytes_AS_STRING(end)
+    cdef bint prefixed = prefix_offsets.shape[0] != 0
+    _check_texts(data, offsets, first, rows, blank)
+    if prefixed:
+        _check_texts(prefix, prefix_offsets, prefix_first, rows, blank)
+    for r in range(rows):
+        size = offsets[first + r + 1] - offsets[first + r]
+        if prefixed:
+            size += prefix_offsets[prefix_first + r + 1] - prefix_offsets[prefix_first + r]
+        longest = max(longest, size)
+    cdef uint8_t* line = <uint8_t*> malloc(longest + tail + 1)
+    if line == NULL:
+        raise MemoryError()
+    cdef list lines = [None] * rows
+    try:
+        for r in range(rows):
+            head = 0
+            if prefixed:
+                begin = prefix_offsets[prefix_first + r]
+                stop = max(begin, prefix_offsets[prefix_first + r + 1])
+                memcpy(line, &prefix[0] + begin, stop - begin)
+                head = stop - begin
+            begin = offsets[first + r]
+            stop = max(begin, offsets[first + r + 1])
+            size = head + blank_text(&data[0] + begin, stop - begin, &blank[0], line + head)
+            memcpy(line + size, end_data, tail)
+            lines[r] = PyUnicode_DecodeUTF8(<const char*> line, size + tail, NULL)
+    finally:
+        free(line)
+    return lines
+
+
+cdef _check_texts(const uint8_t[::1] data, const int64_t[::1] offsets, Py_ssize_t first, Py_ssize_t rows, const uint8_t[::1] blank):
+    cdef Py_ssize_t r
+    if rows < 0 or first < 0 or offsets.shape[0] < first + rows + 1 or blank.shape[0] != 0x10000 // 8:
+        raise ValueError("offsets or blank do not fit the rows")
+    for r in range(rows + 1):
+        if offsets[first + r] < 0 or offsets[first + r] > data.shape[0]:
+            raise ValueError("offsets point outside the data")
 
 
 cdef Py_ssize_t distinct(

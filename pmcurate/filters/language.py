@@ -8,14 +8,16 @@ and keeps long paragraphs cheap.
 The answers are py3langid's own (``LanguageIdentifier.classify`` with ``norm_probs=True``, same
 model file), many times faster: py3langid walks its byte-level DFA in a Python loop, one text at a
 time (~5,000 fixture paragraphs a second on one core); here ``_langid.Walker`` walks a packed copy
-of the DFA over an Arrow array's UTF-8 bytes, four texts at a time, sums the naive-Bayes scores and
+of the DFA over an Arrow array's UTF-8 bytes, eight texts at a time, sums the naive-Bayes scores and
 decides each text in C (``bench/language.py``). A head that py3langid's ``_encode`` (lowercase if
-all capitals, NFC, UTF-8) would leave as it is (a lowercase ASCII letter, nothing above U+02FF:
-nearly every paragraph) is walked where it lies; the others are prepared in Python.
+all capitals, NFC, UTF-8) would leave as it is (a lowercase ASCII letter, and only characters NFC
+leaves as they are, ``nfc_stable``: nearly every paragraph) is walked where it lies in the Arrow
+buffer; the others are prepared in Python. Texts are walked in order of length: the eight lanes
+end together.
 
 Each text is decided in up to three passes, each exact about when it may answer:
 
-1. quantized sums (``Model.quantized``: each ``ptc`` value as its column's smallest value plus a
+1. quantized sums (``quantize``: each ``ptc`` value as its column's smallest value plus a
    whole number of ``step``, one byte, with each row's rounding error ``feature_error``), summed
    as integers: each language's score comes with a bound ``spread`` on its distance to the exact sum;
 2. for the texts the first pass leaves open, the model's float16 values summed in float32;

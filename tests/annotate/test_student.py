@@ -214,6 +214,23 @@ def test_normalize_blanks_what_replace_many_blanked() -> None:
     assert student.normalize(texts.clear()).to_list() == []
 
 
+@pytest.mark.parametrize("context", [True, False])
+def test_model_lines_are_the_unstripped_model_input_with_a_newline(context: bool) -> None:
+    rows = len(NORMALIZE_TEXTS)
+    frame = pl.DataFrame(
+        {
+            "paragraph_id": [f"p{i}" for i in range(rows)],
+            "text": NORMALIZE_TEXTS,
+            "article_type": ["Research-Article", None] * (rows // 2),
+            "section_type": ["methods", None] * (rows // 2),
+            "section_title": ["Results: (Part 1)", None] * (rows // 2),
+        }
+    )
+    for part in (frame, frame.slice(1), frame.clear()):
+        expected = [line + "\n" for line in student._lines(part, context=context).to_list()]
+        assert student.model_lines(part, context=context) == expected
+
+
 def test_rules_prior_is_mixed_by_its_weight() -> None:
     import numpy as np
 
