@@ -7,66 +7,17 @@ modules lazily, so ``pmcurate --help`` stays fast and optional extras are only n
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from importlib.machinery import ModuleSpec
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from pmcurate import __version__, errors
 from pmcurate.errors import UserError
 
 log = logging.getLogger("pmcurate")
-
-
-class _NoPandas:
-    """Import hook: ``import pandas`` fails while this is on ``sys.meta_path``."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
-        if name == "pandas":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-class _PyarrowWithoutPandas:
-    """Import hook: once pyarrow is imported, it converts a list with pandas hidden.
-
-    pyarrow looks for pandas the first time it converts a Python list (in Python and in C++) and
-    imports it when installed (the ``datasets`` extra brings it): about 0.15 s of CPU in the
-    command's process and again in each worker, for a library pmcurate never calls. Not found
-    then, it is not looked for again; an explicit pandas call (``to_pandas``) still imports it.
-    Installed by this module: for the command and the workers it spawns (they import the main
-    module), not for a program that imports pmcurate.
-    """
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
-        if name != "pyarrow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None or "pandas" in sys.modules:
-            return spec
-        load = spec.loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            load(module)
-            hidden = _NoPandas()
-            sys.meta_path.insert(0, hidden)
-            try:
-                module.array([""])
-            finally:
-                sys.meta_path.remove(hidden)
-
-        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
-if "pyarrow" not in sys.modules:
-    sys.meta_path.insert(0, _PyarrowWithoutPandas())
 
 
 def add_harvest(sub: argparse._SubParsersAction) -> None:

@@ -346,16 +346,3 @@ def test_filter_dedup_kinds_may_be_comma_separated_or_repeated() -> None:
     ]
     config = from_cli(argv, SubsetConfig)
     assert (config.dedup, config.rules) == (("exact", "near"), ("min_words", "license=commercial"))
-
-
-def test_the_command_converts_lists_with_pyarrow_without_importing_pandas() -> None:
-    import subprocess
-    import sys
-
-    pytest.importorskip("pandas")
-    script = (
-        "import sys, pmcurate.cli, pyarrow as pa; pa.array(['a']); print('pandas' in sys.modules); "
-        "import pandas; print(type(pa.table({'a': [1]}).to_pandas()).__name__)"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "DataFrame"]  # not read for pyarrow, still there when asked for
