@@ -221,6 +221,11 @@ def _writer(sink: object, arrow_schema: pa.Schema, stored: frozenset[str]) -> pq
     )
 
 
+def row_group_target(shard_bytes: int, row_group_bytes: int) -> int:
+    """Uncompressed bytes per row group of a shard: ``row_group_bytes``, at most an eighth of the shard."""
+    return max(1, min(row_group_bytes, shard_bytes // 8))
+
+
 def write_split(
     batches: Iterable[pa.RecordBatch],
     arrow_schema: pa.Schema,
@@ -242,7 +247,7 @@ def write_split(
     check_split_name(split)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    group_bytes = max(1, min(row_group_bytes, shard_bytes // 8))
+    group_bytes = row_group_target(shard_bytes, row_group_bytes)
     stored = frozenset(f"{name}.bytes" for name in image_columns)
     written: list[tuple[Path, int]] = []
     writer: pq.ParquetWriter | None = None
