@@ -27,7 +27,7 @@ from tests.reliability.killer import ChainReport, KillPoint, kill_chain
 
 DEMO = Path(__file__).parents[2] / "manifests" / "demo.toml"
 KILLS = int(os.environ.get("RELIABILITY_BUILD_KILLS", "6"))
-TRAINING = "pmcurate.annotate.student:fit"
+TRAINING = "pmcurate.annotate.student:_fit_one"
 POINTS = (
     KillPoint(file=2),
     KillPoint(call=TRAINING),
