@@ -151,7 +151,7 @@ print(json.dumps({
     "tasks": student.TASKS.get("study_design"),
     "report": report.COMPARED.get("study_design"),
     "stats": stats.SECTIONS["Labels"],
-    "card": [c for c, _, _ in card.DISTRIBUTIONS],
+    "card": [column for column, *_ in card.DISTRIBUTIONS],
     "rule": parse_rule("label=study_design:trial").predicate,
 }))
 """
