@@ -39,8 +39,13 @@ by twice that. So when the log-ratio of the best label to the second exceeds ``4
 + 16) u + 2 spread / sqrt(bytes)``, py3langid's float32 argmax is the same language. A text without
 features (py3langid then scores every language 0) is never settled here. Under 1% of short,
 mixed-language texts and no fixture paragraph reach ``classify``: the answers are identical by
-construction rather than almost always. The packed DFA and the two copies of the scores take
-about 120 MB per process, besides py3langid's own model (~100 MB resident), which ``classify`` needs.
+construction rather than almost always.
+
+Packing the model takes ~0.9 s (py3langid's LZMA, then the packing), so it is done once: the packed
+arrays, and py3langid's own that ``classify`` needs, are kept in pmcurate's cache
+(``$PMCURATE_CACHE/language``, ~160 MB, ``cached``) and memory-mapped by every process that needs
+them, which then starts in milliseconds and shares their pages with the others. py3langid's
+identifier is made from them only when a text first reaches ``classify``.
 """
 
 from __future__ import annotations
@@ -182,6 +187,14 @@ def _stdlib_array(values: np.ndarray) -> array:
     out = array(np.dtype(values.dtype).char)
     out.frombytes(np.ascontiguousarray(values).tobytes())
     return out
+
+
+def _remove_other_entries(entry: Path) -> None:
+    """Remove the entries of other versions beside ``entry`` (a process still reading one keeps its
+    mapped pages); folders being written (named with a dot first) are left alone."""
+    for other in entry.parent.iterdir():
+        if other != entry and not other.name.startswith(".") and (other / "meta.json").exists():
+            shutil.rmtree(other, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -334,6 +347,7 @@ def write_packed(packed: Packed, entry: Path, key: str) -> None:
         if entry.exists():  # read_packed refused it
             shutil.rmtree(entry, ignore_errors=True)
         os.rename(staging, entry)
+        _remove_other_entries(entry)
     except OSError as exc:
         if read_packed(entry, key) is None:  # not another process's entry, written meanwhile
             log.warning("cannot cache the packed language model in %s (%s): packing it each time", entry, exc)

@@ -394,3 +394,13 @@ def test_a_cache_folder_that_cannot_be_written_still_gives_the_model(tmp_path: P
     blocked.write_text("not a folder")
     model = language.cached(blocked / "language")
     assert language._codes(pa.array([SAMPLES["de"]]), model).tolist() == [model.classes.index("de")]
+
+
+def test_writing_an_entry_removes_those_of_other_versions(tmp_path: Path) -> None:
+    old = tmp_path / "0123"
+    old.mkdir()
+    (old / "meta.json").write_text("{}")
+    staging = tmp_path / ".being-written"
+    staging.mkdir()
+    language.cached(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".being-written", language.cache_key()[:32]]
