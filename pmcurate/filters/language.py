@@ -340,11 +340,14 @@ def write_packed(packed: Packed, entry: Path, key: str) -> None:
         return
     try:
         for name, values in packed.arrays.items():
-            np.save(staging / f"{name}.npy", values, allow_pickle=False)
+            with open(staging / f"{name}.npy", "wb") as out:
+                np.save(out, values, allow_pickle=False)
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the rename makes it visible
         shapes = {name: [values.dtype.str, list(values.shape)] for name, values in packed.arrays.items()}
         meta = {"key": key, "scalars": packed.scalars, "arrays": shapes}
         (staging / "meta.json").write_text(json.dumps(meta))
-        if entry.exists():  # read_packed refused it
+        if entry.exists() and read_packed(entry, key) is None:  # broken: replaced
             shutil.rmtree(entry, ignore_errors=True)
         os.rename(staging, entry)
         _remove_other_entries(entry)
