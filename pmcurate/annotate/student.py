@@ -40,7 +40,7 @@ from pmcurate import labels, schema
 from pmcurate.annotate import report as metrics
 from pmcurate.annotate import rules
 from pmcurate.errors import Fatal
-from pmcurate.filters import _langid
+from pmcurate.filters import _langid, language
 from pmcurate.progress import Steps, interruptible, interruptible_map
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,32 @@ def model_input(frame: pl.DataFrame, *, context: bool) -> pl.Series:
 def model_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
     """``model_input`` as fastText reads it in ``apply``: each line ends in a newline (fastText's
     end-of-sentence token), and whitespace at its ends is kept (fastText skips runs of whitespace:
-    the tokens, hence the predictions, are those of ``model_input``) — two passes over the text fewer."""
+    the tokens, hence the predictions, are those of ``model_input``). One compiled pass lowercases,
+    blanks the punctuation and adds the prefix and the end (``_langid.lowered_lines``, reading
+    ``lowercase_table``); the few texts with a character the table leaves out go through Polars."""
+    data, offsets, first_text = _arrow_strings(frame["text"].fill_null("").str.slice(0, MAX_CHARS))
+    prefix, prefix_offsets, first_prefix = (
+        _arrow_strings(_context(frame)) if context else (np.zeros(0, np.uint8), np.zeros(0, np.int64), 0)
+    )
+    lines, missing = _langid.lowered_lines(
+        data,
+        offsets,
+        first_text,
+        frame.height,
+        lowercase_table(),
+        prefix,
+        prefix_offsets,
+        first_prefix,
+        b"\n",
+    )
+    if missing:
+        for row, line in zip(missing, _polars_lines(frame[missing], context=context), strict=True):
+            lines[row] = line
+    return lines  # type: ignore[return-value]  # every None replaced
+
+
+def _polars_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
+    """``model_lines`` with the lowercasing done by Polars."""
     data, offsets, first_text = _arrow_strings(_lowercase_head(frame["text"]))
     prefix, prefix_offsets, first_prefix = (
         _arrow_strings(_context(frame)) if context else (np.zeros(0, np.uint8), np.zeros(0, np.int64), 0)
@@ -172,6 +197,36 @@ def model_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
         first_prefix,
         b"\n",
     )
+
+
+@lru_cache(maxsize=1)
+def lowercase_table() -> np.ndarray:
+    """What ``normalize`` makes of each character of the BMP alone, as ``_langid.lower_text`` reads
+    it: four bytes a character, the length of its UTF-8 then the bytes. Polars' own lowercase (its
+    Unicode tables, which are not Python's), which maps each character on its own except Σ (σ or a
+    final ς, by what follows): Σ is left out (length 0), like the surrogates, and a text that has
+    one goes through Polars (``_polars_lines``)."""
+    points = np.arange(0x10000)
+    points = points[((points < 0xD800) | (points >= 0xE000)) & (points != 0x3A3)]
+    data, offsets, first = _arrow_strings(normalize(_characters(points)))
+    starts = offsets[first : first + len(points)]
+    sizes = offsets[first + 1 : first + len(points) + 1] - starts
+    sizes[sizes > 3] = 0  # longer than the table holds (none is, in today's Unicode): Polars
+    table = np.zeros((0x10000, 4), dtype=np.uint8)
+    table[points, 0] = sizes
+    for byte in range(3):
+        some = sizes > byte
+        table[points[some], 1 + byte] = data[starts[some] + byte]
+    return table.reshape(-1)
+
+
+def _characters(points: np.ndarray) -> pl.Series:
+    """One string for each code point of the BMP in ``points`` (no surrogate), from Arrow buffers."""
+    data = "".join(map(chr, points.tolist())).encode()
+    sizes = np.where(points < 0x80, 1, np.where(points < 0x800, 2, 3))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pl.Series(pa.Array.from_buffers(pa.large_string(), len(points), buffers))
 
 
 def _context(frame: pl.DataFrame) -> pl.Series:
@@ -959,15 +1014,20 @@ def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annota
     ``apply_steps.label_rows`` adds the computed ones."""
     columns: dict[str, Any] = {"paragraph_id": paragraph_ids.to_arrow()}
     for task, task_scores in scores.items():
-        top, expected = decide(task, task_scores)
+        expected = decide(task, task_scores)[1]
         if expected is not None:
-            columns[task] = pa.array(expected, pa.float32())
+            columns[task] = language.number_array(expected)
             continue
-        columns[task] = pa.array(top, pa.string())
-        columns[f"{task}_scores"] = pa.StructArray.from_arrays(
-            [pa.array(task_scores[:, i]) for i in range(len(TASKS[task]))], names=list(TASKS[task])
+        columns[task] = language.string_array(TASKS[task]).take(
+            language.number_array(task_scores.argmax(axis=1))
         )
-    columns["annotator"] = pa.array([annotator] * len(paragraph_ids), pa.string())
+        columns[f"{task}_scores"] = pa.StructArray.from_arrays(
+            [language.number_array(task_scores[:, i]) for i in range(len(TASKS[task]))],
+            names=list(TASKS[task]),
+        )
+    columns["annotator"] = language.string_array([annotator]).take(
+        language.number_array(np.zeros(len(paragraph_ids), np.int64))
+    )
     return pa.table({name: columns[name] for name in schema.TAUGHT_LABELS.names}).cast(schema.TAUGHT_LABELS)
 
 

@@ -46,6 +46,17 @@ def blanked_lines(
     prefix_first: int,
     end: bytes,
 ) -> list[str]: ...
+def lowered_lines(
+    data: np.ndarray,
+    offsets: np.ndarray,
+    first: int,
+    rows: int,
+    table: np.ndarray,
+    prefix: np.ndarray,
+    prefix_offsets: np.ndarray,
+    prefix_first: int,
+    end: bytes,
+) -> tuple[list[str | None], list[int]]: ...
 
 class Walker:
     classes: int

@@ -459,6 +459,104 @@ def blanked_lines(
     return lines
 
 
+cdef Py_ssize_t lower_text(const uint8_t* text, Py_ssize_t n, const uint8_t* table, uint8_t* out) noexcept nogil:
+    """``text[:n]`` (UTF-8) into ``out`` with each character replaced by its entry of ``table``: four
+    bytes a character of the BMP, the length of its replacement (1 to 3) then its UTF-8 bytes. Returns
+    the bytes written, or -1 at a character without one (length 0, or outside the BMP). ``out`` holds
+    three bytes a byte of ``text`` plus three."""
+    cdef Py_ssize_t i = 0, written = 0
+    cdef uint8_t b
+    cdef uint32_t cp
+    cdef const uint8_t* entry
+    while i < n:
+        b = text[i]
+        if b < 0x80:
+            cp = b
+            i += 1
+        elif b < 0xE0:
+            if i + 2 > n:
+                return -1
+            cp = ((b & 0x1F) << 6) | (text[i + 1] & 0x3F)
+            i += 2
+        elif b < 0xF0:
+            if i + 3 > n:
+                return -1
+            cp = ((b & 0x0F) << 12) | ((text[i + 1] & 0x3F) << 6) | (text[i + 2] & 0x3F)
+            i += 3
+        else:
+            return -1
+        entry = table + 4 * cp
+        if entry[0] == 0:
+            return -1
+        memcpy(out + written, entry + 1, 3)
+        written += entry[0]
+    return written
+
+
+def lowered_lines(
+    const uint8_t[::1] data,
+    const int64_t[::1] offsets,
+    Py_ssize_t first,
+    Py_ssize_t rows,
+    const uint8_t[::1] table,
+    const uint8_t[::1] prefix,
+    const int64_t[::1] prefix_offsets,
+    Py_ssize_t prefix_first,
+    bytes end,
+):
+    """``blanked_lines`` with each character of the texts replaced by its entry of ``table`` (65,536
+    entries of four bytes, ``lower_text``; ``student.lowercase_table``: lowercase, punctuation
+    blanked), and the rows of the texts with a character that has none: their lines are ``None``
+    (``student.model_lines`` makes those otherwise)."""
+    cdef Py_ssize_t r, begin, stop, size, longest = 0, head, written
+    cdef Py_ssize_t tail = PyBytes_GET_SIZE(end)
+    cdef const char* end_data = PyBytes_AS_STRING(end)
+    cdef bint prefixed = prefix_offsets.shape[0] != 0
+    if table.shape[0] != 0x10000 * 4:
+        raise ValueError("table holds four bytes for each character of the BMP")
+    _check_offsets(data, offsets, first, rows)
+    if prefixed:
+        _check_offsets(prefix, prefix_offsets, prefix_first, rows)
+    for r in range(rows):
+        size = 3 * (offsets[first + r + 1] - offsets[first + r])
+        if prefixed:
+            size += prefix_offsets[prefix_first + r + 1] - prefix_offsets[prefix_first + r]
+        longest = max(longest, size)
+    cdef uint8_t* line = <uint8_t*> malloc(longest + tail + 4)
+    if line == NULL:
+        raise MemoryError()
+    cdef list lines = [None] * rows
+    cdef list missing = []
+    try:
+        for r in range(rows):
+            head = 0
+            if prefixed:
+                begin = prefix_offsets[prefix_first + r]
+                stop = max(begin, prefix_offsets[prefix_first + r + 1])
+                memcpy(line, &prefix[0] + begin, stop - begin)
+                head = stop - begin
+            begin = offsets[first + r]
+            stop = max(begin, offsets[first + r + 1])
+            written = lower_text(&data[0] + begin, stop - begin, &table[0], line + head)
+            if written < 0:
+                missing.append(r)
+                continue
+            memcpy(line + head + written, end_data, tail)
+            lines[r] = PyUnicode_DecodeUTF8(<const char*> line, head + written + tail, NULL)
+    finally:
+        free(line)
+    return lines, missing
+
+
+cdef _check_offsets(const uint8_t[::1] data, const int64_t[::1] offsets, Py_ssize_t first, Py_ssize_t rows):
+    cdef Py_ssize_t r
+    if rows < 0 or first < 0 or offsets.shape[0] < first + rows + 1:
+        raise ValueError("offsets do not fit the rows")
+    for r in range(rows + 1):
+        if offsets[first + r] < 0 or offsets[first + r] > data.shape[0]:
+            raise ValueError("offsets point outside the data")
+
+
 cdef _check_texts(const uint8_t[::1] data, const int64_t[::1] offsets, Py_ssize_t first, Py_ssize_t rows, const uint8_t[::1] blank):
     cdef Py_ssize_t r
     if rows < 0 or first < 0 or offsets.shape[0] < first + rows + 1 or blank.shape[0] != 0x10000 // 8:

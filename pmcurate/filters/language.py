@@ -39,13 +39,25 @@ by twice that. So when the log-ratio of the best label to the second exceeds ``4
 + 16) u + 2 spread / sqrt(bytes)``, py3langid's float32 argmax is the same language. A text without
 features (py3langid then scores every language 0) is never settled here. Under 1% of short,
 mixed-language texts and no fixture paragraph reach ``classify``: the answers are identical by
-construction rather than almost always. The packed DFA and the two copies of the scores take
-about 120 MB per process, besides py3langid's own model (~100 MB resident), which ``classify`` needs.
+construction rather than almost always.
+
+Packing the model takes ~0.9 s (py3langid's LZMA, then the packing), so it is done once: the packed
+arrays, and py3langid's own that ``classify`` needs, are kept in pmcurate's cache
+(``$PMCURATE_CACHE/language``, ~160 MB, ``cached``) and memory-mapped by every process that needs
+them, which then starts in milliseconds and shares their pages with the others. py3langid's
+identifier is made from them only when a text first reaches ``classify``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
 import unicodedata
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,6 +79,8 @@ except ImportError as exc:  # the extension is built by installing the package; 
 
 compiled.check_build(_langid, Path(__file__).with_name("_langid.pyx"))
 
+log = logging.getLogger(__name__)
+
 MAX_CHARS = 1000
 UNDETERMINED = "und"
 """The answer for a text without letters to judge (empty, numbers only)."""
@@ -76,26 +90,33 @@ LEVELS = 255
 
 @lru_cache(maxsize=1)
 def _identifier() -> Any:
+    """py3langid's own identifier, loaded from its model file (~0.4 s: LZMA)."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
-@dataclass(frozen=True)
-class Model:
-    """py3langid's model as the compiled walk reads it (``walker``), and what answers the rest."""
+ARRAYS = (
+    *("transitions", "ptc", "quantized", "floor", "feature_bound", "feature_error", "pc", "aliases"),
+    *("nextmove", "rows", "output", "nfc_stable"),
+)
+"""``Packed.arrays``: what the walk reads, then py3langid's DFA for ``classify``, then ``nfc_stable``."""
 
-    identifier: Any
-    walker: _langid.Walker
-    classes: list[str]
-    labels: pa.Array
-    """``classes`` then ``UNDETERMINED``, as Arrow strings: an answer's code indexes them."""
+
+@dataclass(frozen=True)
+class Packed:
+    """What ``Model`` is made of: the packed DFA and scores the walk reads, and py3langid's model
+    arrays (as its ``load_model`` returns them) that ``classify`` needs. ``arrays`` are numpy arrays
+    (read from the cache, memory-mapped), ``scalars`` what is not one (``SCALARS``)."""
+
+    arrays: dict[str, np.ndarray]
+    scalars: dict[str, Any]
 
     @classmethod
-    def load(cls, identifier: Any, *, simd: bool = _langid.SIMD) -> Model:
-        """Pack py3langid's DFA (``nextmove[rowbase[state] + byte]`` is the next state, ``output[state]``
-        its feature or -1) so that an entry holds the next state's row offset and feature, and
-        quantize its scores (``quantize``)."""
+    def of(cls, identifier: Any) -> Packed:
+        """Pack py3langid's DFA (``nextmove[rowbase[state] + byte]`` is the next state,
+        ``output[state]`` its feature or -1) so that an entry holds the next state's row offset and
+        feature, and quantize its scores (``quantize``)."""
         nextmove = np.asarray(identifier.tk_nextmove)
         rowbase = np.asarray(identifier.tk_row).astype(np.uint64) << 8
         output = np.asarray(identifier.tk_output, dtype=np.int64)
@@ -103,21 +124,120 @@ class Model:
         check_layout(nextmove, rowbase, output, ptc)
         described = rowbase | ((output + 1).astype(np.uint64) << 32)
         quantized, step, floor, feature_error = quantize(ptc)
-        classes = list(identifier.nb_classes)
-        walker = _langid.Walker(
-            described[nextmove],
-            int(described[0]),
-            ptc.view(np.uint16),
-            quantized,
-            step,
-            floor,
-            np.abs(ptc).max(axis=1).astype(np.float64),
-            feature_error,
-            np.asarray(identifier.nb_pc, dtype=np.float64),
-            np.array(identifier._alias_pairs, dtype=np.int32).reshape(-1, 2),
+        arrays = {
+            "transitions": described[nextmove],
+            "ptc": ptc,
+            "quantized": quantized,
+            "floor": floor,
+            "feature_bound": np.abs(ptc).max(axis=1).astype(np.float64),
+            "feature_error": feature_error,
+            "pc": np.asarray(identifier.nb_pc),
+            "aliases": np.array(identifier._alias_pairs, dtype=np.int32).reshape(-1, 2),
+            "nextmove": nextmove,
+            "rows": np.asarray(identifier.tk_row),
+            "output": output.astype(np.int32),
+            "nfc_stable": nfc_stable(),
+        }
+        scalars = {"start": int(described[0]), "step": step, "classes": list(identifier.nb_classes)}
+        return cls(arrays, scalars)
+
+    def walker(self, *, simd: bool = _langid.SIMD) -> _langid.Walker:
+        a = self.arrays
+        return _langid.Walker(
+            a["transitions"],
+            self.scalars["start"],
+            a["ptc"].view(np.uint16),
+            a["quantized"],
+            self.scalars["step"],
+            a["floor"],
+            a["feature_bound"],
+            a["feature_error"],
+            a["pc"].astype(np.float64),
+            a["aliases"],
             simd=simd,
         )
-        return cls(identifier, walker, classes, pa.array([*classes, UNDETERMINED], pa.string()))
+
+    def identifier(self) -> Any:
+        """py3langid's ``LanguageIdentifier`` as ``from_model_file`` makes it, from these arrays
+        (the cache holds them uncompressed: no LZMA to undo)."""
+        from py3langid.langid import LanguageIdentifier
+
+        a = self.arrays
+        return LanguageIdentifier(
+            np.asarray(a["ptc"]),
+            np.asarray(a["pc"]),
+            list(self.scalars["classes"]),
+            _stdlib_array(a["nextmove"]),
+            a["output"].tolist(),
+            norm_probs=True,
+            tk_row=_stdlib_array(a["rows"]),
+        )
+
+
+def string_array(values: Sequence[str]) -> pa.Array:
+    """``pa.array(values, pa.string())`` from its buffers: ``pa.array`` imports pandas (~0.2 s)."""
+    encoded = [value.encode() for value in values]
+    offsets = np.cumsum([0, *map(len, encoded)], dtype=np.int32)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers)
+
+
+def number_array(values: np.ndarray) -> pa.Array:
+    """``pa.array(values)`` of a 1-D numpy array of numbers, from its buffer: ``pa.array`` (and a
+    ``take`` given numpy indices) imports pandas (~0.2 s, in each apply worker)."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def _stdlib_array(values: np.ndarray) -> array:
+    """``values`` as the ``array.array`` py3langid's ``load_model`` makes of them (same type code)."""
+    out = array(np.dtype(values.dtype).char)
+    out.frombytes(np.ascontiguousarray(values).tobytes())
+    return out
+
+
+def _remove_other_entries(entry: Path) -> None:
+    """Remove the entries of other versions beside ``entry`` (a process still reading one keeps its
+    mapped pages); folders being written (named with a dot first) are left alone."""
+    for other in entry.parent.iterdir():
+        if other != entry and not other.name.startswith(".") and (other / "meta.json").exists():
+            shutil.rmtree(other, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Model:
+    """py3langid's model as the compiled walk reads it (``walker``), and what answers the rest
+    (``identifier``, built when first needed)."""
+
+    walker: _langid.Walker
+    classes: list[str]
+    labels: pa.Array
+    """``classes`` then ``UNDETERMINED``, as Arrow strings: an answer's code indexes them."""
+    stable: np.ndarray
+    """``nfc_stable()``."""
+    make_identifier: Callable[[], Any]
+
+    @property
+    def identifier(self) -> Any:
+        return self.make_identifier()
+
+    @classmethod
+    def load(cls, identifier: Any, *, simd: bool = _langid.SIMD) -> Model:
+        """The model of py3langid's ``identifier``, packed here."""
+        return cls.of(Packed.of(identifier), simd=simd, identifier=lambda: identifier)
+
+    @classmethod
+    def of(
+        cls, packed: Packed, *, simd: bool = _langid.SIMD, identifier: Callable[[], Any] | None = None
+    ) -> Model:
+        classes = list(packed.scalars["classes"])
+        return cls(
+            packed.walker(simd=simd),
+            classes,
+            string_array([*classes, UNDETERMINED]),
+            packed.arrays["nfc_stable"],
+            identifier or lru_cache(maxsize=1)(packed.identifier),
+        )
 
 
 def quantize(ptc: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
@@ -156,7 +276,93 @@ def check_layout(nextmove: np.ndarray, rowbase: np.ndarray, output: np.ndarray, 
 
 @lru_cache(maxsize=1)
 def _model() -> Model:
-    return Model.load(_identifier())
+    """The model, from the cache (``cached``) when it holds this version's."""
+    return cached(cache_root() / "language")
+
+
+def cache_root() -> Path:
+    """pmcurate's cache folder: ``$PMCURATE_CACHE``, else ``~/.cache/pmcurate``."""
+    return Path(os.environ.get("PMCURATE_CACHE") or "~/.cache/pmcurate").expanduser()
+
+
+def cached(folder: Path) -> Model:
+    """The model from ``folder``'s entry for this version (``cache_key``), its arrays memory-mapped
+    (read in no time, their pages shared by the processes that read them); packed from py3langid's
+    model file (~0.9 s) and written there first when absent, stale or unreadable. A folder that
+    cannot be written costs the packing each time, nothing else."""
+    key = cache_key()
+    entry = folder / key[:32]
+    packed = read_packed(entry, key)
+    if packed is not None:
+        return Model.of(packed)
+    packed = Packed.of(_identifier())
+    write_packed(packed, entry, key)
+    return Model.of(packed, identifier=_identifier)
+
+
+def cache_key() -> str:
+    """What the packed arrays are a function of: py3langid's model file (its bytes) and the code that
+    reads and packs it (py3langid's version, this module's source, the compiled walk's source,
+    numpy's version, Python's Unicode data for ``nfc_stable``)."""
+    import py3langid.langid
+
+    model = Path(py3langid.langid.__file__).parent / py3langid.langid.MODEL_FILE
+    parts = [
+        hashlib.sha256(model.read_bytes()).hexdigest(),
+        getattr(py3langid, "__version__", "?"),
+        hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        _langid.BUILT_FROM_SHA256,
+        np.__version__,
+        unicodedata.unidata_version,
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def read_packed(entry: Path, key: str) -> Packed | None:
+    """The arrays written in ``entry`` (``write_packed``) for ``key``, memory-mapped; None when the
+    entry is missing, for another key, or its files are not the sizes its ``meta.json`` records."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        if meta["key"] != key or set(meta["arrays"]) != set(ARRAYS):
+            return None
+        arrays = {}
+        for name, (dtype, shape) in meta["arrays"].items():
+            mapped = np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            if mapped.dtype.str != dtype or list(mapped.shape) != shape:
+                return None
+            arrays[name] = mapped
+        return Packed(arrays, meta["scalars"])
+    except (OSError, ValueError, KeyError, TypeError):  # missing, truncated, or not ours
+        return None
+
+
+def write_packed(packed: Packed, entry: Path, key: str) -> None:
+    """``packed`` into ``entry`` atomically: written in a folder beside it, renamed into place
+    (replacing a broken entry). A process that loses the race to another leaves the other's."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    except OSError as exc:
+        log.warning("cannot cache the packed language model in %s (%s): packing it each time", entry, exc)
+        return
+    try:
+        for name, values in packed.arrays.items():
+            with open(staging / f"{name}.npy", "wb") as out:
+                np.save(out, values, allow_pickle=False)
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the rename makes it visible
+        shapes = {name: [values.dtype.str, list(values.shape)] for name, values in packed.arrays.items()}
+        meta = {"key": key, "scalars": packed.scalars, "arrays": shapes}
+        (staging / "meta.json").write_text(json.dumps(meta))
+        if entry.exists() and read_packed(entry, key) is None:  # broken: replaced
+            shutil.rmtree(entry, ignore_errors=True)
+        os.rename(staging, entry)
+        _remove_other_entries(entry)
+    except OSError as exc:
+        if read_packed(entry, key) is None:  # not another process's entry, written meanwhile
+            log.warning("cannot cache the packed language model in %s (%s): packing it each time", entry, exc)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @lru_cache(maxsize=1)
@@ -206,8 +412,8 @@ def detect_arrow(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     and the computed ``language`` label."""
     chunks = texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]
     model = _model()
-    answers = [model.labels.take(_codes(chunk, model)) for chunk in chunks]
-    return pa.concat_arrays(answers) if answers else pa.array([], pa.string())
+    answers = [model.labels.take(number_array(_codes(chunk, model))) for chunk in chunks]
+    return pa.concat_arrays(answers) if answers else string_array([])
 
 
 def _codes(array: pa.Array, model: Model) -> np.ndarray:
@@ -225,18 +431,19 @@ def _codes(array: pa.Array, model: Model) -> np.ndarray:
     starts, lengths = np.empty(rows, np.int64), np.empty(rows, np.int64)
     kinds = np.empty(rows, np.int8)
     _langid.heads(
-        data_array, offsets_array, valid_array, array.offset, MAX_CHARS, nfc_stable(), starts, lengths, kinds
+        data_array, offsets_array, valid_array, array.offset, MAX_CHARS, model.stable, starts, lengths, kinds
     )
     fast = np.flatnonzero(kinds == _langid.FAST)
     if fast.size:
         codes[fast] = _decided(model, data_array, starts[fast], lengths[fast], bytes.decode)
     slow = np.flatnonzero(kinds == _langid.IN_PYTHON)
     if slow.size:
-        heads = [text[:MAX_CHARS] for text in array.take(slow).to_pylist()]
+        heads = [text[:MAX_CHARS] for text in array.take(number_array(slow)).to_pylist()]
         lettered = [i for i, head in enumerate(heads) if _langid.has_letter(head, MAX_CHARS)]
         if lettered:
             # lowercase if all capitals, NFC, UTF-8
-            encoded = [model.identifier._encode(heads[i]) for i in lettered]
+            encode = _encoder()
+            encoded = [encode(heads[i]) for i in lettered]
             size = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
             blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
             by_bytes = {data: heads[i] for data, i in zip(encoded, lettered, strict=True)}
@@ -272,6 +479,14 @@ def _identify(
     unsorted_best, unsorted_settled = np.empty_like(best), np.empty_like(settled)
     unsorted_best[order], unsorted_settled[order] = best, settled
     return unsorted_best, unsorted_settled.view(np.bool_)
+
+
+@lru_cache(maxsize=1)
+def _encoder() -> Callable[[str], bytes]:
+    """py3langid's ``_encode``, a static method: it needs no model loaded."""
+    from py3langid.langid import LanguageIdentifier
+
+    return LanguageIdentifier._encode
 
 
 def _has_utf8(text: str) -> bool:

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import json
+import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import fasttext
@@ -231,6 +235,29 @@ def test_model_lines_are_the_unstripped_model_input_with_a_newline(context: bool
         assert student.model_lines(part, context=context) == expected
 
 
+def test_model_lines_lowercase_as_polars_does_on_texts_of_all_scripts() -> None:
+    rng = random.Random(15)
+    pool = [*"aZ09 .,;(–)“”\u00a0\n", *"ÀÉÎÕÜßÿ", *"ΑΒΓΣσςΩ", *"ДЖЯжя", *"ȺⱥİıǅẞK", *"中文", "🙂", "𐐀"]
+    anywhere = [chr(point) for point in range(0x20, 0x10000) if not 0xD800 <= point < 0xE000]
+    texts = [
+        "".join(rng.choice(pool if rng.random() < 0.9 else anywhere) for _ in range(rng.randint(0, 40)))
+        for _ in range(3000)
+    ]
+    texts += ["É" * (student.MAX_CHARS + 3) + "Σ", "a" * (student.MAX_CHARS - 1) + "ΣΑ"]
+    frame = pl.DataFrame({"paragraph_id": [f"p{i}" for i in range(len(texts))], "text": texts})
+    expected = [line + "\n" for line in student._lines(frame, context=False).to_list()]
+    assert student.model_lines(frame, context=False) == expected
+
+
+def test_the_lowercase_table_holds_what_normalize_makes_of_each_character_alone() -> None:
+    table = student.lowercase_table().reshape(-1, 4)
+    for char in ["A", "a", "(", "\n", "É", "Ⱥ", "İ", "Ω", "中", "\u00a0"]:
+        expected = student.normalize(pl.Series([char])).item().encode()
+        size = table[ord(char), 0]
+        assert bytes(table[ord(char), 1 : 1 + size]) == expected
+    assert table[0x3A3, 0] == 0 and table[0xD800, 0] == 0  # Σ: by what follows; a surrogate: none
+
+
 def test_rules_prior_is_mixed_by_its_weight() -> None:
     import numpy as np
 
@@ -274,3 +301,16 @@ def test_models_fitted_side_by_side_are_the_models_fitted_one_by_one(
     together = student.fit_many(jobs, then=lambda m: saved(m, f"{id(m)}.bin"), threads=2, **fit_args)
     alone = [saved(student.fit(texts, labels, params, **fit_args), "alone.bin") for params in grid]
     assert together == alone
+
+
+def test_apply_labels_without_importing_pandas(trained_build: Path, tmp_path: Path) -> None:
+    """``pa.array`` imports pandas (~0.2 s in each worker): apply's labels are built from buffers."""
+    build = tmp_path / "b"
+    shutil.copytree(trained_build, build)
+    probe = (
+        "import sys\nfrom pmcurate.annotate import apply_steps\n"
+        f"apply_steps.apply({str(build)!r}, workers=1, progress=False)\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -341,3 +341,66 @@ def test_loads_and_runs_with_the_network_disabled(monkeypatch: pytest.MonkeyPatc
     language._identifier.cache_clear()
     language._model.cache_clear()
     assert language.detect("Ceci est un texte en français sur une infection bactérienne.") == "fr"
+
+
+def test_the_cached_model_is_read_back_memory_mapped_with_the_same_arrays(tmp_path: Path) -> None:
+    written = language.cached(tmp_path)
+    read = language.cached(tmp_path)
+    packed = language.Packed.of(language._identifier())
+    (entry,) = tmp_path.iterdir()
+    again = language.read_packed(entry, language.cache_key())
+    assert again is not None and set(again.arrays) == set(language.ARRAYS)
+    assert again.scalars == packed.scalars
+    for name, values in packed.arrays.items():
+        assert isinstance(again.arrays[name], np.memmap)
+        np.testing.assert_array_equal(again.arrays[name], values)
+    texts = [*SAMPLES.values(), *(t for t in ODD_TEXTS if "\ud800" not in t)]
+    assert read.labels.equals(written.labels)
+    assert (
+        language._codes(pa.array(texts), read).tolist() == language._codes(pa.array(texts), written).tolist()
+    )
+
+
+def test_the_identifier_made_from_the_cache_is_py3langids(tmp_path: Path) -> None:
+    language.cached(tmp_path)
+    mine = language.cached(tmp_path).identifier
+    theirs = language._identifier()
+    for name in ("tk_nextmove", "tk_row", "tk_output", "nb_classes", "_alias_pairs"):
+        assert getattr(mine, name) == getattr(theirs, name), name
+    assert mine.tk_nextmove.typecode == theirs.tk_nextmove.typecode
+    assert mine.tk_row.typecode == theirs.tk_row.typecode
+    for name in ("nb_ptc", "nb_pc"):
+        assert getattr(mine, name).dtype == getattr(theirs, name).dtype
+        np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name))
+    for text in [*SAMPLES.values(), "ÉTUDE", "x"]:
+        assert mine.classify(text) == theirs.classify(text)
+
+
+def test_a_broken_cache_entry_is_packed_and_written_again(tmp_path: Path) -> None:
+    language.cached(tmp_path)
+    (entry,) = tmp_path.iterdir()
+    transitions = entry / "transitions.npy"
+    transitions.write_bytes(transitions.read_bytes()[:4096])
+    assert language.read_packed(entry, language.cache_key()) is None
+    assert language.read_packed(entry, "another version") is None
+    model = language.cached(tmp_path)
+    assert language._codes(pa.array([SAMPLES["fr"]]), model).tolist() == [model.classes.index("fr")]
+    assert language.read_packed(entry, language.cache_key()) is not None
+    assert [path.name for path in tmp_path.iterdir()] == [entry.name]
+
+
+def test_a_cache_folder_that_cannot_be_written_still_gives_the_model(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    model = language.cached(blocked / "language")
+    assert language._codes(pa.array([SAMPLES["de"]]), model).tolist() == [model.classes.index("de")]
+
+
+def test_writing_an_entry_removes_those_of_other_versions(tmp_path: Path) -> None:
+    old = tmp_path / "0123"
+    old.mkdir()
+    (old / "meta.json").write_text("{}")
+    staging = tmp_path / ".being-written"
+    staging.mkdir()
+    language.cached(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".being-written", language.cache_key()[:32]]
