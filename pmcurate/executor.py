@@ -56,6 +56,7 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm.auto import tqdm
 
+from pmcurate.cache import cache_root
 from pmcurate.errors import Fatal
 
 T = TypeVar("T")
@@ -285,7 +286,7 @@ def locate_build(out: str | os.PathLike[str], cache: Path | None = None) -> Buil
     text = os.fspath(out)
     if not is_url(text):
         return BuildLocation(Path(text))
-    root = cache or Path(os.environ.get("PMCURATE_CACHE") or "~/.cache/pmcurate").expanduser()
+    root = cache or cache_root()
     key = hashlib.sha256(text.rstrip("/").encode()).hexdigest()[:16]
     return BuildLocation(root / "builds" / key, text.rstrip("/"))
 

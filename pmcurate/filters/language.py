@@ -68,6 +68,7 @@ import numpy as np
 import pyarrow as pa
 
 from pmcurate import compiled
+from pmcurate.cache import cache_root
 
 try:
     from pmcurate.filters import _langid
@@ -278,11 +279,6 @@ def check_layout(nextmove: np.ndarray, rowbase: np.ndarray, output: np.ndarray, 
 def _model() -> Model:
     """The model, from the cache (``cached``) when it holds this version's."""
     return cached(cache_root() / "language")
-
-
-def cache_root() -> Path:
-    """pmcurate's cache folder: ``$PMCURATE_CACHE``, else ``~/.cache/pmcurate``."""
-    return Path(os.environ.get("PMCURATE_CACHE") or "~/.cache/pmcurate").expanduser()
 
 
 def cached(folder: Path) -> Model:
