@@ -40,7 +40,7 @@ from pmcurate import labels, schema
 from pmcurate.annotate import report as metrics
 from pmcurate.annotate import rules
 from pmcurate.errors import Fatal
-from pmcurate.filters import _langid, language
+from pmcurate.filters import _langid
 from pmcurate.progress import Steps, interruptible, interruptible_map
 
 log = logging.getLogger(__name__)
@@ -1014,20 +1014,15 @@ def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annota
     ``apply_steps.label_rows`` adds the computed ones."""
     columns: dict[str, Any] = {"paragraph_id": paragraph_ids.to_arrow()}
     for task, task_scores in scores.items():
-        expected = decide(task, task_scores)[1]
+        top, expected = decide(task, task_scores)
         if expected is not None:
-            columns[task] = language.number_array(expected)
+            columns[task] = pa.array(expected, pa.float32())
             continue
-        columns[task] = language.string_array(TASKS[task]).take(
-            language.number_array(task_scores.argmax(axis=1))
-        )
+        columns[task] = pa.array(top, pa.string())
         columns[f"{task}_scores"] = pa.StructArray.from_arrays(
-            [language.number_array(task_scores[:, i]) for i in range(len(TASKS[task]))],
-            names=list(TASKS[task]),
+            [pa.array(task_scores[:, i]) for i in range(len(TASKS[task]))], names=list(TASKS[task])
         )
-    columns["annotator"] = language.string_array([annotator]).take(
-        language.number_array(np.zeros(len(paragraph_ids), np.int64))
-    )
+    columns["annotator"] = pa.array([annotator] * len(paragraph_ids), pa.string())
     return pa.table({name: columns[name] for name in schema.TAUGHT_LABELS.names}).cast(schema.TAUGHT_LABELS)
 
 

@@ -175,19 +175,12 @@ class Packed:
         )
 
 
-def string_array(values: Sequence[str]) -> pa.Array:
+def _strings(values: list[str]) -> pa.Array:
     """``pa.array(values, pa.string())`` from its buffers: ``pa.array`` imports pandas (~0.2 s)."""
     encoded = [value.encode() for value in values]
     offsets = np.cumsum([0, *map(len, encoded)], dtype=np.int32)
     buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
     return pa.Array.from_buffers(pa.string(), len(values), buffers)
-
-
-def number_array(values: np.ndarray) -> pa.Array:
-    """``pa.array(values)`` of a 1-D numpy array of numbers, from its buffer: ``pa.array`` (and a
-    ``take`` given numpy indices) imports pandas (~0.2 s, in each apply worker)."""
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 
 def _stdlib_array(values: np.ndarray) -> array:
@@ -235,7 +228,7 @@ class Model:
         return cls(
             packed.walker(simd=simd),
             classes,
-            string_array([*classes, UNDETERMINED]),
+            _strings([*classes, UNDETERMINED]),
             packed.arrays["nfc_stable"],
             identifier or lru_cache(maxsize=1)(packed.identifier),
         )
@@ -408,8 +401,8 @@ def detect_arrow(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     and the computed ``language`` label."""
     chunks = texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]
     model = _model()
-    answers = [model.labels.take(number_array(_codes(chunk, model))) for chunk in chunks]
-    return pa.concat_arrays(answers) if answers else string_array([])
+    answers = [model.labels.take(_codes(chunk, model)) for chunk in chunks]
+    return pa.concat_arrays(answers) if answers else pa.array([], pa.string())
 
 
 def _codes(array: pa.Array, model: Model) -> np.ndarray:
@@ -434,7 +427,7 @@ def _codes(array: pa.Array, model: Model) -> np.ndarray:
         codes[fast] = _decided(model, data_array, starts[fast], lengths[fast], bytes.decode)
     slow = np.flatnonzero(kinds == _langid.IN_PYTHON)
     if slow.size:
-        heads = [text[:MAX_CHARS] for text in array.take(number_array(slow)).to_pylist()]
+        heads = [text[:MAX_CHARS] for text in array.take(slow).to_pylist()]
         lettered = [i for i, head in enumerate(heads) if _langid.has_letter(head, MAX_CHARS)]
         if lettered:
             # lowercase if all capitals, NFC, UTF-8

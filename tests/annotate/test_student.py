@@ -2,9 +2,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import fasttext
@@ -301,16 +298,3 @@ def test_models_fitted_side_by_side_are_the_models_fitted_one_by_one(
     together = student.fit_many(jobs, then=lambda m: saved(m, f"{id(m)}.bin"), threads=2, **fit_args)
     alone = [saved(student.fit(texts, labels, params, **fit_args), "alone.bin") for params in grid]
     assert together == alone
-
-
-def test_apply_labels_without_importing_pandas(trained_build: Path, tmp_path: Path) -> None:
-    """``pa.array`` imports pandas (~0.2 s in each worker): apply's labels are built from buffers."""
-    build = tmp_path / "b"
-    shutil.copytree(trained_build, build)
-    probe = (
-        "import sys\nfrom pmcurate.annotate import apply_steps\n"
-        f"apply_steps.apply({str(build)!r}, workers=1, progress=False)\n"
-        "print('pandas' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
