@@ -175,14 +175,6 @@ class Packed:
         )
 
 
-def _strings(values: list[str]) -> pa.Array:
-    """``pa.array(values, pa.string())`` from its buffers: ``pa.array`` imports pandas (~0.2 s)."""
-    encoded = [value.encode() for value in values]
-    offsets = np.cumsum([0, *map(len, encoded)], dtype=np.int32)
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
-    return pa.Array.from_buffers(pa.string(), len(values), buffers)
-
-
 def _stdlib_array(values: np.ndarray) -> array:
     """``values`` as the ``array.array`` py3langid's ``load_model`` makes of them (same type code)."""
     out = array(np.dtype(values.dtype).char)
@@ -228,7 +220,7 @@ class Model:
         return cls(
             packed.walker(simd=simd),
             classes,
-            _strings([*classes, UNDETERMINED]),
+            pa.array([*classes, UNDETERMINED], pa.string()),
             packed.arrays["nfc_stable"],
             identifier or lru_cache(maxsize=1)(packed.identifier),
         )
