@@ -38,7 +38,6 @@ wrapped: its workers share the driver's disk.
 from __future__ import annotations
 
 import fcntl
-import gc
 import hashlib
 import io
 import itertools
@@ -169,10 +168,7 @@ def _stop_forkserver() -> None:
 
 def _init_worker(environ: dict[str, str]) -> None:
     """First thing in each pool worker: the environment of the process that made the pool (the
-    forkserver's is that of the process when it started, maybe an earlier pool's), and ``WORKER_ENV``;
-    and ``gc.freeze``: the objects inherited from the forkserver (its preloaded modules) are never
-    walked by the worker's collections, which would otherwise copy every page they live on."""
-    gc.freeze()
+    forkserver's is that of the process when it started, maybe an earlier pool's), and ``WORKER_ENV``."""
     os.environ.clear()
     os.environ.update(environ)
     os.environ.update(WORKER_ENV)

@@ -300,7 +300,7 @@ def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     one ``dict.get`` per column instead.
     """
     rows = list(rows)
-    return from_columns(dict(zip(schema.names, columns_of(rows, schema.names), strict=True)), schema)
+    return from_columns(dict(zip(schema.names, _columns(rows, schema.names), strict=True)), schema)
 
 
 def from_columns(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.Table:
@@ -308,7 +308,7 @@ def from_columns(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.
     return pa.table([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
 
 
-def columns_of(rows: list[Mapping[str, Any]], names: list[str]) -> list[Sequence[Any]]:
+def _columns(rows: list[Mapping[str, Any]], names: list[str]) -> list[Sequence[Any]]:
     """The values of each column of ``rows``, missing keys as None."""
     if len(names) > 1 and rows:
         try:

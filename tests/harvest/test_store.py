@@ -1,6 +1,6 @@
 """Writing parsed articles as shards: exact schemas, articles last, completion, quarantine, and
-``ShardRows`` (rows kept as column lists while a shard fills): the parser's rows, the copy the
-version rule keeps."""
+``ShardRows`` (rows kept as Arrow while a shard fills): the same bytes however the rows are chunked,
+the copy the version rule keeps."""
 
 from __future__ import annotations
 
@@ -134,16 +134,27 @@ def test_invalid_shard_names_are_refused(tmp_path: Path, name: str) -> None:
         store.write_parsed(tmp_path, name, [], source="local")
 
 
-def test_shard_rows_write_the_parser_rows_of_every_content_table(
-    tmp_path: Path, parsed_fixture: Parsed
+def write_in_one_chunk(
+    build: Path, shard: str, articles: list[jats.ParsedArticle], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, int]:
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "CHUNK_ARTICLES", 10_000)
+        return store.write_parsed(build, shard, articles, source="local", harvested_at=AT)
+
+
+def test_shard_rows_write_the_same_bytes_however_chunked(
+    tmp_path: Path, parsed_fixture: Parsed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     articles = [article for name in FIXTURES for article in parsed_fixture(name)]
-    counts = store.write_parsed(tmp_path, "s", articles, source="local", harvested_at=AT)
+    expected = write_in_one_chunk(tmp_path, "plain", articles, monkeypatch)
+    monkeypatch.setattr(store, "CHUNK_ARTICLES", 4)  # several chunks from the fixtures' 25 articles
+    rows = store.ShardRows(source="local")
+    for article in articles:
+        rows.add(article)
+    counts = rows.write(tmp_path, "chunked", harvested_at=AT)
+    assert counts == expected
     assert counts["articles"] == len(articles) > 8
-    for table in store.CONTENT_TABLES:
-        rows = [row for article in articles for row in getattr(article, table)]
-        written = pq.read_table(store.shard_path(tmp_path, table, "s"))
-        assert written.equals(schema.to_table(rows, schema.SCHEMAS[table])), table
+    assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "plain")
 
 
 def by_version_rule(added: list[jats.ParsedArticle]) -> tuple[list[jats.ParsedArticle], int]:
@@ -160,20 +171,22 @@ def by_version_rule(added: list[jats.ParsedArticle]) -> tuple[list[jats.ParsedAr
 
 
 # Versions of one article added in turn, with other articles in between (``x``): which copy is kept
-# and where its rows land.
+# and where it lands must not depend on whether the first copy was already turned into Arrow.
 @pytest.mark.parametrize(
     "versions",
     [
         [1, 2],  # the later, higher version wins
         [2, 1],  # the earlier, higher version wins and moves last
         [None, None],  # a tie: the later one
-        [3, "x", "x", "x", 1],  # the winner moves last, after the articles in between
+        [3, "x", "x", "x", 1],  # the winner is already in Arrow: it moves last
+        [3, "x", "x", 1],  # ... after the articles not yet in Arrow
         [1, "x", "x", "x", 2, "x", "x", 0, 5],
     ],
 )
 def test_shard_rows_keep_the_copy_the_version_rule_keeps(
-    versions: list, tmp_path: Path, parsed_fixture: Parsed
+    versions: list, tmp_path: Path, parsed_fixture: Parsed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(store, "CHUNK_ARTICLES", 2)
     [base] = parsed_fixture("mds526.nxml")
     others = iter(article for name in FIXTURES[:6] for article in parsed_fixture(name))
     added = [
@@ -181,13 +194,13 @@ def test_shard_rows_keep_the_copy_the_version_rule_keeps(
         for index, version in enumerate(versions)
     ]
     kept, left_out = by_version_rule(added)
-    store.write_parsed(tmp_path, "expected", kept, source="local", harvested_at=AT)
+    write_in_one_chunk(tmp_path, "expected", kept, monkeypatch)
     rows = store.ShardRows(source="local")
     for article in added:
         rows.add(article)
-    rows.write(tmp_path, "copies", harvested_at=AT)
+    rows.write(tmp_path, "chunked", harvested_at=AT)
     assert rows.duplicates == left_out > 0
-    assert shard_bytes(tmp_path, "copies") == shard_bytes(tmp_path, "expected")
+    assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "expected")
 
 
 def _version(version: int, text: str, article_id: str = "PMC1") -> jats.ParsedArticle:
