@@ -300,10 +300,12 @@ def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     one ``dict.get`` per column instead.
     """
     rows = list(rows)
-    arrays = [
-        pa.array(values, type=f.type) for values, f in zip(_columns(rows, schema.names), schema, strict=True)
-    ]
-    return pa.table(arrays, schema=schema)
+    return from_columns(dict(zip(schema.names, _columns(rows, schema.names), strict=True)), schema)
+
+
+def from_columns(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.Table:
+    """Columns (Python values of each column, keyed by name) as a table of exactly ``schema``."""
+    return pa.table([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
 
 
 def _columns(rows: list[Mapping[str, Any]], names: list[str]) -> list[Sequence[Any]]:

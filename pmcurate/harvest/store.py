@@ -33,9 +33,10 @@ through ``write_harvest_shard`` and settles through ``settle_versions``.
 from __future__ import annotations
 
 import logging
+import operator
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ CONTENT_TABLES = ("paragraphs", "figures", "tables")
 """Tables written before ``articles``, in this order."""
 
 CHUNK_ARTICLES = 64
-"""Articles a ``ShardRows`` holds as Python rows before turning them into Arrow."""
+"""Articles a ``ShardRows`` holds as Python values before turning them into Arrow."""
 
 
 def check_shard_name(shard: str) -> str:
@@ -119,11 +120,13 @@ def version_rank(parsed: ParsedArticle) -> int:
 class ShardRows:
     """The rows of one shard, added article by article, kept as Arrow; ``write`` writes the shard.
 
-    A harvest shard holds up to a thousand articles. Held as Python rows until the shard is written,
-    their millions of objects make every garbage collection walk them and push the parser's data
-    out of the CPU caches: parsing inside a harvest ran ~20% slower than parsing alone. Here every
-    ``CHUNK_ARTICLES`` articles become Arrow tables (the same rows, a fraction of the memory, no
-    objects to walk); how many articles a chunk holds does not change the bytes written.
+    A harvest shard holds up to a thousand articles. Held as Python objects until the shard is
+    written, their millions of objects make every garbage collection walk them and keep the parser
+    from reusing the memory it freed (fresh pages, cold caches): parsing inside a harvest ran ~20%
+    slower than parsing alone. Here each article's rows go straight into one Python list per column
+    (``_Columns``: one ``list.extend`` per column, no row transposition), and every
+    ``CHUNK_ARTICLES`` articles the lists become Arrow, while their values are still in the CPU
+    caches; how many articles a chunk holds does not change the bytes written.
 
     Copies of one ``article_id`` follow the version rule: one is kept, the highest version or else
     the one added later, and it takes the later one's place (it was read last).
@@ -132,103 +135,114 @@ class ShardRows:
     def __init__(self, *, source: str) -> None:
         self.source = source
         self.duplicates = 0
-        self._pending: dict[str, ParsedArticle] = {}
-        self._chunks: list[dict[str, pa.Table]] = []
-        self._chunk_of: dict[str, int] = {}
+        self._columns = {name: _Columns(schema.SCHEMAS[name]) for name in (*CONTENT_TABLES, "articles")}
+        self._spans: dict[str, dict[str, tuple[int, int]]] = {}
         self._versions: dict[str, int] = {}
-        self._dropped: list[set[str]] = []
+        self._unconverted = 0
 
     def __len__(self) -> int:
-        return len(self._pending) + len(self._chunk_of)
+        return len(self._spans)
 
     def add(self, parsed: ParsedArticle) -> None:
         article_id = parsed.article["article_id"]
         version = version_rank(parsed)
-        previous = self._versions.get(article_id, version)
-        if article_id in self._pending:
+        earlier = self._spans.pop(article_id, None)
+        if earlier is not None:
             self.duplicates += 1
-            earlier = self._pending.pop(article_id)
-            if previous > version:
-                parsed, version = earlier, previous
-        elif article_id in self._chunk_of:
-            self.duplicates += 1
-            chunk = self._chunk_of.pop(article_id)
-            self._dropped[chunk].add(article_id)
-            if previous > version:  # the copy already in Arrow wins: it moves last
-                self._flush()
-                self._append(
-                    {name: _rows_of(table, article_id) for name, table in self._chunks[chunk].items()}
-                )
-                self._chunk_of[article_id] = len(self._chunks) - 1
+            for name, span in earlier.items():
+                self._columns[name].drop(span)
+            if self._versions[article_id] > version:  # the earlier copy wins: it moves last
+                self._spans[article_id] = {
+                    name: self._columns[name].repeat(span) for name, span in earlier.items()
+                }
                 return
         self._versions[article_id] = version
-        self._pending[article_id] = parsed
-        if len(self._pending) >= CHUNK_ARTICLES:
-            self._flush()
+        self._spans[article_id] = {
+            "paragraphs": self._columns["paragraphs"].extend(parsed.paragraphs),
+            "figures": self._columns["figures"].extend(parsed.figures),
+            "tables": self._columns["tables"].extend(parsed.tables),
+            "articles": self._columns["articles"].extend([_article_row(parsed, source=self.source)]),
+        }
+        self._unconverted += 1
+        if self._unconverted >= CHUNK_ARTICLES:
+            for columns in self._columns.values():
+                columns.convert()
+            self._unconverted = 0
 
     def write(self, build: str | Path, shard: str, *, harvested_at: datetime | None = None) -> dict[str, int]:
         """Write the shard (``articles`` last); return rows per table."""
-        self._flush()
         at = harvested_at or datetime.now(UTC)
         written = {}
-        for table in (*CONTENT_TABLES, "articles"):
-            rows = self._table(table)
-            if table == "articles":
+        for name, columns in self._columns.items():
+            rows = columns.table()
+            if name == "articles":
                 index = schema.ARTICLES.get_field_index("harvested_at")
                 stamps = pa.array([at] * rows.num_rows, schema.TIMESTAMP)
                 rows = rows.set_column(index, schema.ARTICLES.field(index), stamps)
-            schema.write_shard(rows, shard_path(build, table, shard))
-            written[table] = rows.num_rows
+            schema.write_shard(rows, shard_path(build, name, shard))
+            written[name] = rows.num_rows
         return written
 
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        parsed = list(self._pending.values())
-        self._append(_tables(parsed, source=self.source, harvested_at=None))
-        for article_id in self._pending:
-            self._chunk_of[article_id] = len(self._chunks) - 1
-        self._pending.clear()
 
-    def _append(self, tables: dict[str, pa.Table]) -> None:
-        self._chunks.append(tables)
-        self._dropped.append(set())
+class _Columns:
+    """The rows of one table: Arrow chunks, then the rows not yet converted as one list per column
+    of ``schema`` (a missing key is null); rows are numbered in the order they were added."""
 
-    def _table(self, name: str) -> pa.Table:
-        """Table ``name`` of the shard: the chunks in order, without the rows of dropped articles."""
-        parts = []
-        for chunk, dropped in zip(self._chunks, self._dropped, strict=True):
-            table = chunk[name]
-            if dropped:
-                import pyarrow.compute as pc  # only with duplicates: its import costs each worker ~60 ms
+    def __init__(self, table_schema: pa.Schema) -> None:
+        self.schema = table_schema
+        self.rows = 0
+        self._values: dict[str, list[Any]] = {name: [] for name in table_schema.names}
+        self._getters = [
+            (values, operator.methodcaller("get", name)) for name, values in self._values.items()
+        ]
+        self._unconverted = 0
+        self._chunks: list[pa.Table] = []
+        self._dropped: list[tuple[int, int]] = []
 
-                keep = pc.invert(
-                    pc.is_in(table["article_id"], value_set=pa.array(sorted(dropped), pa.string()))
-                )
-                table = table.filter(keep)
-            parts.append(table)
-        if not parts:
-            return schema.SCHEMAS[name].empty_table()
-        return pa.concat_tables(parts).combine_chunks()
+    def extend(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+        """Append ``rows``; return the span of rows they take."""
+        start = self.rows
+        if rows:
+            for values, get in self._getters:
+                values.extend(map(get, rows))
+            self.rows += len(rows)
+            self._unconverted += len(rows)
+        return start, self.rows
 
+    def convert(self) -> None:
+        """Turn the rows not yet converted into an Arrow chunk."""
+        if self._unconverted:
+            self._chunks.append(schema.from_columns(self._values, self.schema))
+            for values in self._values.values():
+                values.clear()
+            self._unconverted = 0
 
-def _rows_of(table: pa.Table, article_id: str) -> pa.Table:
-    import pyarrow.compute as pc
+    def drop(self, span: tuple[int, int]) -> None:
+        """Leave the rows of ``span`` out of the table."""
+        self._dropped.append(span)
 
-    return table.filter(pc.equal(table["article_id"], article_id))
+    def repeat(self, span: tuple[int, int]) -> tuple[int, int]:
+        """Append a copy of the rows of ``span``; return the span the copy takes."""
+        start, stop = span
+        if start == stop:
+            return self.rows, self.rows
+        self.convert()
+        self._chunks.append(pa.concat_tables(self._chunks).slice(start, stop - start))
+        self.rows += stop - start
+        return self.rows - (stop - start), self.rows
 
-
-def _tables(
-    parsed: list[ParsedArticle], *, source: str, harvested_at: datetime | None
-) -> dict[str, pa.Table]:
-    """The rows of ``parsed`` as one Arrow table per base table."""
-    rows: dict[str, list[Mapping[str, Any]]] = {
-        "paragraphs": [p for a in parsed for p in a.paragraphs],
-        "figures": [f for a in parsed for f in a.figures],
-        "tables": [t for a in parsed for t in a.tables],
-        "articles": [_article_row(a, source=source, harvested_at=harvested_at) for a in parsed],
-    }
-    return {name: schema.to_table(table_rows, schema.SCHEMAS[name]) for name, table_rows in rows.items()}
+    def table(self) -> pa.Table:
+        """The rows in order, one chunk, without the dropped ones."""
+        self.convert()
+        if not self._chunks:
+            return self.schema.empty_table()
+        table = pa.concat_tables(self._chunks).combine_chunks()
+        if self._dropped:
+            keep = [True] * table.num_rows
+            for start, stop in self._dropped:
+                keep[start:stop] = [False] * (stop - start)
+            table = table.filter(pa.array(keep, pa.bool_()))  # imports pyarrow.compute: only with copies
+        return table
 
 
 def settle_versions(
@@ -309,10 +323,10 @@ def _rewrite_without(build: str | Path, shard: str, article_ids: set[str]) -> di
     return removed
 
 
-def _article_row(parsed: ParsedArticle, *, source: str, harvested_at: datetime | None) -> dict[str, Any]:
+def _article_row(parsed: ParsedArticle, *, source: str) -> dict[str, Any]:
+    """The articles row of ``parsed`` (``harvested_at`` is filled when the shard is written)."""
     row = dict(parsed.article)
     row["source"] = source
-    row["harvested_at"] = harvested_at
     if row.get("license_source") is None and row.get("license") is not None:
         row["license_source"] = "xml"
     for column, items in (
