@@ -16,6 +16,10 @@ processes; ``ray-url``: the same, the build behind a ``file://`` URL, each worke
 own working copy), each run after the first says whether its subset and exported shards are
 byte-identical to the first executor's.
 
+Each build has its own ``$PMCURATE_CACHE``: the working copies of ``ray-url`` are removed before
+each run, the packed language model (``filters.language``, built once per machine, ~1.3 CPU-s) is
+kept, as on a machine that has built before; the first run of a size and worker count builds it.
+
 The manifest is ``manifests/demo.toml`` with two changes: its source is the generated folder, and
 ``pretrain = false``: with pretraining the word vectors are learnt from every paragraph of the
 build, a cost that grows with the corpus and, on copies of eight articles, learns nothing more.
@@ -130,8 +134,8 @@ def run_measuring_memory(
 
 def run(manifest: Path, build: Path, workers: int, executor: str = "local") -> dict[str, object]:
     """One build into ``build`` (for ``ray-url``: the folder behind the ``file://`` URL)."""
-    cache = build.with_name(build.name + "-cache")  # ray-url: the working copies
-    for folder in (build, cache):
+    cache = build.with_name(build.name + "-cache")  # $PMCURATE_CACHE of the build
+    for folder in (build, cache / "builds", cache / "workers"):  # ray-url's working copies
         shutil.rmtree(folder, ignore_errors=True)
     out = build.as_uri() if executor == "ray-url" else str(build)
     command = [sys.executable, "-m", "pmcurate.cli", "build", str(manifest), "--out", out,
