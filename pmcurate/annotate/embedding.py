@@ -29,6 +29,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from pmcurate.annotate import student
+from pmcurate.step import sha256_file
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 REPORT_DIR = "embedding"
@@ -263,7 +264,7 @@ def _write_student(
         "max_tokens": max_tokens,
         "context": context,
         "rules_weights": dict(rules_weights),
-        "heads": {"file": HEADS, "sha256": student.sha256_file(folder / HEADS)},
+        "heads": {"file": HEADS, "sha256": sha256_file(folder / HEADS)},
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     manifest = settings | {

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from pmcurate import labels, schema
 from pmcurate.annotate import student
+from pmcurate.step import sha256_file
 
 try:
     import torch
@@ -703,7 +704,7 @@ def _write_manifest(
 ) -> dict[str, Any]:
     """``students.json``: the sha256 of every file of the model, the settings ``apply`` needs,
     and the annotator id ``encoder-<hash>``."""
-    files = {str(p.relative_to(folder)): student.sha256_file(p) for p in _model_files(folder)}
+    files = {str(p.relative_to(folder)): sha256_file(p) for p in _model_files(folder)}
     settings = {
         "encoder": encoder,
         "max_tokens": config.max_tokens,

@@ -42,6 +42,7 @@ from pmcurate.annotate import rules
 from pmcurate.errors import Fatal
 from pmcurate.filters import _langid
 from pmcurate.progress import Steps, interruptible, interruptible_map
+from pmcurate.step import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -181,22 +182,8 @@ def model_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
 
 
 def _polars_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
-    """``model_lines`` with the lowercasing done by Polars."""
-    data, offsets, first_text = _arrow_strings(_lowercase_head(frame["text"]))
-    prefix, prefix_offsets, first_prefix = (
-        _arrow_strings(_context(frame)) if context else (np.zeros(0, np.uint8), np.zeros(0, np.int64), 0)
-    )
-    return _langid.blanked_lines(  # normalize's punctuation blanking, the prefix and the end at once
-        data,
-        offsets,
-        first_text,
-        frame.height,
-        _punctuation_bitmap(),
-        prefix,
-        prefix_offsets,
-        first_prefix,
-        b"\n",
-    )
+    """``model_lines`` the Polars way (``_lines``): for the few texts ``lowercase_table`` cannot lower."""
+    return [line + "\n" for line in _lines(frame, context=context).to_list()]
 
 
 @lru_cache(maxsize=1)
@@ -253,14 +240,6 @@ def _lines(frame: pl.DataFrame, *, context: bool) -> pl.Series:
     if not context:
         return text
     return pl.select(pl.concat_str([_context(frame), text])).to_series().rename(text.name)
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- pretraining

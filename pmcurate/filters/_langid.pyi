@@ -35,17 +35,6 @@ def blank_characters(
     out: np.ndarray,
     out_offsets: np.ndarray,
 ) -> None: ...
-def blanked_lines(
-    data: np.ndarray,
-    offsets: np.ndarray,
-    first: int,
-    rows: int,
-    blank: np.ndarray,
-    prefix: np.ndarray,
-    prefix_offsets: np.ndarray,
-    prefix_first: int,
-    end: bytes,
-) -> list[str]: ...
 def lowered_lines(
     data: np.ndarray,
     offsets: np.ndarray,

@@ -410,55 +410,6 @@ def blank_characters(
     return None
 
 
-def blanked_lines(
-    const uint8_t[::1] data,
-    const int64_t[::1] offsets,
-    Py_ssize_t first,
-    Py_ssize_t rows,
-    const uint8_t[::1] blank,
-    const uint8_t[::1] prefix,
-    const int64_t[::1] prefix_offsets,
-    Py_ssize_t prefix_first,
-    bytes end,
-):
-    """``[prefix[r] + blanked text[r] + end for each row]`` as ``str``: the texts as in
-    ``blank_characters``, after each its prefix (another Arrow string array's buffers, taken as
-    they are; ``prefix_offsets`` empty: none): fastText's lines in one pass, without the
-    intermediate columns."""
-    cdef Py_ssize_t r, begin, stop, size, longest = 0, head
-    cdef Py_ssize_t tail = PyBytes_GET_SIZE(end)
-    cdef const char* end_data = PyBytes_AS_STRING(end)
-    cdef bint prefixed = prefix_offsets.shape[0] != 0
-    _check_texts(data, offsets, first, rows, blank)
-    if prefixed:
-        _check_texts(prefix, prefix_offsets, prefix_first, rows, blank)
-    for r in range(rows):
-        size = offsets[first + r + 1] - offsets[first + r]
-        if prefixed:
-            size += prefix_offsets[prefix_first + r + 1] - prefix_offsets[prefix_first + r]
-        longest = max(longest, size)
-    cdef uint8_t* line = <uint8_t*> malloc(longest + tail + 1)
-    if line == NULL:
-        raise MemoryError()
-    cdef list lines = [None] * rows
-    try:
-        for r in range(rows):
-            head = 0
-            if prefixed:
-                begin = prefix_offsets[prefix_first + r]
-                stop = max(begin, prefix_offsets[prefix_first + r + 1])
-                memcpy(line, &prefix[0] + begin, stop - begin)
-                head = stop - begin
-            begin = offsets[first + r]
-            stop = max(begin, offsets[first + r + 1])
-            size = head + blank_text(&data[0] + begin, stop - begin, &blank[0], line + head)
-            memcpy(line + size, end_data, tail)
-            lines[r] = PyUnicode_DecodeUTF8(<const char*> line, size + tail, NULL)
-    finally:
-        free(line)
-    return lines
-
-
 cdef Py_ssize_t lower_text(const uint8_t* text, Py_ssize_t n, const uint8_t* table, uint8_t* out) noexcept nogil:
     """``text[:n]`` (UTF-8) into ``out`` with each character replaced by its entry of ``table``: four
     bytes a character of the BMP, the length of its replacement (1 to 3) then its UTF-8 bytes. Returns
@@ -504,10 +455,12 @@ def lowered_lines(
     Py_ssize_t prefix_first,
     bytes end,
 ):
-    """``blanked_lines`` with each character of the texts replaced by its entry of ``table`` (65,536
-    entries of four bytes, ``lower_text``; ``student.lowercase_table``: lowercase, punctuation
-    blanked), and the rows of the texts with a character that has none: their lines are ``None``
-    (``student.model_lines`` makes those otherwise)."""
+    """``[prefix[r] + lowered text[r] + end for each row]`` as ``str``, fastText's lines in one pass
+    without intermediate columns: each character of the texts replaced by its entry of ``table``
+    (65,536 entries of four bytes, ``lower_text``; ``student.lowercase_table``: lowercase,
+    punctuation blanked), after each its prefix (another Arrow string array's buffers, taken as they
+    are; ``prefix_offsets`` empty: none); and the rows of the texts with a character that has no
+    entry: their lines are ``None`` (``student.model_lines`` makes those otherwise)."""
     cdef Py_ssize_t r, begin, stop, size, longest = 0, head, written
     cdef Py_ssize_t tail = PyBytes_GET_SIZE(end)
     cdef const char* end_data = PyBytes_AS_STRING(end)
