@@ -19,6 +19,9 @@ byte-identical to the first executor's.
 Each build has its own ``$PMCURATE_CACHE``: the working copies of ``ray-url`` are removed before
 each run, the packed language model (``filters.language``, built once per machine, ~1.3 CPU-s) is
 kept, as on a machine that has built before; the first run of a size and worker count builds it.
+The students trained on the bundled labels (``annotate.student_cache``, ~2.6 CPU-s) are removed
+before each run unless ``--keep-students``: with it, every run after the first reuses them, as a
+rebuild of the manifest over more articles does.
 
 The manifest is ``manifests/demo.toml`` with two changes: its source is the generated folder, and
 ``pretrain = false``: with pretraining the word vectors are learnt from every paragraph of the
@@ -132,10 +135,16 @@ def run_measuring_memory(
     return process, output, errors or "", peak, largest
 
 
-def run(manifest: Path, build: Path, workers: int, executor: str = "local") -> dict[str, object]:
-    """One build into ``build`` (for ``ray-url``: the folder behind the ``file://`` URL)."""
+def run(
+    manifest: Path, build: Path, workers: int, executor: str = "local", *, keep_students: bool = False
+) -> dict[str, object]:
+    """One build into ``build`` (for ``ray-url``: the folder behind the ``file://`` URL); the
+    students trained by an earlier run are reused when ``keep_students``."""
     cache = build.with_name(build.name + "-cache")  # $PMCURATE_CACHE of the build
-    for folder in (build, cache / "builds", cache / "workers"):  # ray-url's working copies
+    removed = [build, cache / "builds", cache / "workers"]  # ray-url's working copies
+    if not keep_students:
+        removed.append(cache / "students")
+    for folder in removed:
         shutil.rmtree(folder, ignore_errors=True)
     out = build.as_uri() if executor == "ray-url" else str(build)
     command = [sys.executable, "-m", "pmcurate.cli", "build", str(manifest), "--out", out,
@@ -177,6 +186,11 @@ def main() -> None:
         default=["local"],
         help="each run on each",
     )
+    parser.add_argument(
+        "--keep-students",
+        action="store_true",
+        help="reuse the students an earlier run trained (default: each run trains them)",
+    )
     args = parser.parse_args()
     print(HEADER)
     for size in args.sizes:
@@ -186,7 +200,7 @@ def main() -> None:
             first = args.work / f"build-{size}-{workers}-{args.executors[0]}"
             for executor in args.executors:
                 build = args.work / f"build-{size}-{workers}-{executor}"
-                r = run(manifest, build, workers, executor)
+                r = run(manifest, build, workers, executor, keep_students=args.keep_students)
                 steps = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items())  # type: ignore[union-attr]
                 rate = r["articles"] / r["seconds"]  # type: ignore[operator]
                 same = ""

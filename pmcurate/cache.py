@@ -1,12 +1,34 @@
 """pmcurate's cache folder on this machine: the working copies of builds behind URLs (and their
-workers' copies), and the packed language model."""
+workers' copies), the packed language model, and trained students."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
 def cache_root() -> Path:
     """``$PMCURATE_CACHE``, else ``~/.cache/pmcurate``."""
     return Path(os.environ.get("PMCURATE_CACHE") or "~/.cache/pmcurate").expanduser()
+
+
+@contextmanager
+def staged(entry: Path) -> Iterator[Path]:
+    """A fresh folder beside ``entry`` to fill; when the block ends without error its files are
+    flushed to disk and the folder is renamed to ``entry`` (replacing what was there), so a reader
+    sees a whole entry or none. On an error the folder is removed and the error raised."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    try:
+        yield staging
+        for path in staging.iterdir():
+            with open(path, "rb") as written:
+                os.fsync(written.fileno())  # on disk before the rename makes it visible
+        shutil.rmtree(entry, ignore_errors=True)
+        os.rename(staging, entry)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -6,13 +6,17 @@ articles as plain lxml elements, read independently of the parser, and ``resolve
 paragraph/figure ``path`` (``body/sec[2]/p[3]``: steps by local name, 1-based among same-named
 siblings, ``p`` meaning ``p[1]``) from an article element back to the element it names.
 ``built`` is one clean build of ``tests/builds.py``'s manifest, shared by the build tests.
+
+Every test has a ``$PMCURATE_CACHE`` of its own (``test_cache``), so students one test trained are
+never another's; the packed language model in it is the session's (``session_cache``), built
+once, and nothing is written to the user's ``~/.cache``.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,6 +79,27 @@ def resolve(article: etree._Element, path: str) -> etree._Element:
             raise KeyError(f"{path!r}: no {match['name']}[{index}] under {local_name(node)}")
         node = same[index - 1]
     return node
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's ``$PMCURATE_CACHE`` (what session-scoped fixtures build with)."""
+    root = tmp_path_factory.mktemp("cache")
+    (root / "language").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PMCURATE_CACHE", str(root))
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def test_cache(
+    session_cache: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The test's own ``$PMCURATE_CACHE``, its ``language`` the session's."""
+    root = tmp_path_factory.mktemp("test-cache")
+    (root / "language").symlink_to(session_cache / "language")
+    monkeypatch.setenv("PMCURATE_CACHE", str(root))
+    return root
 
 
 @pytest.fixture

@@ -89,6 +89,22 @@ def test_adding_an_article_reruns_only_what_depends_on_it(tmp_path: Path) -> Non
     builds.assert_same_build(incremental, clean.build)
 
 
+def test_a_build_of_other_articles_reuses_the_students_trained_by_another(tmp_path: Path) -> None:
+    manifest = builds.write_manifest(tmp_path / "test.toml", builds.make_inputs(tmp_path / "inputs"))
+    run_build(load_manifest(manifest), tmp_path / "first", workers=1, progress=False)
+    builds.add_extra_article(tmp_path / "inputs")
+
+    second = run_build(load_manifest(manifest), tmp_path / "second", workers=1, progress=False)
+
+    assert "from the cache" in (second.step("annotate:train").note or "")
+    models = [path.name for path in (tmp_path / "first" / "models").iterdir()]
+    assert all(
+        (tmp_path / "first" / "models" / name).read_bytes()
+        == (tmp_path / "second" / "models" / name).read_bytes()
+        for name in models
+    )
+
+
 def test_removed_input_file_leaves_the_build(tmp_path: Path) -> None:
     inputs = builds.make_inputs(tmp_path / "inputs")
     manifest = builds.write_manifest(tmp_path / "test.toml", inputs)

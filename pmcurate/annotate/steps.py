@@ -256,7 +256,8 @@ class TrainConfig(TeacherChoice):
 
 class TrainStep(Step[TrainConfig, Any]):
     """The fastText students learn the teacher labels (``models/``). Without ``pretrain`` new
-    articles do not retrain them: only the teacher labels and the settings are inputs."""
+    articles do not retrain them: only the teacher labels and the settings are inputs, and students
+    trained before on this machine from the same rows and settings are reused (``student_cache``)."""
 
     name = "annotate:train"
     reads = ("articles", "paragraphs")
@@ -271,11 +272,11 @@ class TrainStep(Step[TrainConfig, Any]):
         return [build.path / "models" / "students.json"]
 
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
-        from pmcurate.annotate import student
+        from pmcurate.annotate import student, student_cache
 
         config = self.config
         frame, name = config.frame(build)
-        result = student.train_student(
+        result = student_cache.trained(
             build.path,
             frame,
             teacher_name=name,
@@ -295,7 +296,8 @@ class TrainStep(Step[TrainConfig, Any]):
                 "teacher_labels": report["n_train"] + report["n_validation"] + report["n_test"],
                 "test_paragraphs": report["n_test"],
             },
-            note=result.manifest["annotator"],
+            note=result.manifest["annotator"]
+            + (" (trained before: from the cache)" if result.from_cache else ""),
         )
 
 

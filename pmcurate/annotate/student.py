@@ -55,6 +55,7 @@ JOINT = "joint"
 instead of three, about three times the throughput of ``apply``."""
 JOINT_CLASSES = tuple(f"{task}={c}" for task, classes in TASKS.items() for c in classes)
 MANIFEST = "students.json"
+REPORT = "report.json"
 MAX_CHARS = 4000
 """Students read a paragraph's first MAX_CHARS characters: a fixed cost per paragraph, whatever
 a table flattened into one paragraph may hold."""
@@ -605,6 +606,8 @@ def split_summary(
 class TrainResult:
     manifest: dict[str, Any]
     report: dict[str, Any]
+    from_cache: str | None = None
+    """The cache entry the models were copied from (``student_cache``); None: trained here."""
 
 
 def train_student(
@@ -672,7 +675,7 @@ def train_student(
     manifest["joint"] = joint
     manifest["report"] = report
     write_json(models_dir / MANIFEST, manifest)
-    write_json(models_dir / "report.json", report)
+    write_json(models_dir / REPORT, report)
     Steps.close()
     return TrainResult(manifest=manifest, report=report)
 
