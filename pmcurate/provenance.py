@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from pmcurate import __version__, schema
 from pmcurate.export.steps import dataset_dir, export_dir
 from pmcurate.http import public_url
-from pmcurate.step import Build, resolved, sha256_file
+from pmcurate.step import Build, resolved_text, sha256_file
 
 if TYPE_CHECKING:
     from pmcurate.manifest import Manifest
@@ -69,9 +69,10 @@ def _input_files(manifest: Manifest, store: Build) -> list[dict[str, Any]]:
         return []
     rows: list[dict[str, Any]] = []
     for path in archive.discover_inputs(paths):
-        digest = store.hashes.digest(path)
+        stat = path.stat()
+        digest = store.hashes.digest(path, stat)
         rows.append(
-            {"source": "local", "path": str(resolved(path)), "bytes": path.stat().st_size, "sha256": digest}
+            {"source": "local", "path": resolved_text(str(path)), "bytes": stat.st_size, "sha256": digest}
         )
     return rows
 

@@ -439,8 +439,9 @@ class ContentHashes:
         self.seen: dict[str, str] = {}
         """Hashes a step of this run made of files it read anyway (``record``); cached once asked for."""
 
-    def digest(self, path: Path) -> str:
-        stat = path.stat()
+    def digest(self, path: Path, stat: os.stat_result | None = None) -> str:
+        """sha256 of ``path`` (``stat``: its ``os.stat``, when the caller has it)."""
+        stat = stat or path.stat()
         key = self._key(path, stat.st_size, stat.st_mtime_ns)
         digest = self.cache.get(key) or self.seen.pop(key, None)
         if digest is None:
