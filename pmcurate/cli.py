@@ -1,7 +1,9 @@
 """The ``pmcurate`` command. Thin: it parses arguments and calls stage functions.
 
-Each command group has its own ``add_*`` function below; a group's handlers import their stage
-modules lazily, so ``pmcurate --help`` stays fast and optional extras are only needed when used.
+Each command has its own ``add_*`` function below, which fills in the command's parser; its
+handler imports its stage modules lazily. ``main`` fills in only the command it runs (``COMMANDS``:
+the others are listed with their help, their options not added): a command's options come from its
+steps' configs, whose modules import Polars, DuckDB… that another command does not need.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,7 @@ from pmcurate.errors import UserError
 log = logging.getLogger("pmcurate")
 
 
-def add_harvest(sub: argparse._SubParsersAction) -> None:
-    harvest = sub.add_parser("harvest", help="fetch or read JATS articles and write the base tables")
+def add_harvest(harvest: argparse.ArgumentParser) -> None:
     sources = harvest.add_subparsers(dest="source", required=True, metavar="SOURCE")
     add_harvest_local(sources)
     add_harvest_network(sources)
@@ -117,15 +118,13 @@ def _harvest_network(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_query(sub: argparse._SubParsersAction) -> None:
-    query = sub.add_parser(
-        "query",
-        help="run DuckDB SQL over a build, an export folder or a Hub dataset (one view per table)",
-        description="Run SQL with DuckDB. Over a BUILD: a view per folder of BUILD/tables/ (articles, "
+def add_query(query: argparse.ArgumentParser) -> None:
+    query.description = (
+        "Run SQL with DuckDB. Over a BUILD: a view per folder of BUILD/tables/ (articles, "
         "paragraphs, figures, tables, labels, quarantine…) and per subset (subset_NAME, its drops "
         "subset_NAME_drops). Over an export folder: a view per config (data for the default config, "
         "else the config's name) and per split (data_commercial…). Over hf://datasets/ORG/NAME: view "
-        "data. `SHOW TABLES` lists them.",
+        "data. `SHOW TABLES` lists them."
     )
     query.add_argument(
         "target", metavar="TARGET", help="build folder, export folder or hf://datasets/ORG/NAME[/FOLDER]"
@@ -147,8 +146,7 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_demo(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="harvest the bundled sample articles into build/demo and query them")
+def add_demo(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--out", type=Path, default=Path("build/demo"), metavar="BUILD", help="(recreated)")
     demo.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU count)")
     demo.set_defaults(func=_demo)
@@ -168,16 +166,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_annotate(sub: argparse._SubParsersAction) -> None:
+def add_annotate(annotate: argparse.ArgumentParser) -> None:
     """``annotate sample|llm|train|distill|apply``: the options of sample, llm, train and distill are
     the fields of their steps' configs (``annotate/steps.py``), the keys of a manifest's
     ``[teacher]`` and ``[student]``."""
     from pmcurate.annotate import students
     from pmcurate.annotate.steps import DistillConfig, LlmTeacherConfig, SampleConfig
 
-    annotate = sub.add_parser(
-        "annotate", help="label paragraphs: LLM teacher on a sample, fastText students on all"
-    )
     steps = annotate.add_subparsers(dest="step", required=True, metavar="STEP")
     sample = steps.add_parser("sample", help="choose the paragraphs the teacher labels (stratified, seeded)")
     sample.add_argument("build", help="build folder")
@@ -231,15 +226,13 @@ def _annotate(args: argparse.Namespace) -> int:
     return commands.run(args)
 
 
-def add_filter(sub: argparse._SubParsersAction) -> None:
+def add_filter(filt: argparse.ArgumentParser) -> None:
     """``filter``: the options of ``filters.steps.SubsetConfig`` (the keys of ``[subsets.NAME]``)."""
     from pmcurate.filters.steps import SubsetConfig
 
-    filt = sub.add_parser(
-        "filter",
-        help="make a subset: rules, SQL, dedup and upsampling; every dropped row keeps its reason",
-        description="Write BUILD/subsets/NAME/*.parquet (kept rows) and BUILD/subsets/NAME/drops/ "
-        "(id, rule, reason, cluster of every dropped row). See docs/filters.md.",
+    filt.description = (
+        "Write BUILD/subsets/NAME/*.parquet (kept rows) and BUILD/subsets/NAME/drops/ "
+        "(id, rule, reason, cluster of every dropped row). See docs/filters.md."
     )
     filt.add_argument("build", metavar="BUILD", help="build folder")
     filt.add_argument("--subset", metavar="NAME", help="subset name (required unless --manifest)")
@@ -285,10 +278,7 @@ def _filter(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_stats(sub: argparse._SubParsersAction) -> None:
-    stats = sub.add_parser(
-        "stats", help="counts and distributions of a build or subset: tables and an HTML report with charts"
-    )
+def add_stats(stats: argparse.ArgumentParser) -> None:
     stats.add_argument("build", metavar="BUILD", help="build folder")
     stats.add_argument("--subset", metavar="NAME", help="describe this subset instead of the whole build")
     stats.add_argument(
@@ -306,15 +296,13 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_export(sub: argparse._SubParsersAction) -> None:
+def add_export(export: argparse.ArgumentParser) -> None:
     """``export``: the options of ``export.steps.ExportConfig`` (the keys of ``[exports.NAME]``)."""
     from pmcurate.export.steps import ExportConfig
 
-    export = sub.add_parser(
-        "export",
-        help="write a build or subset as Hub-ready Parquet (or WebDataset) shards with a dataset card",
-        description="Export BUILD (or its subset NAME) into DIR: data/{split}-NNNNN-of-NNNNN.parquet, "
-        "README.md (dataset card), provenance/CONFIG.json. Same input, byte-identical output.",
+    export.description = (
+        "Export BUILD (or its subset NAME) into DIR: data/{split}-NNNNN-of-NNNNN.parquet, "
+        "README.md (dataset card), provenance/CONFIG.json. Same input, byte-identical output."
     )
     export.add_argument("build", metavar="BUILD", help="build folder")
     export.add_argument("--out", "-o", required=True, type=Path, metavar="DIR", help="export folder")
@@ -349,15 +337,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_publish(sub: argparse._SubParsersAction) -> None:
+def add_publish(publish: argparse.ArgumentParser) -> None:
     """``publish``: the options of ``export.steps.PublishConfig`` (the keys of ``[publish]``)."""
     from pmcurate.export.steps import PublishConfig
 
-    publish = sub.add_parser(
-        "publish",
-        help="upload an export folder to a Hugging Face dataset repository",
-        description="Upload DIR (made by `pmcurate export`) to the dataset repo ORG/NAME; unchanged files "
-        "are not sent again, and a failed run resumes when run again. Token: HF_TOKEN or `hf auth login`.",
+    publish.description = (
+        "Upload DIR (made by `pmcurate export`) to the dataset repo ORG/NAME; unchanged files "
+        "are not sent again, and a failed run resumes when run again. Token: HF_TOKEN or `hf auth login`."
     )
     publish.add_argument("folder", metavar="DIR", type=Path, help="export folder")
     PublishConfig.add_arguments(publish)
@@ -379,14 +365,12 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_build(sub: argparse._SubParsersAction) -> None:
+def add_build(build: argparse.ArgumentParser) -> None:
     """``build MANIFEST``: every stage of a manifest, incremental (docs/build.md)."""
     stages = ("harvest", "annotate", "filter", "export", "publish")  # pipeline.STAGES, kept lazy
-    build = sub.add_parser(
-        "build",
-        help="run a manifest: harvest → annotate → filter → export → publish, redoing only what changed",
-        description="Build the dataset a TOML manifest describes (manifests/*.toml). A second run redoes "
-        "only the work whose inputs or settings changed; BUILD/provenance.json records how to reproduce it.",
+    build.description = (
+        "Build the dataset a TOML manifest describes (manifests/*.toml). A second run redoes "
+        "only the work whose inputs or settings changed; BUILD/provenance.json records how to reproduce it."
     )
     build.add_argument(
         "manifest", type=Path, metavar="MANIFEST", help="TOML manifest, e.g. manifests/demo.toml"
@@ -425,24 +409,59 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "harvest": ("fetch or read JATS articles and write the base tables", add_harvest),
+    "query": (
+        "run DuckDB SQL over a build, an export folder or a Hub dataset (one view per table)",
+        add_query,
+    ),
+    "demo": ("harvest the bundled sample articles into build/demo and query them", add_demo),
+    "annotate": ("label paragraphs: LLM teacher on a sample, fastText students on all", add_annotate),
+    "filter": (
+        "make a subset: rules, SQL, dedup and upsampling; every dropped row keeps its reason",
+        add_filter,
+    ),
+    "stats": (
+        "counts and distributions of a build or subset: tables and an HTML report with charts",
+        add_stats,
+    ),
+    "export": (
+        "write a build or subset as Hub-ready Parquet (or WebDataset) shards with a dataset card",
+        add_export,
+    ),
+    "publish": ("upload an export folder to a Hugging Face dataset repository", add_publish),
+    "build": (
+        "run a manifest: harvest → annotate → filter → export → publish, redoing only what changed",
+        add_build,
+    ),
+}
+"""Each command: its help line, and the function that adds its options to its parser."""
+
+EVERY_COMMAND = "*"
+
+
+def build_parser(command: str = EVERY_COMMAND) -> argparse.ArgumentParser:
+    """The parser of every command, or with ``command``, of that command only: the others keep
+    their name and help line (``pmcurate --help`` lists them all) but not their options, whose
+    configs' modules would be imported for nothing."""
     parser = argparse.ArgumentParser(
         prog="pmcurate",
         description="Curated training corpora from PubMed Central Open Access.",
     )
     parser.add_argument("--version", action="version", version=f"pmcurate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_harvest(sub)
-    add_query(sub)
-    add_demo(sub)
-    add_annotate(sub)
-    add_filter(sub)
-    add_stats(sub)
-    add_export(sub)
-    add_publish(sub)
-    add_build(sub)
+    for name, (help, add) in COMMANDS.items():
+        child = sub.add_parser(name, help=help)
+        if command in (EVERY_COMMAND, name):
+            add(child)
     _add_output_options(parser, top=True)
     return parser
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs: its first word that is not an option (the program's own options
+    take no value), or None (``--help``, ``--version``)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def _add_output_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -474,7 +493,8 @@ def _configure_output(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_of(argv) or "")
     args = parser.parse_args(argv)
     if args.verbose and args.quiet:
         parser.error("-v/--verbose and -q/--quiet exclude each other")

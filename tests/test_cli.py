@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from pmcurate import cli
 from pmcurate.cli import build_parser, main
 from pmcurate.step import StepConfig
 
@@ -141,6 +144,35 @@ def test_output_options_work_after_the_subcommand(
     argv = ["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"]
     assert main([*argv, flag]) == 0
     assert "harvested 1 articles" in capsys.readouterr().out
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert all(f"    {name} " in out for name in cli.COMMANDS)
+
+
+def test_a_command_adds_only_its_own_options() -> None:
+    parser = build_parser("query")
+    assert {"target", "sql", "format"} <= {action.dest for action in parser_of(parser, "query")._actions}
+    assert "subset" not in {action.dest for action in parser_of(parser, "filter")._actions}
+
+
+def test_running_a_command_does_not_import_the_other_commands_modules() -> None:
+    others = {"polars", "duckdb", "pmcurate.filters.steps", "pmcurate.export.steps"}
+    code = (
+        "import sys; from pmcurate import cli; cli.build_parser(cli.command_of(['-q', 'harvest', 'local']));"
+        f"print(sorted({others!r} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[]\n"
+
+
+def parser_of(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[command]
 
 
 def test_verbose_and_quiet_together_are_refused(tmp_path: Path) -> None:

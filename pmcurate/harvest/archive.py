@@ -189,10 +189,16 @@ def iter_items(path: Path, *, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) 
     except (OSError, EOFError, zlib.error) as exc:
         yield Rejected(source, None, type(exc).__name__, f"cannot read {source}: {exc}")
         return
-    if not data.strip():
+    if _blank(data):
         yield Rejected(source, None, "EmptyFile", f"{source} is empty")
     else:
         yield Document(source, None, data)
+
+
+def _blank(data: bytes) -> bool:
+    """Whether ``data`` is empty or only ASCII whitespace (``not data.strip()``, without copying
+    the document to find out)."""
+    return not data or data.isspace()
 
 
 def read_bounded(stream: ByteStream, limit: int, *, first: int = CHUNK) -> bytes:
@@ -249,7 +255,7 @@ def _member_items(
     data = read_bounded(stream, cap)
     directory = str(PurePosixPath(name).parent)
     if is_xml:
-        if not data.strip():
+        if _blank(data):
             yield Rejected(source, name, "EmptyFile", f"{source}: member {name!r} is empty")
             return
         yield from group.add_document(directory, Document(source, name, data))

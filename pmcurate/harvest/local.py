@@ -387,10 +387,10 @@ class FolderImages:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.folder: Path | None = None
+        self.folder: str | None = None
         self.files: dict[str, list[Path]] = {}
 
-    def _listing(self, folder: Path) -> dict[str, list[Path]]:
+    def _listing(self, folder: str) -> dict[str, list[Path]]:
         if folder != self.folder:
             files: dict[str, list[Path]] = {}
             try:
@@ -411,7 +411,7 @@ class FolderImages:
         wanted = {archive.image_key(href) for figure in figures for href in figure.get("graphics") or ()}
         if not wanted:
             return {}, []
-        listing = self._listing(Path(source).parent)
+        listing = self._listing(os.path.dirname(source) or ".")  # text: no Path built per document
         images: dict[str, archive.Image] = {}
         problems: list[Rejection] = []
         for key in sorted(wanted & listing.keys()):
