@@ -154,8 +154,8 @@ def model_input(frame: pl.DataFrame, *, context: bool) -> pl.Series:
     return lines.str.strip_chars() if context else lines
 
 
-def model_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
-    """``model_input`` as fastText reads it in ``apply``: each line ends in a newline (fastText's
+def model_lines(frame: pl.DataFrame, *, context: bool) -> list[bytes]:
+    """``model_input`` as fastText reads it in ``apply``, in UTF-8: each line ends in a newline (fastText's
     end-of-sentence token), and whitespace at its ends is kept (fastText skips runs of whitespace:
     the tokens, hence the predictions, are those of ``model_input``). One compiled pass lowercases,
     blanks the punctuation and adds the prefix and the end (``_langid.lowered_lines``, reading
@@ -181,9 +181,9 @@ def model_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
     return lines  # type: ignore[return-value]  # every None replaced
 
 
-def _polars_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
+def _polars_lines(frame: pl.DataFrame, *, context: bool) -> list[bytes]:
     """``model_lines`` the Polars way (``_lines``): for the few texts ``lowercase_table`` cannot lower."""
-    return [line + "\n" for line in _lines(frame, context=context).to_list()]
+    return [(line + "\n").encode() for line in _lines(frame, context=context).to_list()]
 
 
 @lru_cache(maxsize=1)
@@ -408,10 +408,10 @@ def _label_tokens(label: str) -> str:
 
 
 def predict_scores(
-    model: Any, texts: list[str], classes: Sequence[str], *, terminated: bool = False
+    model: Any, texts: Sequence[str] | Sequence[bytes], classes: Sequence[str], *, terminated: bool = False
 ) -> np.ndarray:
     """Per-class probabilities, shape (len(texts), len(classes)), columns in ``classes`` order
-    (``terminated``: each text already ends in a newline, as ``model_lines`` makes them).
+    (``terminated``: each text already ends in a newline, as ``model_lines`` makes them, in UTF-8).
 
     Classes the model never saw in training score 0. fastText returns each row's labels in its
     own order (most probable first): they are mapped to columns in one C-level pass, not row by row.
@@ -420,7 +420,7 @@ def predict_scores(
     if not texts:
         return scores
     column = {f"__label__{c}": i for i, c in enumerate(classes)}
-    lines = texts if terminated else [t + "\n" for t in texts]
+    lines = texts if terminated else [_line(t) for t in texts]
     all_labels, all_probs = model.f.multilinePredict(lines, -1, 0.0, "strict")
     width = len(all_labels[0])
     if set(map(len, all_labels)) != {width}:  # k=-1 gives every label: never seen
@@ -430,6 +430,11 @@ def predict_scores(
     rows = np.arange(len(texts))[:, None]
     scores[rows, columns.reshape(len(texts), width)] = np.concatenate(all_probs).reshape(len(texts), width)
     return scores
+
+
+def _line(text: str | bytes) -> str | bytes:
+    """``text`` as a fastText line: with its newline."""
+    return text + b"\n" if isinstance(text, bytes) else text + "\n"
 
 
 def decide(task: str, scores: np.ndarray) -> tuple[list[str], np.ndarray | None]:
@@ -454,7 +459,7 @@ def task_labels(frame: pl.DataFrame, name: str) -> list[str]:
 
 
 def model_scores(
-    model: Any, name: str, texts: list[str], *, terminated: bool = False
+    model: Any, name: str, texts: Sequence[str] | Sequence[bytes], *, terminated: bool = False
 ) -> dict[str, np.ndarray]:
     """Per-task class scores of one model (``name`` a task, or JOINT for all three at once)."""
     if name != JOINT:

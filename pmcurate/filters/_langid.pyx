@@ -19,11 +19,10 @@ walk for many texts at once, in C, over the same model, and sums the scores one 
 scores surely give py3langid's answer. The error argument is in ``pmcurate.filters.language``.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.math cimport exp, fabs, log1p, sqrt
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memcpy, memset
 
 BUILT_FROM_SHA256 = PYX_SHA256  # this file's SHA-256, given by setup.py at build time (compiled.check_build)
@@ -455,8 +454,9 @@ def lowered_lines(
     Py_ssize_t prefix_first,
     bytes end,
 ):
-    """``[prefix[r] + lowered text[r] + end for each row]`` as ``str``, fastText's lines in one pass
-    without intermediate columns: each character of the texts replaced by its entry of ``table``
+    """``[prefix[r] + lowered text[r] + end for each row]`` as UTF-8 ``bytes``, fastText's lines in
+    one pass without intermediate columns (fastText reads bytes as they are: no ``str`` to decode
+    here and encode again in its binding): each character of the texts replaced by its entry of ``table``
     (65,536 entries of four bytes, ``lower_text``; ``student.lowercase_table``: lowercase,
     punctuation blanked), after each its prefix (another Arrow string array's buffers, taken as they
     are; ``prefix_offsets`` empty: none); and the rows of the texts with a character that has no
@@ -495,7 +495,7 @@ def lowered_lines(
                 missing.append(r)
                 continue
             memcpy(line + head + written, end_data, tail)
-            lines[r] = PyUnicode_DecodeUTF8(<const char*> line, head + written + tail, NULL)
+            lines[r] = PyBytes_FromStringAndSize(<const char*> line, head + written + tail)
     finally:
         free(line)
     return lines, missing

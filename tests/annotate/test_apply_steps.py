@@ -197,7 +197,7 @@ def test_model_lines_give_fasttext_the_tokens_of_model_input() -> None:
     )
     whitespace = " \n\r\t\v\f\x00"  # what fastText splits words on
     for context in (True, False):
-        lines = student.model_lines(frame, context=context)
+        lines = [line.decode() for line in student.model_lines(frame, context=context)]
         inputs = student.model_input(frame, context=context).to_list()
         assert all(line.endswith("\n") and "\n" not in line[:-1] for line in lines)
         for line, text in zip(lines, inputs, strict=True):
