@@ -246,6 +246,17 @@ def test_model_lines_lowercase_as_polars_does_on_texts_of_all_scripts() -> None:
     assert student.model_lines(frame, context=False) == expected
 
 
+def test_model_lines_lower_ascii_runs_of_every_length_as_polars_does() -> None:
+    ascii_ = "".join(map(chr, range(0x80)))
+    texts = [
+        ascii_[start : start + size] + "É" + ascii_[::-1][:size] for start in (0, 60) for size in range(20)
+    ]
+    texts += [ascii_ * 3, "É" + ascii_ + "ΑΒ"]
+    frame = pl.DataFrame({"paragraph_id": [f"p{i}" for i in range(len(texts))], "text": texts})
+    expected = [(line + "\n").encode() for line in student._lines(frame, context=False).to_list()]
+    assert student.model_lines(frame, context=False) == expected
+
+
 def test_the_lowercase_table_holds_what_normalize_makes_of_each_character_alone() -> None:
     table = student.lowercase_table().reshape(-1, 4)
     for char in ["A", "a", "(", "\n", "É", "Ⱥ", "İ", "Ω", "中", "\u00a0"]:
