@@ -440,14 +440,19 @@ def _line(text: str | bytes) -> str | bytes:
 def decide(task: str, scores: np.ndarray) -> tuple[list[str], np.ndarray | None]:
     """Arg-max class per row; for a score (the educational score) also the expected value (1–5)."""
     classes = TASKS[task]
-    top = [classes[i] for i in scores.argmax(axis=1)]
+    return [classes[i] for i in scores.argmax(axis=1)], expected_value(task, scores)
+
+
+def expected_value(task: str, scores: np.ndarray) -> np.ndarray | None:
+    """For a score (the educational score), the expected value (1–5) of each row; else None."""
     if task not in SCORES:
-        return top, None
+        return None
+    classes = TASKS[task]
     weights = np.array([float(c) for c in classes], dtype=np.float32)
     total = scores.sum(axis=1)
     middle = float(weights.mean())
     expected = np.where(total > 0, (scores * weights).sum(axis=1) / np.maximum(total, 1e-9), middle)
-    return top, expected.astype(np.float32)
+    return expected.astype(np.float32)
 
 
 def task_labels(frame: pl.DataFrame, name: str) -> list[str]:
@@ -998,11 +1003,11 @@ def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annota
     ``apply_steps.label_rows`` adds the computed ones."""
     columns: dict[str, Any] = {"paragraph_id": paragraph_ids.to_arrow()}
     for task, task_scores in scores.items():
-        top, expected = decide(task, task_scores)
+        expected = expected_value(task, task_scores)
         if expected is not None:
             columns[task] = pa.array(expected, pa.float32())
             continue
-        columns[task] = pa.array(top, pa.string())
+        columns[task] = pa.array(TASKS[task], pa.string()).take(task_scores.argmax(axis=1))  # decide's top
         columns[f"{task}_scores"] = pa.StructArray.from_arrays(
             [pa.array(task_scores[:, i]) for i in range(len(TASKS[task]))], names=list(TASKS[task])
         )
