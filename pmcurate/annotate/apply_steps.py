@@ -5,9 +5,10 @@ apply`` and from ``pmcurate build`` alike: ``run_step`` plans the tasks, each wo
 student once (``setup``), and the labels land in ``tables/labels/<shard>.parquet``, one labels
 shard per paragraphs shard, in the paragraphs' row order.
 
-Work is split by size, not by shard: a task is a range of rows of one paragraphs shard, about
-``rows_per_task`` paragraphs (a sixteenth of the build, within ``MIN_TASK_ROWS`` and
-``MAX_TASK_ROWS``), so that workers finish together whatever the shard sizes. A task that covers
+Work is split by size, not by shard: a task is a range of rows of one paragraphs shard, cut as
+coarsely as lets the workers finish together (``task_size``): whole shards when they already share
+out evenly (as many shards of a size as workers), else parts down to ``rows_per_task`` paragraphs
+(a sixteenth of the build, within ``MIN_TASK_ROWS`` and ``MAX_TASK_ROWS``). A task that covers
 a whole shard writes its labels shard; the parts of a larger shard are written under
 ``tables/labels/.parts/`` and joined, in row order, by ``finish``. A killed run resumes: a shard
 whose labels carry the current annotator is done, and so is a part already written for the same
@@ -17,10 +18,12 @@ student and the same paragraphs shard.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,9 @@ MIN_TASKS = 16
 MIN_TASK_ROWS = 2_048
 MAX_TASK_ROWS = 65_536
 """Paragraphs per task at most: what one worker holds in memory at once."""
+BALANCE = 1.05
+"""Shards are cut no finer than needed for the workers to finish within 5% of an even share: each
+task has a fixed cost (reading, setting up the step's arrays) and each part is joined again."""
 PARTS = ".parts"
 COLUMNS = ["paragraph_id", "article_id", "text", "section_type", "section_title"]
 
@@ -69,6 +75,36 @@ def rows_per_task(total: int, workers: int | None = None) -> int:
     cutting a shard only adds work), within ``MIN_TASK_ROWS`` and ``MAX_TASK_ROWS``."""
     share = total if workers == 1 else math.ceil(total / MIN_TASKS)
     return min(MAX_TASK_ROWS, max(MIN_TASK_ROWS, share))
+
+
+def task_size(shard_rows: Sequence[int], workers: int | None) -> int:
+    """Rows per task for shards of ``shard_rows`` rows on ``workers``: the coarsest cut (each shard
+    into equal parts of at most that many rows, ``split_shard``) under which the workers, each taking
+    the next task in order as it finishes, end within ``BALANCE`` of an even share; at the finest,
+    ``rows_per_task``, which also decides for one worker or an unknown number."""
+    total = sum(shard_rows)
+    finest = rows_per_task(total, workers)
+    if workers is None or workers == 1 or not shard_rows:
+        return finest
+    largest = min(max(shard_rows), MAX_TASK_ROWS)
+    for count in itertools.count(1):
+        size = math.ceil(largest / count)
+        if size <= finest:
+            return finest
+        if finishing_time(shard_rows, size, workers) <= BALANCE * total / workers:
+            return size
+    raise AssertionError("unreachable: the sizes shrink to the finest")
+
+
+def finishing_time(shard_rows: Sequence[int], size: int, workers: int) -> int:
+    """Rows done by the busiest of ``workers`` that take the parts of ``size`` rows at most, in
+    order, each as soon as it is free (as the executor hands them out)."""
+    loads = [0] * workers
+    for rows in shard_rows:
+        count = max(1, math.ceil(rows / size))
+        for start, stop in itertools.pairwise(rows * i // count for i in range(count + 1)):
+            heapq.heapreplace(loads, loads[0] + stop - start)
+    return max(loads)
 
 
 def parts_dir(target: Path, source: Path, annotator: str) -> Path:
@@ -145,7 +181,7 @@ class ApplyStep(Step[ApplyConfig, LabelTask]):
         out = schema.table_dir(build.path, "labels")
         todo = [s for s in sources if build.force or not student.is_current(out / s.name, self.annotator)]
         rows = {s: pq.ParquetFile(s).metadata.num_rows for s in todo}
-        size = rows_per_task(sum(rows.values()), self.workers)
+        size = task_size(list(rows.values()), self.workers)
         return [t for s in todo for t in split_shard(s, out / s.name, rows[s], size, self.annotator)]
 
     def explain(self, build: Build, tasks: list[LabelTask]) -> tuple[str, str]:

@@ -155,8 +155,8 @@ def model_input(frame: pl.DataFrame, *, context: bool) -> pl.Series:
     return lines.str.strip_chars() if context else lines
 
 
-def model_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
-    """``model_input`` as fastText reads it in ``apply``: each line ends in a newline (fastText's
+def model_lines(frame: pl.DataFrame, *, context: bool) -> list[bytes]:
+    """``model_input`` as fastText reads it in ``apply``, in UTF-8: each line ends in a newline (fastText's
     end-of-sentence token), and whitespace at its ends is kept (fastText skips runs of whitespace:
     the tokens, hence the predictions, are those of ``model_input``). One compiled pass lowercases,
     blanks the punctuation and adds the prefix and the end (``_langid.lowered_lines``, reading
@@ -182,9 +182,9 @@ def model_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
     return lines  # type: ignore[return-value]  # every None replaced
 
 
-def _polars_lines(frame: pl.DataFrame, *, context: bool) -> list[str]:
+def _polars_lines(frame: pl.DataFrame, *, context: bool) -> list[bytes]:
     """``model_lines`` the Polars way (``_lines``): for the few texts ``lowercase_table`` cannot lower."""
-    return [line + "\n" for line in _lines(frame, context=context).to_list()]
+    return [(line + "\n").encode() for line in _lines(frame, context=context).to_list()]
 
 
 @lru_cache(maxsize=1)
@@ -409,10 +409,10 @@ def _label_tokens(label: str) -> str:
 
 
 def predict_scores(
-    model: Any, texts: list[str], classes: Sequence[str], *, terminated: bool = False
+    model: Any, texts: Sequence[str] | Sequence[bytes], classes: Sequence[str], *, terminated: bool = False
 ) -> np.ndarray:
     """Per-class probabilities, shape (len(texts), len(classes)), columns in ``classes`` order
-    (``terminated``: each text already ends in a newline, as ``model_lines`` makes them).
+    (``terminated``: each text already ends in a newline, as ``model_lines`` makes them, in UTF-8).
 
     Classes the model never saw in training score 0. fastText returns each row's labels in its
     own order (most probable first): they are mapped to columns in one C-level pass, not row by row.
@@ -421,7 +421,7 @@ def predict_scores(
     if not texts:
         return scores
     column = {f"__label__{c}": i for i, c in enumerate(classes)}
-    lines = texts if terminated else [t + "\n" for t in texts]
+    lines = texts if terminated else [_line(t) for t in texts]
     all_labels, all_probs = model.f.multilinePredict(lines, -1, 0.0, "strict")
     width = len(all_labels[0])
     if set(map(len, all_labels)) != {width}:  # k=-1 gives every label: never seen
@@ -433,17 +433,27 @@ def predict_scores(
     return scores
 
 
+def _line(text: str | bytes) -> str | bytes:
+    """``text`` as a fastText line: with its newline."""
+    return text + b"\n" if isinstance(text, bytes) else text + "\n"
+
+
 def decide(task: str, scores: np.ndarray) -> tuple[list[str], np.ndarray | None]:
     """Arg-max class per row; for a score (the educational score) also the expected value (1–5)."""
     classes = TASKS[task]
-    top = [classes[i] for i in scores.argmax(axis=1)]
+    return [classes[i] for i in scores.argmax(axis=1)], expected_value(task, scores)
+
+
+def expected_value(task: str, scores: np.ndarray) -> np.ndarray | None:
+    """For a score (the educational score), the expected value (1–5) of each row; else None."""
     if task not in SCORES:
-        return top, None
+        return None
+    classes = TASKS[task]
     weights = np.array([float(c) for c in classes], dtype=np.float32)
     total = scores.sum(axis=1)
     middle = float(weights.mean())
     expected = np.where(total > 0, (scores * weights).sum(axis=1) / np.maximum(total, 1e-9), middle)
-    return top, expected.astype(np.float32)
+    return expected.astype(np.float32)
 
 
 def task_labels(frame: pl.DataFrame, name: str) -> list[str]:
@@ -455,7 +465,7 @@ def task_labels(frame: pl.DataFrame, name: str) -> list[str]:
 
 
 def model_scores(
-    model: Any, name: str, texts: list[str], *, terminated: bool = False
+    model: Any, name: str, texts: Sequence[str] | Sequence[bytes], *, terminated: bool = False
 ) -> dict[str, np.ndarray]:
     """Per-task class scores of one model (``name`` a task, or JOINT for all three at once)."""
     if name != JOINT:
@@ -996,11 +1006,11 @@ def labels_table(paragraph_ids: pl.Series, scores: dict[str, np.ndarray], annota
     ``apply_steps.label_rows`` adds the computed ones."""
     columns: dict[str, Any] = {"paragraph_id": paragraph_ids.to_arrow()}
     for task, task_scores in scores.items():
-        top, expected = decide(task, task_scores)
+        expected = expected_value(task, task_scores)
         if expected is not None:
             columns[task] = pa.array(expected, pa.float32())
             continue
-        columns[task] = pa.array(top, pa.string())
+        columns[task] = pa.array(TASKS[task], pa.string()).take(task_scores.argmax(axis=1))  # decide's top
         columns[f"{task}_scores"] = pa.StructArray.from_arrays(
             [pa.array(task_scores[:, i]) for i in range(len(TASKS[task]))], names=list(TASKS[task])
         )

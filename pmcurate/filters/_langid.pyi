@@ -45,7 +45,7 @@ def lowered_lines(
     prefix_offsets: np.ndarray,
     prefix_first: int,
     end: bytes,
-) -> tuple[list[str | None], list[int]]: ...
+) -> tuple[list[bytes | None], list[int]]: ...
 
 class Walker:
     classes: int

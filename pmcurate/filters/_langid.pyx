@@ -19,11 +19,10 @@ walk for many texts at once, in C, over the same model, and sums the scores one 
 scores surely give py3langid's answer. The error argument is in ``pmcurate.filters.language``.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.math cimport exp, fabs, log1p, sqrt
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memcpy, memset
 
 BUILT_FROM_SHA256 = PYX_SHA256  # this file's SHA-256, given by setup.py at build time (compiled.check_build)
@@ -410,16 +409,28 @@ def blank_characters(
     return None
 
 
-cdef Py_ssize_t lower_text(const uint8_t* text, Py_ssize_t n, const uint8_t* table, uint8_t* out) noexcept nogil:
+cdef Py_ssize_t lower_text(
+    const uint8_t* text, Py_ssize_t n, const uint8_t* table, bint ascii_to_one, uint8_t* out
+) noexcept nogil:
     """``text[:n]`` (UTF-8) into ``out`` with each character replaced by its entry of ``table``: four
     bytes a character of the BMP, the length of its replacement (1 to 3) then its UTF-8 bytes. Returns
     the bytes written, or -1 at a character without one (length 0, or outside the BMP). ``out`` holds
-    three bytes a byte of ``text`` plus three."""
-    cdef Py_ssize_t i = 0, written = 0
+    three bytes a byte of ``text`` plus three. ``ascii_to_one``: every ASCII character's replacement
+    is one byte, so eight ASCII characters in a row are replaced without a branch."""
+    cdef Py_ssize_t i = 0, written = 0, j
     cdef uint8_t b
     cdef uint32_t cp
+    cdef uint64_t word
     cdef const uint8_t* entry
     while i < n:
+        if ascii_to_one and i + 8 <= n:
+            memcpy(&word, text + i, 8)
+            if not (word & 0x8080808080808080ULL):
+                for j in range(8):
+                    out[written + j] = table[4 * text[i + j] + 1]
+                written += 8
+                i += 8
+                continue
         b = text[i]
         if b < 0x80:
             cp = b
@@ -455,8 +466,9 @@ def lowered_lines(
     Py_ssize_t prefix_first,
     bytes end,
 ):
-    """``[prefix[r] + lowered text[r] + end for each row]`` as ``str``, fastText's lines in one pass
-    without intermediate columns: each character of the texts replaced by its entry of ``table``
+    """``[prefix[r] + lowered text[r] + end for each row]`` as UTF-8 ``bytes``, fastText's lines in
+    one pass without intermediate columns (fastText reads bytes as they are: no ``str`` to decode
+    here and encode again in its binding): each character of the texts replaced by its entry of ``table``
     (65,536 entries of four bytes, ``lower_text``; ``student.lowercase_table``: lowercase,
     punctuation blanked), after each its prefix (another Arrow string array's buffers, taken as they
     are; ``prefix_offsets`` empty: none); and the rows of the texts with a character that has no
@@ -475,6 +487,7 @@ def lowered_lines(
         if prefixed:
             size += prefix_offsets[prefix_first + r + 1] - prefix_offsets[prefix_first + r]
         longest = max(longest, size)
+    cdef bint ascii_to_one = all([table[4 * b] == 1 for b in range(0x80)])
     cdef uint8_t* line = <uint8_t*> malloc(longest + tail + 4)
     if line == NULL:
         raise MemoryError()
@@ -490,12 +503,12 @@ def lowered_lines(
                 head = stop - begin
             begin = offsets[first + r]
             stop = max(begin, offsets[first + r + 1])
-            written = lower_text(&data[0] + begin, stop - begin, &table[0], line + head)
+            written = lower_text(&data[0] + begin, stop - begin, &table[0], ascii_to_one, line + head)
             if written < 0:
                 missing.append(r)
                 continue
             memcpy(line + head + written, end_data, tail)
-            lines[r] = PyUnicode_DecodeUTF8(<const char*> line, head + written + tail, NULL)
+            lines[r] = PyBytes_FromStringAndSize(<const char*> line, head + written + tail)
     finally:
         free(line)
     return lines, missing

@@ -47,6 +47,22 @@ def test_one_worker_cuts_only_shards_larger_than_the_largest_task() -> None:
     assert apply_steps.rows_per_task(30_000, workers=1) == 30_000
 
 
+def test_shards_that_share_out_evenly_are_not_cut() -> None:
+    assert apply_steps.task_size([37_625, 37_625], workers=2) == 37_625
+    assert apply_steps.task_size([40_000] * 4 + [1_000], workers=2) == 40_000
+
+
+def test_shards_are_cut_as_coarsely_as_lets_the_workers_finish_together() -> None:
+    assert apply_steps.task_size([37_625], workers=2) == 18_813
+    assert apply_steps.task_size([5_000] * 3, workers=2) == 2_500
+    assert apply_steps.finishing_time([5_000] * 3, 2_500, workers=2) == 7_500
+
+
+def test_shards_too_uneven_for_any_coarser_cut_get_the_finest() -> None:
+    assert apply_steps.task_size([300] * 5, workers=2) == apply_steps.MIN_TASK_ROWS
+    assert apply_steps.task_size([200_000, 10], workers=1) == apply_steps.MAX_TASK_ROWS
+
+
 def test_a_large_shard_is_cut_into_contiguous_parts_of_equal_size(tmp_path: Path) -> None:
     source = tmp_path / "p.parquet"
     source.write_bytes(b"x")
@@ -181,7 +197,7 @@ def test_model_lines_give_fasttext_the_tokens_of_model_input() -> None:
     )
     whitespace = " \n\r\t\v\f\x00"  # what fastText splits words on
     for context in (True, False):
-        lines = student.model_lines(frame, context=context)
+        lines = [line.decode() for line in student.model_lines(frame, context=context)]
         inputs = student.model_input(frame, context=context).to_list()
         assert all(line.endswith("\n") and "\n" not in line[:-1] for line in lines)
         for line, text in zip(lines, inputs, strict=True):

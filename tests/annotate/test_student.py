@@ -228,7 +228,7 @@ def test_model_lines_are_the_unstripped_model_input_with_a_newline(context: bool
         }
     )
     for part in (frame, frame.slice(1), frame.clear()):
-        expected = [line + "\n" for line in student._lines(part, context=context).to_list()]
+        expected = [(line + "\n").encode() for line in student._lines(part, context=context).to_list()]
         assert student.model_lines(part, context=context) == expected
 
 
@@ -242,7 +242,18 @@ def test_model_lines_lowercase_as_polars_does_on_texts_of_all_scripts() -> None:
     ]
     texts += ["É" * (student.MAX_CHARS + 3) + "Σ", "a" * (student.MAX_CHARS - 1) + "ΣΑ"]
     frame = pl.DataFrame({"paragraph_id": [f"p{i}" for i in range(len(texts))], "text": texts})
-    expected = [line + "\n" for line in student._lines(frame, context=False).to_list()]
+    expected = [(line + "\n").encode() for line in student._lines(frame, context=False).to_list()]
+    assert student.model_lines(frame, context=False) == expected
+
+
+def test_model_lines_lower_ascii_runs_of_every_length_as_polars_does() -> None:
+    ascii_ = "".join(map(chr, range(0x80)))
+    texts = [
+        ascii_[start : start + size] + "É" + ascii_[::-1][:size] for start in (0, 60) for size in range(20)
+    ]
+    texts += [ascii_ * 3, "É" + ascii_ + "ΑΒ"]
+    frame = pl.DataFrame({"paragraph_id": [f"p{i}" for i in range(len(texts))], "text": texts})
+    expected = [(line + "\n").encode() for line in student._lines(frame, context=False).to_list()]
     assert student.model_lines(frame, context=False) == expected
 
 
