@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 from pmcurate import schema
 from pmcurate.executor import Executor, LocalExecutor
 from pmcurate.filters import dedup as dedup_mod
-from pmcurate.filters import language, views
+from pmcurate.filters import language, partition, views
 from pmcurate.filters.rules import Rule
 
 PARTITION_ROWS = 100_000
@@ -95,6 +95,8 @@ class Job:
     offsets: tuple[int, ...] = ()
     """``offsets[r]``: the ``seq`` of range r's first row; ``offsets[-1]``: every row."""
     dedup_done: tuple[str, ...] = ()
+    reads: dict[str, partition.Reads] = field(default_factory=dict)
+    """The tables each range reads in place (the build's own shards); the others are scattered."""
 
     @property
     def ranges(self) -> int:
@@ -166,27 +168,42 @@ def connect_range(job: Job, r: int) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET threads = {job.threads}")
     con.execute("SET preserve_insertion_order = false")
     for table in job.tables:
-        files = _table_files(job, table, r)
-        if files:
-            listing = ", ".join(views.quote(str(p)) for p in files)
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)"
-            )
-        else:
-            con.register(f"empty_{table}", job.schemas[table].empty_table())
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM empty_{table}")
+        _create_table_view(con, job, table, r)
     views.create_views(con, job.source)
     if any("detect_language" in rule.functions for rule in [*job.rules, *(u for u, _ in job.upsample)]):
         language.register(con)
     return con
 
 
-def _table_files(job: Job, table: str, r: int) -> list[Path]:
-    """The files of ``table`` that range ``r`` reads: the build's own shards when the build is one
-    range (nothing is scattered: the range is every row, in the same order), else its part of them."""
-    if job.ranges == 1:
-        return schema.shard_paths(job.build, table)
-    return _files(_range_dir(job, f"scatter/{table}", r))
+def _create_table_view(con: duckdb.DuckDBPyConnection, job: Job, table: str, r: int) -> None:
+    """View ``table``: range ``r``'s rows of it, from the build's shards that may hold them (only
+    its own rows kept) or from its scattered part; with every column of the table."""
+    reads = job.reads.get(table)
+    files = list(reads.files[r]) if reads else _files(_range_dir(job, f"scatter/{table}", r))
+    if not files:
+        con.register(f"empty_{table}", job.schemas[table].empty_table())
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM empty_{table}")
+        return
+    listing = ", ".join(views.quote(str(p)) for p in files)
+    query = f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+    if reads and reads.filtered[r]:
+        query += f" WHERE {_range_condition(job, r)}"
+    if reads and reads.narrow[r]:  # columns only other shards have, null here
+        con.register(f"empty_{table}", job.schemas[table].empty_table())
+        query = f"{query} UNION ALL BY NAME SELECT * FROM empty_{table}"
+    con.execute(f"CREATE VIEW {table} AS {query}")
+
+
+def _range_condition(job: Job, r: int) -> str:
+    """SQL: the article id is range ``r``'s (``range_of``: null ids in the last range)."""
+    conditions = []
+    if r > 0:
+        conditions.append(f"article_id >= {views.quote(job.boundaries[r - 1])}")
+    if r < job.ranges - 1:
+        conditions.append(f"article_id < {views.quote(job.boundaries[r])}")
+    elif r > 0:
+        conditions[-1] = f"({conditions[-1]} OR article_id IS NULL)"
+    return " AND ".join(conditions) or "true"
 
 
 def _load_judged(con: duckdb.DuckDBPyConnection, job: Job, r: int) -> None:
@@ -245,18 +262,23 @@ def boundaries(samples: Iterable[tuple[int, list[str | None]]], partition_rows: 
 LABEL_BUCKET_SEED = 0x1AB5
 
 
+def _labels_scattered(job: Job) -> bool:
+    return "labels" in job.tables and "labels" not in job.reads
+
+
 def scatter_task(args: tuple[Job, str, int, Path]) -> int:
-    """Write the rows of one shard of ``table`` split by range; for paragraphs with labels, also
-    the (paragraph id → range) map, by hash bucket of the paragraph id."""
+    """Write the rows of one shard of ``table`` split by range (unless the ranges read the table in
+    place); for paragraphs when labels are scattered, also the (paragraph id → range) map, by hash
+    bucket of the paragraph id."""
     job, table, s, path = args
     data = pq.read_table(path)
     ranks = range_of(job, data.column("article_id"))
-    for r in np.unique(ranks):
+    for r in np.unique(ranks) if table not in job.reads else ():
         _write(
             data.filter(pa.array(ranks == r)),
             _range_dir(job, f"scatter/{table}", int(r)) / f"s{s:05d}.parquet",
         )
-    if table == "paragraphs" and "labels" in job.tables:
+    if table == "paragraphs" and _labels_scattered(job):
         ids = data.column("paragraph_id")
         buckets = _bucket_of(ids, job.ranges, LABEL_BUCKET_SEED)
         mapping = pa.table({"paragraph_id": ids, "range": pa.array(ranks)})
@@ -661,13 +683,7 @@ def run(
     ``out``."""
     runner = executor or LocalExecutor(1)
     clock = _Clock()
-    source_shards = schema.shard_paths(job.build, job.source)
-    samples = _map(
-        runner, job, sample_task, [(p, SAMPLES_PER_SHARD) for p in source_shards], "subset: ranges", progress
-    )
-    job = replace(job, boundaries=boundaries(samples, partition_rows))
-    if job.ranges > 1:
-        _scatter(job, runner, progress)
+    job = _partition(job, runner, partition_rows, progress)
     clock.lap("partition")
     judged = _map(runner, job, judge_task, [(job, r) for r in range(job.ranges)], "subset: rules", progress)
     clock.lap("rules")
@@ -718,15 +734,65 @@ def _out_schema(job: Job) -> pa.Schema:
     return schema.SUBSET_FIGURES if job.source == "figures" else schema.SUBSET_PARAGRAPHS
 
 
+KEYS = {"labels": ("paragraph_id",), "paragraphs": ("article_id", "paragraph_id")}
+"""The key columns whose bounds a table's footers give (``article_id`` for the others)."""
+
+
+def _partition(job: Job, runner: Executor, partition_rows: int, progress: bool) -> Job:
+    """The ranges' boundaries, and how each range reads each table: in place, or scattered (the
+    scattering done here)."""
+    items = [
+        (table, path, KEYS.get(table, ("article_id",)))
+        for table in job.tables
+        for path in schema.shard_paths(job.build, table)
+    ]
+    surveyed = sorted(
+        _map(runner, job, survey_task, items, "subset: ranges", progress), key=lambda t: t[1].path
+    )
+    shards = {table: [shard for name, shard in surveyed if name == table] for table in job.tables}
+    source = shards[job.source]
+    if partition.disjoint(source):
+        wanted = partition.ranges_wanted(sum(s.rows for s in source), partition_rows, runner.workers)
+        cuts = partition.shard_boundaries(source, wanted)
+    else:
+        paths = [s.path for s in source]
+        samples = _map(
+            runner, job, sample_task, [(p, SAMPLES_PER_SHARD) for p in paths], "subset: ranges", progress
+        )
+        cuts = boundaries(samples, partition_rows)
+    reads: dict[str, partition.Reads] = {}
+    for table in job.tables:
+        if table == "labels":
+            if job.source not in reads:
+                continue
+            found = partition.label_reads(shards[table], shards[job.source], reads[job.source])
+        else:
+            found = partition.article_reads(shards[table], cuts)
+        if partition.overread(found, shards[table]) <= partition.MAX_OVERREAD:
+            reads[table] = found
+    job = replace(job, boundaries=cuts, reads=reads)
+    if len(reads) < len(job.tables):
+        _scatter(job, runner, progress)
+    return job
+
+
+def survey_task(args: tuple[str, Path, Sequence[str]]) -> tuple[str, partition.Shard]:
+    """A shard of ``table``: its rows and the bounds of its key columns, from its footer."""
+    table, path, columns = args
+    return table, partition.survey(path, columns)
+
+
 def _scatter(job: Job, runner: Executor, progress: bool) -> None:
+    """Scatter the tables the ranges do not read in place."""
     items = [
         (job, table, s, path)
         for table in job.tables
+        if table not in job.reads or (table == "paragraphs" and _labels_scattered(job))
         if table != "labels"
         for s, path in enumerate(schema.shard_paths(job.build, table))
     ]
     _map(runner, job, scatter_task, items, "subset: partition", progress)
-    if "labels" in job.tables:
+    if _labels_scattered(job):
         shards = [(job, t, path) for t, path in enumerate(schema.shard_paths(job.build, "labels"))]
         _map(runner, job, label_hash_task, shards, "subset: partition labels", progress)
         _map(
