@@ -161,13 +161,14 @@ def judge(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], view: str, unit
 
 
 def survivors(
-    con: duckdb.DuckDBPyConnection, unit: str, column: str, batch_rows: int
+    con: duckdb.DuckDBPyConnection, unit: str, columns: Sequence[str], batch_rows: int
 ) -> pa.RecordBatchReader:
-    """``seq``, ``id`` and ``column`` (as ``text``) of the rows of ``judged`` still kept, in the
-    subset's order. Read from the base table, not the row view: one column needs no joins."""
+    """``seq``, ``id`` and ``columns`` of the rows of ``judged`` still kept, in the subset's order.
+    Read from the base table, not the row view: its own columns need no joins."""
     table, key = BASE_TABLES[unit]
+    selected = "".join(f", r.{ident(c)}" for c in columns)
     return con.sql(
-        f"""SELECT j.seq, j.id, r.{column} AS text FROM judged j JOIN {table} r ON r.{key} = j.id
+        f"""SELECT j.seq, j.id {selected} FROM judged j JOIN {table} r ON r.{key} = j.id
         WHERE j.rule IS NULL ORDER BY j.seq"""
     ).to_arrow_reader(batch_rows)
 
