@@ -172,8 +172,9 @@ def connect_range(job: Job, r: int) -> duckdb.DuckDBPyConnection:
     con.execute("SET preserve_insertion_order = false")
     for table in job.tables:
         _create_table_view(con, job, table, r)
-    views.create_views(con, job.source)
-    if any("detect_language" in rule.functions for rule in [*job.rules, *(u for u, _ in job.upsample)]):
+    rules = [*job.rules, *(rule for rule, _ in job.upsample)]
+    views.create_views(con, job.source, stats=job.unit == "article" or views.reads_stats(rules))
+    if any("detect_language" in rule.functions for rule in rules):
         language.register(con)
     return con
 
@@ -842,8 +843,14 @@ def _partition(job: Job, runner: Executor, partition_rows: int, progress: bool) 
         for table in job.tables
         for path in schema.shard_paths(job.build, table)
     ]
+    batches = [items[k :: runner.workers] for k in range(min(runner.workers, len(items)))]  # footers: quick
     surveyed = sorted(
-        _map(runner, job, survey_task, items, "subset: ranges", progress), key=lambda t: t[1].path
+        (
+            found
+            for batch in _map(runner, job, survey_task, batches, "subset: ranges", progress)
+            for found in batch
+        ),
+        key=lambda t: t[1].path,
     )
     shards = {table: [shard for name, shard in surveyed if name == table] for table in job.tables}
     source = shards[job.source]
@@ -872,10 +879,9 @@ def _partition(job: Job, runner: Executor, partition_rows: int, progress: bool) 
     return job
 
 
-def survey_task(args: tuple[str, Path, Sequence[str]]) -> tuple[str, partition.Shard]:
-    """A shard of ``table``: its rows and the bounds of its key columns, from its footer."""
-    table, path, columns = args
-    return table, partition.survey(path, columns)
+def survey_task(items: Sequence[tuple[str, Path, Sequence[str]]]) -> list[tuple[str, partition.Shard]]:
+    """Shards of tables: their rows and the bounds of their key columns, from their footers."""
+    return [(table, partition.survey(path, columns)) for table, path, columns in items]
 
 
 def _scatter(job: Job, runner: Executor, progress: bool) -> None:

@@ -63,8 +63,10 @@ def columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     return [row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()]
 
 
-def create_views(con: duckdb.DuckDBPyConnection, source: str) -> None:
-    """The row views (``paragraph_rows``, ``article_rows``, ``figure_rows``) over the table views."""
+def create_views(con: duckdb.DuckDBPyConnection, source: str, *, stats: bool = True) -> None:
+    """The row views (``paragraph_rows``, ``article_rows``, ``figure_rows``) over the table views;
+    without ``stats``, ``paragraph_rows`` has no article statistics (for rules that read none: the
+    statistics cost a second pass over the paragraphs and their labels)."""
     if source == "figures":
         con.execute(
             """CREATE OR REPLACE TEMP VIEW figure_rows AS
@@ -91,17 +93,28 @@ def create_views(con: duckdb.DuckDBPyConnection, source: str) -> None:
     label_columns = _label_columns(con) if labels else ""
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW paragraph_rows AS
-        SELECT p.paragraph_id AS id, p.*, a.* EXCLUDE (article_id) {label_columns}, s.* EXCLUDE (article_id)
+        SELECT p.paragraph_id AS id, p.*, a.* EXCLUDE (article_id) {label_columns}
+               {", s.* EXCLUDE (article_id)" if stats else ""}
         FROM paragraphs p
         LEFT JOIN articles a ON a.article_id = p.article_id
         {label_join}
-        LEFT JOIN article_stats s ON s.article_id = p.article_id"""
+        {"LEFT JOIN article_stats s ON s.article_id = p.article_id" if stats else ""}"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP VIEW article_rows AS
         SELECT a.article_id AS id, a.*, s.* EXCLUDE (article_id),
                concat_ws(E'\\n', a.title, a.abstract) AS text, coalesce(s.article_words, 0) AS n_words
         FROM articles a LEFT JOIN article_stats s ON s.article_id = a.article_id"""
+    )
+
+
+def reads_stats(rules: Sequence[Rule]) -> bool:
+    """Whether any of ``rules`` may read an article statistic (a name of one in its SQL)."""
+    return any(
+        name in text
+        for rule in rules
+        for text in (rule.predicate, rule.reason)
+        for name in schema.ARTICLE_STATS
     )
 
 
