@@ -4,20 +4,27 @@ Every task reads and writes files under the subset's work folder and returns a f
 tasks run on the project's executor (``executor.py``: a local process pool or Ray) and each task's
 memory is bounded by its partition, not by the build:
 
-1. **Ranges.** Each shard of the rows' table samples its ``article_id`` values; the driver cuts the
-   article ids into ranges of about ``partition_rows`` rows. The subset's order (article, then
-   paragraph ordinal) is the order of the ranges, then the order inside each range.
-2. **Scatter.** Each shard of articles, paragraphs (or figures) writes its rows split by range
-   (a build of one range skips this: its range reads the build's shards).
-   Labels have no article id: their shards and a (paragraph id → range) map from the paragraph
-   shards are shuffled by hash of the paragraph id, joined bucket by bucket, and scattered by range.
+1. **Ranges.** The shards' footers give the article ids each holds (``partition.py``). Shards that
+   share no article are cut into ranges at shard starts, about ``partition_rows`` rows each (and one
+   a worker when each keeps ``partition.MIN_SPLIT_ROWS``); otherwise each shard of the rows' table
+   samples its ``article_id`` values and the driver cuts the ids into ranges of about
+   ``partition_rows`` rows. The subset's order (article, then paragraph ordinal) is the order of the
+   ranges, then the order inside each range.
+2. **Reading.** A range reads in place the build's shards that may hold its rows, keeping its own
+   (labels: the labels shards whose paragraph ids meet its paragraphs'). A table whose shards
+   interleave is **scattered** instead: each of its shards writes its rows split by range; labels
+   have no article id: their shards and a (paragraph id → range) map from the paragraph shards are
+   shuffled by hash of the paragraph id, joined bucket by bucket, and scattered by range.
    A range holds whole articles, so article statistics are exact within it.
 3. **Judge.** Each range evaluates the rules (DuckDB, the SQL of ``views.py``) on its rows, in the
-   subset's order. The driver adds up the ranges' row counts: a row's global position (``seq``) is
-   its range's offset plus its position in the range, the same number one global sort would give.
+   subset's order, and keeps the rows they kept with the columns dedup compares. The driver adds up
+   the ranges' row counts: a row's global position (``seq``) is its range's offset plus its position
+   in the range, the same number one global sort would give.
 4. **Dedup**, kind after kind, on the rows still kept:
-   - exact kinds (``exact``, ``caption``, ``image``): each range writes its rows' keys hashed into
-     buckets; each bucket keeps the first row (lowest ``seq``) of every key and drops the others;
+   - exact kinds (``exact``, ``caption``, ``image``): each range drops the rows whose key an earlier
+     row of the range has and writes its first row of each key hashed into buckets (the judge does
+     this for the first kind); each bucket keeps the first row (lowest ``seq``) of every key, drops
+     the others, and names the first row of each key a range dropped duplicates of;
    - ``near`` (bucketed MinHash): each range writes its rows' signatures and their LSH band keys,
      partitioned by key into buckets; each bucket turns rows sharing a band key into candidate pairs,
      partitioned by pair; each pair partition verifies its unique pairs on the signatures; the
