@@ -264,7 +264,7 @@ def scatter_task(args: tuple[Job, str, int, Path]) -> int:
     place); for paragraphs when labels are scattered, also the (paragraph id → range) map, by hash
     bucket of the paragraph id."""
     job, table, s, path = args
-    data = pq.read_table(path)
+    data = pq.read_table(path, columns=["article_id", "paragraph_id"] if table in job.reads else None)
     ranks = range_of(job, data.column("article_id"))
     for r in np.unique(ranks) if table not in job.reads else ():
         _write(
