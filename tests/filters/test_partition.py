@@ -13,9 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
+from pmcurate.executor import LocalExecutor
 from pmcurate.filters import partition
 from pmcurate.filters.partition import Bounds, Reads, Shard
+from pmcurate.filters.subset import make_subset
 from tests.filters.scale_build import write_scale_build
+from tests.filters.test_executors import PARAGRAPHS, files
 from tests.filters.test_same_outputs import CASES, DIGESTS, make_case
 
 
@@ -157,3 +160,16 @@ def test_ranges_reading_shards_in_place_write_the_recorded_rows(
 ) -> None:
     shutil.copytree(layouts[layout], tmp_path / "scale")
     assert make_case(tmp_path, case, partition_rows=60) == json.loads(DIGESTS.read_text())[case]
+
+
+def test_a_process_pool_reading_shards_in_place_writes_the_same_bytes_as_one_process(
+    layouts: dict[str, Path], tmp_path: Path
+) -> None:
+    build = shutil.copytree(layouts["aligned"], tmp_path / "build")
+    one = files(make_subset(build, "one", **PARAGRAPHS).path)
+    pool = LocalExecutor(2)
+    try:
+        two = files(make_subset(build, "one", executor=pool, **PARAGRAPHS).path)
+    finally:
+        pool.close()
+    assert two == one
