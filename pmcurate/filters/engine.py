@@ -4,20 +4,27 @@ Every task reads and writes files under the subset's work folder and returns a f
 tasks run on the project's executor (``executor.py``: a local process pool or Ray) and each task's
 memory is bounded by its partition, not by the build:
 
-1. **Ranges.** Each shard of the rows' table samples its ``article_id`` values; the driver cuts the
-   article ids into ranges of about ``partition_rows`` rows. The subset's order (article, then
-   paragraph ordinal) is the order of the ranges, then the order inside each range.
-2. **Scatter.** Each shard of articles, paragraphs (or figures) writes its rows split by range
-   (a build of one range skips this: its range reads the build's shards).
-   Labels have no article id: their shards and a (paragraph id → range) map from the paragraph
-   shards are shuffled by hash of the paragraph id, joined bucket by bucket, and scattered by range.
+1. **Ranges.** The shards' footers give the article ids each holds (``partition.py``). Shards that
+   share no article are cut into ranges at shard starts, about ``partition_rows`` rows each (and one
+   a worker when each keeps ``partition.MIN_SPLIT_ROWS``); otherwise each shard of the rows' table
+   samples its ``article_id`` values and the driver cuts the ids into ranges of about
+   ``partition_rows`` rows. The subset's order (article, then paragraph ordinal) is the order of the
+   ranges, then the order inside each range.
+2. **Reading.** A range reads in place the build's shards that may hold its rows, keeping its own
+   (labels: the labels shards whose paragraph ids meet its paragraphs'). A table whose shards
+   interleave is **scattered** instead: each of its shards writes its rows split by range; labels
+   have no article id: their shards and a (paragraph id → range) map from the paragraph shards are
+   shuffled by hash of the paragraph id, joined bucket by bucket, and scattered by range.
    A range holds whole articles, so article statistics are exact within it.
 3. **Judge.** Each range evaluates the rules (DuckDB, the SQL of ``views.py``) on its rows, in the
-   subset's order. The driver adds up the ranges' row counts: a row's global position (``seq``) is
-   its range's offset plus its position in the range, the same number one global sort would give.
+   subset's order, and keeps the rows they kept with the columns dedup compares. The driver adds up
+   the ranges' row counts: a row's global position (``seq``) is its range's offset plus its position
+   in the range, the same number one global sort would give.
 4. **Dedup**, kind after kind, on the rows still kept:
-   - exact kinds (``exact``, ``caption``, ``image``): each range writes its rows' keys hashed into
-     buckets; each bucket keeps the first row (lowest ``seq``) of every key and drops the others;
+   - exact kinds (``exact``, ``caption``, ``image``): each range drops the rows whose key an earlier
+     row of the range has and writes its first row of each key hashed into buckets (the judge does
+     this for the first kind); each bucket keeps the first row (lowest ``seq``) of every key, drops
+     the others, and names the first row of each key a range dropped duplicates of;
    - ``near`` (bucketed MinHash): each range writes its rows' signatures and their LSH band keys,
      partitioned by key into buckets; each bucket turns rows sharing a band key into candidate pairs,
      partitioned by pair; each pair partition verifies its unique pairs on the signatures; the
@@ -48,12 +55,13 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pmcurate import schema
 from pmcurate.executor import Executor, LocalExecutor
 from pmcurate.filters import dedup as dedup_mod
-from pmcurate.filters import language, views
+from pmcurate.filters import language, partition, views
 from pmcurate.filters.rules import Rule
 
 PARTITION_ROWS = 100_000
@@ -94,7 +102,11 @@ class Job:
     boundaries: tuple[str, ...] = ()
     offsets: tuple[int, ...] = ()
     """``offsets[r]``: the ``seq`` of range r's first row; ``offsets[-1]``: every row."""
+    dedup: tuple[str, ...] = ()
+    """The dedup kinds, in order."""
     dedup_done: tuple[str, ...] = ()
+    reads: dict[str, partition.Reads] = field(default_factory=dict)
+    """The tables each range reads in place (the build's own shards); the others are scattered."""
 
     @property
     def ranges(self) -> int:
@@ -166,45 +178,43 @@ def connect_range(job: Job, r: int) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET threads = {job.threads}")
     con.execute("SET preserve_insertion_order = false")
     for table in job.tables:
-        files = _table_files(job, table, r)
-        if files:
-            listing = ", ".join(views.quote(str(p)) for p in files)
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)"
-            )
-        else:
-            con.register(f"empty_{table}", job.schemas[table].empty_table())
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM empty_{table}")
-    views.create_views(con, job.source)
-    if any("detect_language" in rule.functions for rule in [*job.rules, *(u for u, _ in job.upsample)]):
+        _create_table_view(con, job, table, r)
+    rules = [*job.rules, *(rule for rule, _ in job.upsample)]
+    views.create_views(con, job.source, stats=job.unit == "article" or views.reads_stats(rules))
+    if any("detect_language" in rule.functions for rule in rules):
         language.register(con)
     return con
 
 
-def _table_files(job: Job, table: str, r: int) -> list[Path]:
-    """The files of ``table`` that range ``r`` reads: the build's own shards when the build is one
-    range (nothing is scattered: the range is every row, in the same order), else its part of them."""
-    if job.ranges == 1:
-        return schema.shard_paths(job.build, table)
-    return _files(_range_dir(job, f"scatter/{table}", r))
+def _create_table_view(con: duckdb.DuckDBPyConnection, job: Job, table: str, r: int) -> None:
+    """View ``table``: range ``r``'s rows of it, from the build's shards that may hold them (only
+    its own rows kept) or from its scattered part; with every column of the table."""
+    reads = job.reads.get(table)
+    files = list(reads.files[r]) if reads else _files(_range_dir(job, f"scatter/{table}", r))
+    if not files:
+        con.register(f"empty_{table}", job.schemas[table].empty_table())
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM empty_{table}")
+        return
+    listing = ", ".join(views.quote(str(p)) for p in files)
+    query = f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+    if reads and reads.filtered[r]:
+        query += f" WHERE {_range_condition(job, r)}"
+    if reads and reads.narrow[r]:  # columns only other shards have, null here
+        con.register(f"empty_{table}", job.schemas[table].empty_table())
+        query = f"{query} UNION ALL BY NAME SELECT * FROM empty_{table}"
+    con.execute(f"CREATE VIEW {table} AS {query}")
 
 
-def _load_judged(con: duckdb.DuckDBPyConnection, job: Job, r: int) -> None:
-    """Table ``judged`` of range ``r``: the rules' verdicts, then the drops of the dedup kinds done."""
-    path = views.quote(str(_range_dir(job, "judged", r) / "judged.parquet"))
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE judged AS
-        SELECT * REPLACE (seq + {job.offsets[r]} AS seq) FROM read_parquet({path})"""
-    )
-    for kind in job.dedup_done:
-        files = _files(_range_dir(job, f"dups/{kind}", r))
-        if not files:
-            continue
-        listing = ", ".join(views.quote(str(p)) for p in files)
-        con.execute(
-            f"""UPDATE judged SET rule = d.rule, reason = d.reason, cluster = d.cluster
-            FROM read_parquet([{listing}]) d WHERE judged.seq = d.seq"""
-        )
+def _range_condition(job: Job, r: int) -> str:
+    """SQL: the article id is range ``r``'s (``range_of``: null ids in the last range)."""
+    conditions = []
+    if r > 0:
+        conditions.append(f"article_id >= {views.quote(job.boundaries[r - 1])}")
+    if r < job.ranges - 1:
+        conditions.append(f"article_id < {views.quote(job.boundaries[r])}")
+    elif r > 0:
+        conditions[-1] = f"({conditions[-1]} OR article_id IS NULL)"
+    return " AND ".join(conditions) or "true"
 
 
 # ---------------------------------------------------------------- 1. ranges
@@ -245,18 +255,23 @@ def boundaries(samples: Iterable[tuple[int, list[str | None]]], partition_rows: 
 LABEL_BUCKET_SEED = 0x1AB5
 
 
+def _labels_scattered(job: Job) -> bool:
+    return "labels" in job.tables and "labels" not in job.reads
+
+
 def scatter_task(args: tuple[Job, str, int, Path]) -> int:
-    """Write the rows of one shard of ``table`` split by range; for paragraphs with labels, also
-    the (paragraph id → range) map, by hash bucket of the paragraph id."""
+    """Write the rows of one shard of ``table`` split by range (unless the ranges read the table in
+    place); for paragraphs when labels are scattered, also the (paragraph id → range) map, by hash
+    bucket of the paragraph id."""
     job, table, s, path = args
-    data = pq.read_table(path)
+    data = pq.read_table(path, columns=["article_id", "paragraph_id"] if table in job.reads else None)
     ranks = range_of(job, data.column("article_id"))
-    for r in np.unique(ranks):
+    for r in np.unique(ranks) if table not in job.reads else ():
         _write(
             data.filter(pa.array(ranks == r)),
             _range_dir(job, f"scatter/{table}", int(r)) / f"s{s:05d}.parquet",
         )
-    if table == "paragraphs" and "labels" in job.tables:
+    if table == "paragraphs" and _labels_scattered(job):
         ids = data.column("paragraph_id")
         buckets = _bucket_of(ids, job.ranges, LABEL_BUCKET_SEED)
         mapping = pa.table({"paragraph_id": ids, "range": pa.array(ranks)})
@@ -313,8 +328,10 @@ def label_join_task(args: tuple[Job, int]) -> int:
 
 
 def judge_task(args: tuple[Job, int]) -> tuple[int, int]:
-    """Evaluate the rules on range ``r`` (positions in the range; ``_load_judged`` adds the range's
-    offset); ``r`` and its row count."""
+    """Evaluate the rules on range ``r`` (positions in the range: ``seq`` plus the range's offset
+    is the row's global position); ``r`` and its row count. With dedup, also the rows the rules
+    kept, with the columns dedup compares (``_survivors`` reads them), and the keys of the first
+    dedup kind when it is an exact one."""
     job, r = args
     con = connect_range(job, r)
     try:
@@ -324,57 +341,94 @@ def judge_task(args: tuple[Job, int]) -> tuple[int, int]:
         path = folder / "judged.parquet"
         con.execute(f"COPY (SELECT * FROM judged ORDER BY seq) TO {views.quote(str(path))} (FORMAT parquet)")
         n = con.execute("SELECT count(*) FROM judged").fetchall()[0][0]
+        columns = sorted({EXACT_KINDS.get(kind, ("text",))[0] for kind in job.dedup})
+        kept = views.survivors(con, job.unit, columns, 100_000).read_all() if job.dedup else None
     finally:
         con.close()
+    if kept is not None:
+        kept = kept.cast(pa.schema([pa.field(f.name, _plain(f.type)) for f in kept.schema]))
+        if job.dedup[0] in EXACT_KINDS:  # a later kind sees none of the rows this one drops here
+            kept = kept.filter(pa.array(_exact_keys(job, job.dedup[0], r, kept)))
+        if len(job.dedup) > 1 or job.dedup[0] not in EXACT_KINDS:
+            with (
+                pa.OSFile(str(folder / "survivors.arrow"), "wb") as sink,
+                pa.ipc.new_file(sink, kept.schema) as writer,
+            ):
+                writer.write_table(kept)
     return r, int(n)
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """``string`` for DuckDB's ``large_string`` or ``string_view`` (what Polars hashes alike)."""
+    return pa.string() if pa.types.is_large_string(kind) or pa.types.is_string_view(kind) else kind
+
+
+def _survivors(job: Job, r: int) -> pa.Table:
+    """Range ``r``'s rows still kept by the rules and the dedup kinds done (``seq``: positions in
+    the range, ``id`` and the columns dedup compares), in order."""
+    with pa.memory_map(str(_range_dir(job, "judged", r) / "survivors.arrow")) as source:
+        kept = pa.ipc.open_file(source).read_all()
+    dropped = _dedup_drops(job, r).column("seq").to_numpy() - job.offsets[r]
+    if len(dropped):
+        kept = kept.filter(pa.array(~np.isin(kept.column("seq").to_numpy(), dropped)))
+    return kept
 
 
 # ---------------------------------------------------------------- 4a. exact dedup
 
 
 def exact_keys_task(args: tuple[Job, str, int]) -> int:
-    """Keys of range ``r``'s kept rows for exact kind ``kind``, written by hash bucket of the key."""
+    """Keys of range ``r``'s kept rows for exact kind ``kind`` (``_exact_keys``)."""
     job, kind, r = args
-    column = EXACT_KINDS[kind][0]
-    con = connect_range(job, r)
-    parts = []
-    try:
-        _load_judged(con, job, r)
-        for batch in views.survivors(con, job.unit, column, 100_000):
-            seq = pa.array(batch.column("seq").to_numpy().copy())  # a view would pin DuckDB's batch
-            ids = pa.array(batch.column("id").to_pylist(), pa.string())
-            if kind in HASHED_KINDS:
-                keys = dedup_mod.exact_keys(batch.column("text"))
-            else:
-                keys = pa.table({"key": pa.array(batch.column("text").to_pylist(), pa.string())})
-            parts.append(keys.append_column("seq", seq).append_column("id", ids))
-    finally:
-        con.close()
-    if not parts:
-        return 0
-    keyed = pa.concat_tables(parts)
-    first = keyed.column(0)
-    keyed = keyed.filter(pa.array(first.is_valid()))
-    buckets = _bucket_of(pl.Series(keyed.column(0)), job.ranges, 0xE7AC)
+    return int(_exact_keys(job, kind, r, _survivors(job, r)).sum())
+
+
+def _exact_keys(job: Job, kind: str, r: int, kept: pa.Table) -> np.ndarray:
+    """Exact kind ``kind`` within range ``r``: of the rows of ``kept`` that share a key, the first
+    is written to the key's hash bucket (``exact_bucket_task`` finds which of them is first in the
+    whole subset), and the others (duplicates whatever the other ranges hold) to ``local/``, with
+    the position of their range's first. Positions are in the range (the judge writes the first
+    kind's keys before the ranges' offsets are known). Whether each row may stay (first, or keyless)."""
+    values = kept.column(EXACT_KINDS[kind][0])
+    keys = dedup_mod.exact_keys(values) if kind in HASHED_KINDS else pa.table({"key": values})
+    names = keys.column_names
+    frame = pl.DataFrame(keys).with_columns(
+        seq=pl.Series(kept.column("seq")), id=pl.Series(kept.column("id"))
+    )
+    frame = frame.filter(pl.col(names[0]).is_not_null())
+    frame = frame.with_columns(first=pl.col("seq").first().over(names), dups=pl.len().over(names) - 1)
+    firsts = frame.filter(pl.col("seq") == pl.col("first"))
+    buckets = _bucket_of(firsts[names[0]], job.ranges, 0xE7AC)
+    firsts = firsts.select(*names, "seq", "id", "dups").with_columns(range=pl.lit(r, pl.Int32))
     for b in np.unique(buckets):
-        _write(keyed.filter(pa.array(buckets == b)), job.work / f"keys/{kind}/b{b:05d}" / f"r{r:05d}.parquet")
-    return keyed.num_rows
+        _write(
+            firsts.filter(pl.Series(buckets == b)).to_arrow(),
+            job.work / f"keys/{kind}/b{b:05d}" / f"r{r:05d}.parquet",
+        )
+    local = frame.filter(pl.col("seq") != pl.col("first")).select("seq", "first")
+    _write(local.to_arrow(), job.work / f"keys/{kind}/local" / f"r{r:05d}.parquet")
+    return ~np.isin(kept.column("seq").to_numpy(), local["seq"].to_numpy())
 
 
 def exact_bucket_task(args: tuple[Job, str, int]) -> int:
-    """In one bucket, drop every row whose key an earlier row (lower ``seq``) has; written by range."""
+    """In one bucket of the ranges' first rows of each key, drop every row whose key an earlier row
+    (lower ``seq``) has, written by range; and, for each row with duplicates in its own range, the
+    id of the first row of its key (``_local_drops`` drops them)."""
     job, kind, b = args
     files = _files(job.work / f"keys/{kind}/b{b:05d}")
     if not files:
         return 0
     keyed = pl.read_parquet(files)
-    keys = [c for c in keyed.columns if c not in ("seq", "id")]
+    offsets = np.asarray(job.offsets[:-1], dtype=np.int64)[keyed["range"].to_numpy()]
+    keyed = keyed.with_columns(pl.Series("seq", keyed["seq"].to_numpy() + offsets)).drop("range")
+    keys = [c for c in keyed.columns if c not in ("seq", "id", "dups")]
     first = (
         keyed.sort("seq")
         .group_by(keys, maintain_order=True)
         .agg(pl.col("seq").first().alias("first_seq"), pl.col("id").first().alias("representative"))
     )
-    dropped = keyed.join(first, on=keys).filter(pl.col("seq") != pl.col("first_seq")).sort("seq")
+    joined = keyed.join(first, on=keys)
+    dropped = joined.filter(pl.col("seq") != pl.col("first_seq")).sort("seq")
     _, rule, what = EXACT_KINDS[kind]
     _write_drops(
         job,
@@ -385,7 +439,50 @@ def exact_bucket_task(args: tuple[Job, str, int]) -> int:
         rule,
         f"{what} of ",
     )
+    reps = joined.filter(pl.col("dups") > 0).select("seq", "representative").sort("seq")
+    ranks = range_of_seq(job, reps["seq"].to_numpy())
+    for r in np.unique(ranks):
+        _write(
+            reps.filter(pl.Series(ranks == r)).to_arrow(),
+            job.work / f"keys/{kind}/reps/r{r:05d}" / f"b{b:05d}.parquet",
+        )
     return dropped.height
+
+
+def _dedup_drops(job: Job, r: int) -> pa.Table:
+    """Range ``r``'s rows the dedup kinds done dropped: ``seq``, ``rule``, ``reason``, ``cluster``."""
+    parts = [
+        pq.read_table(path) for kind in job.dedup_done for path in _files(_range_dir(job, f"dups/{kind}", r))
+    ]
+    parts += [_local_drops(job, kind, r) for kind in job.dedup_done if kind in EXACT_KINDS]
+    return pa.concat_tables(parts) if parts else DEDUP_DROPS.empty_table()
+
+
+DEDUP_DROPS = pa.schema(
+    [("seq", pa.int64()), ("rule", pa.string()), ("reason", pa.string()), ("cluster", pa.string())]
+)
+
+
+def _local_drops(job: Job, kind: str, r: int) -> pa.Table:
+    """The rows exact kind ``kind`` dropped in range ``r`` as duplicates of an earlier row of the
+    range: their representative is the first row of their key (``exact_bucket_task``)."""
+    local = pl.read_parquet(job.work / f"keys/{kind}/local" / f"r{r:05d}.parquet")
+    if not local.height:
+        return DEDUP_DROPS.empty_table()
+    reps = pl.read_parquet(_files(job.work / f"keys/{kind}/reps/r{r:05d}"))
+    offset = job.offsets[r]
+    _, rule, what = EXACT_KINDS[kind]
+    found = (
+        local.with_columns(pl.col("seq") + offset, pl.col("first") + offset)
+        .join(reps, left_on="first", right_on="seq", how="left", maintain_order="left")
+        .select(
+            "seq",
+            rule=pl.lit(rule),
+            reason=pl.concat_str(pl.lit(f"{what} of "), pl.col("representative")),
+            cluster="representative",
+        )
+    )
+    return found.to_arrow().cast(DEDUP_DROPS)
 
 
 def _write_drops(
@@ -420,21 +517,18 @@ def signatures_task(args: tuple[Job, int]) -> int:
     job, r = args
     config = job.near
     bands, rows_per_band = dedup_mod.lsh_bands(config.threshold, config.num_perm)
-    con = connect_range(job, r)
+    kept = _survivors(job, r)
     seqs, keys = [], []
     folder = _near_dir(job) / "sig"
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        _load_judged(con, job, r)
-        with open(folder / f"r{r:05d}.u32", "wb") as sink:
-            for batch in views.survivors(con, job.unit, "text", config.batch_rows):
-                seq = batch.column("seq").to_numpy().copy()
-                sigs = dedup_mod.signatures(batch.column("text"), config, row_ids=seq)
-                sink.write(sigs.tobytes())
-                seqs.append(seq)
-                keys.append(dedup_mod.band_keys(sigs, bands, rows_per_band))
-    finally:
-        con.close()
+    with open(folder / f"r{r:05d}.u32", "wb") as sink:
+        for start in range(0, kept.num_rows, config.batch_rows):
+            batch = kept.slice(start, config.batch_rows)
+            seq = batch.column("seq").to_numpy() + job.offsets[r]
+            sigs = dedup_mod.signatures(batch.column("text").combine_chunks(), config, row_ids=seq)
+            sink.write(sigs.tobytes())
+            seqs.append(seq)
+            keys.append(dedup_mod.band_keys(sigs, bands, rows_per_band))
     seq = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
     np.save(folder / f"r{r:05d}.seq.npy", seq)
     if not len(seq):
@@ -558,23 +652,54 @@ def finish_task(args: tuple[Job, int]) -> dict[str, Any]:
     """Range ``r``'s kept rows (upsampled) and drop records, in order, to ``out/`` and ``drops/``;
     its counts by rule and rows written."""
     job, r = args
+    verdicts = _verdicts(job, r)
+    rule = verdicts.column("rule")
+    counts = {row["values"]: row["counts"] for row in pc.value_counts(pc.fill_null(rule, "")).to_pylist()}
+    dropped = verdicts.filter(pc.is_valid(rule))
+    n = dropped.num_rows
+    drops = pa.table(
+        [
+            dropped.column("id"),
+            pa.repeat(job.name, n),
+            pa.repeat(job.unit, n),
+            *dropped.select(["rule", "reason", "cluster"]).columns,
+        ],
+        schema=schema.DROPS,
+    )
+    _write(drops, job.work / "drops" / f"r{r:05d}.parquet")
+    kept = verdicts.filter(pc.is_null(rule)).select(["id", "rule"])
+    out = job.work / "out" / f"r{r:05d}.parquet"
+    if not kept.num_rows:
+        _write(_out_schema(job).empty_table(), out)
+        return {"range": r, "counts": counts, "written": 0, "drops": n}
     con = connect_range(job, r)
     try:
-        _load_judged(con, job, r)
-        counts = dict(con.execute("SELECT coalesce(rule, ''), count(*) FROM judged GROUP BY ALL").fetchall())
+        con.register("judged", kept)
         query, out_schema = views.output_select(con, job.source, job.unit, job.upsample)
-        kept = _stream(
-            con.sql(query).to_arrow_reader(50_000), out_schema, job.work / "out" / f"r{r:05d}.parquet"
-        )
-        drops = con.sql(
-            f"""SELECT id, {views.quote(job.name)} AS subset, {views.quote(job.unit)} AS unit,
-                   rule, reason, cluster
-            FROM judged WHERE rule IS NOT NULL ORDER BY seq"""
-        ).to_arrow_reader(50_000)
-        dropped = _stream(drops, schema.DROPS, job.work / "drops" / f"r{r:05d}.parquet")
+        written = _stream(con.sql(query).to_arrow_reader(50_000), out_schema, out)
     finally:
         con.close()
-    return {"range": r, "counts": counts, "written": kept, "drops": dropped}
+    return {"range": r, "counts": counts, "written": written, "drops": n}
+
+
+def _verdicts(job: Job, r: int) -> pa.Table:
+    """Range ``r``'s rows in order: ``id``, and the ``rule`` that dropped each (null if kept), its
+    ``reason`` and ``cluster``: the rules' verdicts, then the dedup kinds' drops."""
+    judged = pq.read_table(
+        _range_dir(job, "judged", r) / "judged.parquet", columns=["id", "rule", "reason", "cluster"]
+    )
+    dups = _dedup_drops(job, r)
+    if not dups.num_rows:
+        return judged
+    # row i of ``judged`` is the range's row i (seq = offset + i); each row is dropped once at most
+    index = np.full(judged.num_rows, -1, dtype=np.int64)
+    index[dups.column("seq").to_numpy() - job.offsets[r]] = np.arange(dups.num_rows)
+    where = pa.array(index, mask=index < 0)
+    columns = {
+        name: pc.coalesce(pc.take(dups.column(name), where), judged.column(name)).cast(pa.string())
+        for name in ("rule", "reason", "cluster")
+    }
+    return pa.table({"id": judged.column("id"), **columns})
 
 
 def _stream(reader: pa.RecordBatchReader, out_schema: pa.Schema, path: Path) -> int:
@@ -661,13 +786,7 @@ def run(
     ``out``."""
     runner = executor or LocalExecutor(1)
     clock = _Clock()
-    source_shards = schema.shard_paths(job.build, job.source)
-    samples = _map(
-        runner, job, sample_task, [(p, SAMPLES_PER_SHARD) for p in source_shards], "subset: ranges", progress
-    )
-    job = replace(job, boundaries=boundaries(samples, partition_rows))
-    if job.ranges > 1:
-        _scatter(job, runner, progress)
+    job = _partition(replace(job, dedup=tuple(dedup)), runner, partition_rows, progress)
     clock.lap("partition")
     judged = _map(runner, job, judge_task, [(job, r) for r in range(job.ranges)], "subset: rules", progress)
     clock.lap("rules")
@@ -679,7 +798,8 @@ def run(
             summary["near"] = _near(job, runner, progress)
         else:
             items = [(job, kind, r) for r in range(job.ranges)]
-            _map(runner, job, exact_keys_task, items, f"subset: {kind} keys", progress)
+            if job.dedup_done:  # the first kind's keys were written with the verdicts
+                _map(runner, job, exact_keys_task, items, f"subset: {kind} keys", progress)
             _map(runner, job, exact_bucket_task, items, f"subset: {kind} duplicates", progress)
         job = replace(job, dedup_done=(*job.dedup_done, kind))
         clock.lap(f"dedup {kind}")
@@ -718,15 +838,70 @@ def _out_schema(job: Job) -> pa.Schema:
     return schema.SUBSET_FIGURES if job.source == "figures" else schema.SUBSET_PARAGRAPHS
 
 
+KEYS = {"labels": ("paragraph_id",), "paragraphs": ("article_id", "paragraph_id")}
+"""The key columns whose bounds a table's footers give (``article_id`` for the others)."""
+
+
+def _partition(job: Job, runner: Executor, partition_rows: int, progress: bool) -> Job:
+    """The ranges' boundaries, and how each range reads each table: in place, or scattered (the
+    scattering done here)."""
+    items = [
+        (table, path, KEYS.get(table, ("article_id",)))
+        for table in job.tables
+        for path in schema.shard_paths(job.build, table)
+    ]
+    batches = [items[k :: runner.workers] for k in range(min(runner.workers, len(items)))]  # footers: quick
+    surveyed = sorted(
+        (
+            found
+            for batch in _map(runner, job, survey_task, batches, "subset: ranges", progress)
+            for found in batch
+        ),
+        key=lambda t: t[1].path,
+    )
+    shards = {table: [shard for name, shard in surveyed if name == table] for table in job.tables}
+    source = shards[job.source]
+    if partition.disjoint(source):
+        wanted = partition.ranges_wanted(sum(s.rows for s in source), partition_rows, runner.workers)
+        cuts = partition.shard_boundaries(source, wanted)
+    else:
+        paths = [s.path for s in source]
+        samples = _map(
+            runner, job, sample_task, [(p, SAMPLES_PER_SHARD) for p in paths], "subset: ranges", progress
+        )
+        cuts = boundaries(samples, partition_rows)
+    reads: dict[str, partition.Reads] = {}
+    for table in job.tables:
+        if table == "labels":
+            if job.source not in reads:
+                continue
+            found = partition.label_reads(shards[table], shards[job.source], reads[job.source])
+        else:
+            found = partition.article_reads(shards[table], cuts)
+        if partition.overread(found, shards[table]) <= partition.MAX_OVERREAD:
+            reads[table] = found
+    job = replace(job, boundaries=cuts, reads=reads)
+    if len(reads) < len(job.tables):
+        _scatter(job, runner, progress)
+    return job
+
+
+def survey_task(items: Sequence[tuple[str, Path, Sequence[str]]]) -> list[tuple[str, partition.Shard]]:
+    """Shards of tables: their rows and the bounds of their key columns, from their footers."""
+    return [(table, partition.survey(path, columns)) for table, path, columns in items]
+
+
 def _scatter(job: Job, runner: Executor, progress: bool) -> None:
+    """Scatter the tables the ranges do not read in place."""
     items = [
         (job, table, s, path)
         for table in job.tables
+        if table not in job.reads or (table == "paragraphs" and _labels_scattered(job))
         if table != "labels"
         for s, path in enumerate(schema.shard_paths(job.build, table))
     ]
     _map(runner, job, scatter_task, items, "subset: partition", progress)
-    if "labels" in job.tables:
+    if _labels_scattered(job):
         shards = [(job, t, path) for t, path in enumerate(schema.shard_paths(job.build, "labels"))]
         _map(runner, job, label_hash_task, shards, "subset: partition labels", progress)
         _map(

@@ -63,8 +63,10 @@ def columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     return [row[0] for row in con.execute(f"DESCRIBE {relation}").fetchall()]
 
 
-def create_views(con: duckdb.DuckDBPyConnection, source: str) -> None:
-    """The row views (``paragraph_rows``, ``article_rows``, ``figure_rows``) over the table views."""
+def create_views(con: duckdb.DuckDBPyConnection, source: str, *, stats: bool = True) -> None:
+    """The row views (``paragraph_rows``, ``article_rows``, ``figure_rows``) over the table views;
+    without ``stats``, ``paragraph_rows`` has no article statistics (for rules that read none: the
+    statistics cost a second pass over the paragraphs and their labels)."""
     if source == "figures":
         con.execute(
             """CREATE OR REPLACE TEMP VIEW figure_rows AS
@@ -91,17 +93,28 @@ def create_views(con: duckdb.DuckDBPyConnection, source: str) -> None:
     label_columns = _label_columns(con) if labels else ""
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW paragraph_rows AS
-        SELECT p.paragraph_id AS id, p.*, a.* EXCLUDE (article_id) {label_columns}, s.* EXCLUDE (article_id)
+        SELECT p.paragraph_id AS id, p.*, a.* EXCLUDE (article_id) {label_columns}
+               {", s.* EXCLUDE (article_id)" if stats else ""}
         FROM paragraphs p
         LEFT JOIN articles a ON a.article_id = p.article_id
         {label_join}
-        LEFT JOIN article_stats s ON s.article_id = p.article_id"""
+        {"LEFT JOIN article_stats s ON s.article_id = p.article_id" if stats else ""}"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP VIEW article_rows AS
         SELECT a.article_id AS id, a.*, s.* EXCLUDE (article_id),
                concat_ws(E'\\n', a.title, a.abstract) AS text, coalesce(s.article_words, 0) AS n_words
         FROM articles a LEFT JOIN article_stats s ON s.article_id = a.article_id"""
+    )
+
+
+def reads_stats(rules: Sequence[Rule]) -> bool:
+    """Whether any of ``rules`` may read an article statistic (a name of one in its SQL)."""
+    return any(
+        name in text
+        for rule in rules
+        for text in (rule.predicate, rule.reason)
+        for name in schema.ARTICLE_STATS
     )
 
 
@@ -161,13 +174,14 @@ def judge(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], view: str, unit
 
 
 def survivors(
-    con: duckdb.DuckDBPyConnection, unit: str, column: str, batch_rows: int
+    con: duckdb.DuckDBPyConnection, unit: str, columns: Sequence[str], batch_rows: int
 ) -> pa.RecordBatchReader:
-    """``seq``, ``id`` and ``column`` (as ``text``) of the rows of ``judged`` still kept, in the
-    subset's order. Read from the base table, not the row view: one column needs no joins."""
+    """``seq``, ``id`` and ``columns`` of the rows of ``judged`` still kept, in the subset's order.
+    Read from the base table, not the row view: its own columns need no joins."""
     table, key = BASE_TABLES[unit]
+    selected = "".join(f", r.{ident(c)}" for c in columns)
     return con.sql(
-        f"""SELECT j.seq, j.id, r.{column} AS text FROM judged j JOIN {table} r ON r.{key} = j.id
+        f"""SELECT j.seq, j.id {selected} FROM judged j JOIN {table} r ON r.{key} = j.id
         WHERE j.rule IS NULL ORDER BY j.seq"""
     ).to_arrow_reader(batch_rows)
 

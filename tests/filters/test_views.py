@@ -43,6 +43,23 @@ def paragraph_view(build: Path) -> tuple[list[str], list[tuple]]:
     return names, rows
 
 
+def test_paragraph_rows_without_statistics_have_every_other_column(build: Path) -> None:
+    con = connect(build)
+    views.create_views(con, "paragraphs")
+    every = views.columns(con, "paragraph_rows")
+    views.create_views(con, "paragraphs", stats=False)
+    lean = views.columns(con, "paragraph_rows")
+    con.close()
+    assert lean == [name for name in every if name not in schema.ARTICLE_STATS]
+
+
+def test_rules_read_statistics_when_their_sql_names_one() -> None:
+    assert views.reads_stats([parse_rule("min_words"), parse_rule("mostly_clinical")])
+    assert not views.reads_stats(
+        [parse_rule("min_words"), parse_rule("edu_min=3"), parse_rule("boilerplate")]
+    )
+
+
 def test_a_label_named_like_an_article_column_renames_nothing(build: Path) -> None:
     names, _ = paragraph_view(build)
     assert names.count("language") == 1
