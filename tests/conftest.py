@@ -91,13 +91,20 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield root
 
 
+def own_cache(root: Path, session_cache: Path) -> Path:
+    """A new ``$PMCURATE_CACHE`` at ``root`` whose ``language`` is the session's: it holds no
+    students another build trained."""
+    root.mkdir(parents=True)
+    (root / "language").symlink_to(session_cache / "language")
+    return root
+
+
 @pytest.fixture(autouse=True)
 def test_cache(
     session_cache: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """The test's own ``$PMCURATE_CACHE``, its ``language`` the session's."""
-    root = tmp_path_factory.mktemp("test-cache")
-    (root / "language").symlink_to(session_cache / "language")
+    """The test's own ``$PMCURATE_CACHE`` (``own_cache``)."""
+    root = own_cache(tmp_path_factory.mktemp("test-cache") / "cache", session_cache)
     monkeypatch.setenv("PMCURATE_CACHE", str(root))
     return root
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import own_cache
 from tests.reliability.builds import VOLATILE, cli_command, cli_env
 from tests.reliability.corpus import write_copies
 from tests.reliability.killer import ChainReport, KillPoint, kill_chain
@@ -95,9 +96,12 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def chain(box: Path) -> ChainReport:
+def chain(box: Path, session_cache: Path) -> ChainReport:
+    """The killed builds, with a cache of their own: the reference's students are not theirs to reuse
+    (the chain kills one inside the training)."""
     command = cli_command("build", str(box / "demo-light.toml"), "--out", str(box / "killed"))
-    return kill_chain(command, box, cli_env(), points(KILLS), box / "killed", stages_done)
+    env = cli_env(PMCURATE_CACHE=str(own_cache(box / "cache", session_cache)))
+    return kill_chain(command, box, env, points(KILLS), box / "killed", stages_done)
 
 
 def test_kills_land_in_several_stages(chain: ChainReport) -> None:
