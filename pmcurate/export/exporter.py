@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import numpy as np
@@ -48,7 +48,15 @@ from pmcurate.build import create_view, open_build
 from pmcurate.errors import Fatal
 from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
 from pmcurate.export import parquet, webdataset
-from pmcurate.export.presets import SELECTION, Preset, Source, check_source, get_preset, license_group_sql
+from pmcurate.export.presets import (
+    SELECTION,
+    JoinedRows,
+    Preset,
+    Source,
+    check_source,
+    get_preset,
+    license_group_sql,
+)
 from pmcurate.export.stats import CardStats
 
 if TYPE_CHECKING:
@@ -223,10 +231,8 @@ class ExportPlan:
         (self.staging / _SHARDS).mkdir(parents=True)
 
     def discard(self) -> None:
-        """Remove the staging folder (after ``finish`` installed its shards, or after a failure) and
-        the rows the plan kept for a task that did not take them."""
+        """Remove the staging folder (after ``finish`` installed its shards, or after a failure)."""
         self._remove_staging()
-        ArrowRows.forget()
 
     def _remove_staging(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -256,11 +262,9 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
     extension = None
-    rows = None
     if _arrow_path(opened.path, chosen, source, split_by):
-        rows = ArrowRows.load(opened.path, chosen, source, split_by)
+        selected, counts, arrow_schema = _arrow_plan(opened.path, chosen, source, split_by)
         subset_info = _subset_info(opened.path, subset) if subset else None
-        selected, counts, arrow_schema = rows.selected, rows.counts(), rows.arrow_schema
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
         subset_info = _create_selection(con, opened.path, chosen, subset)
@@ -289,8 +293,6 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         progress=progress,
     )  # fmt: skip
     planned = group_splits(counts, config.tasks or os.cpu_count() or 1)
-    if rows is not None and len(planned) == 1 and remote is None:
-        rows.keep()  # for the one task, which a local executor runs in this process
     return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
 
 
@@ -379,6 +381,7 @@ def _arrow_path(build: Path, preset: Preset, source: Source, split_by: str) -> b
     small enough to hold in memory (else DuckDB sorts them, spilling to disk)."""
     return (
         preset.rows_arrow is not None
+        and preset.licenses_arrow is not None
         and split_by in (SPLIT_BY_LICENSE, SPLIT_NONE)
         and sum(_data_bytes(build, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
     )
@@ -393,85 +396,75 @@ def _data_bytes(build: Path, name: str) -> int:
     return total
 
 
+def _arrow_plan(build: Path, preset: Preset, source: Source, split_by: str) -> tuple[int, list, pa.Schema]:
+    """What a plan needs of rows computed with Arrow, without computing them: the rows selected,
+    the rows per split (from the rows' licenses alone) and the exported schema (from the rows of
+    empty tables of the shards' schemas)."""
+    assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
+    selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
+    reader = _ColumnReader(build, selection)
+    licenses = preset.licenses_arrow(reader.read, source)
+    counted = pc.value_counts(_split_of(licenses, split_by)).to_pylist()
+    counts = sorted((item["values"], item["counts"]) for item in counted)
+    empty = preset.rows_arrow(_ColumnReader(build, selection, empty=True).read, source)
+    arrow_schema = normalized_schema(empty.select(_visible(empty)).table().schema)
+    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, arrow_schema
+
+
+def _split_of(licenses: pa.ChunkedArray, split_by: str) -> pa.ChunkedArray:
+    """The split of each row, from its license (``SPLIT_BY_LICENSE``) or ``train``."""
+    if split_by == SPLIT_BY_LICENSE:
+        return license_group(licenses)
+    return pa.chunked_array([pa.repeat("train", len(licenses))], pa.string())
+
+
+def _visible(rows: JoinedRows) -> list[str]:
+    """The exported columns of ``rows``: not those for ordering only (``__``)."""
+    return [name for name, _ in rows.columns if not name.startswith("__")]
+
+
 @dataclass
 class ArrowRows:
-    """A preset's rows computed with Arrow (``Preset.rows_arrow``), in its order, with their ``__split``.
+    """A preset's rows computed with Arrow (``Preset.rows_arrow``), in its order, with their split:
+    their columns are gathered a batch at a time as the writer asks for them."""
 
-    A plan of one task keeps them (``keep``) for that task, which a local executor runs in the
-    same process: such an export reads the build once. A task elsewhere computes them again.
-    """
-
-    table: pa.Table
-    selected: int
-    preset: Preset
-    key: tuple[Any, ...]
-
-    _kept: ClassVar[dict[tuple[Any, ...], ArrowRows]] = {}
+    rows: JoinedRows
+    split: pa.ChunkedArray
 
     @classmethod
     def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
-        """The rows kept for this build's shards as they are now (taken), else computed."""
-        selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
-        reads = sorted(name for name in _READS[preset.unit] if schema.table_dir(build, name).is_dir())
-        stamps = [_stamp(schema.shard_paths(build, name)) for name in reads] + [_stamp(selection or [])]
-        key = (str(build), preset.name, source, split_by, tuple(stamps))
-        kept = cls._kept.pop(key, None)
-        cls.forget()
-        if kept is not None:
-            return kept
         assert preset.rows_arrow is not None  # _arrow_path
-        reader = _ColumnReader(build, selection)
-        table = preset.rows_arrow(reader.read, source)
-        split = (
-            license_group(table.column(preset.license_column))
-            if split_by == SPLIT_BY_LICENSE
-            else pa.repeat("train", table.num_rows)
-        )
-        selected = reader.rows(SELECTION if selection else f"{preset.unit}s")
-        return cls(table.append_column("__split", split), selected, preset, key)
-
-    def keep(self) -> None:
-        cls = type(self)
-        cls.forget()
-        cls._kept[self.key] = self
-
-    @classmethod
-    def forget(cls) -> None:
-        """Drop the rows kept by a plan (its task took them, or never ran)."""
-        cls._kept.clear()
-
-    def counts(self) -> list[tuple[str, int]]:
-        """Rows per split, by split."""
-        counted = pc.value_counts(self.table.column("__split")).to_pylist()
-        return sorted((item["values"], item["counts"]) for item in counted)
-
-    @property
-    def arrow_schema(self) -> pa.Schema:
-        """The exported columns' schema (what DuckDB's rows would have)."""
-        return normalized_schema(self.table.select(self._visible()).schema)
-
-    def _visible(self) -> list[str]:
-        return [n for n in self.table.column_names if not n.startswith("__")]
+        selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
+        rows = preset.rows_arrow(_ColumnReader(build, selection).read, source)
+        licenses = rows.column(preset.license_column) if split_by == SPLIT_BY_LICENSE else rows.base.column(0)
+        return cls(rows.select(_visible(rows)), _split_of(licenses, split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
-        """The rows of ``splits`` sorted by split, then the preset's key: one batch per split.
+        """The rows of ``splits`` sorted by split, then the preset's key, in batches of ``BATCH_ROWS``
+        at most, each of one split.
 
         The rows come in the preset's order, so a stable sort by split is all that is left, and
-        with a single split nothing at all; the writer cuts each split's batch into row groups by
-        slicing it, without copying."""
-        table = self.table
-        if {s for s, _ in self.counts()} - set(splits):
-            table = table.filter(pc.is_in(table.column("__split"), pa.array(splits, pa.string())))
-        counted = sorted(pc.value_counts(table.column("__split")).to_pylist(), key=lambda c: c["values"])
-        if len(counted) > 1:
-            table = table.take(pc.sort_indices(table.select(["__split"]), [("__split", "ascending")]))
-        table = table.select([*self._visible(), "__split"])
-        sizes = [item["counts"] for item in counted]
-        starts = itertools.accumulate(sizes, initial=0)
-        batches = (
-            b for start, n in zip(starts, sizes, strict=False) for b in table.slice(start, n).to_batches()
-        )
-        return pa.RecordBatchReader.from_batches(table.schema, batches)
+        with a single split nothing at all: the indices move, the columns are gathered once."""
+        present = sorted(pc.value_counts(self.split).to_pylist(), key=lambda c: c["values"])
+        counted = [(c["values"], c["counts"]) for c in present if c["values"] in splits]
+        rows = self.rows
+        if len(counted) > 1 or len(counted) < len(present):
+            order = pc.sort_indices(pa.table({"split": self.split}), [("split", "ascending")])
+            wanted = pc.is_in(self.split.take(order), value_set=pa.array(splits, pa.string()))
+            rows = rows.take(order.filter(wanted))
+        schema_ = rows.table(0, 0).schema.append(pa.field("__split", pa.string()))
+        return pa.RecordBatchReader.from_batches(schema_, _split_batches(rows, counted))
+
+
+def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator[pa.RecordBatch]:
+    """``rows`` gathered ``BATCH_ROWS`` at a time with their ``__split``: ``counted`` rows of each
+    split, one split after the other."""
+    start = 0
+    for split, n in counted:
+        for begin in range(start, start + n, BATCH_ROWS):
+            table = rows.table(begin, min(BATCH_ROWS, start + n - begin))
+            yield from table.append_column("__split", pa.repeat(split, table.num_rows)).to_batches()
+        start += n
 
 
 def license_group(licenses: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -487,16 +480,22 @@ class _ColumnReader:
     ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
     none."""
 
-    def __init__(self, build: Path, selection: list[Path] | None = None) -> None:
+    def __init__(self, build: Path, selection: list[Path] | None = None, *, empty: bool = False) -> None:
         self.build = build
         self.selection = selection
+        self.empty = empty
+        """Read no rows: the columns as the shards' schemas have them (their footers only)."""
 
     def read(self, name: str, columns: Sequence[str]) -> pa.Table:
         tables = []
         for path in self._paths(name):
-            names = set(pq.read_schema(path).names)
-            table = pq.read_table(path, columns=[c for c in columns if c in names])
-            if name == SELECTION and "repeat" in columns and "repeat" not in names:
+            file_schema = pq.read_schema(path)
+            present = [c for c in columns if c in file_schema.names]
+            if self.empty:
+                table = file_schema.empty_table().select(present)
+            else:
+                table = pq.read_table(path, columns=present)
+            if name == SELECTION and "repeat" in columns and "repeat" not in present:
                 table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
             tables.append(table)
         return pa.concat_tables(tables, promote_options="default").select(list(columns))
@@ -506,12 +505,6 @@ class _ColumnReader:
 
     def _paths(self, name: str) -> list[Path]:
         return (self.selection or []) if name == SELECTION else schema.shard_paths(self.build, name)
-
-
-def _stamp(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
-    """What tells shards apart from another version of them: names, sizes, mtimes."""
-    stats = [(p.name, p.stat()) for p in paths]
-    return tuple((n, st.st_size, st.st_mtime_ns) for n, st in stats)
 
 
 def finish(

@@ -164,7 +164,7 @@ def arrow_rows(build: Path, name: str, source: Source) -> pa.Table:
     preset = get_preset(name)
     assert preset.rows_arrow is not None
     selection = sorted((build / "subsets" / source.subset).glob("*.parquet")) if source.subset else None
-    return preset.rows_arrow(_ColumnReader(build, selection).read, source)
+    return preset.rows_arrow(_ColumnReader(build, selection).read, source).table()
 
 
 def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:
