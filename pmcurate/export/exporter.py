@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import duckdb
 import numpy as np
@@ -142,10 +142,11 @@ def export(
     try:
         plan.stage()
         task = functools.partial(write_split_task, plan.job)
-        with ThreadPoolExecutor(1) as pool:  # the input checksums, while the workers write
+        with ThreadPoolExecutor(1) as pool:  # what finish reads of the build, while the workers write
             inputs = pool.submit(input_checksums, plan)
+            facts = pool.submit(BuildFacts.of, plan)
             list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
-            return finish(plan, write_card=write_card, inputs=inputs.result())
+            return finish(plan, write_card=write_card, inputs=inputs.result(), facts=facts.result())
     finally:
         plan.discard()
         if executor is None:
@@ -489,12 +490,12 @@ class _ColumnReader:
     def read(self, name: str, columns: Sequence[str]) -> pa.Table:
         tables = []
         for path in self._paths(name):
-            file_schema = pq.read_schema(path)
-            present = [c for c in columns if c in file_schema.names]
+            shard = pq.ParquetFile(path)  # its footer read once
+            present = [c for c in columns if c in shard.schema_arrow.names]
             if self.empty:
-                table = file_schema.empty_table().select(present)
+                table = shard.schema_arrow.empty_table().select(present)
             else:
-                table = pq.read_table(path, columns=present)
+                table = shard.read(columns=present)
             if name == SELECTION and "repeat" in columns and "repeat" not in present:
                 table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
             tables.append(table)
@@ -508,11 +509,16 @@ class _ColumnReader:
 
 
 def finish(
-    plan: ExportPlan, *, write_card: bool = True, inputs: dict[str, dict[str, Any]] | None = None
+    plan: ExportPlan,
+    *,
+    write_card: bool = True,
+    inputs: dict[str, dict[str, Any]] | None = None,
+    facts: BuildFacts | None = None,
 ) -> ExportResult:
     """Install the staged shards of every split, then write the provenance (and the card).
 
-    ``inputs``: the checksums of the tables read (``input_checksums``), when already computed."""
+    ``inputs``: the checksums of the tables read (``input_checksums``), and ``facts``: what the
+    provenance copies from the build (``BuildFacts.of``), when already gathered."""
     job = plan.job
     chosen = get_preset(job.preset)
     result = ExportResult(
@@ -556,13 +562,14 @@ def finish(
         plan.arrow_schema,
         inputs if inputs is not None else input_checksums(plan),
     )
+    facts = facts or BuildFacts.of(plan)
     if job.extension is not None:
         info["image_extension"] = job.extension
     info["license_urls"] = sorted(urls, key=_none_first)
     info["languages"] = sorted(languages, key=_none_first)
     provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
-    provenance.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    provenance.write_text(facts.provenance_text(info))
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
@@ -834,11 +841,51 @@ def _provenance(
             "subset": subset,
             "subset_parameters": subset_info,
             "inputs": inputs,
-            "build_provenance": _read_json(build / "provenance.json"),
-            "annotators": _annotators(build) if "labels" in inputs else [],
-            "student": _read_json(build / "models" / "report.json") if "labels" in inputs else None,
+            "build_provenance": BuildFacts.PLACE,
+            "annotators": None,
+            "student": None,
         },
     }
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What a config's provenance copies from the build: the build's provenance (with the JSON text
+    it takes in the config's file: rendering it is most of the file's cost), the annotators of its
+    labels and its student's report. ``export`` gathers them while the tasks write."""
+
+    provenance: Any
+    provenance_json: str
+    annotators: list[str]
+    student: Any
+
+    PLACE: ClassVar[str] = "\0pmcurate:build_provenance\0"
+    """Where ``provenance_text`` puts the build's provenance (``source.build_provenance``)."""
+    DEPTH: ClassVar[int] = 2
+    """How deep ``source.build_provenance`` is in a config's provenance."""
+
+    @classmethod
+    def of(cls, plan: ExportPlan) -> BuildFacts:
+        labels = "labels" in plan.tables & _READS[get_preset(plan.job.preset).unit]
+        provenance = _read_json(plan.build / "provenance.json")
+        text = json.dumps(provenance, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * cls.DEPTH)
+        return cls(
+            provenance,
+            text,
+            _annotators(plan.build) if labels else [],
+            _read_json(plan.build / "models" / "report.json") if labels else None,
+        )
+
+    def provenance_text(self, info: dict[str, Any]) -> str:
+        """``info`` (``_provenance``) with these facts, as JSON text (indented by 2): the build's
+        provenance spliced in as rendered (nested at ``DEPTH``, its lines indented as deep)."""
+        source = info["source"] = {**info["source"], "annotators": self.annotators, "student": self.student}
+        place = json.dumps(self.PLACE)
+        text = json.dumps(info, indent=2, ensure_ascii=False)
+        if text.count(place) != 1:  # the place's name is in the data too: no splicing
+            source["build_provenance"] = self.provenance
+            return json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+        return text.replace(place, self.provenance_json) + "\n"
 
 
 def _read_json(path: Path) -> Any:
