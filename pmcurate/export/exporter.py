@@ -407,7 +407,7 @@ def _arrow_plan(build: Path, preset: Preset, source: Source, split_by: str) -> t
     licenses = preset.licenses_arrow(reader.read, source)
     counted = pc.value_counts(_split_of(licenses, split_by)).to_pylist()
     counts = sorted((item["values"], item["counts"]) for item in counted)
-    empty = preset.rows_arrow(_ColumnReader(build, selection, empty=True).read, source)
+    empty = preset.rows_arrow(reader.read_empty, source)
     arrow_schema = normalized_schema(empty.select(_visible(empty)).table().schema)
     return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, arrow_schema
 
@@ -479,30 +479,43 @@ class _ColumnReader:
     """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
     null where a shard lacks a column (an older shard), as DuckDB's views read them by name.
     ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
-    none."""
+    none. Each shard's footer is read once, however many reads."""
 
-    def __init__(self, build: Path, selection: list[Path] | None = None, *, empty: bool = False) -> None:
+    def __init__(self, build: Path, selection: list[Path] | None = None) -> None:
         self.build = build
         self.selection = selection
-        self.empty = empty
-        """Read no rows: the columns as the shards' schemas have them (their footers only)."""
+        self._footers: dict[Path, pq.FileMetaData] = {}
 
     def read(self, name: str, columns: Sequence[str]) -> pa.Table:
+        return self._read(name, columns, empty=False)
+
+    def read_empty(self, name: str, columns: Sequence[str]) -> pa.Table:
+        """``read`` of no rows: the columns as the shards' schemas have them (their footers only)."""
+        return self._read(name, columns, empty=True)
+
+    def _read(self, name: str, columns: Sequence[str], *, empty: bool) -> pa.Table:
         tables = []
         for path in self._paths(name):
-            shard = pq.ParquetFile(path)  # its footer read once
-            present = [c for c in columns if c in shard.schema_arrow.names]
-            if self.empty:
-                table = shard.schema_arrow.empty_table().select(present)
+            footer = self._footer(path)
+            file_schema = footer.schema.to_arrow_schema()
+            present = [c for c in columns if c in file_schema.names]
+            if empty:
+                table = file_schema.empty_table().select(present)
             else:
-                table = shard.read(columns=present)
+                with pq.ParquetFile(path, metadata=footer) as shard:
+                    table = shard.read(columns=present)
             if name == SELECTION and "repeat" in columns and "repeat" not in present:
                 table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
             tables.append(table)
         return pa.concat_tables(tables, promote_options="default").select(list(columns))
 
     def rows(self, name: str) -> int:
-        return sum(pq.ParquetFile(path).metadata.num_rows for path in self._paths(name))
+        return sum(self._footer(path).num_rows for path in self._paths(name))
+
+    def _footer(self, path: Path) -> pq.FileMetaData:
+        if path not in self._footers:
+            self._footers[path] = pq.read_metadata(path)
+        return self._footers[path]
 
     def _paths(self, name: str) -> list[Path]:
         return (self.selection or []) if name == SELECTION else schema.shard_paths(self.build, name)
