@@ -175,6 +175,8 @@ class ExportJob:
     row_group_bytes: int
     extension: str | None
     progress: bool
+    arrow: bool
+    """The rows are computed with Arrow (``_arrow_path``, as the plan found), not by DuckDB."""
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,8 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
     extension = None
-    if _arrow_path(opened.path, chosen, source, split_by):
+    arrow = _arrow_path(opened.path, chosen, source, split_by)
+    if arrow:
         selected, counts, arrow_schema = _arrow_plan(opened.path, chosen, source, split_by)
         subset_info = _subset_info(opened.path, subset) if subset else None
     else:
@@ -291,7 +294,7 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         build=remote or str(opened.path), staging=staging, reads=tuple(reads), preset=preset,
         subset=subset, source=source, split_by=split_by, format=format, config=config_name,
         shard_bytes=config.shard_size, row_group_bytes=config.row_group_size, extension=extension,
-        progress=progress,
+        progress=progress, arrow=arrow,
     )  # fmt: skip
     planned = group_splits(counts, config.tasks or os.cpu_count() or 1)
     return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
@@ -358,7 +361,7 @@ def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.Re
     """The rows of the task's splits with their ``__split``, sorted (split, then the preset's key):
     from Arrow when the preset computes its rows so (``ArrowRows``), else from DuckDB."""
     chosen = get_preset(job.preset)
-    if _arrow_path(build, chosen, job.source, job.split_by):
+    if job.arrow:
         yield ArrowRows.load(build, chosen, job.source, job.split_by).sorted_reader(task.splits)
         return
     con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
