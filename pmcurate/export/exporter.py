@@ -440,8 +440,7 @@ class ArrowRows:
         assert preset.rows_arrow is not None  # _arrow_path
         selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
         rows = preset.rows_arrow(_ColumnReader(build, selection).read, source)
-        licenses = rows.column(preset.license_column) if split_by == SPLIT_BY_LICENSE else rows.base.column(0)
-        return cls(rows.select(_visible(rows)), _split_of(licenses, split_by))
+        return cls(rows.select(_visible(rows)), _split_of(rows.column(preset.license_column), split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
         """The rows of ``splits`` sorted by split, then the preset's key, in batches of ``BATCH_ROWS``
