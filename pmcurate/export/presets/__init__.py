@@ -33,6 +33,7 @@ A new preset is one new module here that calls ``register(Preset(...))``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -345,10 +346,13 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
     """``biomed_enriched_sql`` over whole tables, with Arrow: the paragraphs sorted first, so that
     every column is gathered once, in order; article and label columns are derived on their own
     (small) tables and joined by index. Labels written row for row beside their paragraphs are
-    added to them as they are, without a join."""
-    p = read("paragraphs", ("paragraph_id", "article_id", "path", "section_title", "text",
-                            "section_type", "n_words", "ordinal"))  # fmt: skip
-    labels = _labels_of(read)
+    added to them as they are, without a join. The label and article tables are read and derived
+    in a thread beside the paragraphs (Arrow's reads and compute let go of the GIL)."""
+    with ThreadPoolExecutor(1) as pool:
+        others = pool.submit(lambda: (_labels_of(read), _articles_of(read)))
+        p = read("paragraphs", ("paragraph_id", "article_id", "path", "section_title", "text",
+                                "section_type", "n_words", "ordinal"))  # fmt: skip
+        labels, articles = others.result()
     joined = []
     if _aligned(p, labels, "paragraph_id"):
         for name in labels.column_names[1:]:
@@ -360,7 +364,6 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
         p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
         keys.append(("repeat", "ascending"))
     p = gather(p, pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
-    articles = _articles_of(read)
     indexed = [
         (
             articles.drop_columns(["article_id"]),
