@@ -48,7 +48,15 @@ from pmcurate.build import create_view, open_build
 from pmcurate.errors import Fatal
 from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
 from pmcurate.export import parquet, webdataset
-from pmcurate.export.presets import SELECTION, Preset, Source, check_source, get_preset, license_group_sql
+from pmcurate.export.presets import (
+    SELECTION,
+    JoinedRows,
+    Preset,
+    Source,
+    check_source,
+    get_preset,
+    license_group_sql,
+)
 from pmcurate.export.stats import CardStats
 
 if TYPE_CHECKING:
@@ -134,10 +142,11 @@ def export(
     try:
         plan.stage()
         task = functools.partial(write_split_task, plan.job)
-        with ThreadPoolExecutor(1) as pool:  # the input checksums, while the workers write
+        with ThreadPoolExecutor(1) as pool:  # what finish reads of the build, while the workers write
             inputs = pool.submit(input_checksums, plan)
+            facts = pool.submit(BuildFacts.of, plan)
             list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
-            return finish(plan, write_card=write_card, inputs=inputs.result())
+            return finish(plan, write_card=write_card, inputs=inputs.result(), facts=facts.result())
     finally:
         plan.discard()
         if executor is None:
@@ -166,6 +175,8 @@ class ExportJob:
     row_group_bytes: int
     extension: str | None
     progress: bool
+    arrow: bool
+    """The rows are computed with Arrow (``_arrow_path``, as the plan found), not by DuckDB."""
 
 
 @dataclass(frozen=True)
@@ -223,10 +234,8 @@ class ExportPlan:
         (self.staging / _SHARDS).mkdir(parents=True)
 
     def discard(self) -> None:
-        """Remove the staging folder (after ``finish`` installed its shards, or after a failure) and
-        the rows the plan kept for a task that did not take them."""
+        """Remove the staging folder (after ``finish`` installed its shards, or after a failure)."""
         self._remove_staging()
-        ArrowRows.forget()
 
     def _remove_staging(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -256,11 +265,10 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
     extension = None
-    rows = None
-    if _arrow_path(opened.path, chosen, source, split_by):
-        rows = ArrowRows.load(opened.path, chosen, source, split_by)
+    arrow = _arrow_path(opened.path, chosen, source, split_by)
+    if arrow:
+        selected, counts, arrow_schema = _arrow_plan(opened.path, chosen, source, split_by)
         subset_info = _subset_info(opened.path, subset) if subset else None
-        selected, counts, arrow_schema = rows.selected, rows.counts(), rows.arrow_schema
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
         subset_info = _create_selection(con, opened.path, chosen, subset)
@@ -286,11 +294,9 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         build=remote or str(opened.path), staging=staging, reads=tuple(reads), preset=preset,
         subset=subset, source=source, split_by=split_by, format=format, config=config_name,
         shard_bytes=config.shard_size, row_group_bytes=config.row_group_size, extension=extension,
-        progress=progress,
+        progress=progress, arrow=arrow,
     )  # fmt: skip
     planned = group_splits(counts, config.tasks or os.cpu_count() or 1)
-    if rows is not None and len(planned) == 1 and remote is None:
-        rows.keep()  # for the one task, which a local executor runs in this process
     return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
 
 
@@ -355,7 +361,7 @@ def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.Re
     """The rows of the task's splits with their ``__split``, sorted (split, then the preset's key):
     from Arrow when the preset computes its rows so (``ArrowRows``), else from DuckDB."""
     chosen = get_preset(job.preset)
-    if _arrow_path(build, chosen, job.source, job.split_by):
+    if job.arrow:
         yield ArrowRows.load(build, chosen, job.source, job.split_by).sorted_reader(task.splits)
         return
     con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
@@ -379,6 +385,7 @@ def _arrow_path(build: Path, preset: Preset, source: Source, split_by: str) -> b
     small enough to hold in memory (else DuckDB sorts them, spilling to disk)."""
     return (
         preset.rows_arrow is not None
+        and preset.licenses_arrow is not None
         and split_by in (SPLIT_BY_LICENSE, SPLIT_NONE)
         and sum(_data_bytes(build, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
     )
@@ -393,85 +400,74 @@ def _data_bytes(build: Path, name: str) -> int:
     return total
 
 
+def _arrow_plan(build: Path, preset: Preset, source: Source, split_by: str) -> tuple[int, list, pa.Schema]:
+    """What a plan needs of rows computed with Arrow, without computing them: the rows selected,
+    the rows per split (from the rows' licenses alone) and the exported schema (from the rows of
+    empty tables of the shards' schemas)."""
+    assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
+    selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
+    reader = _ColumnReader(build, selection)
+    licenses = preset.licenses_arrow(reader.read, source)
+    counted = pc.value_counts(_split_of(licenses, split_by)).to_pylist()
+    counts = sorted((item["values"], item["counts"]) for item in counted)
+    empty = preset.rows_arrow(reader.read_empty, source)
+    arrow_schema = normalized_schema(empty.select(_visible(empty)).table().schema)
+    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, arrow_schema
+
+
+def _split_of(licenses: pa.ChunkedArray, split_by: str) -> pa.ChunkedArray:
+    """The split of each row, from its license (``SPLIT_BY_LICENSE``) or ``train``."""
+    if split_by == SPLIT_BY_LICENSE:
+        return license_group(licenses)
+    return pa.chunked_array([pa.repeat("train", len(licenses))], pa.string())
+
+
+def _visible(rows: JoinedRows) -> list[str]:
+    """The exported columns of ``rows``: not those for ordering only (``__``)."""
+    return [name for name, _ in rows.columns if not name.startswith("__")]
+
+
 @dataclass
 class ArrowRows:
-    """A preset's rows computed with Arrow (``Preset.rows_arrow``), in its order, with their ``__split``.
+    """A preset's rows computed with Arrow (``Preset.rows_arrow``), in its order, with their split:
+    their columns are gathered a batch at a time as the writer asks for them."""
 
-    A plan of one task keeps them (``keep``) for that task, which a local executor runs in the
-    same process: such an export reads the build once. A task elsewhere computes them again.
-    """
-
-    table: pa.Table
-    selected: int
-    preset: Preset
-    key: tuple[Any, ...]
-
-    _kept: ClassVar[dict[tuple[Any, ...], ArrowRows]] = {}
+    rows: JoinedRows
+    split: pa.ChunkedArray
 
     @classmethod
     def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
-        """The rows kept for this build's shards as they are now (taken), else computed."""
-        selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
-        reads = sorted(name for name in _READS[preset.unit] if schema.table_dir(build, name).is_dir())
-        stamps = [_stamp(schema.shard_paths(build, name)) for name in reads] + [_stamp(selection or [])]
-        key = (str(build), preset.name, source, split_by, tuple(stamps))
-        kept = cls._kept.pop(key, None)
-        cls.forget()
-        if kept is not None:
-            return kept
         assert preset.rows_arrow is not None  # _arrow_path
-        reader = _ColumnReader(build, selection)
-        table = preset.rows_arrow(reader.read, source)
-        split = (
-            license_group(table.column(preset.license_column))
-            if split_by == SPLIT_BY_LICENSE
-            else pa.repeat("train", table.num_rows)
-        )
-        selected = reader.rows(SELECTION if selection else f"{preset.unit}s")
-        return cls(table.append_column("__split", split), selected, preset, key)
-
-    def keep(self) -> None:
-        cls = type(self)
-        cls.forget()
-        cls._kept[self.key] = self
-
-    @classmethod
-    def forget(cls) -> None:
-        """Drop the rows kept by a plan (its task took them, or never ran)."""
-        cls._kept.clear()
-
-    def counts(self) -> list[tuple[str, int]]:
-        """Rows per split, by split."""
-        counted = pc.value_counts(self.table.column("__split")).to_pylist()
-        return sorted((item["values"], item["counts"]) for item in counted)
-
-    @property
-    def arrow_schema(self) -> pa.Schema:
-        """The exported columns' schema (what DuckDB's rows would have)."""
-        return normalized_schema(self.table.select(self._visible()).schema)
-
-    def _visible(self) -> list[str]:
-        return [n for n in self.table.column_names if not n.startswith("__")]
+        selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
+        rows = preset.rows_arrow(_ColumnReader(build, selection).read, source)
+        return cls(rows.select(_visible(rows)), _split_of(rows.column(preset.license_column), split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
-        """The rows of ``splits`` sorted by split, then the preset's key: one batch per split.
+        """The rows of ``splits`` sorted by split, then the preset's key, in batches of ``BATCH_ROWS``
+        at most, each of one split.
 
         The rows come in the preset's order, so a stable sort by split is all that is left, and
-        with a single split nothing at all; the writer cuts each split's batch into row groups by
-        slicing it, without copying."""
-        table = self.table
-        if {s for s, _ in self.counts()} - set(splits):
-            table = table.filter(pc.is_in(table.column("__split"), pa.array(splits, pa.string())))
-        counted = sorted(pc.value_counts(table.column("__split")).to_pylist(), key=lambda c: c["values"])
-        if len(counted) > 1:
-            table = table.take(pc.sort_indices(table.select(["__split"]), [("__split", "ascending")]))
-        table = table.select([*self._visible(), "__split"])
-        sizes = [item["counts"] for item in counted]
-        starts = itertools.accumulate(sizes, initial=0)
-        batches = (
-            b for start, n in zip(starts, sizes, strict=False) for b in table.slice(start, n).to_batches()
-        )
-        return pa.RecordBatchReader.from_batches(table.schema, batches)
+        with a single split nothing at all: the indices move, the columns are gathered once."""
+        present = sorted(pc.value_counts(self.split).to_pylist(), key=lambda c: c["values"])
+        counted = [(c["values"], c["counts"]) for c in present if c["values"] in splits]
+        rows = self.rows
+        if len(counted) > 1 or len(counted) < len(present):
+            order = pc.sort_indices(pa.table({"split": self.split}), [("split", "ascending")])
+            wanted = pc.is_in(self.split.take(order), value_set=pa.array(splits, pa.string()))
+            rows = rows.take(order.filter(wanted))
+        schema_ = rows.table(0, 0).schema.append(pa.field("__split", pa.string()))
+        return pa.RecordBatchReader.from_batches(schema_, _split_batches(rows, counted))
+
+
+def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator[pa.RecordBatch]:
+    """``rows`` gathered ``BATCH_ROWS`` at a time with their ``__split``: ``counted`` rows of each
+    split, one split after the other."""
+    start = 0
+    for split, n in counted:
+        for begin in range(start, start + n, BATCH_ROWS):
+            table = rows.table(begin, min(BATCH_ROWS, start + n - begin))
+            yield from table.append_column("__split", pa.repeat(split, table.num_rows)).to_batches()
+        start += n
 
 
 def license_group(licenses: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -485,41 +481,59 @@ class _ColumnReader:
     """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
     null where a shard lacks a column (an older shard), as DuckDB's views read them by name.
     ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
-    none."""
+    none. Each shard's footer is read once, however many reads."""
 
     def __init__(self, build: Path, selection: list[Path] | None = None) -> None:
         self.build = build
         self.selection = selection
+        self._footers: dict[Path, pq.FileMetaData] = {}
 
     def read(self, name: str, columns: Sequence[str]) -> pa.Table:
+        return self._read(name, columns, empty=False)
+
+    def read_empty(self, name: str, columns: Sequence[str]) -> pa.Table:
+        """``read`` of no rows: the columns as the shards' schemas have them (their footers only)."""
+        return self._read(name, columns, empty=True)
+
+    def _read(self, name: str, columns: Sequence[str], *, empty: bool) -> pa.Table:
         tables = []
         for path in self._paths(name):
-            names = set(pq.read_schema(path).names)
-            table = pq.read_table(path, columns=[c for c in columns if c in names])
-            if name == SELECTION and "repeat" in columns and "repeat" not in names:
+            footer = self._footer(path)
+            file_schema = footer.schema.to_arrow_schema()
+            present = [c for c in columns if c in file_schema.names]
+            if empty:
+                table = file_schema.empty_table().select(present)
+            else:
+                with pq.ParquetFile(path, metadata=footer) as shard:
+                    table = shard.read(columns=present)
+            if name == SELECTION and "repeat" in columns and "repeat" not in present:
                 table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
             tables.append(table)
         return pa.concat_tables(tables, promote_options="default").select(list(columns))
 
     def rows(self, name: str) -> int:
-        return sum(pq.ParquetFile(path).metadata.num_rows for path in self._paths(name))
+        return sum(self._footer(path).num_rows for path in self._paths(name))
+
+    def _footer(self, path: Path) -> pq.FileMetaData:
+        if path not in self._footers:
+            self._footers[path] = pq.read_metadata(path)
+        return self._footers[path]
 
     def _paths(self, name: str) -> list[Path]:
         return (self.selection or []) if name == SELECTION else schema.shard_paths(self.build, name)
 
 
-def _stamp(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
-    """What tells shards apart from another version of them: names, sizes, mtimes."""
-    stats = [(p.name, p.stat()) for p in paths]
-    return tuple((n, st.st_size, st.st_mtime_ns) for n, st in stats)
-
-
 def finish(
-    plan: ExportPlan, *, write_card: bool = True, inputs: dict[str, dict[str, Any]] | None = None
+    plan: ExportPlan,
+    *,
+    write_card: bool = True,
+    inputs: dict[str, dict[str, Any]] | None = None,
+    facts: BuildFacts | None = None,
 ) -> ExportResult:
     """Install the staged shards of every split, then write the provenance (and the card).
 
-    ``inputs``: the checksums of the tables read (``input_checksums``), when already computed."""
+    ``inputs``: the checksums of the tables read (``input_checksums``), and ``facts``: what the
+    provenance copies from the build (``BuildFacts.of``), when already gathered."""
     job = plan.job
     chosen = get_preset(job.preset)
     result = ExportResult(
@@ -563,13 +577,14 @@ def finish(
         plan.arrow_schema,
         inputs if inputs is not None else input_checksums(plan),
     )
+    facts = facts or BuildFacts.of(plan)
     if job.extension is not None:
         info["image_extension"] = job.extension
     info["license_urls"] = sorted(urls, key=_none_first)
     info["languages"] = sorted(languages, key=_none_first)
     provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
-    provenance.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    provenance.write_text(facts.provenance_text(info))
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
@@ -841,11 +856,51 @@ def _provenance(
             "subset": subset,
             "subset_parameters": subset_info,
             "inputs": inputs,
-            "build_provenance": _read_json(build / "provenance.json"),
-            "annotators": _annotators(build) if "labels" in inputs else [],
-            "student": _read_json(build / "models" / "report.json") if "labels" in inputs else None,
+            "build_provenance": BuildFacts.PLACE,
+            "annotators": None,
+            "student": None,
         },
     }
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What a config's provenance copies from the build: the build's provenance (with the JSON text
+    it takes in the config's file: rendering it is most of the file's cost), the annotators of its
+    labels and its student's report. ``export`` gathers them while the tasks write."""
+
+    provenance: Any
+    provenance_json: str
+    annotators: list[str]
+    student: Any
+
+    PLACE: ClassVar[str] = "\0pmcurate:build_provenance\0"
+    """Where ``provenance_text`` puts the build's provenance (``source.build_provenance``)."""
+    DEPTH: ClassVar[int] = 2
+    """How deep ``source.build_provenance`` is in a config's provenance."""
+
+    @classmethod
+    def of(cls, plan: ExportPlan) -> BuildFacts:
+        labels = "labels" in plan.tables & _READS[get_preset(plan.job.preset).unit]
+        provenance = _read_json(plan.build / "provenance.json")
+        text = json.dumps(provenance, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * cls.DEPTH)
+        return cls(
+            provenance,
+            text,
+            _annotators(plan.build) if labels else [],
+            _read_json(plan.build / "models" / "report.json") if labels else None,
+        )
+
+    def provenance_text(self, info: dict[str, Any]) -> str:
+        """``info`` (``_provenance``) with these facts, as JSON text (indented by 2): the build's
+        provenance spliced in as rendered (nested at ``DEPTH``, its lines indented as deep)."""
+        source = info["source"] = {**info["source"], "annotators": self.annotators, "student": self.student}
+        place = json.dumps(self.PLACE)
+        text = json.dumps(info, indent=2, ensure_ascii=False)
+        if text.count(place) != 1:  # the place's name is in the data too: no splicing
+            source["build_provenance"] = self.provenance
+            return json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+        return text.replace(place, self.provenance_json) + "\n"
 
 
 def _read_json(path: Path) -> Any:

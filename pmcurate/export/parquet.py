@@ -102,12 +102,23 @@ def _array_sizes(array: pa.Array) -> np.ndarray:
             total += _array_sizes(array.field(index))
         return total
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        values = array.flatten()
-        parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
-        child = _array_sizes(values) if len(values) else np.zeros(0, dtype=np.int64)
-        return np.bincount(parents, weights=child, minlength=len(array)).astype(np.int64) + 4
+        return _list_sizes(array)
     width = getattr(kind, "bit_width", 8)
     return np.full(len(array), max(width // 8, 1), dtype=np.int64)
+
+
+def _list_sizes(array: pa.ListArray | pa.LargeListArray) -> np.ndarray:
+    """The sizes of a list array's rows: 4, plus its values' sizes, summed between its offsets
+    (a null list counts no values, whatever its offsets span)."""
+    offsets = array.offsets.to_numpy().astype(np.int64)
+    start = int(offsets[0])
+    values = array.values.slice(start, int(offsets[-1]) - start)
+    summed = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(_array_sizes(values), out=summed[1:])
+    sizes = summed[offsets[1:] - start] - summed[offsets[:-1] - start]
+    if array.null_count:
+        sizes *= array.is_valid().to_numpy(zero_copy_only=False)
+    return sizes + 4
 
 
 def row_groups(
@@ -261,7 +272,7 @@ def write_split(
                 sink = open(path, "wb")  # noqa: SIM115 - closed below, after the writer
                 writer = _writer(sink, arrow_schema, stored)
                 written.append((path, 0))
-            writer.write_table(group.cast(arrow_schema), row_group_size=group.num_rows)
+            writer.write_table(_as(group, arrow_schema), row_group_size=group.num_rows)
             rows += group.num_rows
             groups += 1
             if sink.tell() + groups * footer_per_group >= shard_bytes:
@@ -285,6 +296,12 @@ def write_split(
             path.unlink(missing_ok=True)
         raise
     return _rename(written, folder, split)
+
+
+def _as(table: pa.Table, arrow_schema: pa.Schema) -> pa.Table:
+    """``table`` cast to ``arrow_schema``: as it is when its fields are those (the writer takes the
+    schema's metadata, not the table's)."""
+    return table if table.schema.equals(arrow_schema, check_metadata=False) else table.cast(arrow_schema)
 
 
 def _rename(written: list[tuple[Path, int]], folder: Path, split: str) -> list[Shard]:

@@ -140,6 +140,15 @@ def test_row_sizes_count_nested_values() -> None:
     assert parquet.row_sizes(table).tolist() == [(2 + 4) + (3 + 4) + 4 + 4, 4 + 4, 4 + 4]
 
 
+def test_row_sizes_of_a_sliced_list_count_its_own_values_and_none_under_a_null() -> None:
+    values = pa.array(["a", "bb", "ccc", None, "dddd", "ee"])
+    lists = pa.ListArray.from_arrays(
+        pa.array([0, 2, 3, 5, 6]), values, mask=pa.array([False, False, True, False])
+    )
+    table = pa.table({"names": lists, "scores": pa.array([[1.0], [2.0, 3.0], None, []])})
+    assert parquet.row_sizes(table.slice(1)).tolist() == [(3 + 4) + 4 + (8 * 2 + 4), 4 + 4, (6 + 4) + (0 + 4)]
+
+
 def test_license_splits_hold_the_right_licenses(build: Path, tmp_path: Path) -> None:
     export(build, ExportConfig(out=tmp_path), progress=False)
     con = duckdb.connect()

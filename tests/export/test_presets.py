@@ -8,12 +8,21 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
 from pmcurate.build import create_view
-from pmcurate.export.exporter import ExportError, _ColumnReader, _create_selection, export, normalized_schema
+from pmcurate.export.exporter import (
+    ArrowRows,
+    ExportError,
+    _ColumnReader,
+    _create_selection,
+    export,
+    license_group,
+    normalized_schema,
+)
 from pmcurate.export.presets import PresetError, Source, gather, get_preset, preset_columns
 from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
@@ -164,7 +173,7 @@ def arrow_rows(build: Path, name: str, source: Source) -> pa.Table:
     preset = get_preset(name)
     assert preset.rows_arrow is not None
     selection = sorted((build / "subsets" / source.subset).glob("*.parquet")) if source.subset else None
-    return preset.rows_arrow(_ColumnReader(build, selection).read, source)
+    return preset.rows_arrow(_ColumnReader(build, selection).read, source).table()
 
 
 def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:
@@ -215,3 +224,50 @@ def test_biomed_enriched_arrow_rows_of_a_subset_are_the_sql_rows(subset_build: P
     rows = arrow_rows(subset_build, "biomed-enriched", source)
     assert max(rows["repeat"].to_pylist()) == 2  # reviews upsampled ×3
     assert rows.equals(sql_rows(subset_build, "biomed-enriched", source))
+
+
+def test_biomed_enriched_licenses_are_those_of_its_rows(subset_build: Path) -> None:
+    preset = get_preset("biomed-enriched")
+    assert preset.licenses_arrow is not None
+    for source, selection in (
+        (Source(has_labels=True, has_paragraphs=True, subset=None), None),
+        (Source(has_labels=True, has_paragraphs=True, subset="results"), "results"),
+    ):
+        files = sorted((subset_build / "subsets" / selection).glob("*.parquet")) if selection else None
+        licenses = preset.licenses_arrow(_ColumnReader(subset_build, files).read, source)
+        rows = arrow_rows(subset_build, "biomed-enriched", source)
+        assert sorted(licenses.to_pylist(), key=str) == sorted(rows["license_type"].to_pylist(), key=str)
+
+
+def test_joined_rows_gather_any_range_and_order_as_the_whole_table_would(build: Path) -> None:
+    preset = get_preset("biomed-enriched")
+    assert preset.rows_arrow is not None
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    rows = preset.rows_arrow(_ColumnReader(build).read, source)
+    whole = rows.table()
+    assert rows.table(5, 7).equals(whole.slice(5, 7))
+    order = pa.array(list(range(whole.num_rows - 1, -1, -3)), pa.int64())
+    assert rows.take(order).table().equals(whole.take(order))
+    assert rows.column("license_type").equals(whole["license_type"])
+
+
+def test_empty_reads_have_the_columns_of_full_reads(build: Path) -> None:
+    reader = _ColumnReader(build)
+    columns = ("paragraph_id", "domain_scores", "annotator")
+    empty = reader.read_empty("labels", columns)
+    assert empty.num_rows == 0 and empty.schema == reader.read("labels", columns).schema
+
+
+def test_a_task_of_some_splits_gets_their_rows_split_by_split(build: Path) -> None:
+    preset = get_preset("biomed-enriched")
+    rows = ArrowRows.load(build, preset, Source(has_labels=True, has_paragraphs=True, subset=None), "license")
+    whole = arrow_rows(build, "biomed-enriched", Source(has_labels=True, has_paragraphs=True, subset=None))
+    split = license_group(whole["license_type"])
+    wanted = tuple(sorted(set(split.to_pylist())))[1:]
+    batches = list(rows.sorted_reader(wanted))
+    got = pa.Table.from_batches(batches)
+    expected = pa.concat_tables(
+        [whole.filter(pc.equal(split, name)).drop_columns(["__ordinal"]) for name in wanted]
+    )
+    assert len(wanted) > 1 and got.drop_columns(["__split"]).equals(expected)
+    assert all(len(set(batch["__split"].to_pylist())) == 1 for batch in batches)

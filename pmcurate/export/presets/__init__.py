@@ -21,7 +21,10 @@ Columns whose name starts with ``__`` are for ordering only and are not exported
 
 A preset may also give ``rows_arrow``: the same rows as its SQL, in its order, computed with Arrow
 from the columns it reads — each column gathered once, no round trip of every string through
-DuckDB. ``tests/export/test_presets.py`` checks that both give the same table.
+DuckDB — as ``JoinedRows`` (its tables and the row indices that join them, gathered a range at a
+time), with ``licenses_arrow``, the license of each of those rows, which an export's plan counts
+its splits by without reading the text. ``tests/export/test_presets.py`` checks that both give
+the same table.
 
 ``PRESETS`` is the registry of presets by name: the three above, and every module of this package.
 A new preset is one new module here that calls ``register(Preset(...))``.
@@ -30,7 +33,8 @@ A new preset is one new module here that calls ``register(Preset(...))``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -85,8 +89,10 @@ class Preset:
     order_by: str
     rows_sql: Callable[[Source], str]
     requires_labels: bool = False
-    rows_arrow: Callable[[Read, Source], pa.Table] | None = None
+    rows_arrow: Callable[[Read, Source], JoinedRows] | None = None
     """The rows of ``rows_sql`` with Arrow, sorted by ``order_by`` (then ``repeat``, for a subset)."""
+    licenses_arrow: Callable[[Read, Source], pa.ChunkedArray] | None = None
+    """The ``license_column`` of every row of ``rows_arrow``, in any order (given with it)."""
 
 
 def license_group_sql(column: str) -> str:
@@ -240,44 +246,148 @@ def author_names(authors: pa.ChunkedArray) -> pa.Array:
     return pa.ListArray.from_arrays(starts, names, mask=lists.is_null())
 
 
-def biomed_enriched_arrow(read: Read, source: Source) -> pa.Table:
-    """``biomed_enriched_sql`` over whole tables, with Arrow: the paragraphs sorted first, so that
-    every column is gathered once, in order; article and label columns are derived on their own
-    (small) tables, then joined to the paragraphs."""
-    p = read("paragraphs", ("paragraph_id", "article_id", "path", "section_title", "text",
-                            "section_type", "n_words", "ordinal"))  # fmt: skip
-    keys = [("article_id", "ascending"), ("ordinal", "ascending"), ("paragraph_id", "ascending")]
-    if source.subset:
-        p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
-        keys.append(("repeat", "ascending"))
-    p = gather(p, pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
+@dataclass(frozen=True)
+class JoinedRows:
+    """A preset's rows before their columns are gathered: the ``base`` rows in the preset's order,
+    the row of each ``joined`` table that every base row joins (a null index: none), and the
+    exported columns, each named after the base or joined column it is.
+
+    ``table`` gathers a range of rows at a time, so an export gathers each batch in the thread that
+    cuts row groups, beside the writer, and never holds the joined rows whole; ``take`` reorders or
+    filters the rows by moving indices, not the joined columns.
+    """
+
+    base: pa.Table
+    joined: tuple[tuple[pa.Table, pa.Array], ...]
+    columns: tuple[tuple[str, str], ...]
+    """(exported name, name of a column of ``base`` or of one ``joined`` table)."""
+
+    @property
+    def num_rows(self) -> int:
+        return self.base.num_rows
+
+    def take(self, indices: pa.Array) -> JoinedRows:
+        """The rows at ``indices`` (``table.take``)."""
+        joined = tuple((table, index.take(indices)) for table, index in self.joined)
+        return JoinedRows(gather(self.base, indices), joined, self.columns)
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """Exported column ``name`` for every row (a joined one gathered alone)."""
+        source = dict(self.columns)[name]
+        if source in self.base.column_names:
+            return self.base.column(source)
+        table, index = next((t, i) for t, i in self.joined if source in t.column_names)
+        return table.column(source).take(index)
+
+    def select(self, names: Sequence[str]) -> JoinedRows:
+        """These rows with only the exported columns ``names``."""
+        sources = dict(self.columns)
+        return replace(self, columns=tuple((name, sources[name]) for name in names))
+
+    def table(self, start: int = 0, length: int | None = None) -> pa.Table:
+        """The exported columns of rows ``start`` to ``start + length`` (default: to the end)."""
+        base = self.base.slice(start, length)
+        found = dict(zip(base.column_names, base.columns, strict=True))
+        for table, index in self.joined:
+            rows = table.take(index.slice(start, base.num_rows))
+            found.update(zip(rows.column_names, rows.columns, strict=True))
+        return pa.table({name: found[source] for name, source in self.columns})
+
+
+def _aligned(table: pa.Table, other: pa.Table, key: str) -> bool:
+    """Whether ``other`` holds, row for row, the rows of ``table``'s ``key`` (labels written shard
+    by shard beside their paragraphs): its columns can then be added without a join."""
+    if table.num_rows != other.num_rows or table.column(key).null_count:
+        return False
+    return bool(pc.all(pc.equal(table.column(key), other.column(key))).as_py())
+
+
+def _articles_of(read: Read) -> pa.Table:
+    """The article columns of ``biomed_enriched_sql``, one row per article."""
     articles = read("articles", ("article_id", "authors", "pmcid", "doi", "license", "license_url",
                                  "language", "source", "journal", "pub_year", "commercial_use"))  # fmt: skip
     articles = articles.combine_chunks()
     articles = articles.set_column(
         articles.schema.get_field_index("authors"), "authors", author_names(articles["authors"])
     ).append_column("article_url", article_url(articles))
+    return articles.append_column("language_score", pa.nulls(articles.num_rows, pa.float64()))
+
+
+def _labels_of(read: Read) -> pa.Table:
+    """The label columns of ``biomed_enriched_sql``, one row per label."""
     labels = read("labels", ("paragraph_id", "educational_score", "domain", "document_type", "domain_scores",
                             "document_type_scores", "annotator")).combine_chunks()  # fmt: skip
     for column, names in (("domain_scores", schema.DOMAINS), ("document_type_scores", schema.DOCUMENT_TYPES)):
         index = labels.schema.get_field_index(column)
         labels = labels.set_column(index, column, score_list(labels[column], names))
-    a = left_join(p["article_id"], articles, "article_id")
-    lab = left_join(p["paragraph_id"], labels, "paragraph_id")
-    return pa.table({
-        "id": p["paragraph_id"], "article_id": p["article_id"], "path": p["path"],
-        "section_title": p["section_title"],
-        "educational_score": lab["educational_score"].cast(pa.float64()),
-        "domain": lab["domain"], "document_type": lab["document_type"],
-        "domain_scores": lab["domain_scores"], "document_type_scores": lab["document_type_scores"],
-        "text": p["text"], "authors": a["authors"], "article_url": a["article_url"],
-        "license_type": a["license"], "license_url": a["license_url"], "language": a["language"],
-        "language_score": pa.nulls(p.num_rows, pa.float64()), "source": a["source"],
-        "pmcid": a["pmcid"], "doi": a["doi"], "journal": a["journal"], "pub_year": a["pub_year"],
-        "section_type": p["section_type"], "n_words": p["n_words"],
-        "commercial_use": a["commercial_use"], "labels_annotator": lab["annotator"],
-        "__ordinal": p["ordinal"], **({"repeat": p["repeat"]} if source.subset else {}),
-    })  # fmt: skip
+    index = labels.schema.get_field_index("educational_score")
+    score = labels["educational_score"].cast(pa.float64())
+    return labels.set_column(index, "educational_score", score).rename_columns(
+        [name if name == "paragraph_id" else f"label_{name}" for name in labels.column_names]
+    )
+
+
+BIOMED_ENRICHED_COLUMNS = (
+    ("id", "paragraph_id"), ("article_id", "article_id"), ("path", "path"),
+    ("section_title", "section_title"),
+    ("educational_score", "label_educational_score"), ("domain", "label_domain"),
+    ("document_type", "label_document_type"), ("domain_scores", "label_domain_scores"),
+    ("document_type_scores", "label_document_type_scores"), ("text", "text"), ("authors", "authors"),
+    ("article_url", "article_url"), ("license_type", "license"), ("license_url", "license_url"),
+    ("language", "language"), ("language_score", "language_score"), ("source", "source"), ("pmcid", "pmcid"),
+    ("doi", "doi"), ("journal", "journal"), ("pub_year", "pub_year"), ("section_type", "section_type"),
+    ("n_words", "n_words"), ("commercial_use", "commercial_use"), ("labels_annotator", "label_annotator"),
+    ("__ordinal", "ordinal"),
+)  # fmt: skip
+"""``biomed_enriched_sql``'s columns, each the column of the paragraphs, articles or labels it is."""
+
+
+def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
+    """``biomed_enriched_sql`` over whole tables, with Arrow: the paragraphs sorted first, so that
+    every column is gathered once, in order; article and label columns are derived on their own
+    (small) tables and joined by index. Labels written row for row beside their paragraphs are
+    added to them as they are, without a join. The label and article tables are read and derived
+    in a thread beside the paragraphs (Arrow's reads and compute let go of the GIL)."""
+    with ThreadPoolExecutor(1) as pool:
+        others = pool.submit(lambda: (_labels_of(read), _articles_of(read)))
+        p = read("paragraphs", ("paragraph_id", "article_id", "path", "section_title", "text",
+                                "section_type", "n_words", "ordinal"))  # fmt: skip
+        labels, articles = others.result()
+    joined = []
+    if _aligned(p, labels, "paragraph_id"):
+        for name in labels.column_names[1:]:
+            p = p.append_column(name, labels.column(name))
+    else:
+        joined.append(labels)
+    keys = [("article_id", "ascending"), ("ordinal", "ascending"), ("paragraph_id", "ascending")]
+    if source.subset:
+        p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
+        keys.append(("repeat", "ascending"))
+    p = gather(p, pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
+    indexed = [
+        (
+            articles.drop_columns(["article_id"]),
+            pc.index_in(p["article_id"], value_set=articles["article_id"]),
+        )
+    ]
+    indexed += [
+        (
+            table.drop_columns(["paragraph_id"]),
+            pc.index_in(p["paragraph_id"], value_set=table["paragraph_id"]),
+        )
+        for table in joined
+    ]
+    columns = BIOMED_ENRICHED_COLUMNS + ((("repeat", "repeat"),) if source.subset else ())
+    return JoinedRows(p, tuple((t, i.combine_chunks()) for t, i in indexed), columns)
+
+
+def biomed_enriched_licenses(read: Read, source: Source) -> pa.ChunkedArray:
+    """The ``license_type`` of every row of ``biomed_enriched_arrow``, in no particular order: what
+    an export's plan counts its splits by, without reading the text."""
+    p = read("paragraphs", ("paragraph_id", "article_id") if source.subset else ("article_id",))
+    if source.subset:
+        p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
+    return left_join(p["article_id"], read("articles", ("article_id", "license")), "article_id")["license"]
 
 
 PRESETS: Registry[Preset] = Registry("preset", package=__name__)
@@ -313,6 +423,7 @@ register(
         rows_sql=biomed_enriched_sql,
         requires_labels=True,
         rows_arrow=biomed_enriched_arrow,
+        licenses_arrow=biomed_enriched_licenses,
     )
 )
 register(
