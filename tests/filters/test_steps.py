@@ -53,8 +53,13 @@ def test_the_step_writes_the_subset_the_engine_recorded(build: Build) -> None:
         (Path(__file__).parents[1] / "data" / "filters" / "subset-digests.json").read_text()
     )
     assert CASES["small-labels"][1] == SMALL_LABELS
-    step = SubsetStep(SubsetConfig.from_manifest("small-labels", SMALL_LABELS), executor=LocalExecutor(2))
-    report = run_step(step, build)
+    pool = LocalExecutor(2)
+    try:
+        report = run_step(
+            SubsetStep(SubsetConfig.from_manifest("small-labels", SMALL_LABELS), executor=pool), build
+        )
+    finally:
+        pool.close()
     assert digest(build.path / "subsets" / "small-labels") == recorded["small-labels"]
     assert report.step == "filter:small-labels" and report.status == "ran"
 
