@@ -488,11 +488,14 @@ class _ColumnReader:
         self.selection = selection
         self._footers: dict[Path, pq.FileMetaData] = {}
 
-    def read(self, name: str, columns: Sequence[str]) -> pa.Table:
+    def read(self, name: str, columns: Sequence[str], rows: pa.Array | None = None) -> pa.Table:
+        if rows is not None:
+            return self._read_rows(name, columns, rows)
         return self._read(name, columns, empty=False)
 
-    def read_empty(self, name: str, columns: Sequence[str]) -> pa.Table:
-        """``read`` of no rows: the columns as the shards' schemas have them (their footers only)."""
+    def read_empty(self, name: str, columns: Sequence[str], rows: pa.Array | None = None) -> pa.Table:
+        """``read`` of no rows (whatever ``rows``): the columns as the shards' schemas have them
+        (their footers only)."""
         return self._read(name, columns, empty=True)
 
     def _read(self, name: str, columns: Sequence[str], *, empty: bool) -> pa.Table:
@@ -510,6 +513,28 @@ class _ColumnReader:
                 table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
             tables.append(table)
         return pa.concat_tables(tables, promote_options="default").select(list(columns))
+
+    def _read_rows(self, name: str, columns: Sequence[str], rows: pa.Array) -> pa.Table:
+        """``columns`` of the rows numbered ``rows``, in that order: only the shards that hold one
+        of them are read."""
+        wanted = rows.to_numpy()
+        order = np.argsort(wanted, kind="stable")
+        ascending = wanted[order]
+        tables, start = [], 0
+        for path in self._paths(name):
+            footer = self._footer(path)
+            stop = start + footer.num_rows
+            lo, hi = np.searchsorted(ascending, [start, stop])
+            if lo < hi:
+                present = [c for c in columns if c in footer.schema.to_arrow_schema().names]
+                with pq.ParquetFile(path, metadata=footer) as shard:
+                    table = shard.read(columns=present)
+                tables.append(table.take(pa.array(ascending[lo:hi] - start)))
+            start = stop
+        if not tables:
+            return self._read(name, columns, empty=True)
+        found = pa.concat_tables(tables, promote_options="default").select(list(columns))
+        return found.take(pa.array(np.argsort(order, kind="stable")))
 
     def rows(self, name: str) -> int:
         return sum(self._footer(path).num_rows for path in self._paths(name))

@@ -219,6 +219,23 @@ def test_arrow_reader_gives_nulls_where_an_older_shard_lacks_a_column(tmp_path: 
     ]
 
 
+def test_arrow_reader_reads_rows_by_number_in_their_order_from_the_shards_holding_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = schema.table_dir(tmp_path, "paragraphs")
+    for shard in range(3):
+        numbers = range(shard * 4, shard * 4 + 4)
+        table = pa.table({"paragraph_id": [f"p{i}" for i in numbers], "text": [f"text {i}" for i in numbers]})
+        schema.write_shard(table, folder / f"{shard:09d}.parquet")
+    whole = _ColumnReader(tmp_path).read("paragraphs", ["text", "paragraph_id"])
+    read, shards_read = pq.ParquetFile.read, []
+    monkeypatch.setattr(pq.ParquetFile, "read", lambda self, **kw: shards_read.append(1) or read(self, **kw))
+    rows = pa.array([9, 0, 10, 2, 9], pa.int64())
+    table = _ColumnReader(tmp_path).read("paragraphs", ["text", "paragraph_id"], rows)
+    assert table.equals(whole.take(rows))
+    assert len(shards_read) == 2
+
+
 def test_biomed_enriched_arrow_rows_of_a_subset_are_the_sql_rows(subset_build: Path) -> None:
     source = Source(has_labels=True, has_paragraphs=True, subset="results")
     rows = arrow_rows(subset_build, "biomed-enriched", source)
