@@ -233,16 +233,6 @@ cdef extern from *:
     #define langid_score_avx2 langid_score_portable
     #define langid_add_avx2 langid_add_portable
     #define langid_flush_avx2 langid_flush_portable
-    /* wide[c] += weight * narrow[c], four languages at a time. */
-    __attribute__((target("avx2,fma")))
-    static void langid_flush_avx2(double *wide, const uint16_t *narrow, double weight)
-    {
-        __m256d w = _mm256_set1_pd(weight);
-        for (int c = 0; c < LANGID_WIDTH; c += 4) {
-            __m256d x = _mm256_cvtepi32_pd(_mm_cvtepu16_epi32(_mm_loadl_epi64((const __m128i *) (narrow + c))));
-            _mm256_storeu_pd(wide + c, _mm256_fmadd_pd(w, x, _mm256_loadu_pd(wide + c)));
-        }
-    }
 
     static int langid_has_avx2(void) { return 0; }
     #endif
