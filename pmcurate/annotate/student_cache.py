@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ def _plain(value: Any) -> Any:
     """Settings as JSON values: the hyper-parameter grid as dicts."""
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
-    if hasattr(value, "__dataclass_fields__"):
+    if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
     return value
 
