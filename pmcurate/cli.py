@@ -437,12 +437,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 }
 """Each command: its help line, and the function that adds its options to its parser."""
 
-EVERY_COMMAND = "*"
 
-
-def build_parser(command: str = EVERY_COMMAND) -> argparse.ArgumentParser:
-    """The parser of every command, or with ``command``, of that command only: the others keep
-    their name and help line (``pmcurate --help`` lists them all) but not their options, whose
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with ``only``, of that command's options alone: the others
+    keep their name and help line (``pmcurate --help`` lists them all) but not their options, whose
     configs' modules would be imported for nothing."""
     parser = argparse.ArgumentParser(
         prog="pmcurate",
@@ -452,7 +450,7 @@ def build_parser(command: str = EVERY_COMMAND) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help, add) in COMMANDS.items():
         child = sub.add_parser(name, help=help)
-        if command in (EVERY_COMMAND, name):
+        if only in (None, name):
             add(child)
     _add_output_options(parser, top=True)
     return parser
@@ -494,7 +492,7 @@ def _configure_output(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(command_of(argv) or "")
+    parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     if args.verbose and args.quiet:
         parser.error("-v/--verbose and -q/--quiet exclude each other")

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import numpy as np
@@ -609,7 +609,7 @@ def finish(
     info["languages"] = sorted(languages, key=_none_first)
     provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
-    provenance.write_text(facts.provenance_text(info))
+    provenance.write_text(json.dumps(facts.into(info), indent=2, ensure_ascii=False) + "\n")
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
@@ -881,7 +881,7 @@ def _provenance(
             "subset": subset,
             "subset_parameters": subset_info,
             "inputs": inputs,
-            "build_provenance": BuildFacts.PLACE,
+            "build_provenance": None,  # BuildFacts.into
             "annotators": None,
             "student": None,
         },
@@ -890,42 +890,31 @@ def _provenance(
 
 @dataclass(frozen=True)
 class BuildFacts:
-    """What a config's provenance copies from the build: the build's provenance (with the JSON text
-    it takes in the config's file: rendering it is most of the file's cost), the annotators of its
-    labels and its student's report. ``export`` gathers them while the tasks write."""
+    """What a config's provenance copies from the build: the build's provenance, the annotators of
+    its labels and its student's report. ``export`` reads them while the tasks write."""
 
     provenance: Any
-    provenance_json: str
     annotators: list[str]
     student: Any
-
-    PLACE: ClassVar[str] = "\0pmcurate:build_provenance\0"
-    """Where ``provenance_text`` puts the build's provenance (``source.build_provenance``)."""
-    DEPTH: ClassVar[int] = 2
-    """How deep ``source.build_provenance`` is in a config's provenance."""
 
     @classmethod
     def of(cls, plan: ExportPlan) -> BuildFacts:
         labels = "labels" in plan.tables & _READS[get_preset(plan.job.preset).unit]
-        provenance = _read_json(plan.build / "provenance.json")
-        text = json.dumps(provenance, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * cls.DEPTH)
         return cls(
-            provenance,
-            text,
+            _read_json(plan.build / "provenance.json"),
             _annotators(plan.build) if labels else [],
             _read_json(plan.build / "models" / "report.json") if labels else None,
         )
 
-    def provenance_text(self, info: dict[str, Any]) -> str:
-        """``info`` (``_provenance``) with these facts, as JSON text (indented by 2): the build's
-        provenance spliced in as rendered (nested at ``DEPTH``, its lines indented as deep)."""
-        source = info["source"] = {**info["source"], "annotators": self.annotators, "student": self.student}
-        place = json.dumps(self.PLACE)
-        text = json.dumps(info, indent=2, ensure_ascii=False)
-        if text.count(place) != 1:  # the place's name is in the data too: no splicing
-            source["build_provenance"] = self.provenance
-            return json.dumps(info, indent=2, ensure_ascii=False) + "\n"
-        return text.replace(place, self.provenance_json) + "\n"
+    def into(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` (``_provenance``) with these facts in its ``source``, at their places."""
+        source = {
+            **info["source"],
+            "build_provenance": self.provenance,
+            "annotators": self.annotators,
+            "student": self.student,
+        }
+        return {**info, "source": source}
 
 
 def _read_json(path: Path) -> Any:

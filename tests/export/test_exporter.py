@@ -2,40 +2,26 @@
 
 from __future__ import annotations
 
-import json
-
 from pmcurate.export.exporter import BuildFacts
 
 
-def facts(provenance: object) -> BuildFacts:
-    text = json.dumps(provenance, indent=2, ensure_ascii=False).replace("\n", "\n    ")
-    return BuildFacts(provenance, text, ["bench", "gpt"], {"agreement": 0.9})
-
-
-def info(subset_parameters: object = None) -> dict:
-    source = {"build": "b", "subset_parameters": subset_parameters, "build_provenance": BuildFacts.PLACE}
-    return {"config": "default", "source": {**source, "annotators": None, "student": None}}
-
-
-def whole(provenance: object, subset_parameters: object = None) -> str:
-    expected = info(subset_parameters)
-    expected["source"].update(
-        build_provenance=provenance, annotators=["bench", "gpt"], student={"agreement": 0.9}
-    )
-    return json.dumps(expected, indent=2, ensure_ascii=False) + "\n"
-
-
-def test_the_build_provenance_is_spliced_in_as_json_would_nest_it() -> None:
-    provenance = {"tool": {"name": "pmcurate", "packages": ["a", "é"]}, "steps": [], "empty": {}, "n": 1.5}
-    assert facts(provenance).provenance_text(info()) == whole(provenance)
+def test_the_builds_facts_take_their_places_in_the_config_provenance() -> None:
+    info = {
+        "config": "default",
+        "source": {"build": "b", "build_provenance": None, "annotators": None, "student": None, "inputs": {}},
+    }
+    provenance = {"tool": {"name": "pmcurate"}, "steps": []}
+    filled = BuildFacts(provenance, ["bench", "gpt"], {"agreement": 0.9}).into(info)
+    assert filled["source"] == {
+        "build": "b",
+        "build_provenance": provenance,
+        "annotators": ["bench", "gpt"],
+        "student": {"agreement": 0.9},
+        "inputs": {},
+    }
+    assert list(filled["source"]) == list(info["source"])  # the keys keep their order in the file
 
 
 def test_a_build_without_provenance_gives_null() -> None:
-    assert facts(None).provenance_text(info()) == whole(None)
-
-
-def test_data_holding_the_place_name_is_rendered_whole() -> None:
-    provenance = {"steps": [1, 2]}
-    assert facts(provenance).provenance_text(info([BuildFacts.PLACE])) == whole(
-        provenance, [BuildFacts.PLACE]
-    )
+    filled = BuildFacts(None, [], None).into({"source": {"build_provenance": None}})
+    assert filled["source"]["build_provenance"] is None

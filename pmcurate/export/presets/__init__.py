@@ -360,12 +360,10 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
     in a thread beside the paragraphs (Arrow's reads and compute let go of the GIL). A subset's
     text is read last, for its rows only: a subset of a few percent of the paragraphs (clinical
     cases) does not decompress the text of all of them."""
-    late = ("text",) if source.subset else ()  # read for the kept rows only, once they are known
+    narrow = ["paragraph_id", "article_id", "path", "section_title", "section_type", "n_words", "ordinal"]
     with ThreadPoolExecutor(1) as pool:
         others = pool.submit(lambda: (_labels_of(read), _articles_of(read)))
-        wanted = ("paragraph_id", "article_id", "path", "section_title", "text",
-                  "section_type", "n_words", "ordinal")  # fmt: skip
-        p = read("paragraphs", [c for c in wanted if c not in late])
+        p = read("paragraphs", narrow if source.subset else [*narrow, "text"])  # a subset's: below
         labels, articles = others.result()
     joined = []
     if _aligned(p, labels, "paragraph_id"):
@@ -379,11 +377,9 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
         p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
         keys.append(("repeat", "ascending"))
     p = gather(p, pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
-    if late:
-        wide = read("paragraphs", late, p[ROW].combine_chunks())
-        p = p.drop_columns([ROW])
-        for name in late:
-            p = p.append_column(name, wide[name])
+    if source.subset:  # the text of the kept rows only, now they are known
+        text = read("paragraphs", ("text",), p[ROW].combine_chunks())["text"]
+        p = p.drop_columns([ROW]).append_column("text", text)
     indexed = [
         (
             articles.drop_columns(["article_id"]),
