@@ -13,6 +13,7 @@ $(BIN)/python:
 # the compiled modules (JATS walk, language DFA walk) are rebuilt when a source or the build script changes
 $(STAMP): $(BIN)/python pyproject.toml setup.py pmcurate/harvest/_jatswalk.pyx pmcurate/filters/_langid.pyx
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q pmcurate  # bytecode, as pip writes for a regular install
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from build import make_corpus, run, write_manifest
+from build import compile_package, make_corpus, run, write_manifest
 from export import preset_rows, row_groups_of, write_groups
 from lxml import etree
 
@@ -414,6 +414,7 @@ def main() -> None:
         "--work", type=Path, default=ROOT / "build" / "bench-throughput", help="scratch folder"
     )
     args = parser.parse_args()
+    compile_package()
     for n in args.articles:
         load = os.getloadavg()[0]
         print(

@@ -394,16 +394,25 @@ def add_build(build: argparse.ArgumentParser) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from pmcurate import progress
+    from pmcurate.executor import make_executor
     from pmcurate.manifest import load_manifest
-    from pmcurate.pipeline import format_plan, plan_build, run_build
-    from pmcurate.provenance import format_summary, print_dataset
 
     manifest = load_manifest(args.manifest)
     if args.plan:
+        from pmcurate.pipeline import format_plan, plan_build
+
         print(format_plan(plan_build(manifest, args.out, until=args.until, force=args.force)))
         return 0
-    result = run_build(manifest, args.out, executor=args.executor, workers=args.workers,
-                       until=args.until, force=args.force, progress=progress.enabled())  # fmt: skip
+    executor = make_executor(args.executor, args.workers)  # first: its workers' imports overlap ours
+    from pmcurate.pipeline import run_build
+
+    try:
+        result = run_build(manifest, args.out, executor=executor, workers=args.workers,
+                           until=args.until, force=args.force, progress=progress.enabled())  # fmt: skip
+    finally:
+        executor.close()
+    from pmcurate.provenance import format_summary, print_dataset
+
     print(format_summary(result))
     print_dataset(result)
     return 0

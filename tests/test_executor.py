@@ -67,12 +67,43 @@ def test_workers_see_the_environment_of_their_pool_not_the_forkservers(
 
 
 def test_closing_the_last_pool_stops_the_forkserver() -> None:
-    from multiprocessing import forkserver
-
     executor = LocalExecutor(2)
     assert sorted(executor.map(abs, [-1, -2], desc="abs", progress=False)) == [1, 2]
     executor.close()
-    assert forkserver._forkserver._forkserver_pid is None
+    assert _forkserver_pid() is None
+
+
+def _forkserver_pid() -> int | None:
+    from multiprocessing import forkserver
+
+    pid: int | None = forkserver._forkserver._forkserver_pid
+    return pid
+
+
+def test_starting_a_pool_runs_its_forkserver_before_any_task() -> None:
+    executor = LocalExecutor(2)
+    assert _forkserver_pid() is None
+    executor.start()
+    try:
+        assert _forkserver_pid() is not None
+        assert sorted(executor.map(abs, [-1, -2], desc="abs", progress=False)) == [1, 2]
+    finally:
+        executor.close()
+    assert _forkserver_pid() is None
+
+
+def test_one_local_worker_starts_no_forkserver() -> None:
+    executor = LocalExecutor(1)
+    executor.start()
+    assert _forkserver_pid() is None
+
+
+def test_a_local_executor_is_made_started() -> None:
+    executor = make_executor("local", 2)
+    try:
+        assert _forkserver_pid() is not None
+    finally:
+        executor.close()
 
 
 def test_local_pool_returns_every_result() -> None:
