@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib
 import io
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import pickle
@@ -61,6 +63,7 @@ from pmcurate.errors import Fatal
 
 T = TypeVar("T")
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
 WORKER_ENV = {"POLARS_MAX_THREADS": "1"}
@@ -142,6 +145,20 @@ class LocalExecutor:
             self._ensure_pool()
             forkserver.ensure_running()
 
+    def warm(self, modules: Sequence[str]) -> list[Future[int]]:
+        """Have the pool's workers import ``modules`` now, without waiting: one task per worker, which
+        an idle worker runs while this process does work of its own (a worker still busy imports them
+        at its first task that needs them, as it would have). Polars is imported this way, never by
+        the forkserver (``WORKER_PRELOAD``). The futures (of the workers' pids) are returned; a failed
+        import is logged, and fails again in the first task that needs the module."""
+        if self.workers == 1:
+            return []
+        pool = self._ensure_pool()
+        futures = [pool.submit(_import, tuple(modules)) for _ in range(self.workers)]
+        for future in futures:
+            future.add_done_callback(_log_failed_import)
+        return futures
+
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # a forkserver, not fork: forking a process that has Polars' thread pool running can deadlock
@@ -175,6 +192,17 @@ def _stop_forkserver() -> None:
     stop = getattr(forkserver._forkserver, "_stop", None)  # private, in every Python since 3.8
     if stop is not None:
         stop()
+
+
+def _import(modules: tuple[str, ...]) -> int:
+    for module in modules:
+        importlib.import_module(module)
+    return os.getpid()
+
+
+def _log_failed_import(future: Future[int]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a worker could not import ahead of its tasks: %s", future.exception())
 
 
 def _init_worker(environ: dict[str, str]) -> None:

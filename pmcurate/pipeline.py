@@ -46,6 +46,7 @@ from typing import Any
 from pmcurate import schema
 from pmcurate.executor import (
     Executor,
+    LocalExecutor,
     UrlBuildExecutor,
     locate_build,
     make_executor,
@@ -254,9 +255,17 @@ def _stage_annotate(ctx: _Context) -> None:
         raise BuildError(
             f"annotate: {schema.table_dir(ctx.build, 'paragraphs')} has no shards; harvest found nothing"
         )
+    if isinstance(ctx.executor, LocalExecutor):
+        ctx.executor.warm(TASK_IMPORTS)
     for step in annotate_steps(ctx.manifest):
         ctx.run(step)
     _apply(ctx)
+
+
+TASK_IMPORTS = ("pmcurate.annotate.apply_steps", "pmcurate.filters.engine")
+"""What the tasks of ``annotate:apply`` and of the subsets import first (Polars, DuckDB: ~0.25 CPU-s a
+worker): the pool's workers import them while this process trains the students, with the cores
+otherwise idle when the students come from the cache."""
 
 
 def annotate_steps(manifest: Manifest) -> list[Step[Any, Any]]:

@@ -106,6 +106,27 @@ def test_a_local_executor_is_made_started() -> None:
         executor.close()
 
 
+def test_warming_imports_the_modules_in_the_workers_not_here() -> None:
+    assert "colorsys" not in sys.modules
+    executor = LocalExecutor(2)
+    try:
+        pids = [future.result() for future in executor.warm(["colorsys"])]
+        imported = set(executor.map(_imported_colorsys, [0, 1], desc="probe", progress=False))
+    finally:
+        executor.close()
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert "colorsys" not in sys.modules and True in imported
+
+
+def _imported_colorsys(_: int) -> bool:
+    return "colorsys" in sys.modules
+
+
+def test_warming_one_local_worker_imports_nothing() -> None:
+    assert LocalExecutor(1).warm(["colorsys"]) == []
+    assert "colorsys" not in sys.modules
+
+
 def test_local_pool_returns_every_result() -> None:
     executor = LocalExecutor(2)
     try:
