@@ -48,6 +48,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import signal
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
@@ -107,6 +108,8 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
+        self._used = False
+        """Whether any task was sent to the pool (a started pool may have had none)."""
 
     def map(
         self,
@@ -124,6 +127,7 @@ class LocalExecutor:
                     bar.update(1)
                 return
             pool = self._ensure_pool()
+            self._used = True
             pending: set[Future[R]] = {pool.submit(fn, item) for item in items}
             try:
                 while pending:
@@ -154,6 +158,7 @@ class LocalExecutor:
         if self.workers == 1:
             return []
         pool = self._ensure_pool()
+        self._used = True
         futures = [pool.submit(_import, tuple(modules)) for _ in range(self.workers)]
         for future in futures:
             future.add_done_callback(_log_failed_import)
@@ -176,22 +181,28 @@ class LocalExecutor:
             self._pool = None
             _pools.discard(id(self))
             if not _pools:
-                _stop_forkserver()
+                _stop_forkserver(at_once=not self._used)
 
 
 _pools: set[int] = set()
 """The local executors whose pool is open: the forkserver stops when the last one closes."""
 
 
-def _stop_forkserver() -> None:
+def _stop_forkserver(*, at_once: bool = False) -> None:
     """Stop the forkserver and wait for it, as a finished pool waits for its workers: it holds the
     preloaded modules' memory, and its CPU time (its workers' too) is then this process's children's,
-    where ``resource.getrusage`` and ``time`` count it."""
+    where ``resource.getrusage`` and ``time`` count it. ``at_once``: no task ever used it (a build
+    with nothing to do), so it is killed, maybe still importing its preload, rather than awaited."""
     from multiprocessing import forkserver
 
-    stop = getattr(forkserver._forkserver, "_stop", None)  # private, in every Python since 3.8
-    if stop is not None:
-        stop()
+    server = forkserver._forkserver
+    stop = getattr(server, "_stop", None)  # private, in every Python since 3.8
+    if stop is None:
+        return
+    pid = getattr(server, "_forkserver_pid", None)
+    if at_once and pid is not None:
+        os.kill(pid, signal.SIGKILL)
+    stop()
 
 
 def _import(modules: tuple[str, ...]) -> int:

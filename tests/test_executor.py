@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,24 @@ def test_starting_a_pool_runs_its_forkserver_before_any_task() -> None:
     finally:
         executor.close()
     assert _forkserver_pid() is None
+
+
+def test_closing_a_started_pool_that_ran_nothing_does_not_wait_for_its_preload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The forkserver would import ``WORKER_PRELOAD`` before it notices it is stopped: a build with
+    nothing to do must not wait for that."""
+    monkeypatch.setattr("pmcurate.executor.WORKER_PRELOAD", ("tests.slow_import",))
+    executor = LocalExecutor(2)
+    executor.start()
+    pid = _forkserver_pid()
+    closing = threading.Thread(target=executor.close, daemon=True)
+    closing.start()
+    closing.join(timeout=120)  # a guard: the kill takes milliseconds; waiting would take forever
+    assert not closing.is_alive()
+    assert pid is not None and _forkserver_pid() is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def test_one_local_worker_starts_no_forkserver() -> None:
