@@ -54,6 +54,7 @@ from pmcurate.export.presets import (
     Preset,
     Source,
     check_source,
+    gather,
     get_preset,
     license_group_sql,
 )
@@ -407,10 +408,10 @@ def _arrow_plan(build: Path, preset: Preset, source: Source, split_by: str) -> t
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
     selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
     reader = _ColumnReader(build, selection)
-    licenses = preset.licenses_arrow(reader.read, source)
+    licenses = preset.licenses_arrow(reader, source)
     counted = pc.value_counts(_split_of(licenses, split_by)).to_pylist()
     counts = sorted((item["values"], item["counts"]) for item in counted)
-    empty = preset.rows_arrow(reader.read_empty, source)
+    empty = preset.rows_arrow(reader.read_empty(), source)
     arrow_schema = normalized_schema(empty.select(_visible(empty)).table().schema)
     return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, arrow_schema
 
@@ -439,7 +440,7 @@ class ArrowRows:
     def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
         assert preset.rows_arrow is not None  # _arrow_path
         selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
-        rows = preset.rows_arrow(_ColumnReader(build, selection).read, source)
+        rows = preset.rows_arrow(_ColumnReader(build, selection), source)
         return cls(rows.select(_visible(rows)), _split_of(rows.column(preset.license_column), split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
@@ -481,71 +482,126 @@ class _ColumnReader:
     """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
     null where a shard lacks a column (an older shard), as DuckDB's views read them by name.
     ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
-    none. Each shard's footer is read once, however many reads."""
+    none. Each shard's footer is read once, however many reads. ``empty``: the reader of no rows
+    (``read_empty``)."""
 
-    def __init__(self, build: Path, selection: list[Path] | None = None) -> None:
+    def __init__(self, build: Path, selection: list[Path] | None = None, *, empty: bool = False) -> None:
         self.build = build
         self.selection = selection
+        self.empty = empty
         self._footers: dict[Path, pq.FileMetaData] = {}
 
-    def read(self, name: str, columns: Sequence[str], rows: pa.Array | None = None) -> pa.Table:
-        if rows is not None:
-            return self._read_rows(name, columns, rows)
-        return self._read(name, columns, empty=False)
-
-    def read_empty(self, name: str, columns: Sequence[str], rows: pa.Array | None = None) -> pa.Table:
-        """``read`` of no rows (whatever ``rows``): the columns as the shards' schemas have them
-        (their footers only)."""
-        return self._read(name, columns, empty=True)
-
-    def _read(self, name: str, columns: Sequence[str], *, empty: bool) -> pa.Table:
+    def __call__(self, name: str, columns: Sequence[str]) -> pa.Table:
         tables = []
-        for path in self._paths(name):
-            footer = self._footer(path)
-            file_schema = footer.schema.to_arrow_schema()
-            present = [c for c in columns if c in file_schema.names]
-            if empty:
-                table = file_schema.empty_table().select(present)
-            else:
-                with pq.ParquetFile(path, metadata=footer) as shard:
-                    table = shard.read(columns=present)
-            if name == SELECTION and "repeat" in columns and "repeat" not in present:
+        for path in self.paths(name):
+            table = self._empty_shard(path, columns) if self.empty else self.read_shard(path, columns)
+            if name == SELECTION and "repeat" in columns and "repeat" not in table.column_names:
                 table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
             tables.append(table)
         return pa.concat_tables(tables, promote_options="default").select(list(columns))
 
-    def _read_rows(self, name: str, columns: Sequence[str], rows: pa.Array) -> pa.Table:
-        """``columns`` of the rows numbered ``rows``, in that order: only the shards that hold one
-        of them are read."""
-        wanted = rows.to_numpy()
-        order = np.argsort(wanted, kind="stable")
-        ascending = wanted[order]
-        tables, start = [], 0
-        for path in self._paths(name):
-            footer = self._footer(path)
-            stop = start + footer.num_rows
-            lo, hi = np.searchsorted(ascending, [start, stop])
-            if lo < hi:
-                present = [c for c in columns if c in footer.schema.to_arrow_schema().names]
-                with pq.ParquetFile(path, metadata=footer) as shard:
-                    table = shard.read(columns=present)
-                tables.append(table.take(pa.array(ascending[lo:hi] - start)))
-            start = stop
-        if not tables:
-            return self._read(name, columns, empty=True)
-        found = pa.concat_tables(tables, promote_options="default").select(list(columns))
-        return found.take(pa.array(np.argsort(order, kind="stable")))
+    def late(self, name: str, columns: Sequence[str], rows: pa.Array) -> _LateRows:
+        return _LateRows(self, name, tuple(columns), rows)
+
+    def read_empty(self) -> _ColumnReader:
+        """This reader, reading no rows: the columns as the shards' schemas have them (their footers
+        only)."""
+        reader = _ColumnReader(self.build, self.selection, empty=True)
+        reader._footers = self._footers
+        return reader
+
+    def read_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
+        """The columns of one shard that it has."""
+        footer = self._footer(path)
+        present = [c for c in columns if c in footer.schema.to_arrow_schema().names]
+        with pq.ParquetFile(path, metadata=footer) as shard:
+            return shard.read(columns=present)
+
+    def _empty_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
+        file_schema = self._footer(path).schema.to_arrow_schema()
+        return file_schema.empty_table().select([c for c in columns if c in file_schema.names])
 
     def rows(self, name: str) -> int:
-        return sum(self._footer(path).num_rows for path in self._paths(name))
+        return sum(self._footer(path).num_rows for path in self.paths(name))
+
+    def starts(self, name: str) -> np.ndarray:
+        """The number of each shard's first row (and, last, the table's rows)."""
+        counts = [self._footer(path).num_rows for path in self.paths(name)]
+        return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
     def _footer(self, path: Path) -> pq.FileMetaData:
         if path not in self._footers:
             self._footers[path] = pq.read_metadata(path)
         return self._footers[path]
 
-    def _paths(self, name: str) -> list[Path]:
+    def paths(self, name: str) -> list[Path]:
         return (self.selection or []) if name == SELECTION else schema.shard_paths(self.build, name)
+
+
+class _LateRows:
+    """``presets.LateRows``: ``columns`` of the rows of table ``name`` numbered ``rows`` (null: a
+    row of nulls), read as ranges of them are asked for. A shard is read once, when a range first
+    needs it, and let go after the range that needs it last (ranges asked for in order, as the
+    export's batches are): rows in the order of the shards hold a shard or two at a time."""
+
+    def __init__(self, reader: _ColumnReader, name: str, columns: tuple[str, ...], rows: pa.Array) -> None:
+        self.reader = reader
+        self.name = name
+        self.columns = columns
+        self.rows = rows
+        self._shards: dict[int, pa.Table] = {}
+        self._last: np.ndarray | None = None
+
+    def take(self, indices: pa.Array) -> _LateRows:
+        return _LateRows(self.reader, self.name, self.columns, self.rows.take(indices))
+
+    def table(self, start: int, length: int) -> pa.Table:
+        rows = self.rows.slice(start, length)
+        empty = self._empty
+        if self.reader.empty or not len(rows):
+            return empty
+        starts = self._starts
+        valid = np.asarray(rows.is_valid(), dtype=bool)
+        numbers = rows.fill_null(0).to_numpy()
+        shard_of = np.searchsorted(starts, numbers, "right") - 1
+        needed = np.unique(shard_of[valid])
+        tables = [self._shard(int(index)) for index in needed]
+        offsets = np.zeros(len(starts), dtype=np.int64)  # where each needed shard starts in found
+        offsets[needed] = np.cumsum([0] + [table.num_rows for table in tables])[:-1]
+        local = numbers - starts[shard_of] + offsets[shard_of]
+        found = pa.concat_tables([empty, *tables])
+        self._let_go(start + len(rows))
+        if valid.all():
+            return gather(found, pa.array(local))
+        return found.take(pa.array(local, mask=~valid))
+
+    @functools.cached_property
+    def _empty(self) -> pa.Table:
+        return self.reader.read_empty()(self.name, self.columns)
+
+    @functools.cached_property
+    def _starts(self) -> np.ndarray:
+        return self.reader.starts(self.name)
+
+    def _shard(self, index: int) -> pa.Table:
+        """Shard ``index``'s columns, with nulls for those it lacks (kept until ``_let_go``)."""
+        if index not in self._shards:
+            table = self.reader.read_shard(self.reader.paths(self.name)[index], self.columns)
+            for field_ in self._empty.schema:
+                if field_.name not in table.column_names:
+                    table = table.append_column(field_, pa.nulls(table.num_rows, field_.type))
+            self._shards[index] = table.select(list(self.columns))
+        return self._shards[index]
+
+    def _let_go(self, end: int) -> None:
+        """Forget the shards that no row from ``end`` on needs."""
+        if self._last is None:
+            numbers = self.rows.drop_null().to_numpy()
+            positions = np.flatnonzero(np.asarray(self.rows.is_valid(), dtype=bool))
+            self._last = np.full(len(self._starts) - 1, -1, dtype=np.int64)
+            np.maximum.at(self._last, np.searchsorted(self._starts, numbers, "right") - 1, positions)
+        for index in [i for i in self._shards if self._last[i] < end]:
+            del self._shards[index]
 
 
 def finish(

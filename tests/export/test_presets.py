@@ -173,7 +173,7 @@ def arrow_rows(build: Path, name: str, source: Source) -> pa.Table:
     preset = get_preset(name)
     assert preset.rows_arrow is not None
     selection = sorted((build / "subsets" / source.subset).glob("*.parquet")) if source.subset else None
-    return preset.rows_arrow(_ColumnReader(build, selection).read, source).table()
+    return preset.rows_arrow(_ColumnReader(build, selection), source).table()
 
 
 def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:
@@ -212,28 +212,59 @@ def test_arrow_reader_gives_nulls_where_an_older_shard_lacks_a_column(tmp_path: 
     folder = schema.table_dir(tmp_path, "labels")
     schema.write_shard(pa.table({"paragraph_id": ["a"], "annotator": ["x"]}), folder / "000000001.parquet")
     schema.write_shard(pa.table({"paragraph_id": ["b"]}), folder / "000000000.parquet")
-    table = _ColumnReader(tmp_path).read("labels", ["paragraph_id", "annotator"])
+    table = _ColumnReader(tmp_path)("labels", ["paragraph_id", "annotator"])
     assert table.to_pylist() == [
         {"paragraph_id": "b", "annotator": None},
         {"paragraph_id": "a", "annotator": "x"},
     ]
 
 
-def test_arrow_reader_reads_rows_by_number_in_their_order_from_the_shards_holding_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    folder = schema.table_dir(tmp_path, "paragraphs")
-    for shard in range(3):
-        numbers = range(shard * 4, shard * 4 + 4)
+def write_numbered_paragraphs(build: Path, shards: int, rows: int) -> None:
+    """``shards`` paragraph shards of ``rows`` rows, ``p0``… numbered through them all."""
+    folder = schema.table_dir(build, "paragraphs")
+    for shard in range(shards):
+        numbers = range(shard * rows, shard * rows + rows)
         table = pa.table({"paragraph_id": [f"p{i}" for i in numbers], "text": [f"text {i}" for i in numbers]})
         schema.write_shard(table, folder / f"{shard:09d}.parquet")
-    whole = _ColumnReader(tmp_path).read("paragraphs", ["text", "paragraph_id"])
+
+
+def count_shard_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     read, shards_read = pq.ParquetFile.read, []
     monkeypatch.setattr(pq.ParquetFile, "read", lambda self, **kw: shards_read.append(1) or read(self, **kw))
+    return shards_read
+
+
+def test_late_rows_are_read_by_number_in_their_order_from_the_shards_holding_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_numbered_paragraphs(tmp_path, 3, 4)
+    whole = _ColumnReader(tmp_path)("paragraphs", ["text", "paragraph_id"])
+    shards_read = count_shard_reads(monkeypatch)
     rows = pa.array([9, 0, 10, 2, 9], pa.int64())
-    table = _ColumnReader(tmp_path).read("paragraphs", ["text", "paragraph_id"], rows)
+    table = _ColumnReader(tmp_path).late("paragraphs", ["text", "paragraph_id"], rows).table(0, len(rows))
     assert table.equals(whole.take(rows))
     assert len(shards_read) == 2
+
+
+def test_late_rows_read_each_shard_once_as_ranges_go_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_numbered_paragraphs(tmp_path, 3, 4)
+    whole = _ColumnReader(tmp_path)("paragraphs", ["text"])
+    shards_read = count_shard_reads(monkeypatch)
+    rows = pa.array([0, 1, 4, 2, 3, 5, None, 8, 9, 6, 10, 11], pa.int64())
+    late = _ColumnReader(tmp_path).late("paragraphs", ["text"], rows)
+    got = pa.concat_tables([late.table(start, 3) for start in range(0, len(rows), 3)])
+    assert got.equals(whole.take(rows))
+    assert len(shards_read) == 3
+
+
+def test_late_rows_read_again_a_shard_let_go_when_asked_out_of_order(tmp_path: Path) -> None:
+    write_numbered_paragraphs(tmp_path, 2, 4)
+    whole = _ColumnReader(tmp_path)("paragraphs", ["text"])
+    late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(8), pa.int64()))
+    assert late.table(0, 8).equals(whole)
+    assert late.table(1, 2).equals(whole.slice(1, 2))
 
 
 def test_biomed_enriched_arrow_rows_of_a_subset_are_the_sql_rows(subset_build: Path) -> None:
@@ -251,7 +282,7 @@ def test_biomed_enriched_licenses_are_those_of_its_rows(subset_build: Path) -> N
         (Source(has_labels=True, has_paragraphs=True, subset="results"), "results"),
     ):
         files = sorted((subset_build / "subsets" / selection).glob("*.parquet")) if selection else None
-        licenses = preset.licenses_arrow(_ColumnReader(subset_build, files).read, source)
+        licenses = preset.licenses_arrow(_ColumnReader(subset_build, files), source)
         rows = arrow_rows(subset_build, "biomed-enriched", source)
         assert sorted(licenses.to_pylist(), key=str) == sorted(rows["license_type"].to_pylist(), key=str)
 
@@ -260,7 +291,7 @@ def test_joined_rows_gather_any_range_and_order_as_the_whole_table_would(build: 
     preset = get_preset("biomed-enriched")
     assert preset.rows_arrow is not None
     source = Source(has_labels=True, has_paragraphs=True, subset=None)
-    rows = preset.rows_arrow(_ColumnReader(build).read, source)
+    rows = preset.rows_arrow(_ColumnReader(build), source)
     whole = rows.table()
     assert rows.table(5, 7).equals(whole.slice(5, 7))
     order = pa.array(list(range(whole.num_rows - 1, -1, -3)), pa.int64())
@@ -271,8 +302,8 @@ def test_joined_rows_gather_any_range_and_order_as_the_whole_table_would(build: 
 def test_empty_reads_have_the_columns_of_full_reads(build: Path) -> None:
     reader = _ColumnReader(build)
     columns = ("paragraph_id", "domain_scores", "annotator")
-    empty = reader.read_empty("labels", columns)
-    assert empty.num_rows == 0 and empty.schema == reader.read("labels", columns).schema
+    empty = reader.read_empty()("labels", columns)
+    assert empty.num_rows == 0 and empty.schema == reader("labels", columns).schema
 
 
 def test_a_task_of_some_splits_gets_their_rows_split_by_split(build: Path) -> None:

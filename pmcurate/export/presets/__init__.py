@@ -72,13 +72,28 @@ class Source:
     subset: str | None
 
 
+class LateRows(Protocol):
+    """Columns of some rows of a table, read when a range of them is asked for (``Read.late``)."""
+
+    def take(self, indices: pa.Array) -> LateRows:
+        """The rows at ``indices`` (nothing read)."""
+        ...
+
+    def table(self, start: int, length: int) -> pa.Table:
+        """The columns of rows ``start`` to ``start + length``."""
+        ...
+
+
 class Read(Protocol):
     """``read(table, columns)``: those columns of a build table, every row (the exporter's reader);
-    ``read(table, columns, rows)``: of the rows numbered ``rows`` only (0 the first row of the
-    table's first shard), in that order; ``read(SELECTION, (key, "repeat"))``: the subset's keys and
-    repeat index, when there is a subset."""
+    ``read(SELECTION, (key, "repeat"))``: the subset's keys and repeat index, when there is a subset;
+    ``read.late(table, columns, rows)``: those columns of the rows numbered ``rows`` (0 the first row
+    of the table's first shard, null for a row of nulls), read a range at a time as they are
+    gathered: each shard once, kept while rows to come need it."""
 
-    def __call__(self, name: str, columns: Sequence[str], rows: pa.Array | None = None) -> pa.Table: ...
+    def __call__(self, name: str, columns: Sequence[str]) -> pa.Table: ...
+
+    def late(self, name: str, columns: Sequence[str], rows: pa.Array) -> LateRows: ...
 
 
 SELECTION = "selection"
@@ -253,20 +268,36 @@ def author_names(authors: pa.ChunkedArray) -> pa.Array:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """``LateRows`` whose ranges go through ``derive`` as they are read (a label's score lists)."""
+
+    rows: LateRows
+    derive: Callable[[pa.Table], pa.Table]
+
+    def take(self, indices: pa.Array) -> Derived:
+        return Derived(self.rows.take(indices), self.derive)
+
+    def table(self, start: int, length: int) -> pa.Table:
+        return self.derive(self.rows.table(start, length))
+
+
+@dataclass(frozen=True)
 class JoinedRows:
     """A preset's rows before their columns are gathered: the ``base`` rows in the preset's order,
-    the row of each ``joined`` table that every base row joins (a null index: none), and the
-    exported columns, each named after the base or joined column it is.
+    the row of each ``joined`` table that every base row joins (a null index: none), the ``late``
+    columns, read from the build only as their rows are gathered, and the exported columns, each
+    named after the base, joined or late column it is.
 
-    ``table`` gathers a range of rows at a time, so an export gathers each batch in the thread that
-    cuts row groups, beside the writer, and never holds the joined rows whole; ``take`` reorders or
-    filters the rows by moving indices, not the joined columns.
+    ``table`` gathers a range of rows at a time, so an export gathers — and reads the late columns
+    of — each batch in the thread that cuts row groups, beside the writer, and never holds the
+    joined rows whole; ``take`` reorders or filters the rows by moving indices, not the columns.
     """
 
     base: pa.Table
     joined: tuple[tuple[pa.Table, pa.Array], ...]
     columns: tuple[tuple[str, str], ...]
-    """(exported name, name of a column of ``base`` or of one ``joined`` table)."""
+    """(exported name, name of a column of ``base``, of one ``joined`` table or of one ``late``)."""
+    late: tuple[LateRows, ...] = ()
 
     @property
     def num_rows(self) -> int:
@@ -275,15 +306,22 @@ class JoinedRows:
     def take(self, indices: pa.Array) -> JoinedRows:
         """The rows at ``indices`` (``table.take``)."""
         joined = tuple((table, index.take(indices)) for table, index in self.joined)
-        return JoinedRows(gather(self.base, indices), joined, self.columns)
+        late = tuple(rows.take(indices) for rows in self.late)
+        return JoinedRows(gather(self.base, indices), joined, self.columns, late)
 
     def column(self, name: str) -> pa.ChunkedArray:
-        """Exported column ``name`` for every row (a joined one gathered alone)."""
+        """Exported column ``name`` for every row (a joined one gathered alone; a late one read)."""
         source = dict(self.columns)[name]
         if source in self.base.column_names:
             return self.base.column(source)
-        table, index = next((t, i) for t, i in self.joined if source in t.column_names)
-        return table.column(source).take(index)
+        for table, index in self.joined:
+            if source in table.column_names:
+                return table.column(source).take(index)
+        return next(
+            table.column(source)
+            for table in (rows.table(0, self.num_rows) for rows in self.late)
+            if source in table.column_names
+        )
 
     def select(self, names: Sequence[str]) -> JoinedRows:
         """These rows with only the exported columns ``names``."""
@@ -296,6 +334,9 @@ class JoinedRows:
         found = dict(zip(base.column_names, base.columns, strict=True))
         for table, index in self.joined:
             rows = table.take(index.slice(start, base.num_rows))
+            found.update(zip(rows.column_names, rows.columns, strict=True))
+        for late in self.late:
+            rows = late.table(start, base.num_rows)
             found.update(zip(rows.column_names, rows.columns, strict=True))
         return pa.table({name: found[source] for name, source in self.columns})
 
@@ -319,18 +360,28 @@ def _articles_of(read: Read) -> pa.Table:
     return articles.append_column("language_score", pa.nulls(articles.num_rows, pa.float64()))
 
 
-def _labels_of(read: Read) -> pa.Table:
-    """The label columns of ``biomed_enriched_sql``, one row per label."""
-    labels = read("labels", ("paragraph_id", "educational_score", "domain", "document_type", "domain_scores",
-                            "document_type_scores", "annotator")).combine_chunks()  # fmt: skip
+BIOMED_LABEL_COLUMNS = (
+    "educational_score",
+    "domain",
+    "document_type",
+    "domain_scores",
+    "document_type_scores",
+    "annotator",
+)
+"""The columns of the labels table ``biomed_enriched_sql`` reads (``_label_columns_of`` derives them)."""
+
+
+def _label_columns_of(labels: pa.Table) -> pa.Table:
+    """The label columns of ``biomed_enriched_sql`` from those of the labels table
+    (``BIOMED_LABEL_COLUMNS``): score structs as lists, the score as a double, each name prefixed."""
+    labels = labels.combine_chunks()
     for column, names in (("domain_scores", schema.DOMAINS), ("document_type_scores", schema.DOCUMENT_TYPES)):
         index = labels.schema.get_field_index(column)
         labels = labels.set_column(index, column, score_list(labels[column], names))
     index = labels.schema.get_field_index("educational_score")
     score = labels["educational_score"].cast(pa.float64())
-    return labels.set_column(index, "educational_score", score).rename_columns(
-        [name if name == "paragraph_id" else f"label_{name}" for name in labels.column_names]
-    )
+    labels = labels.set_column(index, "educational_score", score)
+    return labels.rename_columns([f"label_{name}" for name in labels.column_names])
 
 
 BIOMED_ENRICHED_COLUMNS = (
@@ -349,52 +400,50 @@ BIOMED_ENRICHED_COLUMNS = (
 
 
 ROW = "__row"
-"""The row number of a paragraph in its table, kept while a subset's rows are chosen."""
+"""The row number of a paragraph in its table, kept while the rows are chosen and sorted: the late
+columns are read by it."""
+
+
+LATE_PARAGRAPH_COLUMNS = ("path", "section_title", "section_type", "n_words", "text")
+"""The paragraph columns of ``biomed_enriched_sql`` read as their rows are gathered (``Read.late``)."""
 
 
 def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
-    """``biomed_enriched_sql`` over whole tables, with Arrow: the paragraphs sorted first, so that
-    every column is gathered once, in order; article and label columns are derived on their own
-    (small) tables and joined by index. Labels written row for row beside their paragraphs are
-    added to them as they are, without a join. The label and article tables are read and derived
-    in a thread beside the paragraphs (Arrow's reads and compute let go of the GIL). A subset's
-    text is read last, for its rows only: a subset of a few percent of the paragraphs (clinical
-    cases) does not decompress the text of all of them."""
-    narrow = ["paragraph_id", "article_id", "path", "section_title", "section_type", "n_words", "ordinal"]
+    """``biomed_enriched_sql`` over whole tables, with Arrow. Only what orders and joins the rows is
+    read first (the paragraphs' keys, the labels' paragraph ids, the articles, in a thread beside
+    the paragraphs: Arrow's reads let go of the GIL); the paragraphs sorted, article columns are
+    derived on their (small) table and joined by index. The other paragraph columns (the text)
+    and the label columns are late (``Read.late``): read by row number as the export gathers each
+    batch, in the thread beside the writer, so that reading them overlaps writing, and a subset of
+    a few percent of the paragraphs (clinical cases) does not decompress the text of all of them.
+    Labels written row for row beside their paragraphs are read by the paragraphs' row numbers,
+    without a join."""
     with ThreadPoolExecutor(1) as pool:
-        others = pool.submit(lambda: (_labels_of(read), _articles_of(read)))
-        p = read("paragraphs", narrow if source.subset else [*narrow, "text"])  # a subset's: below
+        others = pool.submit(lambda: (read("labels", ("paragraph_id",)), _articles_of(read)))
+        p = read("paragraphs", ("paragraph_id", "article_id", "ordinal"))
         labels, articles = others.result()
-    joined = []
-    if _aligned(p, labels, "paragraph_id"):
-        for name in labels.column_names[1:]:
-            p = p.append_column(name, labels.column(name))
-    else:
-        joined.append(labels)
+    aligned = _aligned(p, labels, "paragraph_id")
+    p = p.append_column(ROW, pa.array(np.arange(p.num_rows, dtype=np.int64)))
     keys = [("article_id", "ascending"), ("ordinal", "ascending"), ("paragraph_id", "ascending")]
     if source.subset:
-        p = p.append_column(ROW, pa.array(np.arange(p.num_rows, dtype=np.int64)))
         p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
         keys.append(("repeat", "ascending"))
     p = gather(p, pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
-    if source.subset:  # the text of the kept rows only, now they are known
-        text = read("paragraphs", ("text",), p[ROW].combine_chunks())["text"]
-        p = p.drop_columns([ROW]).append_column("text", text)
-    indexed = [
-        (
-            articles.drop_columns(["article_id"]),
-            pc.index_in(p["article_id"], value_set=articles["article_id"]),
-        )
-    ]
-    indexed += [
-        (
-            table.drop_columns(["paragraph_id"]),
-            pc.index_in(p["paragraph_id"], value_set=table["paragraph_id"]),
-        )
-        for table in joined
-    ]
+    rows = p[ROW].combine_chunks()
+    if aligned:
+        label_rows = rows
+    else:
+        label_rows = pc.index_in(p["paragraph_id"], value_set=labels["paragraph_id"]).combine_chunks()
+    late = (
+        read.late("paragraphs", LATE_PARAGRAPH_COLUMNS, rows),
+        Derived(read.late("labels", BIOMED_LABEL_COLUMNS, label_rows.cast(pa.int64())), _label_columns_of),
+    )
+    joined = (
+        articles.drop_columns(["article_id"]),
+        pc.index_in(p["article_id"], value_set=articles["article_id"]).combine_chunks(),
+    )
     columns = BIOMED_ENRICHED_COLUMNS + ((("repeat", "repeat"),) if source.subset else ())
-    return JoinedRows(p, tuple((t, i.combine_chunks()) for t, i in indexed), columns)
+    return JoinedRows(p.drop_columns([ROW]), (joined,), columns, late)
 
 
 def biomed_enriched_licenses(read: Read, source: Source) -> pa.ChunkedArray:
