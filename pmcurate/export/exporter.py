@@ -408,19 +408,41 @@ def _arrow_plan(build: Path, preset: Preset, source: Source, split_by: str) -> t
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
     selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
     reader = _ColumnReader(build, selection)
-    licenses = preset.licenses_arrow(reader, source)
-    counted = pc.value_counts(_split_of(licenses, split_by)).to_pylist()
-    counts = sorted((item["values"], item["counts"]) for item in counted)
+    split = Splits.of(preset.licenses_arrow(reader, source), split_by)
+    counts = [(name, int(n)) for name, n in zip(split.names, split.counts(), strict=True) if n]
     empty = preset.rows_arrow(reader.read_empty(), source)
     arrow_schema = normalized_schema(empty.select(_visible(empty)).table().schema)
     return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, arrow_schema
 
 
-def _split_of(licenses: pa.ChunkedArray, split_by: str) -> pa.ChunkedArray:
+def _split_of(licenses: pa.Array, split_by: str) -> pa.Array:
     """The split of each row, from its license (``SPLIT_BY_LICENSE``) or ``train``."""
     if split_by == SPLIT_BY_LICENSE:
         return license_group(licenses)
-    return pa.chunked_array([pa.repeat("train", len(licenses))], pa.string())
+    return pa.repeat("train", len(licenses))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The split of each row: ``names`` (sorted) and the index in them of each row's split."""
+
+    names: list[str]
+    codes: np.ndarray
+
+    @classmethod
+    def of(cls, licenses: pa.ChunkedArray | pa.Array, split_by: str) -> Splits:
+        """The splits of rows of ``licenses`` (``_split_of``), each distinct license grouped once."""
+        if isinstance(licenses, pa.ChunkedArray):
+            licenses = licenses.combine_chunks()
+        encoded = pc.dictionary_encode(licenses, null_encoding="encode")
+        groups = _split_of(encoded.dictionary, split_by).to_pylist()
+        names = sorted(set(groups))
+        codes = np.array([names.index(group) for group in groups], dtype=np.int32)
+        return cls(names, codes[encoded.indices.to_numpy()])
+
+    def counts(self) -> np.ndarray:
+        """The rows of each split."""
+        return np.bincount(self.codes, minlength=len(self.names))
 
 
 def _visible(rows: JoinedRows) -> list[str]:
@@ -434,14 +456,14 @@ class ArrowRows:
     their columns are gathered a batch at a time as the writer asks for them."""
 
     rows: JoinedRows
-    split: pa.ChunkedArray
+    split: Splits
 
     @classmethod
     def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
         assert preset.rows_arrow is not None  # _arrow_path
         selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
         rows = preset.rows_arrow(_ColumnReader(build, selection), source)
-        return cls(rows.select(_visible(rows)), _split_of(rows.column(preset.license_column), split_by))
+        return cls(rows.select(_visible(rows)), Splits.of(rows.column(preset.license_column), split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
         """The rows of ``splits`` sorted by split, then the preset's key, in batches of ``BATCH_ROWS``
@@ -449,13 +471,13 @@ class ArrowRows:
 
         The rows come in the preset's order, so a stable sort by split is all that is left, and
         with a single split nothing at all: the indices move, the columns are gathered once."""
-        present = sorted(pc.value_counts(self.split).to_pylist(), key=lambda c: c["values"])
-        counted = [(c["values"], c["counts"]) for c in present if c["values"] in splits]
+        names, codes, counts = self.split.names, self.split.codes, self.split.counts()
+        wanted = [index for index, name in enumerate(names) if name in splits and counts[index]]
+        counted = [(names[index], int(counts[index])) for index in wanted]
         rows = self.rows
-        if len(counted) > 1 or len(counted) < len(present):
-            order = pc.sort_indices(pa.table({"split": self.split}), [("split", "ascending")])
-            wanted = pc.is_in(self.split.take(order), value_set=pa.array(splits, pa.string()))
-            rows = rows.take(order.filter(wanted))
+        if len(wanted) > 1 or len(wanted) < np.count_nonzero(counts):
+            order = np.argsort(codes, kind="stable")
+            rows = rows.take(pa.array(order[np.isin(codes[order], wanted)]))
         schema_ = rows.table(0, 0).schema.append(pa.field("__split", pa.string()))
         return pa.RecordBatchReader.from_batches(schema_, _split_batches(rows, counted))
 
@@ -471,7 +493,7 @@ def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator
         start += n
 
 
-def license_group(licenses: pa.ChunkedArray) -> pa.ChunkedArray:
+def license_group(licenses: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """``license_group_sql`` with Arrow: ``commercial``, ``noncommercial`` or ``other``."""
     commercial = pc.is_in(licenses, pa.array(sorted(schema.COMMERCIAL_LICENSES), pa.string()))
     noncommercial = pc.is_in(licenses, pa.array(sorted(schema.NONCOMMERCIAL_LICENSES), pa.string()))
@@ -1007,9 +1029,32 @@ def _table_checksum(build: Path, name: str, file_sha256: Callable[[Path], str]) 
 
 
 def _annotators(build: Path) -> list[str]:
-    """The distinct annotators of the build's labels, sorted."""
-    paths = schema.shard_paths(build, "labels")
-    if not paths:
-        return []
-    values = pa.concat_tables([pq.read_table(path, columns=["annotator"]) for path in paths])
-    return sorted(pc.unique(values.column("annotator").drop_null()).to_pylist())
+    """The distinct annotators of the build's labels, sorted: from each shard's statistics where
+    they tell them (``_stated_values``), else from its values."""
+    found: set[str] = set()
+    for path in schema.shard_paths(build, "labels"):
+        stated = _stated_values(pq.read_metadata(path), "annotator")
+        if stated is None:
+            column = pq.read_table(path, columns=["annotator"]).column("annotator")
+            stated = set(pc.unique(column.drop_null()).to_pylist())
+        found |= stated
+    return sorted(found)
+
+
+def _stated_values(metadata: pq.FileMetaData, column: str) -> set[Any] | None:
+    """The distinct non-null values of ``column`` in a shard, as its statistics tell them: each row
+    group all nulls or one value (its minimum is its maximum: a writer that truncates them never
+    makes them equal); ``None`` when they do not tell (no statistics, several values)."""
+    values = set()
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        chunks = [group.column(i) for i in range(group.num_columns)]
+        stats = next((c.statistics for c in chunks if c.path_in_schema == column), None)
+        if stats is None or not stats.has_null_count:
+            return None
+        if stats.null_count == group.num_rows:
+            continue
+        if not stats.has_min_max or stats.min != stats.max:
+            return None
+        values.add(stats.min)
+    return values

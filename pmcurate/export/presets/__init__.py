@@ -232,12 +232,6 @@ def select(table: pa.Table, selection: pa.Table, key: str) -> pa.Table:
     return table.take(found.filter(kept)).append_column("repeat", selection.column("repeat").filter(kept))
 
 
-def left_join(keys: pa.ChunkedArray | pa.Array, table: pa.Table, key: str) -> pa.Table:
-    """The rows of ``table`` whose ``key`` equals each of ``keys``, null rows where none (a LEFT
-    JOIN on a unique key, as the SQL's joins with articles and labels)."""
-    return table.take(pc.index_in(keys, value_set=table.column(key)))
-
-
 def article_url(articles: pa.Table) -> pa.ChunkedArray:
     """``ARTICLE_URL`` of each article."""
     pmc = pc.binary_join_element_wise("https://pmc.ncbi.nlm.nih.gov/articles/", articles["pmcid"], "/", "")
@@ -452,7 +446,8 @@ def biomed_enriched_licenses(read: Read, source: Source) -> pa.ChunkedArray:
     p = read("paragraphs", ("paragraph_id", "article_id") if source.subset else ("article_id",))
     if source.subset:
         p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
-    return left_join(p["article_id"], read("articles", ("article_id", "license")), "article_id")["license"]
+    articles = read("articles", ("article_id", "license"))
+    return articles["license"].take(pc.index_in(p["article_id"], value_set=articles["article_id"]))
 
 
 PRESETS: Registry[Preset] = Registry("preset", package=__name__)
