@@ -108,6 +108,8 @@ class ExportResult:
     seconds: float = 0.0
     card_stats: CardStats = field(default_factory=CardStats)
     """What the dataset card counts in the rows written (``export.stats``)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """The config's provenance record, as its file holds it (``provenance/{config}.json``)."""
 
     @property
     def rows(self) -> int:
@@ -687,11 +689,13 @@ def finish(
     info["languages"] = sorted(languages, key=_none_first)
     provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
-    provenance.write_text(json.dumps(facts.into(info), indent=2, ensure_ascii=False) + "\n")
+    result.provenance = facts.into(info)
+    provenance.write_text(json.dumps(result.provenance, indent=2, ensure_ascii=False) + "\n")
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
-        write_dataset_card(plan.out, stats={job.config: result.card_stats})
+        written = {job.config: result.provenance}
+        write_dataset_card(plan.out, stats={job.config: result.card_stats}, written=written)
     return result
 
 
@@ -753,12 +757,34 @@ class _SplitWriter:
 def _check_format(out: Path, config: str, format: Format) -> None:
     """One format per folder: ``datasets`` and the Hub pick a single loader for a whole repository."""
     for path in sorted((out / PROVENANCE_DIR).glob("*.json")):
-        other = json.loads(path.read_text())
-        if other["config"] != config and other["format"] != format:
+        other_config, other_format = _config_and_format(path)
+        if other_config != config and other_format != format:
             raise ExportError(
-                f"{out} already holds {other['format']} config {other['config']!r}: a dataset repository is "
+                f"{out} already holds {other_format} config {other_config!r}: a dataset repository is "
                 f"read with one loader, so export {format} into another folder"
             )
+
+
+_TOP_KEY = re.compile(r'  "(config|format)": ("(?:[^"\\]|\\.)*"),?\n')
+"""A ``config`` or ``format`` line of a provenance file as ``finish`` writes it: a top-level key
+(JSON indented by 2 holds no other line indented by exactly 2; its strings hold no line break)."""
+
+
+def _config_and_format(path: Path) -> tuple[str, str]:
+    """A provenance file's config and format: from its first lines, where ``finish`` writes them
+    (top-level keys, indented by 2, before the bulky ``source``, which holds the build's whole
+    provenance), else from the whole file."""
+    found: dict[str, str] = {}
+    with open(path, encoding="utf-8") as lines:
+        if lines.readline() == "{\n":
+            for line in itertools.islice(lines, 64):
+                key = _TOP_KEY.fullmatch(line)
+                if key is not None:
+                    found[key[1]] = json.loads(key[2])
+                if len(found) == 2:
+                    return found["config"], found["format"]
+    other = json.loads(path.read_text())
+    return other["config"], other["format"]
 
 
 def _nothing_message(preset: Preset, subset: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -9,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
-from pmcurate.export.exporter import BuildFacts, _annotators
+from pmcurate.export.exporter import BuildFacts, _annotators, _config_and_format
 
 
 def test_the_builds_facts_take_their_places_in_the_config_provenance() -> None:
@@ -66,3 +67,16 @@ def test_annotators_are_read_from_a_shard_whose_row_groups_mix_them(
     reads = count_column_reads(monkeypatch)
     assert _annotators(tmp_path) == ["x", "y", "z"]
     assert reads == ["b.parquet"]
+
+
+def test_a_provenance_files_config_and_format_are_read_from_its_head(tmp_path: Path) -> None:
+    record = {"config": 'a "b"', "preset": "p", "task_categories": ["x"], "format": "webdataset"}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({**record, "source": {"format": "parquet"}}, indent=2) + "\n")
+    assert _config_and_format(path) == ('a "b"', "webdataset")
+
+
+def test_a_provenance_file_written_otherwise_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"source": {"config": "inner"}, "config": "c", "format": "parquet"}, indent=4))
+    assert _config_and_format(path) == ("c", "parquet")
