@@ -518,7 +518,7 @@ class _ColumnReader:
     def __call__(self, name: str, columns: Sequence[str]) -> pa.Table:
         tables = []
         for path in self.paths(name):
-            table = self._empty_shard(path, columns) if self.empty else self.read_shard(path, columns)
+            table = self._empty_shard(path, columns) if self.empty else self._read_shard(path, columns)
             if name == SELECTION and "repeat" in columns and "repeat" not in table.column_names:
                 table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
             tables.append(table)
@@ -534,26 +534,26 @@ class _ColumnReader:
         reader._footers = self._footers
         return reader
 
-    def read_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
+    def _read_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
         """The columns of one shard that it has."""
-        footer = self._footer(path)
+        footer = self.footer(path)
         present = [c for c in columns if c in footer.schema.to_arrow_schema().names]
         with pq.ParquetFile(path, metadata=footer) as shard:
             return shard.read(columns=present)
 
     def _empty_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
-        file_schema = self._footer(path).schema.to_arrow_schema()
+        file_schema = self.footer(path).schema.to_arrow_schema()
         return file_schema.empty_table().select([c for c in columns if c in file_schema.names])
 
     def rows(self, name: str) -> int:
-        return sum(self._footer(path).num_rows for path in self.paths(name))
+        return sum(self.footer(path).num_rows for path in self.paths(name))
 
     def starts(self, name: str) -> np.ndarray:
         """The number of each shard's first row (and, last, the table's rows)."""
-        counts = [self._footer(path).num_rows for path in self.paths(name)]
+        counts = [self.footer(path).num_rows for path in self.paths(name)]
         return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
-    def _footer(self, path: Path) -> pq.FileMetaData:
+    def footer(self, path: Path) -> pq.FileMetaData:
         if path not in self._footers:
             self._footers[path] = pq.read_metadata(path)
         return self._footers[path]
@@ -564,16 +564,17 @@ class _ColumnReader:
 
 class _LateRows:
     """``presets.LateRows``: ``columns`` of the rows of table ``name`` numbered ``rows`` (null: a
-    row of nulls), read as ranges of them are asked for. A shard is read once, when a range first
-    needs it, and let go after the range that needs it last (ranges asked for in order, as the
-    export's batches are): rows in the order of the shards hold a shard or two at a time."""
+    row of nulls), read as ranges of them are asked for. A shard is decoded as far as a range needs
+    it (``_ShardRows``), and let go after the range that needs it last (ranges asked for in order,
+    as the export's batches are): rows in the order of the shards hold a shard or two at a time,
+    and the first batch waits for its own rows only, not for its whole shard."""
 
     def __init__(self, reader: _ColumnReader, name: str, columns: tuple[str, ...], rows: pa.Array) -> None:
         self.reader = reader
         self.name = name
         self.columns = columns
         self.rows = rows
-        self._shards: dict[int, pa.Table] = {}
+        self._shards: dict[int, _ShardRows] = {}
         self._last: np.ndarray | None = None
 
     def take(self, indices: pa.Array) -> _LateRows:
@@ -589,7 +590,9 @@ class _LateRows:
         numbers = rows.fill_null(0).to_numpy()
         shard_of = np.searchsorted(starts, numbers, "right") - 1
         needed = np.unique(shard_of[valid])
-        tables = [self._shard(int(index)) for index in needed]
+        ends = np.zeros(len(starts), dtype=np.int64)  # rows of each needed shard read so far
+        np.maximum.at(ends, shard_of[valid], numbers[valid] - starts[shard_of[valid]] + 1)
+        tables = [self._shard(int(index)).head(int(ends[index])) for index in needed]
         offsets = np.zeros(len(starts), dtype=np.int64)  # where each needed shard starts in found
         offsets[needed] = np.cumsum([0] + [table.num_rows for table in tables])[:-1]
         local = numbers - starts[shard_of] + offsets[shard_of]
@@ -607,14 +610,10 @@ class _LateRows:
     def _starts(self) -> np.ndarray:
         return self.reader.starts(self.name)
 
-    def _shard(self, index: int) -> pa.Table:
-        """Shard ``index``'s columns, with nulls for those it lacks (kept until ``_let_go``)."""
+    def _shard(self, index: int) -> _ShardRows:
         if index not in self._shards:
-            table = self.reader.read_shard(self.reader.paths(self.name)[index], self.columns)
-            for field_ in self._empty.schema:
-                if field_.name not in table.column_names:
-                    table = table.append_column(field_, pa.nulls(table.num_rows, field_.type))
-            self._shards[index] = table.select(list(self.columns))
+            path = self.reader.paths(self.name)[index]
+            self._shards[index] = _ShardRows(self.reader, path, self._empty.schema)
         return self._shards[index]
 
     def _let_go(self, end: int) -> None:
@@ -626,6 +625,32 @@ class _LateRows:
             np.maximum.at(self._last, np.searchsorted(self._starts, numbers, "right") - 1, positions)
         for index in [i for i in self._shards if self._last[i] < end]:
             del self._shards[index]
+
+
+class _ShardRows:
+    """The columns of ``arrow_schema`` of one shard, decoded ``BATCH_ROWS`` at a time as far as
+    asked for; null columns for those it lacks (an older shard)."""
+
+    def __init__(self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema) -> None:
+        footer = reader.footer(path)
+        names = footer.schema.to_arrow_schema().names
+        present = [name for name in arrow_schema.names if name in names]
+        self._schema = arrow_schema
+        self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(BATCH_ROWS, columns=present)
+        self._read: list[pa.RecordBatch] = []
+        self._rows = 0
+
+    def head(self, rows: int) -> pa.Table:
+        """The shard's first ``rows`` rows (at least: whole batches)."""
+        while self._rows < rows:
+            batch = next(self._batches)
+            self._read.append(batch)
+            self._rows += batch.num_rows
+        table = pa.Table.from_batches(self._read) if self._read else self._schema.empty_table()
+        for field_ in self._schema:
+            if field_.name not in table.column_names:
+                table = table.append_column(field_, pa.nulls(table.num_rows, field_.type))
+        return table.select(self._schema.names)
 
 
 def finish(

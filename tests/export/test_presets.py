@@ -14,6 +14,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.build import create_view
+from pmcurate.export import exporter
 from pmcurate.export.exporter import (
     ArrowRows,
     ExportError,
@@ -229,8 +230,10 @@ def write_numbered_paragraphs(build: Path, shards: int, rows: int) -> None:
 
 
 def count_shard_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    read, shards_read = pq.ParquetFile.read, []
-    monkeypatch.setattr(pq.ParquetFile, "read", lambda self, **kw: shards_read.append(1) or read(self, **kw))
+    read, shards_read = pq.ParquetFile.iter_batches, []
+    monkeypatch.setattr(
+        pq.ParquetFile, "iter_batches", lambda self, *a, **kw: shards_read.append(1) or read(self, *a, **kw)
+    )
     return shards_read
 
 
@@ -257,6 +260,16 @@ def test_late_rows_read_each_shard_once_as_ranges_go_in_order(
     got = pa.concat_tables([late.table(start, 3) for start in range(0, len(rows), 3)])
     assert got.equals(whole.take(rows))
     assert len(shards_read) == 3
+
+
+def test_late_rows_decode_a_shard_only_as_far_as_the_rows_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_numbered_paragraphs(tmp_path, 1, 12)
+    monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
+    late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(12), pa.int64()))
+    assert late.table(0, 3)["text"].to_pylist() == ["text 0", "text 1", "text 2"]
+    assert late._shards[0]._rows == 4
 
 
 def test_late_rows_read_again_a_shard_let_go_when_asked_out_of_order(tmp_path: Path) -> None:

@@ -21,9 +21,10 @@ Columns whose name starts with ``__`` are for ordering only and are not exported
 
 A preset may also give ``rows_arrow``: the same rows as its SQL, in its order, computed with Arrow
 from the columns it reads — each column gathered once, no round trip of every string through
-DuckDB — as ``JoinedRows`` (its tables and the row indices that join them, gathered a range at a
-time), with ``licenses_arrow``, the license of each of those rows, which an export's plan counts
-its splits by without reading the text. ``tests/export/test_presets.py`` checks that both give
+DuckDB — as ``JoinedRows`` (its tables and the row indices that join them, and its late columns,
+read from the build by row number: both gathered a range at a time), with ``licenses_arrow``, the
+license of each of those rows, which an export's plan counts its splits by without reading the
+text. ``tests/export/test_presets.py`` checks that both give
 the same table.
 
 ``PRESETS`` is the registry of presets by name: the three above, and every module of this package.
