@@ -405,18 +405,19 @@ LATE_PARAGRAPH_COLUMNS = ("path", "section_title", "section_type", "n_words", "t
 
 def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
     """``biomed_enriched_sql`` over whole tables, with Arrow. Only what orders and joins the rows is
-    read first (the paragraphs' keys, the labels' paragraph ids, the articles, in a thread beside
-    the paragraphs: Arrow's reads let go of the GIL); the paragraphs sorted, article columns are
+    read first (the paragraphs' keys, the labels' paragraph ids, the articles, each in a thread:
+    Arrow's reads let go of the GIL); the paragraphs sorted, article columns are
     derived on their (small) table and joined by index. The other paragraph columns (the text)
     and the label columns are late (``Read.late``): read by row number as the export gathers each
     batch, in the thread beside the writer, so that reading them overlaps writing, and a subset of
     a few percent of the paragraphs (clinical cases) does not decompress the text of all of them.
     Labels written row for row beside their paragraphs are read by the paragraphs' row numbers,
     without a join."""
-    with ThreadPoolExecutor(1) as pool:
-        others = pool.submit(lambda: (read("labels", ("paragraph_id",)), _articles_of(read)))
+    with ThreadPoolExecutor(2) as pool:
+        labels_read = pool.submit(read, "labels", ("paragraph_id",))
+        articles_read = pool.submit(_articles_of, read)
         p = read("paragraphs", ("paragraph_id", "article_id", "ordinal"))
-        labels, articles = others.result()
+        labels, articles = labels_read.result(), articles_read.result()
     aligned = _aligned(p, labels, "paragraph_id")
     p = p.append_column(ROW, pa.array(np.arange(p.num_rows, dtype=np.int64)))
     keys = [("article_id", "ascending"), ("ordinal", "ascending"), ("paragraph_id", "ascending")]
