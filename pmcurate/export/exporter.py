@@ -433,14 +433,18 @@ class Splits:
 
     @classmethod
     def of(cls, licenses: pa.ChunkedArray | pa.Array, split_by: str) -> Splits:
-        """The splits of rows of ``licenses`` (``_split_of``), each distinct license grouped once."""
+        """The splits of rows of ``licenses`` (``_split_of``), each value of its dictionary (an
+        article's license, joined by index: ``JoinedRows.encoded``) or each distinct license
+        grouped once."""
         if isinstance(licenses, pa.ChunkedArray):
             licenses = licenses.combine_chunks()
-        encoded = pc.dictionary_encode(licenses, null_encoding="encode")
-        groups = _split_of(encoded.dictionary, split_by).to_pylist()
+        if not pa.types.is_dictionary(licenses.type):
+            licenses = pc.dictionary_encode(licenses)
+        values = pa.concat_arrays([licenses.dictionary, pa.nulls(1, licenses.dictionary.type)])
+        groups = _split_of(values, split_by).to_pylist()  # the last: a null license's
         names = sorted(set(groups))
         codes = np.array([names.index(group) for group in groups], dtype=np.int32)
-        return cls(names, codes[encoded.indices.to_numpy()])
+        return cls(names, codes[licenses.indices.fill_null(len(values) - 1).to_numpy()])
 
     def counts(self) -> np.ndarray:
         """The rows of each split."""
@@ -465,7 +469,7 @@ class ArrowRows:
         assert preset.rows_arrow is not None  # _arrow_path
         selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
         rows = preset.rows_arrow(_ColumnReader(build, selection), source)
-        return cls(rows.select(_visible(rows)), Splits.of(rows.column(preset.license_column), split_by))
+        return cls(rows.select(_visible(rows)), Splits.of(rows.encoded(preset.license_column), split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
         """The rows of ``splits`` sorted by split, then the preset's key, in batches of ``BATCH_ROWS``

@@ -18,6 +18,7 @@ from pmcurate.export import exporter
 from pmcurate.export.exporter import (
     ArrowRows,
     ExportError,
+    Splits,
     _ColumnReader,
     _create_selection,
     export,
@@ -310,6 +311,23 @@ def test_joined_rows_gather_any_range_and_order_as_the_whole_table_would(build: 
     order = pa.array(list(range(whole.num_rows - 1, -1, -3)), pa.int64())
     assert rows.take(order).table().equals(whole.take(order))
     assert rows.column("license_type").equals(whole["license_type"])
+    assert rows.encoded("license_type").to_pylist() == whole["license_type"].to_pylist()
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_splits_are_the_license_groups_of_the_rows(encoded: bool) -> None:
+    licenses = pa.array(["CC BY", None, "CC BY-NC", "other", "CC BY", None])
+    if encoded:  # an article's license by index, as JoinedRows.encoded gives it
+        dictionary = pa.array(["CC BY", "CC BY-NC", "CC BY", "other"])
+        licenses = pa.DictionaryArray.from_arrays(pa.array([0, None, 1, 3, 2, None], pa.int32()), dictionary)
+    splits = Splits.of(licenses, "license")
+    expected = license_group(pa.array(licenses.to_pylist(), pa.string())).to_pylist()
+    assert [splits.names[code] for code in splits.codes] == expected
+    assert dict(zip(splits.names, splits.counts(), strict=True)) == {
+        "commercial": 2,
+        "noncommercial": 1,
+        "other": 3,
+    }
 
 
 def test_empty_reads_have_the_columns_of_full_reads(build: Path) -> None:

@@ -113,8 +113,9 @@ class Preset:
     requires_labels: bool = False
     rows_arrow: Callable[[Read, Source], JoinedRows] | None = None
     """The rows of ``rows_sql`` with Arrow, sorted by ``order_by`` (then ``repeat``, for a subset)."""
-    licenses_arrow: Callable[[Read, Source], pa.ChunkedArray] | None = None
-    """The ``license_column`` of every row of ``rows_arrow``, in any order (given with it)."""
+    licenses_arrow: Callable[[Read, Source], pa.Array | pa.ChunkedArray] | None = None
+    """The ``license_column`` of every row of ``rows_arrow``, in any order (given with it); a
+    dictionary array spares the plan a copy of every row's license."""
 
 
 def license_group_sql(column: str) -> str:
@@ -318,6 +319,15 @@ class JoinedRows:
             if source in table.column_names
         )
 
+    def encoded(self, name: str) -> pa.Array | pa.ChunkedArray:
+        """``column(name)``, a joined one as its indices into its table's column (a dictionary
+        array: nothing gathered)."""
+        source = dict(self.columns)[name]
+        for table, index in self.joined:
+            if source in table.column_names:
+                return pa.DictionaryArray.from_arrays(index, table.column(source).combine_chunks())
+        return self.column(name)
+
     def select(self, names: Sequence[str]) -> JoinedRows:
         """These rows with only the exported columns ``names``."""
         sources = dict(self.columns)
@@ -442,14 +452,16 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
     return JoinedRows(p.drop_columns([ROW]), (joined,), columns, late)
 
 
-def biomed_enriched_licenses(read: Read, source: Source) -> pa.ChunkedArray:
-    """The ``license_type`` of every row of ``biomed_enriched_arrow``, in no particular order: what
-    an export's plan counts its splits by, without reading the text."""
+def biomed_enriched_licenses(read: Read, source: Source) -> pa.DictionaryArray:
+    """The ``license_type`` of every row of ``biomed_enriched_arrow``, in no particular order, as
+    indices into the articles' licenses: what an export's plan counts its splits by, without
+    reading the text."""
     p = read("paragraphs", ("paragraph_id", "article_id") if source.subset else ("article_id",))
     if source.subset:
         p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
     articles = read("articles", ("article_id", "license"))
-    return articles["license"].take(pc.index_in(p["article_id"], value_set=articles["article_id"]))
+    index = pc.index_in(p["article_id"], value_set=articles["article_id"]).combine_chunks()
+    return pa.DictionaryArray.from_arrays(index, articles["license"].combine_chunks())
 
 
 PRESETS: Registry[Preset] = Registry("preset", package=__name__)
