@@ -25,7 +25,15 @@ from pmcurate.export.exporter import (
     license_group,
     normalized_schema,
 )
-from pmcurate.export.presets import PresetError, Source, gather, get_preset, preset_columns
+from pmcurate.export.presets import (
+    PresetError,
+    Source,
+    _sorted_runs,
+    gather,
+    get_preset,
+    preset_columns,
+    sort_indices,
+)
 from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
 from pmcurate.filters.subset import make_subset
@@ -208,6 +216,30 @@ def test_gather_is_take_whether_it_slices_or_copies(order: list[int]) -> None:
     table = pa.concat_tables([pa.table({"n": range(i, i + 1001)}) for i in range(0, 3003, 1001)])
     indices = pa.array(order, pa.int64())
     assert gather(table, indices).equals(table.take(indices))
+
+
+@pytest.mark.parametrize(
+    ("article", "ordinal"),
+    [
+        (["b", "b", "c", "a", "a"], [1, 2, 0, 5, 6]),  # two sorted runs, out of order: put in order
+        (["a", "c", "b", "d"], [0, 0, 0, 0]),  # runs that overlap: sorted
+        (["b", "c", "a", "b"], [1, 0, 0, 1]),  # a tie between runs: sorted (stably)
+        (["a", "a", "b"], [0, 1, 0]),  # sorted already
+        (["a", None, "b"], [0, 0, 0]),  # nulls: sorted
+        ([], []),
+    ],
+)
+def test_sort_indices_is_the_stable_sort(article: list[str | None], ordinal: list[int]) -> None:
+    table = pa.table({"article_id": pa.array(article, pa.string()), "ordinal": pa.array(ordinal, pa.int32())})
+    expected = pc.sort_indices(table, [("article_id", "ascending"), ("ordinal", "ascending")])
+    assert sort_indices(table, ["article_id", "ordinal"]).equals(expected)
+
+
+def test_sort_indices_puts_in_order_shards_that_ran_on_in_order_by_chance() -> None:
+    shards = [pa.table({"article_id": [name]}) for name in ("b", "d", "a", "c")]  # b, d: in order
+    table = pa.concat_tables(shards)
+    assert _sorted_runs(table, ["article_id"]) == [(2, 3), (0, 1), (3, 4), (1, 2)]
+    assert sort_indices(table, ["article_id"]).to_pylist() == [2, 0, 3, 1]
 
 
 def test_arrow_reader_gives_nulls_where_an_older_shard_lacks_a_column(tmp_path: Path) -> None:

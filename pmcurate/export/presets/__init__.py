@@ -226,6 +226,55 @@ GATHER_RUN_ROWS = 1024
 """``gather`` slices when its stretches average at least this many rows."""
 
 
+def sort_indices(table: pa.Table, keys: Sequence[str]) -> pa.Array:
+    """``pc.sort_indices`` of ``table`` by ``keys``, ascending (stable). Where the table is a few
+    runs each sorted already (its shards) that follow one another without overlapping, in some
+    order, the runs are put in that order instead of sorting every row."""
+    runs = _sorted_runs(table, keys)
+    if runs is None:
+        return pc.sort_indices(table.select(list(keys)), [(key, "ascending") for key in keys])
+    return pa.array(np.concatenate([np.arange(start, end, dtype=np.uint64) for start, end in runs]))
+
+
+SORTED_RUNS_MAX = 256
+"""``sort_indices`` sorts every row of a table of more sorted runs than this."""
+
+
+def _sorted_runs(table: pa.Table, keys: Sequence[str]) -> list[tuple[int, int]] | None:
+    """The sorted runs of ``table`` (start, end), cut at its chunks too (the shards it was read
+    from: shards each sorted may run on in order by chance), in the order that sorts the table,
+    when they do not overlap (each run's last row before the next one's first: no ties between runs, so the
+    order is the stable sort's); ``None`` when they do, or hold nulls, or are too many."""
+    rows = table.num_rows
+    if rows < 2 or any(table.column(key).null_count for key in keys):
+        return None
+    descents = np.flatnonzero(~_in_order(table.slice(0, rows - 1), table.slice(1), keys, strict=False)) + 1
+    chunks = np.cumsum([len(chunk) for chunk in table.column(keys[0]).chunks])[:-1]  # its shards
+    breaks = np.union1d(descents, chunks[(chunks > 0) & (chunks < rows)])
+    if len(breaks) > SORTED_RUNS_MAX:
+        return None
+    starts = np.concatenate([[0], breaks]).astype(np.int64)
+    ends = np.concatenate([breaks, [rows]]).astype(np.int64)
+    firsts, lasts = table.take(pa.array(starts)), table.take(pa.array(ends - 1))
+    order = pc.sort_indices(firsts.select(list(keys)), [(key, "ascending") for key in keys]).to_numpy()
+    if not _in_order(
+        lasts.take(pa.array(order[:-1])), firsts.take(pa.array(order[1:])), keys, strict=True
+    ).all():
+        return None
+    return [(int(starts[run]), int(ends[run])) for run in order]
+
+
+def _in_order(before: pa.Table, after: pa.Table, keys: Sequence[str], *, strict: bool) -> np.ndarray:
+    """Whether each row of ``before`` comes before (``strict``: strictly) the same row of ``after``
+    by ``keys`` (no nulls)."""
+    found = np.full(before.num_rows, not strict)  # all keys equal
+    for key in reversed(keys):
+        less = pc.less(before.column(key), after.column(key)).to_numpy(zero_copy_only=False)
+        equal = pc.equal(before.column(key), after.column(key)).to_numpy(zero_copy_only=False)
+        found = less | (equal & found)
+    return found
+
+
 def select(table: pa.Table, selection: pa.Table, key: str) -> pa.Table:
     """``FROM selection s JOIN table ON key``: a row of ``table`` per selected key (upsampled
     copies included) with its ``repeat``; keys without a row are left out."""
@@ -430,11 +479,11 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
         labels, articles = labels_read.result(), articles_read.result()
     aligned = _aligned(p, labels, "paragraph_id")
     p = p.append_column(ROW, pa.array(np.arange(p.num_rows, dtype=np.int64)))
-    keys = [("article_id", "ascending"), ("ordinal", "ascending"), ("paragraph_id", "ascending")]
+    keys = ["article_id", "ordinal", "paragraph_id"]
     if source.subset:
         p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
-        keys.append(("repeat", "ascending"))
-    p = gather(p, pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
+        keys.append("repeat")
+    p = gather(p, sort_indices(p, keys))  # the preset's order
     rows = p[ROW].combine_chunks()
     if aligned:
         label_rows = rows
