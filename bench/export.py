@@ -57,9 +57,10 @@ SAME_SETTINGS = {
 
 
 def row_groups_of(rows: pa.Table, shard_bytes: int) -> list[pa.Table]:
-    """``rows`` cut into the row groups the export writes into shards of ``shard_bytes``."""
+    """``rows`` cut into the row groups the export writes into shards of ``shard_bytes``, each one
+    chunk (the export writes a group as the slices of the batches it spans: the same bytes)."""
     target = parquet.row_group_target(shard_bytes, parquet.DEFAULT_ROW_GROUP_BYTES)
-    return list(parquet.row_groups(rows.to_batches(), target))
+    return [group.combine_chunks() for group in parquet.row_groups(rows.to_batches(), target)]
 
 
 def write_groups(groups: list[pa.Table], path: Path) -> None:

@@ -91,10 +91,12 @@ def _feature_yaml(feature: dict[str, Any]) -> dict[str, Any]:
     return {"struct": features_yaml(feature)}
 
 
-def read_configs(out: Path) -> list[dict[str, Any]]:
-    """The provenance records of every config exported into ``out``, default config first."""
+def read_configs(out: Path, written: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The provenance records of every config exported into ``out``, default config first.
+    ``written``: records just written, by config, as their files hold them (not read again)."""
     paths = sorted((out / PROVENANCE_DIR).glob("*.json"))
-    configs = [json.loads(p.read_text()) for p in paths]
+    known = written or {}
+    configs = [known[p.stem] if p.stem in known else json.loads(p.read_text()) for p in paths]
     return sorted(configs, key=lambda c: (c["config"] != DEFAULT_CONFIG, c["config"]))
 
 
@@ -357,15 +359,19 @@ def _usage(config: dict[str, Any], repo_id: str) -> str:
 
 
 def render(
-    out: Path, settings: CardSettings | None = None, stats: Mapping[str, CardStats] | None = None
+    out: Path,
+    settings: CardSettings | None = None,
+    stats: Mapping[str, CardStats] | None = None,
+    written: Mapping[str, dict[str, Any]] | None = None,
 ) -> str:
     """The card's text: YAML header (``DatasetCardData``), then the template's sections.
 
     ``stats``: what the card counts in the rows of configs just exported (by config name); any
-    other Parquet config is counted in its shards."""
+    other Parquet config is counted in its shards. ``written``: the provenance records of configs
+    just exported (``read_configs``)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    configs = read_configs(out)
+    configs = read_configs(out, written)
     if not configs:
         raise FileNotFoundError(
             f"{out}: no exported config (no {PROVENANCE_DIR}/*.json): run `pmcurate export`"
@@ -476,12 +482,14 @@ def write_card(
     title: str | None = None,
     description: str | None = None,
     stats: Mapping[str, CardStats] | None = None,
+    written: Mapping[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``out/README.md`` for every config exported into ``out``.
 
     ``repo_id``, ``title`` and ``description`` not given are those of the folder's previous card
     (kept in the card). A ``README.md`` not written by pmcurate is refused (``CardError``).
-    ``stats``: the counts of configs just exported, gathered as they were written (``render``).
+    ``stats``: the counts of configs just exported, gathered as they were written, and
+    ``written``: their provenance records (``render``).
     """
     out = Path(out)
     check_card_target(out)
@@ -490,5 +498,5 @@ def write_card(
         title or previous.title, description or previous.description, repo_id or previous.repo_id
     )
     path = out / CARD
-    path.write_text(render(out, settings, stats), encoding="utf-8")
+    path.write_text(render(out, settings, stats, written), encoding="utf-8")
     return path

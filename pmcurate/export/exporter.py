@@ -54,6 +54,7 @@ from pmcurate.export.presets import (
     Preset,
     Source,
     check_source,
+    gather,
     get_preset,
     license_group_sql,
 )
@@ -107,6 +108,8 @@ class ExportResult:
     seconds: float = 0.0
     card_stats: CardStats = field(default_factory=CardStats)
     """What the dataset card counts in the rows written (``export.stats``)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """The config's provenance record, as its file holds it (``provenance/{config}.json``)."""
 
     @property
     def rows(self) -> int:
@@ -407,19 +410,45 @@ def _arrow_plan(build: Path, preset: Preset, source: Source, split_by: str) -> t
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
     selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
     reader = _ColumnReader(build, selection)
-    licenses = preset.licenses_arrow(reader.read, source)
-    counted = pc.value_counts(_split_of(licenses, split_by)).to_pylist()
-    counts = sorted((item["values"], item["counts"]) for item in counted)
-    empty = preset.rows_arrow(reader.read_empty, source)
+    split = Splits.of(preset.licenses_arrow(reader, source), split_by)
+    counts = [(name, int(n)) for name, n in zip(split.names, split.counts(), strict=True) if n]
+    empty = preset.rows_arrow(reader.read_empty(), source)
     arrow_schema = normalized_schema(empty.select(_visible(empty)).table().schema)
     return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, arrow_schema
 
 
-def _split_of(licenses: pa.ChunkedArray, split_by: str) -> pa.ChunkedArray:
+def _split_of(licenses: pa.Array, split_by: str) -> pa.Array:
     """The split of each row, from its license (``SPLIT_BY_LICENSE``) or ``train``."""
     if split_by == SPLIT_BY_LICENSE:
         return license_group(licenses)
-    return pa.chunked_array([pa.repeat("train", len(licenses))], pa.string())
+    return pa.repeat("train", len(licenses))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The split of each row: ``names`` (sorted) and the index in them of each row's split."""
+
+    names: list[str]
+    codes: np.ndarray
+
+    @classmethod
+    def of(cls, licenses: pa.ChunkedArray | pa.Array, split_by: str) -> Splits:
+        """The splits of rows of ``licenses`` (``_split_of``), each value of its dictionary (an
+        article's license, joined by index: ``JoinedRows.encoded``) or each distinct license
+        grouped once."""
+        if isinstance(licenses, pa.ChunkedArray):
+            licenses = licenses.combine_chunks()
+        if not pa.types.is_dictionary(licenses.type):
+            licenses = pc.dictionary_encode(licenses)
+        values = pa.concat_arrays([licenses.dictionary, pa.nulls(1, licenses.dictionary.type)])
+        groups = _split_of(values, split_by).to_pylist()  # the last: a null license's
+        names = sorted(set(groups))
+        codes = np.array([names.index(group) for group in groups], dtype=np.int32)
+        return cls(names, codes[licenses.indices.fill_null(len(values) - 1).to_numpy()])
+
+    def counts(self) -> np.ndarray:
+        """The rows of each split."""
+        return np.bincount(self.codes, minlength=len(self.names))
 
 
 def _visible(rows: JoinedRows) -> list[str]:
@@ -433,14 +462,14 @@ class ArrowRows:
     their columns are gathered a batch at a time as the writer asks for them."""
 
     rows: JoinedRows
-    split: pa.ChunkedArray
+    split: Splits
 
     @classmethod
     def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
         assert preset.rows_arrow is not None  # _arrow_path
         selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
-        rows = preset.rows_arrow(_ColumnReader(build, selection).read, source)
-        return cls(rows.select(_visible(rows)), _split_of(rows.column(preset.license_column), split_by))
+        rows = preset.rows_arrow(_ColumnReader(build, selection), source)
+        return cls(rows.select(_visible(rows)), Splits.of(rows.encoded(preset.license_column), split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
         """The rows of ``splits`` sorted by split, then the preset's key, in batches of ``BATCH_ROWS``
@@ -448,13 +477,13 @@ class ArrowRows:
 
         The rows come in the preset's order, so a stable sort by split is all that is left, and
         with a single split nothing at all: the indices move, the columns are gathered once."""
-        present = sorted(pc.value_counts(self.split).to_pylist(), key=lambda c: c["values"])
-        counted = [(c["values"], c["counts"]) for c in present if c["values"] in splits]
+        names, codes, counts = self.split.names, self.split.codes, self.split.counts()
+        wanted = [index for index, name in enumerate(names) if name in splits and counts[index]]
+        counted = [(names[index], int(counts[index])) for index in wanted]
         rows = self.rows
-        if len(counted) > 1 or len(counted) < len(present):
-            order = pc.sort_indices(pa.table({"split": self.split}), [("split", "ascending")])
-            wanted = pc.is_in(self.split.take(order), value_set=pa.array(splits, pa.string()))
-            rows = rows.take(order.filter(wanted))
+        if len(wanted) > 1 or len(wanted) < np.count_nonzero(counts):
+            order = np.argsort(codes, kind="stable")
+            rows = rows.take(pa.array(order[np.isin(codes[order], wanted)]))
         schema_ = rows.table(0, 0).schema.append(pa.field("__split", pa.string()))
         return pa.RecordBatchReader.from_batches(schema_, _split_batches(rows, counted))
 
@@ -470,7 +499,7 @@ def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator
         start += n
 
 
-def license_group(licenses: pa.ChunkedArray) -> pa.ChunkedArray:
+def license_group(licenses: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """``license_group_sql`` with Arrow: ``commercial``, ``noncommercial`` or ``other``."""
     commercial = pc.is_in(licenses, pa.array(sorted(schema.COMMERCIAL_LICENSES), pa.string()))
     noncommercial = pc.is_in(licenses, pa.array(sorted(schema.NONCOMMERCIAL_LICENSES), pa.string()))
@@ -481,71 +510,151 @@ class _ColumnReader:
     """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
     null where a shard lacks a column (an older shard), as DuckDB's views read them by name.
     ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
-    none. Each shard's footer is read once, however many reads."""
+    none. Each shard's footer is read once, however many reads. ``empty``: the reader of no rows
+    (``read_empty``)."""
 
-    def __init__(self, build: Path, selection: list[Path] | None = None) -> None:
+    def __init__(self, build: Path, selection: list[Path] | None = None, *, empty: bool = False) -> None:
         self.build = build
         self.selection = selection
+        self.empty = empty
         self._footers: dict[Path, pq.FileMetaData] = {}
 
-    def read(self, name: str, columns: Sequence[str], rows: pa.Array | None = None) -> pa.Table:
-        if rows is not None:
-            return self._read_rows(name, columns, rows)
-        return self._read(name, columns, empty=False)
-
-    def read_empty(self, name: str, columns: Sequence[str], rows: pa.Array | None = None) -> pa.Table:
-        """``read`` of no rows (whatever ``rows``): the columns as the shards' schemas have them
-        (their footers only)."""
-        return self._read(name, columns, empty=True)
-
-    def _read(self, name: str, columns: Sequence[str], *, empty: bool) -> pa.Table:
+    def __call__(self, name: str, columns: Sequence[str]) -> pa.Table:
         tables = []
-        for path in self._paths(name):
-            footer = self._footer(path)
-            file_schema = footer.schema.to_arrow_schema()
-            present = [c for c in columns if c in file_schema.names]
-            if empty:
-                table = file_schema.empty_table().select(present)
-            else:
-                with pq.ParquetFile(path, metadata=footer) as shard:
-                    table = shard.read(columns=present)
-            if name == SELECTION and "repeat" in columns and "repeat" not in present:
+        for path in self.paths(name):
+            table = self._empty_shard(path, columns) if self.empty else self._read_shard(path, columns)
+            if name == SELECTION and "repeat" in columns and "repeat" not in table.column_names:
                 table = table.append_column("repeat", pa.array(np.zeros(table.num_rows, np.int32)))
             tables.append(table)
         return pa.concat_tables(tables, promote_options="default").select(list(columns))
 
-    def _read_rows(self, name: str, columns: Sequence[str], rows: pa.Array) -> pa.Table:
-        """``columns`` of the rows numbered ``rows``, in that order: only the shards that hold one
-        of them are read."""
-        wanted = rows.to_numpy()
-        order = np.argsort(wanted, kind="stable")
-        ascending = wanted[order]
-        tables, start = [], 0
-        for path in self._paths(name):
-            footer = self._footer(path)
-            stop = start + footer.num_rows
-            lo, hi = np.searchsorted(ascending, [start, stop])
-            if lo < hi:
-                present = [c for c in columns if c in footer.schema.to_arrow_schema().names]
-                with pq.ParquetFile(path, metadata=footer) as shard:
-                    table = shard.read(columns=present)
-                tables.append(table.take(pa.array(ascending[lo:hi] - start)))
-            start = stop
-        if not tables:
-            return self._read(name, columns, empty=True)
-        found = pa.concat_tables(tables, promote_options="default").select(list(columns))
-        return found.take(pa.array(np.argsort(order, kind="stable")))
+    def late(self, name: str, columns: Sequence[str], rows: pa.Array) -> _LateRows:
+        return _LateRows(self, name, tuple(columns), rows)
+
+    def read_empty(self) -> _ColumnReader:
+        """This reader, reading no rows: the columns as the shards' schemas have them (their footers
+        only)."""
+        reader = _ColumnReader(self.build, self.selection, empty=True)
+        reader._footers = self._footers
+        return reader
+
+    def _read_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
+        """The columns of one shard that it has."""
+        footer = self.footer(path)
+        present = [c for c in columns if c in footer.schema.to_arrow_schema().names]
+        with pq.ParquetFile(path, metadata=footer) as shard:
+            return shard.read(columns=present)
+
+    def _empty_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
+        file_schema = self.footer(path).schema.to_arrow_schema()
+        return file_schema.empty_table().select([c for c in columns if c in file_schema.names])
 
     def rows(self, name: str) -> int:
-        return sum(self._footer(path).num_rows for path in self._paths(name))
+        return sum(self.footer(path).num_rows for path in self.paths(name))
 
-    def _footer(self, path: Path) -> pq.FileMetaData:
+    def starts(self, name: str) -> np.ndarray:
+        """The number of each shard's first row (and, last, the table's rows)."""
+        counts = [self.footer(path).num_rows for path in self.paths(name)]
+        return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+
+    def footer(self, path: Path) -> pq.FileMetaData:
         if path not in self._footers:
             self._footers[path] = pq.read_metadata(path)
         return self._footers[path]
 
-    def _paths(self, name: str) -> list[Path]:
+    def paths(self, name: str) -> list[Path]:
         return (self.selection or []) if name == SELECTION else schema.shard_paths(self.build, name)
+
+
+class _LateRows:
+    """``presets.LateRows``: ``columns`` of the rows of table ``name`` numbered ``rows`` (null: a
+    row of nulls), read as ranges of them are asked for. A shard is decoded as far as a range needs
+    it (``_ShardRows``), and let go after the range that needs it last (ranges asked for in order,
+    as the export's batches are): rows in the order of the shards hold a shard or two at a time,
+    and the first batch waits for its own rows only, not for its whole shard."""
+
+    def __init__(self, reader: _ColumnReader, name: str, columns: tuple[str, ...], rows: pa.Array) -> None:
+        self.reader = reader
+        self.name = name
+        self.columns = columns
+        self.rows = rows
+        self._shards: dict[int, _ShardRows] = {}
+        self._last: np.ndarray | None = None
+
+    def take(self, indices: pa.Array) -> _LateRows:
+        return _LateRows(self.reader, self.name, self.columns, self.rows.take(indices))
+
+    def table(self, start: int, length: int) -> pa.Table:
+        rows = self.rows.slice(start, length)
+        empty = self._empty
+        if self.reader.empty or not len(rows):
+            return empty
+        starts = self._starts
+        valid = np.asarray(rows.is_valid(), dtype=bool)
+        numbers = rows.fill_null(0).to_numpy()
+        shard_of = np.searchsorted(starts, numbers, "right") - 1
+        needed = np.unique(shard_of[valid])
+        ends = np.zeros(len(starts), dtype=np.int64)  # rows of each needed shard read so far
+        np.maximum.at(ends, shard_of[valid], numbers[valid] - starts[shard_of[valid]] + 1)
+        tables = [self._shard(int(index)).head(int(ends[index])) for index in needed]
+        offsets = np.zeros(len(starts), dtype=np.int64)  # where each needed shard starts in found
+        offsets[needed] = np.cumsum([0] + [table.num_rows for table in tables])[:-1]
+        local = numbers - starts[shard_of] + offsets[shard_of]
+        found = pa.concat_tables([empty, *tables])
+        self._let_go(start + len(rows))
+        if valid.all():
+            return gather(found, pa.array(local))
+        return found.take(pa.array(local, mask=~valid))
+
+    @functools.cached_property
+    def _empty(self) -> pa.Table:
+        return self.reader.read_empty()(self.name, self.columns)
+
+    @functools.cached_property
+    def _starts(self) -> np.ndarray:
+        return self.reader.starts(self.name)
+
+    def _shard(self, index: int) -> _ShardRows:
+        if index not in self._shards:
+            path = self.reader.paths(self.name)[index]
+            self._shards[index] = _ShardRows(self.reader, path, self._empty.schema)
+        return self._shards[index]
+
+    def _let_go(self, end: int) -> None:
+        """Forget the shards that no row from ``end`` on needs."""
+        if self._last is None:
+            numbers = self.rows.drop_null().to_numpy()
+            positions = np.flatnonzero(np.asarray(self.rows.is_valid(), dtype=bool))
+            self._last = np.full(len(self._starts) - 1, -1, dtype=np.int64)
+            np.maximum.at(self._last, np.searchsorted(self._starts, numbers, "right") - 1, positions)
+        for index in [i for i in self._shards if self._last[i] < end]:
+            del self._shards[index]
+
+
+class _ShardRows:
+    """The columns of ``arrow_schema`` of one shard, decoded ``BATCH_ROWS`` at a time as far as
+    asked for; null columns for those it lacks (an older shard)."""
+
+    def __init__(self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema) -> None:
+        footer = reader.footer(path)
+        names = footer.schema.to_arrow_schema().names
+        present = [name for name in arrow_schema.names if name in names]
+        self._schema = arrow_schema
+        self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(BATCH_ROWS, columns=present)
+        self._read: list[pa.RecordBatch] = []
+        self._rows = 0
+
+    def head(self, rows: int) -> pa.Table:
+        """The shard's first ``rows`` rows (at least: whole batches)."""
+        while self._rows < rows:
+            batch = next(self._batches)
+            self._read.append(batch)
+            self._rows += batch.num_rows
+        table = pa.Table.from_batches(self._read) if self._read else self._schema.empty_table()
+        for field_ in self._schema:
+            if field_.name not in table.column_names:
+                table = table.append_column(field_, pa.nulls(table.num_rows, field_.type))
+        return table.select(self._schema.names)
 
 
 def finish(
@@ -609,11 +718,13 @@ def finish(
     info["languages"] = sorted(languages, key=_none_first)
     provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
-    provenance.write_text(json.dumps(facts.into(info), indent=2, ensure_ascii=False) + "\n")
+    result.provenance = facts.into(info)
+    provenance.write_text(json.dumps(result.provenance, indent=2, ensure_ascii=False) + "\n")
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
-        write_dataset_card(plan.out, stats={job.config: result.card_stats})
+        written = {job.config: result.provenance}
+        write_dataset_card(plan.out, stats={job.config: result.card_stats}, written=written)
     return result
 
 
@@ -675,12 +786,34 @@ class _SplitWriter:
 def _check_format(out: Path, config: str, format: Format) -> None:
     """One format per folder: ``datasets`` and the Hub pick a single loader for a whole repository."""
     for path in sorted((out / PROVENANCE_DIR).glob("*.json")):
-        other = json.loads(path.read_text())
-        if other["config"] != config and other["format"] != format:
+        other_config, other_format = _config_and_format(path)
+        if other_config != config and other_format != format:
             raise ExportError(
-                f"{out} already holds {other['format']} config {other['config']!r}: a dataset repository is "
+                f"{out} already holds {other_format} config {other_config!r}: a dataset repository is "
                 f"read with one loader, so export {format} into another folder"
             )
+
+
+_TOP_KEY = re.compile(r'  "(config|format)": ("(?:[^"\\]|\\.)*"),?\n')
+"""A ``config`` or ``format`` line of a provenance file as ``finish`` writes it: a top-level key
+(JSON indented by 2 holds no other line indented by exactly 2; its strings hold no line break)."""
+
+
+def _config_and_format(path: Path) -> tuple[str, str]:
+    """A provenance file's config and format: from its first lines, where ``finish`` writes them
+    (top-level keys, indented by 2, before the bulky ``source``, which holds the build's whole
+    provenance), else from the whole file."""
+    found: dict[str, str] = {}
+    with open(path, encoding="utf-8") as lines:
+        if lines.readline() == "{\n":
+            for line in itertools.islice(lines, 64):
+                key = _TOP_KEY.fullmatch(line)
+                if key is not None:
+                    found[key[1]] = json.loads(key[2])
+                if len(found) == 2:
+                    return found["config"], found["format"]
+    other = json.loads(path.read_text())
+    return other["config"], other["format"]
 
 
 def _nothing_message(preset: Preset, subset: str | None) -> str:
@@ -951,9 +1084,32 @@ def _table_checksum(build: Path, name: str, file_sha256: Callable[[Path], str]) 
 
 
 def _annotators(build: Path) -> list[str]:
-    """The distinct annotators of the build's labels, sorted."""
-    paths = schema.shard_paths(build, "labels")
-    if not paths:
-        return []
-    values = pa.concat_tables([pq.read_table(path, columns=["annotator"]) for path in paths])
-    return sorted(pc.unique(values.column("annotator").drop_null()).to_pylist())
+    """The distinct annotators of the build's labels, sorted: from each shard's statistics where
+    they tell them (``_stated_values``), else from its values."""
+    found: set[str] = set()
+    for path in schema.shard_paths(build, "labels"):
+        stated = _stated_values(pq.read_metadata(path), "annotator")
+        if stated is None:
+            column = pq.read_table(path, columns=["annotator"]).column("annotator")
+            stated = set(pc.unique(column.drop_null()).to_pylist())
+        found |= stated
+    return sorted(found)
+
+
+def _stated_values(metadata: pq.FileMetaData, column: str) -> set[Any] | None:
+    """The distinct non-null values of ``column`` in a shard, as its statistics tell them: each row
+    group all nulls or one value (its minimum is its maximum: a writer that truncates them never
+    makes them equal); ``None`` when they do not tell (no statistics, several values)."""
+    values = set()
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        chunks = [group.column(i) for i in range(group.num_columns)]
+        stats = next((c.statistics for c in chunks if c.path_in_schema == column), None)
+        if stats is None or not stats.has_null_count:
+            return None
+        if stats.null_count == group.num_rows:
+            continue
+        if not stats.has_min_max or stats.min != stats.max:
+            return None
+        values.add(stats.min)
+    return values

@@ -5,7 +5,8 @@ key). They are cut into row groups of about ``row_group_bytes`` of uncompressed 
 streaming reader fetches — and a shard is closed as soon as its file reaches ``shard_bytes``, so
 every shard but the last of a split is just over the target. Cut points depend only on the rows
 (their sizes are computed column by column, not taken from how the batches happened to arrive),
-and the writer options are fixed, so the same rows give byte-identical shards.
+and the writer options are fixed, so the same rows give byte-identical shards however they are
+chunked.
 
 The number of shards of a split is known only at the end: shards are written under temporary
 names and renamed to their final ``-of-NNNNN`` names when the split is complete.
@@ -127,7 +128,9 @@ def row_groups(
     """Re-cut a stream of batches into tables of about ``target_bytes`` (at least one row each).
 
     A group ends at the first row that brings it to ``target_bytes`` or ``max_rows``: the cut
-    points depend on the rows alone, never on the incoming batch boundaries.
+    points depend on the rows alone, never on the incoming batch boundaries. A group is the slices
+    of the batches it spans, not copied into one chunk: the writer's pages do not depend on how
+    its rows are chunked (content-defined chunking; ``tests/export/test_parquet.py`` checks).
     """
     pending: list[pa.RecordBatch] = []
     pending_bytes = 0
@@ -150,10 +153,10 @@ def row_groups(
             pending_bytes = int(cumulative[end - start - 1])
             start = end
             if pending_bytes >= target_bytes or pending_rows >= max_rows:
-                yield pa.Table.from_batches(pending).combine_chunks()
+                yield pa.Table.from_batches(pending)
                 pending, pending_bytes, pending_rows = [], 0, 0
     if pending:
-        yield pa.Table.from_batches(pending).combine_chunks()
+        yield pa.Table.from_batches(pending)
 
 
 def read_ahead(items: Iterable[T], depth: int = 2) -> Iterator[T]:

@@ -183,6 +183,7 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
                 title=self.config.title,
                 description=self.config.description,
                 stats={result.config: result.card_stats},
+                written={result.config: result.provenance},
             )
         finally:
             self._plan.discard()

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from pmcurate.export.exporter import BuildFacts
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pmcurate import schema
+from pmcurate.export.exporter import BuildFacts, _annotators, _config_and_format
 
 
 def test_the_builds_facts_take_their_places_in_the_config_provenance() -> None:
@@ -25,3 +33,50 @@ def test_the_builds_facts_take_their_places_in_the_config_provenance() -> None:
 def test_a_build_without_provenance_gives_null() -> None:
     filled = BuildFacts(None, [], None).into({"source": {"build_provenance": None}})
     assert filled["source"]["build_provenance"] is None
+
+
+def write_labels(build: Path, name: str, annotators: list[str | None], row_group_size: int) -> None:
+    table = pa.table({"paragraph_id": [f"p{i}" for i in range(len(annotators))], "annotator": annotators})
+    folder = schema.table_dir(build, "labels")
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / name, row_group_size=row_group_size)
+
+
+def count_column_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    read, reads = pq.read_table, []
+    monkeypatch.setattr(
+        pq, "read_table", lambda path, **kw: reads.append(Path(path).name) or read(path, **kw)
+    )
+    return reads
+
+
+def test_annotators_are_told_by_the_statistics_of_row_groups_of_one_annotator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_labels(tmp_path, "a.parquet", ["x", "x", "y", "y", None, None], row_group_size=2)
+    reads = count_column_reads(monkeypatch)
+    assert _annotators(tmp_path) == ["x", "y"]
+    assert reads == []
+
+
+def test_annotators_are_read_from_a_shard_whose_row_groups_mix_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_labels(tmp_path, "a.parquet", ["x", "x"], row_group_size=2)
+    write_labels(tmp_path, "b.parquet", ["z", None, "y"], row_group_size=3)
+    reads = count_column_reads(monkeypatch)
+    assert _annotators(tmp_path) == ["x", "y", "z"]
+    assert reads == ["b.parquet"]
+
+
+def test_a_provenance_files_config_and_format_are_read_from_its_head(tmp_path: Path) -> None:
+    record = {"config": 'a "b"', "preset": "p", "task_categories": ["x"], "format": "webdataset"}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({**record, "source": {"format": "parquet"}}, indent=2) + "\n")
+    assert _config_and_format(path) == ('a "b"', "webdataset")
+
+
+def test_a_provenance_file_written_otherwise_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"source": {"config": "inner"}, "config": "c", "format": "parquet"}, indent=4))
+    assert _config_and_format(path) == ("c", "parquet")

@@ -109,6 +109,38 @@ def test_row_group_cuts_do_not_depend_on_incoming_batches() -> None:
     assert sum(whole) == 3000
 
 
+def test_a_shards_bytes_do_not_depend_on_how_its_rows_are_chunked(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    words = np.array(["cell", "gene", "tumour", "dose", "trial", "patient", "renal", "acute"])
+    n = 6000
+    table = pa.table(
+        {
+            "id": [f"p{i}" for i in range(n)],
+            "text": [" ".join(words[rng.integers(0, 8, rng.integers(5, 150))]) + f" {i}" for i in range(n)],
+            "scores": [None if i % 7 == 0 else rng.random(3).tolist() for i in range(n)],
+            "score": rng.random(n),
+        }
+    )
+    cuts = np.unique(np.concatenate([[0, n], rng.integers(1, n, 60)]))
+    pieces = [
+        table.slice(a, b - a).combine_chunks().to_batches()[0] for a, b in itertools.pairwise(cuts.tolist())
+    ]
+    whole = parquet.write_split(
+        table.combine_chunks().to_batches(),
+        table.schema,
+        tmp_path / "whole",
+        "train",
+        row_group_bytes=200_000,
+    )
+    chunked = parquet.write_split(
+        pieces, table.schema, tmp_path / "chunked", "train", row_group_bytes=200_000
+    )
+    assert max(t.column(0).num_chunks for t in parquet.row_groups(pieces, 200_000)) > 1
+    assert [p.read_bytes() for p in (s.path for s in chunked)] == [
+        p.read_bytes() for p in (s.path for s in whole)
+    ]
+
+
 def test_read_ahead_yields_every_item_in_order() -> None:
     assert list(parquet.read_ahead(iter(range(1000)), depth=3)) == list(range(1000))
 

@@ -14,16 +14,26 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.build import create_view
+from pmcurate.export import exporter
 from pmcurate.export.exporter import (
     ArrowRows,
     ExportError,
+    Splits,
     _ColumnReader,
     _create_selection,
     export,
     license_group,
     normalized_schema,
 )
-from pmcurate.export.presets import PresetError, Source, gather, get_preset, preset_columns
+from pmcurate.export.presets import (
+    PresetError,
+    Source,
+    _sorted_runs,
+    gather,
+    get_preset,
+    preset_columns,
+    sort_indices,
+)
 from pmcurate.export.steps import ExportConfig
 from pmcurate.filters.rules import where_rule
 from pmcurate.filters.subset import make_subset
@@ -173,7 +183,7 @@ def arrow_rows(build: Path, name: str, source: Source) -> pa.Table:
     preset = get_preset(name)
     assert preset.rows_arrow is not None
     selection = sorted((build / "subsets" / source.subset).glob("*.parquet")) if source.subset else None
-    return preset.rows_arrow(_ColumnReader(build, selection).read, source).table()
+    return preset.rows_arrow(_ColumnReader(build, selection), source).table()
 
 
 def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:
@@ -208,32 +218,99 @@ def test_gather_is_take_whether_it_slices_or_copies(order: list[int]) -> None:
     assert gather(table, indices).equals(table.take(indices))
 
 
+@pytest.mark.parametrize(
+    ("article", "ordinal"),
+    [
+        (["b", "b", "c", "a", "a"], [1, 2, 0, 5, 6]),  # two sorted runs, out of order: put in order
+        (["a", "c", "b", "d"], [0, 0, 0, 0]),  # runs that overlap: sorted
+        (["b", "c", "a", "b"], [1, 0, 0, 1]),  # a tie between runs: sorted (stably)
+        (["a", "a", "b"], [0, 1, 0]),  # sorted already
+        (["a", None, "b"], [0, 0, 0]),  # nulls: sorted
+        ([], []),
+    ],
+)
+def test_sort_indices_is_the_stable_sort(article: list[str | None], ordinal: list[int]) -> None:
+    table = pa.table({"article_id": pa.array(article, pa.string()), "ordinal": pa.array(ordinal, pa.int32())})
+    expected = pc.sort_indices(table, [("article_id", "ascending"), ("ordinal", "ascending")])
+    assert sort_indices(table, ["article_id", "ordinal"]).equals(expected)
+
+
+def test_sort_indices_puts_in_order_shards_that_ran_on_in_order_by_chance() -> None:
+    shards = [pa.table({"article_id": [name]}) for name in ("b", "d", "a", "c")]  # b, d: in order
+    table = pa.concat_tables(shards)
+    assert _sorted_runs(table, ["article_id"]) == [(2, 3), (0, 1), (3, 4), (1, 2)]
+    assert sort_indices(table, ["article_id"]).to_pylist() == [2, 0, 3, 1]
+
+
 def test_arrow_reader_gives_nulls_where_an_older_shard_lacks_a_column(tmp_path: Path) -> None:
     folder = schema.table_dir(tmp_path, "labels")
     schema.write_shard(pa.table({"paragraph_id": ["a"], "annotator": ["x"]}), folder / "000000001.parquet")
     schema.write_shard(pa.table({"paragraph_id": ["b"]}), folder / "000000000.parquet")
-    table = _ColumnReader(tmp_path).read("labels", ["paragraph_id", "annotator"])
+    table = _ColumnReader(tmp_path)("labels", ["paragraph_id", "annotator"])
     assert table.to_pylist() == [
         {"paragraph_id": "b", "annotator": None},
         {"paragraph_id": "a", "annotator": "x"},
     ]
 
 
-def test_arrow_reader_reads_rows_by_number_in_their_order_from_the_shards_holding_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    folder = schema.table_dir(tmp_path, "paragraphs")
-    for shard in range(3):
-        numbers = range(shard * 4, shard * 4 + 4)
+def write_numbered_paragraphs(build: Path, shards: int, rows: int) -> None:
+    """``shards`` paragraph shards of ``rows`` rows, ``p0``… numbered through them all."""
+    folder = schema.table_dir(build, "paragraphs")
+    for shard in range(shards):
+        numbers = range(shard * rows, shard * rows + rows)
         table = pa.table({"paragraph_id": [f"p{i}" for i in numbers], "text": [f"text {i}" for i in numbers]})
         schema.write_shard(table, folder / f"{shard:09d}.parquet")
-    whole = _ColumnReader(tmp_path).read("paragraphs", ["text", "paragraph_id"])
-    read, shards_read = pq.ParquetFile.read, []
-    monkeypatch.setattr(pq.ParquetFile, "read", lambda self, **kw: shards_read.append(1) or read(self, **kw))
+
+
+def count_shard_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    read, shards_read = pq.ParquetFile.iter_batches, []
+    monkeypatch.setattr(
+        pq.ParquetFile, "iter_batches", lambda self, *a, **kw: shards_read.append(1) or read(self, *a, **kw)
+    )
+    return shards_read
+
+
+def test_late_rows_are_read_by_number_in_their_order_from_the_shards_holding_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_numbered_paragraphs(tmp_path, 3, 4)
+    whole = _ColumnReader(tmp_path)("paragraphs", ["text", "paragraph_id"])
+    shards_read = count_shard_reads(monkeypatch)
     rows = pa.array([9, 0, 10, 2, 9], pa.int64())
-    table = _ColumnReader(tmp_path).read("paragraphs", ["text", "paragraph_id"], rows)
+    table = _ColumnReader(tmp_path).late("paragraphs", ["text", "paragraph_id"], rows).table(0, len(rows))
     assert table.equals(whole.take(rows))
     assert len(shards_read) == 2
+
+
+def test_late_rows_read_each_shard_once_as_ranges_go_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_numbered_paragraphs(tmp_path, 3, 4)
+    whole = _ColumnReader(tmp_path)("paragraphs", ["text"])
+    shards_read = count_shard_reads(monkeypatch)
+    rows = pa.array([0, 1, 4, 2, 3, 5, None, 8, 9, 6, 10, 11], pa.int64())
+    late = _ColumnReader(tmp_path).late("paragraphs", ["text"], rows)
+    got = pa.concat_tables([late.table(start, 3) for start in range(0, len(rows), 3)])
+    assert got.equals(whole.take(rows))
+    assert len(shards_read) == 3
+
+
+def test_late_rows_decode_a_shard_only_as_far_as_the_rows_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_numbered_paragraphs(tmp_path, 1, 12)
+    monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
+    late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(12), pa.int64()))
+    assert late.table(0, 3)["text"].to_pylist() == ["text 0", "text 1", "text 2"]
+    assert late._shards[0]._rows == 4
+
+
+def test_late_rows_read_again_a_shard_let_go_when_asked_out_of_order(tmp_path: Path) -> None:
+    write_numbered_paragraphs(tmp_path, 2, 4)
+    whole = _ColumnReader(tmp_path)("paragraphs", ["text"])
+    late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(8), pa.int64()))
+    assert late.table(0, 8).equals(whole)
+    assert late.table(1, 2).equals(whole.slice(1, 2))
 
 
 def test_biomed_enriched_arrow_rows_of_a_subset_are_the_sql_rows(subset_build: Path) -> None:
@@ -251,7 +328,7 @@ def test_biomed_enriched_licenses_are_those_of_its_rows(subset_build: Path) -> N
         (Source(has_labels=True, has_paragraphs=True, subset="results"), "results"),
     ):
         files = sorted((subset_build / "subsets" / selection).glob("*.parquet")) if selection else None
-        licenses = preset.licenses_arrow(_ColumnReader(subset_build, files).read, source)
+        licenses = preset.licenses_arrow(_ColumnReader(subset_build, files), source)
         rows = arrow_rows(subset_build, "biomed-enriched", source)
         assert sorted(licenses.to_pylist(), key=str) == sorted(rows["license_type"].to_pylist(), key=str)
 
@@ -260,19 +337,36 @@ def test_joined_rows_gather_any_range_and_order_as_the_whole_table_would(build: 
     preset = get_preset("biomed-enriched")
     assert preset.rows_arrow is not None
     source = Source(has_labels=True, has_paragraphs=True, subset=None)
-    rows = preset.rows_arrow(_ColumnReader(build).read, source)
+    rows = preset.rows_arrow(_ColumnReader(build), source)
     whole = rows.table()
     assert rows.table(5, 7).equals(whole.slice(5, 7))
     order = pa.array(list(range(whole.num_rows - 1, -1, -3)), pa.int64())
     assert rows.take(order).table().equals(whole.take(order))
     assert rows.column("license_type").equals(whole["license_type"])
+    assert rows.encoded("license_type").to_pylist() == whole["license_type"].to_pylist()
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_splits_are_the_license_groups_of_the_rows(encoded: bool) -> None:
+    licenses = pa.array(["CC BY", None, "CC BY-NC", "other", "CC BY", None])
+    if encoded:  # an article's license by index, as JoinedRows.encoded gives it
+        dictionary = pa.array(["CC BY", "CC BY-NC", "CC BY", "other"])
+        licenses = pa.DictionaryArray.from_arrays(pa.array([0, None, 1, 3, 2, None], pa.int32()), dictionary)
+    splits = Splits.of(licenses, "license")
+    expected = license_group(pa.array(licenses.to_pylist(), pa.string())).to_pylist()
+    assert [splits.names[code] for code in splits.codes] == expected
+    assert dict(zip(splits.names, splits.counts(), strict=True)) == {
+        "commercial": 2,
+        "noncommercial": 1,
+        "other": 3,
+    }
 
 
 def test_empty_reads_have_the_columns_of_full_reads(build: Path) -> None:
     reader = _ColumnReader(build)
     columns = ("paragraph_id", "domain_scores", "annotator")
-    empty = reader.read_empty("labels", columns)
-    assert empty.num_rows == 0 and empty.schema == reader.read("labels", columns).schema
+    empty = reader.read_empty()("labels", columns)
+    assert empty.num_rows == 0 and empty.schema == reader("labels", columns).schema
 
 
 def test_a_task_of_some_splits_gets_their_rows_split_by_split(build: Path) -> None:

@@ -21,9 +21,10 @@ Columns whose name starts with ``__`` are for ordering only and are not exported
 
 A preset may also give ``rows_arrow``: the same rows as its SQL, in its order, computed with Arrow
 from the columns it reads — each column gathered once, no round trip of every string through
-DuckDB — as ``JoinedRows`` (its tables and the row indices that join them, gathered a range at a
-time), with ``licenses_arrow``, the license of each of those rows, which an export's plan counts
-its splits by without reading the text. ``tests/export/test_presets.py`` checks that both give
+DuckDB — as ``JoinedRows`` (its tables and the row indices that join them, and its late columns,
+read from the build by row number: both gathered a range at a time), with ``licenses_arrow``, the
+license of each of those rows, which an export's plan counts its splits by without reading the
+text. ``tests/export/test_presets.py`` checks that both give
 the same table.
 
 ``PRESETS`` is the registry of presets by name: the three above, and every module of this package.
@@ -72,13 +73,28 @@ class Source:
     subset: str | None
 
 
+class LateRows(Protocol):
+    """Columns of some rows of a table, read when a range of them is asked for (``Read.late``)."""
+
+    def take(self, indices: pa.Array) -> LateRows:
+        """The rows at ``indices`` (nothing read)."""
+        ...
+
+    def table(self, start: int, length: int) -> pa.Table:
+        """The columns of rows ``start`` to ``start + length``."""
+        ...
+
+
 class Read(Protocol):
     """``read(table, columns)``: those columns of a build table, every row (the exporter's reader);
-    ``read(table, columns, rows)``: of the rows numbered ``rows`` only (0 the first row of the
-    table's first shard), in that order; ``read(SELECTION, (key, "repeat"))``: the subset's keys and
-    repeat index, when there is a subset."""
+    ``read(SELECTION, (key, "repeat"))``: the subset's keys and repeat index, when there is a subset;
+    ``read.late(table, columns, rows)``: those columns of the rows numbered ``rows`` (0 the first row
+    of the table's first shard, null for a row of nulls), read a range at a time as they are
+    gathered: each shard once, kept while rows to come need it."""
 
-    def __call__(self, name: str, columns: Sequence[str], rows: pa.Array | None = None) -> pa.Table: ...
+    def __call__(self, name: str, columns: Sequence[str]) -> pa.Table: ...
+
+    def late(self, name: str, columns: Sequence[str], rows: pa.Array) -> LateRows: ...
 
 
 SELECTION = "selection"
@@ -97,8 +113,9 @@ class Preset:
     requires_labels: bool = False
     rows_arrow: Callable[[Read, Source], JoinedRows] | None = None
     """The rows of ``rows_sql`` with Arrow, sorted by ``order_by`` (then ``repeat``, for a subset)."""
-    licenses_arrow: Callable[[Read, Source], pa.ChunkedArray] | None = None
-    """The ``license_column`` of every row of ``rows_arrow``, in any order (given with it)."""
+    licenses_arrow: Callable[[Read, Source], pa.Array | pa.ChunkedArray] | None = None
+    """The ``license_column`` of every row of ``rows_arrow``, in any order (given with it); a
+    dictionary array spares the plan a copy of every row's license."""
 
 
 def license_group_sql(column: str) -> str:
@@ -209,18 +226,61 @@ GATHER_RUN_ROWS = 1024
 """``gather`` slices when its stretches average at least this many rows."""
 
 
+def sort_indices(table: pa.Table, keys: Sequence[str]) -> pa.Array:
+    """``pc.sort_indices`` of ``table`` by ``keys``, ascending (stable). Where the table is a few
+    runs each sorted already (its shards) that follow one another without overlapping, in some
+    order, the runs are put in that order instead of sorting every row."""
+    runs = _sorted_runs(table, keys)
+    if runs is None:
+        return pc.sort_indices(table.select(list(keys)), [(key, "ascending") for key in keys])
+    return pa.array(np.concatenate([np.arange(start, end, dtype=np.uint64) for start, end in runs]))
+
+
+SORTED_RUNS_MAX = 256
+"""``sort_indices`` sorts every row of a table of more sorted runs than this."""
+
+
+def _sorted_runs(table: pa.Table, keys: Sequence[str]) -> list[tuple[int, int]] | None:
+    """The sorted runs of ``table`` (start, end), cut at its chunks too (the shards it was read
+    from: shards each sorted may run on in order by chance), in the order that sorts the table,
+    when they do not overlap (each run's last row before the next one's first: no ties between runs, so the
+    order is the stable sort's); ``None`` when they do, or hold nulls, or are too many."""
+    rows = table.num_rows
+    if rows < 2 or any(table.column(key).null_count for key in keys):
+        return None
+    descents = np.flatnonzero(~_in_order(table.slice(0, rows - 1), table.slice(1), keys, strict=False)) + 1
+    chunks = np.cumsum([len(chunk) for chunk in table.column(keys[0]).chunks])[:-1]  # its shards
+    breaks = np.union1d(descents, chunks[(chunks > 0) & (chunks < rows)])
+    if len(breaks) > SORTED_RUNS_MAX:
+        return None
+    starts = np.concatenate([[0], breaks]).astype(np.int64)
+    ends = np.concatenate([breaks, [rows]]).astype(np.int64)
+    firsts, lasts = table.take(pa.array(starts)), table.take(pa.array(ends - 1))
+    order = pc.sort_indices(firsts.select(list(keys)), [(key, "ascending") for key in keys]).to_numpy()
+    if not _in_order(
+        lasts.take(pa.array(order[:-1])), firsts.take(pa.array(order[1:])), keys, strict=True
+    ).all():
+        return None
+    return [(int(starts[run]), int(ends[run])) for run in order]
+
+
+def _in_order(before: pa.Table, after: pa.Table, keys: Sequence[str], *, strict: bool) -> np.ndarray:
+    """Whether each row of ``before`` comes before (``strict``: strictly) the same row of ``after``
+    by ``keys`` (no nulls)."""
+    found = np.full(before.num_rows, not strict)  # all keys equal
+    for key in reversed(keys):
+        less = pc.less(before.column(key), after.column(key)).to_numpy(zero_copy_only=False)
+        equal = pc.equal(before.column(key), after.column(key)).to_numpy(zero_copy_only=False)
+        found = less | (equal & found)
+    return found
+
+
 def select(table: pa.Table, selection: pa.Table, key: str) -> pa.Table:
     """``FROM selection s JOIN table ON key``: a row of ``table`` per selected key (upsampled
     copies included) with its ``repeat``; keys without a row are left out."""
     found = pc.index_in(selection.column(key), value_set=table.column(key))
     kept = pc.is_valid(found)
     return table.take(found.filter(kept)).append_column("repeat", selection.column("repeat").filter(kept))
-
-
-def left_join(keys: pa.ChunkedArray | pa.Array, table: pa.Table, key: str) -> pa.Table:
-    """The rows of ``table`` whose ``key`` equals each of ``keys``, null rows where none (a LEFT
-    JOIN on a unique key, as the SQL's joins with articles and labels)."""
-    return table.take(pc.index_in(keys, value_set=table.column(key)))
 
 
 def article_url(articles: pa.Table) -> pa.ChunkedArray:
@@ -253,20 +313,36 @@ def author_names(authors: pa.ChunkedArray) -> pa.Array:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """``LateRows`` whose ranges go through ``derive`` as they are read (a label's score lists)."""
+
+    rows: LateRows
+    derive: Callable[[pa.Table], pa.Table]
+
+    def take(self, indices: pa.Array) -> Derived:
+        return Derived(self.rows.take(indices), self.derive)
+
+    def table(self, start: int, length: int) -> pa.Table:
+        return self.derive(self.rows.table(start, length))
+
+
+@dataclass(frozen=True)
 class JoinedRows:
     """A preset's rows before their columns are gathered: the ``base`` rows in the preset's order,
-    the row of each ``joined`` table that every base row joins (a null index: none), and the
-    exported columns, each named after the base or joined column it is.
+    the row of each ``joined`` table that every base row joins (a null index: none), the ``late``
+    columns, read from the build only as their rows are gathered, and the exported columns, each
+    named after the base, joined or late column it is.
 
-    ``table`` gathers a range of rows at a time, so an export gathers each batch in the thread that
-    cuts row groups, beside the writer, and never holds the joined rows whole; ``take`` reorders or
-    filters the rows by moving indices, not the joined columns.
+    ``table`` gathers a range of rows at a time, so an export gathers — and reads the late columns
+    of — each batch in the thread that cuts row groups, beside the writer, and never holds the
+    joined rows whole; ``take`` reorders or filters the rows by moving indices, not the columns.
     """
 
     base: pa.Table
     joined: tuple[tuple[pa.Table, pa.Array], ...]
     columns: tuple[tuple[str, str], ...]
-    """(exported name, name of a column of ``base`` or of one ``joined`` table)."""
+    """(exported name, name of a column of ``base``, of one ``joined`` table or of one ``late``)."""
+    late: tuple[LateRows, ...] = ()
 
     @property
     def num_rows(self) -> int:
@@ -275,15 +351,31 @@ class JoinedRows:
     def take(self, indices: pa.Array) -> JoinedRows:
         """The rows at ``indices`` (``table.take``)."""
         joined = tuple((table, index.take(indices)) for table, index in self.joined)
-        return JoinedRows(gather(self.base, indices), joined, self.columns)
+        late = tuple(rows.take(indices) for rows in self.late)
+        return JoinedRows(gather(self.base, indices), joined, self.columns, late)
 
     def column(self, name: str) -> pa.ChunkedArray:
-        """Exported column ``name`` for every row (a joined one gathered alone)."""
+        """Exported column ``name`` for every row (a joined one gathered alone; a late one read)."""
         source = dict(self.columns)[name]
         if source in self.base.column_names:
             return self.base.column(source)
-        table, index = next((t, i) for t, i in self.joined if source in t.column_names)
-        return table.column(source).take(index)
+        for table, index in self.joined:
+            if source in table.column_names:
+                return table.column(source).take(index)
+        return next(
+            table.column(source)
+            for table in (rows.table(0, self.num_rows) for rows in self.late)
+            if source in table.column_names
+        )
+
+    def encoded(self, name: str) -> pa.Array | pa.ChunkedArray:
+        """``column(name)``, a joined one as its indices into its table's column (a dictionary
+        array: nothing gathered)."""
+        source = dict(self.columns)[name]
+        for table, index in self.joined:
+            if source in table.column_names:
+                return pa.DictionaryArray.from_arrays(index, table.column(source).combine_chunks())
+        return self.column(name)
 
     def select(self, names: Sequence[str]) -> JoinedRows:
         """These rows with only the exported columns ``names``."""
@@ -296,6 +388,9 @@ class JoinedRows:
         found = dict(zip(base.column_names, base.columns, strict=True))
         for table, index in self.joined:
             rows = table.take(index.slice(start, base.num_rows))
+            found.update(zip(rows.column_names, rows.columns, strict=True))
+        for late in self.late:
+            rows = late.table(start, base.num_rows)
             found.update(zip(rows.column_names, rows.columns, strict=True))
         return pa.table({name: found[source] for name, source in self.columns})
 
@@ -319,18 +414,28 @@ def _articles_of(read: Read) -> pa.Table:
     return articles.append_column("language_score", pa.nulls(articles.num_rows, pa.float64()))
 
 
-def _labels_of(read: Read) -> pa.Table:
-    """The label columns of ``biomed_enriched_sql``, one row per label."""
-    labels = read("labels", ("paragraph_id", "educational_score", "domain", "document_type", "domain_scores",
-                            "document_type_scores", "annotator")).combine_chunks()  # fmt: skip
+BIOMED_LABEL_COLUMNS = (
+    "educational_score",
+    "domain",
+    "document_type",
+    "domain_scores",
+    "document_type_scores",
+    "annotator",
+)
+"""The columns of the labels table ``biomed_enriched_sql`` reads (``_label_columns_of`` derives them)."""
+
+
+def _label_columns_of(labels: pa.Table) -> pa.Table:
+    """The label columns of ``biomed_enriched_sql`` from those of the labels table
+    (``BIOMED_LABEL_COLUMNS``): score structs as lists, the score as a double, each name prefixed."""
+    labels = labels.combine_chunks()
     for column, names in (("domain_scores", schema.DOMAINS), ("document_type_scores", schema.DOCUMENT_TYPES)):
         index = labels.schema.get_field_index(column)
         labels = labels.set_column(index, column, score_list(labels[column], names))
     index = labels.schema.get_field_index("educational_score")
     score = labels["educational_score"].cast(pa.float64())
-    return labels.set_column(index, "educational_score", score).rename_columns(
-        [name if name == "paragraph_id" else f"label_{name}" for name in labels.column_names]
-    )
+    labels = labels.set_column(index, "educational_score", score)
+    return labels.rename_columns([f"label_{name}" for name in labels.column_names])
 
 
 BIOMED_ENRICHED_COLUMNS = (
@@ -349,61 +454,63 @@ BIOMED_ENRICHED_COLUMNS = (
 
 
 ROW = "__row"
-"""The row number of a paragraph in its table, kept while a subset's rows are chosen."""
+"""The row number of a paragraph in its table, kept while the rows are chosen and sorted: the late
+columns are read by it."""
+
+
+LATE_PARAGRAPH_COLUMNS = ("path", "section_title", "section_type", "n_words", "text")
+"""The paragraph columns of ``biomed_enriched_sql`` read as their rows are gathered (``Read.late``)."""
 
 
 def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
-    """``biomed_enriched_sql`` over whole tables, with Arrow: the paragraphs sorted first, so that
-    every column is gathered once, in order; article and label columns are derived on their own
-    (small) tables and joined by index. Labels written row for row beside their paragraphs are
-    added to them as they are, without a join. The label and article tables are read and derived
-    in a thread beside the paragraphs (Arrow's reads and compute let go of the GIL). A subset's
-    text is read last, for its rows only: a subset of a few percent of the paragraphs (clinical
-    cases) does not decompress the text of all of them."""
-    narrow = ["paragraph_id", "article_id", "path", "section_title", "section_type", "n_words", "ordinal"]
-    with ThreadPoolExecutor(1) as pool:
-        others = pool.submit(lambda: (_labels_of(read), _articles_of(read)))
-        p = read("paragraphs", narrow if source.subset else [*narrow, "text"])  # a subset's: below
-        labels, articles = others.result()
-    joined = []
-    if _aligned(p, labels, "paragraph_id"):
-        for name in labels.column_names[1:]:
-            p = p.append_column(name, labels.column(name))
-    else:
-        joined.append(labels)
-    keys = [("article_id", "ascending"), ("ordinal", "ascending"), ("paragraph_id", "ascending")]
+    """``biomed_enriched_sql`` over whole tables, with Arrow. Only what orders and joins the rows is
+    read first (the paragraphs' keys, the labels' paragraph ids, the articles, each in a thread:
+    Arrow's reads let go of the GIL); the paragraphs sorted, article columns are
+    derived on their (small) table and joined by index. The other paragraph columns (the text)
+    and the label columns are late (``Read.late``): read by row number as the export gathers each
+    batch, in the thread beside the writer, so that reading them overlaps writing, and a subset of
+    a few percent of the paragraphs (clinical cases) does not decompress the text of all of them.
+    Labels written row for row beside their paragraphs are read by the paragraphs' row numbers,
+    without a join."""
+    with ThreadPoolExecutor(2) as pool:
+        labels_read = pool.submit(read, "labels", ("paragraph_id",))
+        articles_read = pool.submit(_articles_of, read)
+        p = read("paragraphs", ("paragraph_id", "article_id", "ordinal"))
+        labels, articles = labels_read.result(), articles_read.result()
+    aligned = _aligned(p, labels, "paragraph_id")
+    p = p.append_column(ROW, pa.array(np.arange(p.num_rows, dtype=np.int64)))
+    keys = ["article_id", "ordinal", "paragraph_id"]
     if source.subset:
-        p = p.append_column(ROW, pa.array(np.arange(p.num_rows, dtype=np.int64)))
         p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
-        keys.append(("repeat", "ascending"))
-    p = gather(p, pc.sort_indices(p.select([key for key, _ in keys]), keys))  # the preset's order
-    if source.subset:  # the text of the kept rows only, now they are known
-        text = read("paragraphs", ("text",), p[ROW].combine_chunks())["text"]
-        p = p.drop_columns([ROW]).append_column("text", text)
-    indexed = [
-        (
-            articles.drop_columns(["article_id"]),
-            pc.index_in(p["article_id"], value_set=articles["article_id"]),
-        )
-    ]
-    indexed += [
-        (
-            table.drop_columns(["paragraph_id"]),
-            pc.index_in(p["paragraph_id"], value_set=table["paragraph_id"]),
-        )
-        for table in joined
-    ]
+        keys.append("repeat")
+    p = gather(p, sort_indices(p, keys))  # the preset's order
+    rows = p[ROW].combine_chunks()
+    if aligned:
+        label_rows = rows
+    else:
+        label_rows = pc.index_in(p["paragraph_id"], value_set=labels["paragraph_id"]).combine_chunks()
+    late = (
+        read.late("paragraphs", LATE_PARAGRAPH_COLUMNS, rows),
+        Derived(read.late("labels", BIOMED_LABEL_COLUMNS, label_rows.cast(pa.int64())), _label_columns_of),
+    )
+    joined = (
+        articles.drop_columns(["article_id"]),
+        pc.index_in(p["article_id"], value_set=articles["article_id"]).combine_chunks(),
+    )
     columns = BIOMED_ENRICHED_COLUMNS + ((("repeat", "repeat"),) if source.subset else ())
-    return JoinedRows(p, tuple((t, i.combine_chunks()) for t, i in indexed), columns)
+    return JoinedRows(p.drop_columns([ROW]), (joined,), columns, late)
 
 
-def biomed_enriched_licenses(read: Read, source: Source) -> pa.ChunkedArray:
-    """The ``license_type`` of every row of ``biomed_enriched_arrow``, in no particular order: what
-    an export's plan counts its splits by, without reading the text."""
+def biomed_enriched_licenses(read: Read, source: Source) -> pa.DictionaryArray:
+    """The ``license_type`` of every row of ``biomed_enriched_arrow``, in no particular order, as
+    indices into the articles' licenses: what an export's plan counts its splits by, without
+    reading the text."""
     p = read("paragraphs", ("paragraph_id", "article_id") if source.subset else ("article_id",))
     if source.subset:
         p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
-    return left_join(p["article_id"], read("articles", ("article_id", "license")), "article_id")["license"]
+    articles = read("articles", ("article_id", "license"))
+    index = pc.index_in(p["article_id"], value_set=articles["article_id"]).combine_chunks()
+    return pa.DictionaryArray.from_arrays(index, articles["license"].combine_chunks())
 
 
 PRESETS: Registry[Preset] = Registry("preset", package=__name__)
