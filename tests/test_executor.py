@@ -126,24 +126,26 @@ def test_a_local_executor_is_made_started() -> None:
 
 
 def test_warming_imports_the_modules_in_the_workers_not_here() -> None:
-    assert "colorsys" not in sys.modules
     executor = LocalExecutor(2)
     try:
-        pids = [future.result() for future in executor.warm(["colorsys"])]
-        imported = set(executor.map(_imported_colorsys, [0, 1], desc="probe", progress=False))
+        pids = [future.result() for future in executor.warm([PROBE])]
+        imported = set(executor.map(_imported_probe, [0, 1], desc="probe", progress=False))
     finally:
         executor.close()
     assert len(pids) == 2 and os.getpid() not in pids
-    assert "colorsys" not in sys.modules and True in imported
+    assert PROBE not in sys.modules and True in imported
 
 
-def _imported_colorsys(_: int) -> bool:
-    return "colorsys" in sys.modules
+PROBE = "tests.warm_probe"
+
+
+def _imported_probe(_: int) -> bool:
+    return PROBE in sys.modules
 
 
 def test_warming_one_local_worker_imports_nothing() -> None:
-    assert LocalExecutor(1).warm(["colorsys"]) == []
-    assert "colorsys" not in sys.modules
+    assert LocalExecutor(1).warm([PROBE]) == []
+    assert PROBE not in sys.modules
 
 
 def test_local_pool_returns_every_result() -> None:
