@@ -33,15 +33,19 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any, Protocol
 from urllib.parse import quote_from_bytes
 
 from pmcurate.errors import SkipItem
 from pmcurate.harvest import HarvestInputError
 from pmcurate.step import resolved_text
 
-ByteStream = IO[bytes] | gzip.GzipFile
-"""A readable binary stream: a file, a tar member or a gzip stream."""
+
+class ByteStream(Protocol):
+    """A readable binary stream: a file, a tar member, a gzip stream or a file descriptor."""
+
+    def read(self, size: int, /) -> bytes: ...
+
 
 DEFAULT_MAX_MEMBER_BYTES = 512 * 2**20
 """Largest document or image read (after decompression); larger ones are rejected."""
@@ -178,11 +182,11 @@ def iter_items(path: Path, *, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) 
         if name.endswith(ARCHIVE_SUFFIXES):
             yield from _archive_items(path, max_member_bytes)
             return
-        with open(path, "rb") as raw:
-            if name.endswith(GZIP_SUFFIXES):
+        if name.endswith(GZIP_SUFFIXES):
+            with open(path, "rb") as raw:
                 data = read_bounded(gzip.GzipFile(fileobj=raw), max_member_bytes)
-            else:  # one read of the file's size, not of CHUNK bytes then shrunk to it
-                data = read_bounded(raw, max_member_bytes, first=os.fstat(raw.fileno()).st_size + 1)
+        else:
+            data = _read_plain(path, max_member_bytes)
     except TooLarge as exc:
         yield Rejected(source, None, "TooLarge", f"{source}: {exc}")
         return
@@ -193,6 +197,27 @@ def iter_items(path: Path, *, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) 
         yield Rejected(source, None, "EmptyFile", f"{source} is empty")
     else:
         yield Document(source, None, data)
+
+
+def _read_plain(path: Path, limit: int) -> bytes:
+    """The bytes of the plain file ``path`` (``read_bounded``'s cap): one read of the file's size, not
+    of CHUNK bytes then shrunk to it, on a file descriptor, without the buffered file object of
+    ``open`` (a quarter of the CPU of reading a 100 kB file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return read_bounded(_Descriptor(fd), limit, first=os.fstat(fd).st_size + 1)
+    finally:
+        os.close(fd)
+
+
+class _Descriptor:
+    """An open file descriptor as a ``ByteStream``."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def read(self, size: int, /) -> bytes:
+        return os.read(self.fd, size)
 
 
 def _blank(data: bytes) -> bool:

@@ -408,10 +408,13 @@ class FolderImages:
         self, source: str, figures: Iterable[dict[str, Any]]
     ) -> tuple[dict[str, archive.Image], list[Rejection]]:
         """(image key → image, rejections of unreadable images) for the graphics of ``figures``."""
-        wanted = {archive.image_key(href) for figure in figures for href in figure.get("graphics") or ()}
-        if not wanted:
+        graphics = [href for figure in figures for href in figure.get("graphics") or ()]
+        if not graphics:
             return {}, []
         listing = self._listing(os.path.dirname(source) or ".")  # text: no Path built per document
+        if not listing:  # a folder of XML files only: no image key to compute
+            return {}, []
+        wanted = {archive.image_key(href) for href in graphics}
         images: dict[str, archive.Image] = {}
         problems: list[Rejection] = []
         for key in sorted(wanted & listing.keys()):
