@@ -482,7 +482,16 @@ def resolved(path: str | os.PathLike[str]) -> Path:
 
 def resolved_text(text: str) -> str:
     """``resolved`` of the path ``text``, as text."""
-    if not os.path.isabs(text) or os.path.islink(text):  # a relative folder depends on the working directory
+    if not os.path.isabs(text):  # a relative path depends on the working directory
+        return str(Path(text).resolve())
+    return _resolved_absolute(text)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _resolved_absolute(text: str) -> str:
+    """An absolute path resolved once: a build names each input file four times (its task's key, the
+    content hash the task records, provenance's list and its hash), ~4 µs each (an ``lstat``)."""
+    if os.path.islink(text):
         return str(Path(text).resolve())
     folder, name = os.path.split(text)
     return os.path.join(_resolved_folder(folder), name)
