@@ -58,13 +58,13 @@ def _executor_options(parser: argparse.ArgumentParser) -> None:
 def _harvest_local(args: argparse.Namespace) -> int:
     """The ``harvest:local`` step through the one runner, as ``pmcurate build`` runs it."""
     from pmcurate import progress
-    from pmcurate.executor import make_executor
+    from pmcurate.executor import WORKER_PRELOAD, make_executor
     from pmcurate.harvest.steps import LocalConfig, LocalHarvest
     from pmcurate.step import Build, run_step
 
     step = LocalHarvest(LocalConfig.from_args(args, paths=tuple(args.paths)))
     build = Build.open(args.out, force=True, progress=progress.enabled())
-    executor = make_executor(args.executor, args.workers)
+    executor = make_executor(args.executor, args.workers, preload=WORKER_PRELOAD)  # no pandas: a harvest
     try:
         run_step(step, build, executor)
     finally:
@@ -394,7 +394,7 @@ def add_build(build: argparse.ArgumentParser) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from pmcurate import progress
-    from pmcurate.executor import make_executor
+    from pmcurate.executor import build_preload, make_executor
     from pmcurate.manifest import load_manifest
 
     manifest = load_manifest(args.manifest)
@@ -403,7 +403,8 @@ def _build(args: argparse.Namespace) -> int:
 
         print(format_plan(plan_build(manifest, args.out, until=args.until, force=args.force)))
         return 0
-    executor = make_executor(args.executor, args.workers)  # first: its workers' imports overlap ours
+    # made first: its workers' imports run beside ours (LocalExecutor.start)
+    executor = make_executor(args.executor, args.workers, preload=build_preload(args.until))
     from pmcurate.pipeline import run_build
 
     try:

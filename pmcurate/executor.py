@@ -55,12 +55,13 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pmcurate.cache import cache_root
 from pmcurate.errors import Fatal
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,10 +71,19 @@ EXECUTORS = ("local", "ray")
 WORKER_ENV = {"POLARS_MAX_THREADS": "1"}
 """Set in every worker process before it imports anything (the one place): a pool runs one
 process per core, so each uses one thread (Polars' pool would otherwise start one per core)."""
-WORKER_PRELOAD = ("pyarrow.parquet", "pandas", "pmcurate.schema", "pmcurate.step", "pmcurate.harvest.steps")
+WORKER_PRELOAD = ("pyarrow.parquet", "pmcurate.schema", "pmcurate.step", "pmcurate.harvest.steps")
 """Imported once by the pool's ``forkserver``, before it forks the workers: what every step's tasks
-import (``pyarrow`` imports ``pandas`` on its first ``pa.array`` of a list) and the harvest step.
-Never Polars: a process that forks must not have its thread pool running."""
+import, and the harvest step. Never Polars: a process that forks must not have its thread pool running."""
+PANDAS_PRELOAD = (*WORKER_PRELOAD, "pandas")
+"""``WORKER_PRELOAD`` and pandas, which ``pyarrow`` imports at its first conversion of Python values
+or to NumPy (``to_numpy``, as the steps after the harvest make): once in the forkserver rather than in
+each worker. The harvest's tasks do without (``harvest.store.pyarrow_without_pandas``): a build that
+stops after it need not (``build_preload``)."""
+
+
+def build_preload(until: str) -> tuple[str, ...]:
+    """What the pool of a build that stops after the stage ``until`` preloads."""
+    return WORKER_PRELOAD if until == "harvest" else PANDAS_PRELOAD
 
 
 class ExecutorError(Fatal):
@@ -105,8 +115,10 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, preload: Sequence[str] = PANDAS_PRELOAD) -> None:
+        """``preload``: the modules the pool's forkserver imports (``WORKER_PRELOAD``, ``PANDAS_PRELOAD``)."""
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self.preload = tuple(preload)
         self._pool: ProcessPoolExecutor | None = None
         self._used = False
         """Whether any task was sent to the pool (a started pool may have had none)."""
@@ -120,7 +132,7 @@ class LocalExecutor:
         progress: bool = True,
         reads: Sequence[Path] | None = None,
     ) -> Iterator[R]:
-        with tqdm(total=len(items), desc=desc, unit=" shards", disable=not progress or not items) as bar:
+        with _bar(len(items), desc, progress) as bar:
             if self.workers == 1 or len(items) <= 1:
                 for item in items:
                     yield fn(item)
@@ -168,7 +180,7 @@ class LocalExecutor:
         if self._pool is None:
             # a forkserver, not fork: forking a process that has Polars' thread pool running can deadlock
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(list(WORKER_PRELOAD))
+            context.set_forkserver_preload(list(self.preload))
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=context, initializer=_init_worker, initargs=(dict(os.environ),)
             )
@@ -182,6 +194,14 @@ class LocalExecutor:
             _pools.discard(id(self))
             if not _pools:
                 _stop_forkserver(at_once=not self._used)
+
+
+def _bar(total: int, desc: str, progress: bool) -> tqdm[Any]:
+    """The progress bar of a map over ``total`` items (tqdm, imported here: the pool's forkserver
+    imports this module, and its workers draw no bar)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=" shards", disable=not progress or not total)
 
 
 _pools: set[int] = set()
@@ -279,7 +299,7 @@ class RayExecutor:
             self._apply = ray.remote(max_retries=2)(_apply)
         shipped = ray.put(fn)  # a callable object too (a URL build's task), sent once per map
         pending = [self._apply.remote(shipped, item) for item in items]
-        with tqdm(total=len(items), desc=desc, unit=" shards", disable=not progress or not items) as bar:
+        with _bar(len(items), desc, progress) as bar:
             try:
                 while pending:
                     done, pending = ray.wait(pending, num_returns=1)
@@ -302,11 +322,13 @@ def _apply(fn: Callable[[T], R], item: T) -> R:
     return fn(item)
 
 
-def make_executor(kind: str, workers: int | None = None) -> LocalExecutor | RayExecutor:
+def make_executor(
+    kind: str, workers: int | None = None, *, preload: Sequence[str] = PANDAS_PRELOAD
+) -> LocalExecutor | RayExecutor:
     """The executor named ``kind`` (``local`` or ``ray``), its workers already starting
-    (``LocalExecutor.start``; Ray's start with it)."""
+    (``LocalExecutor.start``; Ray's start with it); ``preload``: a local pool's (``LocalExecutor``)."""
     if kind == "local":
-        local = LocalExecutor(workers)
+        local = LocalExecutor(workers, preload=preload)
         local.start()
         return local
     if kind == "ray":

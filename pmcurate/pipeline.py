@@ -48,6 +48,7 @@ from pmcurate.executor import (
     Executor,
     LocalExecutor,
     UrlBuildExecutor,
+    build_preload,
     locate_build,
     make_executor,
     pull,
@@ -175,7 +176,8 @@ def run_build(
     swept = sweep_temporaries(build)
     if swept:
         log.info("%s: removed %d temporary files left by an interrupted run", build, swept)
-    runner = make_executor(executor, workers) if isinstance(executor, str) else executor
+    preload = build_preload(until)
+    runner = make_executor(executor, workers, preload=preload) if isinstance(executor, str) else executor
     tasks: Executor = runner
     if location.remote and runner.name == "ray":  # workers that may not share this disk
         tasks = UrlBuildExecutor(runner, location)

@@ -14,6 +14,7 @@ import pytest
 
 from pmcurate.executor import (
     LISTING,
+    PANDAS_PRELOAD,
     WORKER_PRELOAD,
     BuildLocation,
     ExecutorError,
@@ -41,8 +42,9 @@ def test_one_local_worker_maps_in_order() -> None:
 
 
 def test_the_worker_preload_never_imports_polars() -> None:
-    """The forkserver imports ``WORKER_PRELOAD`` and forks: Polars' thread pool must not run there."""
-    code = f"import sys; import {', '.join(WORKER_PRELOAD)}; print('polars' in sys.modules)"
+    """The forkserver imports ``PANDAS_PRELOAD`` (``WORKER_PRELOAD`` and pandas) and forks: Polars'
+    thread pool must not run there."""
+    code = f"import sys; import {', '.join(PANDAS_PRELOAD)}; print('polars' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 
@@ -146,6 +148,21 @@ def _imported_probe(_: int) -> bool:
 def test_warming_one_local_worker_imports_nothing() -> None:
     assert LocalExecutor(1).warm([PROBE]) == []
     assert PROBE not in sys.modules
+
+
+def _imported(module: str) -> bool:
+    return module in sys.modules
+
+
+@pytest.mark.parametrize(("preload", "pandas"), [(WORKER_PRELOAD, False), (PANDAS_PRELOAD, True)])
+def test_pool_workers_start_with_the_modules_their_pool_preloads(
+    preload: tuple[str, ...], pandas: bool
+) -> None:
+    executor = LocalExecutor(2, preload=preload)
+    try:
+        assert list(executor.map(_imported, ["pandas"] * 2, desc="pandas", progress=False)) == [pandas] * 2
+    finally:
+        executor.close()
 
 
 def test_local_pool_returns_every_result() -> None:

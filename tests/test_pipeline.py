@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
+from pmcurate import pipeline
 from pmcurate.annotate.prompt import PROMPT_HASH
 from pmcurate.cli import main
+from pmcurate.executor import PANDAS_PRELOAD, WORKER_PRELOAD, LocalExecutor
 from pmcurate.manifest import load_manifest
 from pmcurate.pipeline import BuildError, BuildResult, plan_build, run_build
 from tests import builds
@@ -128,6 +131,22 @@ def test_until_stops_after_the_stage(tmp_path: Path) -> None:
     )
     assert [s.step for s in result.steps] == ["harvest:local"]
     assert not (tmp_path / "build" / "models").exists()
+
+
+@pytest.mark.parametrize(("until", "preload"), [("harvest", WORKER_PRELOAD), ("annotate", PANDAS_PRELOAD)])
+def test_the_pool_preloads_pandas_only_for_the_stages_after_the_harvest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, until: str, preload: tuple[str, ...]
+) -> None:
+    made: list[LocalExecutor] = []
+
+    def make(kind: str, workers: int | None = None, **options: Any) -> LocalExecutor:
+        made.append(LocalExecutor(workers, **options))
+        return made[-1]
+
+    monkeypatch.setattr(pipeline, "make_executor", make)
+    manifest = builds.write_manifest(tmp_path / "test.toml", builds.make_inputs(tmp_path / "inputs"))
+    run_build(load_manifest(manifest), tmp_path / "build", workers=1, until=until, progress=False)
+    assert [executor.preload for executor in made] == [preload]
 
 
 def test_refuses_a_folder_that_is_not_a_build(tmp_path: Path) -> None:

@@ -166,7 +166,7 @@ def harvest_local(
     ``citations`` mode, or when nothing to harvest is found: the inputs are planned before the
     runner starts, which would name such an error after the step (``StepFailed``).
     """
-    from pmcurate.executor import LocalExecutor
+    from pmcurate.executor import WORKER_PRELOAD, LocalExecutor
     from pmcurate.harvest.steps import LocalConfig, LocalHarvest  # the steps build on this module
     from pmcurate.step import Build, run_step
 
@@ -179,7 +179,7 @@ def harvest_local(
     )
     step = LocalHarvest(config)
     step.all_tasks()  # the inputs checked here: a HarvestInputError stays one
-    executor = LocalExecutor(workers)
+    executor = LocalExecutor(workers, preload=WORKER_PRELOAD)  # without pandas (store.pyarrow_without_pandas)
     try:
         run_step(step, Build.open(Path(out), progress=progress), executor)
     finally:

@@ -5,6 +5,8 @@ the copy the version rule keeps."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +128,23 @@ def test_remove_unfinished_deletes_only_unfinished_shards_with_the_prefix(
     assert left == []
     assert (tmp_path / "tables" / "paragraphs" / "local-a.parquet").exists()
     assert (tmp_path / "tables" / "paragraphs" / "other-c.parquet").exists()
+
+
+def test_writing_a_shard_leaves_pandas_unimported(tmp_path: Path) -> None:
+    """pyarrow would import pandas (~0.2 CPU-s) on the first conversion of the rows: a harvest's
+    pool does without it (``store.pyarrow_without_pandas``)."""
+    data = Path(__file__).parent.parent / "data" / "jats" / "PMC5828200.nxml"
+    code = (
+        "import sys; from pmcurate.harvest import jats, store; "
+        f"parsed = jats.parse(open({str(data)!r}, 'rb').read()); "
+        f"store.write_harvest_shard({str(tmp_path)!r}, 's1', store.ShardRows(source='local'), "
+        "[{'source': 'x', 'stage': 'read', 'reason': 'r', 'error': 'e'}]); "
+        f"store.write_parsed({str(tmp_path)!r}, 's2', parsed, source='local'); "
+        "print('pandas' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    assert pq.read_metadata(store.shard_path(tmp_path, "articles", "s2")).num_rows == 1
 
 
 @pytest.mark.parametrize("name", ["", ".hidden", "a/b", "../x", "x.parquet", "a b"])
