@@ -51,38 +51,33 @@ cdef extern from *:
     #define LANGID_LANES 8
     #define LANGID_WIDTH 144
 
-    /* Walk the packed DFA over LANGID_LANES texts at once, writing each text's features (with
-       repeats) to found[lane]. A text's steps depend on each other; different texts' steps do not,
-       so walking several in turn overlaps their loads, which miss the caches often (the table is
-       tens of MB). A lane with a shorter text is finished alone. */
+    /* Walk the packed DFA over LANGID_LANES texts at once, writing each step's feature plus one
+       (0: none) to found[lane][i] for each byte i of text lane. A text's steps depend on each
+       other; different texts' steps do not, so walking several in turn overlaps their loads, which
+       miss the caches often (the table is tens of MB). Each step stores what it found without a
+       test or a count (``distinct`` drops the zeros): the loop keeps few values live. A lane with a
+       shorter text is finished alone. */
     static void langid_walk(const uint64_t *transitions, uint64_t start,
                             const unsigned char *const *data, const Py_ssize_t *length,
-                            int32_t *const *found, Py_ssize_t *n_found)
+                            uint32_t *const *found)
     {
         uint64_t entry[LANGID_LANES];
-        Py_ssize_t n[LANGID_LANES];
         Py_ssize_t shortest = length[0];
         for (int lane = 0; lane < LANGID_LANES; lane++) {
             entry[lane] = start;
-            n[lane] = 0;
             if (length[lane] < shortest) shortest = length[lane];
         }
         for (Py_ssize_t i = 0; i < shortest; i++) {
             for (int lane = 0; lane < LANGID_LANES; lane++) {
-                entry[lane] = transitions[(entry[lane] & 0xFFFFFFFFu) + data[lane][i]];
-                int32_t f = (int32_t) (entry[lane] >> 32) - 1;
-                found[lane][n[lane]] = f;
-                n[lane] += f >= 0;
+                entry[lane] = transitions[(uint32_t) entry[lane] + data[lane][i]];
+                found[lane][i] = (uint32_t) (entry[lane] >> 32);
             }
         }
         for (int lane = 0; lane < LANGID_LANES; lane++) {
             for (Py_ssize_t i = shortest; i < length[lane]; i++) {
-                entry[lane] = transitions[(entry[lane] & 0xFFFFFFFFu) + data[lane][i]];
-                int32_t f = (int32_t) (entry[lane] >> 32) - 1;
-                found[lane][n[lane]] = f;
-                n[lane] += f >= 0;
+                entry[lane] = transitions[(uint32_t) entry[lane] + data[lane][i]];
+                found[lane][i] = (uint32_t) (entry[lane] >> 32);
             }
-            n_found[lane] = n[lane];
         }
     }
 
@@ -256,7 +251,7 @@ cdef extern from *:
     """
     void langid_walk(
         const uint64_t* transitions, uint64_t start, const unsigned char* const* data,
-        const Py_ssize_t* length, int32_t* const* found, Py_ssize_t* n_found
+        const Py_ssize_t* length, uint32_t* const* found
     ) nogil
     ctypedef void (*langid_scorer)(
         float* acc, const uint16_t* ptc, Py_ssize_t classes, const int32_t* row, const float* weight, Py_ssize_t k
@@ -523,34 +518,44 @@ cdef _check_texts(const uint8_t[::1] data, const int64_t[::1] offsets, Py_ssize_
 
 
 cdef Py_ssize_t distinct(
-    const int32_t* found, Py_ssize_t n, uint16_t* counts, const float* log1p_of,
+    uint32_t* found, Py_ssize_t n, uint16_t* counts, const float* log1p_of,
     const double* feature_bound, const double* feature_error, const void* rows, Py_ssize_t row_bytes,
     int32_t* row, float* weight, int32_t* count, double* bound, double* error, double* total,
 ) noexcept nogil:
-    """The distinct features of ``found[:n]`` into ``row``, their counts into ``count`` and ``log1p``
-    of them into ``weight``; ``bound`` = the sum of weight × feature_bound, ``error`` = of weight ×
-    feature_error, ``total`` = of weight; returns how many. ``counts`` comes and goes zeroed. Each new
-    feature's row (``row_bytes`` bytes of ``rows``) is prefetched: the sum reads them next."""
-    cdef Py_ssize_t i, k = 0
-    cdef int32_t f
+    """The distinct features of a walk (``found[:n]``: each step's feature plus one, 0 for none;
+    overwritten) into ``row`` in the order they first occur, their counts into ``count`` and
+    ``log1p`` of them into ``weight``; ``bound`` = the sum of weight × feature_bound, ``error`` = of
+    weight × feature_error, ``total`` = of weight; returns how many. ``counts`` (indexed by feature
+    plus one) comes and goes zeroed. Without a branch on the data (whether a feature is new is a
+    coin toss to the branch predictor): the features are packed to the front, counted, then each
+    taken where its count is still set, which it clears. Each row (``row_bytes`` bytes of ``rows``)
+    is prefetched: the sum reads them next."""
+    cdef Py_ssize_t i, k = 0, m = 0
+    cdef uint32_t f
+    cdef uint16_t c
+    cdef double b = 0.0, e = 0.0, t = 0.0
     for i in range(n):
         f = found[i]
-        if counts[f] == 0:
-            row[k] = f
-            k += 1
-            langid_prefetch(<const char*> rows + f * row_bytes, row_bytes)
-        counts[f] += 1
-    bound[0] = 0.0
-    error[0] = 0.0
-    total[0] = 0.0
-    for i in range(k):
-        f = row[i]
-        count[i] = counts[f]
-        weight[i] = log1p_of[counts[f]]
-        bound[0] += weight[i] * feature_bound[f]
-        error[0] += weight[i] * feature_error[f]
-        total[0] += weight[i]
+        found[m] = f
+        m += f != 0
+    for i in range(m):
+        counts[found[i]] += 1
+    for i in range(m):
+        f = found[i]
+        c = counts[f]
+        row[k] = <int32_t> f - 1
+        count[k] = c
         counts[f] = 0
+        k += c != 0
+    for i in range(k):
+        langid_prefetch(<const char*> rows + row[i] * row_bytes, row_bytes)
+        weight[i] = log1p_of[count[i]]
+        b += weight[i] * feature_bound[row[i]]
+        e += weight[i] * feature_error[row[i]]
+        t += weight[i]
+    bound[0] = b
+    error[0] = e
+    total[0] = t
     return k
 
 
@@ -558,7 +563,7 @@ cdef class Scratch:
     """The working memory of one batch: per-lane feature lists, counts, weights, the sums."""
 
     cdef uint16_t* counts
-    cdef int32_t* found
+    cdef uint32_t* found
     cdef int32_t* row
     cdef int32_t* ordered
     cdef int32_t* count
@@ -573,8 +578,8 @@ cdef class Scratch:
     def __cinit__(self, Py_ssize_t n_features, Py_ssize_t longest, Py_ssize_t classes):
         cdef Py_ssize_t i, size = longest + 2
         self.size = size
-        self.counts = <uint16_t*> calloc(n_features, sizeof(uint16_t))
-        self.found = <int32_t*> malloc(LANES * size * sizeof(int32_t))
+        self.counts = <uint16_t*> calloc(n_features + 1, sizeof(uint16_t))
+        self.found = <uint32_t*> malloc(LANES * size * sizeof(uint32_t))
         self.row = <int32_t*> malloc(size * sizeof(int32_t))
         self.ordered = <int32_t*> malloc(4 * size * sizeof(int32_t))
         self.count = <int32_t*> malloc(size * sizeof(int32_t))
@@ -727,8 +732,7 @@ cdef class Walker:
         cdef Py_ssize_t r, r0, i, c, lane, k, longest = 0
         cdef const unsigned char* text[LANES]
         cdef Py_ssize_t length[LANES]
-        cdef int32_t* found[LANES]
-        cdef Py_ssize_t n_found[LANES]
+        cdef uint32_t* found[LANES]
         cdef double bound, error, total, spread
         cdef int16_t answer
         cdef bint sure
@@ -758,11 +762,11 @@ cdef class Walker:
                     if r0 + lane < rows:
                         text[lane] = &data[0] + starts[r0 + lane]
                         length[lane] = lengths[r0 + lane]
-                langid_walk(&self.transitions[0], self.start, text, length, found, n_found)
+                langid_walk(&self.transitions[0], self.start, text, length, found)
                 for lane in range(min(LANES, rows - r0)):
                     r = r0 + lane
                     k = distinct(
-                        found[lane], n_found[lane], scratch.counts, scratch.log1p_of, &self.feature_bound[0],
+                        found[lane], length[lane], scratch.counts, scratch.log1p_of, &self.feature_bound[0],
                         &self.feature_error[0], row_data, row_bytes, scratch.row, scratch.weight,
                         scratch.count, &bound, &error, &total,
                     )
