@@ -223,17 +223,30 @@ def _context(frame: pl.DataFrame) -> pl.Series:
         c: frame[c] if c in frame.columns else pl.repeat(None, frame.height, dtype=pl.String, eager=True)
         for c in CONTEXT_COLUMNS
     }
-    article = columns["article_type"].fill_null("none").str.to_lowercase().str.replace_all(r"[^\w]+", "_")
+    article = _per_distinct(columns["article_type"].fill_null("none"), _article_token)
     parts = [
         pl.lit("__art_"),
         article,
         pl.lit(" __sec_"),
         columns["section_type"].fill_null("none"),
         pl.lit(" "),
-        normalize(columns["section_title"]),
+        _per_distinct(columns["section_title"].fill_null(""), normalize),
         pl.lit(" "),
     ]
     return pl.select(pl.concat_str(parts)).to_series()
+
+
+def _article_token(types: pl.Series) -> pl.Series:
+    return types.str.to_lowercase().str.replace_all(r"[^\w]+", "_")
+
+
+def _per_distinct(texts: pl.Series, function: Callable[[pl.Series], pl.Series]) -> pl.Series:
+    """``function(texts)`` (no nulls; a string function that maps each value alone), computed once
+    per distinct value: a build's paragraphs share a few article types and section titles."""
+    if texts.is_empty():
+        return function(texts)
+    distinct = texts.unique(maintain_order=True)
+    return texts.replace_strict(distinct, function(distinct), return_dtype=pl.String)
 
 
 def _lines(frame: pl.DataFrame, *, context: bool) -> pl.Series:

@@ -8,11 +8,11 @@ and keeps long paragraphs cheap.
 The answers are py3langid's own (``LanguageIdentifier.classify`` with ``norm_probs=True``, same
 model file), many times faster: py3langid walks its byte-level DFA in a Python loop, one text at a
 time (~5,000 fixture paragraphs a second on one core); here ``_langid.Walker`` walks a packed copy
-of the DFA over an Arrow array's UTF-8 bytes, eight texts at a time, sums the naive-Bayes scores and
+of the DFA over an Arrow array's UTF-8 bytes, sixteen texts at a time, sums the naive-Bayes scores and
 decides each text in C (``bench/language.py``). A head that py3langid's ``_encode`` (lowercase if
 all capitals, NFC, UTF-8) would leave as it is (a lowercase ASCII letter, and only characters NFC
 leaves as they are, ``nfc_stable``: nearly every paragraph) is walked where it lies in the Arrow
-buffer; the others are prepared in Python. Texts are walked in order of length: the eight lanes
+buffer; the others are prepared in Python. Texts are walked in order of length: the sixteen lanes
 end together.
 
 Each text is decided in up to three passes, each exact about when it may answer:

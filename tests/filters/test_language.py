@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import socket
 import unicodedata
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -166,11 +167,17 @@ def walk_input(texts: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(texts), dtype=np.uint8), np.cumsum(lengths) - lengths, lengths
 
 
+@lru_cache(maxsize=2)
+def loaded(simd: bool) -> language.Model:
+    """The model packed here, summing with the SIMD loops or the portable ones."""
+    return language.Model.load(language._identifier(), simd=simd)
+
+
 def scores(
     texts: list[bytes], *, quantized: bool, simd: bool = _langid.SIMD
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``Walker.scores``: the sums, their float32 bound, the number of features and the spread."""
-    model = language.Model.load(language._identifier(), simd=simd)
+    model = loaded(simd)
     raw = np.zeros((len(texts), len(model.classes)))
     bound, spread = np.zeros(len(texts)), np.zeros(len(texts))
     features = np.zeros(len(texts), dtype=np.int64)
@@ -200,6 +207,32 @@ def test_portable_sums_equal_the_simd_ones() -> None:
         np.testing.assert_allclose(portable[0], simd[0], rtol=1e-5)
         for mine, theirs in zip(portable[1:], simd[1:], strict=True):
             np.testing.assert_array_equal(mine, theirs)
+
+
+def many_texts() -> list[bytes]:
+    """More texts than the walk has lanes, of many lengths (so odd and even numbers of features of
+    each count, and groups of more than 257 rows), in no order of length."""
+    samples = encoded_samples()
+    mixture = b" ".join(samples[: len(SAMPLES)])
+    prefixes = [sample[: 37 * i + 1] for i in range(12) for sample in samples[: len(SAMPLES)]]
+    return prefixes + samples + [mixture[: 997 * i] for i in range(1, 6)]
+
+
+def test_quantized_sums_of_the_simd_loops_are_the_portable_ones_to_the_bit() -> None:
+    texts = many_texts()
+    portable = scores(texts, quantized=True, simd=False)
+    simd = scores(texts, quantized=True, simd=True)
+    for mine, theirs in zip(portable, simd, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_texts_walked_side_by_side_score_as_each_alone() -> None:
+    texts = many_texts()
+    for quantized in (True, False):
+        together = scores(texts, quantized=quantized)
+        alone = [scores([text], quantized=quantized) for text in texts]
+        for index, column in enumerate(together):
+            np.testing.assert_array_equal(column, np.concatenate([one[index] for one in alone]))
 
 
 def test_compiled_scores_are_py3langids_within_float32_rounding() -> None:
