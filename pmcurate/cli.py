@@ -397,17 +397,19 @@ def _build(args: argparse.Namespace) -> int:
     from pmcurate.executor import build_preload, make_executor
     from pmcurate.manifest import load_manifest
 
-    manifest = load_manifest(args.manifest)
     if args.plan:
         from pmcurate.pipeline import format_plan, plan_build
 
+        manifest = load_manifest(args.manifest)
         print(format_plan(plan_build(manifest, args.out, until=args.until, force=args.force)))
         return 0
-    # made first: its workers' imports run beside ours (LocalExecutor.start)
+    # made first: its workers' imports run beside ours, the manifest's checks' included (they
+    # import every stage's module: Polars, DuckDB…) (LocalExecutor.start)
     executor = make_executor(args.executor, args.workers, preload=build_preload(args.until))
-    from pmcurate.pipeline import run_build
-
     try:
+        manifest = load_manifest(args.manifest)
+        from pmcurate.pipeline import run_build
+
         result = run_build(manifest, args.out, executor=executor, workers=args.workers,
                            until=args.until, force=args.force, progress=progress.enabled())  # fmt: skip
     finally:
