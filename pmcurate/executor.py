@@ -152,8 +152,8 @@ class LocalExecutor:
                     future.cancel()
 
     def start(self) -> None:
-        """Start the pool's forkserver now and return at once: it imports ``WORKER_PRELOAD`` in its
-        own process while this one goes on with its own imports and planning (~0.4 s of a build's
+        """Start the pool's forkserver now and return at once: it imports its ``preload`` in its own
+        process while this one goes on with its own imports and planning (~0.2–0.4 s of a build's
         wall time on 2 cores), and the first ``map`` then forks the workers from it at once."""
         if self.workers > 1:
             from multiprocessing import forkserver
