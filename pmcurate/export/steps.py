@@ -14,7 +14,6 @@ depends on the compressed size of the shards before it.)
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 from collections.abc import Mapping
@@ -115,8 +114,6 @@ class ExportConfig(StepConfig):
 
 _SAME_FILES = ("tasks", "remote")
 """Settings that change how the files are written, never the files: not in the fingerprint."""
-CARD_IMPORT = "huggingface_hub.repocard"
-"""What ``export.card`` renders the dataset card with (``write_card``)."""
 
 
 class ExportStep(Step[ExportConfig, exporter.SplitTask]):
@@ -163,8 +160,9 @@ class ExportStep(Step[ExportConfig, exporter.SplitTask]):
     def prepare(self, build: Build) -> None:
         assert self._plan is not None
         self._plan.stage()
-        # the card's import of huggingface_hub (~0.15 s) runs while this process waits for the tasks
-        threading.Thread(target=importlib.import_module, args=(CARD_IMPORT,), daemon=True).start()
+        from pmcurate.export.card import import_hub_card
+
+        threading.Thread(target=import_hub_card, daemon=True).start()  # while this process waits
 
     def run(self, task: exporter.SplitTask) -> dict[str, int]:
         assert self._plan is not None
