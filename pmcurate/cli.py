@@ -9,12 +9,15 @@ steps' configs, whose modules import Polars, DuckDB… that another command does
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pmcurate import __version__, errors
 from pmcurate.errors import UserError
@@ -527,5 +530,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return found[1]
 
 
+def run() -> NoReturn:
+    """The ``pmcurate`` command: ``main``, then an exit that skips the interpreter's teardown.
+
+    Python's finalization frees every module and object one at a time: with pyarrow, Polars,
+    DuckDB and pandas loaded, 0.15–0.25 s after the work is written (a 2,000-article build takes
+    ~3.5 s). The exit handlers still run (logging's flush, multiprocessing's and Ray's clean-up) and
+    the standard streams are flushed; then the process ends. A thread still running, or an
+    exception out of ``main``, takes the ordinary exit instead."""
+    code = main()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError, ValueError):  # a reader gone, a stream closed
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -378,3 +379,32 @@ def test_filter_dedup_kinds_may_be_comma_separated_or_repeated() -> None:
     ]
     config = from_cli(argv, SubsetConfig)
     assert (config.dedup, config.rules) == (("exact", "near"), ("min_words", "license=commercial"))
+
+
+def _command(*args: str, before: str = "") -> subprocess.CompletedProcess[str]:
+    """``pmcurate ARGS`` run as the console script runs it (``cli.run``), after the Python ``before``,
+    its output buffered as a pipe's is by default."""
+    argv = ["pmcurate", *args]
+    code = f"import sys\n{before}\nfrom pmcurate.cli import run\nsys.argv = {argv!r}\nrun()"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_the_command_writes_all_its_output_before_it_exits(tmp_path: Path) -> None:
+    main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"])
+    done = _command("query", str(tmp_path), "SELECT range AS n FROM range(200000)", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["n", *map(str, range(200000))]
+
+
+def test_the_command_runs_the_exit_handlers(tmp_path: Path) -> None:
+    main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"])
+    handler = "import atexit\natexit.register(lambda: print('exit handler ran'))"
+    done = _command("query", str(tmp_path), "SELECT 1 AS one", "--format", "csv", before=handler)
+    assert done.stdout == "one\n1\nexit handler ran\n"
+
+
+def test_the_command_exits_with_the_status_of_its_error(tmp_path: Path) -> None:
+    done = _command("harvest", "local", str(tmp_path / "nope"), "--out", str(tmp_path / "b"))
+    assert done.returncode == 2
+    assert done.stderr.endswith("no such file or folder\n")
