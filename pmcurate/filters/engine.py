@@ -64,9 +64,6 @@ from pmcurate.filters import dedup as dedup_mod
 from pmcurate.filters import language, partition, views
 from pmcurate.filters.rules import Rule
 
-PARTITION_ROWS = 100_000
-"""Rows of the build a range holds (about: ranges end at article boundaries). A task's memory
-follows it: the texts of one range, or one bucket of keys, signatures or pairs."""
 SAMPLES_PER_SHARD = 256
 MEMORY_LIMIT = "1GB"
 """DuckDB's memory budget in one task; beyond it, sorts and joins spill to the work folder

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from pmcurate.executor import Executor
-from pmcurate.filters import dedup, engine
 from pmcurate.filters.rules import UNITS, Rule, RuleError, parse_rule, where_rule
-from pmcurate.filters.subset import (
+from pmcurate.filters.spec import (
     DEDUP_KINDS,
+    PARTITION_ROWS,
     SHARD_ROWS,
     SOURCES,
     SubsetError,
-    make_subset,
     parse_upsample_spec,
 )
 from pmcurate.step import Build, ConfigError, Step, StepConfig, StepReport, option
@@ -70,9 +69,7 @@ class SubsetConfig(StepConfig):
         metavar="RULE=FACTOR",
     )
     shard_rows: int = option(SHARD_ROWS, "rows per output shard", cli="", manifest=False)
-    partition_rows: int = option(
-        engine.PARTITION_ROWS, "rows per partition (bounds memory)", cli="", manifest=False
-    )
+    partition_rows: int = option(PARTITION_ROWS, "rows per partition (bounds memory)", cli="", manifest=False)
 
     def __post_init__(self) -> None:
         """Every rule and upsampling spec parses, every dedup kind applies to the source; dedup kinds
@@ -130,6 +127,9 @@ class FilterStep(Step[SubsetConfig, Any]):
         return [build.path / "subsets" / self.config.name / "subset.json"]
 
     def finish(self, build: Build, counts: list[dict[str, int]]) -> StepReport:
+        from pmcurate.filters import dedup
+        from pmcurate.filters.subset import make_subset
+
         config = self.config
         result = make_subset(
             build.path,

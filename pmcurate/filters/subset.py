@@ -34,22 +34,21 @@ import duckdb
 
 from pmcurate import schema
 from pmcurate.build import open_build
-from pmcurate.errors import Fatal
 from pmcurate.executor import Executor
 from pmcurate.filters import dedup as dedup_mod
 from pmcurate.filters import engine, language, views
 from pmcurate.filters.rules import Rule, RuleError, parse_rule, where_rule
+from pmcurate.filters.spec import (
+    DEDUP_KINDS,
+    PARTITION_ROWS,
+    SHARD_ROWS,
+    SOURCES,
+    SubsetError,
+)
 
 log = logging.getLogger(__name__)
 
-SOURCES = {"paragraphs": ("paragraph", "article"), "figures": ("figure",)}
-DEDUP_KINDS = {"paragraphs": ("exact", "near"), "figures": ("image", "caption")}
-SHARD_ROWS = 200_000
 LABEL_COLUMNS = frozenset({*schema.LABELS.names, *schema.LABEL_COLUMNS.values(), "labels"}) - {"paragraph_id"}
-
-
-class SubsetError(Fatal):
-    """A subset that cannot be made as asked: the message says why and what to do."""
 
 
 class MissingTableError(SubsetError):
@@ -160,17 +159,6 @@ def _parse_upsample(upsample: Mapping[str, int] | Sequence[tuple[str | Rule, int
     return parsed
 
 
-def parse_upsample_spec(spec: str) -> tuple[str, int]:
-    """``RULE=FACTOR`` (the rule may carry its own argument: ``mostly_clinical=0.6=10``)."""
-    rule, sep, factor = spec.rpartition("=")
-    if not sep or not rule:
-        raise SubsetError(f"--upsample {spec!r}: expected RULE=FACTOR, e.g. mostly_clinical=10")
-    try:
-        return rule, int(factor)
-    except ValueError:
-        raise SubsetError(f"--upsample {spec!r}: factor {factor!r} is not an integer") from None
-
-
 @dataclass(frozen=True)
 class _Plan:
     """A subset to make, its arguments checked and parsed."""
@@ -208,7 +196,7 @@ def make_subset(
     near: dedup_mod.NearDupConfig | None = None,
     upsample: Mapping[str, int] | Sequence[tuple[str | Rule, int]] = (),
     shard_rows: int = SHARD_ROWS,
-    partition_rows: int = engine.PARTITION_ROWS,
+    partition_rows: int = PARTITION_ROWS,
     executor: Executor | None = None,
     progress: bool = False,
 ) -> SubsetResult:

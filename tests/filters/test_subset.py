@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
-from pmcurate.filters.subset import SubsetError, make_subset, parse_upsample_spec
+from pmcurate.filters.subset import SubsetError, make_subset
 from tests.filters.conftest import read_drops, read_subset
 
 
@@ -83,12 +83,6 @@ def test_upsample_takes_the_largest_factor_of_matching_rules(build: Path) -> Non
     assert counts["PMC1/p4"] == 3  # only mostly_clinical
     assert counts["PMC2/p5"] == 5  # only clinical_case
     assert counts["PMC2/p1"] == 1
-
-
-def test_upsample_spec_parses_rule_arguments() -> None:
-    assert parse_upsample_spec("mostly_clinical=0.6=10") == ("mostly_clinical=0.6", 10)
-    with pytest.raises(SubsetError, match="RULE=FACTOR"):
-        parse_upsample_spec("mostly_clinical")
 
 
 def test_article_unit_keeps_all_paragraphs_of_kept_articles(build: Path) -> None:
