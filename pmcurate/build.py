@@ -8,7 +8,9 @@
 
 A table is any folder ``BUILD/tables/<name>/`` holding at least one ``.parquet`` shard; nothing is
 read until asked (``scan_parquet`` / ``read_parquet`` over the shards), and temporary files of a
-write in progress are never seen (see ``schema.write_shard``).
+write in progress are never seen (see ``schema.write_shard``). Polars and DuckDB are imported when
+a table or a connection is asked for: the export imports this module, and checking a manifest
+imports the export's.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
-import polars as pl
+from typing import TYPE_CHECKING
 
 from pmcurate import schema
 from pmcurate.errors import Fatal
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class Build:
 
     def table(self, name: str) -> pl.LazyFrame:
         """Table ``name`` as a LazyFrame over its shards."""
+        import polars as pl
+
         return pl.scan_parquet(self.shards(name))
 
     def duckdb(self, connection: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
@@ -70,6 +76,8 @@ class Build:
 
         Views read the shard files through a glob, so shards added later are seen by later queries.
         """
+        import duckdb
+
         con = connection or duckdb.connect()
         for name in self.tables:
             create_view(con, name, schema.table_dir(self.path, name))

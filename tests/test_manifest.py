@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -298,3 +301,17 @@ def test_an_export_with_shard_mb_and_shard_size_is_refused(tmp_path: Path) -> No
 def test_a_publish_repo_must_be_org_slash_name(tmp_path: Path) -> None:
     message = error(tmp_path, VALID + '\n[publish]\nrepo = "just-a-name"\n')
     assert "[publish] repo: expected ORG/NAME, got 'just-a-name'" in message
+
+
+def test_checking_a_manifest_imports_neither_duckdb_nor_polars() -> None:
+    """A build checks its whole manifest first, and one that stops after the harvest needs neither."""
+    demo = resources.files("pmcurate") / "data" / "demo.toml"
+    code = (
+        "import sys\n"
+        "from pmcurate.manifest import load_manifest\n"
+        f"manifest = load_manifest({str(demo)!r})\n"
+        "assert manifest.subsets and manifest.exports\n"
+        "print(sorted({'duckdb', 'polars'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[]\n"

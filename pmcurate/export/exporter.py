@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,6 +60,8 @@ from pmcurate.export.presets import (
 from pmcurate.export.stats import CardStats
 
 if TYPE_CHECKING:
+    import duckdb
+
     from pmcurate.export.steps import ExportConfig
 
 log = logging.getLogger(__name__)
@@ -733,7 +734,10 @@ _SHARDS = "shards"
 
 def _connect(build: Path, tables: Iterable[str]) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a view of each of ``tables``: those the export reads, not every
-    table and subset of the build (a view reads the footers of its shards when it is made)."""
+    table and subset of the build (a view reads the footers of its shards when it is made). DuckDB is
+    imported here: checking a manifest imports this module."""
+    import duckdb
+
     con = duckdb.connect()
     for name in sorted(tables):
         create_view(con, name, schema.table_dir(build, name))
