@@ -536,16 +536,23 @@ def run() -> NoReturn:
     Python's finalization frees every module and object one at a time: with pyarrow, Polars,
     DuckDB and pandas loaded, 0.15–0.25 s after the work is written (a 2,000-article build takes
     ~3.5 s). The exit handlers still run (logging's flush, multiprocessing's and Ray's clean-up) and
-    the standard streams are flushed; then the process ends. A thread still running, or an
-    exception out of ``main``, takes the ordinary exit instead."""
+    the standard streams are flushed; then the process ends. A thread still running, a profiler or
+    tracer (``python -m cProfile``, a debugger: they report after ``main``), or an exception out of
+    ``main`` takes the ordinary exit instead."""
     code = main()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    if _ordinary_exit():
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BrokenPipeError, ValueError):  # a reader gone, a stream closed
             stream.flush()
     os._exit(code)
+
+
+def _ordinary_exit() -> bool:
+    """Whether something may still need the interpreter's own exit: a thread, a profiler, a tracer."""
+    threads = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    return any(t.is_alive() and not t.daemon for t in threads) or bool(sys.getprofile() or sys.gettrace())
 
 
 if __name__ == "__main__":

@@ -408,3 +408,15 @@ def test_the_command_exits_with_the_status_of_its_error(tmp_path: Path) -> None:
     done = _command("harvest", "local", str(tmp_path / "nope"), "--out", str(tmp_path / "b"))
     assert done.returncode == 2
     assert done.stderr.endswith("no such file or folder\n")
+
+
+def test_the_command_under_a_profiler_exits_as_python_does(tmp_path: Path) -> None:
+    """``python -m cProfile`` writes its report after the command returns."""
+    main(["harvest", "local", str(JATS_DIR / "mds526.nxml"), "--out", str(tmp_path), "--workers", "1"])
+    report = tmp_path / "command.prof"
+    script = tmp_path / "command.py"
+    script.write_text("from pmcurate.cli import run\nrun()\n")
+    profiled = [sys.executable, "-m", "cProfile", "-o", str(report), str(script)]
+    done = subprocess.run([*profiled, "query", str(tmp_path), "SELECT 1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert report.stat().st_size > 0
