@@ -4,7 +4,6 @@ the copy the version rule keeps."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable
@@ -33,10 +32,11 @@ def shard_bytes(build: Path, shard: str) -> dict[str, bytes]:
 
 def version_of(article: jats.ParsedArticle, version: int | None, tag: str) -> jats.ParsedArticle:
     """A copy of ``article`` with ``version``, its paragraphs marked with ``tag`` (to tell copies apart)."""
-    return dataclasses.replace(
-        article,
-        article={**article.article, "version": version},
-        paragraphs=[{**p, "text": f"{p['text']} {tag}"} for p in article.paragraphs],
+    return jats.ParsedArticle(
+        {**article.article, "version": version},
+        [{**p, "text": f"{p['text']} {tag}"} for p in article.paragraphs],
+        article.figures,
+        article.tables,
     )
 
 
