@@ -126,8 +126,7 @@ class ShardRows:
     from reusing the memory it freed (fresh pages, cold caches): parsing inside a harvest ran ~20%
     slower than parsing alone. Here every ``CHUNK_ARTICLES`` articles their rows become Arrow
     (``_Columns``), while their values are still in the CPU caches; how many articles a chunk holds
-    does not change the bytes written. Paragraphs, as the walk hands them over (``jats.Paragraphs``:
-    columns, texts as UTF-8), are few objects: they wait for the write, and become one chunk.
+    does not change the bytes written.
 
     Copies of one ``article_id`` follow the version rule: one is kept, the highest version or else
     the one added later, and it takes the later one's place (it was read last).
@@ -194,9 +193,7 @@ class _Columns:
     The rows become Arrow as one struct array of ``schema``'s fields, flattened into the columns:
     Arrow reads each row's values in C, where pulling each column out of the rows in Python first
     (one list per column) cost more than the conversion itself. Paragraphs come as columns already,
-    their texts as UTF-8 (``_paragraph_tables``): no row is built, no text encoded again; they are
-    held so until the table is written (a few lists and one ``bytearray`` an article, nothing for
-    the garbage collector to walk), then converted at once: one chunk, its texts copied once."""
+    their texts as UTF-8 (``_paragraph_tables``): no row is built, no text encoded again."""
 
     def __init__(self, table_schema: pa.Schema) -> None:
         self.schema = table_schema
@@ -210,7 +207,7 @@ class _Columns:
     def extend(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         """Append ``rows``; return the span of rows they take."""
         if self._paragraphs:  # in the order added
-            self.convert(paragraphs=True)
+            self.convert()
         start = self.rows
         self._unconverted += rows
         self.rows += len(rows)
@@ -228,14 +225,13 @@ class _Columns:
         self.rows += len(columns)
         return start, self.rows
 
-    def convert(self, *, paragraphs: bool = False) -> None:
-        """Turn the rows not yet converted into Arrow chunks; the walk's ``Paragraphs`` too with
-        ``paragraphs``."""
+    def convert(self) -> None:
+        """Turn the rows not yet converted into Arrow chunks."""
         if self._unconverted:
             rows = pa.array(self._unconverted, type=self._struct)
             self._chunks.append(pa.Table.from_arrays(rows.flatten(), schema=self.schema))
             self._unconverted = []
-        if self._paragraphs and paragraphs:
+        if self._paragraphs:
             self._chunks += _paragraph_tables(self._paragraphs, self.schema)
             self._paragraphs = []
 
@@ -248,14 +244,14 @@ class _Columns:
         start, stop = span
         if start == stop:
             return self.rows, self.rows
-        self.convert(paragraphs=True)
+        self.convert()
         self._chunks.append(pa.concat_tables(self._chunks).slice(start, stop - start))
         self.rows += stop - start
         return self.rows - (stop - start), self.rows
 
     def table(self) -> pa.Table:
         """The rows in order, one chunk, without the dropped ones."""
-        self.convert(paragraphs=True)
+        self.convert()
         if not self._chunks:
             return self.schema.empty_table()
         table = pa.concat_tables(self._chunks).combine_chunks()
