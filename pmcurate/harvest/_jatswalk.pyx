@@ -750,7 +750,15 @@ cdef class Extraction:
 
     # -- paragraphs -------------------------------------------------------------------------------
 
-    def walk(self, _Element el not None, str path, Section section, str article_id, Paragraphs paragraphs, dict rids):
+    def walk(
+        self,
+        _Element el not None,
+        str path,
+        Section section,
+        str article_id,
+        Paragraphs paragraphs,
+        dict rids,
+    ):
         """Emit a row for every paragraph below ``el`` (docs/jats.md, "Paragraphs") into ``paragraphs``,
         recording in ``rids`` the paragraphs each ``xref/@rid`` target is cited by."""
         self._walk(self._node(el), path, section, article_id, paragraphs, rids)
