@@ -567,16 +567,24 @@ cdef class Extraction:
         return text
 
     cdef str _collected_text(self, xmlNode* el):
-        """The text of an element that holds more than inline markup (its own buffer: reading a
-        table's cells reuses ``self.buf``)."""
+        """The text of an element that holds more than inline markup, as ``_utf8_text`` gives it (read
+        into a buffer of its own: reading a table's cells reuses ``self.buf``, which then takes it)."""
         cdef Buf buf = Buf(NULL, 0, 0)
+        cdef Py_ssize_t size
         try:
             self._collect(el, &buf)
             if buf.size and memchr(buf.data, 0, buf.size) is not NULL:  # dropped citations
                 text = norm(_DROPPED_GROUP.sub("", PyUnicode_DecodeUTF8(buf.data, buf.size, NULL)))
                 self.spaces = text.count(" ")
                 return text
-            return _finish(&buf, &self.spaces)
+            size = _squeeze(buf.data, buf.size, &self.spaces)
+            if size < 0:
+                text = norm(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))  # as ``_finish``
+                self.spaces = text.count(" ")
+                return text
+            buf.size = size
+            buf, self.buf = self.buf, buf  # the text is self.buf's now; the finally frees the old one
+            return None
         finally:
             PyMem_Free(buf.data)
 
