@@ -19,13 +19,29 @@ class Extraction:
         path: str,
         section: Section,
         article_id: str,
-        paragraphs: list[dict[str, Any]],
+        paragraphs: Paragraphs,
         rids: dict[str, list[str]],
     ) -> None: ...
     def float_rows(
         self, article: etree._Element, include_sub_articles: bool, article_id: str, rids: dict[str, list[str]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
     def authors(self, meta: etree._Element) -> list[dict[str, Any]]: ...
+
+class Paragraphs:
+    article_id: str
+    paragraph_id: list[str]
+    path: list[str]
+    section_title: list[str | None]
+    section_path: list[list[str]]
+    section_type: list[str]
+    n_words: list[int]
+    ends: list[int]
+    """Where each paragraph's text ends in ``text``."""
+    text: bytearray
+    """The paragraphs' texts, UTF-8, one after the other."""
+    def __init__(self, article_id: str) -> None: ...
+    def __len__(self) -> int: ...
+    def rows(self) -> list[dict[str, Any]]: ...
 
 class Section:
     titles: tuple[str, ...]

@@ -18,6 +18,7 @@ through lxml's own API on a proxy, as they did before.
 import re
 from functools import lru_cache
 
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.unicode cimport Py_UNICODE_ISALNUM, PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.string cimport memchr, memcpy, strcmp, strlen
@@ -529,12 +530,23 @@ cdef class Extraction:
         return self._text(self._node(el))
 
     cdef str _text(self, xmlNode* el):
-        """Most elements hold only inline markup: their text nodes are read straight into one buffer.
+        """The text of ``el`` (``_utf8_text``) as a string."""
+        text = self._utf8_text(el)
+        if text is not None:
+            return text
+        return PyUnicode_DecodeUTF8(self.buf.data, self.buf.size, NULL) if self.buf.size else ""
+
+    cdef str _utf8_text(self, xmlNode* el):
+        """The text of ``el``, whitespace-normalized: None when it is left in ``self.buf`` as UTF-8
+        (a paragraph's text goes to Arrow as those bytes, ``Paragraphs``), else the string.
+
+        Most elements hold only inline markup: their text nodes are read straight into one buffer.
         The others (superscripts, glued or dropped citations, blocks, formulas, nested floats…) go
         through ``_collect``."""
         cdef Buf* buf = &self.buf
         cdef xmlNode* n = el.children
         cdef int kind
+        cdef Py_ssize_t size
         buf.size = 0
         while n is not NULL:
             if n.type == tree.XML_ELEMENT_NODE:
@@ -546,19 +558,33 @@ cdef class Extraction:
             elif _is_text(n) and n.content is not NULL:
                 _buf_add(buf, <const char*>n.content)
             n = _next_in(n, el)
-        return _finish(buf, &self.spaces)
+        size = _squeeze(buf.data, buf.size, &self.spaces)
+        if size >= 0:
+            buf.size = size
+            return None
+        text = norm(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))  # as ``_finish``
+        self.spaces = text.count(" ")
+        return text
 
     cdef str _collected_text(self, xmlNode* el):
-        """The text of an element that holds more than inline markup (its own buffer: reading a
-        table's cells reuses ``self.buf``)."""
+        """The text of an element that holds more than inline markup, as ``_utf8_text`` gives it (read
+        into a buffer of its own: reading a table's cells reuses ``self.buf``, which then takes it)."""
         cdef Buf buf = Buf(NULL, 0, 0)
+        cdef Py_ssize_t size
         try:
             self._collect(el, &buf)
             if buf.size and memchr(buf.data, 0, buf.size) is not NULL:  # dropped citations
                 text = norm(_DROPPED_GROUP.sub("", PyUnicode_DecodeUTF8(buf.data, buf.size, NULL)))
                 self.spaces = text.count(" ")
                 return text
-            return _finish(&buf, &self.spaces)
+            size = _squeeze(buf.data, buf.size, &self.spaces)
+            if size < 0:
+                text = norm(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))  # as ``_finish``
+                self.spaces = text.count(" ")
+                return text
+            buf.size = size
+            buf, self.buf = self.buf, buf  # the text is self.buf's now; the finally frees the old one
+            return None
         finally:
             PyMem_Free(buf.data)
 
@@ -732,13 +758,21 @@ cdef class Extraction:
 
     # -- paragraphs -------------------------------------------------------------------------------
 
-    def walk(self, _Element el not None, str path, Section section, str article_id, list paragraphs, dict rids):
+    def walk(
+        self,
+        _Element el not None,
+        str path,
+        Section section,
+        str article_id,
+        Paragraphs paragraphs,
+        dict rids,
+    ):
         """Emit a row for every paragraph below ``el`` (docs/jats.md, "Paragraphs") into ``paragraphs``,
         recording in ``rids`` the paragraphs each ``xref/@rid`` target is cited by."""
         self._walk(self._node(el), path, section, article_id, paragraphs, rids)
 
     cdef int _walk(
-        self, xmlNode* el, str path, Section section, str article_id, list paragraphs, dict rids
+        self, xmlNode* el, str path, Section section, str article_id, Paragraphs paragraphs, dict rids
     ) except -1:
         prefix = f"{path}/" if path else ""
         cdef xmlNode* child
@@ -768,13 +802,19 @@ cdef class Extraction:
         return 0
 
     cdef int _emit_paragraph(
-        self, xmlNode* p, str path, Section section, str article_id, list paragraphs, dict rids
+        self, xmlNode* p, str path, Section section, str article_id, Paragraphs paragraphs, dict rids
     ) except -1:
-        text = self._text(p)
-        if not text:
+        cdef const char* data
+        cdef Py_ssize_t size
+        text = self._utf8_text(p)
+        if text is None:
+            data, size = self.buf.data, self.buf.size
+        else:
+            data = PyUnicode_AsUTF8AndSize(text, &size)
+        if size == 0:
             return 0
-        words = self.spaces + 1
         pid = f"{article_id}/{path}"
+        paragraphs._add(pid, path, section, data, size, self.spaces + 1)
         cdef xmlNode* n = p.children
         while n is not NULL:
             if _is_named(n, b"xref"):
@@ -784,20 +824,6 @@ cdef class Extraction:
                     if not cited or cited[-1] != pid:
                         cited.append(pid)
             n = _next_in(n, p)
-        named = section.path
-        paragraphs.append(
-            {
-                "paragraph_id": pid,
-                "article_id": article_id,
-                "path": path,
-                "ordinal": len(paragraphs),
-                "section_title": named[-1] if named else None,
-                "section_path": named,
-                "section_type": section.type,
-                "text": text,
-                "n_words": words,
-            }
-        )
         return 0
 
     # -- figures and tables -----------------------------------------------------------------------
@@ -1095,6 +1121,72 @@ def section_type(tuple titles, tuple sec_types) -> str:
                 if rule.search(title):
                     return kind
     return "other"
+
+
+cdef class Paragraphs:
+    """The paragraph rows of one article as columns (``schema.PARAGRAPHS``), their texts as UTF-8.
+
+    The walk writes a paragraph's text once, as the UTF-8 it reads, into ``text`` (``ends``: where
+    each one ends): the harvest hands those bytes to Arrow as they are (``store``), instead of a
+    string per paragraph that Arrow would encode again. ``rows()`` gives the rows as dicts."""
+
+    cdef readonly str article_id
+    cdef readonly list paragraph_id
+    cdef readonly list path
+    cdef readonly list section_title
+    cdef readonly list section_path
+    cdef readonly list section_type
+    cdef readonly list n_words
+    cdef readonly list ends
+    cdef readonly bytearray text
+
+    def __init__(self, str article_id):
+        self.article_id = article_id
+        self.paragraph_id, self.path, self.section_title, self.section_path = [], [], [], []
+        self.section_type, self.n_words, self.ends = [], [], []
+        self.text = bytearray()
+
+    def __len__(self):
+        return len(self.paragraph_id)
+
+    cdef int _add(
+        self, str pid, str path, Section section, const char* text, Py_ssize_t size, Py_ssize_t words
+    ) except -1:
+        cdef Py_ssize_t start = PyByteArray_GET_SIZE(self.text)
+        PyByteArray_Resize(self.text, start + size)
+        memcpy(PyByteArray_AS_STRING(self.text) + start, text, size)
+        named = section.path
+        self.paragraph_id.append(pid)
+        self.path.append(path)
+        self.section_title.append(named[-1] if named else None)
+        self.section_path.append(named)
+        self.section_type.append(section.type)
+        self.n_words.append(words)
+        self.ends.append(start + size)
+        return 0
+
+    def rows(self) -> list:
+        """The rows, as dicts keyed by column name."""
+        cdef const char* data = PyByteArray_AS_STRING(self.text)
+        cdef Py_ssize_t start = 0, end
+        cdef list rows = []
+        for i in range(len(self.paragraph_id)):
+            end = self.ends[i]
+            rows.append(
+                {
+                    "paragraph_id": self.paragraph_id[i],
+                    "article_id": self.article_id,
+                    "path": self.path[i],
+                    "ordinal": i,
+                    "section_title": self.section_title[i],
+                    "section_path": self.section_path[i],
+                    "section_type": self.section_type[i],
+                    "text": PyUnicode_DecodeUTF8(data + start, end - start, NULL),
+                    "n_words": self.n_words[i],
+                }
+            )
+            start = end
+        return rows
 
 
 cdef class Section:

@@ -25,7 +25,6 @@ import html.entities
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ try:
     from pmcurate.harvest._jatswalk import (
         CITATION_MODES,
         Extraction,
+        Paragraphs,
         Section,
         child_steps,
         find_bytes,
@@ -60,6 +60,7 @@ except ImportError as exc:  # the extension is built by installing the package; 
 __all__ = [
     "CITATION_MODES",
     "JatsError",
+    "Paragraphs",
     "ParsedArticle",
     "check_build",
     "drop_reference_lists",
@@ -86,14 +87,61 @@ class JatsError(SkipItem):
     """A document that cannot be extracted; the message names the source and the reason."""
 
 
-@dataclass
 class ParsedArticle:
-    """One article's rows: ``article`` is a row of ARTICLES, the lists rows of the other tables."""
+    """One article's rows: ``article`` is a row of ARTICLES, the lists rows of the other tables.
 
-    article: dict[str, Any]
-    paragraphs: list[dict[str, Any]] = field(default_factory=list)
-    figures: list[dict[str, Any]] = field(default_factory=list)
-    tables: list[dict[str, Any]] = field(default_factory=list)
+    ``paragraphs`` may be given as the walk's ``Paragraphs`` (columns, texts as UTF-8): the harvest
+    writes those as they are (``paragraph_columns``); reading ``paragraphs`` turns them into rows."""
+
+    __slots__ = ("_paragraphs", "article", "figures", "tables")
+
+    def __init__(
+        self,
+        article: dict[str, Any],
+        paragraphs: list[dict[str, Any]] | Paragraphs | None = None,
+        figures: list[dict[str, Any]] | None = None,
+        tables: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.article = article
+        self._paragraphs: list[dict[str, Any]] | Paragraphs = [] if paragraphs is None else paragraphs
+        self.figures: list[dict[str, Any]] = [] if figures is None else figures
+        self.tables: list[dict[str, Any]] = [] if tables is None else tables
+
+    @property
+    def paragraphs(self) -> list[dict[str, Any]]:
+        if isinstance(self._paragraphs, Paragraphs):
+            self._paragraphs = self._paragraphs.rows()
+        return self._paragraphs
+
+    @paragraphs.setter
+    def paragraphs(self, rows: list[dict[str, Any]]) -> None:
+        self._paragraphs = rows
+
+    @property
+    def paragraph_columns(self) -> Paragraphs | None:
+        """The paragraphs as the walk wrote them, while ``paragraphs`` has not been read."""
+        return self._paragraphs if isinstance(self._paragraphs, Paragraphs) else None
+
+    @property
+    def n_paragraphs(self) -> int:
+        return len(self._paragraphs)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return self.article, self.paragraphs, self.figures, self.tables
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ParsedArticle):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it was
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={value!r}" for name, value in zip(_FIELDS, self._fields(), strict=True))
+        return f"ParsedArticle({values})"
+
+
+_FIELDS = ("article", "paragraphs", "figures", "tables")
 
 
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -772,7 +820,7 @@ def _extract_article(
 ) -> ParsedArticle:
     row, meta = _article_row(article, source_uri, sha, ex)
     article_id = row["article_id"]
-    paragraphs: list[dict[str, Any]] = []
+    paragraphs = Paragraphs(article_id)
     rids: dict[str, list[str]] = {}  # xref target id → paragraph_ids citing it
     front = article.find("front")
     if meta is not None and front is not None:
@@ -812,7 +860,7 @@ def _walk_sub_article(
     path: str,
     ex: Extraction,
     article_id: str,
-    paragraphs: list[dict[str, Any]],
+    paragraphs: Paragraphs,
     rids: dict[str, list[str]],
 ) -> None:
     kind = sub.get("article-type") or "sub-article"

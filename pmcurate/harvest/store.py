@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pmcurate import schema
-from pmcurate.harvest.jats import ParsedArticle
+from pmcurate.harvest.jats import Paragraphs, ParsedArticle
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class ShardRows:
                 return
         self._versions[article_id] = version
         self._spans[article_id] = {
-            "paragraphs": self._columns["paragraphs"].extend(parsed.paragraphs),
+            "paragraphs": self._columns["paragraphs"].extend_paragraphs(parsed),
             "figures": self._columns["figures"].extend(parsed.figures),
             "tables": self._columns["tables"].extend(parsed.tables),
             "articles": self._columns["articles"].extend([_article_row(parsed, source=self.source)]),
@@ -187,33 +187,53 @@ class ShardRows:
 
 class _Columns:
     """The rows of one table: Arrow chunks, then the rows not yet converted (dicts keyed by column
-    name, a missing key null); rows are numbered in the order they were added.
+    name, a missing key null; or, for paragraphs, the walk's ``Paragraphs``); rows are numbered in
+    the order they were added.
 
     The rows become Arrow as one struct array of ``schema``'s fields, flattened into the columns:
     Arrow reads each row's values in C, where pulling each column out of the rows in Python first
-    (one list per column) cost more than the conversion itself."""
+    (one list per column) cost more than the conversion itself. Paragraphs come as columns already,
+    their texts as UTF-8 (``_paragraph_tables``): no row is built, no text encoded again."""
 
     def __init__(self, table_schema: pa.Schema) -> None:
         self.schema = table_schema
         self.rows = 0
         self._struct = pa.struct(list(table_schema))
         self._unconverted: list[Mapping[str, Any]] = []
+        self._paragraphs: list[Paragraphs] = []
         self._chunks: list[pa.Table] = []
         self._dropped: list[tuple[int, int]] = []
 
     def extend(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
         """Append ``rows``; return the span of rows they take."""
+        if self._paragraphs:  # in the order added
+            self.convert()
         start = self.rows
         self._unconverted += rows
         self.rows += len(rows)
         return start, self.rows
 
+    def extend_paragraphs(self, parsed: ParsedArticle) -> tuple[int, int]:
+        """Append the paragraphs of ``parsed`` (a table of ``schema.PARAGRAPHS``); return their span."""
+        columns = parsed.paragraph_columns
+        if columns is None:
+            return self.extend(parsed.paragraphs)
+        if self._unconverted:
+            self.convert()
+        start = self.rows
+        self._paragraphs.append(columns)
+        self.rows += len(columns)
+        return start, self.rows
+
     def convert(self) -> None:
-        """Turn the rows not yet converted into an Arrow chunk."""
+        """Turn the rows not yet converted into Arrow chunks."""
         if self._unconverted:
             rows = pa.array(self._unconverted, type=self._struct)
             self._chunks.append(pa.Table.from_arrays(rows.flatten(), schema=self.schema))
             self._unconverted = []
+        if self._paragraphs:
+            self._chunks += _paragraph_tables(self._paragraphs, self.schema)
+            self._paragraphs = []
 
     def drop(self, span: tuple[int, int]) -> None:
         """Leave the rows of ``span`` out of the table."""
@@ -241,6 +261,54 @@ class _Columns:
                 keep[start:stop] = [False] * (stop - start)
             table = table.filter(pa.array(keep, pa.bool_()))  # imports pyarrow.compute: only with copies
         return table
+
+
+MAX_TEXT_BYTES = 2**31 - 1
+"""The most bytes of text one Arrow ``string`` array holds (its offsets are 32-bit)."""
+
+
+def _paragraph_tables(parts: list[Paragraphs], table_schema: pa.Schema) -> list[pa.Table]:
+    """The paragraphs of ``parts`` as tables of ``table_schema`` (``schema.PARAGRAPHS``), as few as
+    the texts' size allows (one, short of 2 GiB)."""
+    tables: list[pa.Table] = []
+    batch: list[Paragraphs] = []
+    size = 0
+    for part in parts:
+        if batch and size + len(part.text) > MAX_TEXT_BYTES:
+            tables.append(_paragraph_table(batch, table_schema))
+            batch, size = [], 0
+        batch.append(part)
+        size += len(part.text)
+    if batch:
+        tables.append(_paragraph_table(batch, table_schema))
+    return tables
+
+
+def _paragraph_table(parts: list[Paragraphs], table_schema: pa.Schema) -> pa.Table:
+    """One table of the paragraphs of ``parts``: each column's values gathered in one list, the texts
+    one string array over the UTF-8 the walk wrote."""
+    columns: dict[str, list[Any]] = {name: [] for name in table_schema.names if name != "text"}
+    offsets = [0]
+    for part in parts:
+        count = len(part)
+        columns["paragraph_id"] += part.paragraph_id
+        columns["article_id"] += [part.article_id] * count
+        columns["path"] += part.path
+        columns["ordinal"] += range(count)
+        columns["section_title"] += part.section_title
+        columns["section_path"] += part.section_path
+        columns["section_type"] += part.section_type
+        columns["n_words"] += part.n_words
+        base = offsets[-1]
+        offsets += [base + end for end in part.ends]
+    count = len(offsets) - 1
+    data = pa.py_buffer(b"".join(part.text for part in parts))
+    text = pa.Array.from_buffers(pa.string(), count, [None, pa.array(offsets, pa.int32()).buffers()[1], data])
+    arrays = [
+        text if field.name == "text" else pa.array(columns[field.name], type=field.type)
+        for field in table_schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=table_schema)
 
 
 @functools.cache
@@ -354,13 +422,13 @@ def _article_row(parsed: ParsedArticle, *, source: str) -> dict[str, Any]:
     row["source"] = source
     if row.get("license_source") is None and row.get("license") is not None:
         row["license_source"] = "xml"
-    for column, items in (
-        ("n_paragraphs", parsed.paragraphs),
-        ("n_figures", parsed.figures),
-        ("n_tables", parsed.tables),
+    for column, count in (
+        ("n_paragraphs", parsed.n_paragraphs),
+        ("n_figures", len(parsed.figures)),
+        ("n_tables", len(parsed.tables)),
     ):
         if row.get(column) is None:
-            row[column] = len(items)
+            row[column] = count
     return row
 
 

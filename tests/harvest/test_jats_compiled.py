@@ -59,6 +59,25 @@ def test_a_paragraph_has_one_word_more_than_spaces(text: str) -> None:
     assert paragraph["n_words"] == paragraph["text"].count(" ") + 1
 
 
+@settings(max_examples=100, deadline=None)
+@given(TEXT, TEXT, st.sampled_from(["italic", "sup"]))
+def test_a_paragraph_handed_over_as_utf8_reads_as_its_text(before: str, inner: str, markup: str) -> None:
+    """The walk keeps a paragraph's text as UTF-8 (``Paragraphs``), read straight from the buffer
+    (inline markup) or from the string ``_collect`` made (a superscript): either reads as ``text``."""
+    body = f"<p>{references(before)}<{markup}>{references(inner)}</{markup}></p>"
+    xml = (
+        '<article><front><article-meta><article-id pub-id-type="pmc">1</article-id></article-meta>'
+        f"</front><body>{body}</body></article>"
+    )
+    expected = _jatswalk.Extraction().text(element(body))
+    [parsed] = jats.parse(xml.encode())
+    columns = parsed.paragraph_columns
+    assert columns is not None
+    utf8 = expected.encode()
+    assert (bytes(columns.text), columns.ends) == (utf8, [len(utf8)] if utf8 else [])
+    assert [row["text"] for row in parsed.paragraphs] == ([expected] if expected else [])
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.sampled_from([b"a", b"b", b"<", b"ab"]), max_size=30).map(b"".join),

@@ -4,7 +4,6 @@ the copy the version rule keeps."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable
@@ -33,10 +32,11 @@ def shard_bytes(build: Path, shard: str) -> dict[str, bytes]:
 
 def version_of(article: jats.ParsedArticle, version: int | None, tag: str) -> jats.ParsedArticle:
     """A copy of ``article`` with ``version``, its paragraphs marked with ``tag`` (to tell copies apart)."""
-    return dataclasses.replace(
-        article,
-        article={**article.article, "version": version},
-        paragraphs=[{**p, "text": f"{p['text']} {tag}"} for p in article.paragraphs],
+    return jats.ParsedArticle(
+        {**article.article, "version": version},
+        [{**p, "text": f"{p['text']} {tag}"} for p in article.paragraphs],
+        article.figures,
+        article.tables,
     )
 
 
@@ -174,6 +174,37 @@ def test_shard_rows_write_the_same_bytes_however_chunked(
     assert counts == expected
     assert counts["articles"] == len(articles) > 8
     assert shard_bytes(tmp_path, "chunked") == shard_bytes(tmp_path, "plain")
+
+
+def as_rows(article: jats.ParsedArticle) -> jats.ParsedArticle:
+    """``article`` with its paragraphs as rows (dicts), not the walk's columns."""
+    copy = jats.ParsedArticle(article.article, list(article.paragraphs), article.figures, article.tables)
+    assert copy.paragraph_columns is None
+    return copy
+
+
+def test_paragraphs_as_columns_write_the_bytes_of_paragraphs_as_rows(
+    tmp_path: Path, parsed_fixture: Parsed
+) -> None:
+    articles = [article for name in FIXTURES for article in parsed_fixture(name)]
+    assert all(article.paragraph_columns is not None for article in articles)
+    store.write_parsed(tmp_path, "rows", [as_rows(a) for a in articles], source="local", harvested_at=AT)
+    mixed = [as_rows(a) if index % 3 == 0 else a for index, a in enumerate(articles)]
+    store.write_parsed(tmp_path, "mixed", mixed, source="local", harvested_at=AT)
+    store.write_parsed(tmp_path, "columns", articles, source="local", harvested_at=AT)
+    assert shard_bytes(tmp_path, "columns") == shard_bytes(tmp_path, "rows") == shard_bytes(tmp_path, "mixed")
+
+
+def test_paragraph_texts_beyond_one_string_array_split_it(
+    tmp_path: Path, parsed_fixture: Parsed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    articles = [article for name in FIXTURES for article in parsed_fixture(name)]
+    store.write_parsed(tmp_path, "plain", articles, source="local", harvested_at=AT)
+    monkeypatch.setattr(store, "MAX_TEXT_BYTES", 20_000)  # a few articles an array
+    parts = [a.paragraph_columns for a in articles[:8] if a.paragraph_columns is not None]
+    assert len(store._paragraph_tables(parts, schema.PARAGRAPHS)) > 1
+    store.write_parsed(tmp_path, "split", articles, source="local", harvested_at=AT)
+    assert shard_bytes(tmp_path, "split") == shard_bytes(tmp_path, "plain")
 
 
 def by_version_rule(added: list[jats.ParsedArticle]) -> tuple[list[jats.ParsedArticle], int]:
