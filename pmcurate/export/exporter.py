@@ -47,7 +47,7 @@ from pmcurate import __version__, schema
 from pmcurate.build import create_view, open_build
 from pmcurate.errors import Fatal
 from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
-from pmcurate.export import parquet, webdataset
+from pmcurate.export import jsontext, parquet, webdataset
 from pmcurate.export.presets import (
     SELECTION,
     JoinedRows,
@@ -719,7 +719,7 @@ def finish(
     provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
     result.provenance = facts.into(info)
-    provenance.write_text(json.dumps(result.provenance, indent=2, ensure_ascii=False) + "\n")
+    provenance.write_text(facts.text(result.provenance) + "\n")
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
@@ -1029,14 +1029,19 @@ class BuildFacts:
     provenance: Any
     annotators: list[str]
     student: Any
+    provenance_text: str | None = None
+    """``provenance`` as ``json.dumps(indent=2, ensure_ascii=False)`` writes it (``text``)."""
 
     @classmethod
     def of(cls, plan: ExportPlan) -> BuildFacts:
         labels = "labels" in plan.tables & _READS[get_preset(plan.job.preset).unit]
+        written = _read_text(plan.build / "provenance.json")
+        provenance = _parse_json(written)
         return cls(
-            _read_json(plan.build / "provenance.json"),
+            provenance,
             _annotators(plan.build) if labels else [],
             _read_json(plan.build / "models" / "report.json") if labels else None,
+            None if provenance is None else jsontext.dumps_indented(provenance, written),
         )
 
     def into(self, info: dict[str, Any]) -> dict[str, Any]:
@@ -1049,12 +1054,41 @@ class BuildFacts:
         }
         return {**info, "source": source}
 
+    def text(self, record: dict[str, Any]) -> str:
+        """``json.dumps(record, indent=2, ensure_ascii=False)`` of a record ``into`` filled, the
+        build's provenance in it from ``provenance_text`` rather than encoded again (megabytes, by
+        the standard library's pure-Python indenting encoder: ``jsontext``)."""
+        source = record["source"]
+        if self.provenance_text is None or source["build_provenance"] is not self.provenance:
+            return json.dumps(record, indent=2, ensure_ascii=False)
+        rest = {**record, "source": {**source, "build_provenance": None}}
+        head, null, tail = json.dumps(rest, indent=2, ensure_ascii=False).rpartition(_BUILD_PROVENANCE_NULL)
+        assert null, "a record of _provenance has source.build_provenance"
+        return f"{head}{_BUILD_PROVENANCE}{jsontext.indented(self.provenance_text, 2)}{tail}"
 
-def _read_json(path: Path) -> Any:
+
+_BUILD_PROVENANCE = '\n    "build_provenance": '
+_BUILD_PROVENANCE_NULL = _BUILD_PROVENANCE + "null"
+"""``source.build_provenance`` left null in a record's indented text: the last key indented by 4
+(two levels deep) of that name, as ``source`` is the last such dict of the record and holds it."""
+
+
+def _read_text(path: Path) -> str | None:
     try:
-        return json.loads(path.read_text())
+        return path.read_text()
     except (OSError, ValueError):
         return None
+
+
+def _parse_json(text: str | None) -> Any:
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    return _parse_json(_read_text(path))
 
 
 def input_checksums(

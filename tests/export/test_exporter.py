@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
+from pmcurate.export import jsontext
 from pmcurate.export.exporter import BuildFacts, _annotators, _config_and_format
 
 
@@ -80,3 +81,23 @@ def test_a_provenance_file_written_otherwise_is_read_whole(tmp_path: Path) -> No
     path = tmp_path / "a.json"
     path.write_text(json.dumps({"source": {"config": "inner"}, "config": "c", "format": "parquet"}, indent=4))
     assert _config_and_format(path) == ("c", "parquet")
+
+
+def test_a_records_text_is_the_encoders_with_the_builds_provenance_from_its_text() -> None:
+    provenance = {"tool": {"name": "pmcurate é"}, "inputs": [{"path": "a→b", "sha256": "00"}], "seconds": 1.5}
+    written = json.dumps(provenance, indent=2) + "\n"
+    facts = BuildFacts(provenance, ["x"], {"agreement": 0.9}, jsontext.dumps_indented(provenance, written))
+    info = {
+        "config": "default",
+        "splits": {"build_provenance": None},  # the same key, two levels deep, before source's
+        "source": {"build": "b", "build_provenance": None, "annotators": None, "student": None},
+        "languages": ["en"],
+    }
+    record = facts.into(info)
+    assert facts.text(record) == json.dumps(record, indent=2, ensure_ascii=False)
+
+
+def test_a_record_not_holding_the_facts_provenance_is_encoded_whole() -> None:
+    facts = BuildFacts({"a": 1}, [], None, '{\n  "a": 1\n}')
+    record = {"source": {"build_provenance": {"a": 2}}}
+    assert facts.text(record) == json.dumps(record, indent=2, ensure_ascii=False)
