@@ -29,9 +29,10 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -144,16 +145,73 @@ def export(
     plan = make_plan(build, replace(config, tasks=runner.workers), progress=progress)
     try:
         plan.stage()
-        task = functools.partial(write_split_task, plan.job)
-        with ThreadPoolExecutor(1) as pool:  # what finish reads of the build, while the workers write
-            inputs = pool.submit(input_checksums, plan)
-            facts = pool.submit(BuildFacts.of, plan)
+        with _BuildReads(plan) as reads:
+            if not _runs_here(runner, plan):
+                reads.start()
+            task = functools.partial(write_split_task, plan.job, writing=InThisProcess(reads.start))
             list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
-            return finish(plan, write_card=write_card, inputs=inputs.result(), facts=facts.result())
+            return finish(plan, write_card=write_card, inputs=reads.inputs(), facts=reads.facts())
     finally:
         plan.discard()
         if executor is None:
             runner.close()
+
+
+def _runs_here(runner: Executor, plan: ExportPlan) -> bool:
+    """Whether ``runner`` runs the plan's tasks in this process (``LocalExecutor``: one worker, or a
+    single task), where what ``finish`` reads of the build waits until they write (``_BuildReads``)."""
+    return isinstance(runner, LocalExecutor) and (runner.workers == 1 or len(plan.tasks) <= 1)
+
+
+class InThisProcess:
+    """``function``, called in this process only: sent to another (pickled with a task), it does
+    nothing there."""
+
+    def __init__(self, function: Callable[[], object] | None) -> None:
+        self.function = function
+
+    def __call__(self) -> None:
+        if self.function is not None:
+            self.function()
+
+    def __reduce__(self) -> tuple[type[InThisProcess], tuple[None]]:
+        return (InThisProcess, (None,))
+
+
+class _BuildReads:
+    """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``), read in a thread
+    once ``start`` is called: at once when the tasks run in other processes, else when the task in
+    this one has its first rows and writes them (``write_split_task``'s ``writing``), so that it
+    takes no core from reading and ordering them, and no later than ``inputs``/``facts``."""
+
+    def __init__(self, plan: ExportPlan) -> None:
+        self.plan = plan
+        self._pool = ThreadPoolExecutor(1)
+        self._lock = threading.Lock()
+        self._inputs: Future[dict[str, dict[str, Any]]] | None = None
+        self._facts: Future[BuildFacts] | None = None
+
+    def __enter__(self) -> _BuildReads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._inputs is None:
+                self._inputs = self._pool.submit(input_checksums, self.plan)
+                self._facts = self._pool.submit(BuildFacts.of, self.plan)
+
+    def inputs(self) -> dict[str, dict[str, Any]]:
+        self.start()
+        assert self._inputs is not None
+        return self._inputs.result()
+
+    def facts(self) -> BuildFacts:
+        self.start()
+        assert self._facts is not None
+        return self._facts.result()
 
 
 @dataclass(frozen=True)
@@ -303,24 +361,29 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
 
 
-def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
+def write_split_task(
+    job: ExportJob, task: SplitTask, writing: Callable[[], object] | None = None
+) -> dict[str, int]:
     """Write the shards of the task's splits into the job's staging folder (on a worker).
 
     The rows come sorted (split, then the preset's key) from DuckDB in their own connection and
     stream through the writer, so a task holds a few row groups in memory however large its
     splits; or, for tables small enough (``_arrow_path``), from Arrow in memory. What the driver
     needs of it (shard names and rows per split, the distinct license URLs and languages, the
-    card's counts) goes to a small JSON file.
+    card's counts) goes to a small JSON file. ``writing`` is called as the first rows go to the
+    writer (``parquet.write_split``'s ``writing``).
     """
     if is_url(job.staging):
         with tempfile.TemporaryDirectory(prefix=f"{schema.TMP_PREFIX}export-") as tmp:
-            counts = _write_splits(job, task, fetch(job.build, job.reads), Path(tmp))
+            counts = _write_splits(job, task, fetch(job.build, job.reads), Path(tmp), writing)
             upload(Path(tmp), job.staging)
         return counts
-    return _write_splits(job, task, Path(job.build), Path(job.staging))
+    return _write_splits(job, task, Path(job.build), Path(job.staging), writing)
 
 
-def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -> dict[str, int]:
+def _write_splits(
+    job: ExportJob, task: SplitTask, build: Path, staging: Path, writing: Callable[[], object] | None = None
+) -> dict[str, int]:
     chosen = get_preset(job.preset)
     splits: dict[str, dict[str, Any]] = {}
     card = CardStats()
@@ -329,7 +392,9 @@ def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -
         seen = _DistinctValues(("license_url", "language"))
         desc = f"export {job.config} {task.key}"
         runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
-        writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
+        writer = _SplitWriter(
+            chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension, writing
+        )
         for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
             batches = _counted(card, split, (batch for _, batch in group))
             shards = writer.write(batches, arrow_schema, staging / _SHARDS, split)
@@ -761,6 +826,7 @@ class _SplitWriter:
     shard_bytes: int
     row_group_bytes: int
     extension: str | None
+    writing: Callable[[], object] | None = None
 
     def write(
         self, batches: Iterator[pa.RecordBatch], arrow_schema: pa.Schema, folder: Path, split: str
@@ -775,7 +841,10 @@ class _SplitWriter:
                 shard_bytes=self.shard_bytes,
                 row_group_bytes=self.row_group_bytes,
                 image_columns=self.preset.image_columns,
+                writing=self.writing,
             )
+        if self.writing is not None:
+            self.writing()
         assert self.extension is not None
         tables = (pa.Table.from_batches([batch]) for batch in batches)
         return webdataset.write_split(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.export import jsontext
-from pmcurate.export.exporter import BuildFacts, _annotators, _config_and_format
+from pmcurate.export.exporter import BuildFacts, InThisProcess, _annotators, _config_and_format
 
 
 def test_the_builds_facts_take_their_places_in_the_config_provenance() -> None:
@@ -101,3 +102,11 @@ def test_a_record_not_holding_the_facts_provenance_is_encoded_whole() -> None:
     facts = BuildFacts({"a": 1}, [], None, '{\n  "a": 1\n}')
     record = {"source": {"build_provenance": {"a": 2}}}
     assert facts.text(record) == json.dumps(record, indent=2, ensure_ascii=False)
+
+
+def test_a_function_sent_to_another_process_does_nothing_there() -> None:
+    calls: list[int] = []
+    here = InThisProcess(lambda: calls.append(1))
+    here()
+    pickle.loads(pickle.dumps(here))()
+    assert calls == [1]
