@@ -382,3 +382,62 @@ def test_a_task_of_some_splits_gets_their_rows_split_by_split(build: Path) -> No
     )
     assert len(wanted) > 1 and got.drop_columns(["__split"]).equals(expected)
     assert all(len(set(batch["__split"].to_pylist())) == 1 for batch in batches)
+
+
+def labels_rewritten(build: Path, tmp_path: Path, order: list[int] | None) -> Path:
+    """A copy of ``build`` whose labels are one shard per paragraph shard, row for row beside it
+    (``order`` None), or its rows in ``order`` (of the paragraphs' rows)."""
+    path = tmp_path / "build"
+    shutil.copytree(build, path)
+    labels = pq.read_table(schema.table_dir(path, "labels"))
+    shutil.rmtree(schema.table_dir(path, "labels"))
+    paragraphs = pq.read_table(schema.table_dir(path, "paragraphs"), columns=["paragraph_id"])
+    rows = pc.index_in(paragraphs["paragraph_id"], value_set=labels["paragraph_id"])
+    aligned = labels.take(rows)
+    schema.write_shard(
+        aligned.take(pa.array(order)) if order is not None else aligned,
+        schema.table_dir(path, "labels") / "000000000.parquet",
+    )
+    return path
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]]]:
+    """The whole columns read (not their empty schemas, not late rows)."""
+    reads: list[tuple[str, tuple[str, ...]]] = []
+    call = _ColumnReader.__call__
+
+    def counted(self: _ColumnReader, name: str, columns: tuple[str, ...]) -> pa.Table:
+        if not self.empty:
+            reads.append((name, tuple(columns)))
+        return call(self, name, columns)
+
+    monkeypatch.setattr(_ColumnReader, "__call__", counted)
+    return reads
+
+
+def test_labels_row_for_row_beside_their_paragraphs_are_read_without_their_keys_first(
+    build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = labels_rewritten(build, tmp_path, None)
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    reads = count_reads(monkeypatch)
+    rows = arrow_rows(path, "biomed-enriched", source)
+    assert not [read for read in reads if read[0] == "labels"]
+    assert rows.equals(sql_rows(path, "biomed-enriched", source))
+
+
+@pytest.mark.parametrize("moved", ["all", "last"])
+def test_labels_as_many_as_the_paragraphs_in_another_order_are_joined_by_key(
+    build: Path, tmp_path: Path, moved: str
+) -> None:
+    n = sum(pq.read_metadata(p).num_rows for p in schema.shard_paths(build, "paragraphs"))
+    order = list(range(n - 1, -1, -1)) if moved == "all" else [*range(n - 2), n - 1, n - 2]
+    path = labels_rewritten(build, tmp_path, order)
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    preset = get_preset("biomed-enriched")
+    assert preset.rows_arrow is not None
+    rows = preset.rows_arrow(_ColumnReader(path), source)
+    expected = sql_rows(path, "biomed-enriched", source)
+    batches = [rows.table(start, 7) for start in range(0, rows.num_rows, 7)]
+    assert pa.concat_tables(batches).equals(expected)
+    assert rows.table().equals(expected)
