@@ -26,6 +26,8 @@ from pmcurate.export.exporter import (
     normalized_schema,
 )
 from pmcurate.export.presets import (
+    Derived,
+    KeyChecked,
     PresetError,
     Source,
     _sorted_runs,
@@ -441,3 +443,17 @@ def test_labels_as_many_as_the_paragraphs_in_another_order_are_joined_by_key(
     batches = [rows.table(start, 7) for start in range(0, rows.num_rows, 7)]
     assert pa.concat_tables(batches).equals(expected)
     assert rows.table().equals(expected)
+
+
+def test_an_empty_range_of_labels_row_for_row_keeps_them_read_by_row_number(
+    build: Path, tmp_path: Path
+) -> None:
+    path = labels_rewritten(build, tmp_path, None)
+    preset = get_preset("biomed-enriched")
+    assert preset.rows_arrow is not None
+    rows = preset.rows_arrow(_ColumnReader(path), Source(has_labels=True, has_paragraphs=True, subset=None))
+    labels = next(late.rows for late in rows.late if isinstance(late, Derived))
+    assert isinstance(labels, KeyChecked)
+    labels.table(0, 0)
+    labels.table(3, 5)
+    assert labels._joined is None

@@ -403,7 +403,7 @@ def _same_keys(found: pa.ChunkedArray | pa.Array, keys: pa.ChunkedArray | pa.Arr
     """Whether ``found`` holds ``keys``, row for row (no nulls)."""
     if len(found) != len(keys) or found.null_count or keys.null_count:
         return False
-    return bool(pc.all(pc.equal(found, keys)).as_py())
+    return not len(keys) or bool(pc.all(pc.equal(found, keys)).as_py())
 
 
 @dataclass
