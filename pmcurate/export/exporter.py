@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import duckdb
 import numpy as np
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from pmcurate.export.steps import ExportConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Format = Literal["parquet", "webdataset"]
 FORMATS: tuple[Format, ...] = ("parquet", "webdataset")
@@ -148,7 +149,8 @@ def export(
         with _BuildReads(plan) as reads:
             if not _runs_here(runner, plan):
                 reads.start()
-            task = functools.partial(write_split_task, plan.job, writing=InThisProcess(reads.start))
+            lent = InThisProcess(Lent(plan.footers, reads.start))
+            task = functools.partial(write_split_task, plan.job, lent=lent)
             list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
             return finish(plan, write_card=write_card, inputs=reads.inputs(), facts=reads.facts())
     finally:
@@ -163,25 +165,29 @@ def _runs_here(runner: Executor, plan: ExportPlan) -> bool:
     return isinstance(runner, LocalExecutor) and (runner.workers == 1 or len(plan.tasks) <= 1)
 
 
-class InThisProcess:
-    """``function``, called in this process only: sent to another (pickled with a task), it does
-    nothing there."""
+class InThisProcess(Generic[T]):
+    """``value``, in this process only: sent to another (pickled with a task), it is None there."""
 
-    def __init__(self, function: Callable[[], object] | None) -> None:
-        self.function = function
+    def __init__(self, value: T | None) -> None:
+        self.value = value
 
-    def __call__(self) -> None:
-        if self.function is not None:
-            self.function()
-
-    def __reduce__(self) -> tuple[type[InThisProcess], tuple[None]]:
+    def __reduce__(self) -> tuple[type[InThisProcess[T]], tuple[None]]:
         return (InThisProcess, (None,))
+
+
+@dataclass(frozen=True)
+class Lent:
+    """What the driver lends a task that runs in its own process (``InThisProcess``): the footers
+    its plan read (``_Footers``), and what to call as the task's first rows go to the writer."""
+
+    footers: _Footers | None
+    writing: Callable[[], object]
 
 
 class _BuildReads:
     """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``), read in a thread
     once ``start`` is called: at once when the tasks run in other processes, else when the task in
-    this one has its first rows and writes them (``write_split_task``'s ``writing``), so that it
+    this one has its first rows and writes them (``Lent.writing``), so that it
     takes no core from reading and ordering them, and no later than ``inputs``/``facts``."""
 
     def __init__(self, plan: ExportPlan) -> None:
@@ -283,6 +289,8 @@ class ExportPlan:
     arrow_schema: pa.Schema
     tables: set[str]
     started: float
+    footers: _Footers | None = None
+    """What the footers of the build's shards said to the plan (rows computed with Arrow)."""
 
     @property
     def staging(self) -> Path:
@@ -326,9 +334,10 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
     extension = None
-    arrow = _arrow_path(opened.path, chosen, source, split_by)
+    footers = _Footers(opened.path)
+    arrow = _arrow_path(footers, chosen, split_by)
     if arrow:
-        selected, counts, arrow_schema = _arrow_plan(opened.path, chosen, source, split_by)
+        selected, counts, arrow_schema = _arrow_plan(footers, chosen, source, split_by)
         subset_info = _subset_info(opened.path, subset) if subset else None
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
@@ -358,11 +367,22 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         progress=progress, arrow=arrow,
     )  # fmt: skip
     planned = group_splits(counts, config.tasks or os.cpu_count() or 1)
-    return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
+    return ExportPlan(
+        job,
+        opened.path,
+        out,
+        planned,
+        selected,
+        subset_info,
+        arrow_schema,
+        tables,
+        started,
+        footers if arrow else None,
+    )
 
 
 def write_split_task(
-    job: ExportJob, task: SplitTask, writing: Callable[[], object] | None = None
+    job: ExportJob, task: SplitTask, lent: InThisProcess[Lent] | None = None
 ) -> dict[str, int]:
     """Write the shards of the task's splits into the job's staging folder (on a worker).
 
@@ -370,24 +390,27 @@ def write_split_task(
     stream through the writer, so a task holds a few row groups in memory however large its
     splits; or, for tables small enough (``_arrow_path``), from Arrow in memory. What the driver
     needs of it (shard names and rows per split, the distinct license URLs and languages, the
-    card's counts) goes to a small JSON file. ``writing`` is called as the first rows go to the
-    writer (``parquet.write_split``'s ``writing``).
+    card's counts) goes to a small JSON file. ``lent``: what the driver lends a task in its own
+    process (``Lent``).
     """
+    here = lent.value if lent is not None else None
     if is_url(job.staging):
         with tempfile.TemporaryDirectory(prefix=f"{schema.TMP_PREFIX}export-") as tmp:
-            counts = _write_splits(job, task, fetch(job.build, job.reads), Path(tmp), writing)
+            counts = _write_splits(job, task, fetch(job.build, job.reads), Path(tmp), here)
             upload(Path(tmp), job.staging)
         return counts
-    return _write_splits(job, task, Path(job.build), Path(job.staging), writing)
+    return _write_splits(job, task, Path(job.build), Path(job.staging), here)
 
 
 def _write_splits(
-    job: ExportJob, task: SplitTask, build: Path, staging: Path, writing: Callable[[], object] | None = None
+    job: ExportJob, task: SplitTask, build: Path, staging: Path, lent: Lent | None
 ) -> dict[str, int]:
     chosen = get_preset(job.preset)
     splits: dict[str, dict[str, Any]] = {}
     card = CardStats()
-    with _sorted_rows(job, task, build) as reader:
+    footers = lent.footers if lent and lent.footers and lent.footers.build == build else None
+    writing = lent.writing if lent else None
+    with _sorted_rows(job, task, build, footers) as reader:
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
         seen = _DistinctValues(("license_url", "language"))
         desc = f"export {job.config} {task.key}"
@@ -425,12 +448,16 @@ def _counted(stats: CardStats, split: str, batches: Iterable[pa.RecordBatch]) ->
 
 
 @contextlib.contextmanager
-def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.RecordBatchReader]:
+def _sorted_rows(
+    job: ExportJob, task: SplitTask, build: Path, footers: _Footers | None = None
+) -> Iterator[pa.RecordBatchReader]:
     """The rows of the task's splits with their ``__split``, sorted (split, then the preset's key):
-    from Arrow when the preset computes its rows so (``ArrowRows``), else from DuckDB."""
+    from Arrow when the preset computes its rows so (``ArrowRows``; ``footers``: those of the
+    build's shards read already), else from DuckDB."""
     chosen = get_preset(job.preset)
     if job.arrow:
-        yield ArrowRows.load(build, chosen, job.source, job.split_by).sorted_reader(task.splits)
+        rows = ArrowRows.load(build, chosen, job.source, job.split_by, footers)
+        yield rows.sorted_reader(task.splits)
         return
     con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
     con.execute("SET enable_progress_bar = false")  # the task's own bar counts rows
@@ -448,33 +475,35 @@ def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.Re
         con.close()
 
 
-def _arrow_path(build: Path, preset: Preset, source: Source, split_by: str) -> bool:
+def _arrow_path(footers: _Footers, preset: Preset, split_by: str) -> bool:
     """Whether the rows come from the preset's ``rows_arrow``: splits by license or none, and tables
     small enough to hold in memory (else DuckDB sorts them, spilling to disk)."""
     return (
         preset.rows_arrow is not None
         and preset.licenses_arrow is not None
         and split_by in (SPLIT_BY_LICENSE, SPLIT_NONE)
-        and sum(_data_bytes(build, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
+        and sum(_data_bytes(footers, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
     )
 
 
-def _data_bytes(build: Path, name: str) -> int:
+def _data_bytes(footers: _Footers, name: str) -> int:
     """Uncompressed bytes of a table's shards (their footers say)."""
     total = 0
-    for path in schema.shard_paths(build, name):
-        metadata = pq.ParquetFile(path).metadata
+    for path in footers.paths(name):
+        metadata = footers.metadata(path)
         total += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     return total
 
 
-def _arrow_plan(build: Path, preset: Preset, source: Source, split_by: str) -> tuple[int, list, pa.Schema]:
+def _arrow_plan(
+    footers: _Footers, preset: Preset, source: Source, split_by: str
+) -> tuple[int, list, pa.Schema]:
     """What a plan needs of rows computed with Arrow, without computing them: the rows selected,
     the rows per split (from the rows' licenses alone) and the exported schema (from the rows of
     empty tables of the shards' schemas)."""
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
-    selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
-    reader = _ColumnReader(build, selection)
+    selection = _subset_files(footers.build, preset, source.subset)[0] if source.subset else None
+    reader = _ColumnReader(footers.build, selection, footers=footers)
     split = Splits.of(preset.licenses_arrow(reader, source), split_by)
     counts = [(name, int(n)) for name, n in zip(split.names, split.counts(), strict=True) if n]
     empty = preset.rows_arrow(reader.read_empty(), source)
@@ -530,10 +559,12 @@ class ArrowRows:
     split: Splits
 
     @classmethod
-    def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
+    def load(
+        cls, build: Path, preset: Preset, source: Source, split_by: str, footers: _Footers | None = None
+    ) -> ArrowRows:
         assert preset.rows_arrow is not None  # _arrow_path
         selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
-        rows = preset.rows_arrow(_ColumnReader(build, selection), source)
+        rows = preset.rows_arrow(_ColumnReader(build, selection, footers=footers), source)
         return cls(rows.select(_visible(rows)), Splits.of(rows.encoded(preset.license_column), split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
@@ -571,18 +602,52 @@ def license_group(licenses: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunked
     return pc.if_else(commercial, "commercial", pc.if_else(noncommercial, "noncommercial", "other"))
 
 
+class _Footers:
+    """The shards of a build's tables and what their footers say, each listed or read once, however
+    many reads (and readers: ``_ColumnReader``'s ``footers``)."""
+
+    def __init__(self, build: Path) -> None:
+        self.build = build
+        self._paths: dict[str, list[Path]] = {}
+        self._metadata: dict[Path, pq.FileMetaData] = {}
+        self._schemas: dict[Path, pa.Schema] = {}
+
+    def paths(self, name: str) -> list[Path]:
+        if name not in self._paths:
+            self._paths[name] = schema.shard_paths(self.build, name)
+        return self._paths[name]
+
+    def metadata(self, path: Path) -> pq.FileMetaData:
+        if path not in self._metadata:
+            self._metadata[path] = pq.read_metadata(path)
+        return self._metadata[path]
+
+    def schema(self, path: Path) -> pa.Schema:
+        """The shard's Arrow schema."""
+        if path not in self._schemas:
+            self._schemas[path] = self.metadata(path).schema.to_arrow_schema()
+        return self._schemas[path]
+
+
 class _ColumnReader:
     """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
     null where a shard lacks a column (an older shard), as DuckDB's views read them by name.
     ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
-    none. Each shard's footer is read once, however many reads. ``empty``: the reader of no rows
-    (``read_empty``)."""
+    none. ``footers``: what the shards' footers say (``_Footers``), shared with other readers.
+    ``empty``: the reader of no rows (``read_empty``)."""
 
-    def __init__(self, build: Path, selection: list[Path] | None = None, *, empty: bool = False) -> None:
+    def __init__(
+        self,
+        build: Path,
+        selection: list[Path] | None = None,
+        *,
+        empty: bool = False,
+        footers: _Footers | None = None,
+    ) -> None:
         self.build = build
         self.selection = selection
         self.empty = empty
-        self._footers: dict[Path, pq.FileMetaData] = {}
+        self.footers = footers or _Footers(build)
 
     def __call__(self, name: str, columns: Sequence[str]) -> pa.Table:
         tables = []
@@ -599,19 +664,16 @@ class _ColumnReader:
     def read_empty(self) -> _ColumnReader:
         """This reader, reading no rows: the columns as the shards' schemas have them (their footers
         only)."""
-        reader = _ColumnReader(self.build, self.selection, empty=True)
-        reader._footers = self._footers
-        return reader
+        return _ColumnReader(self.build, self.selection, empty=True, footers=self.footers)
 
     def _read_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
         """The columns of one shard that it has."""
-        footer = self.footer(path)
-        present = [c for c in columns if c in footer.schema.to_arrow_schema().names]
-        with pq.ParquetFile(path, metadata=footer) as shard:
-            return shard.read(columns=present)
+        names = self.footers.schema(path).names
+        with pq.ParquetFile(path, metadata=self.footer(path)) as shard:
+            return shard.read(columns=[c for c in columns if c in names])
 
     def _empty_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
-        file_schema = self.footer(path).schema.to_arrow_schema()
+        file_schema = self.footers.schema(path)
         return file_schema.empty_table().select([c for c in columns if c in file_schema.names])
 
     def rows(self, name: str) -> int:
@@ -623,12 +685,10 @@ class _ColumnReader:
         return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
     def footer(self, path: Path) -> pq.FileMetaData:
-        if path not in self._footers:
-            self._footers[path] = pq.read_metadata(path)
-        return self._footers[path]
+        return self.footers.metadata(path)
 
     def paths(self, name: str) -> list[Path]:
-        return (self.selection or []) if name == SELECTION else schema.shard_paths(self.build, name)
+        return (self.selection or []) if name == SELECTION else self.footers.paths(name)
 
 
 class _LateRows:
@@ -702,7 +762,7 @@ class _ShardRows:
 
     def __init__(self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema) -> None:
         footer = reader.footer(path)
-        names = footer.schema.to_arrow_schema().names
+        names = reader.footers.schema(path).names
         present = [name for name in arrow_schema.names if name in names]
         self._schema = arrow_schema
         self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(BATCH_ROWS, columns=present)
