@@ -149,7 +149,7 @@ def export(
         with _BuildReads(plan) as reads:
             if not _runs_here(runner, plan):
                 reads.start()
-            lent = InThisProcess(Lent(plan.footers, reads.start))
+            lent = InThisProcess(Lent(plan.shards, reads.start))
             task = functools.partial(write_split_task, plan.job, lent=lent)
             list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
             return finish(plan, write_card=write_card, inputs=reads.inputs(), facts=reads.facts())
@@ -177,10 +177,11 @@ class InThisProcess(Generic[T]):
 
 @dataclass(frozen=True)
 class Lent:
-    """What the driver lends a task that runs in its own process (``InThisProcess``): the footers
-    its plan read (``_Footers``), and what to call as the task's first rows go to the writer."""
+    """What the driver lends a task that runs in its own process (``InThisProcess``): what its plan
+    read of the build's shards (``_Shards``), and what to call as the task's first rows go to the
+    writer."""
 
-    footers: _Footers | None
+    shards: _Shards | None
     writing: Callable[[], object]
 
 
@@ -289,8 +290,8 @@ class ExportPlan:
     arrow_schema: pa.Schema
     tables: set[str]
     started: float
-    footers: _Footers | None = None
-    """What the footers of the build's shards said to the plan (rows computed with Arrow)."""
+    shards: _Shards | None = None
+    """What the plan read of the build's shards (rows computed with Arrow)."""
 
     @property
     def staging(self) -> Path:
@@ -334,10 +335,10 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
     extension = None
-    footers = _Footers(opened.path)
-    arrow = _arrow_path(footers, chosen, split_by)
+    shards = _Shards(opened.path)
+    arrow = _arrow_path(shards, chosen, split_by)
     if arrow:
-        selected, counts, arrow_schema = _arrow_plan(footers, chosen, source, split_by)
+        selected, counts, arrow_schema = _arrow_plan(shards, chosen, source, split_by)
         subset_info = _subset_info(opened.path, subset) if subset else None
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
@@ -377,7 +378,7 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         arrow_schema,
         tables,
         started,
-        footers if arrow else None,
+        shards if arrow else None,
     )
 
 
@@ -408,9 +409,9 @@ def _write_splits(
     chosen = get_preset(job.preset)
     splits: dict[str, dict[str, Any]] = {}
     card = CardStats()
-    footers = lent.footers if lent and lent.footers and lent.footers.build == build else None
+    read = lent.shards if lent and lent.shards and lent.shards.build == build else None
     writing = lent.writing if lent else None
-    with _sorted_rows(job, task, build, footers) as reader:
+    with _sorted_rows(job, task, build, read) as reader:
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
         seen = _DistinctValues(("license_url", "language"))
         desc = f"export {job.config} {task.key}"
@@ -449,14 +450,14 @@ def _counted(stats: CardStats, split: str, batches: Iterable[pa.RecordBatch]) ->
 
 @contextlib.contextmanager
 def _sorted_rows(
-    job: ExportJob, task: SplitTask, build: Path, footers: _Footers | None = None
+    job: ExportJob, task: SplitTask, build: Path, shards: _Shards | None = None
 ) -> Iterator[pa.RecordBatchReader]:
     """The rows of the task's splits with their ``__split``, sorted (split, then the preset's key):
-    from Arrow when the preset computes its rows so (``ArrowRows``; ``footers``: those of the
+    from Arrow when the preset computes its rows so (``ArrowRows``; ``shards``: those of the
     build's shards read already), else from DuckDB."""
     chosen = get_preset(job.preset)
     if job.arrow:
-        rows = ArrowRows.load(build, chosen, job.source, job.split_by, footers)
+        rows = ArrowRows.load(build, chosen, job.source, job.split_by, shards)
         yield rows.sorted_reader(task.splits)
         return
     con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
@@ -475,35 +476,35 @@ def _sorted_rows(
         con.close()
 
 
-def _arrow_path(footers: _Footers, preset: Preset, split_by: str) -> bool:
+def _arrow_path(shards: _Shards, preset: Preset, split_by: str) -> bool:
     """Whether the rows come from the preset's ``rows_arrow``: splits by license or none, and tables
     small enough to hold in memory (else DuckDB sorts them, spilling to disk)."""
     return (
         preset.rows_arrow is not None
         and preset.licenses_arrow is not None
         and split_by in (SPLIT_BY_LICENSE, SPLIT_NONE)
-        and sum(_data_bytes(footers, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
+        and sum(_data_bytes(shards, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
     )
 
 
-def _data_bytes(footers: _Footers, name: str) -> int:
+def _data_bytes(shards: _Shards, name: str) -> int:
     """Uncompressed bytes of a table's shards (their footers say)."""
     total = 0
-    for path in footers.paths(name):
-        metadata = footers.metadata(path)
+    for path in shards.paths(name):
+        metadata = shards.metadata(path)
         total += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     return total
 
 
 def _arrow_plan(
-    footers: _Footers, preset: Preset, source: Source, split_by: str
+    shards: _Shards, preset: Preset, source: Source, split_by: str
 ) -> tuple[int, list, pa.Schema]:
     """What a plan needs of rows computed with Arrow, without computing them: the rows selected,
     the rows per split (from the rows' licenses alone) and the exported schema (from the rows of
     empty tables of the shards' schemas)."""
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
-    selection = _subset_files(footers.build, preset, source.subset)[0] if source.subset else None
-    reader = _ColumnReader(footers.build, selection, footers=footers)
+    selection = _subset_files(shards.build, preset, source.subset)[0] if source.subset else None
+    reader = _ColumnReader(shards.build, selection, shards=shards)
     split = Splits.of(preset.licenses_arrow(reader, source), split_by)
     counts = [(name, int(n)) for name, n in zip(split.names, split.counts(), strict=True) if n]
     empty = preset.rows_arrow(reader.read_empty(), source)
@@ -560,11 +561,11 @@ class ArrowRows:
 
     @classmethod
     def load(
-        cls, build: Path, preset: Preset, source: Source, split_by: str, footers: _Footers | None = None
+        cls, build: Path, preset: Preset, source: Source, split_by: str, shards: _Shards | None = None
     ) -> ArrowRows:
         assert preset.rows_arrow is not None  # _arrow_path
         selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
-        rows = preset.rows_arrow(_ColumnReader(build, selection, footers=footers), source)
+        rows = preset.rows_arrow(_ColumnReader(build, selection, shards=shards), source)
         return cls(rows.select(_visible(rows)), Splits.of(rows.encoded(preset.license_column), split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
@@ -602,15 +603,18 @@ def license_group(licenses: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunked
     return pc.if_else(commercial, "commercial", pc.if_else(noncommercial, "noncommercial", "other"))
 
 
-class _Footers:
-    """The shards of a build's tables and what their footers say, each listed or read once, however
-    many reads (and readers: ``_ColumnReader``'s ``footers``)."""
+class _Shards:
+    """The shards of a build's tables, what their footers say and the columns read whole, each
+    listed or read once however many reads (and readers: ``_ColumnReader``'s ``shards``): the
+    plan's reads serve the rows of a task in its process."""
 
     def __init__(self, build: Path) -> None:
         self.build = build
         self._paths: dict[str, list[Path]] = {}
         self._metadata: dict[Path, pq.FileMetaData] = {}
         self._schemas: dict[Path, pa.Schema] = {}
+        self.columns: dict[tuple[str, str], tuple[pa.Field, pa.ChunkedArray]] = {}
+        """Columns read whole, by table and name (a chunk per shard), with their fields."""
 
     def paths(self, name: str) -> list[Path]:
         if name not in self._paths:
@@ -633,7 +637,7 @@ class _ColumnReader:
     """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
     null where a shard lacks a column (an older shard), as DuckDB's views read them by name.
     ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
-    none. ``footers``: what the shards' footers say (``_Footers``), shared with other readers.
+    none. ``shards``: what was read of the shards (``_Shards``), shared with other readers.
     ``empty``: the reader of no rows (``read_empty``)."""
 
     def __init__(
@@ -642,14 +646,25 @@ class _ColumnReader:
         selection: list[Path] | None = None,
         *,
         empty: bool = False,
-        footers: _Footers | None = None,
+        shards: _Shards | None = None,
     ) -> None:
         self.build = build
         self.selection = selection
         self.empty = empty
-        self.footers = footers or _Footers(build)
+        self.shards = shards or _Shards(build)
 
     def __call__(self, name: str, columns: Sequence[str]) -> pa.Table:
+        if self.empty or name == SELECTION or not columns:
+            return self._read(name, columns)
+        known = self.shards.columns
+        missing = [column for column in columns if (name, column) not in known]
+        if missing:
+            read = self._read(name, missing)
+            known.update(((name, column), (read.field(column), read.column(column))) for column in missing)
+        fields, arrays = zip(*(known[(name, column)] for column in columns), strict=True)
+        return pa.Table.from_arrays(list(arrays), schema=pa.schema(fields))
+
+    def _read(self, name: str, columns: Sequence[str]) -> pa.Table:
         tables = []
         for path in self.paths(name):
             table = self._empty_shard(path, columns) if self.empty else self._read_shard(path, columns)
@@ -664,16 +679,16 @@ class _ColumnReader:
     def read_empty(self) -> _ColumnReader:
         """This reader, reading no rows: the columns as the shards' schemas have them (their footers
         only)."""
-        return _ColumnReader(self.build, self.selection, empty=True, footers=self.footers)
+        return _ColumnReader(self.build, self.selection, empty=True, shards=self.shards)
 
     def _read_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
         """The columns of one shard that it has."""
-        names = self.footers.schema(path).names
+        names = self.shards.schema(path).names
         with pq.ParquetFile(path, metadata=self.footer(path)) as shard:
             return shard.read(columns=[c for c in columns if c in names])
 
     def _empty_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
-        file_schema = self.footers.schema(path)
+        file_schema = self.shards.schema(path)
         return file_schema.empty_table().select([c for c in columns if c in file_schema.names])
 
     def rows(self, name: str) -> int:
@@ -685,10 +700,10 @@ class _ColumnReader:
         return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
     def footer(self, path: Path) -> pq.FileMetaData:
-        return self.footers.metadata(path)
+        return self.shards.metadata(path)
 
     def paths(self, name: str) -> list[Path]:
-        return (self.selection or []) if name == SELECTION else self.footers.paths(name)
+        return (self.selection or []) if name == SELECTION else self.shards.paths(name)
 
 
 class _LateRows:
@@ -762,7 +777,7 @@ class _ShardRows:
 
     def __init__(self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema) -> None:
         footer = reader.footer(path)
-        names = reader.footers.schema(path).names
+        names = reader.shards.schema(path).names
         present = [name for name in arrow_schema.names if name in names]
         self._schema = arrow_schema
         self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(BATCH_ROWS, columns=present)

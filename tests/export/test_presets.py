@@ -457,3 +457,27 @@ def test_an_empty_range_of_labels_row_for_row_keeps_them_read_by_row_number(
     labels.table(0, 0)
     labels.table(3, 5)
     assert labels._joined is None
+
+
+def test_the_columns_a_plan_read_serve_the_rows_of_its_task_in_its_process(
+    build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[tuple[str, tuple[str, ...]]] = []
+    read = _ColumnReader._read
+
+    def counted(self: _ColumnReader, name: str, columns: tuple[str, ...]) -> pa.Table:
+        if not self.empty:
+            reads.append((name, tuple(columns)))
+        return read(self, name, columns)
+
+    monkeypatch.setattr(_ColumnReader, "_read", counted)
+    plan = exporter.make_plan(
+        build, ExportConfig(out=tmp_path / "out", preset="biomed-enriched"), progress=False
+    )
+    assert plan.shards is not None
+    planned = list(reads)
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    rows = ArrowRows.load(build, get_preset("biomed-enriched"), source, "license", plan.shards)
+    read_again = {(name, column) for name, columns in reads[len(planned) :] for column in columns}
+    assert not read_again & {(name, column) for name, columns in planned for column in columns}
+    assert rows.rows.table().equals(arrow_rows(build, "biomed-enriched", source).drop_columns(["__ordinal"]))
