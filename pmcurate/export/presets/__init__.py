@@ -270,13 +270,17 @@ def _sorted_runs(table: pa.Table, keys: Sequence[str]) -> list[tuple[int, int]] 
 
 def _in_order(before: pa.Table, after: pa.Table, keys: Sequence[str], *, strict: bool) -> np.ndarray:
     """Whether each row of ``before`` comes before (``strict``: strictly) the same row of ``after``
-    by ``keys`` (no nulls)."""
-    found = np.full(before.num_rows, not strict)  # all keys equal
-    for key in reversed(keys):
-        less = pc.less(before.column(key), after.column(key)).to_numpy(zero_copy_only=False)
-        equal = pc.equal(before.column(key), after.column(key)).to_numpy(zero_copy_only=False)
-        found = less | (equal & found)
-    return found
+    by ``keys`` (no nulls). A key is compared only while some rows tie on the keys before it: the
+    rows of an article differ by their ordinal, so their (long) paragraph ids are not compared."""
+    found = np.zeros(before.num_rows, dtype=bool)
+    tied = np.ones(before.num_rows, dtype=bool)  # equal on the keys so far
+    for key in keys:
+        if not tied.any():
+            break
+        first, second = before.column(key), after.column(key)
+        found |= tied & pc.less(first, second).to_numpy(zero_copy_only=False)
+        tied &= pc.equal(first, second).to_numpy(zero_copy_only=False)
+    return found if strict else found | tied
 
 
 def select(table: pa.Table, selection: pa.Table, key: str) -> pa.Table:
