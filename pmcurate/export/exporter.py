@@ -79,6 +79,9 @@ BATCH_ROWS = 16_384
 ARROW_ROWS_MAX_BYTES = 2 * 2**30
 """Above this much uncompressed data in the tables read, rows stream sorted from DuckDB instead of
 being computed in memory with Arrow (``ArrowRows``)."""
+SHARD_BATCH_ROWS = 4096
+"""Rows of a shard decoded at a time for the rows gathered from it (``_ShardRows``): the first batch
+waits for the first of each shard it needs."""
 IMAGE_BATCH_ROWS = 64
 """Rows fetched from DuckDB at a time: figures carry their images, so fewer of them."""
 SHARD_FILE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.(parquet|tar)$")
@@ -587,13 +590,29 @@ class ArrowRows:
 
 def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator[pa.RecordBatch]:
     """``rows`` gathered ``BATCH_ROWS`` at a time with their ``__split``: ``counted`` rows of each
-    split, one split after the other."""
+    split, one split after the other. The first batches are smaller (``batch_sizes``): the writer
+    waits for the first, while the rest are gathered beside it."""
     start = 0
+    sizes = batch_sizes()
     for split, n in counted:
-        for begin in range(start, start + n, BATCH_ROWS):
-            table = rows.table(begin, min(BATCH_ROWS, start + n - begin))
+        begin = start
+        while begin < start + n:
+            table = rows.table(begin, min(next(sizes), start + n - begin))
             yield from table.append_column("__split", pa.repeat(split, table.num_rows)).to_batches()
+            begin += table.num_rows
         start += n
+
+
+FIRST_BATCH_ROWS = 2048
+
+
+def batch_sizes() -> Iterator[int]:
+    """Rows of each batch gathered: ``FIRST_BATCH_ROWS``, doubled batch after batch up to
+    ``BATCH_ROWS`` (what a batch costs beyond its rows is paid a few times more, not per row)."""
+    size = FIRST_BATCH_ROWS
+    while True:
+        yield size
+        size = min(2 * size, BATCH_ROWS)
 
 
 def license_group(licenses: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -772,15 +791,15 @@ class _LateRows:
 
 
 class _ShardRows:
-    """The columns of ``arrow_schema`` of one shard, decoded ``BATCH_ROWS`` at a time as far as
-    asked for; null columns for those it lacks (an older shard)."""
+    """The columns of ``arrow_schema`` of one shard, decoded ``SHARD_BATCH_ROWS`` at a time as far
+    as asked for; null columns for those it lacks (an older shard)."""
 
     def __init__(self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema) -> None:
         footer = reader.footer(path)
         names = reader.shards.schema(path).names
         present = [name for name in arrow_schema.names if name in names]
         self._schema = arrow_schema
-        self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(BATCH_ROWS, columns=present)
+        self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(SHARD_BATCH_ROWS, columns=present)
         self._read: list[pa.RecordBatch] = []
         self._rows = 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -301,7 +302,7 @@ def test_late_rows_decode_a_shard_only_as_far_as_the_rows_asked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_numbered_paragraphs(tmp_path, 1, 12)
-    monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
+    monkeypatch.setattr(exporter, "SHARD_BATCH_ROWS", 4)
     late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(12), pa.int64()))
     assert late.table(0, 3)["text"].to_pylist() == ["text 0", "text 1", "text 2"]
     assert late._shards[0]._rows == 4
@@ -481,3 +482,10 @@ def test_the_columns_a_plan_read_serve_the_rows_of_its_task_in_its_process(
     read_again = {(name, column) for name, columns in reads[len(planned) :] for column in columns}
     assert not read_again & {(name, column) for name, columns in planned for column in columns}
     assert rows.rows.table().equals(arrow_rows(build, "biomed-enriched", source).drop_columns(["__ordinal"]))
+
+
+def test_batches_grow_from_the_first_to_their_full_size() -> None:
+    sizes = exporter.batch_sizes()
+    first = [next(sizes) for _ in range(8)]
+    assert first[0] == exporter.FIRST_BATCH_ROWS and first[-1] == exporter.BATCH_ROWS
+    assert all(b in (a, 2 * a) for a, b in itertools.pairwise(first))
