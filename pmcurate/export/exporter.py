@@ -189,7 +189,8 @@ class Lent:
 
 
 class _BuildReads:
-    """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``), read in a thread
+    """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``, the plan's
+    ``arrow_schema``), read in a thread
     once ``start`` is called: at once when the tasks run in other processes, else when the task in
     this one has its first rows and writes them (``Lent.writing``), so that it
     takes no core from reading and ordering them, and no later than ``inputs``/``facts``."""
@@ -212,6 +213,7 @@ class _BuildReads:
             if self._inputs is None:
                 self._inputs = self._pool.submit(input_checksums, self.plan)
                 self._facts = self._pool.submit(BuildFacts.of, self.plan)
+                self._pool.submit(getattr, self.plan, "arrow_schema")  # computed, for finish
 
     def inputs(self) -> dict[str, dict[str, Any]]:
         self.start()
@@ -290,11 +292,17 @@ class ExportPlan:
     tasks: list[SplitTask]
     selected: int
     subset_info: dict[str, Any] | None
-    arrow_schema: pa.Schema
+    schema_of: Callable[[], pa.Schema]
+    """The exported schema (``arrow_schema``), computed when first asked for."""
     tables: set[str]
     started: float
     shards: _Shards | None = None
     """What the plan read of the build's shards (rows computed with Arrow)."""
+
+    @functools.cached_property
+    def arrow_schema(self) -> pa.Schema:
+        """The exported schema: what ``finish`` reports of the columns (their features)."""
+        return self.schema_of()
 
     @property
     def staging(self) -> Path:
@@ -341,7 +349,7 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     shards = _Shards(opened.path)
     arrow = _arrow_path(shards, chosen, split_by)
     if arrow:
-        selected, counts, arrow_schema = _arrow_plan(shards, chosen, source, split_by)
+        selected, counts, schema_of = _arrow_plan(shards, chosen, source, split_by)
         subset_info = _subset_info(opened.path, subset) if subset else None
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
@@ -352,6 +360,7 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         arrow_schema = normalized_schema(
             con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
         )
+        schema_of = functools.partial(_given, arrow_schema)
         if format == "webdataset" and counts:
             extension = config.image_format or webdataset.choose_extension(_image_formats(con))
         con.close()
@@ -378,11 +387,15 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         planned,
         selected,
         subset_info,
-        arrow_schema,
+        schema_of,
         tables,
         started,
         shards if arrow else None,
     )
+
+
+def _given(value: T) -> T:
+    return value
 
 
 def write_split_task(
@@ -501,18 +514,24 @@ def _data_bytes(shards: _Shards, name: str) -> int:
 
 def _arrow_plan(
     shards: _Shards, preset: Preset, source: Source, split_by: str
-) -> tuple[int, list, pa.Schema]:
+) -> tuple[int, list, Callable[[], pa.Schema]]:
     """What a plan needs of rows computed with Arrow, without computing them: the rows selected,
-    the rows per split (from the rows' licenses alone) and the exported schema (from the rows of
-    empty tables of the shards' schemas)."""
+    the rows per split (from the rows' licenses alone) and what gives the exported schema (the rows
+    of empty tables of the shards' schemas: ``finish`` wants it, after the rows are written)."""
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
     selection = _subset_files(shards.build, preset, source.subset)[0] if source.subset else None
     reader = _ColumnReader(shards.build, selection, shards=shards)
     split = Splits.of(preset.licenses_arrow(reader, source), split_by)
     counts = [(name, int(n)) for name, n in zip(split.names, split.counts(), strict=True) if n]
-    empty = preset.rows_arrow(reader.read_empty(), source)
-    arrow_schema = normalized_schema(empty.select(_visible(empty)).table().schema)
-    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, arrow_schema
+    schema_of = functools.partial(_empty_rows_schema, reader.read_empty(), preset, source)
+    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, schema_of
+
+
+def _empty_rows_schema(empty: _ColumnReader, preset: Preset, source: Source) -> pa.Schema:
+    """The schema of the rows ``preset`` computes with Arrow, from empty tables (``empty``)."""
+    assert preset.rows_arrow is not None
+    rows = preset.rows_arrow(empty, source)
+    return normalized_schema(rows.select(_visible(rows)).table().schema)
 
 
 def _split_of(licenses: pa.Array, split_by: str) -> pa.Array:
