@@ -897,7 +897,8 @@ def finish(
     provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
     result.provenance = facts.into(info)
-    provenance.write_text(facts.text(result.provenance) + "\n")
+    with open(provenance, "w") as file:  # as write_text: the locale's encoding
+        file.writelines([*facts.parts(result.provenance), "\n"])
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
@@ -1212,7 +1213,8 @@ class BuildFacts:
     annotators: list[str]
     student: Any
     provenance_text: str | None = None
-    """``provenance`` as ``json.dumps(indent=2, ensure_ascii=False)`` writes it (``text``)."""
+    """``provenance`` as ``json.dumps(indent=2, ensure_ascii=False)`` writes it two levels deep, at
+    its place in a record (``text``)."""
 
     @classmethod
     def of(cls, plan: ExportPlan) -> BuildFacts:
@@ -1223,7 +1225,9 @@ class BuildFacts:
             provenance,
             _annotators(plan.build) if labels else [],
             _read_json(plan.build / "models" / "report.json") if labels else None,
-            None if provenance is None else jsontext.dumps_indented(provenance, written),
+            None
+            if provenance is None
+            else jsontext.indented(jsontext.dumps_indented(provenance, written), 2),
         )
 
     def into(self, info: dict[str, Any]) -> dict[str, Any]:
@@ -1237,16 +1241,20 @@ class BuildFacts:
         return {**info, "source": source}
 
     def text(self, record: dict[str, Any]) -> str:
-        """``json.dumps(record, indent=2, ensure_ascii=False)`` of a record ``into`` filled, the
-        build's provenance in it from ``provenance_text`` rather than encoded again (megabytes, by
-        the standard library's pure-Python indenting encoder: ``jsontext``)."""
+        """``json.dumps(record, indent=2, ensure_ascii=False)`` of a record ``into`` filled."""
+        return "".join(self.parts(record))
+
+    def parts(self, record: dict[str, Any]) -> list[str]:
+        """``text`` in parts, the build's provenance one of them, from ``provenance_text`` rather
+        than encoded again (megabytes, by the standard library's pure-Python indenting encoder:
+        ``jsontext``) or joined to the rest."""
         source = record["source"]
         if self.provenance_text is None or source["build_provenance"] is not self.provenance:
-            return json.dumps(record, indent=2, ensure_ascii=False)
+            return [json.dumps(record, indent=2, ensure_ascii=False)]
         rest = {**record, "source": {**source, "build_provenance": None}}
         head, null, tail = json.dumps(rest, indent=2, ensure_ascii=False).rpartition(_BUILD_PROVENANCE_NULL)
         assert null, "a record of _provenance has source.build_provenance"
-        return f"{head}{_BUILD_PROVENANCE}{jsontext.indented(self.provenance_text, 2)}{tail}"
+        return [head, _BUILD_PROVENANCE, self.provenance_text, tail]
 
 
 _BUILD_PROVENANCE = '\n    "build_provenance": '

@@ -87,7 +87,8 @@ def test_a_provenance_file_written_otherwise_is_read_whole(tmp_path: Path) -> No
 def test_a_records_text_is_the_encoders_with_the_builds_provenance_from_its_text() -> None:
     provenance = {"tool": {"name": "pmcurate é"}, "inputs": [{"path": "a→b", "sha256": "00"}], "seconds": 1.5}
     written = json.dumps(provenance, indent=2) + "\n"
-    facts = BuildFacts(provenance, ["x"], {"agreement": 0.9}, jsontext.dumps_indented(provenance, written))
+    text = jsontext.indented(jsontext.dumps_indented(provenance, written), 2)
+    facts = BuildFacts(provenance, ["x"], {"agreement": 0.9}, text)
     info = {
         "config": "default",
         "splits": {"build_provenance": None},  # the same key, two levels deep, before source's
