@@ -79,9 +79,6 @@ BATCH_ROWS = 16_384
 ARROW_ROWS_MAX_BYTES = 2 * 2**30
 """Above this much uncompressed data in the tables read, rows stream sorted from DuckDB instead of
 being computed in memory with Arrow (``ArrowRows``)."""
-SHARD_BATCH_ROWS = 4096
-"""Rows of a shard decoded at a time for the rows gathered from it (``_ShardRows``): the first batch
-waits for the first of each shard it needs."""
 IMAGE_BATCH_ROWS = 64
 """Rows fetched from DuckDB at a time: figures carry their images, so fewer of them."""
 SHARD_FILE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.(parquet|tar)$")
@@ -810,15 +807,15 @@ class _LateRows:
 
 
 class _ShardRows:
-    """The columns of ``arrow_schema`` of one shard, decoded ``SHARD_BATCH_ROWS`` at a time as far
-    as asked for; null columns for those it lacks (an older shard)."""
+    """The columns of ``arrow_schema`` of one shard, decoded ``BATCH_ROWS`` at a time as far as
+    asked for; null columns for those it lacks (an older shard)."""
 
     def __init__(self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema) -> None:
         footer = reader.footer(path)
         names = reader.shards.schema(path).names
         present = [name for name in arrow_schema.names if name in names]
         self._schema = arrow_schema
-        self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(SHARD_BATCH_ROWS, columns=present)
+        self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(BATCH_ROWS, columns=present)
         self._read: list[pa.RecordBatch] = []
         self._rows = 0
 

@@ -302,7 +302,7 @@ def test_late_rows_decode_a_shard_only_as_far_as_the_rows_asked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_numbered_paragraphs(tmp_path, 1, 12)
-    monkeypatch.setattr(exporter, "SHARD_BATCH_ROWS", 4)
+    monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
     late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(12), pa.int64()))
     assert late.table(0, 3)["text"].to_pylist() == ["text 0", "text 1", "text 2"]
     assert late._shards[0]._rows == 4
