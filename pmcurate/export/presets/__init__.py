@@ -551,11 +551,13 @@ def _label_rows(read: Read, paragraph_ids: pa.Array) -> pa.Array:
 def biomed_enriched_licenses(read: Read, source: Source) -> pa.DictionaryArray:
     """The ``license_type`` of every row of ``biomed_enriched_arrow``, in no particular order, as
     indices into the articles' licenses: what an export's plan counts its splits by, without
-    reading the text."""
-    p = read("paragraphs", ("paragraph_id", "article_id") if source.subset else ("article_id",))
-    if source.subset:
-        p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
-    articles = read("articles", ("article_id", "license"))
+    reading the text. The articles are read in a thread beside the paragraphs."""
+    with ThreadPoolExecutor(1) as pool:
+        articles_read = pool.submit(read, "articles", ("article_id", "license"))
+        p = read("paragraphs", ("paragraph_id", "article_id") if source.subset else ("article_id",))
+        if source.subset:
+            p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
+        articles = articles_read.result()
     index = pc.index_in(p["article_id"], value_set=articles["article_id"]).combine_chunks()
     return pa.DictionaryArray.from_arrays(index, articles["license"].combine_chunks())
 
