@@ -143,13 +143,14 @@ def export(
     ``workers`` processes); the files do not depend on how many.
     """
     runner = executor or LocalExecutor(workers)
-    plan = make_plan(build, replace(config, tasks=runner.workers), progress=progress)
+    here = isinstance(runner, LocalExecutor) and runner.workers == 1  # its one task runs in this process
+    plan = make_plan(build, replace(config, tasks=runner.workers), progress=progress, load=here)
     try:
         plan.stage()
         with _BuildReads(plan) as reads:
             if not _runs_here(runner, plan):
                 reads.start()
-            lent = InThisProcess(Lent(plan.shards, reads.start))
+            lent = InThisProcess(Lent(plan.shards, plan.rows, reads.start))
             task = functools.partial(write_split_task, plan.job, lent=lent)
             list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
             return finish(plan, write_card=write_card, inputs=reads.inputs(), facts=reads.facts())
@@ -178,10 +179,11 @@ class InThisProcess(Generic[T]):
 @dataclass(frozen=True)
 class Lent:
     """What the driver lends a task that runs in its own process (``InThisProcess``): what its plan
-    read of the build's shards (``_Shards``), and what to call as the task's first rows go to the
-    writer."""
+    read of the build's shards (``_Shards``) and the rows it loaded, and what to call as the task's
+    first rows go to the writer."""
 
     shards: _Shards | None
+    rows: ArrowRows | None
     writing: Callable[[], object]
 
 
@@ -295,6 +297,8 @@ class ExportPlan:
     started: float
     shards: _Shards | None = None
     """What the plan read of the build's shards (rows computed with Arrow)."""
+    rows: ArrowRows | None = None
+    """The rows, loaded by the plan for a task in its process (``make_plan``'s ``load``)."""
 
     @functools.cached_property
     def arrow_schema(self) -> pa.Schema:
@@ -321,10 +325,14 @@ class ExportPlan:
             remove(self.job.staging)
 
 
-def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: bool = True) -> ExportPlan:
+def make_plan(
+    build: str | os.PathLike[str], config: ExportConfig, *, progress: bool = True, load: bool = False
+) -> ExportPlan:
     """Check ``config`` against the build and plan at most ``config.tasks`` tasks (default: one per
     CPU) of whole splits (rows counted per split); writes nothing (``ExportPlan.stage`` creates the
-    staging folder).
+    staging folder). ``load``: the tasks run in this process, so rows computed with Arrow are loaded
+    (``ArrowRows``: what the task writes) and their splits counted, rather than counted from the
+    licenses alone and loaded again by the task.
 
     Splits come first in the export's order (split, then the preset's key), so each split's rows
     and shards are the same whether its task runs alone or beside the others: the output does not
@@ -346,7 +354,8 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     shards = _Shards(opened.path)
     arrow = _arrow_path(shards, chosen, split_by)
     if arrow:
-        selected, counts, schema_of = _arrow_plan(shards, chosen, source, split_by)
+        rows = ArrowRows.load(opened.path, chosen, source, split_by, shards) if load else None
+        selected, counts, schema_of = _arrow_plan(shards, chosen, source, split_by, rows)
         subset_info = _subset_info(opened.path, subset) if subset else None
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
@@ -358,6 +367,7 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
             con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
         )
         schema_of = functools.partial(_given, arrow_schema)
+        rows = None
         if format == "webdataset" and counts:
             extension = config.image_format or webdataset.choose_extension(_image_formats(con))
         con.close()
@@ -388,6 +398,7 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         tables,
         started,
         shards if arrow else None,
+        rows,
     )
 
 
@@ -422,9 +433,9 @@ def _write_splits(
     chosen = get_preset(job.preset)
     splits: dict[str, dict[str, Any]] = {}
     card = CardStats()
-    read = lent.shards if lent and lent.shards and lent.shards.build == build else None
+    same = lent is not None and lent.shards is not None and lent.shards.build == build  # not a copy
     writing = lent.writing if lent else None
-    with _sorted_rows(job, task, build, read) as reader:
+    with _sorted_rows(job, task, build, lent if same else None) as reader:
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
         seen = _DistinctValues(("license_url", "language"))
         desc = f"export {job.config} {task.key}"
@@ -463,14 +474,16 @@ def _counted(stats: CardStats, split: str, batches: Iterable[pa.RecordBatch]) ->
 
 @contextlib.contextmanager
 def _sorted_rows(
-    job: ExportJob, task: SplitTask, build: Path, shards: _Shards | None = None
+    job: ExportJob, task: SplitTask, build: Path, lent: Lent | None = None
 ) -> Iterator[pa.RecordBatchReader]:
     """The rows of the task's splits with their ``__split``, sorted (split, then the preset's key):
-    from Arrow when the preset computes its rows so (``ArrowRows``; ``shards``: those of the
-    build's shards read already), else from DuckDB."""
+    from Arrow when the preset computes its rows so (``ArrowRows``: those the plan loaded, or
+    loaded with what it read of the shards, ``lent``), else from DuckDB."""
     chosen = get_preset(job.preset)
     if job.arrow:
-        rows = ArrowRows.load(build, chosen, job.source, job.split_by, shards)
+        rows = lent.rows if lent is not None else None
+        if rows is None:
+            rows = ArrowRows.load(build, chosen, job.source, job.split_by, lent.shards if lent else None)
         yield rows.sorted_reader(task.splits)
         return
     con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
@@ -510,15 +523,16 @@ def _data_bytes(shards: _Shards, name: str) -> int:
 
 
 def _arrow_plan(
-    shards: _Shards, preset: Preset, source: Source, split_by: str
+    shards: _Shards, preset: Preset, source: Source, split_by: str, rows: ArrowRows | None = None
 ) -> tuple[int, list, Callable[[], pa.Schema]]:
-    """What a plan needs of rows computed with Arrow, without computing them: the rows selected,
-    the rows per split (from the rows' licenses alone) and what gives the exported schema (the rows
-    of empty tables of the shards' schemas: ``finish`` wants it, after the rows are written)."""
+    """What a plan needs of rows computed with Arrow, without computing them (or from ``rows``,
+    loaded): the rows selected, the rows per split (from the rows' licenses alone) and what gives
+    the exported schema (the rows of empty tables of the shards' schemas: ``finish`` wants it,
+    after the rows are written)."""
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
     selection = _subset_files(shards.build, preset, source.subset)[0] if source.subset else None
     reader = _ColumnReader(shards.build, selection, shards=shards)
-    split = Splits.of(preset.licenses_arrow(reader, source), split_by)
+    split = rows.split if rows is not None else Splits.of(preset.licenses_arrow(reader, source), split_by)
     counts = [(name, int(n)) for name, n in zip(split.names, split.counts(), strict=True) if n]
     schema_of = functools.partial(_empty_rows_schema, reader.read_empty(), preset, source)
     return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, schema_of

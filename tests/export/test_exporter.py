@@ -106,6 +106,6 @@ def test_a_record_not_holding_the_facts_provenance_is_encoded_whole() -> None:
 
 
 def test_what_the_driver_lends_a_task_stays_in_its_process() -> None:
-    lent = InThisProcess(Lent(None, lambda: None))
+    lent = InThisProcess(Lent(None, None, lambda: None))
     assert lent.value is not None
     assert pickle.loads(pickle.dumps(lent)).value is None

@@ -489,3 +489,21 @@ def test_batches_grow_from_the_first_to_their_full_size() -> None:
     first = [next(sizes) for _ in range(8)]
     assert first[0] == exporter.FIRST_BATCH_ROWS and first[-1] == exporter.BATCH_ROWS
     assert all(b in (a, 2 * a) for a, b in itertools.pairwise(first))
+
+
+def test_an_export_on_one_worker_loads_its_rows_once(
+    build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[Path] = []
+    load = ArrowRows.load.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[ArrowRows], build: Path, *args: object) -> ArrowRows:
+        loads.append(build)
+        return load(cls, build, *args)
+
+    monkeypatch.setattr(ArrowRows, "load", classmethod(counted))
+    config = ExportConfig(out=tmp_path / "one", preset="biomed-enriched")
+    result = export(build, config, progress=False, workers=1)
+    assert loads == [build]
+    paragraphs = sum(pq.read_metadata(path).num_rows for path in schema.shard_paths(build, "paragraphs"))
+    assert result.rows == read(tmp_path / "one" / "data").height == paragraphs
