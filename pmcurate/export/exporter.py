@@ -1234,7 +1234,7 @@ class BuildFacts:
         provenance = _parse_json(written)
         return cls(
             provenance,
-            _annotators(plan.build) if labels else [],
+            _annotators(plan.build, plan.shards) if labels else [],
             _read_json(plan.build / "models" / "report.json") if labels else None,
             None
             if provenance is None
@@ -1298,7 +1298,8 @@ def input_checksums(
     """The checksum of each table the export reads (``_table_checksum``); ``file_sha256``: a
     cached sha256 of a file (the build's content hashes), else each file is read and hashed."""
     used = sorted(plan.tables & _READS[get_preset(plan.job.preset).unit])
-    return {name: _table_checksum(plan.build, name, file_sha256 or _sha256) for name in used}
+    shards = plan.shards or _Shards(plan.build)
+    return {name: _table_checksum(shards, name, file_sha256 or _sha256) for name in used}
 
 
 def _sha256(path: Path) -> str:
@@ -1306,24 +1307,25 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _table_checksum(build: Path, name: str, file_sha256: Callable[[Path], str]) -> dict[str, Any]:
+def _table_checksum(shards: _Shards, name: str, file_sha256: Callable[[Path], str]) -> dict[str, Any]:
     """Shard count, rows and a sha256 over the table's shard files (name and content, sorted)."""
     digest = hashlib.sha256()
     rows = 0
-    paths = schema.shard_paths(build, name)
+    paths = shards.paths(name)
     for path in paths:
         digest.update(path.name.encode() + b"\0")
         digest.update(bytes.fromhex(file_sha256(path)))
-        rows += pq.ParquetFile(path).metadata.num_rows
+        rows += shards.metadata(path).num_rows
     return {"shards": len(paths), "rows": rows, "sha256": digest.hexdigest()}
 
 
-def _annotators(build: Path) -> list[str]:
+def _annotators(build: Path, shards: _Shards | None = None) -> list[str]:
     """The distinct annotators of the build's labels, sorted: from each shard's statistics where
-    they tell them (``_stated_values``), else from its values."""
+    they tell them (``_stated_values``), else from its values. ``shards``: the footers read already."""
     found: set[str] = set()
-    for path in schema.shard_paths(build, "labels"):
-        stated = _stated_values(pq.read_metadata(path), "annotator")
+    shards = shards or _Shards(build)
+    for path in shards.paths("labels"):
+        stated = _stated_values(shards.metadata(path), "annotator")
         if stated is None:
             column = pq.read_table(path, columns=["annotator"]).column("annotator")
             stated = set(pc.unique(column.drop_null()).to_pylist())
