@@ -768,6 +768,7 @@ class _LateRows:
         self.columns = columns
         self.rows = rows
         self._shards: dict[int, _ShardRows] = {}
+        self._opened = False
         self._last: np.ndarray | None = None
 
     def take(self, indices: pa.Array) -> _LateRows:
@@ -806,7 +807,9 @@ class _LateRows:
     def _shard(self, index: int) -> _ShardRows:
         if index not in self._shards:
             path = self.reader.paths(self.name)[index]
-            self._shards[index] = _ShardRows(self.reader, path, self._empty.schema)
+            first = BATCH_ROWS if self._opened else min(FIRST_BATCH_ROWS, BATCH_ROWS)  # the writer waits
+            self._shards[index] = _ShardRows(self.reader, path, self._empty.schema, first)
+            self._opened = True
         return self._shards[index]
 
     def _let_go(self, end: int) -> None:
@@ -822,21 +825,32 @@ class _LateRows:
 
 class _ShardRows:
     """The columns of ``arrow_schema`` of one shard, decoded ``BATCH_ROWS`` at a time as far as
-    asked for; null columns for those it lacks (an older shard)."""
+    asked for; null columns for those it lacks (an older shard). ``first``: the rows of a smaller
+    first batch (the first shard of the export's first batch, which the writer waits for); the
+    batches after it are decoded again from the start, its rows left out."""
 
-    def __init__(self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema) -> None:
-        footer = reader.footer(path)
+    def __init__(
+        self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema, first: int = BATCH_ROWS
+    ) -> None:
+        self._shard = pq.ParquetFile(path, metadata=reader.footer(path))
         names = reader.shards.schema(path).names
-        present = [name for name in arrow_schema.names if name in names]
+        self._present = [name for name in arrow_schema.names if name in names]
         self._schema = arrow_schema
-        self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(BATCH_ROWS, columns=present)
+        self._batches = self._shard.iter_batches(first, columns=self._present)
+        self._skip = first if first < BATCH_ROWS else 0
+        """Rows of the first (smaller) batch, to leave out of the batches after it."""
         self._read: list[pa.RecordBatch] = []
         self._rows = 0
 
     def head(self, rows: int) -> pa.Table:
         """The shard's first ``rows`` rows (at least: whole batches)."""
         while self._rows < rows:
-            batch = next(self._batches)
+            if self._read and self._skip:  # after the first, smaller batch: whole batches from the start
+                self._batches = self._shard.iter_batches(BATCH_ROWS, columns=self._present)
+                batch = next(self._batches).slice(self._skip)
+                self._skip = 0
+            else:
+                batch = next(self._batches)
             self._read.append(batch)
             self._rows += batch.num_rows
         table = pa.Table.from_batches(self._read) if self._read else self._schema.empty_table()

@@ -507,3 +507,16 @@ def test_an_export_on_one_worker_loads_its_rows_once(
     assert loads == [build]
     paragraphs = sum(pq.read_metadata(path).num_rows for path in schema.shard_paths(build, "paragraphs"))
     assert result.rows == read(tmp_path / "one" / "data").height == paragraphs
+
+
+def test_late_rows_decode_their_first_shard_from_a_smaller_first_batch_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_numbered_paragraphs(tmp_path, 2, 12)
+    monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
+    monkeypatch.setattr(exporter, "FIRST_BATCH_ROWS", 2)
+    whole = _ColumnReader(tmp_path)("paragraphs", ["text"])
+    late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(24), pa.int64()))
+    assert late.table(0, 1).equals(whole.slice(0, 1))
+    assert late._shards[0]._rows == 2
+    assert pa.concat_tables([late.table(1, 5), late.table(6, 18)]).equals(whole.slice(1))
