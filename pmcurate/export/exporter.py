@@ -633,7 +633,7 @@ def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator
         start += n
 
 
-FIRST_BATCH_ROWS = 2048
+FIRST_BATCH_ROWS = 8192
 
 
 def batch_sizes() -> Iterator[int]:
@@ -791,7 +791,8 @@ class _LateRows:
         offsets[needed] = np.cumsum([0] + [table.num_rows for table in tables])[:-1]
         local = numbers - starts[shard_of] + offsets[shard_of]
         found = pa.concat_tables([empty, *tables])
-        self._let_go(start + len(rows))
+        if start:  # the first range lets go of nothing (it needed what it opened): the writer waits for it
+            self._let_go(start + len(rows))
         if valid.all():
             return gather(found, pa.array(local))
         return found.take(pa.array(local, mask=~valid))
