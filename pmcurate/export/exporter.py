@@ -189,10 +189,10 @@ class Lent:
 
 class _BuildReads:
     """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``, the plan's
-    ``arrow_schema``), read in a thread
-    once ``start`` is called: at once when the tasks run in other processes, else when the task in
-    this one has its first rows and writes them (``Lent.writing``), so that it
-    takes no core from reading and ordering them, and no later than ``inputs``/``facts``."""
+    ``arrow_schema``), read in a thread once ``start`` is called: at once when the tasks run in
+    other processes, else when the task in this one has its first rows and writes them
+    (``Lent.writing``), so that it takes no core (nor the GIL) from reading and ordering them; and
+    no later than ``inputs``/``facts``."""
 
     def __init__(self, plan: ExportPlan) -> None:
         self.plan = plan
@@ -403,6 +403,7 @@ def make_plan(
 
 
 def _given(value: T) -> T:
+    """``value``, as a function of nothing gives it (``ExportPlan.schema_of`` of a schema known)."""
     return value
 
 
@@ -433,7 +434,7 @@ def _write_splits(
     chosen = get_preset(job.preset)
     splits: dict[str, dict[str, Any]] = {}
     card = CardStats()
-    same = lent is not None and lent.shards is not None and lent.shards.build == build  # not a copy
+    same = lent is not None and lent.shards is not None and lent.shards.build == build  # not a fetched copy
     writing = lent.writing if lent else None
     with _sorted_rows(job, task, build, lent if same else None) as reader:
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
@@ -634,12 +635,14 @@ def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator
 
 
 FIRST_BATCH_ROWS = 8192
+"""Rows of the first batch gathered, and of the first shard's first batch decoded: about the rows of
+a first row group of paragraphs (8 MB of ~1.5 kB rows), which the writer waits for."""
 
 
 def batch_sizes() -> Iterator[int]:
     """Rows of each batch gathered: ``FIRST_BATCH_ROWS``, doubled batch after batch up to
     ``BATCH_ROWS`` (what a batch costs beyond its rows is paid a few times more, not per row)."""
-    size = FIRST_BATCH_ROWS
+    size = min(FIRST_BATCH_ROWS, BATCH_ROWS)
     while True:
         yield size
         size = min(2 * size, BATCH_ROWS)
