@@ -370,12 +370,14 @@ def render(
     stats: Mapping[str, CardStats] | None = None,
     written: Mapping[str, dict[str, Any]] | None = None,
 ) -> str:
-    """The card's text: YAML header (``DatasetCardData``), then the template's sections.
+    """The card's text: YAML header (``DatasetCardData``), then the template's sections. It is the
+    text ``DatasetCard`` gives of itself (its header read back and dumped again: the same, as
+    ``tests/export/test_card.py`` checks), without reading the header back.
 
     ``stats``: what the card counts in the rows of configs just exported (by config name); any
     other Parquet config is counted in its shards. ``written``: the provenance records of configs
     just exported (``read_configs``)."""
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCardData
 
     configs = read_configs(out, written)
     if not configs:
@@ -417,8 +419,7 @@ def render(
     body += ["## Personal and Sensitive Information", "", PERSONAL, ""]
     body += ["## Bias, Risks, and Limitations", "", *_limitations(configs), ""]
     body += ["## Citation", "", *_citation(title, repo), ""]
-    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body).rstrip() + "\n")
-    return str(card)
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body).rstrip() + "\n"
 
 
 PERSONAL = (

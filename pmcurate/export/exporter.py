@@ -29,12 +29,13 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +47,7 @@ from pmcurate import __version__, schema
 from pmcurate.build import create_view, open_build
 from pmcurate.errors import Fatal
 from pmcurate.executor import Executor, LocalExecutor, download, fetch, is_url, remove, upload
-from pmcurate.export import parquet, webdataset
+from pmcurate.export import jsontext, parquet, webdataset
 from pmcurate.export.presets import (
     SELECTION,
     JoinedRows,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from pmcurate.export.steps import ExportConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Format = Literal["parquet", "webdataset"]
 FORMATS: tuple[Format, ...] = ("parquet", "webdataset")
@@ -142,19 +144,86 @@ def export(
     ``workers`` processes); the files do not depend on how many.
     """
     runner = executor or LocalExecutor(workers)
-    plan = make_plan(build, replace(config, tasks=runner.workers), progress=progress)
+    here = isinstance(runner, LocalExecutor) and runner.workers == 1  # its one task runs in this process
+    plan = make_plan(build, replace(config, tasks=runner.workers), progress=progress, load=here)
     try:
         plan.stage()
-        task = functools.partial(write_split_task, plan.job)
-        with ThreadPoolExecutor(1) as pool:  # what finish reads of the build, while the workers write
-            inputs = pool.submit(input_checksums, plan)
-            facts = pool.submit(BuildFacts.of, plan)
+        with _BuildReads(plan) as reads:
+            if not _runs_here(runner, plan):
+                reads.start()
+            lent = InThisProcess(Lent(plan.shards, plan.rows, reads.start))
+            task = functools.partial(write_split_task, plan.job, lent=lent)
             list(runner.map(task, plan.tasks, desc=f"export {plan.job.config}", progress=progress))
-            return finish(plan, write_card=write_card, inputs=inputs.result(), facts=facts.result())
+            return finish(plan, write_card=write_card, inputs=reads.inputs(), facts=reads.facts())
     finally:
         plan.discard()
         if executor is None:
             runner.close()
+
+
+def _runs_here(runner: Executor, plan: ExportPlan) -> bool:
+    """Whether ``runner`` runs the plan's tasks in this process (``LocalExecutor``: one worker, or a
+    single task), where what ``finish`` reads of the build waits until they write (``_BuildReads``)."""
+    return isinstance(runner, LocalExecutor) and (runner.workers == 1 or len(plan.tasks) <= 1)
+
+
+class InThisProcess(Generic[T]):
+    """``value``, in this process only: sent to another (pickled with a task), it is None there."""
+
+    def __init__(self, value: T | None) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[type[InThisProcess[T]], tuple[None]]:
+        return (InThisProcess, (None,))
+
+
+@dataclass(frozen=True)
+class Lent:
+    """What the driver lends a task that runs in its own process (``InThisProcess``): what its plan
+    read of the build's shards (``_Shards``) and the rows it loaded, and what to call as the task's
+    first rows go to the writer."""
+
+    shards: _Shards | None
+    rows: ArrowRows | None
+    writing: Callable[[], object]
+
+
+class _BuildReads:
+    """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``, the plan's
+    ``arrow_schema``), read in a thread once ``start`` is called: at once when the tasks run in
+    other processes, else when the task in this one has its first rows and writes them
+    (``Lent.writing``), so that it takes no core (nor the GIL) from reading and ordering them; and
+    no later than ``inputs``/``facts``."""
+
+    def __init__(self, plan: ExportPlan) -> None:
+        self.plan = plan
+        self._pool = ThreadPoolExecutor(1)
+        self._lock = threading.Lock()
+        self._inputs: Future[dict[str, dict[str, Any]]] | None = None
+        self._facts: Future[BuildFacts] | None = None
+
+    def __enter__(self) -> _BuildReads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._inputs is None:
+                self._inputs = self._pool.submit(input_checksums, self.plan)
+                self._facts = self._pool.submit(BuildFacts.of, self.plan)
+                self._pool.submit(getattr, self.plan, "arrow_schema")  # computed, for finish
+
+    def inputs(self) -> dict[str, dict[str, Any]]:
+        self.start()
+        assert self._inputs is not None
+        return self._inputs.result()
+
+    def facts(self) -> BuildFacts:
+        self.start()
+        assert self._facts is not None
+        return self._facts.result()
 
 
 @dataclass(frozen=True)
@@ -223,9 +292,19 @@ class ExportPlan:
     tasks: list[SplitTask]
     selected: int
     subset_info: dict[str, Any] | None
-    arrow_schema: pa.Schema
+    schema_of: Callable[[], pa.Schema]
+    """The exported schema (``arrow_schema``), computed when first asked for."""
     tables: set[str]
     started: float
+    shards: _Shards | None = None
+    """What the plan read of the build's shards (rows computed with Arrow)."""
+    rows: ArrowRows | None = None
+    """The rows, loaded by the plan for a task in its process (``make_plan``'s ``load``)."""
+
+    @functools.cached_property
+    def arrow_schema(self) -> pa.Schema:
+        """The exported schema: what ``finish`` reports of the columns (their features)."""
+        return self.schema_of()
 
     @property
     def staging(self) -> Path:
@@ -247,10 +326,14 @@ class ExportPlan:
             remove(self.job.staging)
 
 
-def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: bool = True) -> ExportPlan:
+def make_plan(
+    build: str | os.PathLike[str], config: ExportConfig, *, progress: bool = True, load: bool = False
+) -> ExportPlan:
     """Check ``config`` against the build and plan at most ``config.tasks`` tasks (default: one per
     CPU) of whole splits (rows counted per split); writes nothing (``ExportPlan.stage`` creates the
-    staging folder).
+    staging folder). ``load``: the tasks run in this process, so rows computed with Arrow are loaded
+    (``ArrowRows``: what the task writes) and their splits counted, rather than counted from the
+    licenses alone and loaded again by the task.
 
     Splits come first in the export's order (split, then the preset's key), so each split's rows
     and shards are the same whether its task runs alone or beside the others: the output does not
@@ -269,9 +352,11 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
     source = Source(has_labels="labels" in tables, has_paragraphs="paragraphs" in tables, subset=subset)
     check_source(chosen, tables, source)
     extension = None
-    arrow = _arrow_path(opened.path, chosen, source, split_by)
+    shards = _Shards(opened.path)
+    arrow = _arrow_path(shards, chosen, split_by)
     if arrow:
-        selected, counts, arrow_schema = _arrow_plan(opened.path, chosen, source, split_by)
+        rows = ArrowRows.load(opened.path, chosen, source, split_by, shards) if load else None
+        selected, counts, schema_of = _arrow_plan(shards, chosen, source, split_by, rows)
         subset_info = _subset_info(opened.path, subset) if subset else None
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
@@ -282,6 +367,8 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         arrow_schema = normalized_schema(
             con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
         )
+        schema_of = functools.partial(_given, arrow_schema)
+        rows = None
         if format == "webdataset" and counts:
             extension = config.image_format or webdataset.choose_extension(_image_formats(con))
         con.close()
@@ -301,36 +388,63 @@ def make_plan(build: str | os.PathLike[str], config: ExportConfig, *, progress: 
         progress=progress, arrow=arrow,
     )  # fmt: skip
     planned = group_splits(counts, config.tasks or os.cpu_count() or 1)
-    return ExportPlan(job, opened.path, out, planned, selected, subset_info, arrow_schema, tables, started)
+    return ExportPlan(
+        job,
+        opened.path,
+        out,
+        planned,
+        selected,
+        subset_info,
+        schema_of,
+        tables,
+        started,
+        shards if arrow else None,
+        rows,
+    )
 
 
-def write_split_task(job: ExportJob, task: SplitTask) -> dict[str, int]:
+def _given(value: T) -> T:
+    """``value``, as a function of nothing gives it (``ExportPlan.schema_of`` of a schema known)."""
+    return value
+
+
+def write_split_task(
+    job: ExportJob, task: SplitTask, lent: InThisProcess[Lent] | None = None
+) -> dict[str, int]:
     """Write the shards of the task's splits into the job's staging folder (on a worker).
 
     The rows come sorted (split, then the preset's key) from DuckDB in their own connection and
     stream through the writer, so a task holds a few row groups in memory however large its
     splits; or, for tables small enough (``_arrow_path``), from Arrow in memory. What the driver
     needs of it (shard names and rows per split, the distinct license URLs and languages, the
-    card's counts) goes to a small JSON file.
+    card's counts) goes to a small JSON file. ``lent``: what the driver lends a task in its own
+    process (``Lent``).
     """
+    here = lent.value if lent is not None else None
     if is_url(job.staging):
         with tempfile.TemporaryDirectory(prefix=f"{schema.TMP_PREFIX}export-") as tmp:
-            counts = _write_splits(job, task, fetch(job.build, job.reads), Path(tmp))
+            counts = _write_splits(job, task, fetch(job.build, job.reads), Path(tmp), here)
             upload(Path(tmp), job.staging)
         return counts
-    return _write_splits(job, task, Path(job.build), Path(job.staging))
+    return _write_splits(job, task, Path(job.build), Path(job.staging), here)
 
 
-def _write_splits(job: ExportJob, task: SplitTask, build: Path, staging: Path) -> dict[str, int]:
+def _write_splits(
+    job: ExportJob, task: SplitTask, build: Path, staging: Path, lent: Lent | None
+) -> dict[str, int]:
     chosen = get_preset(job.preset)
     splits: dict[str, dict[str, Any]] = {}
     card = CardStats()
-    with _sorted_rows(job, task, build) as reader:
+    same = lent is not None and lent.shards is not None and lent.shards.build == build  # not a fetched copy
+    writing = lent.writing if lent else None
+    with _sorted_rows(job, task, build, lent if same else None) as reader:
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
         seen = _DistinctValues(("license_url", "language"))
         desc = f"export {job.config} {task.key}"
         runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
-        writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
+        writer = _SplitWriter(
+            chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension, writing
+        )
         for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
             batches = _counted(card, split, (batch for _, batch in group))
             shards = writer.write(batches, arrow_schema, staging / _SHARDS, split)
@@ -361,12 +475,18 @@ def _counted(stats: CardStats, split: str, batches: Iterable[pa.RecordBatch]) ->
 
 
 @contextlib.contextmanager
-def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.RecordBatchReader]:
+def _sorted_rows(
+    job: ExportJob, task: SplitTask, build: Path, lent: Lent | None = None
+) -> Iterator[pa.RecordBatchReader]:
     """The rows of the task's splits with their ``__split``, sorted (split, then the preset's key):
-    from Arrow when the preset computes its rows so (``ArrowRows``), else from DuckDB."""
+    from Arrow when the preset computes its rows so (``ArrowRows``: those the plan loaded, or
+    loaded with what it read of the shards, ``lent``), else from DuckDB."""
     chosen = get_preset(job.preset)
     if job.arrow:
-        yield ArrowRows.load(build, chosen, job.source, job.split_by).sorted_reader(task.splits)
+        rows = lent.rows if lent is not None else None
+        if rows is None:
+            rows = ArrowRows.load(build, chosen, job.source, job.split_by, lent.shards if lent else None)
+        yield rows.sorted_reader(task.splits)
         return
     con = _connect(build, [name.removeprefix("tables/") for name in job.reads if name.startswith("tables/")])
     con.execute("SET enable_progress_bar = false")  # the task's own bar counts rows
@@ -384,38 +504,47 @@ def _sorted_rows(job: ExportJob, task: SplitTask, build: Path) -> Iterator[pa.Re
         con.close()
 
 
-def _arrow_path(build: Path, preset: Preset, source: Source, split_by: str) -> bool:
+def _arrow_path(shards: _Shards, preset: Preset, split_by: str) -> bool:
     """Whether the rows come from the preset's ``rows_arrow``: splits by license or none, and tables
     small enough to hold in memory (else DuckDB sorts them, spilling to disk)."""
     return (
         preset.rows_arrow is not None
         and preset.licenses_arrow is not None
         and split_by in (SPLIT_BY_LICENSE, SPLIT_NONE)
-        and sum(_data_bytes(build, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
+        and sum(_data_bytes(shards, name) for name in _READS[preset.unit]) <= ARROW_ROWS_MAX_BYTES
     )
 
 
-def _data_bytes(build: Path, name: str) -> int:
+def _data_bytes(shards: _Shards, name: str) -> int:
     """Uncompressed bytes of a table's shards (their footers say)."""
     total = 0
-    for path in schema.shard_paths(build, name):
-        metadata = pq.ParquetFile(path).metadata
+    for path in shards.paths(name):
+        metadata = shards.metadata(path)
         total += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     return total
 
 
-def _arrow_plan(build: Path, preset: Preset, source: Source, split_by: str) -> tuple[int, list, pa.Schema]:
-    """What a plan needs of rows computed with Arrow, without computing them: the rows selected,
-    the rows per split (from the rows' licenses alone) and the exported schema (from the rows of
-    empty tables of the shards' schemas)."""
+def _arrow_plan(
+    shards: _Shards, preset: Preset, source: Source, split_by: str, rows: ArrowRows | None = None
+) -> tuple[int, list, Callable[[], pa.Schema]]:
+    """What a plan needs of rows computed with Arrow, without computing them (or from ``rows``,
+    loaded): the rows selected, the rows per split (from the rows' licenses alone) and what gives
+    the exported schema (the rows of empty tables of the shards' schemas: ``finish`` wants it,
+    after the rows are written)."""
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
-    selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
-    reader = _ColumnReader(build, selection)
-    split = Splits.of(preset.licenses_arrow(reader, source), split_by)
+    selection = _subset_files(shards.build, preset, source.subset)[0] if source.subset else None
+    reader = _ColumnReader(shards.build, selection, shards=shards)
+    split = rows.split if rows is not None else Splits.of(preset.licenses_arrow(reader, source), split_by)
     counts = [(name, int(n)) for name, n in zip(split.names, split.counts(), strict=True) if n]
-    empty = preset.rows_arrow(reader.read_empty(), source)
-    arrow_schema = normalized_schema(empty.select(_visible(empty)).table().schema)
-    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, arrow_schema
+    schema_of = functools.partial(_empty_rows_schema, reader.read_empty(), preset, source)
+    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, schema_of
+
+
+def _empty_rows_schema(empty: _ColumnReader, preset: Preset, source: Source) -> pa.Schema:
+    """The schema of the rows ``preset`` computes with Arrow, from empty tables (``empty``)."""
+    assert preset.rows_arrow is not None
+    rows = preset.rows_arrow(empty, source)
+    return normalized_schema(rows.select(_visible(rows)).table().schema)
 
 
 def _split_of(licenses: pa.Array, split_by: str) -> pa.Array:
@@ -466,10 +595,12 @@ class ArrowRows:
     split: Splits
 
     @classmethod
-    def load(cls, build: Path, preset: Preset, source: Source, split_by: str) -> ArrowRows:
+    def load(
+        cls, build: Path, preset: Preset, source: Source, split_by: str, shards: _Shards | None = None
+    ) -> ArrowRows:
         assert preset.rows_arrow is not None  # _arrow_path
         selection = _subset_files(build, preset, source.subset)[0] if source.subset else None
-        rows = preset.rows_arrow(_ColumnReader(build, selection), source)
+        rows = preset.rows_arrow(_ColumnReader(build, selection, shards=shards), source)
         return cls(rows.select(_visible(rows)), Splits.of(rows.encoded(preset.license_column), split_by))
 
     def sorted_reader(self, splits: tuple[str, ...]) -> pa.RecordBatchReader:
@@ -491,13 +622,31 @@ class ArrowRows:
 
 def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator[pa.RecordBatch]:
     """``rows`` gathered ``BATCH_ROWS`` at a time with their ``__split``: ``counted`` rows of each
-    split, one split after the other."""
+    split, one split after the other. The first batches are smaller (``batch_sizes``): the writer
+    waits for the first, while the rest are gathered beside it."""
     start = 0
+    sizes = batch_sizes()
     for split, n in counted:
-        for begin in range(start, start + n, BATCH_ROWS):
-            table = rows.table(begin, min(BATCH_ROWS, start + n - begin))
+        begin = start
+        while begin < start + n:
+            table = rows.table(begin, min(next(sizes), start + n - begin))
             yield from table.append_column("__split", pa.repeat(split, table.num_rows)).to_batches()
+            begin += table.num_rows
         start += n
+
+
+FIRST_BATCH_ROWS = 8192
+"""Rows of the first batch gathered, and of the first shard's first batch decoded: about the rows of
+a first row group of paragraphs (8 MB of ~1.5 kB rows), which the writer waits for."""
+
+
+def batch_sizes() -> Iterator[int]:
+    """Rows of each batch gathered: ``FIRST_BATCH_ROWS``, doubled batch after batch up to
+    ``BATCH_ROWS`` (what a batch costs beyond its rows is paid a few times more, not per row)."""
+    size = min(FIRST_BATCH_ROWS, BATCH_ROWS)
+    while True:
+        yield size
+        size = min(2 * size, BATCH_ROWS)
 
 
 def license_group(licenses: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -507,20 +656,68 @@ def license_group(licenses: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunked
     return pc.if_else(commercial, "commercial", pc.if_else(noncommercial, "noncommercial", "other"))
 
 
+class _Shards:
+    """The shards of a build's tables, what their footers say and the columns read whole, each
+    listed or read once however many reads (and readers: ``_ColumnReader``'s ``shards``): the
+    plan's reads serve the rows of a task in its process."""
+
+    def __init__(self, build: Path) -> None:
+        self.build = build
+        self._paths: dict[str, list[Path]] = {}
+        self._metadata: dict[Path, pq.FileMetaData] = {}
+        self._schemas: dict[Path, pa.Schema] = {}
+        self.columns: dict[tuple[str, str], tuple[pa.Field, pa.ChunkedArray]] = {}
+        """Columns read whole, by table and name (a chunk per shard), with their fields."""
+
+    def paths(self, name: str) -> list[Path]:
+        if name not in self._paths:
+            self._paths[name] = schema.shard_paths(self.build, name)
+        return self._paths[name]
+
+    def metadata(self, path: Path) -> pq.FileMetaData:
+        if path not in self._metadata:
+            self._metadata[path] = pq.read_metadata(path)
+        return self._metadata[path]
+
+    def schema(self, path: Path) -> pa.Schema:
+        """The shard's Arrow schema."""
+        if path not in self._schemas:
+            self._schemas[path] = self.metadata(path).schema.to_arrow_schema()
+        return self._schemas[path]
+
+
 class _ColumnReader:
     """``presets.Read`` over a build's shards: the columns asked for, every shard, in shard order;
     null where a shard lacks a column (an older shard), as DuckDB's views read them by name.
     ``SELECTION`` reads the subset's shards (``selection``), with a ``repeat`` of 0 where they have
-    none. Each shard's footer is read once, however many reads. ``empty``: the reader of no rows
-    (``read_empty``)."""
+    none. ``shards``: what was read of the shards (``_Shards``), shared with other readers.
+    ``empty``: the reader of no rows (``read_empty``)."""
 
-    def __init__(self, build: Path, selection: list[Path] | None = None, *, empty: bool = False) -> None:
+    def __init__(
+        self,
+        build: Path,
+        selection: list[Path] | None = None,
+        *,
+        empty: bool = False,
+        shards: _Shards | None = None,
+    ) -> None:
         self.build = build
         self.selection = selection
         self.empty = empty
-        self._footers: dict[Path, pq.FileMetaData] = {}
+        self.shards = shards or _Shards(build)
 
     def __call__(self, name: str, columns: Sequence[str]) -> pa.Table:
+        if self.empty or name == SELECTION or not columns:
+            return self._read(name, columns)
+        known = self.shards.columns
+        missing = [column for column in columns if (name, column) not in known]
+        if missing:
+            read = self._read(name, missing)
+            known.update(((name, column), (read.field(column), read.column(column))) for column in missing)
+        fields, arrays = zip(*(known[(name, column)] for column in columns), strict=True)
+        return pa.Table.from_arrays(list(arrays), schema=pa.schema(fields))
+
+    def _read(self, name: str, columns: Sequence[str]) -> pa.Table:
         tables = []
         for path in self.paths(name):
             table = self._empty_shard(path, columns) if self.empty else self._read_shard(path, columns)
@@ -535,19 +732,16 @@ class _ColumnReader:
     def read_empty(self) -> _ColumnReader:
         """This reader, reading no rows: the columns as the shards' schemas have them (their footers
         only)."""
-        reader = _ColumnReader(self.build, self.selection, empty=True)
-        reader._footers = self._footers
-        return reader
+        return _ColumnReader(self.build, self.selection, empty=True, shards=self.shards)
 
     def _read_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
         """The columns of one shard that it has."""
-        footer = self.footer(path)
-        present = [c for c in columns if c in footer.schema.to_arrow_schema().names]
-        with pq.ParquetFile(path, metadata=footer) as shard:
-            return shard.read(columns=present)
+        names = self.shards.schema(path).names
+        with pq.ParquetFile(path, metadata=self.footer(path)) as shard:
+            return shard.read(columns=[c for c in columns if c in names])
 
     def _empty_shard(self, path: Path, columns: Sequence[str]) -> pa.Table:
-        file_schema = self.footer(path).schema.to_arrow_schema()
+        file_schema = self.shards.schema(path)
         return file_schema.empty_table().select([c for c in columns if c in file_schema.names])
 
     def rows(self, name: str) -> int:
@@ -559,12 +753,10 @@ class _ColumnReader:
         return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
     def footer(self, path: Path) -> pq.FileMetaData:
-        if path not in self._footers:
-            self._footers[path] = pq.read_metadata(path)
-        return self._footers[path]
+        return self.shards.metadata(path)
 
     def paths(self, name: str) -> list[Path]:
-        return (self.selection or []) if name == SELECTION else schema.shard_paths(self.build, name)
+        return (self.selection or []) if name == SELECTION else self.shards.paths(name)
 
 
 class _LateRows:
@@ -580,6 +772,7 @@ class _LateRows:
         self.columns = columns
         self.rows = rows
         self._shards: dict[int, _ShardRows] = {}
+        self._opened = False
         self._last: np.ndarray | None = None
 
     def take(self, indices: pa.Array) -> _LateRows:
@@ -602,7 +795,8 @@ class _LateRows:
         offsets[needed] = np.cumsum([0] + [table.num_rows for table in tables])[:-1]
         local = numbers - starts[shard_of] + offsets[shard_of]
         found = pa.concat_tables([empty, *tables])
-        self._let_go(start + len(rows))
+        if start:  # the first range lets go of nothing (it needed what it opened): the writer waits for it
+            self._let_go(start + len(rows))
         if valid.all():
             return gather(found, pa.array(local))
         return found.take(pa.array(local, mask=~valid))
@@ -618,7 +812,9 @@ class _LateRows:
     def _shard(self, index: int) -> _ShardRows:
         if index not in self._shards:
             path = self.reader.paths(self.name)[index]
-            self._shards[index] = _ShardRows(self.reader, path, self._empty.schema)
+            first = BATCH_ROWS if self._opened else min(FIRST_BATCH_ROWS, BATCH_ROWS)  # the writer waits
+            self._shards[index] = _ShardRows(self.reader, path, self._empty.schema, first)
+            self._opened = True
         return self._shards[index]
 
     def _let_go(self, end: int) -> None:
@@ -634,21 +830,34 @@ class _LateRows:
 
 class _ShardRows:
     """The columns of ``arrow_schema`` of one shard, decoded ``BATCH_ROWS`` at a time as far as
-    asked for; null columns for those it lacks (an older shard)."""
+    asked for; null columns for those it lacks (an older shard). ``first``: the rows of a smaller
+    first batch (the first shard of the export's first batch, which the writer waits for); the
+    batches after it are decoded again from the start, its rows left out. Decoded in the calling
+    thread (the one beside the writer), not on Arrow's thread pool: the writer keeps its core, and
+    a pool of two threads for a few columns of 16,384 rows costs more than it gains."""
 
-    def __init__(self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema) -> None:
-        footer = reader.footer(path)
-        names = footer.schema.to_arrow_schema().names
-        present = [name for name in arrow_schema.names if name in names]
+    def __init__(
+        self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema, first: int = BATCH_ROWS
+    ) -> None:
+        self._shard = pq.ParquetFile(path, metadata=reader.footer(path))
+        names = reader.shards.schema(path).names
+        self._present = [name for name in arrow_schema.names if name in names]
         self._schema = arrow_schema
-        self._batches = pq.ParquetFile(path, metadata=footer).iter_batches(BATCH_ROWS, columns=present)
+        self._batches = self._shard.iter_batches(first, columns=self._present, use_threads=False)
+        self._skip = first if first < BATCH_ROWS else 0
+        """Rows of the first (smaller) batch, to leave out of the batches after it."""
         self._read: list[pa.RecordBatch] = []
         self._rows = 0
 
     def head(self, rows: int) -> pa.Table:
         """The shard's first ``rows`` rows (at least: whole batches)."""
         while self._rows < rows:
-            batch = next(self._batches)
+            if self._read and self._skip:  # after the first, smaller batch: whole batches from the start
+                self._batches = self._shard.iter_batches(BATCH_ROWS, columns=self._present, use_threads=False)
+                batch = next(self._batches).slice(self._skip)
+                self._skip = 0
+            else:
+                batch = next(self._batches)
             self._read.append(batch)
             self._rows += batch.num_rows
         table = pa.Table.from_batches(self._read) if self._read else self._schema.empty_table()
@@ -720,7 +929,8 @@ def finish(
     provenance = plan.out / PROVENANCE_DIR / f"{job.config}.json"
     provenance.parent.mkdir(parents=True, exist_ok=True)
     result.provenance = facts.into(info)
-    provenance.write_text(json.dumps(result.provenance, indent=2, ensure_ascii=False) + "\n")
+    with open(provenance, "w") as file:  # as write_text: the locale's encoding
+        file.writelines([*facts.parts(result.provenance), "\n"])
     if write_card:
         from pmcurate.export.card import write_card as write_dataset_card
 
@@ -765,6 +975,7 @@ class _SplitWriter:
     shard_bytes: int
     row_group_bytes: int
     extension: str | None
+    writing: Callable[[], object] | None = None
 
     def write(
         self, batches: Iterator[pa.RecordBatch], arrow_schema: pa.Schema, folder: Path, split: str
@@ -779,7 +990,10 @@ class _SplitWriter:
                 shard_bytes=self.shard_bytes,
                 row_group_bytes=self.row_group_bytes,
                 image_columns=self.preset.image_columns,
+                writing=self.writing,
             )
+        if self.writing is not None:
+            self.writing()
         assert self.extension is not None
         tables = (pa.Table.from_batches([batch]) for batch in batches)
         return webdataset.write_split(
@@ -1033,14 +1247,22 @@ class BuildFacts:
     provenance: Any
     annotators: list[str]
     student: Any
+    provenance_text: str | None = None
+    """``provenance`` as ``json.dumps(indent=2, ensure_ascii=False)`` writes it two levels deep, at
+    its place in a record (``text``)."""
 
     @classmethod
     def of(cls, plan: ExportPlan) -> BuildFacts:
         labels = "labels" in plan.tables & _READS[get_preset(plan.job.preset).unit]
+        written = _read_text(plan.build / "provenance.json")
+        provenance = _parse_json(written)
         return cls(
-            _read_json(plan.build / "provenance.json"),
-            _annotators(plan.build) if labels else [],
+            provenance,
+            _annotators(plan.build, plan.shards) if labels else [],
             _read_json(plan.build / "models" / "report.json") if labels else None,
+            None
+            if provenance is None
+            else jsontext.indented(jsontext.dumps_indented(provenance, written), 2),
         )
 
     def into(self, info: dict[str, Any]) -> dict[str, Any]:
@@ -1053,12 +1275,45 @@ class BuildFacts:
         }
         return {**info, "source": source}
 
+    def text(self, record: dict[str, Any]) -> str:
+        """``json.dumps(record, indent=2, ensure_ascii=False)`` of a record ``into`` filled."""
+        return "".join(self.parts(record))
 
-def _read_json(path: Path) -> Any:
+    def parts(self, record: dict[str, Any]) -> list[str]:
+        """``text`` in parts, the build's provenance one of them, from ``provenance_text`` rather
+        than encoded again (megabytes, by the standard library's pure-Python indenting encoder:
+        ``jsontext``) or joined to the rest."""
+        source = record["source"]
+        if self.provenance_text is None or source["build_provenance"] is not self.provenance:
+            return [json.dumps(record, indent=2, ensure_ascii=False)]
+        rest = {**record, "source": {**source, "build_provenance": None}}
+        head, null, tail = json.dumps(rest, indent=2, ensure_ascii=False).rpartition(_BUILD_PROVENANCE_NULL)
+        assert null, "a record of _provenance has source.build_provenance"
+        return [head, _BUILD_PROVENANCE, self.provenance_text, tail]
+
+
+_BUILD_PROVENANCE = '\n    "build_provenance": '
+_BUILD_PROVENANCE_NULL = _BUILD_PROVENANCE + "null"
+"""``source.build_provenance`` left null in a record's indented text: the last key indented by 4
+(two levels deep) of that name, as ``source`` is the last such dict of the record and holds it."""
+
+
+def _read_text(path: Path) -> str | None:
     try:
-        return json.loads(path.read_text())
+        return path.read_text()
     except (OSError, ValueError):
         return None
+
+
+def _parse_json(text: str | None) -> Any:
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    return _parse_json(_read_text(path))
 
 
 def input_checksums(
@@ -1067,7 +1322,8 @@ def input_checksums(
     """The checksum of each table the export reads (``_table_checksum``); ``file_sha256``: a
     cached sha256 of a file (the build's content hashes), else each file is read and hashed."""
     used = sorted(plan.tables & _READS[get_preset(plan.job.preset).unit])
-    return {name: _table_checksum(plan.build, name, file_sha256 or _sha256) for name in used}
+    shards = plan.shards or _Shards(plan.build)
+    return {name: _table_checksum(shards, name, file_sha256 or _sha256) for name in used}
 
 
 def _sha256(path: Path) -> str:
@@ -1075,24 +1331,25 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _table_checksum(build: Path, name: str, file_sha256: Callable[[Path], str]) -> dict[str, Any]:
+def _table_checksum(shards: _Shards, name: str, file_sha256: Callable[[Path], str]) -> dict[str, Any]:
     """Shard count, rows and a sha256 over the table's shard files (name and content, sorted)."""
     digest = hashlib.sha256()
     rows = 0
-    paths = schema.shard_paths(build, name)
+    paths = shards.paths(name)
     for path in paths:
         digest.update(path.name.encode() + b"\0")
         digest.update(bytes.fromhex(file_sha256(path)))
-        rows += pq.ParquetFile(path).metadata.num_rows
+        rows += shards.metadata(path).num_rows
     return {"shards": len(paths), "rows": rows, "sha256": digest.hexdigest()}
 
 
-def _annotators(build: Path) -> list[str]:
+def _annotators(build: Path, shards: _Shards | None = None) -> list[str]:
     """The distinct annotators of the build's labels, sorted: from each shard's statistics where
-    they tell them (``_stated_values``), else from its values."""
+    they tell them (``_stated_values``), else from its values. ``shards``: the footers read already."""
     found: set[str] = set()
-    for path in schema.shard_paths(build, "labels"):
-        stated = _stated_values(pq.read_metadata(path), "annotator")
+    shards = shards or _Shards(build)
+    for path in shards.paths("labels"):
+        stated = _stated_values(shards.metadata(path), "annotator")
         if stated is None:
             column = pq.read_table(path, columns=["annotator"]).column("annotator")
             stated = set(pc.unique(column.drop_null()).to_pylist())

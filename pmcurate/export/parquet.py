@@ -25,7 +25,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -249,6 +249,7 @@ def write_split(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
     image_columns: tuple[str, ...] = (),
+    writing: Callable[[], object] | None = None,
 ) -> list[Shard]:
     """Write one split's rows as shards ``folder/{split}-{i:05d}-of-{n:05d}.parquet``.
 
@@ -256,7 +257,8 @@ def write_split(
     most an eighth of ``shard_bytes`` of uncompressed data, so a shard overshoots its target by at
     most one small row group (and the error of the footer estimate). No rows, no shards. The
     ``bytes`` of ``image_columns`` are stored without compression or dictionary: JPEG and PNG are
-    compressed already, and zstd would spend time to gain nothing.
+    compressed already, and zstd would spend time to gain nothing. ``writing`` is called as the
+    first row group goes to the writer (the export then reads what it needs of the build beside it).
     """
     check_split_name(split)
     folder = Path(folder)
@@ -275,6 +277,9 @@ def write_split(
                 sink = open(path, "wb")  # noqa: SIM115 - closed below, after the writer
                 writer = _writer(sink, arrow_schema, stored)
                 written.append((path, 0))
+            if writing is not None:  # the first row group
+                writing()
+                writing = None
             writer.write_table(_as(group, arrow_schema), row_group_size=group.num_rows)
             rows += group.num_rows
             groups += 1

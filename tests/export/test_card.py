@@ -194,3 +194,16 @@ def test_card_from_the_rows_written_is_the_card_from_the_shards(
     written = (tmp_path / "README.md").read_text()
     card.write_card(tmp_path)
     assert written == (tmp_path / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "settings", [card.CardSettings(), card.CardSettings("Tïtle: “x”", "A\\ndescription", "o/r")]
+)
+def test_the_card_is_the_text_a_hub_dataset_card_gives_of_itself(
+    exported: Path, subset_export: Path, settings: card.CardSettings
+) -> None:
+    from huggingface_hub import DatasetCard
+
+    for out in (exported, subset_export):
+        text = card.render(out, settings)
+        assert str(DatasetCard(text)) == text

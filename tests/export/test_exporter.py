@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
-from pmcurate.export.exporter import BuildFacts, _annotators, _config_and_format
+from pmcurate.export import jsontext
+from pmcurate.export.exporter import BuildFacts, InThisProcess, Lent, _annotators, _config_and_format
 
 
 def test_the_builds_facts_take_their_places_in_the_config_provenance() -> None:
@@ -80,3 +82,30 @@ def test_a_provenance_file_written_otherwise_is_read_whole(tmp_path: Path) -> No
     path = tmp_path / "a.json"
     path.write_text(json.dumps({"source": {"config": "inner"}, "config": "c", "format": "parquet"}, indent=4))
     assert _config_and_format(path) == ("c", "parquet")
+
+
+def test_a_records_text_is_the_encoders_with_the_builds_provenance_from_its_text() -> None:
+    provenance = {"tool": {"name": "pmcurate é"}, "inputs": [{"path": "a→b", "sha256": "00"}], "seconds": 1.5}
+    written = json.dumps(provenance, indent=2) + "\n"
+    text = jsontext.indented(jsontext.dumps_indented(provenance, written), 2)
+    facts = BuildFacts(provenance, ["x"], {"agreement": 0.9}, text)
+    info = {
+        "config": "default",
+        "splits": {"build_provenance": None},  # the same key, two levels deep, before source's
+        "source": {"build": "b", "build_provenance": None, "annotators": None, "student": None},
+        "languages": ["en"],
+    }
+    record = facts.into(info)
+    assert facts.text(record) == json.dumps(record, indent=2, ensure_ascii=False)
+
+
+def test_a_record_not_holding_the_facts_provenance_is_encoded_whole() -> None:
+    facts = BuildFacts({"a": 1}, [], None, '{\n  "a": 1\n}')
+    record = {"source": {"build_provenance": {"a": 2}}}
+    assert facts.text(record) == json.dumps(record, indent=2, ensure_ascii=False)
+
+
+def test_what_the_driver_lends_a_task_stays_in_its_process() -> None:
+    lent = InThisProcess(Lent(None, None, lambda: None))
+    assert lent.value is not None
+    assert pickle.loads(pickle.dumps(lent)).value is None

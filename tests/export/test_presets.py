@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from pmcurate.export.exporter import (
     normalized_schema,
 )
 from pmcurate.export.presets import (
+    Derived,
+    KeyChecked,
     PresetError,
     Source,
     _sorted_runs,
@@ -382,3 +385,138 @@ def test_a_task_of_some_splits_gets_their_rows_split_by_split(build: Path) -> No
     )
     assert len(wanted) > 1 and got.drop_columns(["__split"]).equals(expected)
     assert all(len(set(batch["__split"].to_pylist())) == 1 for batch in batches)
+
+
+def labels_rewritten(build: Path, tmp_path: Path, order: list[int] | None) -> Path:
+    """A copy of ``build`` whose labels are one shard per paragraph shard, row for row beside it
+    (``order`` None), or its rows in ``order`` (of the paragraphs' rows)."""
+    path = tmp_path / "build"
+    shutil.copytree(build, path)
+    labels = pq.read_table(schema.table_dir(path, "labels"))
+    shutil.rmtree(schema.table_dir(path, "labels"))
+    paragraphs = pq.read_table(schema.table_dir(path, "paragraphs"), columns=["paragraph_id"])
+    rows = pc.index_in(paragraphs["paragraph_id"], value_set=labels["paragraph_id"])
+    aligned = labels.take(rows)
+    schema.write_shard(
+        aligned.take(pa.array(order)) if order is not None else aligned,
+        schema.table_dir(path, "labels") / "000000000.parquet",
+    )
+    return path
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]]]:
+    """The whole columns read (not their empty schemas, not late rows)."""
+    reads: list[tuple[str, tuple[str, ...]]] = []
+    call = _ColumnReader.__call__
+
+    def counted(self: _ColumnReader, name: str, columns: tuple[str, ...]) -> pa.Table:
+        if not self.empty:
+            reads.append((name, tuple(columns)))
+        return call(self, name, columns)
+
+    monkeypatch.setattr(_ColumnReader, "__call__", counted)
+    return reads
+
+
+def test_labels_row_for_row_beside_their_paragraphs_are_read_without_their_keys_first(
+    build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = labels_rewritten(build, tmp_path, None)
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    reads = count_reads(monkeypatch)
+    rows = arrow_rows(path, "biomed-enriched", source)
+    assert not [read for read in reads if read[0] == "labels"]
+    assert rows.equals(sql_rows(path, "biomed-enriched", source))
+
+
+@pytest.mark.parametrize("moved", ["all", "last"])
+def test_labels_as_many_as_the_paragraphs_in_another_order_are_joined_by_key(
+    build: Path, tmp_path: Path, moved: str
+) -> None:
+    n = sum(pq.read_metadata(p).num_rows for p in schema.shard_paths(build, "paragraphs"))
+    order = list(range(n - 1, -1, -1)) if moved == "all" else [*range(n - 2), n - 1, n - 2]
+    path = labels_rewritten(build, tmp_path, order)
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    preset = get_preset("biomed-enriched")
+    assert preset.rows_arrow is not None
+    rows = preset.rows_arrow(_ColumnReader(path), source)
+    expected = sql_rows(path, "biomed-enriched", source)
+    batches = [rows.table(start, 7) for start in range(0, rows.num_rows, 7)]
+    assert pa.concat_tables(batches).equals(expected)
+    assert rows.table().equals(expected)
+
+
+def test_an_empty_range_of_labels_row_for_row_keeps_them_read_by_row_number(
+    build: Path, tmp_path: Path
+) -> None:
+    path = labels_rewritten(build, tmp_path, None)
+    preset = get_preset("biomed-enriched")
+    assert preset.rows_arrow is not None
+    rows = preset.rows_arrow(_ColumnReader(path), Source(has_labels=True, has_paragraphs=True, subset=None))
+    labels = next(late.rows for late in rows.late if isinstance(late, Derived))
+    assert isinstance(labels, KeyChecked)
+    labels.table(0, 0)
+    labels.table(3, 5)
+    assert labels._joined is None
+
+
+def test_the_columns_a_plan_read_serve_the_rows_of_its_task_in_its_process(
+    build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[tuple[str, tuple[str, ...]]] = []
+    read = _ColumnReader._read
+
+    def counted(self: _ColumnReader, name: str, columns: tuple[str, ...]) -> pa.Table:
+        if not self.empty:
+            reads.append((name, tuple(columns)))
+        return read(self, name, columns)
+
+    monkeypatch.setattr(_ColumnReader, "_read", counted)
+    plan = exporter.make_plan(
+        build, ExportConfig(out=tmp_path / "out", preset="biomed-enriched"), progress=False
+    )
+    assert plan.shards is not None
+    planned = list(reads)
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    rows = ArrowRows.load(build, get_preset("biomed-enriched"), source, "license", plan.shards)
+    read_again = {(name, column) for name, columns in reads[len(planned) :] for column in columns}
+    assert not read_again & {(name, column) for name, columns in planned for column in columns}
+    assert rows.rows.table().equals(arrow_rows(build, "biomed-enriched", source).drop_columns(["__ordinal"]))
+
+
+def test_batches_grow_from_the_first_to_their_full_size() -> None:
+    sizes = exporter.batch_sizes()
+    first = [next(sizes) for _ in range(8)]
+    assert first[0] == exporter.FIRST_BATCH_ROWS and first[-1] == exporter.BATCH_ROWS
+    assert all(b in (a, 2 * a) for a, b in itertools.pairwise(first))
+
+
+def test_an_export_on_one_worker_loads_its_rows_once(
+    build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[Path] = []
+    load = ArrowRows.load.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[ArrowRows], build: Path, *args: object) -> ArrowRows:
+        loads.append(build)
+        return load(cls, build, *args)
+
+    monkeypatch.setattr(ArrowRows, "load", classmethod(counted))
+    config = ExportConfig(out=tmp_path / "one", preset="biomed-enriched")
+    result = export(build, config, progress=False, workers=1)
+    assert loads == [build]
+    paragraphs = sum(pq.read_metadata(path).num_rows for path in schema.shard_paths(build, "paragraphs"))
+    assert result.rows == read(tmp_path / "one" / "data").height == paragraphs
+
+
+def test_late_rows_decode_their_first_shard_from_a_smaller_first_batch_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_numbered_paragraphs(tmp_path, 2, 12)
+    monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
+    monkeypatch.setattr(exporter, "FIRST_BATCH_ROWS", 2)
+    whole = _ColumnReader(tmp_path)("paragraphs", ["text"])
+    late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(24), pa.int64()))
+    assert late.table(0, 1).equals(whole.slice(0, 1))
+    assert late._shards[0]._rows == 2
+    assert pa.concat_tables([late.table(1, 5), late.table(6, 18)]).equals(whole.slice(1))

@@ -96,6 +96,10 @@ class Read(Protocol):
 
     def late(self, name: str, columns: Sequence[str], rows: pa.Array) -> LateRows: ...
 
+    def rows(self, name: str) -> int:
+        """The rows of a table (its shards' footers say)."""
+        ...
+
 
 SELECTION = "selection"
 
@@ -266,13 +270,17 @@ def _sorted_runs(table: pa.Table, keys: Sequence[str]) -> list[tuple[int, int]] 
 
 def _in_order(before: pa.Table, after: pa.Table, keys: Sequence[str], *, strict: bool) -> np.ndarray:
     """Whether each row of ``before`` comes before (``strict``: strictly) the same row of ``after``
-    by ``keys`` (no nulls)."""
-    found = np.full(before.num_rows, not strict)  # all keys equal
-    for key in reversed(keys):
-        less = pc.less(before.column(key), after.column(key)).to_numpy(zero_copy_only=False)
-        equal = pc.equal(before.column(key), after.column(key)).to_numpy(zero_copy_only=False)
-        found = less | (equal & found)
-    return found
+    by ``keys`` (no nulls). A key is compared only while some rows tie on the keys before it: the
+    rows of an article differ by their ordinal, so their (long) paragraph ids are not compared."""
+    found = np.zeros(before.num_rows, dtype=bool)
+    tied = np.ones(before.num_rows, dtype=bool)  # equal on the keys so far
+    for key in keys:
+        if not tied.any():
+            break
+        first, second = before.column(key), after.column(key)
+        found |= tied & pc.less(first, second).to_numpy(zero_copy_only=False)
+        tied &= pc.equal(first, second).to_numpy(zero_copy_only=False)
+    return found if strict else found | tied
 
 
 def select(table: pa.Table, selection: pa.Table, key: str) -> pa.Table:
@@ -395,12 +403,39 @@ class JoinedRows:
         return pa.table({name: found[source] for name, source in self.columns})
 
 
-def _aligned(table: pa.Table, other: pa.Table, key: str) -> bool:
-    """Whether ``other`` holds, row for row, the rows of ``table``'s ``key`` (labels written shard
-    by shard beside their paragraphs): its columns can then be added without a join."""
-    if table.num_rows != other.num_rows or table.column(key).null_count:
+def _same_keys(found: pa.ChunkedArray | pa.Array, keys: pa.ChunkedArray | pa.Array) -> bool:
+    """Whether ``found`` holds ``keys``, row for row (no nulls)."""
+    if len(found) != len(keys) or found.null_count or keys.null_count:
         return False
-    return bool(pc.all(pc.equal(table.column(key), other.column(key))).as_py())
+    return not len(keys) or bool(pc.all(pc.equal(found, keys)).as_py())
+
+
+@dataclass
+class KeyChecked:
+    """``LateRows`` of a table read by the row numbers of another (``guessed``: labels written shard
+    by shard beside their paragraphs hold them row for row, in the same order), each range checked
+    against the ``keys`` the rows must have: where a range's ``key`` column differs, this range and
+    the rest are read from the rows ``join`` finds by key (``pc.index_in``: the table's whole key
+    column read once), as if the rows had been joined from the start. So the labels' keys are read
+    range by range beside the writer, not all of them before the first row is written."""
+
+    guessed: LateRows
+    keys: pa.Array
+    key: str
+    join: Callable[[pa.Array], LateRows]
+    """The rows holding ``keys``, read by key (called with the keys of every row)."""
+    _joined: LateRows | None = None
+
+    def take(self, indices: pa.Array) -> KeyChecked:
+        return KeyChecked(self.guessed.take(indices), self.keys.take(indices), self.key, self.join)
+
+    def table(self, start: int, length: int) -> pa.Table:
+        if self._joined is None:
+            found = self.guessed.table(start, length)
+            if _same_keys(found.column(self.key), self.keys.slice(start, length)):
+                return found.drop_columns([self.key])
+            self._joined = self.join(self.keys)
+        return self._joined.table(start, length).drop_columns([self.key])
 
 
 def _articles_of(read: Read) -> pa.Table:
@@ -464,20 +499,19 @@ LATE_PARAGRAPH_COLUMNS = ("path", "section_title", "section_type", "n_words", "t
 
 def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
     """``biomed_enriched_sql`` over whole tables, with Arrow. Only what orders and joins the rows is
-    read first (the paragraphs' keys, the labels' paragraph ids, the articles, each in a thread:
-    Arrow's reads let go of the GIL); the paragraphs sorted, article columns are
+    read first (the paragraphs' keys, and the articles in a thread beside: Arrow's reads let go of
+    the GIL); the paragraphs sorted, article columns are
     derived on their (small) table and joined by index. The other paragraph columns (the text)
     and the label columns are late (``Read.late``): read by row number as the export gathers each
     batch, in the thread beside the writer, so that reading them overlaps writing, and a subset of
     a few percent of the paragraphs (clinical cases) does not decompress the text of all of them.
-    Labels written row for row beside their paragraphs are read by the paragraphs' row numbers,
-    without a join."""
-    with ThreadPoolExecutor(2) as pool:
-        labels_read = pool.submit(read, "labels", ("paragraph_id",))
+    Labels written row for row beside their paragraphs (as many rows) are read by the paragraphs'
+    row numbers, without a join, their keys checked as each range is read (``KeyChecked``)."""
+    with ThreadPoolExecutor(1) as pool:
         articles_read = pool.submit(_articles_of, read)
         p = read("paragraphs", ("paragraph_id", "article_id", "ordinal"))
-        labels, articles = labels_read.result(), articles_read.result()
-    aligned = _aligned(p, labels, "paragraph_id")
+        articles = articles_read.result()
+    aligned = read.rows("labels") == p.num_rows  # guessed: checked range by range (KeyChecked)
     p = p.append_column(ROW, pa.array(np.arange(p.num_rows, dtype=np.int64)))
     keys = ["article_id", "ordinal", "paragraph_id"]
     if source.subset:
@@ -485,13 +519,20 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
         keys.append("repeat")
     p = gather(p, sort_indices(p, keys))  # the preset's order
     rows = p[ROW].combine_chunks()
+    paragraph_ids = p["paragraph_id"].combine_chunks()
     if aligned:
-        label_rows = rows
+        checked = (*BIOMED_LABEL_COLUMNS, "paragraph_id")
+        labels: LateRows = KeyChecked(
+            read.late("labels", checked, rows),
+            paragraph_ids,
+            "paragraph_id",
+            lambda ids: read.late("labels", checked, _label_rows(read, ids)),
+        )
     else:
-        label_rows = pc.index_in(p["paragraph_id"], value_set=labels["paragraph_id"]).combine_chunks()
+        labels = read.late("labels", BIOMED_LABEL_COLUMNS, _label_rows(read, paragraph_ids))
     late = (
         read.late("paragraphs", LATE_PARAGRAPH_COLUMNS, rows),
-        Derived(read.late("labels", BIOMED_LABEL_COLUMNS, label_rows.cast(pa.int64())), _label_columns_of),
+        Derived(labels, _label_columns_of),
     )
     joined = (
         articles.drop_columns(["article_id"]),
@@ -501,14 +542,22 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
     return JoinedRows(p.drop_columns([ROW]), (joined,), columns, late)
 
 
+def _label_rows(read: Read, paragraph_ids: pa.Array) -> pa.Array:
+    """The row of the labels of each paragraph of ``paragraph_ids`` (null: none)."""
+    labels = read("labels", ("paragraph_id",))["paragraph_id"]
+    return pc.index_in(paragraph_ids, value_set=labels).cast(pa.int64())
+
+
 def biomed_enriched_licenses(read: Read, source: Source) -> pa.DictionaryArray:
     """The ``license_type`` of every row of ``biomed_enriched_arrow``, in no particular order, as
     indices into the articles' licenses: what an export's plan counts its splits by, without
-    reading the text."""
-    p = read("paragraphs", ("paragraph_id", "article_id") if source.subset else ("article_id",))
-    if source.subset:
-        p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
-    articles = read("articles", ("article_id", "license"))
+    reading the text. The articles are read in a thread beside the paragraphs."""
+    with ThreadPoolExecutor(1) as pool:
+        articles_read = pool.submit(read, "articles", ("article_id", "license"))
+        p = read("paragraphs", ("paragraph_id", "article_id") if source.subset else ("article_id",))
+        if source.subset:
+            p = select(p, read(SELECTION, ("paragraph_id", "repeat")), "paragraph_id")
+        articles = articles_read.result()
     index = pc.index_in(p["article_id"], value_set=articles["article_id"]).combine_chunks()
     return pa.DictionaryArray.from_arrays(index, articles["license"].combine_chunks())
 
