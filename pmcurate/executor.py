@@ -68,9 +68,11 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
-WORKER_ENV = {"POLARS_MAX_THREADS": "1"}
-"""Set in every worker process before it imports anything (the one place): a pool runs one
-process per core, so each uses one thread (Polars' pool would otherwise start one per core)."""
+WORKER_ENV = {"POLARS_MAX_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+"""Set in every worker process before it imports anything (the one place; a local pool's forkserver
+sets it before its preload: ``pmcurate._forkserver_env``): a pool runs one process per core, so each
+uses one thread. Polars' pool would otherwise start one per core, and so would NumPy's OpenBLAS,
+whose threads spin ~0.1 CPU-s after each start before they sleep."""
 WORKER_PRELOAD = ("pyarrow.parquet", "pmcurate.schema", "pmcurate.step", "pmcurate.harvest.steps")
 """Imported once by the pool's ``forkserver``, before it forks the workers: what every step's tasks
 import, and the harvest step. Never Polars: a process that forks must not have its thread pool running."""
@@ -176,7 +178,7 @@ class LocalExecutor:
         if self._pool is None:
             # a forkserver, not fork: forking a process that has Polars' thread pool running can deadlock
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(list(self.preload))
+            context.set_forkserver_preload(["pmcurate._forkserver_env", *self.preload])
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=context, initializer=_init_worker, initargs=(dict(os.environ),)
             )

@@ -69,6 +69,33 @@ def test_workers_see_the_environment_of_their_pool_not_the_forkservers(
         first.close()
 
 
+def _openblas_threads(_: object) -> int:
+    """The threads NumPy's OpenBLAS is set to use in this process (its library found among those
+    loaded, its ``*openblas_get_num_threads*`` called)."""
+    import ctypes
+
+    import numpy  # noqa: F401  (loads OpenBLAS)
+
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    library = next(line.split()[-1] for line in maps if "openblas" in line.lower())
+    loaded = ctypes.CDLL(library)
+    names = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_")
+    for name in names:
+        if hasattr(loaded, name):
+            return int(getattr(loaded, name)())
+    raise AssertionError(f"{library}: no openblas_get_num_threads")
+
+
+def test_workers_numpy_runs_one_blas_thread() -> None:
+    """The forkserver loads NumPy (its preload) with ``WORKER_ENV`` set: a worker per core, one
+    BLAS thread each, none spinning after the import."""
+    pool = LocalExecutor(2)
+    try:
+        assert list(pool.map(_openblas_threads, [0, 1], desc="blas", progress=False)) == [1, 1]
+    finally:
+        pool.close()
+
+
 def test_closing_the_last_pool_stops_the_forkserver() -> None:
     executor = LocalExecutor(2)
     assert sorted(executor.map(abs, [-1, -2], desc="abs", progress=False)) == [1, 2]
