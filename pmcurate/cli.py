@@ -534,7 +534,7 @@ def run() -> NoReturn:
     """The ``pmcurate`` command: ``main``, then an exit that skips the interpreter's teardown.
 
     Python's finalization frees every module and object one at a time: with pyarrow, Polars,
-    DuckDB and pandas loaded, 0.15–0.25 s after the work is written (a 2,000-article build takes
+    DuckDB and pandas loaded, 0.15–0.22 s after the work is written (a 2,000-article build takes
     ~3.5 s). The exit handlers still run (logging's flush, multiprocessing's and Ray's clean-up) and
     the standard streams are flushed; then the process ends. A thread still running, a profiler or
     tracer (``python -m cProfile``, a debugger: they report after ``main``), or an exception out of

@@ -1249,7 +1249,7 @@ class BuildFacts:
     student: Any
     provenance_text: str | None = None
     """``provenance`` as ``json.dumps(indent=2, ensure_ascii=False)`` writes it two levels deep, at
-    its place in a record (``text``)."""
+    its place in a record (``parts``)."""
 
     @classmethod
     def of(cls, plan: ExportPlan) -> BuildFacts:
@@ -1275,14 +1275,11 @@ class BuildFacts:
         }
         return {**info, "source": source}
 
-    def text(self, record: dict[str, Any]) -> str:
-        """``json.dumps(record, indent=2, ensure_ascii=False)`` of a record ``into`` filled."""
-        return "".join(self.parts(record))
-
     def parts(self, record: dict[str, Any]) -> list[str]:
-        """``text`` in parts, the build's provenance one of them, from ``provenance_text`` rather
-        than encoded again (megabytes, by the standard library's pure-Python indenting encoder:
-        ``jsontext``) or joined to the rest."""
+        """``json.dumps(record, indent=2, ensure_ascii=False)`` of a record ``into`` filled, in parts:
+        the build's provenance is one of them, from ``provenance_text`` rather than encoded again
+        (megabytes, by the standard library's pure-Python indenting encoder: ``jsontext``) or joined
+        to the rest."""
         source = record["source"]
         if self.provenance_text is None or source["build_provenance"] is not self.provenance:
             return [json.dumps(record, indent=2, ensure_ascii=False)]

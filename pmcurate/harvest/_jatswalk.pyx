@@ -351,6 +351,11 @@ cdef str _finish(Buf* buf, Py_ssize_t* spaces):
         return ""
     if size > 0:
         return PyUnicode_DecodeUTF8(buf.data, size, NULL)
+    return _normalized(buf, spaces)
+
+
+cdef str _normalized(Buf* buf, Py_ssize_t* spaces):
+    """The buffer's text through ``norm`` (what ``_squeeze`` leaves to it), and its spaces counted."""
     text = norm(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))
     spaces[0] = text.count(" ")
     return text
@@ -562,9 +567,7 @@ cdef class Extraction:
         if size >= 0:
             buf.size = size
             return None
-        text = norm(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))  # as ``_finish``
-        self.spaces = text.count(" ")
-        return text
+        return _normalized(buf, &self.spaces)
 
     cdef str _collected_text(self, xmlNode* el):
         """The text of an element that holds more than inline markup, as ``_utf8_text`` gives it (read
@@ -579,9 +582,7 @@ cdef class Extraction:
                 return text
             size = _squeeze(buf.data, buf.size, &self.spaces)
             if size < 0:
-                text = norm(PyUnicode_DecodeUTF8(buf.data, buf.size, NULL))  # as ``_finish``
-                self.spaces = text.count(" ")
-                return text
+                return _normalized(&buf, &self.spaces)
             buf.size = size
             buf, self.buf = self.buf, buf  # the text is self.buf's now; the finally frees the old one
             return None
