@@ -530,6 +530,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return found[1]
 
 
+COMMAND_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+"""Set for the command's process, unless already set, before it loads NumPy. OpenBLAS starts a thread
+per core that spins ~2^28 cycles (~0.1 CPU-s) after it starts and after each call before it sleeps;
+2^4 cycles puts it to sleep at once. The command makes few BLAS calls of its own (the pool's workers
+run one thread: ``executor.WORKER_ENV``)."""
+
+
 def run() -> NoReturn:
     """The ``pmcurate`` command: ``main``, then an exit that skips the interpreter's teardown.
 
@@ -539,6 +546,8 @@ def run() -> NoReturn:
     the standard streams are flushed; then the process ends. A thread still running, a profiler or
     tracer (``python -m cProfile``, a debugger: they report after ``main``), or an exception out of
     ``main`` takes the ordinary exit instead."""
+    for name, value in COMMAND_ENV.items():
+        os.environ.setdefault(name, value)
     code = main()
     if _ordinary_exit():
         sys.exit(code)

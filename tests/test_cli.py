@@ -381,12 +381,12 @@ def test_filter_dedup_kinds_may_be_comma_separated_or_repeated() -> None:
     assert (config.dedup, config.rules) == (("exact", "near"), ("min_words", "license=commercial"))
 
 
-def _command(*args: str, before: str = "") -> subprocess.CompletedProcess[str]:
+def _command(*args: str, before: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``pmcurate ARGS`` run as the console script runs it (``cli.run``), after the Python ``before``,
-    its output buffered as a pipe's is by default."""
+    its output buffered as a pipe's is by default (``env``: default this one's)."""
     argv = ["pmcurate", *args]
     code = f"import sys\n{before}\nfrom pmcurate.cli import run\nsys.argv = {argv!r}\nrun()"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONUNBUFFERED"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -420,3 +420,16 @@ def test_the_command_under_a_profiler_exits_as_python_does(tmp_path: Path) -> No
     done = subprocess.run([*profiled, "query", str(tmp_path), "SELECT 1"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert report.stat().st_size > 0
+
+
+def test_the_command_lets_openblas_threads_sleep_at_once() -> None:
+    report = "import atexit, os\natexit.register(lambda: print(os.environ.get('OPENBLAS_THREAD_TIMEOUT')))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    done = _command("--version", before=report, env=env)
+    assert done.stdout.splitlines()[-1] == "4"
+
+
+def test_the_command_keeps_an_openblas_thread_timeout_of_the_user() -> None:
+    report = "import atexit, os\natexit.register(lambda: print(os.environ.get('OPENBLAS_THREAD_TIMEOUT')))"
+    done = _command("--version", before=report, env={**os.environ, "OPENBLAS_THREAD_TIMEOUT": "12"})
+    assert done.stdout.splitlines()[-1] == "12"
