@@ -381,7 +381,9 @@ def test_filter_dedup_kinds_may_be_comma_separated_or_repeated() -> None:
     assert (config.dedup, config.rules) == (("exact", "near"), ("min_words", "license=commercial"))
 
 
-def _command(*args: str, before: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _command(
+    *args: str, before: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``pmcurate ARGS`` run as the console script runs it (``cli.run``), after the Python ``before``,
     its output buffered as a pipe's is by default (``env``: default this one's)."""
     argv = ["pmcurate", *args]
