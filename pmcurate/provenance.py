@@ -274,11 +274,11 @@ def example_query(result: BuildResult) -> tuple[Path, str] | None:
 
 def print_dataset(result: BuildResult) -> None:
     """Where the dataset is, and a ``pmcurate query`` over it with its result."""
-    from pmcurate.export.query import run_query
-
     found = example_query(result)
     if found is None:
         return
+    from pmcurate.export.query import run_query  # DuckDB: only for a build that exported
+
     folder, sql = found
     print(f"\nDataset: {folder}  (card: {folder / 'README.md'})")
     print(f'\n$ pmcurate query {folder} "{sql}"')

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -435,3 +436,14 @@ def test_the_command_keeps_an_openblas_thread_timeout_of_the_user() -> None:
     report = "import atexit, os\natexit.register(lambda: print(os.environ.get('OPENBLAS_THREAD_TIMEOUT')))"
     done = _command("--version", before=report, env={**os.environ, "OPENBLAS_THREAD_TIMEOUT": "12"})
     assert done.stdout.splitlines()[-1] == "12"
+
+
+def test_a_build_that_stops_after_the_harvest_imports_neither_duckdb_nor_polars(tmp_path: Path) -> None:
+    demo = resources.files("pmcurate") / "data" / "demo.toml"
+    report = (
+        "import atexit, sys\natexit.register(lambda: print(sorted({'duckdb', 'polars'} & set(sys.modules))))"
+    )
+    build = ("build", str(demo), "--out", str(tmp_path), "--until", "harvest", "--workers", "1")
+    done = _command(*build, before=report)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
