@@ -309,3 +309,34 @@ def test_models_fitted_side_by_side_are_the_models_fitted_one_by_one(
     together = student.fit_many(jobs, then=lambda m: saved(m, f"{id(m)}.bin"), threads=2, **fit_args)
     alone = [saved(student.fit(texts, labels, params, **fit_args), "alone.bin") for params in grid]
     assert together == alone
+
+
+def test_fit_many_starts_the_longest_fits_first_and_answers_in_the_order_of_the_jobs(
+    dev_labels: pl.DataFrame, tmp_path: Path
+) -> None:
+    teacher = student.prepared_teacher(dev_labels)
+    texts = student.model_input(teacher, context=True).to_list()
+    labels = student.task_labels(teacher, student.JOINT)
+    grid = (
+        student.Params(epoch=1, balance=0.0),
+        student.Params(epoch=3, word_ngrams=2, balance=1.0),
+        student.Params(epoch=2, balance=1.0),
+    )
+    jobs = [student.FitJob(texts, labels, params) for params in grid]
+    started: list[int] = []
+
+    def epochs(model: fasttext.FastText._FastText) -> int:
+        started.append(model.f.getArgs().epoch)
+        return started[-1]
+
+    found = student.fit_many(jobs, then=epochs, threads=1, dim=10, vectors=None, workdir=tmp_path)
+    assert started == [3, 2, 1]
+    assert found == [1, 3, 2]
+
+
+def test_the_work_of_a_fit_counts_oversampled_lines_epochs_and_bigrams() -> None:
+    labels = ["a"] * 6 + ["b"] * 2
+    plain = student.FitJob([""] * 8, labels, student.Params(epoch=10, word_ngrams=1, balance=0.0))
+    balanced = plain._replace(params=student.Params(epoch=10, word_ngrams=2, balance=1.0))
+    assert student.work(plain) == 8 * 10
+    assert student.work(balanced) == 12 * 10 * 2
