@@ -36,6 +36,15 @@ that the load of a shared machine hits both alike):
 
 The apply and export rows run on the folder of the last whole build.
 
+Then the floors (``floor_rows``, for information): what the same rows would read if pmcurate did
+nothing but the work no build can skip, each part measured above or here: read and hash each input
+(its sha256 is the articles' ``content_sha256`` and the build's record of its inputs), parse it,
+start the command and its workers (the CPU of a harvest of ``STARTUP_ARTICLES`` articles less their
+reading, hashing and parsing), fastText ``predict`` of every paragraph, and, for a build that trains
+its students, the training (the CPU between the two whole builds). A whole build's floor is that
+CPU spread on the W cores with none ever idle. A target above its floor cannot be met by making
+pmcurate faster.
+
     .venv/bin/python bench/throughput.py                          # 2,000 articles, ~10 min on 2 busy cores
     .venv/bin/python bench/throughput.py --articles 2000 10000
     .venv/bin/python bench/throughput.py --articles 500 --runs 1 --only parse export
@@ -46,6 +55,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import hashlib
 import json
 import multiprocessing
 import os
@@ -70,6 +80,8 @@ from pmcurate.harvest import archive, jats
 ROOT = Path(__file__).resolve().parent.parent
 SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 ROWS = ("parse", "harvest", "annotate", "export", "build")
+STARTUP_ARTICLES = 20
+"""The corpus of the harvest that measures the start-up: a command, its pool, and little else."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,26 @@ class Row:
             self.target,
             "" if self.met is None else "met" if self.met else "NOT met",
         ]
+
+
+@dataclass
+class Figures:
+    """What the rows measured that the floors are made of (``floor_rows``); None: not measured."""
+
+    articles: int
+    workers: int
+    parse: float | None = None
+    """CPU seconds of ``jats.parse`` per article."""
+    read_and_hash: float | None = None
+    """CPU seconds per article to read an input file and take its sha256."""
+    startup: float | None = None
+    """CPU seconds of a harvest's command and pool beyond its articles' reading, hashing, parsing."""
+    predict: float | None = None
+    """Seconds of fastText ``predict`` over every paragraph of the build, one thread."""
+    training: float | None = None
+    """CPU seconds a build spends training its students (trained less reused, best of each)."""
+    pubmed_parser: float | None = None
+    """Wall seconds of pubmed_parser → Parquet over the corpus on ``workers`` processes (best)."""
 
 
 def children_cpu() -> float:
@@ -180,6 +212,25 @@ def parse_row(files: list[Path], runs: int) -> tuple[Row, float]:
     return row, ours / n
 
 
+def read_and_hash_cpu(files: list[Path], runs: int) -> float:
+    """CPU seconds per file to read it and take its sha256, as the harvest does each input."""
+
+    def read_and_hash() -> None:
+        for path in files:
+            hashlib.sha256(path.read_bytes()).hexdigest()
+
+    return best_of(runs, read_and_hash, time.process_time) / len(files)
+
+
+def startup_cpu(work: Path, workers: int, runs: int, per_article: float) -> float:
+    """CPU seconds of ``build --until harvest`` on ``STARTUP_ARTICLES`` articles beyond
+    ``per_article`` each: the command's start, its imports, its pool's."""
+    corpus = make_corpus(work.parent / f"corpus-{STARTUP_ARTICLES}", STARTUP_ARTICLES)
+    manifest = write_manifest(work / f"bench-{STARTUP_ARTICLES}.toml", corpus)
+    cpu = min(harvest_build(manifest, work / "startup", workers)[1] for _ in range(runs))
+    return cpu - STARTUP_ARTICLES * per_article
+
+
 def harvest_build(manifest: Path, out: Path, workers: int) -> tuple[float, float]:
     """Wall seconds and process-tree CPU seconds of ``pmcurate build --until harvest``."""
     shutil.rmtree(out, ignore_errors=True)
@@ -248,8 +299,9 @@ def pubmed_parser_build(files: list[Path], out: Path, processes: int) -> float:
 
 
 def build_rows(
-    manifest: Path, files: list[Path], work: Path, workers: int, runs: int
+    manifest: Path, files: list[Path], work: Path, runs: int, figures: Figures
 ) -> tuple[list[Row], Path]:
+    workers = figures.workers
     seconds: dict[bool, list[float]] = {False: [], True: []}
     cpu: dict[bool, list[float]] = {False: [], True: []}
     theirs = []
@@ -262,6 +314,8 @@ def build_rows(
         theirs.append(pubmed_parser_build(files, work / "pubmed_parser", workers))
     n = len(files)
     baseline = n / min(theirs)
+    figures.pubmed_parser = min(theirs)
+    figures.training = max(0.0, min(cpu[False]) - min(cpu[True]))
     rows = []
     for keep, students in ((True, "students trained before"), (False, "students trained")):
         rate, per_cpu = n / min(seconds[keep]), n / min(cpu[keep])
@@ -309,7 +363,7 @@ def _predict_once() -> float:
     return timed(_PREDICT)
 
 
-def annotate_rows(build: Path, runs: int) -> list[Row]:
+def annotate_rows(build: Path, runs: int, figures: Figures) -> list[Row]:
     from pmcurate import schema
     from pmcurate.annotate import apply_steps
     from pmcurate.executor import LocalExecutor
@@ -342,6 +396,7 @@ def annotate_rows(build: Path, runs: int) -> list[Row]:
     finally:
         pool.close()
         raw_process.shutdown()
+    figures.predict = raw
     return [
         Row(
             "annotate apply, one process",
@@ -428,6 +483,66 @@ def export_row(build: Path, work: Path, runs: int, shard_mb: float, workers: int
     ]  # fmt: skip
 
 
+# ---------------------------------------------------------------- floors
+
+
+def floor_rows(figures: Figures) -> list[Row]:
+    """The harvest's and the whole build's rows as they would read if pmcurate did only the work
+    no build can skip (module docstring), from the parts the other rows measured."""
+    n, workers = figures.articles, figures.workers
+    rows = []
+    if figures.parse and figures.read_and_hash is not None and figures.startup is not None:
+        per_article = figures.parse + figures.read_and_hash + figures.startup / n
+        rows.append(
+            Row(
+                f"floor of the harvest: parse + read + sha256 ({figures.read_and_hash * 1e3:.3f} ms) + "
+                f"start-up ({figures.startup:.2f} CPU-s ÷ {n:,})",
+                f"{per_article * 1e3:.2f} ms CPU/article",
+                f"parse alone: {figures.parse * 1e3:.2f} ms",
+                per_article / figures.parse,
+                "≤ 1.2 is reachable only above it",
+                None,
+            )
+        )
+    if None in (
+        figures.parse,
+        figures.read_and_hash,
+        figures.startup,
+        figures.predict,
+        figures.pubmed_parser,
+    ):
+        return rows
+    assert figures.parse and figures.read_and_hash and figures.startup and figures.predict
+    assert figures.pubmed_parser
+    base = n * (figures.parse + figures.read_and_hash) + figures.startup + figures.predict
+    trainings = [("students trained before", 0.0)]
+    if figures.training is not None:
+        trainings.append((f"students trained: + {figures.training:.2f} CPU-s", figures.training))
+    for students, training in trainings:
+        cpu = base + training
+        rate, baseline = n / (cpu / workers), n / figures.pubmed_parser
+        rows += [
+            Row(
+                f"floor of the whole build ({students}): read, sha256, parse, start-up, fastText "
+                f"predict ({figures.predict:.2f} s), {workers} cores never idle",
+                f"{rate:,.1f} articles/s",
+                f"pubmed_parser: {baseline:,.1f}/s",
+                rate / baseline,
+                "≥ 3× is reachable only above it",
+                None,
+            ),
+            Row(
+                f"floor of the whole build's CPU per article ({students.split(':')[0]})",
+                f"{n / cpu:,.0f} articles per CPU-second",
+                "—",
+                n / cpu / 300,
+                "≥ 300 is reachable only above it",
+                None,
+            ),
+        ]
+    return rows
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -445,17 +560,20 @@ def measure(n: int, args: argparse.Namespace) -> list[Row]:
     manifest = write_manifest(work / "bench.toml", corpus)
     files = archive.discover_inputs([corpus])
     rows: list[Row] = []
-    parse_cpu = None
+    figures = Figures(n, args.workers)
     if {"parse", "harvest"} & set(args.only):
-        row, parse_cpu = parse_row(files, args.runs)
+        row, figures.parse = parse_row(files, args.runs)
         rows.append(row)
         print(f"  {row.stage}: {row.ratio:.2f}", flush=True)
-    if "harvest" in args.only and parse_cpu is not None:
-        rows.append(harvest_row(manifest, work, n, args.workers, args.runs, parse_cpu))
+        figures.read_and_hash = read_and_hash_cpu(files, args.runs)
+        per_article = figures.parse + figures.read_and_hash
+        figures.startup = startup_cpu(work, args.workers, args.runs, per_article)
+    if "harvest" in args.only and figures.parse is not None:
+        rows.append(harvest_row(manifest, work, n, args.workers, args.runs, figures.parse))
         print(f"  {rows[-1].stage}: {rows[-1].ratio:.2f}", flush=True)
     build = work / "whole-build"
     if "build" in args.only:
-        built, build = build_rows(manifest, files, work, args.workers, args.runs)
+        built, build = build_rows(manifest, files, work, args.runs, figures)
         rows += built
         print(
             f"  whole build: {built[0].ratio:.2f} (students trained before), {built[2].ratio:.2f}", flush=True
@@ -463,7 +581,7 @@ def measure(n: int, args: argparse.Namespace) -> list[Row]:
     elif {"annotate", "export"} & set(args.only):  # they run on a whole build's folder
         run(manifest, build, args.workers)
     if "annotate" in args.only:
-        rows += annotate_rows(build, args.runs)
+        rows += annotate_rows(build, args.runs, figures)
         print(f"  annotate: {', '.join(f'{row.ratio:.2f}' for row in rows[-3:])}", flush=True)
     if "export" in args.only:
         rows += export_row(build, work, args.runs, args.shard_mb, args.workers)
@@ -471,7 +589,7 @@ def measure(n: int, args: argparse.Namespace) -> list[Row]:
             f"  export: {rows[-2].ratio:.2f} (1 process), {rows[-1].ratio:.2f} ({args.workers} workers)",
             flush=True,
         )
-    return rows
+    return rows + floor_rows(figures)
 
 
 def main() -> None:
