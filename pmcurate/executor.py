@@ -79,7 +79,7 @@ import, and the harvest step. Never Polars: a process that forks must not have i
 PANDAS_PRELOAD = (*WORKER_PRELOAD, "pandas")
 """``WORKER_PRELOAD`` and pandas, which ``pyarrow`` imports at its first conversion of Python values
 or to NumPy (``to_numpy``, as the steps after the harvest make): once in the forkserver rather than in
-each worker. The harvest's tasks do without (``harvest.store.pyarrow_without_pandas``): a build that
+each worker. The harvest's tasks do without (``schema.pyarrow_without_pandas``): a build that
 stops after it need not (``build_preload``)."""
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pmcurate import schema
 
@@ -61,3 +65,37 @@ def test_to_table_of_no_rows_is_an_empty_table_of_the_schema() -> None:
 def test_to_table_of_a_one_column_schema_keeps_string_values_whole() -> None:
     one = pa.schema([("text", pa.string())])
     assert schema.to_table([{"text": "abc"}, {"text": "de"}], one)["text"].to_pylist() == ["abc", "de"]
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        pa.array([3, -1, 7], pa.int32()),
+        pa.array(range(10), pa.uint64()).slice(3, 5),
+        pa.array([0.5, 2.0], pa.float64()),
+        pa.array([True, False, True, True, False, False, True, False, True, True], pa.bool_()).slice(3, 6),
+        pa.array([], pa.bool_()),
+        pa.array([], pa.int64()),
+        pa.array([1, None], pa.int32()),
+        pa.array(["a", "b"], pa.string()),
+    ],
+)
+def test_numpy_of_is_what_to_numpy_gives(array: pa.Array) -> None:
+    found = schema.numpy_of(array)
+    expected = array.to_numpy(zero_copy_only=False)
+    assert found.dtype == expected.dtype
+    np.testing.assert_array_equal(found, expected)
+
+
+def test_numpy_of_numbers_and_booleans_and_string_scalars_leave_pandas_unimported() -> None:
+    code = (
+        "import sys, pyarrow as pa, pyarrow.compute as pc\n"
+        "from pmcurate import schema\n"
+        "schema.pyarrow_without_pandas()\n"
+        "flags = pc.less(pa.array([1, 2], pa.int64()), pa.array([2, 1], pa.int64()))\n"
+        "text = pa.array(['a'], pa.string())\n"
+        "joined = pc.binary_join_element_wise(schema.string('x'), text, schema.string(''))\n"
+        "print(schema.numpy_of(flags).tolist(), joined.to_pylist(), 'pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[True, False] ['xa'] False\n"

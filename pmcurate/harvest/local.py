@@ -179,7 +179,9 @@ def harvest_local(
     )
     step = LocalHarvest(config)
     step.all_tasks()  # the inputs checked here: a HarvestInputError stays one
-    executor = LocalExecutor(workers, preload=WORKER_PRELOAD)  # without pandas (store.pyarrow_without_pandas)
+    executor = LocalExecutor(
+        workers, preload=WORKER_PRELOAD
+    )  # without pandas (schema.pyarrow_without_pandas)
     try:
         run_step(step, Build.open(Path(out), progress=progress), executor)
     finally:

@@ -32,10 +32,8 @@ through ``write_harvest_shard`` and settles through ``settle_versions``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -133,7 +131,7 @@ class ShardRows:
     """
 
     def __init__(self, *, source: str) -> None:
-        pyarrow_without_pandas()
+        schema.pyarrow_without_pandas()
         self.source = source
         self.duplicates = 0
         self._columns = {name: _Columns(schema.SCHEMAS[name]) for name in (*CONTENT_TABLES, "articles")}
@@ -311,33 +309,6 @@ def _paragraph_table(parts: list[Paragraphs], table_schema: pa.Schema) -> pa.Tab
     return pa.Table.from_arrays(arrays, schema=table_schema)
 
 
-@functools.cache
-def pyarrow_without_pandas() -> None:
-    """Have pyarrow take this process for one without pandas, unless pandas is imported already.
-
-    Before it converts Python values, pyarrow asks whether they are pandas objects, and imports
-    pandas to find out (~0.2 CPU-s: a harvest's pool does not preload it, ``executor.WORKER_PRELOAD``).
-    The harvest never hands it pandas objects, and converts to given types, which never need
-    pandas: its first conversion is made while ``import pandas`` fails, and pyarrow remembers that
-    there is none (a later ``to_pandas``, or an inference of types, imports it as before)."""
-    if "pandas" in sys.modules:
-        return
-    sys.meta_path.insert(0, _NoPandas)
-    try:
-        pa.array([], pa.null())
-    finally:
-        sys.meta_path.remove(_NoPandas)
-
-
-class _NoPandas:
-    """An import finder that fails ``import pandas`` (``pyarrow_without_pandas``)."""
-
-    @staticmethod
-    def find_spec(name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas":
-            raise ModuleNotFoundError("pandas is left out of this process", name=name)
-
-
 def settle_versions(
     build: str | Path, *, shards: Iterable[str] | None = None, order: Mapping[str, Any] | None = None
 ) -> dict[str, int]:
@@ -439,7 +410,7 @@ def write_quarantine(build: str | Path, shard: str, records: Iterable[Mapping[st
     returns the number of records written. Call it before ``write_parsed`` so the shard's
     completion marker (its articles shard) comes last.
     """
-    pyarrow_without_pandas()
+    schema.pyarrow_without_pandas()
     now = datetime.now(UTC)
     rows = [{**record, "at": record.get("at") or now} for record in records]
     if rows:

@@ -132,7 +132,7 @@ def test_remove_unfinished_deletes_only_unfinished_shards_with_the_prefix(
 
 def test_writing_a_shard_leaves_pandas_unimported(tmp_path: Path) -> None:
     """pyarrow would import pandas (~0.2 CPU-s) on the first conversion of the rows: a harvest's
-    pool does without it (``store.pyarrow_without_pandas``)."""
+    pool does without it (``schema.pyarrow_without_pandas``)."""
     data = Path(__file__).parent.parent / "data" / "jats" / "PMC5828200.nxml"
     code = (
         "import sys; from pmcurate.harvest import jats, store; "
