@@ -76,16 +76,17 @@ whose threads spin ~0.1 CPU-s after each start before they sleep."""
 WORKER_PRELOAD = ("pyarrow.parquet", "pmcurate.schema", "pmcurate.step", "pmcurate.harvest.steps")
 """Imported once by the pool's ``forkserver``, before it forks the workers: what every step's tasks
 import, and the harvest step. Never Polars: a process that forks must not have its thread pool running."""
-PANDAS_PRELOAD = (*WORKER_PRELOAD, "pandas")
-"""``WORKER_PRELOAD`` and pandas, which ``pyarrow`` imports at its first conversion of Python values
-or to NumPy (``to_numpy``, as the steps after the harvest make): once in the forkserver rather than in
-each worker. The harvest's tasks do without (``schema.pyarrow_without_pandas``): a build that
-stops after it need not (``build_preload``)."""
+BUILD_PRELOAD = (*WORKER_PRELOAD, "pmcurate._forkserver_pyarrow")
+"""``WORKER_PRELOAD``, then pyarrow set up to read and convert without pandas
+(``schema.pyarrow_datasets_without_pandas``), once for every worker: the steps after the harvest
+read tables back (``pq.read_table`` imports ``pyarrow.dataset``, whose import imports pandas,
+~0.14 CPU-s). The harvest's tasks need only conversions (``schema.pyarrow_without_pandas``): a
+build that stops after it does without (``build_preload``)."""
 
 
 def build_preload(until: str) -> tuple[str, ...]:
     """What the pool of a build that stops after the stage ``until`` preloads."""
-    return WORKER_PRELOAD if until == "harvest" else PANDAS_PRELOAD
+    return WORKER_PRELOAD if until == "harvest" else BUILD_PRELOAD
 
 
 class ExecutorError(Fatal):
@@ -117,8 +118,8 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, *, preload: Sequence[str] = PANDAS_PRELOAD) -> None:
-        """``preload``: the modules the pool's forkserver imports (``WORKER_PRELOAD``, ``PANDAS_PRELOAD``)."""
+    def __init__(self, workers: int | None = None, *, preload: Sequence[str] = BUILD_PRELOAD) -> None:
+        """``preload``: the modules the pool's forkserver imports (``WORKER_PRELOAD``, ``BUILD_PRELOAD``)."""
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.preload = tuple(preload)
         self._pool: ProcessPoolExecutor | None = None
@@ -325,7 +326,7 @@ def _apply(fn: Callable[[T], R], item: T) -> R:
 
 
 def make_executor(
-    kind: str, workers: int | None = None, *, preload: Sequence[str] = PANDAS_PRELOAD
+    kind: str, workers: int | None = None, *, preload: Sequence[str] = BUILD_PRELOAD
 ) -> LocalExecutor | RayExecutor:
     """The executor named ``kind`` (``local`` or ``ray``), its workers already starting
     (``LocalExecutor.start``; Ray's start with it); ``preload``: a local pool's (``LocalExecutor``)."""

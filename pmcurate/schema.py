@@ -9,13 +9,14 @@ leaves nothing that looks finished.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -311,17 +312,32 @@ def pyarrow_without_pandas() -> None:
     """Have pyarrow take this process for one without pandas, unless pandas is imported already.
 
     Before it converts Python values, pyarrow asks whether they are pandas objects, and imports
-    pandas to find out (~0.2 CPU-s). pmcurate never hands it pandas objects, and converts to given
+    pandas to find out (~0.14 CPU-s). pmcurate never hands it pandas objects, and converts to given
     types (``to_table``), which never need pandas: its first conversion is made while ``import
-    pandas`` fails, and pyarrow remembers that there is none (a later ``to_pandas``, a conversion
-    to NumPy, or an inference of types, imports it as before). A build's command does it first
-    (``pipeline.run_build``), and so does a harvest's worker (its pool does not preload pandas:
-    ``executor.WORKER_PRELOAD``)."""
-    if "pandas" in sys.modules:
-        return
+    pandas`` fails, and pyarrow remembers that there is none (a later ``to_pandas``, or an inference
+    of types, imports it as before; so does ``to_numpy``: ``numpy_of``)."""
+    if "pandas" not in sys.modules:
+        with _pandas_left_out():
+            pa.array([], pa.null())
+
+
+@functools.cache
+def pyarrow_datasets_without_pandas() -> None:
+    """``pyarrow_without_pandas``, and ``pyarrow.dataset`` imported while ``import pandas`` fails:
+    its import imports pandas otherwise, and ``pq.read_table`` imports it. Datasets read as before;
+    a later ``to_pandas`` imports pandas then. A build past its harvest does it first in its command
+    (``pipeline.run_build``) and its pool's forkserver (``executor.BUILD_PRELOAD``)."""
+    pyarrow_without_pandas()
+    if "pandas" not in sys.modules:
+        with _pandas_left_out():
+            import pyarrow.dataset  # noqa: F401
+
+
+@contextlib.contextmanager
+def _pandas_left_out() -> Iterator[None]:
     sys.meta_path.insert(0, _NoPandas)
     try:
-        pa.array([], pa.null())
+        yield
     finally:
         sys.meta_path.remove(_NoPandas)
 
@@ -341,10 +357,12 @@ def string(value: str) -> pa.Scalar:
     return pa.scalar(value, pa.string())
 
 
-def numpy_of(array: pa.Array) -> np.ndarray:
+def numpy_of(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """``array.to_numpy()``, read over the buffer of an array of numbers or booleans without nulls:
     pyarrow's own ``to_numpy`` imports pandas first (~0.14 s), in a process that otherwise never
     needs it (``pyarrow_without_pandas``)."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
     kind = array.type
     if array.null_count or not (
         pa.types.is_integer(kind) or pa.types.is_floating(kind) or kind == pa.bool_()

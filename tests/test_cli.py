@@ -447,3 +447,14 @@ def test_a_build_that_stops_after_the_harvest_imports_neither_duckdb_nor_polars(
     done = _command(*build, before=report)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_whole_build_never_imports_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas (~0.14 CPU-s) to convert, to read datasets and for ``to_numpy``;
+    a build needs none of it (``schema.pyarrow_datasets_without_pandas``, ``schema.numpy_of``)."""
+    demo = resources.files("pmcurate") / "data" / "demo.toml"
+    report = "import atexit, sys\natexit.register(lambda: print('pandas' in sys.modules))"
+    build = ("build", str(demo), "--out", str(tmp_path / "build"), "--workers", "1")
+    done = _command(*build, before=report, env={**os.environ, "PMCURATE_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False"

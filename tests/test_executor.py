@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pmcurate.executor import (
+    BUILD_PRELOAD,
     LISTING,
-    PANDAS_PRELOAD,
     WORKER_PRELOAD,
     BuildLocation,
     ExecutorError,
@@ -42,9 +42,9 @@ def test_one_local_worker_maps_in_order() -> None:
 
 
 def test_the_worker_preload_never_imports_polars() -> None:
-    """The forkserver imports ``PANDAS_PRELOAD`` (``WORKER_PRELOAD`` and pandas) and forks: Polars'
-    thread pool must not run there."""
-    code = f"import sys; import {', '.join(PANDAS_PRELOAD)}; print('polars' in sys.modules)"
+    """The forkserver imports ``BUILD_PRELOAD`` (``WORKER_PRELOAD`` and pyarrow set up) and forks:
+    Polars' thread pool must not run there."""
+    code = f"import sys; import {', '.join(BUILD_PRELOAD)}; print('polars' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 
@@ -181,13 +181,15 @@ def _imported(module: str) -> bool:
     return module in sys.modules
 
 
-@pytest.mark.parametrize(("preload", "pandas"), [(WORKER_PRELOAD, False), (PANDAS_PRELOAD, True)])
+@pytest.mark.parametrize(("preload", "datasets"), [(WORKER_PRELOAD, False), (BUILD_PRELOAD, True)])
 def test_pool_workers_start_with_the_modules_their_pool_preloads(
-    preload: tuple[str, ...], pandas: bool
+    preload: tuple[str, ...], datasets: bool
 ) -> None:
     executor = LocalExecutor(2, preload=preload)
     try:
-        assert list(executor.map(_imported, ["pandas"] * 2, desc="pandas", progress=False)) == [pandas] * 2
+        found = list(executor.map(_imported, ["pyarrow.dataset"] * 2, desc="datasets", progress=False))
+        assert found == [datasets] * 2
+        assert list(executor.map(_imported, ["pandas"] * 2, desc="pandas", progress=False)) == [False] * 2
     finally:
         executor.close()
 

@@ -14,7 +14,7 @@ import pytest
 from pmcurate import pipeline
 from pmcurate.annotate.prompt import PROMPT_HASH
 from pmcurate.cli import main
-from pmcurate.executor import PANDAS_PRELOAD, WORKER_PRELOAD, LocalExecutor
+from pmcurate.executor import BUILD_PRELOAD, WORKER_PRELOAD, LocalExecutor
 from pmcurate.manifest import load_manifest
 from pmcurate.pipeline import BuildError, BuildResult, plan_build, run_build
 from tests import builds
@@ -133,8 +133,8 @@ def test_until_stops_after_the_stage(tmp_path: Path) -> None:
     assert not (tmp_path / "build" / "models").exists()
 
 
-@pytest.mark.parametrize(("until", "preload"), [("harvest", WORKER_PRELOAD), ("annotate", PANDAS_PRELOAD)])
-def test_the_pool_preloads_pandas_only_for_the_stages_after_the_harvest(
+@pytest.mark.parametrize(("until", "preload"), [("harvest", WORKER_PRELOAD), ("annotate", BUILD_PRELOAD)])
+def test_the_pool_sets_pyarrow_up_to_read_only_for_the_stages_after_the_harvest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, until: str, preload: tuple[str, ...]
 ) -> None:
     made: list[LocalExecutor] = []

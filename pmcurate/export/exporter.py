@@ -574,7 +574,7 @@ class Splits:
         groups = _split_of(values, split_by).to_pylist()  # the last: a null license's
         names = sorted(set(groups))
         codes = np.array([names.index(group) for group in groups], dtype=np.int32)
-        return cls(names, codes[licenses.indices.fill_null(len(values) - 1).to_numpy()])
+        return cls(names, codes[schema.numpy_of(licenses.indices.fill_null(len(values) - 1))])
 
     def counts(self) -> np.ndarray:
         """The rows of each split."""
@@ -630,7 +630,9 @@ def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator
         begin = start
         while begin < start + n:
             table = rows.table(begin, min(next(sizes), start + n - begin))
-            yield from table.append_column("__split", pa.repeat(split, table.num_rows)).to_batches()
+            yield from table.append_column(
+                "__split", pa.repeat(schema.string(split), table.num_rows)
+            ).to_batches()
             begin += table.num_rows
         start += n
 
@@ -653,7 +655,10 @@ def license_group(licenses: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunked
     """``license_group_sql`` with Arrow: ``commercial``, ``noncommercial`` or ``other``."""
     commercial = pc.is_in(licenses, pa.array(sorted(schema.COMMERCIAL_LICENSES), pa.string()))
     noncommercial = pc.is_in(licenses, pa.array(sorted(schema.NONCOMMERCIAL_LICENSES), pa.string()))
-    return pc.if_else(commercial, "commercial", pc.if_else(noncommercial, "noncommercial", "other"))
+    group = schema.string
+    return pc.if_else(
+        commercial, group("commercial"), pc.if_else(noncommercial, group("noncommercial"), group("other"))
+    )
 
 
 class _Shards:
@@ -784,8 +789,8 @@ class _LateRows:
         if self.reader.empty or not len(rows):
             return empty
         starts = self._starts
-        valid = np.asarray(rows.is_valid(), dtype=bool)
-        numbers = rows.fill_null(0).to_numpy()
+        valid = schema.numpy_of(rows.is_valid())
+        numbers = schema.numpy_of(rows.fill_null(0))
         shard_of = np.searchsorted(starts, numbers, "right") - 1
         needed = np.unique(shard_of[valid])
         ends = np.zeros(len(starts), dtype=np.int64)  # rows of each needed shard read so far
@@ -820,8 +825,8 @@ class _LateRows:
     def _let_go(self, end: int) -> None:
         """Forget the shards that no row from ``end`` on needs."""
         if self._last is None:
-            numbers = self.rows.drop_null().to_numpy()
-            positions = np.flatnonzero(np.asarray(self.rows.is_valid(), dtype=bool))
+            numbers = schema.numpy_of(self.rows.drop_null())
+            positions = np.flatnonzero(schema.numpy_of(self.rows.is_valid()))
             self._last = np.full(len(self._starts) - 1, -1, dtype=np.int64)
             np.maximum.at(self._last, np.searchsorted(self._starts, numbers, "right") - 1, positions)
         for index in [i for i in self._shards if self._last[i] < end]:

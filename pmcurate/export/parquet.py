@@ -96,7 +96,7 @@ def _array_sizes(array: pa.Array) -> np.ndarray:
         or (pa.types.is_large_binary(kind))
     ):
         lengths = pc.fill_null(pc.binary_length(array), 0)
-        return lengths.to_numpy(zero_copy_only=False).astype(np.int64) + 4
+        return schema.numpy_of(lengths).astype(np.int64) + 4
     if pa.types.is_struct(kind):
         total = np.zeros(len(array), dtype=np.int64)
         for index in range(kind.num_fields):
@@ -111,14 +111,14 @@ def _array_sizes(array: pa.Array) -> np.ndarray:
 def _list_sizes(array: pa.ListArray | pa.LargeListArray) -> np.ndarray:
     """The sizes of a list array's rows: 4, plus its values' sizes, summed between its offsets
     (a null list counts no values, whatever its offsets span)."""
-    offsets = array.offsets.to_numpy().astype(np.int64)
+    offsets = schema.numpy_of(array.offsets).astype(np.int64)
     start = int(offsets[0])
     values = array.values.slice(start, int(offsets[-1]) - start)
     summed = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(_array_sizes(values), out=summed[1:])
     sizes = summed[offsets[1:] - start] - summed[offsets[:-1] - start]
     if array.null_count:
-        sizes *= array.is_valid().to_numpy(zero_copy_only=False)
+        sizes *= schema.numpy_of(array.is_valid())
     return sizes + 4
 
 

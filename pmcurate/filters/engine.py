@@ -311,7 +311,7 @@ def label_join_task(args: tuple[Job, int]) -> int:
         ).to_arrow_table()
     finally:
         con.close()
-    ranks = joined.column("__range").to_numpy()
+    ranks = schema.numpy_of(joined.column("__range"))
     joined = joined.drop_columns(["__range"]).cast(job.schemas["labels"])
     for r in np.unique(ranks):
         _write(
@@ -365,9 +365,9 @@ def _survivors(job: Job, r: int) -> pa.Table:
     the range, ``id`` and the columns dedup compares), in order."""
     with pa.memory_map(str(_range_dir(job, "judged", r) / "survivors.arrow")) as source:
         kept = pa.ipc.open_file(source).read_all()
-    dropped = _dedup_drops(job, r).column("seq").to_numpy() - job.offsets[r]
+    dropped = schema.numpy_of(_dedup_drops(job, r).column("seq")) - job.offsets[r]
     if len(dropped):
-        kept = kept.filter(pa.array(~np.isin(kept.column("seq").to_numpy(), dropped)))
+        kept = kept.filter(pa.array(~np.isin(schema.numpy_of(kept.column("seq")), dropped)))
     return kept
 
 
@@ -404,7 +404,7 @@ def _exact_keys(job: Job, kind: str, r: int, kept: pa.Table) -> np.ndarray:
         )
     local = frame.filter(pl.col("seq") != pl.col("first")).select("seq", "first")
     _write(local.to_arrow(), job.work / f"keys/{kind}/local" / f"r{r:05d}.parquet")
-    return ~np.isin(kept.column("seq").to_numpy(), local["seq"].to_numpy())
+    return ~np.isin(schema.numpy_of(kept.column("seq")), local["seq"].to_numpy())
 
 
 def exact_bucket_task(args: tuple[Job, str, int]) -> int:
@@ -521,7 +521,7 @@ def signatures_task(args: tuple[Job, int]) -> int:
     with open(folder / f"r{r:05d}.u32", "wb") as sink:
         for start in range(0, kept.num_rows, config.batch_rows):
             batch = kept.slice(start, config.batch_rows)
-            seq = batch.column("seq").to_numpy() + job.offsets[r]
+            seq = schema.numpy_of(batch.column("seq")) + job.offsets[r]
             sigs = dedup_mod.signatures(batch.column("text").combine_chunks(), config, row_ids=seq)
             sink.write(sigs.tobytes())
             seqs.append(seq)
@@ -635,7 +635,7 @@ def _ids_of(job: Job, seqs: np.ndarray) -> list[str]:
     for r in np.unique(ranks):
         wanted = np.flatnonzero(ranks == r)
         judged = pq.read_table(_range_dir(job, "judged", int(r)) / "judged.parquet", columns=["seq", "id"])
-        order = judged.column("seq").to_numpy() + job.offsets[int(r)]
+        order = schema.numpy_of(judged.column("seq")) + job.offsets[int(r)]
         found[wanted] = np.asarray(judged.column("id").to_pylist(), dtype=object)[
             np.searchsorted(order, unique[wanted])
         ]
@@ -690,7 +690,7 @@ def _verdicts(job: Job, r: int) -> pa.Table:
         return judged
     # row i of ``judged`` is the range's row i (seq = offset + i); each row is dropped once at most
     index = np.full(judged.num_rows, -1, dtype=np.int64)
-    index[dups.column("seq").to_numpy() - job.offsets[r]] = np.arange(dups.num_rows)
+    index[schema.numpy_of(dups.column("seq")) - job.offsets[r]] = np.arange(dups.num_rows)
     where = pa.array(index, mask=index < 0)
     columns = {
         name: pc.coalesce(pc.take(dups.column(name), where), judged.column(name)).cast(pa.string())

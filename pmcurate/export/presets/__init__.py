@@ -218,7 +218,7 @@ def image_text_sql(source: Source) -> str:
 def gather(table: pa.Table, indices: pa.Array) -> pa.Table:
     """``table.take(indices)``; where the indices run on in order for long stretches (shards each
     sorted already), the stretches are sliced out of ``table`` instead of copied."""
-    order = indices.to_numpy()
+    order = schema.numpy_of(indices)
     breaks = np.flatnonzero(np.diff(order) != 1) + 1
     if not len(order) or len(breaks) >= len(order) // GATHER_RUN_ROWS:
         return table.take(indices)
@@ -260,7 +260,7 @@ def _sorted_runs(table: pa.Table, keys: Sequence[str]) -> list[tuple[int, int]] 
     starts = np.concatenate([[0], breaks]).astype(np.int64)
     ends = np.concatenate([breaks, [rows]]).astype(np.int64)
     firsts, lasts = table.take(pa.array(starts)), table.take(pa.array(ends - 1))
-    order = pc.sort_indices(firsts.select(list(keys)), [(key, "ascending") for key in keys]).to_numpy()
+    order = schema.numpy_of(pc.sort_indices(firsts.select(list(keys)), [(key, "ascending") for key in keys]))
     if not _in_order(
         lasts.take(pa.array(order[:-1])), firsts.take(pa.array(order[1:])), keys, strict=True
     ).all():
@@ -278,8 +278,8 @@ def _in_order(before: pa.Table, after: pa.Table, keys: Sequence[str], *, strict:
         if not tied.any():
             break
         first, second = before.column(key), after.column(key)
-        found |= tied & pc.less(first, second).to_numpy(zero_copy_only=False)
-        tied &= pc.equal(first, second).to_numpy(zero_copy_only=False)
+        found |= tied & schema.numpy_of(pc.less(first, second))
+        tied &= schema.numpy_of(pc.equal(first, second))
     return found if strict else found | tied
 
 
@@ -293,15 +293,18 @@ def select(table: pa.Table, selection: pa.Table, key: str) -> pa.Table:
 
 def article_url(articles: pa.Table) -> pa.ChunkedArray:
     """``ARTICLE_URL`` of each article."""
-    pmc = pc.binary_join_element_wise("https://pmc.ncbi.nlm.nih.gov/articles/", articles["pmcid"], "/", "")
-    doi = pc.binary_join_element_wise("https://doi.org/", articles["doi"], "")
+    pmc_url, doi_url, slash, empty = map(
+        schema.string, ("https://pmc.ncbi.nlm.nih.gov/articles/", "https://doi.org/", "/", "")
+    )
+    pmc = pc.binary_join_element_wise(pmc_url, articles["pmcid"], slash, empty)
+    doi = pc.binary_join_element_wise(doi_url, articles["doi"], empty)
     return pc.if_else(pc.is_valid(articles["pmcid"]), pmc, doi)
 
 
 def score_list(scores: pa.ChunkedArray, names: tuple[str, ...]) -> pa.Array:
     """``_score_list``: the struct's fields ``names`` as a list of doubles, null where the struct is."""
     struct = scores.combine_chunks()
-    valid = np.asarray(struct.is_valid(), dtype=bool)
+    valid = schema.numpy_of(struct.is_valid())
     columns = [pc.struct_field(struct, [struct.type.get_field_index(n)]).cast(pa.float64()) for n in names]
     rows = np.flatnonzero(valid)
     order = (rows[:, None] + len(struct) * np.arange(len(names))[None, :]).ravel()
@@ -315,7 +318,7 @@ def author_names(authors: pa.ChunkedArray) -> pa.Array:
     """``list_transform(authors, lambda x: x.name)``."""
     lists = authors.combine_chunks()
     names = pc.struct_field(lists.flatten(), [lists.type.value_type.get_field_index("name")])
-    offsets = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).cumsum()
+    offsets = schema.numpy_of(pc.list_value_length(lists).fill_null(0)).cumsum()
     starts = pa.array(np.concatenate([[0], offsets]).astype(np.int32))
     return pa.ListArray.from_arrays(starts, names, mask=lists.is_null())
 
