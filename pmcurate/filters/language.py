@@ -68,7 +68,7 @@ import numpy as np
 import pyarrow as pa
 
 from pmcurate import compiled
-from pmcurate.cache import cache_root
+from pmcurate.cache import cache_root, remove_stale_staging
 
 try:
     from pmcurate.filters import _langid
@@ -322,6 +322,7 @@ def write_packed(packed: Packed, entry: Path, key: str) -> None:
     (replacing a broken entry). A process that loses the race to another leaves the other's."""
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(entry)  # ~160 MB each, left by a process killed while writing
         staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     except OSError as exc:
         log.warning("cannot cache the packed language model in %s (%s): packing it each time", entry, exc)

@@ -5,8 +5,10 @@ be near ties."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
+import time
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmcurate import compiled, schema
+from pmcurate.cache import STALE_STAGING_SECONDS
 from pmcurate.filters import _langid, language
 
 SAMPLES = {
@@ -437,3 +440,13 @@ def test_writing_an_entry_removes_those_of_other_versions(tmp_path: Path) -> Non
     staging.mkdir()
     language.cached(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == [".being-written", language.cache_key()[:32]]
+
+
+def test_writing_an_entry_removes_the_staging_folder_a_killed_process_left(tmp_path: Path) -> None:
+    left = tmp_path / f".{language.cache_key()[:32]}.abc123"
+    left.mkdir()
+    (left / "transitions.npy").write_bytes(b"half")
+    stale = time.time() - STALE_STAGING_SECONDS - 60
+    os.utime(left, (stale, stale))
+    language.cached(tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] == [language.cache_key()[:32]]
