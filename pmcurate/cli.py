@@ -409,6 +409,10 @@ def _build(args: argparse.Namespace) -> int:
     # made first: its workers' imports run beside ours, the manifest's checks' included (they
     # import every stage's module: Polars, DuckDB…) (LocalExecutor.start)
     executor = make_executor(args.executor, args.workers, preload=build_preload(args.until))
+    if args.until != "harvest":  # the steps after it read tables back: this process needs no pandas
+        from pmcurate.schema import pyarrow_datasets_without_pandas
+
+        pyarrow_datasets_without_pandas()
     try:
         manifest = load_manifest(args.manifest)
         from pmcurate.pipeline import run_build

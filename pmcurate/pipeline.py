@@ -162,8 +162,6 @@ def run_build(
     if until not in STAGES:
         raise BuildError(f"--until {until!r}: one of {', '.join(STAGES)}")
     started = time.perf_counter()
-    if until != "harvest":  # its rows go to Arrow with their types, its tables read back: no pandas
-        schema.pyarrow_datasets_without_pandas()
     location = locate_build(out if out is not None else default_build_dir(manifest))
     build = location.local
     try:

@@ -325,8 +325,9 @@ def pyarrow_without_pandas() -> None:
 def pyarrow_datasets_without_pandas() -> None:
     """``pyarrow_without_pandas``, and ``pyarrow.dataset`` imported while ``import pandas`` fails:
     its import imports pandas otherwise, and ``pq.read_table`` imports it. Datasets read as before;
-    a later ``to_pandas`` imports pandas then. A build past its harvest does it first in its command
-    (``pipeline.run_build``) and its pool's forkserver (``executor.BUILD_PRELOAD``)."""
+    a later ``to_pandas`` imports pandas then. The ``build`` command past its harvest does it first
+    (``cli``: its own process, not a library user's), and so does its pool's forkserver
+    (``executor.BUILD_PRELOAD``)."""
     pyarrow_without_pandas()
     if "pandas" not in sys.modules:
         with _pandas_left_out():
