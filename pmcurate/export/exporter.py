@@ -180,20 +180,21 @@ class InThisProcess(Generic[T]):
 @dataclass(frozen=True)
 class Lent:
     """What the driver lends a task that runs in its own process (``InThisProcess``): what its plan
-    read of the build's shards (``_Shards``) and the rows it loaded, and what to call as the task's
-    first rows go to the writer."""
+    read of the build's shards (``_Shards``) and the rows it loaded, and what to call once the task
+    has read its last rows (the writer then has a row group or two left to write)."""
 
     shards: _Shards | None
     rows: ArrowRows | None
-    writing: Callable[[], object]
+    rows_read: Callable[[], object]
 
 
 class _BuildReads:
     """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``, the plan's
     ``arrow_schema``), read in a thread once ``start`` is called: at once when the tasks run in
-    other processes, else when the task in this one has its first rows and writes them
-    (``Lent.writing``), so that it takes no core (nor the GIL) from reading and ordering them; and
-    no later than ``inputs``/``facts``."""
+    other processes, else when the task in this one has read its last rows (``Lent.rows_read``),
+    so that it takes no core (nor the GIL) from the thread that reads and orders them beside the
+    writer, while the writer writes the row groups it still holds; and no later than
+    ``inputs``/``facts``."""
 
     def __init__(self, plan: ExportPlan) -> None:
         self.plan = plan
@@ -436,15 +437,15 @@ def _write_splits(
     splits: dict[str, dict[str, Any]] = {}
     card = CardStats()
     same = lent is not None and lent.shards is not None and lent.shards.build == build  # not a fetched copy
-    writing = lent.writing if lent else None
     with _sorted_rows(job, task, build, lent if same else None) as reader:
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
         seen = _DistinctValues(("license_url", "language"))
         desc = f"export {job.config} {task.key}"
-        runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
-        writer = _SplitWriter(
-            chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension, writing
-        )
+        batches = _progress(reader, task.rows, desc, job.progress)
+        if lent is not None:
+            batches = _then(batches, lent.rows_read)
+        runs = split_runs(seen.observe(batches))
+        writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
         for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
             batches = _counted(card, split, (batch for _, batch in group))
             shards = writer.write(batches, arrow_schema, staging / _SHARDS, split)
@@ -465,6 +466,12 @@ def _write_splits(
         "shards": sum(len(s["shards"]) for s in splits.values()),
         "bytes": sum(s["bytes"] for s in splits.values()),
     }
+
+
+def _then(items: Iterable[T], call: Callable[[], object]) -> Iterator[T]:
+    """``items``, then ``call()`` once they are all taken."""
+    yield from items
+    call()
 
 
 def _counted(stats: CardStats, split: str, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -975,7 +982,6 @@ class _SplitWriter:
     shard_bytes: int
     row_group_bytes: int
     extension: str | None
-    writing: Callable[[], object] | None = None
 
     def write(
         self, batches: Iterator[pa.RecordBatch], arrow_schema: pa.Schema, folder: Path, split: str
@@ -990,10 +996,7 @@ class _SplitWriter:
                 shard_bytes=self.shard_bytes,
                 row_group_bytes=self.row_group_bytes,
                 image_columns=self.preset.image_columns,
-                writing=self.writing,
             )
-        if self.writing is not None:
-            self.writing()
         assert self.extension is not None
         tables = (pa.Table.from_batches([batch]) for batch in batches)
         return webdataset.write_split(

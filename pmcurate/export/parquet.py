@@ -25,14 +25,13 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pmcurate import schema
@@ -85,18 +84,21 @@ def row_sizes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     return sizes
 
 
+_OFFSETS: dict[pa.DataType, type[np.integer]] = {
+    pa.string(): np.int32,
+    pa.binary(): np.int32,
+    pa.large_string(): np.int64,
+    pa.large_binary(): np.int64,
+}
+"""The type of the offsets of each variable-length type whose values ``_value_lengths`` reads."""
+
+
 def _array_sizes(array: pa.Array) -> np.ndarray:
     kind = array.type
     if pa.types.is_dictionary(kind):
         return _array_sizes(array.dictionary_decode())
-    if (
-        pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or pa.types.is_binary(kind)
-        or (pa.types.is_large_binary(kind))
-    ):
-        lengths = pc.fill_null(pc.binary_length(array), 0)
-        return lengths.to_numpy(zero_copy_only=False).astype(np.int64) + 4
+    if kind in _OFFSETS:
+        return _value_lengths(array, _OFFSETS[kind]) + 4
     if pa.types.is_struct(kind):
         total = np.zeros(len(array), dtype=np.int64)
         for index in range(kind.num_fields):
@@ -104,21 +106,56 @@ def _array_sizes(array: pa.Array) -> np.ndarray:
         return total
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return _list_sizes(array)
-    width = getattr(kind, "bit_width", 8)
-    return np.full(len(array), max(width // 8, 1), dtype=np.int64)
+    return np.full(len(array), _width(kind), dtype=np.int64)
+
+
+def _width(kind: pa.DataType) -> int:
+    """The bytes a value of a fixed-width type counts (a boolean: 1)."""
+    return max(getattr(kind, "bit_width", 8) // 8, 1)
+
+
+def _value_lengths(array: pa.Array, offsets_type: type[np.integer]) -> np.ndarray:
+    """The bytes of each value of a string or binary array (a null: none), read off its offsets:
+    ``pc.binary_length`` without its kernel, nor a ``fill_null`` of its nulls (a column of every
+    batch is sized beside the writer, and an Arrow call costs more than the arithmetic)."""
+    if not len(array):
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.frombuffer(
+        array.buffers()[1],
+        dtype=offsets_type,
+        count=len(array) + 1,
+        offset=array.offset * np.dtype(offsets_type).itemsize,
+    )
+    lengths = np.diff(offsets).astype(np.int64)
+    if array.null_count:  # a null's offsets may span bytes: it has none
+        lengths *= _validity(array)
+    return lengths
+
+
+def _validity(array: pa.Array) -> np.ndarray:
+    """Whether each value of ``array`` (which has nulls, so a validity bitmap) is valid."""
+    first, bitmap = array.offset, array.buffers()[0]
+    assert bitmap is not None
+    data = np.frombuffer(bitmap, dtype=np.uint8)[first // 8 : (first + len(array) + 7) // 8]
+    bits = np.unpackbits(data, bitorder="little")
+    return bits[first % 8 : first % 8 + len(array)].astype(bool)
 
 
 def _list_sizes(array: pa.ListArray | pa.LargeListArray) -> np.ndarray:
     """The sizes of a list array's rows: 4, plus its values' sizes, summed between its offsets
-    (a null list counts no values, whatever its offsets span)."""
+    (a null list counts no values, whatever its offsets span); values of a primitive type count
+    their width each, so their rows are their lengths times it."""
     offsets = array.offsets.to_numpy().astype(np.int64)
-    start = int(offsets[0])
-    values = array.values.slice(start, int(offsets[-1]) - start)
-    summed = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(_array_sizes(values), out=summed[1:])
-    sizes = summed[offsets[1:] - start] - summed[offsets[:-1] - start]
+    if pa.types.is_primitive(array.type.value_type):
+        sizes = np.diff(offsets) * _width(array.type.value_type)
+    else:
+        start = int(offsets[0])
+        values = array.values.slice(start, int(offsets[-1]) - start)
+        summed = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(_array_sizes(values), out=summed[1:])
+        sizes = summed[offsets[1:] - start] - summed[offsets[:-1] - start]
     if array.null_count:
-        sizes *= array.is_valid().to_numpy(zero_copy_only=False)
+        sizes *= _validity(array)
     return sizes + 4
 
 
@@ -249,7 +286,6 @@ def write_split(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
     image_columns: tuple[str, ...] = (),
-    writing: Callable[[], object] | None = None,
 ) -> list[Shard]:
     """Write one split's rows as shards ``folder/{split}-{i:05d}-of-{n:05d}.parquet``.
 
@@ -257,8 +293,7 @@ def write_split(
     most an eighth of ``shard_bytes`` of uncompressed data, so a shard overshoots its target by at
     most one small row group (and the error of the footer estimate). No rows, no shards. The
     ``bytes`` of ``image_columns`` are stored without compression or dictionary: JPEG and PNG are
-    compressed already, and zstd would spend time to gain nothing. ``writing`` is called as the
-    first row group goes to the writer (the export then reads what it needs of the build beside it).
+    compressed already, and zstd would spend time to gain nothing.
     """
     check_split_name(split)
     folder = Path(folder)
@@ -277,9 +312,6 @@ def write_split(
                 sink = open(path, "wb")  # noqa: SIM115 - closed below, after the writer
                 writer = _writer(sink, arrow_schema, stored)
                 written.append((path, 0))
-            if writing is not None:  # the first row group
-                writing()
-                writing = None
             writer.write_table(_as(group, arrow_schema), row_group_size=group.num_rows)
             rows += group.num_rows
             groups += 1
