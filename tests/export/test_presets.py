@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -302,7 +304,7 @@ def test_late_rows_decode_a_shard_only_as_far_as_the_rows_asked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_numbered_paragraphs(tmp_path, 1, 12)
-    monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
+    monkeypatch.setattr(exporter, "FIRST_BATCH_ROWS", 4)
     late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(12), pa.int64()))
     assert late.table(0, 3)["text"].to_pylist() == ["text 0", "text 1", "text 2"]
     assert late._shards[0]._rows == 4
@@ -509,14 +511,24 @@ def test_an_export_on_one_worker_loads_its_rows_once(
     assert result.rows == read(tmp_path / "one" / "data").height == paragraphs
 
 
-def test_late_rows_decode_their_first_shard_from_a_smaller_first_batch_on(
+def test_late_rows_decode_each_row_of_their_shards_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_numbered_paragraphs(tmp_path, 2, 12)
     monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
     monkeypatch.setattr(exporter, "FIRST_BATCH_ROWS", 2)
+    decoded: list[int] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def counted(self: pq.ParquetFile, *args: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        for batch in iter_batches(self, *args, **kwargs):
+            decoded.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counted)
     whole = _ColumnReader(tmp_path)("paragraphs", ["text"])
     late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(24), pa.int64()))
     assert late.table(0, 1).equals(whole.slice(0, 1))
     assert late._shards[0]._rows == 2
     assert pa.concat_tables([late.table(1, 5), late.table(6, 18)]).equals(whole.slice(1))
+    assert sum(decoded) == 24
