@@ -37,6 +37,7 @@ from pmcurate.export.presets import (
     gather,
     get_preset,
     preset_columns,
+    score_list,
     sort_indices,
 )
 from pmcurate.export.steps import ExportConfig
@@ -214,6 +215,19 @@ def test_biomed_enriched_arrow_rows_are_the_sql_rows_where_labels_and_articles_l
     rows = arrow_rows(path, "biomed-enriched", source)
     assert rows["domain_scores"].null_count > rows["domain"].null_count > 0 and rows["authors"].null_count > 0
     assert rows.equals(sql_rows(path, "biomed-enriched", source))
+
+
+def test_score_lists_keep_a_missing_score_of_a_row_with_scores_null() -> None:
+    fields = [pa.field("b", pa.float32()), pa.field("a", pa.float32())]
+    scores = pa.StructArray.from_arrays(
+        [pa.array([1.0, 2.0, None], pa.float32()), pa.array([3.0, None, 5.0], pa.float32())],
+        fields=fields,
+        mask=pa.array([False, True, False]),
+    )
+    lists = score_list(pa.chunked_array([scores.slice(0, 1), scores.slice(1)]), ("a", "b"))
+    assert lists.to_pylist() == [[3.0, 1.0], None, [5.0, None]]
+    whole = score_list(pa.chunked_array([scores.slice(0, 1)]), ("a", "b"))
+    assert whole.to_pylist() == [[3.0, 1.0]] and whole.type == pa.list_(pa.float64())
 
 
 @pytest.mark.parametrize("order", [[3000, *range(3000)], list(range(2999, -1, -1)), []])
