@@ -20,6 +20,7 @@ Each file carries the Hugging Face features in its schema metadata (``huggingfac
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -249,12 +250,15 @@ def with_features(arrow_schema: pa.Schema, features: dict) -> pa.Schema:
     return arrow_schema.with_metadata(metadata)
 
 
-def leaf_paths(arrow_schema: pa.Schema) -> list[str]:
-    """The Parquet column paths of ``arrow_schema`` (``image.bytes``, ``mentions.list.element``)."""
+@functools.lru_cache(maxsize=64)
+def leaf_paths(arrow_schema: pa.Schema) -> tuple[str, ...]:
+    """The Parquet column paths of ``arrow_schema`` (``image.bytes``, ``mentions.list.element``),
+    from an empty file written to memory (~0.5 ms, before the first row group of each export: kept
+    for the schema)."""
     sink = pa.BufferOutputStream()
     pq.write_table(arrow_schema.empty_table(), sink)
     parquet_schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
-    return [parquet_schema.column(i).path for i in range(len(parquet_schema))]
+    return tuple(parquet_schema.column(i).path for i in range(len(parquet_schema)))
 
 
 def _writer(sink: object, arrow_schema: pa.Schema, stored: frozenset[str]) -> pq.ParquetWriter:

@@ -200,6 +200,26 @@ def test_row_sizes_of_lists_of_numbers_count_their_width_and_none_under_a_null()
     assert parquet.row_sizes(table.slice(2)).tolist() == [size + 1 + 4 for size in expected[2:]]
 
 
+def test_the_leaf_paths_of_a_schema_are_found_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[pa.Table] = []
+    write_table = pq.write_table
+
+    def counted(table: pa.Table, *args: object, **kwargs: object) -> None:
+        written.append(table)
+        write_table(table, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pq, "write_table", counted)
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    arrow_schema = pa.schema([("image", image), ("mentions", pa.list_(pa.string()))], metadata={"a": "1"})
+    paths = ("image.bytes", "image.path", "mentions.list.element")
+    assert (
+        parquet.leaf_paths(arrow_schema)
+        == parquet.leaf_paths(arrow_schema.remove_metadata().with_metadata({"a": "1"}))
+        == paths
+    )
+    assert len(written) == 1
+
+
 def test_license_splits_hold_the_right_licenses(build: Path, tmp_path: Path) -> None:
     export(build, ExportConfig(out=tmp_path), progress=False)
     con = duckdb.connect()
