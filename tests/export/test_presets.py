@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.build import create_view
-from pmcurate.export import exporter
+from pmcurate.export import exporter, presets
 from pmcurate.export.exporter import (
     ArrowRows,
     ExportError,
@@ -195,6 +196,28 @@ def arrow_rows(build: Path, name: str, source: Source) -> pa.Table:
 def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:
     source = Source(has_labels=True, has_paragraphs=True, subset=None)
     assert arrow_rows(build, "biomed-enriched", source).equals(sql_rows(build, "biomed-enriched", source))
+
+
+def test_biomed_enriched_paragraphs_are_put_in_order_while_the_articles_are_read(
+    build: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ordered, seen = threading.Event(), []
+    articles_of, sort = presets._articles_of, presets.sort_indices
+
+    def articles_waiting_for_the_order(read: Any) -> pa.Table:
+        seen.append(ordered.wait(timeout=2))
+        return articles_of(read)
+
+    def sorted_then_told(*args: Any) -> pa.Array:
+        indices = sort(*args)
+        ordered.set()
+        return indices
+
+    monkeypatch.setattr(presets, "_articles_of", articles_waiting_for_the_order)
+    monkeypatch.setattr(presets, "sort_indices", sorted_then_told)
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    assert arrow_rows(build, "biomed-enriched", source).equals(sql_rows(build, "biomed-enriched", source))
+    assert seen == [True]
 
 
 def test_biomed_enriched_arrow_rows_are_the_sql_rows_where_labels_and_articles_lack(
