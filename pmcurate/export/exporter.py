@@ -189,12 +189,11 @@ class Lent:
 
 
 class _BuildReads:
-    """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``, the plan's
-    ``arrow_schema``), read in a thread once ``start`` is called: at once when the tasks run in
-    other processes, else when the task in this one has read its last rows (``Lent.rows_read``),
-    so that it takes no core (nor the GIL) from the thread that reads and orders them beside the
-    writer, while the writer writes the row groups it still holds; and no later than
-    ``inputs``/``facts``."""
+    """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``), read in a thread
+    once ``start`` is called: at once when the tasks run in other processes, else when the task in
+    this one has read its last rows (``Lent.rows_read``), so that it takes no core (nor the GIL)
+    from the thread that reads and orders them beside the writer, while the writer writes the row
+    groups it still holds; and no later than ``inputs``/``facts``."""
 
     def __init__(self, plan: ExportPlan) -> None:
         self.plan = plan
@@ -214,7 +213,6 @@ class _BuildReads:
             if self._inputs is None:
                 self._inputs = self._pool.submit(input_checksums, self.plan)
                 self._facts = self._pool.submit(BuildFacts.of, self.plan)
-                self._pool.submit(getattr, self.plan, "arrow_schema")  # computed, for finish
 
     def inputs(self) -> dict[str, dict[str, Any]]:
         self.start()
@@ -293,19 +291,12 @@ class ExportPlan:
     tasks: list[SplitTask]
     selected: int
     subset_info: dict[str, Any] | None
-    schema_of: Callable[[], pa.Schema]
-    """The exported schema (``arrow_schema``), computed when first asked for."""
     tables: set[str]
     started: float
     shards: _Shards | None = None
     """What the plan read of the build's shards (rows computed with Arrow)."""
     rows: ArrowRows | None = None
     """The rows, loaded by the plan for a task in its process (``make_plan``'s ``load``)."""
-
-    @functools.cached_property
-    def arrow_schema(self) -> pa.Schema:
-        """The exported schema: what ``finish`` reports of the columns (their features)."""
-        return self.schema_of()
 
     @property
     def staging(self) -> Path:
@@ -357,18 +348,14 @@ def make_plan(
     arrow = _arrow_path(shards, chosen, split_by)
     if arrow:
         rows = ArrowRows.load(opened.path, chosen, source, split_by, shards) if load else None
-        selected, counts, schema_of = _arrow_plan(shards, chosen, source, split_by, rows)
+        selected, counts = _arrow_plan(shards, chosen, source, split_by, rows)
         subset_info = _subset_info(opened.path, subset) if subset else None
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
         subset_info = _create_selection(con, opened.path, chosen, subset)
-        columns = _create_rows(con, chosen, source, split_by)
+        _create_rows(con, chosen, source, split_by)
         selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
         counts = con.sql("SELECT __split, count(*) FROM export_rows GROUP BY ALL ORDER BY 1").fetchall()
-        arrow_schema = normalized_schema(
-            con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
-        )
-        schema_of = functools.partial(_given, arrow_schema)
         rows = None
         if format == "webdataset" and counts:
             extension = config.image_format or webdataset.choose_extension(_image_formats(con))
@@ -396,17 +383,11 @@ def make_plan(
         planned,
         selected,
         subset_info,
-        schema_of,
         tables,
         started,
         shards if arrow else None,
         rows,
     )
-
-
-def _given(value: T) -> T:
-    """``value``, as a function of nothing gives it (``ExportPlan.schema_of`` of a schema known)."""
-    return value
 
 
 def write_split_task(
@@ -456,6 +437,7 @@ def _write_splits(
             }
     summary = {
         "splits": splits,
+        "features": hf_features(arrow_schema, chosen.image_columns),
         "license_url": sorted(seen.values["license_url"], key=_none_first),
         "language": sorted(seen.values["language"], key=_none_first),
         "card": card.to_json(),
@@ -533,25 +515,15 @@ def _data_bytes(shards: _Shards, name: str) -> int:
 
 def _arrow_plan(
     shards: _Shards, preset: Preset, source: Source, split_by: str, rows: ArrowRows | None = None
-) -> tuple[int, list, Callable[[], pa.Schema]]:
+) -> tuple[int, list]:
     """What a plan needs of rows computed with Arrow, without computing them (or from ``rows``,
-    loaded): the rows selected, the rows per split (from the rows' licenses alone) and what gives
-    the exported schema (the rows of empty tables of the shards' schemas: ``finish`` wants it,
-    after the rows are written)."""
+    loaded): the rows selected and the rows per split (from the rows' licenses alone)."""
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
     selection = _subset_files(shards.build, preset, source.subset)[0] if source.subset else None
     reader = _ColumnReader(shards.build, selection, shards=shards)
     split = rows.split if rows is not None else Splits.of(preset.licenses_arrow(reader, source), split_by)
     counts = [(name, int(n)) for name, n in zip(split.names, split.counts(), strict=True) if n]
-    schema_of = functools.partial(_empty_rows_schema, reader.read_empty(), preset, source)
-    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, schema_of
-
-
-def _empty_rows_schema(empty: _ColumnReader, preset: Preset, source: Source) -> pa.Schema:
-    """The schema of the rows ``preset`` computes with Arrow, from empty tables (``empty``)."""
-    assert preset.rows_arrow is not None
-    rows = preset.rows_arrow(empty, source)
-    return normalized_schema(rows.select(_visible(rows)).table().schema)
+    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts
 
 
 def _split_of(licenses: pa.Array, split_by: str) -> pa.Array:
@@ -888,9 +860,11 @@ def finish(
     if is_url(job.staging):
         download(job.staging, plan.staging)
     found: dict[str, dict[str, Any]] = {}
+    features: dict[str, Any] = {}
     for task in plan.tasks:
         summary = json.loads((plan.staging / _summary_name(task)).read_text())
         found.update(summary["splits"])
+        features = summary["features"]  # every task's: the rows' schema
         result.card_stats.update(CardStats.from_json(summary["card"]))
         urls.update(summary["license_url"])
         languages.update(summary["language"])
@@ -914,7 +888,7 @@ def finish(
         job.split_by,
         job.subset,
         plan.subset_info,
-        plan.arrow_schema,
+        features,
         inputs if inputs is not None else input_checksums(plan),
     )
     facts = facts or BuildFacts.of(plan)
@@ -1202,7 +1176,7 @@ def _provenance(
     split_by: str,
     subset: str | None,
     subset_info: dict[str, Any] | None,
-    arrow_schema: pa.Schema,
+    features: dict[str, Any],
     inputs: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """What this config is and what it was made from; no times or absolute paths (reproducible)."""
@@ -1217,7 +1191,7 @@ def _provenance(
         "splits": {name: asdict(s) for name, s in result.splits.items()},
         "skipped_rows": result.skipped_rows,
         "image_columns": list(preset.image_columns),
-        "features": hf_features(arrow_schema, preset.image_columns),
+        "features": features,
         "tool": {"name": "pmcurate", "version": __version__},
         "source": {
             "build": build.resolve().name,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from pmcurate.export.exporter import (
     normalized_schema,
 )
 from pmcurate.export.presets import (
+    PRESETS,
     Derived,
     KeyChecked,
     PresetError,
@@ -546,6 +549,26 @@ def test_an_export_on_one_worker_loads_its_rows_once(
     assert loads == [build]
     paragraphs = sum(pq.read_metadata(path).num_rows for path in schema.shard_paths(build, "paragraphs"))
     assert result.rows == read(tmp_path / "one" / "data").height == paragraphs
+
+
+def test_an_export_computes_its_rows_once_and_its_features_from_them(
+    build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preset = get_preset("biomed-enriched")
+    assert preset.rows_arrow is not None
+    computed: list[int] = []
+
+    def counted(read: Any, source: Source) -> Any:
+        rows = preset.rows_arrow(read, source)  # type: ignore[misc]
+        computed.append(rows.num_rows)
+        return rows
+
+    monkeypatch.setitem(PRESETS._entries, preset.name, replace(preset, rows_arrow=counted))
+    result = export(build, ExportConfig(out=tmp_path, preset="biomed-enriched"), progress=False)
+    assert computed == [result.rows]
+    shard = pq.read_schema(next((tmp_path / "data").iterdir()))
+    features = json.loads(shard.metadata[b"huggingface"])["info"]["features"]
+    assert result.provenance["features"] == features
 
 
 def test_late_rows_decode_each_row_of_their_shards_once(
