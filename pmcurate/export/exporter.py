@@ -765,7 +765,7 @@ class _LateRows:
         valid = np.asarray(rows.is_valid(), dtype=bool)
         numbers = rows.fill_null(0).to_numpy()
         shard_of = np.searchsorted(starts, numbers, "right") - 1
-        needed = np.unique(shard_of[valid])
+        needed = np.flatnonzero(np.bincount(shard_of[valid], minlength=len(starts)))  # np.unique sorts
         ends = np.zeros(len(starts), dtype=np.int64)  # rows of each needed shard read so far
         np.maximum.at(ends, shard_of[valid], numbers[valid] - starts[shard_of[valid]] + 1)
         tables = [self._shard(int(index)).head(int(ends[index])) for index in needed]
