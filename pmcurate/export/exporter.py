@@ -550,9 +550,10 @@ class Splits:
         if not pa.types.is_dictionary(licenses.type):
             licenses = pc.dictionary_encode(licenses)
         values = pa.concat_arrays([licenses.dictionary, pa.nulls(1, licenses.dictionary.type)])
-        groups = _split_of(values, split_by).to_pylist()  # the last: a null license's
-        names = sorted(set(groups))
-        codes = np.array([names.index(group) for group in groups], dtype=np.int32)
+        groups = pc.dictionary_encode(_split_of(values, split_by))  # the last: a null license's
+        found = groups.dictionary.to_pylist()  # a few names, however many licenses
+        names = sorted(found)
+        codes = np.array([names.index(name) for name in found], dtype=np.int32)[groups.indices.to_numpy()]
         return cls(names, codes[licenses.indices.fill_null(len(values) - 1).to_numpy()])
 
     def counts(self) -> np.ndarray:
