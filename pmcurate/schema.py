@@ -369,15 +369,21 @@ def numpy_of(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
         pa.types.is_integer(kind) or pa.types.is_floating(kind) or kind == pa.bool_()
     ):
         return array.to_numpy(zero_copy_only=False)
-    if kind == pa.bool_():  # one bit a value, the first the lowest
-        if not len(array):
-            return np.zeros(0, bool)
-        bits = np.unpackbits(np.frombuffer(array.buffers()[1], np.uint8), bitorder="little")
-        return bits[array.offset : array.offset + len(array)].astype(bool)
+    if kind == pa.bool_():
+        return unpacked_bits(array.buffers()[1], array.offset, len(array))
     dtype = np.dtype(kind.to_pandas_dtype())
     if not len(array):
         return np.zeros(0, dtype)
     return np.frombuffer(array.buffers()[1], dtype, len(array), array.offset * dtype.itemsize)
+
+
+def unpacked_bits(bitmap: pa.Buffer | None, offset: int, length: int) -> np.ndarray:
+    """Bits ``offset`` to ``offset + length`` of an Arrow bitmap (booleans, validity: one bit a
+    value, the first the lowest) as NumPy booleans."""
+    if not length or bitmap is None:
+        return np.zeros(length, bool)
+    data = np.frombuffer(bitmap, dtype=np.uint8)[offset // 8 : (offset + length + 7) // 8]
+    return np.unpackbits(data, bitorder="little")[offset % 8 : offset % 8 + length].astype(bool)
 
 
 def from_columns(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.Table:

@@ -180,20 +180,20 @@ class InThisProcess(Generic[T]):
 @dataclass(frozen=True)
 class Lent:
     """What the driver lends a task that runs in its own process (``InThisProcess``): what its plan
-    read of the build's shards (``_Shards``) and the rows it loaded, and what to call as the task's
-    first rows go to the writer."""
+    read of the build's shards (``_Shards``) and the rows it loaded, and what to call once the task
+    has read its last rows (the writer then has a row group or two left to write)."""
 
     shards: _Shards | None
     rows: ArrowRows | None
-    writing: Callable[[], object]
+    rows_read: Callable[[], object]
 
 
 class _BuildReads:
-    """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``, the plan's
-    ``arrow_schema``), read in a thread once ``start`` is called: at once when the tasks run in
-    other processes, else when the task in this one has its first rows and writes them
-    (``Lent.writing``), so that it takes no core (nor the GIL) from reading and ordering them; and
-    no later than ``inputs``/``facts``."""
+    """What ``finish`` reads of the build (``input_checksums``, ``BuildFacts.of``), read in a thread
+    once ``start`` is called: at once when the tasks run in other processes, else when the task in
+    this one has read its last rows (``Lent.rows_read``), so that it takes no core (nor the GIL)
+    from the thread that reads and orders them beside the writer, while the writer writes the row
+    groups it still holds; and no later than ``inputs``/``facts``."""
 
     def __init__(self, plan: ExportPlan) -> None:
         self.plan = plan
@@ -213,7 +213,6 @@ class _BuildReads:
             if self._inputs is None:
                 self._inputs = self._pool.submit(input_checksums, self.plan)
                 self._facts = self._pool.submit(BuildFacts.of, self.plan)
-                self._pool.submit(getattr, self.plan, "arrow_schema")  # computed, for finish
 
     def inputs(self) -> dict[str, dict[str, Any]]:
         self.start()
@@ -292,19 +291,12 @@ class ExportPlan:
     tasks: list[SplitTask]
     selected: int
     subset_info: dict[str, Any] | None
-    schema_of: Callable[[], pa.Schema]
-    """The exported schema (``arrow_schema``), computed when first asked for."""
     tables: set[str]
     started: float
     shards: _Shards | None = None
     """What the plan read of the build's shards (rows computed with Arrow)."""
     rows: ArrowRows | None = None
     """The rows, loaded by the plan for a task in its process (``make_plan``'s ``load``)."""
-
-    @functools.cached_property
-    def arrow_schema(self) -> pa.Schema:
-        """The exported schema: what ``finish`` reports of the columns (their features)."""
-        return self.schema_of()
 
     @property
     def staging(self) -> Path:
@@ -356,18 +348,14 @@ def make_plan(
     arrow = _arrow_path(shards, chosen, split_by)
     if arrow:
         rows = ArrowRows.load(opened.path, chosen, source, split_by, shards) if load else None
-        selected, counts, schema_of = _arrow_plan(shards, chosen, source, split_by, rows)
+        selected, counts = _arrow_plan(shards, chosen, source, split_by, rows)
         subset_info = _subset_info(opened.path, subset) if subset else None
     else:
         con = _connect(opened.path, tables & _READS[chosen.unit])
         subset_info = _create_selection(con, opened.path, chosen, subset)
-        columns = _create_rows(con, chosen, source, split_by)
+        _create_rows(con, chosen, source, split_by)
         selected = con.sql("SELECT count(*) FROM selection").fetchall()[0][0]
         counts = con.sql("SELECT __split, count(*) FROM export_rows GROUP BY ALL ORDER BY 1").fetchall()
-        arrow_schema = normalized_schema(
-            con.sql(f"SELECT {columns} FROM export_rows LIMIT 0").to_arrow_table().schema
-        )
-        schema_of = functools.partial(_given, arrow_schema)
         rows = None
         if format == "webdataset" and counts:
             extension = config.image_format or webdataset.choose_extension(_image_formats(con))
@@ -395,17 +383,11 @@ def make_plan(
         planned,
         selected,
         subset_info,
-        schema_of,
         tables,
         started,
         shards if arrow else None,
         rows,
     )
-
-
-def _given(value: T) -> T:
-    """``value``, as a function of nothing gives it (``ExportPlan.schema_of`` of a schema known)."""
-    return value
 
 
 def write_split_task(
@@ -436,15 +418,15 @@ def _write_splits(
     splits: dict[str, dict[str, Any]] = {}
     card = CardStats()
     same = lent is not None and lent.shards is not None and lent.shards.build == build  # not a fetched copy
-    writing = lent.writing if lent else None
     with _sorted_rows(job, task, build, lent if same else None) as reader:
         arrow_schema = normalized_schema(reader.schema.remove(reader.schema.get_field_index("__split")))
         seen = _DistinctValues(("license_url", "language"))
         desc = f"export {job.config} {task.key}"
-        runs = split_runs(seen.observe(_progress(reader, task.rows, desc, job.progress)))
-        writer = _SplitWriter(
-            chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension, writing
-        )
+        batches = _progress(reader, task.rows, desc, job.progress)
+        if lent is not None:
+            batches = _then(batches, lent.rows_read)
+        runs = split_runs(seen.observe(batches))
+        writer = _SplitWriter(chosen, job.format, job.shard_bytes, job.row_group_bytes, job.extension)
         for split, group in itertools.groupby(runs, key=operator.itemgetter(0)):
             batches = _counted(card, split, (batch for _, batch in group))
             shards = writer.write(batches, arrow_schema, staging / _SHARDS, split)
@@ -455,6 +437,7 @@ def _write_splits(
             }
     summary = {
         "splits": splits,
+        "features": hf_features(arrow_schema, chosen.image_columns),
         "license_url": sorted(seen.values["license_url"], key=_none_first),
         "language": sorted(seen.values["language"], key=_none_first),
         "card": card.to_json(),
@@ -465,6 +448,12 @@ def _write_splits(
         "shards": sum(len(s["shards"]) for s in splits.values()),
         "bytes": sum(s["bytes"] for s in splits.values()),
     }
+
+
+def _then(items: Iterable[T], call: Callable[[], object]) -> Iterator[T]:
+    """``items``, then ``call()`` once they are all taken."""
+    yield from items
+    call()
 
 
 def _counted(stats: CardStats, split: str, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -526,25 +515,15 @@ def _data_bytes(shards: _Shards, name: str) -> int:
 
 def _arrow_plan(
     shards: _Shards, preset: Preset, source: Source, split_by: str, rows: ArrowRows | None = None
-) -> tuple[int, list, Callable[[], pa.Schema]]:
+) -> tuple[int, list]:
     """What a plan needs of rows computed with Arrow, without computing them (or from ``rows``,
-    loaded): the rows selected, the rows per split (from the rows' licenses alone) and what gives
-    the exported schema (the rows of empty tables of the shards' schemas: ``finish`` wants it,
-    after the rows are written)."""
+    loaded): the rows selected and the rows per split (from the rows' licenses alone)."""
     assert preset.rows_arrow is not None and preset.licenses_arrow is not None  # _arrow_path
     selection = _subset_files(shards.build, preset, source.subset)[0] if source.subset else None
     reader = _ColumnReader(shards.build, selection, shards=shards)
     split = rows.split if rows is not None else Splits.of(preset.licenses_arrow(reader, source), split_by)
     counts = [(name, int(n)) for name, n in zip(split.names, split.counts(), strict=True) if n]
-    schema_of = functools.partial(_empty_rows_schema, reader.read_empty(), preset, source)
-    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts, schema_of
-
-
-def _empty_rows_schema(empty: _ColumnReader, preset: Preset, source: Source) -> pa.Schema:
-    """The schema of the rows ``preset`` computes with Arrow, from empty tables (``empty``)."""
-    assert preset.rows_arrow is not None
-    rows = preset.rows_arrow(empty, source)
-    return normalized_schema(rows.select(_visible(rows)).table().schema)
+    return reader.rows(SELECTION if selection else f"{preset.unit}s"), counts
 
 
 def _split_of(licenses: pa.Array, split_by: str) -> pa.Array:
@@ -571,9 +550,12 @@ class Splits:
         if not pa.types.is_dictionary(licenses.type):
             licenses = pc.dictionary_encode(licenses)
         values = pa.concat_arrays([licenses.dictionary, pa.nulls(1, licenses.dictionary.type)])
-        groups = _split_of(values, split_by).to_pylist()  # the last: a null license's
-        names = sorted(set(groups))
-        codes = np.array([names.index(group) for group in groups], dtype=np.int32)
+        groups = pc.dictionary_encode(_split_of(values, split_by))  # the last: a null license's
+        found = groups.dictionary.to_pylist()  # a few names, however many licenses
+        names = sorted(found)
+        codes = np.array([names.index(name) for name in found], dtype=np.int32)[
+            schema.numpy_of(groups.indices)
+        ]
         return cls(names, codes[schema.numpy_of(licenses.indices.fill_null(len(values) - 1))])
 
     def counts(self) -> np.ndarray:
@@ -638,8 +620,8 @@ def _split_batches(rows: JoinedRows, counted: list[tuple[str, int]]) -> Iterator
 
 
 FIRST_BATCH_ROWS = 8192
-"""Rows of the first batch gathered, and of the first shard's first batch decoded: about the rows of
-a first row group of paragraphs (8 MB of ~1.5 kB rows), which the writer waits for."""
+"""Rows of the first batch gathered, and of each batch a shard is decoded in (``_ShardRows``): about
+the rows of a first row group of paragraphs (8 MB of ~1.5 kB rows), which the writer waits for."""
 
 
 def batch_sizes() -> Iterator[int]:
@@ -777,7 +759,6 @@ class _LateRows:
         self.columns = columns
         self.rows = rows
         self._shards: dict[int, _ShardRows] = {}
-        self._opened = False
         self._last: np.ndarray | None = None
 
     def take(self, indices: pa.Array) -> _LateRows:
@@ -792,7 +773,7 @@ class _LateRows:
         valid = schema.numpy_of(rows.is_valid())
         numbers = schema.numpy_of(rows.fill_null(0))
         shard_of = np.searchsorted(starts, numbers, "right") - 1
-        needed = np.unique(shard_of[valid])
+        needed = np.flatnonzero(np.bincount(shard_of[valid], minlength=len(starts)))  # np.unique sorts
         ends = np.zeros(len(starts), dtype=np.int64)  # rows of each needed shard read so far
         np.maximum.at(ends, shard_of[valid], numbers[valid] - starts[shard_of[valid]] + 1)
         tables = [self._shard(int(index)).head(int(ends[index])) for index in needed]
@@ -817,9 +798,7 @@ class _LateRows:
     def _shard(self, index: int) -> _ShardRows:
         if index not in self._shards:
             path = self.reader.paths(self.name)[index]
-            first = BATCH_ROWS if self._opened else min(FIRST_BATCH_ROWS, BATCH_ROWS)  # the writer waits
-            self._shards[index] = _ShardRows(self.reader, path, self._empty.schema, first)
-            self._opened = True
+            self._shards[index] = _ShardRows(self.reader, path, self._empty.schema)
         return self._shards[index]
 
     def _let_go(self, end: int) -> None:
@@ -834,35 +813,27 @@ class _LateRows:
 
 
 class _ShardRows:
-    """The columns of ``arrow_schema`` of one shard, decoded ``BATCH_ROWS`` at a time as far as
-    asked for; null columns for those it lacks (an older shard). ``first``: the rows of a smaller
-    first batch (the first shard of the export's first batch, which the writer waits for); the
-    batches after it are decoded again from the start, its rows left out. Decoded in the calling
+    """The columns of ``arrow_schema`` of one shard, decoded ``FIRST_BATCH_ROWS`` at a time as far
+    as asked for; null columns for those it lacks (an older shard). Batches of the size of the
+    export's first batch, which the writer waits for, so that it waits for those rows only and no
+    row is decoded twice (a first batch of its own, then larger ones from the start, decoded its
+    rows again); 8,192 rows of text decode at the cost of 16,384 a row. Decoded in the calling
     thread (the one beside the writer), not on Arrow's thread pool: the writer keeps its core, and
     a pool of two threads for a few columns of 16,384 rows costs more than it gains."""
 
-    def __init__(
-        self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema, first: int = BATCH_ROWS
-    ) -> None:
+    def __init__(self, reader: _ColumnReader, path: Path, arrow_schema: pa.Schema) -> None:
         self._shard = pq.ParquetFile(path, metadata=reader.footer(path))
         names = reader.shards.schema(path).names
         self._present = [name for name in arrow_schema.names if name in names]
         self._schema = arrow_schema
-        self._batches = self._shard.iter_batches(first, columns=self._present, use_threads=False)
-        self._skip = first if first < BATCH_ROWS else 0
-        """Rows of the first (smaller) batch, to leave out of the batches after it."""
+        self._batches = self._shard.iter_batches(FIRST_BATCH_ROWS, columns=self._present, use_threads=False)
         self._read: list[pa.RecordBatch] = []
         self._rows = 0
 
     def head(self, rows: int) -> pa.Table:
         """The shard's first ``rows`` rows (at least: whole batches)."""
         while self._rows < rows:
-            if self._read and self._skip:  # after the first, smaller batch: whole batches from the start
-                self._batches = self._shard.iter_batches(BATCH_ROWS, columns=self._present, use_threads=False)
-                batch = next(self._batches).slice(self._skip)
-                self._skip = 0
-            else:
-                batch = next(self._batches)
+            batch = next(self._batches)
             self._read.append(batch)
             self._rows += batch.num_rows
         table = pa.Table.from_batches(self._read) if self._read else self._schema.empty_table()
@@ -897,9 +868,11 @@ def finish(
     if is_url(job.staging):
         download(job.staging, plan.staging)
     found: dict[str, dict[str, Any]] = {}
+    features: dict[str, Any] = {}
     for task in plan.tasks:
         summary = json.loads((plan.staging / _summary_name(task)).read_text())
         found.update(summary["splits"])
+        features = summary["features"]  # every task's: the rows' schema
         result.card_stats.update(CardStats.from_json(summary["card"]))
         urls.update(summary["license_url"])
         languages.update(summary["language"])
@@ -923,7 +896,7 @@ def finish(
         job.split_by,
         job.subset,
         plan.subset_info,
-        plan.arrow_schema,
+        features,
         inputs if inputs is not None else input_checksums(plan),
     )
     facts = facts or BuildFacts.of(plan)
@@ -980,7 +953,6 @@ class _SplitWriter:
     shard_bytes: int
     row_group_bytes: int
     extension: str | None
-    writing: Callable[[], object] | None = None
 
     def write(
         self, batches: Iterator[pa.RecordBatch], arrow_schema: pa.Schema, folder: Path, split: str
@@ -995,10 +967,7 @@ class _SplitWriter:
                 shard_bytes=self.shard_bytes,
                 row_group_bytes=self.row_group_bytes,
                 image_columns=self.preset.image_columns,
-                writing=self.writing,
             )
-        if self.writing is not None:
-            self.writing()
         assert self.extension is not None
         tables = (pa.Table.from_batches([batch]) for batch in batches)
         return webdataset.write_split(
@@ -1215,7 +1184,7 @@ def _provenance(
     split_by: str,
     subset: str | None,
     subset_info: dict[str, Any] | None,
-    arrow_schema: pa.Schema,
+    features: dict[str, Any],
     inputs: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """What this config is and what it was made from; no times or absolute paths (reproducible)."""
@@ -1230,7 +1199,7 @@ def _provenance(
         "splits": {name: asdict(s) for name, s in result.splits.items()},
         "skipped_rows": result.skipped_rows,
         "image_columns": list(preset.image_columns),
-        "features": hf_features(arrow_schema, preset.image_columns),
+        "features": features,
         "tool": {"name": "pmcurate", "version": __version__},
         "source": {
             "build": build.resolve().name,

@@ -20,19 +20,19 @@ Each file carries the Hugging Face features in its schema metadata (``huggingfac
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pmcurate import schema
@@ -85,18 +85,21 @@ def row_sizes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     return sizes
 
 
+_OFFSETS: dict[pa.DataType, type[np.integer]] = {
+    pa.string(): np.int32,
+    pa.binary(): np.int32,
+    pa.large_string(): np.int64,
+    pa.large_binary(): np.int64,
+}
+"""The type of the offsets of each variable-length type whose values ``_value_lengths`` reads."""
+
+
 def _array_sizes(array: pa.Array) -> np.ndarray:
     kind = array.type
     if pa.types.is_dictionary(kind):
         return _array_sizes(array.dictionary_decode())
-    if (
-        pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or pa.types.is_binary(kind)
-        or (pa.types.is_large_binary(kind))
-    ):
-        lengths = pc.fill_null(pc.binary_length(array), 0)
-        return schema.numpy_of(lengths).astype(np.int64) + 4
+    if kind in _OFFSETS:
+        return _value_lengths(array, _OFFSETS[kind]) + 4
     if pa.types.is_struct(kind):
         total = np.zeros(len(array), dtype=np.int64)
         for index in range(kind.num_fields):
@@ -104,21 +107,53 @@ def _array_sizes(array: pa.Array) -> np.ndarray:
         return total
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return _list_sizes(array)
-    width = getattr(kind, "bit_width", 8)
-    return np.full(len(array), max(width // 8, 1), dtype=np.int64)
+    return np.full(len(array), _width(kind), dtype=np.int64)
+
+
+def _width(kind: pa.DataType) -> int:
+    """The bytes a value of a fixed-width type counts (a boolean: 1)."""
+    return max(getattr(kind, "bit_width", 8) // 8, 1)
+
+
+def _value_lengths(array: pa.Array, offsets_type: type[np.integer]) -> np.ndarray:
+    """The bytes of each value of a string or binary array (a null: none), read off its offsets:
+    ``pc.binary_length`` without its kernel, nor a ``fill_null`` of its nulls (a column of every
+    batch is sized beside the writer, and an Arrow call costs more than the arithmetic)."""
+    if not len(array):
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.frombuffer(
+        array.buffers()[1],
+        dtype=offsets_type,
+        count=len(array) + 1,
+        offset=array.offset * np.dtype(offsets_type).itemsize,
+    )
+    lengths = np.diff(offsets).astype(np.int64)
+    if array.null_count:  # a null's offsets may span bytes: it has none
+        lengths *= _validity(array)
+    return lengths
+
+
+def _validity(array: pa.Array) -> np.ndarray:
+    """Whether each value of ``array`` (which has nulls, so a validity bitmap) is valid."""
+    assert array.buffers()[0] is not None
+    return schema.unpacked_bits(array.buffers()[0], array.offset, len(array))
 
 
 def _list_sizes(array: pa.ListArray | pa.LargeListArray) -> np.ndarray:
     """The sizes of a list array's rows: 4, plus its values' sizes, summed between its offsets
-    (a null list counts no values, whatever its offsets span)."""
+    (a null list counts no values, whatever its offsets span); values of a primitive type count
+    their width each, so their rows are their lengths times it."""
     offsets = schema.numpy_of(array.offsets).astype(np.int64)
-    start = int(offsets[0])
-    values = array.values.slice(start, int(offsets[-1]) - start)
-    summed = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(_array_sizes(values), out=summed[1:])
-    sizes = summed[offsets[1:] - start] - summed[offsets[:-1] - start]
+    if pa.types.is_primitive(array.type.value_type):
+        sizes = np.diff(offsets) * _width(array.type.value_type)
+    else:
+        start = int(offsets[0])
+        values = array.values.slice(start, int(offsets[-1]) - start)
+        summed = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(_array_sizes(values), out=summed[1:])
+        sizes = summed[offsets[1:] - start] - summed[offsets[:-1] - start]
     if array.null_count:
-        sizes *= schema.numpy_of(array.is_valid())
+        sizes *= _validity(array)
     return sizes + 4
 
 
@@ -212,12 +247,15 @@ def with_features(arrow_schema: pa.Schema, features: dict) -> pa.Schema:
     return arrow_schema.with_metadata(metadata)
 
 
-def leaf_paths(arrow_schema: pa.Schema) -> list[str]:
-    """The Parquet column paths of ``arrow_schema`` (``image.bytes``, ``mentions.list.element``)."""
+@functools.lru_cache(maxsize=64)
+def leaf_paths(arrow_schema: pa.Schema) -> tuple[str, ...]:
+    """The Parquet column paths of ``arrow_schema`` (``image.bytes``, ``mentions.list.element``),
+    from an empty file written to memory (~0.5 ms, before the first row group of each export: kept
+    for the schema)."""
     sink = pa.BufferOutputStream()
     pq.write_table(arrow_schema.empty_table(), sink)
     parquet_schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
-    return [parquet_schema.column(i).path for i in range(len(parquet_schema))]
+    return tuple(parquet_schema.column(i).path for i in range(len(parquet_schema)))
 
 
 def _writer(sink: object, arrow_schema: pa.Schema, stored: frozenset[str]) -> pq.ParquetWriter:
@@ -249,7 +287,6 @@ def write_split(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
     image_columns: tuple[str, ...] = (),
-    writing: Callable[[], object] | None = None,
 ) -> list[Shard]:
     """Write one split's rows as shards ``folder/{split}-{i:05d}-of-{n:05d}.parquet``.
 
@@ -257,8 +294,7 @@ def write_split(
     most an eighth of ``shard_bytes`` of uncompressed data, so a shard overshoots its target by at
     most one small row group (and the error of the footer estimate). No rows, no shards. The
     ``bytes`` of ``image_columns`` are stored without compression or dictionary: JPEG and PNG are
-    compressed already, and zstd would spend time to gain nothing. ``writing`` is called as the
-    first row group goes to the writer (the export then reads what it needs of the build beside it).
+    compressed already, and zstd would spend time to gain nothing.
     """
     check_split_name(split)
     folder = Path(folder)
@@ -277,9 +313,6 @@ def write_split(
                 sink = open(path, "wb")  # noqa: SIM115 - closed below, after the writer
                 writer = _writer(sink, arrow_schema, stored)
                 written.append((path, 0))
-            if writing is not None:  # the first row group
-                writing()
-                writing = None
             writer.write_table(_as(group, arrow_schema), row_group_size=group.num_rows)
             rows += group.num_rows
             groups += 1

@@ -48,19 +48,16 @@ class CardStats:
     def observe(self, split: str, batch: pa.RecordBatch | pa.Table) -> None:
         """Count the rows of ``batch``, all of split ``split``."""
         names = set(batch.schema.names)
+        counted: dict[str, dict[Any, int]] = {}
         for column, _, _, rounded in DISTRIBUTIONS:
             if column in names:
-                values = batch.column(column)
-                if rounded:  # DuckDB's round(x)::INTEGER::VARCHAR: halves away from zero
-                    rounded_values = pc.round(values, round_mode="half_towards_infinity")
-                    values = rounded_values.cast(pa.int64()).cast(pa.string())
-                _count(self.values.setdefault(column, Counter()), values)
+                counted[column] = _value_counts(batch.column(column), rounded=rounded)
+                self.values.setdefault(column, Counter()).update(counted[column])
         if "n_words" in names:
-            _count(self.words, batch.column("n_words").drop_null())
+            self.words.update(_value_counts(batch.column("n_words").drop_null()))
         license = next((c for c in LICENSE_COLUMNS if c in names), None)
-        if license is not None:
-            found: Counter[str | None] = Counter()
-            _count(found, batch.column(license))
+        if license is not None:  # a distribution column too: counted above
+            found = counted.get(license) or _value_counts(batch.column(license))
             for value, n in found.items():
                 self.licenses[(split, UNKNOWN_LICENSE if value is None else value)] += n
 
@@ -107,9 +104,16 @@ class CardStats:
         return [(split, license, n) for (split, license), n in items]
 
 
-def _count(counter: Counter[Any], values: pa.Array | pa.ChunkedArray) -> None:
-    for item in pc.value_counts(values).to_pylist():
-        counter[item["values"]] += item["counts"]
+def _value_counts(values: pa.Array | pa.ChunkedArray, *, rounded: bool = False) -> dict[Any, int]:
+    """The rows of each value (``None``: nulls); ``rounded``: of each value rounded as DuckDB's
+    ``round(x)::INTEGER::VARCHAR`` (halves away from zero), counted as integers and named after."""
+    if rounded:
+        values = pc.round(values, round_mode="half_towards_infinity").cast(pa.int64())
+    counts = pc.value_counts(values)
+    found = counts.field("values").to_pylist()
+    if rounded:
+        found = [None if value is None else str(value) for value in found]
+    return dict(zip(found, counts.field("counts").to_pylist(), strict=True))
 
 
 def _nth(histogram: Counter[int], index: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pmcurate import schema
-from pmcurate.export import jsontext
+from pmcurate.export import exporter, jsontext
 from pmcurate.export.exporter import BuildFacts, InThisProcess, Lent, _annotators, _config_and_format
+from pmcurate.export.steps import ExportConfig
 
 
 def test_the_builds_facts_take_their_places_in_the_config_provenance() -> None:
@@ -109,3 +111,28 @@ def test_what_the_driver_lends_a_task_stays_in_its_process() -> None:
     lent = InThisProcess(Lent(None, None, lambda: None))
     assert lent.value is not None
     assert pickle.loads(pickle.dumps(lent)).value is None
+
+
+def test_what_finish_reads_of_the_build_waits_until_the_task_in_this_process_read_its_rows(
+    build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: list[int] = []
+    seen_by_reads: list[int] = []
+    batches, facts = exporter._split_batches, BuildFacts.of
+
+    def counted(*args: object) -> Iterator[pa.RecordBatch]:
+        for batch in batches(*args):  # type: ignore[arg-type]
+            taken.append(batch.num_rows)
+            yield batch
+
+    def read(plan: exporter.ExportPlan) -> BuildFacts:
+        seen_by_reads.append(sum(taken))
+        return facts(plan)
+
+    monkeypatch.setattr(exporter, "_split_batches", counted)
+    monkeypatch.setattr(BuildFacts, "of", read)
+    monkeypatch.setattr(exporter, "FIRST_BATCH_ROWS", 4)
+    monkeypatch.setattr(exporter, "BATCH_ROWS", 8)
+    config = ExportConfig(out=tmp_path, preset="biomed-enriched", row_group_size=2_000)
+    result = exporter.export(build, config, progress=False, workers=1)
+    assert seen_by_reads == [result.rows] and len(taken) > 4

@@ -181,6 +181,45 @@ def test_row_sizes_of_a_sliced_list_count_its_own_values_and_none_under_a_null()
     assert parquet.row_sizes(table.slice(1)).tolist() == [(3 + 4) + 4 + (8 * 2 + 4), 4 + 4, (6 + 4) + (0 + 4)]
 
 
+def test_row_sizes_count_no_bytes_for_a_null_string_whose_offsets_span_some() -> None:
+    offsets = pa.py_buffer(np.array([0, 2, 5, 6, 9], np.int32).tobytes())
+    valid = pa.py_buffer(np.packbits([1, 0, 1, 1], bitorder="little").tobytes())
+    strings = pa.StringArray.from_buffers(4, offsets, pa.py_buffer(b"abcdefghi"), valid)
+    assert parquet.row_sizes(pa.table({"s": strings})).tolist() == [2 + 4, 4, 1 + 4, 3 + 4]
+    assert parquet.row_sizes(pa.table({"s": strings.slice(1)})).tolist() == [4, 1 + 4, 3 + 4]
+
+
+def test_row_sizes_of_lists_of_numbers_count_their_width_and_none_under_a_null() -> None:
+    values = pa.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    offsets = pa.array([0, 1, 3, 6, 6, 9, 9, 9, 9, 9], pa.int32())
+    mask = pa.array([False, False, True, False, False, False, False, False, False])
+    lists = pa.ListArray.from_arrays(offsets, values, mask=mask)  # the null spans 3 values
+    table = pa.table({"scores": lists, "flags": pa.array([[True]] * 9, pa.list_(pa.bool_()))})
+    expected = [8 + 4, 16 + 4, 0 + 4, 0 + 4, 24 + 4, 4, 4, 4, 4]
+    assert parquet.row_sizes(table).tolist() == [size + 1 + 4 for size in expected]
+    assert parquet.row_sizes(table.slice(2)).tolist() == [size + 1 + 4 for size in expected[2:]]
+
+
+def test_the_leaf_paths_of_a_schema_are_found_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[pa.Table] = []
+    write_table = pq.write_table
+
+    def counted(table: pa.Table, *args: object, **kwargs: object) -> None:
+        written.append(table)
+        write_table(table, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pq, "write_table", counted)
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    arrow_schema = pa.schema([("image", image), ("mentions", pa.list_(pa.string()))], metadata={"a": "1"})
+    paths = ("image.bytes", "image.path", "mentions.list.element")
+    assert (
+        parquet.leaf_paths(arrow_schema)
+        == parquet.leaf_paths(arrow_schema.remove_metadata().with_metadata({"a": "1"}))
+        == paths
+    )
+    assert len(written) == 1
+
+
 def test_license_splits_hold_the_right_licenses(build: Path, tmp_path: Path) -> None:
     export(build, ExportConfig(out=tmp_path), progress=False)
     con = duckdb.connect()

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -15,7 +20,7 @@ import pytest
 
 from pmcurate import schema
 from pmcurate.build import create_view
-from pmcurate.export import exporter
+from pmcurate.export import exporter, presets
 from pmcurate.export.exporter import (
     ArrowRows,
     ExportError,
@@ -27,6 +32,7 @@ from pmcurate.export.exporter import (
     normalized_schema,
 )
 from pmcurate.export.presets import (
+    PRESETS,
     Derived,
     KeyChecked,
     PresetError,
@@ -35,6 +41,7 @@ from pmcurate.export.presets import (
     gather,
     get_preset,
     preset_columns,
+    score_list,
     sort_indices,
 )
 from pmcurate.export.steps import ExportConfig
@@ -194,6 +201,28 @@ def test_biomed_enriched_arrow_rows_are_the_sql_rows(build: Path) -> None:
     assert arrow_rows(build, "biomed-enriched", source).equals(sql_rows(build, "biomed-enriched", source))
 
 
+def test_biomed_enriched_paragraphs_are_put_in_order_while_the_articles_are_read(
+    build: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ordered, seen = threading.Event(), []
+    articles_of, sort = presets._articles_of, presets.sort_indices
+
+    def articles_waiting_for_the_order(read: Any) -> pa.Table:
+        seen.append(ordered.wait(timeout=2))
+        return articles_of(read)
+
+    def sorted_then_told(*args: Any) -> pa.Array:
+        indices = sort(*args)
+        ordered.set()
+        return indices
+
+    monkeypatch.setattr(presets, "_articles_of", articles_waiting_for_the_order)
+    monkeypatch.setattr(presets, "sort_indices", sorted_then_told)
+    source = Source(has_labels=True, has_paragraphs=True, subset=None)
+    assert arrow_rows(build, "biomed-enriched", source).equals(sql_rows(build, "biomed-enriched", source))
+    assert seen == [True]
+
+
 def test_biomed_enriched_arrow_rows_are_the_sql_rows_where_labels_and_articles_lack(
     build: Path, tmp_path: Path
 ) -> None:
@@ -212,6 +241,19 @@ def test_biomed_enriched_arrow_rows_are_the_sql_rows_where_labels_and_articles_l
     rows = arrow_rows(path, "biomed-enriched", source)
     assert rows["domain_scores"].null_count > rows["domain"].null_count > 0 and rows["authors"].null_count > 0
     assert rows.equals(sql_rows(path, "biomed-enriched", source))
+
+
+def test_score_lists_keep_a_missing_score_of_a_row_with_scores_null() -> None:
+    fields = [pa.field("b", pa.float32()), pa.field("a", pa.float32())]
+    scores = pa.StructArray.from_arrays(
+        [pa.array([1.0, 2.0, None], pa.float32()), pa.array([3.0, None, 5.0], pa.float32())],
+        fields=fields,
+        mask=pa.array([False, True, False]),
+    )
+    lists = score_list(pa.chunked_array([scores.slice(0, 1), scores.slice(1)]), ("a", "b"))
+    assert lists.to_pylist() == [[3.0, 1.0], None, [5.0, None]]
+    whole = score_list(pa.chunked_array([scores.slice(0, 1)]), ("a", "b"))
+    assert whole.to_pylist() == [[3.0, 1.0]] and whole.type == pa.list_(pa.float64())
 
 
 @pytest.mark.parametrize("order", [[3000, *range(3000)], list(range(2999, -1, -1)), []])
@@ -302,7 +344,7 @@ def test_late_rows_decode_a_shard_only_as_far_as_the_rows_asked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_numbered_paragraphs(tmp_path, 1, 12)
-    monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
+    monkeypatch.setattr(exporter, "FIRST_BATCH_ROWS", 4)
     late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(12), pa.int64()))
     assert late.table(0, 3)["text"].to_pylist() == ["text 0", "text 1", "text 2"]
     assert late._shards[0]._rows == 4
@@ -509,14 +551,44 @@ def test_an_export_on_one_worker_loads_its_rows_once(
     assert result.rows == read(tmp_path / "one" / "data").height == paragraphs
 
 
-def test_late_rows_decode_their_first_shard_from_a_smaller_first_batch_on(
+def test_an_export_computes_its_rows_once_and_its_features_from_them(
+    build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preset = get_preset("biomed-enriched")
+    assert preset.rows_arrow is not None
+    computed: list[int] = []
+
+    def counted(read: Any, source: Source) -> Any:
+        rows = preset.rows_arrow(read, source)  # type: ignore[misc]
+        computed.append(rows.num_rows)
+        return rows
+
+    monkeypatch.setitem(PRESETS._entries, preset.name, replace(preset, rows_arrow=counted))
+    result = export(build, ExportConfig(out=tmp_path, preset="biomed-enriched"), progress=False)
+    assert computed == [result.rows]
+    shard = pq.read_schema(next((tmp_path / "data").iterdir()))
+    features = json.loads(shard.metadata[b"huggingface"])["info"]["features"]
+    assert result.provenance["features"] == features
+
+
+def test_late_rows_decode_each_row_of_their_shards_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_numbered_paragraphs(tmp_path, 2, 12)
     monkeypatch.setattr(exporter, "BATCH_ROWS", 4)
     monkeypatch.setattr(exporter, "FIRST_BATCH_ROWS", 2)
+    decoded: list[int] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def counted(self: pq.ParquetFile, *args: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        for batch in iter_batches(self, *args, **kwargs):
+            decoded.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counted)
     whole = _ColumnReader(tmp_path)("paragraphs", ["text"])
     late = _ColumnReader(tmp_path).late("paragraphs", ["text"], pa.array(range(24), pa.int64()))
     assert late.table(0, 1).equals(whole.slice(0, 1))
     assert late._shards[0]._rows == 2
     assert pa.concat_tables([late.table(1, 5), late.table(6, 18)]).equals(whole.slice(1))
+    assert sum(decoded) == 24

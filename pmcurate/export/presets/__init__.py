@@ -305,13 +305,22 @@ def score_list(scores: pa.ChunkedArray, names: tuple[str, ...]) -> pa.Array:
     """``_score_list``: the struct's fields ``names`` as a list of doubles, null where the struct is."""
     struct = scores.combine_chunks()
     valid = schema.numpy_of(struct.is_valid())
-    columns = [pc.struct_field(struct, [struct.type.get_field_index(n)]).cast(pa.float64()) for n in names]
-    rows = np.flatnonzero(valid)
-    order = (rows[:, None] + len(struct) * np.arange(len(names))[None, :]).ravel()
-    values = pa.concat_arrays(columns).take(pa.array(order, pa.int64()))
+    fields = [struct.field(struct.type.get_field_index(name)) for name in names]
     offsets = np.zeros(len(struct) + 1, dtype=np.int32)
     np.cumsum(valid * len(names), out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array(~valid))
+    return pa.ListArray.from_arrays(pa.array(offsets), _row_major(fields, valid), mask=pa.array(~valid))
+
+
+def _row_major(fields: list[pa.Array], valid: np.ndarray) -> pa.Array:
+    """The values of ``fields`` (as many as ``valid``) in its valid rows, as doubles: each row's
+    fields in turn. Without nulls they are a matrix that NumPy lays out row by row (the export
+    derives every batch's scores beside the writer: Arrow's take of each value costs ~5 times)."""
+    if not any(field.null_count for field in fields):
+        matrix = np.column_stack([schema.numpy_of(field) for field in fields])
+        return pa.array(matrix[valid].ravel().astype(np.float64))
+    rows = np.flatnonzero(valid)
+    order = (rows[:, None] + len(valid) * np.arange(len(fields))[None, :]).ravel()
+    return pa.concat_arrays([field.cast(pa.float64()) for field in fields]).take(pa.array(order, pa.int64()))
 
 
 def author_names(authors: pa.ChunkedArray) -> pa.Array:
@@ -502,9 +511,9 @@ LATE_PARAGRAPH_COLUMNS = ("path", "section_title", "section_type", "n_words", "t
 
 def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
     """``biomed_enriched_sql`` over whole tables, with Arrow. Only what orders and joins the rows is
-    read first (the paragraphs' keys, and the articles in a thread beside: Arrow's reads let go of
-    the GIL); the paragraphs sorted, article columns are
-    derived on their (small) table and joined by index. The other paragraph columns (the text)
+    read first: the paragraphs' keys, read and sorted while a thread beside reads the articles
+    (Arrow's reads let go of the GIL) and derives their columns on their (small) table, joined by
+    index. The other paragraph columns (the text)
     and the label columns are late (``Read.late``): read by row number as the export gathers each
     batch, in the thread beside the writer, so that reading them overlaps writing, and a subset of
     a few percent of the paragraphs (clinical cases) does not decompress the text of all of them.
@@ -512,8 +521,20 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
     row numbers, without a join, their keys checked as each range is read (``KeyChecked``)."""
     with ThreadPoolExecutor(1) as pool:
         articles_read = pool.submit(_articles_of, read)
-        p = read("paragraphs", ("paragraph_id", "article_id", "ordinal"))
+        p, late = _ordered_paragraphs(read, source)
         articles = articles_read.result()
+    joined = (
+        articles.drop_columns(["article_id"]),
+        pc.index_in(p["article_id"], value_set=articles["article_id"]).combine_chunks(),
+    )
+    columns = BIOMED_ENRICHED_COLUMNS + ((("repeat", "repeat"),) if source.subset else ())
+    return JoinedRows(p.drop_columns([ROW]), (joined,), columns, late)
+
+
+def _ordered_paragraphs(read: Read, source: Source) -> tuple[pa.Table, tuple[LateRows, ...]]:
+    """The paragraphs' keys in ``biomed_enriched_sql``'s order, and their late paragraph and label
+    columns: what ``biomed_enriched_arrow`` does beside the articles' read."""
+    p = read("paragraphs", ("paragraph_id", "article_id", "ordinal"))
     aligned = read.rows("labels") == p.num_rows  # guessed: checked range by range (KeyChecked)
     p = p.append_column(ROW, pa.array(np.arange(p.num_rows, dtype=np.int64)))
     keys = ["article_id", "ordinal", "paragraph_id"]
@@ -533,16 +554,8 @@ def biomed_enriched_arrow(read: Read, source: Source) -> JoinedRows:
         )
     else:
         labels = read.late("labels", BIOMED_LABEL_COLUMNS, _label_rows(read, paragraph_ids))
-    late = (
-        read.late("paragraphs", LATE_PARAGRAPH_COLUMNS, rows),
-        Derived(labels, _label_columns_of),
-    )
-    joined = (
-        articles.drop_columns(["article_id"]),
-        pc.index_in(p["article_id"], value_set=articles["article_id"]).combine_chunks(),
-    )
-    columns = BIOMED_ENRICHED_COLUMNS + ((("repeat", "repeat"),) if source.subset else ())
-    return JoinedRows(p.drop_columns([ROW]), (joined,), columns, late)
+    late = (read.late("paragraphs", LATE_PARAGRAPH_COLUMNS, rows), Derived(labels, _label_columns_of))
+    return p, late
 
 
 def _label_rows(read: Read, paragraph_ids: pa.Array) -> pa.Array:
