@@ -592,3 +592,16 @@ def test_late_rows_decode_each_row_of_their_shards_once(
     assert late._shards[0]._rows == 2
     assert pa.concat_tables([late.table(1, 5), late.table(6, 18)]).equals(whole.slice(1))
     assert sum(decoded) == 24
+
+
+@pytest.mark.parametrize("narrowed", [0, 10**9], ids=["always narrowed", "never narrowed"])
+@pytest.mark.parametrize("selected", [["p3", "p9", "p3", "nope"], [f"p{i}" for i in range(10)] + ["p2"]])
+def test_a_selection_joins_the_same_rows_narrowed_or_not(
+    selected: list[str], narrowed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presets, "NARROWED_SELECTION", narrowed)
+    table = pa.table({"paragraph_id": [f"p{i}" for i in range(10)], "n": list(range(10))})
+    selection = pa.table({"paragraph_id": selected, "repeat": list(range(len(selected)))})
+    expected = [(pid, int(pid[1:]), r) for r, pid in enumerate(selected) if pid != "nope"]
+    found = presets.select(table, selection, "paragraph_id")
+    assert list(zip(*found.to_pydict().values(), strict=True)) == expected

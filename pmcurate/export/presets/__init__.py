@@ -283,9 +283,19 @@ def _in_order(before: pa.Table, after: pa.Table, keys: Sequence[str], *, strict:
     return found if strict else found | tied
 
 
+NARROWED_SELECTION = 4
+"""A selection of fewer rows than a table's ÷ this is looked up among the table's rows it names."""
+
+
 def select(table: pa.Table, selection: pa.Table, key: str) -> pa.Table:
     """``FROM selection s JOIN table ON key``: a row of ``table`` per selected key (upsampled
-    copies included) with its ``repeat``; keys without a row are left out."""
+    copies included) with its ``repeat``; keys without a row are left out.
+
+    A small selection (a subset of a few percent: ``NARROWED_SELECTION``) first narrows the table
+    to the rows it names, found by hashing the selection's keys, not the table's (building a hash
+    table of every paragraph id cost ~50 ms at 10,000 articles, for 106 selected rows)."""
+    if selection.num_rows * NARROWED_SELECTION < table.num_rows:
+        table = table.filter(pc.is_in(table.column(key), value_set=selection.column(key)))
     found = pc.index_in(selection.column(key), value_set=table.column(key))
     kept = pc.is_valid(found)
     return table.take(found.filter(kept)).append_column("repeat", selection.column("repeat").filter(kept))
