@@ -372,11 +372,11 @@ def fit_many(
 
     Each model is still trained on one thread from its own seeded file: the same model, byte for
     byte, as one fitted alone (fastText releases the GIL while it trains). The longest jobs start
-    first (``work``): the grid's last settings are its longest (30 epochs, bigrams, balanced
+    first (``fit_cost``): the grid's last settings are its longest (30 epochs, bigrams, balanced
     classes: 5× the first), and started last they left one thread training alone at the end.
     """
     threads = threads or min(MAX_FIT_THREADS, len(os.sched_getaffinity(0)))
-    order = sorted(range(len(jobs)), key=lambda i: work(jobs[i]), reverse=True)
+    order = sorted(range(len(jobs)), key=lambda i: fit_cost(jobs[i]), reverse=True)
     calls = [
         functools.partial(_fit_one, jobs[i], then, dim=dim, vectors=vectors, workdir=workdir, seed=seed)
         for i in order
@@ -385,7 +385,7 @@ def fit_many(
     return [results[i] for i in range(len(jobs))]
 
 
-def work(job: FitJob) -> int:
+def fit_cost(job: FitJob) -> int:
     """A fit's length, in relative units: the tokens it learns, as lines × epochs (lines once
     oversampled), twice with bigrams."""
     sizes = Counter(job.labels).values()

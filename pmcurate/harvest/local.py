@@ -179,9 +179,8 @@ def harvest_local(
     )
     step = LocalHarvest(config)
     step.all_tasks()  # the inputs checked here: a HarvestInputError stays one
-    executor = LocalExecutor(
-        workers, preload=WORKER_PRELOAD
-    )  # without pandas (schema.pyarrow_without_pandas)
+    # without pandas: a harvest's tasks only convert (schema.pyarrow_without_pandas)
+    executor = LocalExecutor(workers, preload=WORKER_PRELOAD)
     try:
         run_step(step, Build.open(Path(out), progress=progress), executor)
     finally:

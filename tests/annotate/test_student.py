@@ -334,9 +334,9 @@ def test_fit_many_starts_the_longest_fits_first_and_answers_in_the_order_of_the_
     assert found == [1, 3, 2]
 
 
-def test_the_work_of_a_fit_counts_oversampled_lines_epochs_and_bigrams() -> None:
+def test_the_cost_of_a_fit_counts_oversampled_lines_epochs_and_bigrams() -> None:
     labels = ["a"] * 6 + ["b"] * 2
     plain = student.FitJob([""] * 8, labels, student.Params(epoch=10, word_ngrams=1, balance=0.0))
     balanced = plain._replace(params=student.Params(epoch=10, word_ngrams=2, balance=1.0))
-    assert student.work(plain) == 8 * 10
-    assert student.work(balanced) == 12 * 10 * 2
+    assert student.fit_cost(plain) == 8 * 10
+    assert student.fit_cost(balanced) == 12 * 10 * 2
