@@ -292,12 +292,16 @@ def test_default_student_is_one_joint_model_for_the_three_labels(
     assert labels["educational_score"].is_between(1, 5).all()
 
 
+def _joint_lines(dev_labels: pl.DataFrame) -> tuple[list[str], list[str]]:
+    """The dev labels' model inputs and joint labels, as the students learn them."""
+    teacher = student.prepared_teacher(dev_labels)
+    return student.model_input(teacher, context=True).to_list(), student.task_labels(teacher, student.JOINT)
+
+
 def test_models_fitted_side_by_side_are_the_models_fitted_one_by_one(
     dev_labels: pl.DataFrame, tmp_path: Path
 ) -> None:
-    teacher = student.prepared_teacher(dev_labels)
-    texts = student.model_input(teacher, context=True).to_list()
-    labels = student.task_labels(teacher, student.JOINT)
+    texts, labels = _joint_lines(dev_labels)
     grid = (student.Params(epoch=5, word_ngrams=2), student.Params(epoch=5, balance=0.0), SMALL_GRID[0])
     fit_args = {"dim": 10, "vectors": None, "workdir": tmp_path, "seed": 3}
 
@@ -314,9 +318,7 @@ def test_models_fitted_side_by_side_are_the_models_fitted_one_by_one(
 def test_fit_many_starts_the_longest_fits_first_and_answers_in_the_order_of_the_jobs(
     dev_labels: pl.DataFrame, tmp_path: Path
 ) -> None:
-    teacher = student.prepared_teacher(dev_labels)
-    texts = student.model_input(teacher, context=True).to_list()
-    labels = student.task_labels(teacher, student.JOINT)
+    texts, labels = _joint_lines(dev_labels)
     grid = (
         student.Params(epoch=1, balance=0.0),
         student.Params(epoch=3, word_ngrams=2, balance=1.0),
