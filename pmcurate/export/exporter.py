@@ -637,10 +637,8 @@ def license_group(licenses: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunked
     """``license_group_sql`` with Arrow: ``commercial``, ``noncommercial`` or ``other``."""
     commercial = pc.is_in(licenses, pa.array(sorted(schema.COMMERCIAL_LICENSES), pa.string()))
     noncommercial = pc.is_in(licenses, pa.array(sorted(schema.NONCOMMERCIAL_LICENSES), pa.string()))
-    group = schema.string
-    return pc.if_else(
-        commercial, group("commercial"), pc.if_else(noncommercial, group("noncommercial"), group("other"))
-    )
+    other = pc.if_else(noncommercial, schema.string("noncommercial"), schema.string("other"))
+    return pc.if_else(commercial, schema.string("commercial"), other)
 
 
 class _Shards:

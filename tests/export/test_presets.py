@@ -446,17 +446,20 @@ def labels_rewritten(build: Path, tmp_path: Path, order: list[int] | None) -> Pa
     return path
 
 
-def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]]]:
-    """The whole columns read (not their empty schemas, not late rows)."""
+def count_reads(
+    monkeypatch: pytest.MonkeyPatch, method: str = "__call__"
+) -> list[tuple[str, tuple[str, ...]]]:
+    """The whole columns read through ``_ColumnReader.<method>`` (``_read``: those read from the
+    shards, not served from the plan's reads), not their empty schemas, not late rows."""
     reads: list[tuple[str, tuple[str, ...]]] = []
-    call = _ColumnReader.__call__
+    call = getattr(_ColumnReader, method)
 
     def counted(self: _ColumnReader, name: str, columns: tuple[str, ...]) -> pa.Table:
         if not self.empty:
             reads.append((name, tuple(columns)))
         return call(self, name, columns)
 
-    monkeypatch.setattr(_ColumnReader, "__call__", counted)
+    monkeypatch.setattr(_ColumnReader, method, counted)
     return reads
 
 
@@ -505,15 +508,7 @@ def test_an_empty_range_of_labels_row_for_row_keeps_them_read_by_row_number(
 def test_the_columns_a_plan_read_serve_the_rows_of_its_task_in_its_process(
     build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads: list[tuple[str, tuple[str, ...]]] = []
-    read = _ColumnReader._read
-
-    def counted(self: _ColumnReader, name: str, columns: tuple[str, ...]) -> pa.Table:
-        if not self.empty:
-            reads.append((name, tuple(columns)))
-        return read(self, name, columns)
-
-    monkeypatch.setattr(_ColumnReader, "_read", counted)
+    reads = count_reads(monkeypatch, "_read")
     plan = exporter.make_plan(
         build, ExportConfig(out=tmp_path / "out", preset="biomed-enriched"), progress=False
     )

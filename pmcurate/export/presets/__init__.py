@@ -292,8 +292,9 @@ def select(table: pa.Table, selection: pa.Table, key: str) -> pa.Table:
     copies included) with its ``repeat``; keys without a row are left out.
 
     A small selection (a subset of a few percent: ``NARROWED_SELECTION``) first narrows the table
-    to the rows it names, found by hashing the selection's keys, not the table's (building a hash
-    table of every paragraph id cost ~50 ms at 10,000 articles, for 106 selected rows)."""
+    to the rows it names, found by hashing the selection's keys, not the table's (a hash table of
+    every paragraph id, for 106 selected rows: a subset's export at 10,000 articles went 0.19–0.20
+    → 0.12–0.15 s without it)."""
     if selection.num_rows * NARROWED_SELECTION < table.num_rows:
         table = table.filter(pc.is_in(table.column(key), value_set=selection.column(key)))
     found = pc.index_in(selection.column(key), value_set=table.column(key))
