@@ -449,12 +449,16 @@ def test_a_build_that_stops_after_the_harvest_imports_neither_duckdb_nor_polars(
     assert done.stdout.splitlines()[-1] == "[]"
 
 
-def test_a_whole_build_never_imports_pandas(tmp_path: Path) -> None:
-    """pyarrow imports pandas (~0.14 CPU-s) to convert, to read datasets and for ``to_numpy``;
-    a build needs none of it (``schema.pyarrow_datasets_without_pandas``, ``schema.numpy_of``)."""
+def test_a_whole_build_imports_neither_pandas_nor_the_hub_client(tmp_path: Path) -> None:
+    """pyarrow imports pandas (~0.14 CPU-s) to convert, to read datasets and for ``to_numpy``, and
+    ``huggingface_hub.repocard`` imports the Hub client (~0.15 CPU-s); a build needs neither
+    (``schema.pyarrow_datasets_without_pandas``, ``schema.numpy_of``; the card's ``DatasetCardData``
+    alone: ``card.import_hub_card``)."""
     demo = resources.files("pmcurate") / "data" / "demo.toml"
-    report = "import atexit, sys\natexit.register(lambda: print('pandas' in sys.modules))"
+    unwanted = {"pandas", "huggingface_hub.hf_api"}
+    report = f"import atexit, sys\natexit.register(lambda: print(sorted({unwanted!r} & set(sys.modules))))"
     build = ("build", str(demo), "--out", str(tmp_path / "build"), "--workers", "1")
     done = _command(*build, before=report, env={**os.environ, "PMCURATE_CACHE": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "False"
+    assert (tmp_path / "build" / "dataset" / "README.md").exists()  # the card was written
+    assert done.stdout.splitlines()[-1] == "[]"
