@@ -38,13 +38,13 @@ The apply and export rows run on the folder of the last whole build.
 
 Then the floors (``floor_rows``, for information): what the same rows would read if pmcurate did
 nothing but the work no build can skip, each part measured above or here: read and hash each input
-(its sha256 is the articles' ``content_sha256`` and the build's record of its inputs), parse it,
-start the command and its workers (the CPU of a harvest of ``STARTUP_ARTICLES`` articles less their
-reading, hashing and parsing), pyarrow writing the harvest's tables (the harvest's own shards
-written again), fastText ``predict`` of every paragraph, and, for a build that trains
-its students, the training (the CPU between the two whole builds). A whole build's floor is that
-CPU spread on the W cores with none ever idle. A target above its floor cannot be met by making
-pmcurate faster.
+(its sha256 is the articles' ``content_sha256`` and the build's record of its inputs), parse it
+(on W processes at once, as the build's workers do: ``parse_at_once``), start the command and its
+workers (the CPU of a harvest of ``STARTUP_ARTICLES`` articles less their reading, hashing and
+parsing), pyarrow writing the harvest's tables (the harvest's own shards written again), fastText
+``predict`` of every paragraph, and, for a build that trains its students, the training (the CPU
+between the two whole builds). A whole build's floor is that CPU spread on the W cores with none
+ever idle. A target above its floor cannot be met by making pmcurate faster.
 
     .venv/bin/python bench/throughput.py                          # 2,000 articles, ~10 min on 2 busy cores
     .venv/bin/python bench/throughput.py --articles 2000 10000
@@ -68,6 +68,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pyarrow as pa
@@ -116,6 +117,8 @@ class Figures:
     workers: int
     parse: float | None = None
     """CPU seconds of ``jats.parse`` per article."""
+    at_once: float | None = None
+    """How many times ``parse``'s CPU an article takes when ``workers`` processes parse at once."""
     read_and_hash: float | None = None
     """CPU seconds per article to read an input file and take its sha256."""
     write: float | None = None
@@ -223,6 +226,52 @@ def read_and_hash_cpu(files: list[Path], runs: int) -> float:
             hashlib.sha256(path.read_bytes()).hexdigest()
 
     return best_of(runs, read_and_hash, time.process_time) / len(files)
+
+
+AT_ONCE_ARTICLES = 1000
+"""The articles each process of ``parse_at_once`` holds and parses (their CPU per article is what
+counts, and each process holds them all)."""
+
+_DOCUMENTS: list[tuple[str, bytes]] = []
+"""In each process of ``parse_at_once``: its articles, in memory."""
+_AT_ONCE: list[Barrier] = []
+"""In each process of ``parse_at_once``: where its parses start together."""
+
+
+def _hold_documents(files: list[Path], barrier: Barrier) -> None:
+    _DOCUMENTS.extend((str(path), path.read_bytes()) for path in files)
+    _AT_ONCE.append(barrier)
+
+
+def _parse_held(together: bool) -> float:
+    """CPU seconds of ``jats.parse`` of the held articles, after the other processes are ready to
+    parse theirs (``together``)."""
+    gc.collect()
+    if together:
+        _AT_ONCE[0].wait()
+    started = time.process_time()
+    for uri, data in _DOCUMENTS:
+        jats.parse(data, source_uri=uri)
+    return time.process_time() - started
+
+
+def parse_at_once(files: list[Path], workers: int, runs: int) -> float:
+    """How many times the CPU of parsing an article alone it takes when ``workers`` processes parse at
+    once, as a harvest's workers do: they share the cores' caches and the memory (on this host two
+    at once each take ~5% more). Both in processes of their own, on the same articles, interleaved,
+    best of ``runs`` each (the mean of the processes' CPU for those at once)."""
+    spawn = multiprocessing.get_context("spawn")
+    sample = files[:AT_ONCE_ARTICLES]
+    barrier = spawn.Barrier(workers)
+    with ProcessPoolExecutor(
+        workers, mp_context=spawn, initializer=_hold_documents, initargs=(sample, barrier)
+    ) as pool:
+        alone = together = float("inf")
+        for _ in range(runs):
+            alone = min(alone, pool.submit(_parse_held, False).result())
+            at_once = [pool.submit(_parse_held, True) for _ in range(workers)]  # one a process: they wait
+            together = min(together, sum(future.result() for future in at_once) / workers)
+    return together / alone
 
 
 def startup_cpu(work: Path, workers: int, runs: int, per_article: float) -> float:
@@ -506,12 +555,14 @@ def floor_rows(figures: Figures) -> list[Row]:
     no build can skip (module docstring), from the parts the other rows measured."""
     n, workers = figures.articles, figures.workers
     rows = []
-    if figures.parse and None not in (figures.read_and_hash, figures.write, figures.startup):
-        assert figures.read_and_hash and figures.write and figures.startup
-        per_article = figures.parse + figures.read_and_hash + figures.write + figures.startup / n
+    if figures.parse and None not in (figures.at_once, figures.read_and_hash, figures.write, figures.startup):
+        assert figures.at_once and figures.read_and_hash and figures.write and figures.startup
+        parse = figures.parse * figures.at_once
+        per_article = parse + figures.read_and_hash + figures.write + figures.startup / n
         rows.append(
             Row(
-                f"floor of the harvest: parse + read and sha256 ({figures.read_and_hash * 1e3:.3f} ms) "
+                f"floor of the harvest: parse on {workers} cores at once (×{figures.at_once:.3f}) "
+                f"+ read and sha256 ({figures.read_and_hash * 1e3:.3f} ms) "
                 f"+ pyarrow writing its tables ({figures.write * 1e3:.3f} ms) "
                 f"+ start-up ({figures.startup:.2f} CPU-s ÷ {n:,})",
                 f"{per_article * 1e3:.2f} ms CPU/article",
@@ -521,12 +572,13 @@ def floor_rows(figures: Figures) -> list[Row]:
                 None,
             )
         )
-    parts = (figures.parse, figures.read_and_hash, figures.write, figures.startup, figures.predict)
-    if None in (*parts, figures.pubmed_parser):
+    parts = (figures.parse, figures.at_once, figures.read_and_hash, figures.write, figures.startup)
+    if None in (*parts, figures.predict, figures.pubmed_parser):
         return rows
-    assert figures.parse and figures.read_and_hash and figures.write and figures.startup
+    assert figures.parse and figures.at_once and figures.read_and_hash and figures.write and figures.startup
     assert figures.predict and figures.pubmed_parser
-    base = n * (figures.parse + figures.read_and_hash + figures.write) + figures.startup + figures.predict
+    parse = figures.parse * figures.at_once
+    base = n * (parse + figures.read_and_hash + figures.write) + figures.startup + figures.predict
     trainings = [("students trained before", 0.0)]
     if figures.training is not None:
         trainings.append((f"students trained: + {figures.training:.2f} CPU-s", figures.training))
@@ -578,6 +630,7 @@ def measure(n: int, args: argparse.Namespace) -> list[Row]:
         rows.append(row)
         print(f"  {row.stage}: {row.ratio:.2f}", flush=True)
         figures.read_and_hash = read_and_hash_cpu(files, args.runs)
+        figures.at_once = parse_at_once(files, args.workers, args.runs)
         per_article = figures.parse + figures.read_and_hash
         figures.startup = startup_cpu(work, args.workers, args.runs, per_article)
     if "harvest" in args.only and figures.parse is not None:
