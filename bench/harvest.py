@@ -9,12 +9,18 @@
    mean rate and the most requests seen in any one-second window (must not exceed the limit).
 3. E-utilities: one efetch per article without an API key; the server answers 429 like NCBI
    above 3 requests/s: it must never have to.
+4. The PMC bucket: ``harvest pmc --all`` of ``--bucket-articles`` article versions (clones of the
+   real fixtures under new PMCIDs) from a local S3 (moto's server, the bucket's layout:
+   ``tests/servers/s3.py``), at the source's defaults (``steps.PmcConfig``) and at the politeness
+   defaults of the other services (8 in flight, 10 requests/s): articles/s of each, and the ratio.
+   moto answers from one Python process, so the first figure is moto's ceiling, not S3's.
 Nothing leaves the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -22,10 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pmcurate.harvest import europepmc, eutils  # noqa: E402
+from pmcurate.harvest import europepmc, eutils, pmc  # noqa: E402
 from pmcurate.harvest.fetch import FetchConfig  # noqa: E402
+from pmcurate.harvest.steps import PmcConfig  # noqa: E402
 from tests.servers.corpus import EuropePmcApp, EutilsApp, corpus  # noqa: E402
 from tests.servers.faulty import FaultyServer  # noqa: E402
+from tests.servers.s3 import ArticleVersion, PmcBucketLoader, start_moto  # noqa: E402
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
@@ -94,6 +102,33 @@ def ncbi_ceiling(n: int) -> bool:
     return ok
 
 
+def bucket_throughput(n: int) -> None:
+    """``harvest pmc --all`` of ``n`` article versions from a local bucket: the source's defaults
+    beside the other services' politeness defaults."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+    server, endpoint = start_moto()
+    try:
+        loader = PmcBucketLoader(endpoint)
+        for pmcid, xml in corpus(n).items():
+            loader.add(ArticleVersion(pmcid, 1, xml))
+        base_url = f"{endpoint}/pmc-oa-opendata"
+        defaults = PmcConfig(all=True, base_url=base_url)
+        polite = PmcConfig(all=True, base_url=base_url, concurrency=8, rate=10.0)
+        rates = []
+        for label, config in (("the source's defaults", defaults), ("8 in flight, 10 requests/s", polite)):
+            with tempfile.TemporaryDirectory() as out:
+                options = config.harvest_options(Path(out))
+                summary = pmc.harvest(options)
+            rates.append(summary.articles / summary.seconds)
+            print(
+                f"pmc bucket, {label} ({options.fetch.concurrency} in flight, {options.fetch.rate:g}/s): "
+                f"{summary.articles} articles in {summary.seconds:.1f} s, {rates[-1]:.1f} articles/s"
+            )
+        print(f"pmc bucket: the source's defaults harvest {rates[0] / rates[1]:.1f}× as fast")
+    finally:
+        server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,11 +137,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.02, help="server delay per answer, seconds")
     parser.add_argument("--rate", type=float, default=20.0, help="rate limit to verify, requests/s")
+    parser.add_argument("--bucket-articles", type=int, default=200, help="article versions in the bucket")
     args = parser.parse_args()
     throughput(args.articles, args.concurrency, args.latency)
     throughput(args.articles, 1, args.latency)
     ok = rate_limit(args.rate, args.concurrency)
     ok &= ncbi_ceiling(10)
+    bucket_throughput(args.bucket_articles)
     return 0 if ok else 1
 
 

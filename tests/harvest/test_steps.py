@@ -95,7 +95,18 @@ def test_a_rejection_becomes_a_quarantine_row_without_the_api_key() -> None:
 def test_a_network_config_fetches_with_the_fetch_defaults() -> None:
     from pmcurate.harvest.fetch import FetchConfig
 
-    assert steps.PmcConfig(all=True).fetch_config() == FetchConfig()
+    assert steps.EuropePmcConfig(query="q").fetch_config() == FetchConfig()
+
+
+def test_the_pmc_bucket_is_harvested_at_the_buckets_defaults(tmp_path: Path) -> None:
+    fetch = steps.PmcConfig(all=True).harvest_options(tmp_path).fetch
+    assert (fetch.concurrency, fetch.rate) == (steps.BUCKET_CONCURRENCY, steps.BUCKET_RATE)
+    assert (steps.BUCKET_CONCURRENCY, steps.BUCKET_RATE) == (32, 500.0)
+
+
+def test_a_rate_and_concurrency_given_for_the_pmc_bucket_win(tmp_path: Path) -> None:
+    fetch = steps.PmcConfig(all=True, concurrency=4, rate=20.0).harvest_options(tmp_path).fetch
+    assert (fetch.concurrency, fetch.rate) == (4, 20.0)
 
 
 def test_eutils_without_a_rate_fetches_at_the_ceiling_it_is_given() -> None:
