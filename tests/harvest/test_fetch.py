@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -195,6 +196,30 @@ def test_raw_file_failing_its_md5_is_fetched_again(server: FaultyServer, tmp_pat
     raw.write("a.xml", b"damaged")
     assert fetch(f"{server.url}/a", raw=raw, key="a.xml", md5=hashlib.md5(BODY).hexdigest()) == BODY
     assert raw.read("a.xml") == BODY
+
+
+def test_a_raw_copy_being_written_holds_up_no_other_request(server: FaultyServer, tmp_path: Path) -> None:
+    """The raw store writes (and fsyncs) beside the event loop: while one object's copy is being
+    written, the fetcher answers the others."""
+    writing, release = threading.Event(), threading.Event()
+
+    class SlowRaw(RawStore):
+        def write(self, key: str, data: bytes) -> Path:
+            if key == "slow.xml":
+                writing.set()
+                assert release.wait(30), "the other request was held up"
+            return super().write(key, data)
+
+    async def go() -> tuple[bytes, bytes]:
+        async with Fetcher(FAST, SlowRaw(tmp_path, "test")) as fetcher:
+            slow = asyncio.create_task(fetcher.get(f"{server.url}/a", key="slow.xml"))
+            assert await asyncio.to_thread(writing.wait, 30)
+            other = await fetcher.get(f"{server.url}/b", key="other.xml")
+            release.set()
+            return other, await slow
+
+    assert asyncio.run(go()) == (BODY, BODY)
+    assert (tmp_path / "raw/test/slow.xml").read_bytes() == BODY
 
 
 def test_raw_keys_cannot_escape_the_raw_folder(tmp_path: Path) -> None:
