@@ -98,10 +98,12 @@ def test_a_network_config_fetches_with_the_fetch_defaults() -> None:
     assert steps.EuropePmcConfig(query="q").fetch_config() == FetchConfig()
 
 
-def test_the_pmc_bucket_is_harvested_at_the_buckets_defaults(tmp_path: Path) -> None:
-    fetch = steps.PmcConfig(all=True).harvest_options(tmp_path).fetch
+def test_the_pmc_bucket_is_harvested_faster_than_the_services_politeness_defaults(tmp_path: Path) -> None:
+    from pmcurate.harvest.fetch import FetchConfig
+
+    fetch, polite = steps.PmcConfig(all=True).harvest_options(tmp_path).fetch, FetchConfig()
     assert (fetch.concurrency, fetch.rate) == (steps.BUCKET_CONCURRENCY, steps.BUCKET_RATE)
-    assert (steps.BUCKET_CONCURRENCY, steps.BUCKET_RATE) == (32, 500.0)
+    assert fetch.concurrency > polite.concurrency and fetch.rate > polite.rate
 
 
 def test_a_rate_and_concurrency_given_for_the_pmc_bucket_win(tmp_path: Path) -> None:
