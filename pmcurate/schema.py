@@ -379,9 +379,11 @@ def numpy_of(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def unpacked_bits(bitmap: pa.Buffer | None, offset: int, length: int) -> np.ndarray:
     """Bits ``offset`` to ``offset + length`` of an Arrow bitmap (booleans, validity: one bit a
-    value, the first the lowest) as NumPy booleans."""
-    if not length or bitmap is None:
-        return np.zeros(length, bool)
+    value, the first the lowest) as NumPy booleans. An empty array may have no bitmap at all; any
+    other has one (a validity bitmap left out means every value is valid: the caller's to say)."""
+    if not length:
+        return np.zeros(0, bool)
+    assert bitmap is not None
     data = np.frombuffer(bitmap, dtype=np.uint8)[offset // 8 : (offset + length + 7) // 8]
     return np.unpackbits(data, bitorder="little")[offset % 8 : offset % 8 + length].astype(bool)
 
